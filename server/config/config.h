@@ -1,0 +1,134 @@
+// The cohortd configuration: what the YAML file (config/cohortd.yaml,
+// documented in place) says, parsed and validated into plain structs.
+//
+// Everything here is public information: schemas, bounds, privacy
+// parameters and token *hashes*. Secrets (the pseudonymisation key, the
+// plaintext tokens) live in files the config only names.
+#ifndef COHORTD_SERVER_CONFIG_CONFIG_H_
+#define COHORTD_SERVER_CONFIG_CONFIG_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cohortd {
+
+enum class Role { kIngest, kAnalyst, kAdmin };
+
+// "ingest", "analyst", "admin".
+absl::string_view RoleName(Role role);
+
+struct Principal {
+  std::string name;
+  Role role = Role::kAnalyst;
+  // SHA-256 of the bearer token; the plaintext token is never configured.
+  std::array<uint8_t, 32> token_sha256{};
+};
+
+struct DimensionSpec {
+  std::string name;
+  // Closed domain: `values` lists every allowed value. Open domain
+  // (e.g. task_topic): any value of at most `max_length` bytes, released
+  // only through DP partition selection.
+  bool open_domain = false;
+  std::vector<std::string> values;
+  int max_length = 0;
+  // Derived by the server rather than pushed; the only one today is
+  // "month" ("YYYY-MM", UTC, from session_start). Pushing a label for a
+  // derived dimension is a rejection.
+  bool derived = false;
+};
+
+struct MeasureSpec {
+  std::string name;
+  // Public clamping bounds: every value is clamped into [lower, upper]
+  // before it is aggregated. lower < upper.
+  double lower = 0;
+  double upper = 0;
+  // Optional hard validity range: a pushed value outside it is rejected
+  // (rather than clamped). When set it contains [lower, upper].
+  std::optional<double> valid_min;
+  std::optional<double> valid_max;
+  // Fixed-point step: values are rounded to a multiple of it before noise
+  // is added, so noise only ever meets integers. > 0.
+  double granularity = 1;
+};
+
+// A budget stated as (epsilon, delta); the ledger keeps it as zCDP.
+struct BudgetSpec {
+  double epsilon = 0;
+  double delta = 0;
+};
+
+struct PrivacySpec {
+  // Minimum number of distinct accounts for a cohort to be released; a
+  // pre-threshold in front of DP partition selection. >= 1.
+  int k = 10;
+  double default_epsilon = 1.0;  // per query when a request says 0
+  double max_epsilon = 2.0;      // per query cap, >= default_epsilon
+  double delta = 1e-7;           // per query, in (0, 1e-3]
+  int max_cohorts_per_account = 4;   // L0 contribution bound, >= 1
+  int max_sessions_per_cohort = 8;   // Linf contribution bound, >= 1
+  BudgetSpec principal_budget;       // per principal per dataset
+  BudgetSpec dataset_budget;         // all principals together
+};
+
+struct DatasetSpec {
+  std::string name;
+  std::string description;
+  std::vector<DimensionSpec> dimensions;  // in configured order
+  std::vector<MeasureSpec> measures;      // in configured order
+  PrivacySpec privacy;
+
+  // Null when there is no such dimension / measure. The returned pointer
+  // borrows from this spec.
+  const DimensionSpec* FindDimension(absl::string_view name) const;
+  const MeasureSpec* FindMeasure(absl::string_view name) const;
+};
+
+struct TlsSpec {
+  bool enabled = false;
+  std::string cert_file;       // PEM server certificate chain
+  std::string key_file;        // PEM private key
+  std::string client_ca_file;  // PEM CA bundle; set => clients may present
+                               // certificates signed by it
+  bool require_client_cert = false;  // mutual TLS; needs client_ca_file
+};
+
+struct Config {
+  std::string listen_address = "127.0.0.1:7443";
+  std::string metrics_address = "127.0.0.1:9464";
+  // Relative paths in the file are resolved against the config file's
+  // folder, so a config works from any working directory.
+  std::string data_dir;
+  // 32 random bytes; created with mode 0600 on first start if absent.
+  std::string pseudonymization_key_file;
+  int max_batch_size = 10000;  // observations per PushRequest
+  TlsSpec tls;
+  std::vector<Principal> principals;
+  std::vector<DatasetSpec> datasets;
+
+  // Null when there is no such dataset. Borrows from this config.
+  const DatasetSpec* FindDataset(absl::string_view name) const;
+};
+
+// Parses and validates a YAML config. `origin` names the text in error
+// messages and `base_dir` resolves relative paths ("" = working directory).
+// Errors: InvalidArgument naming the key path (e.g.
+// "datasets[0].measures[2].bounds") and what is wrong with it.
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text,
+                                   absl::string_view origin,
+                                   absl::string_view base_dir);
+
+// Reads `path` and parses it as above, with base_dir = the file's folder.
+// Errors: NotFound / PermissionDenied when unreadable; as ParseConfig.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_CONFIG_CONFIG_H_

@@ -1,0 +1,79 @@
+// Store: the ordered key-value interface cohortd keeps its durable state
+// behind (session records, and later the budget ledger, releases and the
+// audit log). The RocksDB implementation lives in rocksdb_store.h; an
+// in-memory one in mem_store.h serves tests. Only storage/ includes RocksDB.
+//
+// Key layout is owned by the module that writes each prefix; see
+// storage/keys.h for the registry of prefixes.
+#ifndef COHORTD_SERVER_STORAGE_STORE_H_
+#define COHORTD_SERVER_STORAGE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cohortd {
+
+// A set of puts and deletes applied atomically by Store::Write.
+class WriteBatch {
+ public:
+  struct Op {
+    bool is_delete = false;
+    std::string key;
+    std::string value;
+  };
+  void Put(absl::string_view key, absl::string_view value) {
+    ops_.push_back({false, std::string(key), std::string(value)});
+  }
+  void Delete(absl::string_view key) {
+    ops_.push_back({true, std::string(key), std::string()});
+  }
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  void Clear() { ops_.clear(); }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+struct StoreStats {
+  uint64_t live_data_bytes = 0;      // estimate of bytes on disk
+  uint64_t wal_syncs = 0;            // synced WAL writes since open
+  uint64_t pending_compaction_bytes = 0;
+};
+
+// All methods are thread-safe. Errors: Unavailable when the underlying
+// storage fails (disk full, I/O error, closed); DataLoss on corruption.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The value at `key`, or NotFound.
+  virtual absl::StatusOr<std::string> Get(absl::string_view key) = 0;
+
+  // Applies `batch` atomically. With `sync`, returns only once the batch is
+  // on stable storage (WAL fsync'd): it survives kill -9 and power loss.
+  // Concurrent synced writers are group-committed by the implementation.
+  virtual absl::Status Write(const WriteBatch& batch, bool sync) = 0;
+
+  // Calls `fn(key, value)` for every key starting with `prefix`, in key
+  // order, until it returns false. Sees a consistent snapshot. The views
+  // are valid only during the call.
+  virtual absl::Status Scan(
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view key,
+                               absl::string_view value)>& fn) = 0;
+
+  virtual StoreStats Stats() = 0;
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_STORAGE_STORE_H_
