@@ -1,0 +1,65 @@
+// The registry of key prefixes in the Store, and builders for the keys
+// whose layout storage/ owns. Every durable key starts with one of the
+// prefixes below, so a new module claims its prefix here and nowhere else,
+// and one prefix scan never sees another module's keys.
+//
+// Key components (dataset names, session ids) are client- or
+// config-supplied and may contain any byte, including the '/' separator.
+// They are escaped with EscapeKeyComponent(): '%' becomes "%25" and '/'
+// becomes "%2F", so an escaped component never contains '/'. That keeps
+// keys unambiguous, makes "s/<dataset>/" an exact prefix of that dataset's
+// sessions (dataset "a" never scans dataset "a/b"), and leaves keys
+// readable in `ldb scan` dumps.
+#ifndef COHORTD_SERVER_STORAGE_KEYS_H_
+#define COHORTD_SERVER_STORAGE_KEYS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace cohortd {
+namespace keys {
+
+// Store metadata, owned by storage/.
+inline constexpr absl::string_view kMetaPrefix = "m/";
+// The storage format version, as decimal ASCII. Written when a store is
+// created; an implementation refuses to open a store whose version it does
+// not know, so a later format change can migrate instead of misreading.
+inline constexpr absl::string_view kFormatVersionKey = "m/format_version";
+// The format this build writes and reads.
+inline constexpr int64_t kStorageFormatVersion = 1;
+
+// Session records: "s/<dataset>/<session_id>" -> the merged record
+// (ingest/ owns the value encoding).
+inline constexpr absl::string_view kSessionPrefix = "s/";
+
+// Reserved for the query issue; claimed here so no one else takes them.
+inline constexpr absl::string_view kBudgetLedgerPrefix = "b/";  // DP budget
+inline constexpr absl::string_view kReleasePrefix = "r/";       // releases
+inline constexpr absl::string_view kAuditPrefix = "a/";         // audit log
+inline constexpr absl::string_view kDataVersionPrefix = "v/";   // data versions
+
+// '%' -> "%25", '/' -> "%2F"; every other byte unchanged. Injective, so
+// distinct components give distinct keys.
+std::string EscapeKeyComponent(absl::string_view component);
+
+// Inverse of EscapeKeyComponent. Returns false on input it cannot have
+// produced ('/', or '%' not followed by "25" or "2F").
+bool UnescapeKeyComponent(absl::string_view escaped, std::string* out);
+
+// "s/<escaped dataset>/<escaped session_id>".
+std::string SessionKey(absl::string_view dataset,
+                       absl::string_view session_id);
+
+// "s/<escaped dataset>/": the prefix of exactly that dataset's sessions.
+std::string SessionPrefix(absl::string_view dataset);
+
+// Splits a key built by SessionKey. Returns false for any other key.
+bool ParseSessionKey(absl::string_view key, std::string* dataset,
+                     std::string* session_id);
+
+}  // namespace keys
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_STORAGE_KEYS_H_

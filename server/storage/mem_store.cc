@@ -1,0 +1,58 @@
+#include "server/storage/mem_store.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace cohortd {
+
+absl::StatusOr<std::string> MemStore::Get(absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = data_.find(key);
+  if (it == data_.end()) return absl::NotFoundError(absl::StrCat("no key ", key));
+  return it->second;
+}
+
+absl::Status MemStore::Write(const WriteBatch& batch, bool sync) {
+  absl::MutexLock lock(&mu_);
+  for (const WriteBatch::Op& op : batch.ops()) {
+    if (op.is_delete) {
+      data_.erase(op.key);
+    } else {
+      data_[op.key] = op.value;
+    }
+  }
+  if (sync) ++wal_syncs_;
+  return absl::OkStatus();
+}
+
+absl::Status MemStore::Scan(
+    absl::string_view prefix,
+    const std::function<bool(absl::string_view, absl::string_view)>& fn) {
+  std::vector<std::pair<std::string, std::string>> snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = data_.lower_bound(prefix);
+         it != data_.end() && absl::StartsWith(it->first, prefix); ++it) {
+      snapshot.emplace_back(it->first, it->second);
+    }
+  }
+  for (const auto& [key, value] : snapshot) {
+    if (!fn(key, value)) break;
+  }
+  return absl::OkStatus();
+}
+
+StoreStats MemStore::Stats() {
+  absl::MutexLock lock(&mu_);
+  StoreStats stats;
+  for (const auto& [key, value] : data_) {
+    stats.live_data_bytes += key.size() + value.size();
+  }
+  stats.wal_syncs = wal_syncs_;
+  return stats;
+}
+
+}  // namespace cohortd

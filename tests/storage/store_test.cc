@@ -1,0 +1,273 @@
+// One contract test suite run against both Store implementations, so the
+// in-memory store that other modules' tests use behaves like production.
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/storage/keys.h"
+#include "server/storage/mem_store.h"
+#include "server/storage/rocksdb_store.h"
+#include "server/storage/store.h"
+#include "tests/common/status_matchers.h"
+
+namespace cohortd {
+namespace {
+
+using ::cohortd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+enum class Kind { kMem, kRocksDb };
+
+std::string KindName(const ::testing::TestParamInfo<Kind>& info) {
+  return info.param == Kind::kMem ? "Mem" : "RocksDb";
+}
+
+class StoreTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl + "/db";  // not yet there: Open must create it
+    ASSERT_OK_AND_ASSIGN(store_, Open());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(std::filesystem::path(dir_).parent_path());
+  }
+
+  absl::StatusOr<std::unique_ptr<Store>> Open() {
+    if (GetParam() == Kind::kMem) return std::unique_ptr<Store>(new MemStore);
+    RocksDbStoreOptions options;
+    options.block_cache_bytes = 8 << 20;
+    options.write_buffer_bytes = 4 << 20;
+    return OpenRocksDbStore(dir_, options);
+  }
+
+  // Closes and reopens the store (DurableStoreTest only).
+  void Reopen() {
+    store_.reset();
+    ASSERT_OK_AND_ASSIGN(store_, Open());
+  }
+
+  absl::Status Put(absl::string_view key, absl::string_view value,
+                   bool sync = false) {
+    WriteBatch batch;
+    batch.Put(key, value);
+    return store_->Write(batch, sync);
+  }
+
+  std::vector<std::pair<std::string, std::string>> ScanAll(
+      absl::string_view prefix) {
+    std::vector<std::pair<std::string, std::string>> out;
+    EXPECT_OK(store_->Scan(prefix, [&](absl::string_view k,
+                                       absl::string_view v) {
+      out.emplace_back(std::string(k), std::string(v));
+      return true;
+    }));
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, GetMissingKeyIsNotFound) {
+  EXPECT_THAT(store_->Get("s/nope"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(StoreTest, PutOverwriteDelete) {
+  ASSERT_OK(Put("k", "v1"));
+  EXPECT_EQ(*store_->Get("k"), "v1");
+  ASSERT_OK(Put("k", "v2"));
+  EXPECT_EQ(*store_->Get("k"), "v2");
+  WriteBatch del;
+  del.Delete("k");
+  ASSERT_OK(store_->Write(del, /*sync=*/true));
+  EXPECT_THAT(store_->Get("k"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(StoreTest, BinaryKeysAndValues) {
+  const std::string key("k\0\xff", 3);
+  const std::string value("\0\x01\0", 3);
+  ASSERT_OK(Put(key, value));
+  EXPECT_EQ(*store_->Get(key), value);
+}
+
+TEST_P(StoreTest, ScanRespectsPrefixBoundaries) {
+  for (const char* key : {"a", "a/", "a/1", "a/2", "a0", "b", "`"}) {
+    ASSERT_OK(Put(key, key));
+  }
+  ASSERT_OK(Put("a/\xff", "ff"));
+  EXPECT_THAT(ScanAll("a/"),
+              ElementsAre(Pair("a/", "a/"), Pair("a/1", "a/1"),
+                          Pair("a/2", "a/2"), Pair("a/\xff", "ff")));
+  EXPECT_THAT(ScanAll("a/1"), ElementsAre(Pair("a/1", "a/1")));
+  EXPECT_THAT(ScanAll("a/3"), ElementsAre());
+  EXPECT_THAT(ScanAll("c"), ElementsAre());
+}
+
+TEST_P(StoreTest, ScanPrefixOfAllFfBytesHasNoUpperBound) {
+  ASSERT_OK(Put("\xfe", "before"));
+  ASSERT_OK(Put("\xff", "1"));
+  ASSERT_OK(Put("\xff\xff", "2"));
+  ASSERT_OK(Put("\xff\xff\x01", "3"));
+  EXPECT_THAT(ScanAll("\xff\xff"),
+              ElementsAre(Pair("\xff\xff", "2"), Pair("\xff\xff\x01", "3")));
+  EXPECT_THAT(ScanAll("\xff"), ::testing::SizeIs(3));
+}
+
+TEST_P(StoreTest, ScanStopsWhenCallbackReturnsFalse) {
+  for (int i = 0; i < 5; ++i) ASSERT_OK(Put(absl::StrCat("p/", i), "v"));
+  int calls = 0;
+  ASSERT_OK(store_->Scan("p/", [&](absl::string_view, absl::string_view) {
+    return ++calls < 2;
+  }));
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_P(StoreTest, ScanSeesASnapshot) {
+  ASSERT_OK(Put("p/1", "old"));
+  ASSERT_OK(Put("p/3", "v"));
+  std::vector<std::string> seen;
+  ASSERT_OK(store_->Scan("p/", [&](absl::string_view k, absl::string_view v) {
+    seen.push_back(absl::StrCat(k, "=", v));
+    if (k == "p/1") {
+      // Writes during the scan are not visible to it.
+      EXPECT_OK(Put("p/2", "new"));
+      EXPECT_OK(Put("p/3", "changed"));
+    }
+    return true;
+  }));
+  EXPECT_THAT(seen, ElementsAre("p/1=old", "p/3=v"));
+  EXPECT_EQ(*store_->Get("p/3"), "changed");
+}
+
+TEST_P(StoreTest, BatchAppliesInOrder) {
+  ASSERT_OK(Put("x", "0"));
+  WriteBatch batch;
+  batch.Put("a", "1");
+  batch.Put("b", "2");
+  batch.Delete("a");
+  batch.Delete("x");
+  batch.Put("x", "3");
+  ASSERT_OK(store_->Write(batch, /*sync=*/true));
+  EXPECT_THAT(store_->Get("a"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(*store_->Get("b"), "2");
+  EXPECT_EQ(*store_->Get("x"), "3");
+}
+
+TEST_P(StoreTest, BatchesAreAtomicToConcurrentReaders) {
+  // A writer keeps moving two keys together; a reader must never see them
+  // differ, which it would if a batch were applied in pieces.
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 500; ++i) {
+      WriteBatch batch;
+      batch.Put("pair/x", absl::StrCat(i));
+      batch.Put("pair/y", absl::StrCat(i));
+      EXPECT_OK(store_->Write(batch, /*sync=*/false));
+    }
+    done = true;
+  });
+  int torn = 0;
+  while (!done) {
+    std::map<std::string, std::string> seen;
+    EXPECT_OK(store_->Scan("pair/", [&](absl::string_view k,
+                                        absl::string_view v) {
+      seen[std::string(k)] = std::string(v);
+      return true;
+    }));
+    if (seen["pair/x"] != seen["pair/y"]) ++torn;
+  }
+  writer.join();
+  EXPECT_EQ(torn, 0);
+}
+
+TEST_P(StoreTest, ConcurrentSyncedWritersAllLand) {
+  const uint64_t syncs_before = store_->Stats().wal_syncs;
+  constexpr int kThreads = 4;
+  constexpr int kWrites = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWrites; ++i) {
+        EXPECT_OK(Put(absl::StrCat("c/", t, "/", i), "v", /*sync=*/true));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(ScanAll("c/").size(), kThreads * kWrites);
+  const StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.wal_syncs - syncs_before, kThreads * kWrites);
+  EXPECT_GT(stats.live_data_bytes, 0u);
+}
+
+// Durability, format versions and locking: what only the on-disk store has.
+using DurableStoreTest = StoreTest;
+
+TEST_P(DurableStoreTest, SurvivesReopen) {
+  ASSERT_OK(Put(keys::SessionKey("sessions", "s/1"), "record", true));
+  WriteBatch batch;
+  batch.Put("k2", "v2");
+  batch.Delete(keys::SessionKey("sessions", "gone"));
+  ASSERT_OK(store_->Write(batch, /*sync=*/true));
+  Reopen();
+  EXPECT_EQ(*store_->Get(keys::SessionKey("sessions", "s/1")), "record");
+  EXPECT_EQ(*store_->Get("k2"), "v2");
+}
+
+TEST_P(DurableStoreTest, RecordsFormatVersion) {
+  EXPECT_EQ(*store_->Get(keys::kFormatVersionKey),
+            absl::StrCat(keys::kStorageFormatVersion));
+  Reopen();
+  EXPECT_EQ(*store_->Get(keys::kFormatVersionKey),
+            absl::StrCat(keys::kStorageFormatVersion));
+}
+
+TEST_P(DurableStoreTest, RefusesNewerFormatVersion) {
+  const std::string newer = absl::StrCat(keys::kStorageFormatVersion + 1);
+  ASSERT_OK(Put(keys::kFormatVersionKey, newer, true));
+  store_.reset();
+  EXPECT_THAT(Open(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::AllOf(
+                           HasSubstr("version " + newer),
+                           HasSubstr(absl::StrCat(
+                               "version ", keys::kStorageFormatVersion)),
+                           HasSubstr(dir_))));
+}
+
+TEST_P(DurableStoreTest, RefusesDataWithoutFormatVersion) {
+  WriteBatch batch;
+  batch.Delete(keys::kFormatVersionKey);
+  batch.Put("s/x/y", "record");
+  ASSERT_OK(store_->Write(batch, true));
+  store_.reset();
+  EXPECT_THAT(Open(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                               HasSubstr("no format version")));
+}
+
+TEST_P(DurableStoreTest, SecondOpenOfALockedStoreIsUnavailable) {
+  EXPECT_THAT(Open(), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+INSTANTIATE_TEST_SUITE_P(BothStores, StoreTest,
+                         ::testing::Values(Kind::kMem, Kind::kRocksDb),
+                         KindName);
+INSTANTIATE_TEST_SUITE_P(OnDisk, DurableStoreTest,
+                         ::testing::Values(Kind::kRocksDb), KindName);
+
+}  // namespace
+}  // namespace cohortd
