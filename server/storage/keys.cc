@@ -62,5 +62,11 @@ bool ParseSessionKey(absl::string_view key, std::string* dataset,
          UnescapeKeyComponent(key.substr(slash + 1), session_id);
 }
 
+std::string DataVersionKey(absl::string_view dataset,
+                           absl::string_view month) {
+  return absl::StrCat(kDataVersionPrefix, EscapeKeyComponent(dataset), "/",
+                      EscapeKeyComponent(month));
+}
+
 }  // namespace keys
 }  // namespace cohortd

@@ -55,6 +55,18 @@ std::string SessionKey(absl::string_view dataset,
 // "s/<escaped dataset>/": the prefix of exactly that dataset's sessions.
 std::string SessionPrefix(absl::string_view dataset);
 
+// The last ingest sequence number written, as decimal ASCII (ingest/).
+inline constexpr absl::string_view kIngestSequenceKey = "m/ingest_sequence";
+inline std::string IngestSequenceKey() {
+  return std::string(kIngestSequenceKey);
+}
+
+// "v/<escaped dataset>/<month>" -> decimal data version of that month,
+// bumped by every ingest commit that changes a session starting in it; the
+// release cache (query/) compares them to decide whether a stored release
+// still describes the data.
+std::string DataVersionKey(absl::string_view dataset, absl::string_view month);
+
 // Splits a key built by SessionKey. Returns false for any other key.
 bool ParseSessionKey(absl::string_view key, std::string* dataset,
                      std::string* session_id);

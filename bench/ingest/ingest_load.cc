@@ -1,0 +1,247 @@
+// ingest_load: pushes N synthetic observations over M concurrent PushStream
+// streams against a running cohortd and prints observations/s and batch
+// latency percentiles. Every acknowledged batch is durable (the server
+// syncs before answering), so the rate printed is a durable rate.
+//
+//   ingest_load --target 127.0.0.1:7443 --observations 1000000 --streams 8
+//               [--batch 2000] [--dataset sessions] [--seed 1]
+// The ingest token comes from $COHORTD_INGEST_TOKEN or --token-file (a
+// file holding the token, or KEY=VALUE lines as in secrets/dev-tokens.env).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "cohortd/v1/cohortd.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace {
+
+struct Options {
+  std::string target = "127.0.0.1:7443";
+  std::string dataset = "sessions";
+  std::string token_file;
+  long observations = 1000000;
+  int streams = 8;
+  int batch = 2000;
+  uint64_t seed = 1;
+};
+
+void Usage() {
+  std::fputs(
+      "usage: ingest_load [--target HOST:PORT] [--observations N] "
+      "[--streams M]\n"
+      "                   [--batch B] [--dataset NAME] [--seed S] "
+      "[--token-file F]\n"
+      "Token: $COHORTD_INGEST_TOKEN, or --token-file (the token, or a "
+      "COHORTD_INGEST_TOKEN=... line).\n",
+      stderr);
+}
+
+// SplitMix64: a fast deterministic generator for synthetic *data* (never
+// for noise).
+struct SplitMix {
+  uint64_t state;
+  uint64_t Next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  int Below(int n) { return static_cast<int>(Next() % n); }
+};
+
+const char* const kWorkModes[] = {"build",   "fix",  "test",
+                                  "orchestrate", "operate", "understand",
+                                  "plan",    "analyze", "write"};
+const char* const kExpertise[] = {"novice", "beginner", "intermediate",
+                                  "advanced", "expert"};
+const char* const kOutcomes[] = {"success", "partial", "failure", "unclear"};
+
+// Observation i of a run: session i/3, one of three sources, so that
+// sessions are merged from several pushes as in production.
+void MakeObservation(long i, uint64_t seed, cohortd::v1::Observation* obs) {
+  SplitMix rng{seed * 1000003 + static_cast<uint64_t>(i)};
+  const long session = i / 3;
+  obs->set_session_id(absl::StrCat("load-", seed, "-", session));
+  obs->set_account_id(absl::StrCat("acct-", seed, "-", session % 235000));
+  obs->mutable_session_start()->set_seconds(1759276800 +
+                                            (session * 37) % 18000000);
+  auto* labels = obs->mutable_labels();
+  auto* measures = obs->mutable_measures();
+  switch (i % 3) {
+    case 0:
+      obs->set_source("work_mode_classifier@3");
+      (*labels)["work_mode"] = kWorkModes[rng.Below(9)];
+      (*labels)["expertise"] = kExpertise[rng.Below(5)];
+      break;
+    case 1:
+      obs->set_source("outcome_classifier@2");
+      (*labels)["outcome"] = kOutcomes[rng.Below(4)];
+      (*labels)["verified_success"] = rng.Below(4) == 0 ? "true" : "false";
+      (*measures)["success_signal"] = rng.Below(6);
+      break;
+    default:
+      obs->set_source("telemetry");
+      (*labels)["client"] = rng.Below(2) == 0 ? "cli" : "desktop";
+      (*measures)["actions_per_prompt"] = 1 + rng.Below(40);
+      (*measures)["prompts"] = 1 + rng.Below(12);
+      (*measures)["lines_added"] = rng.Below(500);
+      break;
+  }
+}
+
+std::string ReadToken(const Options& options) {
+  if (options.token_file.empty()) {
+    const char* env = std::getenv("COHORTD_INGEST_TOKEN");
+    return env != nullptr ? env : "";
+  }
+  std::ifstream in(options.token_file);
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view view = absl::StripAsciiWhitespace(line);
+    if (absl::ConsumePrefix(&view, "COHORTD_INGEST_TOKEN=") ||
+        view.find('=') == absl::string_view::npos) {
+      if (!view.empty()) return std::string(view);
+    }
+  }
+  return "";
+}
+
+bool ParseOptions(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help") return false;
+    if (i + 1 >= argc) return false;
+    const std::string value = argv[++i];
+    if (arg == "--target") o->target = value;
+    else if (arg == "--dataset") o->dataset = value;
+    else if (arg == "--token-file") o->token_file = value;
+    else if (arg == "--observations") o->observations = std::atol(value.c_str());
+    else if (arg == "--streams") o->streams = std::atoi(value.c_str());
+    else if (arg == "--batch") o->batch = std::atoi(value.c_str());
+    else if (arg == "--seed") o->seed = std::strtoull(value.c_str(), nullptr, 10);
+    else return false;
+  }
+  return o->observations > 0 && o->streams > 0 && o->batch > 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (!ParseOptions(argc, argv, &options)) {
+    Usage();
+    return 2;
+  }
+  const std::string token = ReadToken(options);
+  if (token.empty()) {
+    std::fputs("ingest_load: no token ($COHORTD_INGEST_TOKEN or "
+               "--token-file)\n", stderr);
+    return 2;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(256 << 20);
+  auto channel = grpc::CreateCustomChannel(
+      options.target, grpc::InsecureChannelCredentials(), args);
+  {
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status s = health->Check(
+        &context, grpc::health::v1::HealthCheckRequest(), &response);
+    if (!s.ok() || response.status() !=
+                       grpc::health::v1::HealthCheckResponse::SERVING) {
+      std::fprintf(stderr, "ingest_load: %s is not serving: %s\n",
+                   options.target.c_str(), s.error_message().c_str());
+      return 1;
+    }
+  }
+
+  // Pre-build every request so the measurement is of the server, not of
+  // generating data.
+  const long batches = (options.observations + options.batch - 1) /
+                       options.batch;
+  std::vector<cohortd::v1::PushRequest> requests(batches);
+  for (long b = 0; b < batches; ++b) {
+    requests[b].set_dataset(options.dataset);
+    const long end =
+        std::min(options.observations, (b + 1) * long{options.batch});
+    for (long i = b * options.batch; i < end; ++i) {
+      MakeObservation(i, options.seed, requests[b].add_observations());
+    }
+  }
+
+  std::atomic<long> next{0};
+  std::atomic<long> accepted{0}, unchanged{0}, rejected{0};
+  std::mutex latency_mu;
+  std::vector<double> latencies_ms;
+  std::atomic<bool> failed{false};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (int s = 0; s < options.streams; ++s) {
+    workers.emplace_back([&] {
+      auto stub = cohortd::v1::Ingest::NewStub(channel);
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", "Bearer " + token);
+      auto stream = stub->PushStream(&context);
+      std::vector<double> mine;
+      for (long b; (b = next++) < batches && !failed;) {
+        const auto t0 = std::chrono::steady_clock::now();
+        cohortd::v1::PushResponse response;
+        if (!stream->Write(requests[b]) || !stream->Read(&response)) {
+          failed = true;
+          break;
+        }
+        mine.push_back(std::chrono::duration<double, std::milli>(
+                           std::chrono::steady_clock::now() - t0)
+                           .count());
+        accepted += response.accepted();
+        unchanged += response.unchanged();
+        rejected += response.rejected_size();
+      }
+      stream->WritesDone();
+      grpc::Status status = stream->Finish();
+      if (!status.ok()) {
+        std::fprintf(stderr, "ingest_load: stream failed: %s\n",
+                     status.error_message().c_str());
+        failed = true;
+      }
+      std::lock_guard<std::mutex> lock(latency_mu);
+      latencies_ms.insert(latencies_ms.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& w : workers) w.join();
+  const double seconds = std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+  if (failed) return 1;
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto pct = [&](double p) {
+    if (latencies_ms.empty()) return 0.0;
+    return latencies_ms[std::min(latencies_ms.size() - 1,
+                                 static_cast<size_t>(p * latencies_ms.size()))];
+  };
+  const long total = accepted + unchanged + rejected;
+  std::printf(
+      "ingest_load: %ld observations in %ld batches of %d over %d streams in "
+      "%.2f s\n"
+      "  rate        %.0f observations/s (durable)\n"
+      "  batch p50   %.1f ms   p99 %.1f ms\n"
+      "  accepted %ld  unchanged %ld  rejected %ld\n",
+      total, batches, options.batch, options.streams, seconds,
+      total / seconds, pct(0.50), pct(0.99), accepted.load(),
+      unchanged.load(), rejected.load());
+  return 0;
+}

@@ -1,0 +1,138 @@
+#include "server/service/server.h"
+
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/storage/rocksdb_store.h"
+
+namespace cohortd {
+namespace {
+
+absl::StatusOr<std::string> ReadTextFile(const std::string& path,
+                                         absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " file '", path, "'"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
+    const TlsSpec& tls) {
+  if (!tls.enabled) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.private_key,
+                   ReadTextFile(tls.key_file, "tls.key_file"));
+  ASSIGN_OR_RETURN(pair.cert_chain,
+                   ReadTextFile(tls.cert_file, "tls.cert_file"));
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!tls.client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs,
+                     ReadTextFile(tls.client_ca_file, "tls.client_ca_file"));
+    options.client_certificate_request =
+        tls.require_client_cert
+            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
+    Config config, MetricsRegistry* metrics) {
+  std::unique_ptr<CohortdServer> server(new CohortdServer());
+  server->config_ = std::move(config);
+  server->metrics_ = metrics;
+  const Config& cfg = server->config_;
+
+  ASSIGN_OR_RETURN(auto credentials, MakeCredentials(cfg.tls));
+  ASSIGN_OR_RETURN(std::string key,
+                   LoadOrCreateKeyFile(cfg.pseudonymization_key_file));
+  ASSIGN_OR_RETURN(server->pseudonymizer_, Pseudonymizer::Create(key));
+  LogInfo("server", "opening store in %s", cfg.data_dir);
+  ASSIGN_OR_RETURN(server->store_,
+                   OpenRocksDbStore(cfg.data_dir, RocksDbStoreOptions()));
+  ASSIGN_OR_RETURN(server->ingestor_,
+                   Ingestor::Create(&cfg, server->store_.get(),
+                                    server->pseudonymizer_.get(), metrics,
+                                    /*listener=*/nullptr));
+  server->auth_ = std::make_unique<Authenticator>(cfg);
+  server->ingest_service_ = std::make_unique<IngestService>(
+      server->auth_.get(), server->ingestor_.get(), metrics);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(cfg.listen_address, credentials, &server->port_);
+  builder.RegisterService(server->ingest_service_.get());
+  // Room for the largest allowed batch: observations are a few hundred
+  // bytes each.
+  builder.SetMaxReceiveMessageSize(256 << 20);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", cfg.listen_address,
+                     " (address in use, or not a valid host:port)"));
+  }
+  server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  server->stats_thread_ = std::thread([s = server.get()] {
+    do {
+      s->PublishStoreStats();
+    } while (!s->stop_stats_.WaitForNotificationWithTimeout(
+        absl::Seconds(5)));
+  });
+  LogInfo("server", "serving gRPC on port %d (%s), %d dataset(s)",
+          server->port_, cfg.tls.enabled ? "TLS" : "plaintext",
+          cfg.datasets.size());
+  return server;
+}
+
+CohortdServer::~CohortdServer() { Shutdown(absl::Seconds(10)); }
+
+void CohortdServer::PublishStoreStats() {
+  const StoreStats stats = store_->Stats();
+  metrics_
+      ->GetGauge("cohortd_store_live_data_bytes",
+                 "Estimated bytes stored on disk.", {})
+      ->Set(stats.live_data_bytes);
+  metrics_
+      ->GetGauge("cohortd_store_wal_syncs",
+                 "Synced WAL writes since the store was opened.", {})
+      ->Set(stats.wal_syncs);
+  metrics_
+      ->GetGauge("cohortd_store_pending_compaction_bytes",
+                 "Bytes RocksDB estimates compaction still has to rewrite.",
+                 {})
+      ->Set(stats.pending_compaction_bytes);
+}
+
+void CohortdServer::Shutdown(absl::Duration grace) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  LogInfo("server", "shutting down (grace %s)", absl::FormatDuration(grace));
+  if (grpc_server_ != nullptr) {
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    grpc_server_->Wait();
+  }
+  if (ingestor_ != nullptr) ingestor_->Shutdown();
+  stop_stats_.Notify();
+  if (stats_thread_.joinable()) stats_thread_.join();
+  ingestor_.reset();
+  store_.reset();
+  LogInfo("server", "stopped");
+}
+
+}  // namespace cohortd

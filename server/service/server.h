@@ -1,0 +1,71 @@
+// CohortdServer: owns every long-lived part of a running cohortd (store,
+// pseudonymiser, ingestor, gRPC services) and wires them together. main.cc
+// only parses flags, loads the config and handles signals; integration
+// tests can run a whole server in-process through this class.
+#ifndef COHORTD_SERVER_SERVICE_SERVER_H_
+#define COHORTD_SERVER_SERVICE_SERVER_H_
+
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "server/config/config.h"
+#include "server/crypto/pseudonymizer.h"
+#include "server/ingest/ingestor.h"
+#include "server/metrics/metrics.h"
+#include "server/service/auth.h"
+#include "server/service/ingest_service.h"
+#include "server/storage/store.h"
+
+namespace cohortd {
+
+class CohortdServer {
+ public:
+  // Opens the store in config.data_dir, loads (or creates) the
+  // pseudonymisation key, and starts serving gRPC on config.listen_address
+  // (port 0 picks a free port; see port()). `metrics` is borrowed and must
+  // outlive the server.
+  // Errors: InvalidArgument for unreadable TLS files; Unavailable when the
+  // address cannot be bound or the store cannot be opened; as
+  // LoadOrCreateKeyFile for key problems.
+  static absl::StatusOr<std::unique_ptr<CohortdServer>> Start(
+      Config config, MetricsRegistry* metrics);
+
+  // Shuts down (as Shutdown with a 10 s grace) if still running.
+  ~CohortdServer();
+
+  // The bound gRPC port.
+  int port() const { return port_; }
+  const Config& config() const { return config_; }
+
+  // Stops accepting calls, lets in-flight calls finish for up to `grace`
+  // (then cancels them), commits every push already received, and closes
+  // the store. Idempotent. Thread-safe.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  CohortdServer() = default;
+  void PublishStoreStats();
+
+  Config config_;
+  MetricsRegistry* metrics_ = nullptr;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Pseudonymizer> pseudonymizer_;
+  std::unique_ptr<Ingestor> ingestor_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<IngestService> ingest_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int port_ = 0;
+
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  absl::Notification stop_stats_;
+  std::thread stats_thread_;
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_SERVICE_SERVER_H_

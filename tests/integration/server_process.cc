@@ -1,0 +1,145 @@
+#include "tests/integration/server_process.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "server/crypto/pseudonymizer.h"
+
+#ifndef COHORTD_BINARY
+#error "COHORTD_BINARY must name the cohortd executable"
+#endif
+#ifndef COHORTD_SOURCE_DIR
+#error "COHORTD_SOURCE_DIR must name the source tree"
+#endif
+
+namespace cohortd::testing {
+
+std::string MakeTempDir() {
+  const char* base = getenv("TMPDIR");
+  std::string pattern =
+      absl::StrCat(base != nullptr ? base : "/tmp", "/cohortd-it-XXXXXX");
+  char* made = mkdtemp(pattern.data());
+  return made == nullptr ? "" : std::string(made);
+}
+
+ServerProcess::ServerProcess(std::string dir, std::string extra_server_yaml)
+    : dir_(std::move(dir)), extra_server_yaml_(std::move(extra_server_yaml)) {
+  WriteConfig();
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) Kill();
+}
+
+void ServerProcess::WriteConfig() {
+  // The dataset section is the shipped production config's, so the tests
+  // exercise the real schema; everything else is this test's own.
+  std::ifstream shipped(std::string(COHORTD_SOURCE_DIR) +
+                        "/config/cohortd.yaml");
+  std::string text((std::istreambuf_iterator<char>(shipped)),
+                   std::istreambuf_iterator<char>());
+  const size_t datasets = text.find("\ndatasets:");
+  std::ofstream out(dir_ + "/cohortd.yaml");
+  out << "server:\n"
+      << "  listen: 127.0.0.1:0\n"
+      << "  metrics_listen: 127.0.0.1:0\n"
+      << "  data_dir: data\n"
+      << "  pseudonymization_key_file: pseudonymization.key\n"
+      << "  max_batch_size: 5000\n"
+      << extra_server_yaml_ << "principals:\n";
+  const std::pair<const char*, const std::string*> roles[] = {
+      {"ingest", &tokens_.ingest},
+      {"analyst", &tokens_.analyst},
+      {"admin", &tokens_.admin}};
+  for (const auto& [role, token] : roles) {
+    out << "  - name: test-" << role << "\n    role: " << role
+        << "\n    token_sha256: " << HexEncode(Sha256(*token)) << "\n";
+  }
+  out << text.substr(datasets == std::string::npos ? text.size()
+                                                   : datasets + 1);
+}
+
+absl::Status ServerProcess::Start() {
+  int out_pipe[2];
+  if (pipe(out_pipe) != 0) return absl::InternalError("pipe failed");
+  const std::string config = dir_ + "/cohortd.yaml";
+  const std::string log = dir_ + "/cohortd.log";
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    FILE* err = fopen(log.c_str(), "a");
+    if (err != nullptr) dup2(fileno(err), STDERR_FILENO);
+    close(out_pipe[0]);
+    execl(COHORTD_BINARY, COHORTD_BINARY, "--config", config.c_str(),
+          "--shutdown-grace", "5", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  // Read stdout until the "listening on port N" line.
+  std::string seen;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  char buf[256];
+  while (absl::Now() < deadline) {
+    const ssize_t n = read(out_pipe[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    seen.append(buf, n);
+    const size_t at = seen.find("listening on port ");
+    if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
+      port_ = std::atoi(seen.c_str() + at + strlen("listening on port "));
+      close(out_pipe[0]);
+      return absl::OkStatus();
+    }
+  }
+  close(out_pipe[0]);
+  std::ifstream err(log);
+  std::string log_text((std::istreambuf_iterator<char>(err)),
+                       std::istreambuf_iterator<char>());
+  Kill();
+  return absl::UnavailableError(
+      absl::StrCat("cohortd did not start; its log:\n", log_text));
+}
+
+absl::StatusOr<int> ServerProcess::Stop() {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (!WIFEXITED(status)) {
+    return absl::InternalError(absl::StrCat("cohortd died: ", status));
+  }
+  return WEXITSTATUS(status);
+}
+
+void ServerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+std::shared_ptr<grpc::Channel> ServerProcess::Channel() const {
+  return grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+}
+
+std::unique_ptr<grpc::ClientContext> AuthContext(const std::string& token) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + token);
+  }
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(30));
+  return context;
+}
+
+}  // namespace cohortd::testing
