@@ -1,0 +1,158 @@
+#include "server/privacy/accountant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+
+namespace cohortd::privacy {
+namespace {
+
+absl::Status CheckEpsilonDelta(double epsilon, double delta) {
+  if (!(epsilon > 0) || !std::isfinite(epsilon) || !(delta > 0) ||
+      !(delta < 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "need epsilon > 0 and 0 < delta < 1, got epsilon=%g delta=%g",
+        epsilon, delta));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+double RoundSpend(double x) { return x * (1 + kRoundingMargin); }
+double RoundRemaining(double x) {
+  return std::max(0.0, x * (1 - kRoundingMargin));
+}
+
+double GaussianRho(double l2_sensitivity_squared, double sigma2) {
+  return RoundSpend(l2_sensitivity_squared / (2 * sigma2));
+}
+
+double PureDpRho(double epsilon) { return RoundSpend(epsilon * epsilon / 2); }
+
+absl::StatusOr<double> RhoFromEpsilonDelta(double epsilon, double delta) {
+  absl::Status status = CheckEpsilonDelta(epsilon, delta);
+  if (!status.ok()) return status;
+  // Solve x^2 + 2 x sqrt(L) - epsilon = 0 for x = sqrt(rho), L = ln(1/delta).
+  const double l = -std::log(delta);
+  const double x = std::sqrt(l + epsilon) - std::sqrt(l);
+  // The subtraction above cancels; the relative error is about
+  // 1e-16 * (l + epsilon) / epsilon, so widen the margin accordingly.
+  const double cancellation = 1e-15 * (l + epsilon) / epsilon;
+  return std::max(0.0, x * x * (1 - kRoundingMargin - 2 * cancellation));
+}
+
+absl::StatusOr<double> EpsilonFromRho(double rho, double delta,
+                                      Rounding rounding) {
+  if (!(rho >= 0) || !std::isfinite(rho) || !(delta > 0) || !(delta < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("need rho >= 0 and 0 < delta < 1, got %g, %g", rho,
+                        delta));
+  }
+  const double epsilon = rho + 2 * std::sqrt(rho * -std::log(delta));
+  return rounding == Rounding::kUp ? RoundSpend(epsilon)
+                                   : RoundRemaining(epsilon);
+}
+
+ZcdpCharge Compose(const ZcdpCharge& a, const ZcdpCharge& b) {
+  return {RoundSpend(a.rho + b.rho), RoundSpend(a.delta + b.delta)};
+}
+
+ZcdpCharge QueryBudget::Charge() const {
+  return {rho_total, delta_partition_selection};
+}
+
+ReportedCost QueryBudget::Reported() const {
+  ReportedCost cost;
+  cost.rho = rho_total;
+  cost.epsilon = *EpsilonFromRho(rho_total, delta_conversion, Rounding::kUp);
+  cost.delta = RoundSpend(delta_conversion + delta_partition_selection);
+  return cost;
+}
+
+absl::StatusOr<QueryBudget> PlanQueryBudget(double epsilon, double delta,
+                                            int noisy_metrics) {
+  absl::Status status = CheckEpsilonDelta(epsilon, delta);
+  if (!status.ok()) return status;
+  if (noisy_metrics < 0) {
+    return absl::InvalidArgumentError("noisy_metrics must be >= 0");
+  }
+  QueryBudget budget;
+  budget.delta_conversion = delta / 2;
+  budget.delta_partition_selection = delta / 2;
+  absl::StatusOr<double> rho = RhoFromEpsilonDelta(epsilon, delta / 2);
+  if (!rho.ok()) return rho.status();
+  budget.rho_total = *rho;
+  // Shares are rounded down so that their sum never exceeds rho_total.
+  const double share = RoundRemaining(*rho / (noisy_metrics + 1));
+  budget.rho_partition_selection = share;
+  budget.rho_per_metric = noisy_metrics > 0 ? share : 0;
+  return budget;
+}
+
+absl::StatusOr<BudgetLedger> BudgetLedger::Create(double epsilon,
+                                                  double delta) {
+  absl::StatusOr<double> rho = RhoFromEpsilonDelta(epsilon, delta / 2);
+  if (!rho.ok()) return rho.status();
+  return BudgetLedger(epsilon, delta,
+                      ZcdpCharge{*rho, RoundRemaining(delta / 2)});
+}
+
+absl::StatusOr<BudgetLedger> BudgetLedger::FromSpent(
+    double epsilon, double delta, const ZcdpCharge& spent) {
+  absl::StatusOr<BudgetLedger> ledger = Create(epsilon, delta);
+  if (!ledger.ok()) return ledger.status();
+  if (!(spent.rho >= 0) || !(spent.delta >= 0)) {
+    return absl::InvalidArgumentError("spent must be >= 0");
+  }
+  ledger->spent_ = spent;
+  return ledger;
+}
+
+bool BudgetLedger::CanAfford(const ZcdpCharge& charge) const {
+  const ZcdpCharge after = Compose(spent_, charge);
+  return charge.rho >= 0 && charge.delta >= 0 &&
+         after.rho <= capacity_.rho && after.delta <= capacity_.delta;
+}
+
+absl::Status BudgetLedger::Charge(const ZcdpCharge& charge) {
+  if (!CanAfford(charge)) {
+    const ZcdpCharge left = remaining();
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "privacy budget exceeded: remaining rho=%.6g delta=%.3g, asked "
+        "rho=%.6g delta=%.3g",
+        left.rho, left.delta, charge.rho, charge.delta));
+  }
+  spent_ = Compose(spent_, charge);
+  return absl::OkStatus();
+}
+
+ZcdpCharge BudgetLedger::remaining() const {
+  return {RoundRemaining(capacity_.rho - spent_.rho),
+          RoundRemaining(capacity_.delta - spent_.delta)};
+}
+
+ReportedCost BudgetLedger::Report(const ZcdpCharge& c,
+                                  Rounding rounding) const {
+  // The conversion delta' is the fixed half of the stated delta.
+  ReportedCost cost;
+  cost.rho = c.rho;
+  cost.epsilon = *EpsilonFromRho(c.rho, delta_ / 2, rounding);
+  cost.delta = c.delta + delta_ / 2;
+  return cost;
+}
+
+ReportedCost BudgetLedger::ReportedTotal() const {
+  return Report(capacity_, Rounding::kDown);
+}
+ReportedCost BudgetLedger::ReportedSpent() const {
+  if (spent_.rho == 0 && spent_.delta == 0) return ReportedCost{};
+  return Report(spent_, Rounding::kUp);
+}
+ReportedCost BudgetLedger::ReportedRemaining() const {
+  return Report(remaining(), Rounding::kDown);
+}
+
+}  // namespace cohortd::privacy

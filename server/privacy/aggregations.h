@@ -1,0 +1,123 @@
+// Per-cohort noisy statistics with confidence intervals.
+//
+// Each metric is built once per query from the contribution bounds, its
+// share of rho and a confidence level, then released per cohort from the
+// exact bounded statistics the executor accumulated (integers; measures in
+// fixed point). Noise is the discrete Gaussian (gaussian_mechanism.h),
+// calibrated to the per-account L2 sensitivity from
+// contribution_bounding.h, so each metric is rho-zCDP over the whole
+// group-by (all cohorts together).
+//
+// What the intervals cover: the exact statistic of the *bounded* data (after
+// contribution bounding and clamping), i.e. what the query would return
+// with no noise. They account for the noise only, not for bounding bias or
+// sampling. Each holds with probability >= the confidence level
+// (unconditionally, i.e. not conditioned on the cohort being released).
+//
+// Thread-safety: immutable after Create(); pass each thread's RandomWords.
+#ifndef COHORTD_SERVER_PRIVACY_AGGREGATIONS_H_
+#define COHORTD_SERVER_PRIVACY_AGGREGATIONS_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "server/crypto/csprng.h"
+#include "server/privacy/contribution_bounding.h"
+#include "server/privacy/gaussian_mechanism.h"
+
+namespace cohortd::privacy {
+
+// A released number and its interval, in the metric's natural unit.
+struct Estimate {
+  double value = 0;
+  double ci_low = 0;
+  double ci_high = 0;
+};
+
+// Number of sessions. Noise sigma^2 = L0 Linf^2 / (2 rho). Interval:
+// value +- c with P[|Z| <= c] >= confidence (exact discrete quantile),
+// clipped at 0. The value is clipped at 0 too (post-processing).
+class SessionCountMetric {
+ public:
+  static absl::StatusOr<SessionCountMetric> Create(
+      const ContributionBounds& bounds, double rho, double confidence);
+  absl::StatusOr<Estimate> Release(int64_t sessions, RandomWords& rng) const;
+  const GaussianMechanism& noise() const { return noise_; }
+
+ private:
+  explicit SessionCountMetric(GaussianMechanism noise) : noise_(noise) {}
+  GaussianMechanism noise_;
+};
+
+// Sum of a measure: noise on the fixed-point sum with
+// sigma^2 = L0 (Linf MaxAbs)^2 / (2 rho). Interval: value +- c (exact
+// discrete quantile), not clipped (the session count is not known here).
+// Reported in measure units (fixed point * granularity).
+class SumMetric {
+ public:
+  static absl::StatusOr<SumMetric> Create(const ContributionBounds& bounds,
+                                          const MeasureDomain& domain,
+                                          double rho, double confidence);
+  // `sum_fp`: sum of the cohort's bounded fixed-point values.
+  absl::StatusOr<Estimate> Release(int64_t sum_fp, RandomWords& rng) const;
+  const GaussianMechanism& noise() const { return noise_; }
+
+ private:
+  SumMetric(MeasureDomain domain, GaussianMechanism noise)
+      : domain_(domain), noise_(noise) {}
+  MeasureDomain domain_;
+  GaussianMechanism noise_;
+};
+
+// Mean of a measure, as in Google's BoundedMean: rho is split in halves
+// between a noisy count n~ and a noisy centred sum S~ of (2v - lo - hi)
+// (whose sensitivity is Linf (hi - lo), about half that of the raw sum);
+// mean = (lo + hi)/2 + S~ / (2 n~), clamped to [lo, hi].
+// Interval: each of the two noises is within its (1 - alpha/2) half-width
+// with probability >= 1 - alpha/2, so with probability >= 1 - alpha both
+// are; the interval is the range of (lo+hi)/2 + S / (2 n) over that box
+// (monotone in each coordinate, so its corners), intersected with
+// [lo, hi]; it is [lo, hi] when the box allows n <= 0.
+class MeanMetric {
+ public:
+  static absl::StatusOr<MeanMetric> Create(const ContributionBounds& bounds,
+                                           const MeasureDomain& domain,
+                                           double rho, double confidence);
+  // `sum_fp` and `count` over the cohort's bounded sessions.
+  absl::StatusOr<Estimate> Release(int64_t sum_fp, int64_t count,
+                                   RandomWords& rng) const;
+
+ private:
+  MeanMetric(MeasureDomain domain, GaussianMechanism count_noise,
+             GaussianMechanism sum_noise)
+      : domain_(domain), count_noise_(count_noise), sum_noise_(sum_noise) {}
+  MeasureDomain domain_;
+  GaussianMechanism count_noise_;
+  GaussianMechanism sum_noise_;
+};
+
+// Share of sessions matching a predicate: noisy matching a~ and
+// non-matching b~ counts, both with sigma^2 = L0 Linf^2 / (2 rho) (the
+// pair has L2 sensitivity Linf per cohort: a^2 + b^2 <= (a + b)^2);
+// rate = a~ / (a~ + b~) clamped to [0, 1].
+// Interval: as for the mean, each noise at level 1 - alpha/2; the rate is
+// increasing in a and decreasing in b, so the extremes are
+// (a~ - c) / (a~ - c + b~ + c) and (a~ + c) / (a~ + c + b~ - c) with
+// negative counts clipped to 0, intersected with [0, 1].
+class RateMetric {
+ public:
+  static absl::StatusOr<RateMetric> Create(const ContributionBounds& bounds,
+                                           double rho, double confidence);
+  // `matching` <= `total` sessions of the cohort (bounded).
+  // Errors: InvalidArgument if matching > total or either is negative.
+  absl::StatusOr<Estimate> Release(int64_t matching, int64_t total,
+                                   RandomWords& rng) const;
+
+ private:
+  explicit RateMetric(GaussianMechanism noise) : noise_(noise) {}
+  GaussianMechanism noise_;
+};
+
+}  // namespace cohortd::privacy
+
+#endif  // COHORTD_SERVER_PRIVACY_AGGREGATIONS_H_

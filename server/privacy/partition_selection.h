@@ -1,0 +1,90 @@
+// Cohort release: k-anonymity pre-threshold and DP partition selection as
+// one mechanism.
+//
+// A cohort with n distinct accounts (after contribution bounding) is
+// released iff
+//     n >= k   AND   (n - (k - 1)) + Z >= tau,      Z ~ N_Z(0, sigma^2).
+// This is Gaussian partition selection (Google differential-privacy,
+// GaussianPartitionSelection; Desfontaines et al., "Differentially private
+// partition selection", PoPETs 2022) applied to the shifted count
+// n' = n - (k - 1), as in the library's `pre_threshold` option: a cohort
+// below k is treated exactly like an absent partition (n' <= 0, never
+// released), so adding one account moves a cohort from "absent" to n' = 1
+// at most, the same step the un-thresholded mechanism is proven for.
+//
+// Privacy (neighbours: one account added or removed; it touches at most
+// L0 cohorts, changing each n by at most 1):
+//  * cohorts with n' >= 1 on both sides see a Gaussian mechanism on a
+//    vector with L2 sensitivity sqrt(L0): rho = L0 / (2 sigma^2);
+//  * a cohort with n' = 1 on one side only is released there with
+//    probability P[Z >= tau - 1]; for the at most L0 such cohorts this is
+//    the delta of delta-approximate zCDP (BS16 Def. 8.1):
+//        delta = L0 * P[Z >= tau - 1].
+// Create() takes (rho, delta), sets sigma^2 = L0 / (2 rho) and the
+// smallest integer tau meeting the delta above.
+//
+// The noisy count n' + Z + (k - 1) estimates n and is released for free as
+// the ACCOUNTS metric (post-processing).
+//
+// Thread-safety: immutable after Create().
+#ifndef COHORTD_SERVER_PRIVACY_PARTITION_SELECTION_H_
+#define COHORTD_SERVER_PRIVACY_PARTITION_SELECTION_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "server/crypto/csprng.h"
+#include "server/privacy/aggregations.h"
+#include "server/privacy/gaussian_mechanism.h"
+
+namespace cohortd::privacy {
+
+class PartitionSelector {
+ public:
+  // k >= 1; max_cohorts_per_account (L0) >= 1; rho > 0; 0 < delta < 1;
+  // confidence in (0, 1) for the ACCOUNTS interval. Errors:
+  // InvalidArgument.
+  static absl::StatusOr<PartitionSelector> Create(int k,
+                                                  int max_cohorts_per_account,
+                                                  double rho, double delta,
+                                                  double confidence);
+
+  struct Decision {
+    bool released = false;
+    // Meaningful only when released: the noisy distinct-account count and
+    // its interval. The interval covers the true (bounded) count with
+    // probability >= confidence unconditionally; conditioned on release it
+    // leans high for cohorts near the threshold.
+    Estimate accounts;
+  };
+
+  // Decides one cohort from its true distinct-account count. Cohorts below
+  // k draw no noise and are never released. Errors: randomness failure.
+  absl::StatusOr<Decision> Decide(int64_t distinct_accounts,
+                                  RandomWords& rng) const;
+
+  // tau, on the shifted count n - (k - 1).
+  int64_t threshold() const { return threshold_; }
+  double sigma2() const { return noise_.sigma2(); }
+  // The delta actually achieved: L0 * P[Z >= tau - 1] (<= the grant).
+  double delta() const { return delta_; }
+  double rho() const { return noise_.rho(); }
+
+  // The smallest n released with probability >= `probability` in (0, 1):
+  // the "reliably released" cohort size to document for a configuration.
+  int64_t MinCohortSizeReleasedWith(double probability) const;
+
+ private:
+  PartitionSelector(int k, GaussianMechanism noise, int64_t threshold,
+                    double delta)
+      : k_(k), noise_(noise), threshold_(threshold), delta_(delta) {}
+
+  int k_;
+  GaussianMechanism noise_;
+  int64_t threshold_;
+  double delta_;
+};
+
+}  // namespace cohortd::privacy
+
+#endif  // COHORTD_SERVER_PRIVACY_PARTITION_SELECTION_H_
