@@ -21,8 +21,7 @@ namespace {
 
 absl::Status ErrnoError(int errno_value, absl::string_view what,
                         const std::string& path) {
-  return absl::ErrnoToStatus(errno_value,
-                             absl::StrFormat("%s %s", what, path));
+  return absl::ErrnoToStatus(errno_value, absl::StrFormat("%s %s", what, path));
 }
 
 // Closes a file descriptor when it goes out of scope.
@@ -147,10 +146,10 @@ Digest256 HmacSha256::Mac(absl::string_view message) const {
   CHECK(ctx != nullptr);
   Digest256 out;
   size_t out_len = 0;
-  bool ok =
-      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(message.data()),
-                     message.size()) == 1 &&
-      EVP_MAC_final(ctx, out.data(), &out_len, out.size()) == 1;
+  bool ok = EVP_MAC_update(
+                ctx, reinterpret_cast<const unsigned char*>(message.data()),
+                message.size()) == 1 &&
+            EVP_MAC_final(ctx, out.data(), &out_len, out.size()) == 1;
   EVP_MAC_CTX_free(ctx);
   CHECK(ok && out_len == out.size());
   return out;
@@ -179,15 +178,15 @@ absl::StatusOr<std::string> LoadOrCreateKeyFile(const std::string& path) {
     absl::Status created = CreateKeyFile(path);
     if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
   }
-  return absl::InternalError(absl::StrFormat(
-      "pseudonymization key file %s keeps disappearing", path));
+  return absl::InternalError(
+      absl::StrFormat("pseudonymization key file %s keeps disappearing", path));
 }
 
 Digest256 Sha256(absl::string_view data) {
   Digest256 out;
   unsigned int out_len = 0;
-  CHECK(EVP_Digest(data.data(), data.size(), out.data(), &out_len,
-                   EVP_sha256(), nullptr) == 1);
+  CHECK(EVP_Digest(data.data(), data.size(), out.data(), &out_len, EVP_sha256(),
+                   nullptr) == 1);
   CHECK(out_len == out.size());
   return out;
 }

@@ -11,7 +11,8 @@ namespace cohortd {
 absl::StatusOr<std::string> MemStore::Get(absl::string_view key) {
   absl::MutexLock lock(&mu_);
   auto it = data_.find(key);
-  if (it == data_.end()) return absl::NotFoundError(absl::StrCat("no key ", key));
+  if (it == data_.end())
+    return absl::NotFoundError(absl::StrCat("no key ", key));
   return it->second;
 }
 

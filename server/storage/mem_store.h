@@ -28,8 +28,8 @@ class MemStore : public Store {
   // it, so `fn` may use this store (and sees a consistent snapshot).
   absl::Status Scan(
       absl::string_view prefix,
-      const std::function<bool(absl::string_view key,
-                               absl::string_view value)>& fn) override;
+      const std::function<bool(absl::string_view key, absl::string_view value)>&
+          fn) override;
   // live_data_bytes: total bytes of keys and values.
   StoreStats Stats() override;
 

@@ -130,9 +130,9 @@ class RocksDbStore : public Store {
   absl::Status Write(const WriteBatch& batch, bool sync) override {
     rocksdb::WriteBatch wb;
     for (const WriteBatch::Op& op : batch.ops()) {
-      rocksdb::Status s = op.is_delete ? wb.Delete(ToSlice(op.key))
-                                       : wb.Put(ToSlice(op.key),
-                                                ToSlice(op.value));
+      rocksdb::Status s = op.is_delete
+                              ? wb.Delete(ToSlice(op.key))
+                              : wb.Put(ToSlice(op.key), ToSlice(op.value));
       RETURN_IF_ERROR(FromRocks(s, "rocksdb batch"));
     }
     rocksdb::WriteOptions options;
@@ -142,10 +142,9 @@ class RocksDbStore : public Store {
     return absl::OkStatus();
   }
 
-  absl::Status Scan(
-      absl::string_view prefix,
-      const std::function<bool(absl::string_view, absl::string_view)>& fn)
-      override {
+  absl::Status Scan(absl::string_view prefix,
+                    const std::function<bool(absl::string_view,
+                                             absl::string_view)>& fn) override {
     // An iterator reads from the implicit snapshot taken when it is
     // created, so the scan is consistent without an explicit snapshot.
     rocksdb::ReadOptions options;
@@ -224,8 +223,7 @@ absl::Status CheckFormatVersion(Store& store, const std::string& dir) {
         dir, keys::kFormatVersionKey));
   }
   WriteBatch batch;
-  batch.Put(keys::kFormatVersionKey,
-            absl::StrCat(keys::kStorageFormatVersion));
+  batch.Put(keys::kFormatVersionKey, absl::StrCat(keys::kStorageFormatVersion));
   return store.Write(batch, /*sync=*/true);
 }
 
@@ -242,7 +240,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(MakeOptions(options), dir, &raw),
                             absl::StrCat("cannot open store ", dir)));
-  auto store = std::make_unique<RocksDbStore>(std::unique_ptr<rocksdb::DB>(raw));
+  auto store =
+      std::make_unique<RocksDbStore>(std::unique_ptr<rocksdb::DB>(raw));
   RETURN_IF_ERROR(CheckFormatVersion(*store, dir));
   return std::unique_ptr<Store>(std::move(store));
 }

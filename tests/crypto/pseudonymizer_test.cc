@@ -183,8 +183,7 @@ TEST_F(KeyFileTest, RefusesWrongSize) {
   std::ofstream(path) << "too short";
   ASSERT_EQ(chmod(path.c_str(), 0600), 0);
   EXPECT_THAT(LoadOrCreateKeyFile(path),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr(path)));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(path)));
   // It must not have been replaced by a fresh key.
   EXPECT_EQ(std::filesystem::file_size(path), 9u);
 }
@@ -194,10 +193,10 @@ TEST_F(KeyFileTest, RefusesGroupOrOtherAccess) {
   ASSERT_OK(LoadOrCreateKeyFile(path).status());
   for (mode_t mode : {0640, 0604, 0660, 0620}) {
     ASSERT_EQ(chmod(path.c_str(), mode), 0);
-    EXPECT_THAT(LoadOrCreateKeyFile(path),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         ::testing::AllOf(HasSubstr(path),
-                                          HasSubstr("chmod 600"))))
+    EXPECT_THAT(
+        LoadOrCreateKeyFile(path),
+        StatusIs(absl::StatusCode::kFailedPrecondition,
+                 ::testing::AllOf(HasSubstr(path), HasSubstr("chmod 600"))))
         << "mode " << std::oct << mode;
   }
   ASSERT_EQ(chmod(path.c_str(), 0400), 0);

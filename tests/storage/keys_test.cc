@@ -51,9 +51,9 @@ TEST(KeysTest, ParseRejectsForeignKeys) {
 }
 
 TEST(KeysTest, PrefixesAreDistinctAndFormatKeyIsMeta) {
-  const absl::string_view prefixes[] = {kMetaPrefix,        kSessionPrefix,
-                                        kBudgetLedgerPrefix, kReleasePrefix,
-                                        kAuditPrefix,       kDataVersionPrefix};
+  const absl::string_view prefixes[] = {
+      kMetaPrefix,    kSessionPrefix, kBudgetLedgerPrefix,
+      kReleasePrefix, kAuditPrefix,   kDataVersionPrefix};
   for (absl::string_view a : prefixes) {
     int covering = 0;
     for (absl::string_view b : prefixes) covering += absl::StartsWith(a, b);

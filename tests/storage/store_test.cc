@@ -1,5 +1,7 @@
 // One contract test suite run against both Store implementations, so the
 // in-memory store that other modules' tests use behaves like production.
+#include "server/storage/store.h"
+
 #include <stdlib.h>
 
 #include <atomic>
@@ -17,7 +19,6 @@
 #include "server/storage/keys.h"
 #include "server/storage/mem_store.h"
 #include "server/storage/rocksdb_store.h"
-#include "server/storage/store.h"
 #include "tests/common/status_matchers.h"
 
 namespace cohortd {
@@ -71,11 +72,11 @@ class StoreTest : public ::testing::TestWithParam<Kind> {
   std::vector<std::pair<std::string, std::string>> ScanAll(
       absl::string_view prefix) {
     std::vector<std::pair<std::string, std::string>> out;
-    EXPECT_OK(store_->Scan(prefix, [&](absl::string_view k,
-                                       absl::string_view v) {
-      out.emplace_back(std::string(k), std::string(v));
-      return true;
-    }));
+    EXPECT_OK(
+        store_->Scan(prefix, [&](absl::string_view k, absl::string_view v) {
+          out.emplace_back(std::string(k), std::string(v));
+          return true;
+        }));
     return out;
   }
 
@@ -131,9 +132,8 @@ TEST_P(StoreTest, ScanPrefixOfAllFfBytesHasNoUpperBound) {
 TEST_P(StoreTest, ScanStopsWhenCallbackReturnsFalse) {
   for (int i = 0; i < 5; ++i) ASSERT_OK(Put(absl::StrCat("p/", i), "v"));
   int calls = 0;
-  ASSERT_OK(store_->Scan("p/", [&](absl::string_view, absl::string_view) {
-    return ++calls < 2;
-  }));
+  ASSERT_OK(store_->Scan(
+      "p/", [&](absl::string_view, absl::string_view) { return ++calls < 2; }));
   EXPECT_EQ(calls, 2);
 }
 
@@ -184,11 +184,11 @@ TEST_P(StoreTest, BatchesAreAtomicToConcurrentReaders) {
   int torn = 0;
   while (!done) {
     std::map<std::string, std::string> seen;
-    EXPECT_OK(store_->Scan("pair/", [&](absl::string_view k,
-                                        absl::string_view v) {
-      seen[std::string(k)] = std::string(v);
-      return true;
-    }));
+    EXPECT_OK(
+        store_->Scan("pair/", [&](absl::string_view k, absl::string_view v) {
+          seen[std::string(k)] = std::string(v);
+          return true;
+        }));
     if (seen["pair/x"] != seen["pair/y"]) ++torn;
   }
   writer.join();
@@ -240,13 +240,13 @@ TEST_P(DurableStoreTest, RefusesNewerFormatVersion) {
   const std::string newer = absl::StrCat(keys::kStorageFormatVersion + 1);
   ASSERT_OK(Put(keys::kFormatVersionKey, newer, true));
   store_.reset();
-  EXPECT_THAT(Open(),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       ::testing::AllOf(
-                           HasSubstr("version " + newer),
-                           HasSubstr(absl::StrCat(
-                               "version ", keys::kStorageFormatVersion)),
-                           HasSubstr(dir_))));
+  EXPECT_THAT(
+      Open(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               ::testing::AllOf(HasSubstr("version " + newer),
+                                HasSubstr(absl::StrCat(
+                                    "version ", keys::kStorageFormatVersion)),
+                                HasSubstr(dir_))));
 }
 
 TEST_P(DurableStoreTest, RefusesDataWithoutFormatVersion) {
