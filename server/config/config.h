@@ -120,7 +120,9 @@ struct Config {
 // Parses and validates a YAML config. `origin` names the text in error
 // messages and `base_dir` resolves relative paths ("" = working directory).
 // Errors: InvalidArgument naming the key path (e.g.
-// "datasets[0].measures[2].bounds") and what is wrong with it.
+// "datasets[0].measures[2].bounds") and what is wrong with it. Reads the
+// file `principals_file` names, if any: NotFound / PermissionDenied when it
+// cannot be read.
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text,
                                    absl::string_view origin,
                                    absl::string_view base_dir);
