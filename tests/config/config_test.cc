@@ -1,6 +1,7 @@
 #include "server/config/config.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -648,6 +650,43 @@ TEST(ShippedConfigTest, DevConfigIsValidAndLocal) {
   EXPECT_FALSE(c.tls.enabled);
   ASSERT_THAT(c.datasets, SizeIs(1));
   ExpectSessionsDataset(c.datasets[0]);
+}
+
+// scripts/dev-secrets writes what dev.yaml's principals_file expects, with
+// hashes of the tokens it writes next to it.
+TEST(ShippedConfigTest, DevSecretsScriptMakesLoadablePrincipals) {
+  TempDir dir;
+  dir.Write("config/dev.yaml", ReadFile(kSourceDir + "/config/dev.yaml"));
+  dir.Write("scripts/dev-secrets",
+            ReadFile(kSourceDir + "/scripts/dev-secrets"));
+  const std::string script = dir.path() + "/scripts/dev-secrets";
+  ASSERT_EQ(std::system(("bash " + script + " >/dev/null").c_str()), 0);
+  // A second run changes nothing.
+  const std::string env = ReadFile(dir.path() + "/secrets/dev-tokens.env");
+  ASSERT_EQ(std::system(("bash " + script).c_str()), 0);
+  EXPECT_EQ(ReadFile(dir.path() + "/secrets/dev-tokens.env"), env);
+
+  ASSERT_OK_AND_ASSIGN(Config c,
+                       LoadConfigFile(dir.path() + "/config/dev.yaml"));
+  ASSERT_THAT(c.principals, SizeIs(3));
+  const std::vector<std::tuple<std::string, Role, std::string>> expected = {
+      {"dev-ingest", Role::kIngest, "COHORTD_INGEST_TOKEN="},
+      {"dev-analyst", Role::kAnalyst, "COHORTD_ANALYST_TOKEN="},
+      {"dev-admin", Role::kAdmin, "COHORTD_ADMIN_TOKEN="}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& [name, role, var] = expected[i];
+    EXPECT_EQ(c.principals[i].name, name);
+    EXPECT_EQ(c.principals[i].role, role);
+    const size_t at = env.find(var);
+    ASSERT_NE(at, std::string::npos) << var;
+    const std::string token =
+        env.substr(at + var.size(), env.find('\n', at) - at - var.size());
+    EXPECT_EQ(token.size(), 48u) << var;
+    EXPECT_EQ(c.principals[i].token_sha256, Sha256(token)) << name;
+  }
+  struct stat st;
+  ASSERT_EQ(stat((dir.path() + "/secrets/dev-tokens.env").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 // dev.yaml repeats the production dataset rather than including it; this
