@@ -1,0 +1,191 @@
+#include "server/privacy/aggregations.h"
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/privacy/deterministic_random.h"
+#include "tests/privacy/stat_checks.h"
+
+namespace cohortd::privacy {
+namespace {
+
+using ::cohortd::testing::DeterministicRandom;
+using ::cohortd::testing::ExpectBinomial;
+using ::cohortd::testing::kZ;
+using ::cohortd::testing::StatusIs;
+
+constexpr int kTrials = 20000;
+const ContributionBounds kBounds{4, 8};
+
+// Runs `release` kTrials times; returns the share of intervals covering
+// `truth` and fills the released values.
+double Coverage(const std::function<Estimate(RandomWords&)>& release,
+                double truth, std::vector<double>* values, uint64_t seed) {
+  DeterministicRandom source(seed);
+  RandomWords rng(&source);
+  int64_t covered = 0;
+  for (int i = 0; i < kTrials; ++i) {
+    const Estimate e = release(rng);
+    EXPECT_LE(e.ci_low, e.ci_high);
+    covered += e.ci_low <= truth && truth <= e.ci_high;
+    values->push_back(e.value);
+  }
+  return static_cast<double>(covered) / kTrials;
+}
+
+double Variance(const std::vector<double>& v) {
+  double mean = 0, var = 0;
+  for (double x : v) mean += x;
+  mean /= v.size();
+  for (double x : v) var += (x - mean) * (x - mean);
+  return var / (v.size() - 1);
+}
+
+// The empirical variance of kTrials (near-)Gaussian values is within kZ
+// standard errors (sd of s^2 = var sqrt(2 / n)) of `expected`, widened by
+// `model_error` relative for delta-method approximations. Fails when noise
+// is missing or mis-scaled by more than ~5%.
+void ExpectVariance(const std::vector<double>& values, double expected,
+                    double model_error) {
+  EXPECT_NEAR(Variance(values), expected,
+              expected * (kZ * std::sqrt(2.0 / values.size()) + model_error));
+}
+
+// One-sided: coverage at least `nominal` minus kZ binomial errors.
+void ExpectCoverageAtLeast(double coverage, double nominal) {
+  EXPECT_GE(coverage,
+            nominal - kZ * std::sqrt(nominal * (1 - nominal) / kTrials));
+}
+
+TEST(SessionCountMetricTest, CoverageIsExactAndNoiseHasTheClaimedScale) {
+  // sigma^2 = L0 Linf^2 / (2 rho) = 256 / 0.01 = 25600.
+  ASSERT_OK_AND_ASSIGN(SessionCountMetric m,
+                       SessionCountMetric::Create(kBounds, 0.005, 0.95));
+  EXPECT_NEAR(m.noise().sigma2(), 25600, 1e-3);
+  std::vector<double> values;
+  const double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(100000, rng); }, 100000,
+      &values, 1);
+  ExpectBinomial(static_cast<int64_t>(coverage * kTrials), kTrials,
+                 m.noise().Coverage());
+  ExpectVariance(values, 25600, 0);
+}
+
+TEST(SessionCountMetricTest, ClipsAtZero) {
+  ASSERT_OK_AND_ASSIGN(SessionCountMetric m,
+                       SessionCountMetric::Create(kBounds, 0.005, 0.95));
+  DeterministicRandom source(2);
+  RandomWords rng(&source);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_OK_AND_ASSIGN(Estimate e, m.Release(0, rng));
+    EXPECT_GE(e.value, 0);
+    EXPECT_GE(e.ci_low, 0);
+  }
+}
+
+TEST(SumMetricTest, CoversAtNominalLevelWithTheClaimedScale) {
+  // Domain [0, 200] step 0.5: fixed point [0, 400]; sigma^2 =
+  // L0 (Linf 400)^2 / (2 rho) = 4 * 3200^2 / 1.
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain,
+                       MeasureDomain::Create(0, 200, 0.5));
+  ASSERT_OK_AND_ASSIGN(SumMetric m, SumMetric::Create(kBounds, domain, 0.5,
+                                                      0.9));
+  const double sigma2 = 4.0 * 3200 * 3200;
+  EXPECT_NEAR(m.noise().sigma2(), sigma2, 1);
+  std::vector<double> values;
+  // True sum 12345.5 in measure units = 24691 in fixed point.
+  const double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(24691, rng); }, 12345.5,
+      &values, 3);
+  ExpectCoverageAtLeast(coverage, 0.9);
+  // sigma > 256 uses the tail bound, which over-covers by < 1%.
+  EXPECT_LE(coverage, 0.9 + 0.01 + kZ * std::sqrt(0.09 / kTrials));
+  ExpectVariance(values, sigma2 * 0.25, 0);  // 0.25 = granularity^2
+}
+
+TEST(MeanMetricTest, CoversAndHasTheDeltaMethodVariance) {
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 200, 1));
+  ASSERT_OK_AND_ASSIGN(MeanMetric m,
+                       MeanMetric::Create(kBounds, domain, 0.5, 0.95));
+  // n = 10000 sessions all at 100 (the midpoint): S = 0 and
+  // mean ~ 100 + S~ / (2 n), Var ~ sigma_s^2 / (4 n^2) with
+  // sigma_s^2 = L0 (Linf 200)^2 / (2 * 0.25) = 2.048e7. The noisy count's
+  // relative sd (22.6 / 10000) changes this by < 1e-4 relative.
+  const int64_t n = 10000;
+  std::vector<double> values;
+  const double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(100 * n, n, rng); }, 100,
+      &values, 4);
+  ExpectCoverageAtLeast(coverage, 0.95);
+  ExpectVariance(values, 2.048e7 / (4.0 * n * n), 0.001);
+}
+
+TEST(MeanMetricTest, CoversForSmallSkewedCohorts) {
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 200, 1));
+  ASSERT_OK_AND_ASSIGN(MeanMetric m,
+                       MeanMetric::Create(kBounds, domain, 0.05, 0.9));
+  // 50 sessions with total 750: mean 15, near the lower bound.
+  std::vector<double> values;
+  const double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(750, 50, rng); }, 15,
+      &values, 5);
+  ExpectCoverageAtLeast(coverage, 0.9);
+  for (double v : values) {
+    ASSERT_GE(v, 0);
+    ASSERT_LE(v, 200);
+  }
+}
+
+TEST(RateMetricTest, CoversAndHasTheDeltaMethodVariance) {
+  // sigma^2 = L0 Linf^2 / (2 rho) = 256; a = b = 5000:
+  // Var(a/(a+b)) ~ sigma^2 (a^2 + b^2) / (a + b)^4 = 1.28e-6.
+  ASSERT_OK_AND_ASSIGN(RateMetric m, RateMetric::Create(kBounds, 0.5, 0.95));
+  std::vector<double> values;
+  const double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(5000, 10000, rng); }, 0.5,
+      &values, 6);
+  ExpectCoverageAtLeast(coverage, 0.95);
+  ExpectVariance(values, 1.28e-6, 0.01);
+}
+
+TEST(RateMetricTest, CoversForSmallCohortsNearZero) {
+  ASSERT_OK_AND_ASSIGN(RateMetric m, RateMetric::Create(kBounds, 0.05, 0.9));
+  std::vector<double> values;
+  const double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(3, 60, rng); }, 0.05, &values,
+      7);
+  ExpectCoverageAtLeast(coverage, 0.9);
+  for (double v : values) {
+    ASSERT_GE(v, 0);
+    ASSERT_LE(v, 1);
+  }
+}
+
+TEST(RateMetricTest, RejectsInconsistentCounts) {
+  ASSERT_OK_AND_ASSIGN(RateMetric m, RateMetric::Create(kBounds, 0.5, 0.95));
+  DeterministicRandom source(1);
+  RandomWords rng(&source);
+  EXPECT_THAT(m.Release(5, 4, rng),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(m.Release(-1, 4, rng),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(MetricsTest, RejectBadParameters) {
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 1, 0.1));
+  EXPECT_THAT(SessionCountMetric::Create({0, 8}, 0.5, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(SumMetric::Create(kBounds, domain, -1, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(MeanMetric::Create(kBounds, domain, 0.5, 1.5),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(RateMetric::Create(kBounds, 0.5, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace cohortd::privacy

@@ -1,0 +1,125 @@
+#include "server/privacy/partition_selection.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/privacy/accountant.h"
+#include "tests/common/status_matchers.h"
+#include "tests/privacy/deterministic_random.h"
+#include "tests/privacy/stat_checks.h"
+
+namespace cohortd::privacy {
+namespace {
+
+using ::cohortd::testing::DeterministicRandom;
+using ::cohortd::testing::ExpectBinomial;
+using ::cohortd::testing::StatusIs;
+
+// The config defaults: k = 10, epsilon = 1, delta = 1e-7, L0 = 4, one
+// noisy metric besides partition selection.
+PartitionSelector DefaultSelector() {
+  const QueryBudget budget = *PlanQueryBudget(1.0, 1e-7, 1);
+  return *PartitionSelector::Create(10, 4, budget.rho_partition_selection,
+                                    budget.delta_partition_selection, 0.95);
+}
+
+TEST(PartitionSelectorTest, ThresholdIsTheSmallestMeetingDelta) {
+  const PartitionSelector s = DefaultSelector();
+  const int64_t tau = s.threshold();
+  EXPECT_LE(4 * DiscreteGaussianUpperTail(s.sigma2(), tau - 1), 5e-8);
+  EXPECT_GT(4 * DiscreteGaussianUpperTail(s.sigma2(), tau - 2), 5e-8);
+  EXPECT_LE(s.delta(), 5e-8);
+  EXPECT_GT(tau, 1);
+}
+
+TEST(PartitionSelectorTest, BelowKIsNeverReleasedWithoutDrawingNoise) {
+  const PartitionSelector s = DefaultSelector();
+  // A source that fails proves no randomness is consulted below k, so no
+  // session count or noise draw can release such a cohort.
+  class Broken : public RandomSource {
+    absl::Status Fill(uint64_t*, size_t) override {
+      return absl::InternalError("must not be called");
+    }
+  } broken;
+  RandomWords rng(&broken);
+  for (int64_t n = 0; n < 10; ++n) {
+    ASSERT_OK_AND_ASSIGN(PartitionSelector::Decision d, s.Decide(n, rng));
+    EXPECT_FALSE(d.released);
+  }
+}
+
+TEST(PartitionSelectorTest, KMinusOneAccountsNeverReleasedEvenWithTinyNoise) {
+  // Huge rho (almost no noise) and a generous delta: a mechanism without
+  // the pre-threshold would release a 9-account cohort almost always.
+  ASSERT_OK_AND_ASSIGN(PartitionSelector s,
+                       PartitionSelector::Create(10, 4, 100.0, 0.4, 0.95));
+  DeterministicRandom source(3);
+  RandomWords rng(&source);
+  // tau = 2 here, so a cohort of k + 1 accounts (n' = 2) is the control.
+  int released_above = 0;
+  for (int i = 0; i < 100000; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto below, s.Decide(9, rng));
+    ASSERT_FALSE(below.released);
+    ASSERT_OK_AND_ASSIGN(auto above, s.Decide(11, rng));
+    released_above += above.released;
+  }
+  EXPECT_GT(released_above, 90000);
+}
+
+TEST(PartitionSelectorTest, ReleaseProbabilityMatchesTheNoiseLaw) {
+  const PartitionSelector s = DefaultSelector();
+  DeterministicRandom source(11);
+  RandomWords rng(&source);
+  constexpr int kTrials = 40000;
+  // n' = tau + 5 is released iff Z >= -5, i.e. with probability
+  // 1 - P[Z >= 6].
+  const int64_t n = s.threshold() + 5 + 9;
+  int64_t released = 0;
+  for (int i = 0; i < kTrials; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto d, s.Decide(n, rng));
+    released += d.released;
+  }
+  ExpectBinomial(released, kTrials,
+                 1 - DiscreteGaussianUpperTail(s.sigma2(), 6));
+}
+
+TEST(PartitionSelectorTest, AccountsIntervalCoversAndReliableSizeIsReleased) {
+  const PartitionSelector s = DefaultSelector();
+  const int64_t reliable = s.MinCohortSizeReleasedWith(0.95);
+  std::printf("defaults: sigma=%.2f tau=%lld min size released w.p. 0.95: "
+              "%lld, 0.5: %lld\n",
+              std::sqrt(s.sigma2()), static_cast<long long>(s.threshold()),
+              static_cast<long long>(reliable),
+              static_cast<long long>(s.MinCohortSizeReleasedWith(0.5)));
+  DeterministicRandom source(12);
+  RandomWords rng(&source);
+  constexpr int kTrials = 20000;
+  int64_t released = 0, covered = 0;
+  for (int i = 0; i < kTrials; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto d, s.Decide(reliable, rng));
+    if (!d.released) continue;
+    ++released;
+    covered += d.accounts.ci_low <= reliable && reliable <= d.accounts.ci_high;
+  }
+  // P[release] >= 0.95 (one-sided binomial lower bound).
+  EXPECT_GE(released, 0.95 * kTrials - 4.9 * std::sqrt(kTrials * 0.0475));
+  // Conditioned on release the interval covers at >= its nominal level
+  // minus the released mass near the threshold (<= 5%).
+  EXPECT_GE(covered, 0.90 * released);
+}
+
+TEST(PartitionSelectorTest, RejectsBadParameters) {
+  EXPECT_THAT(PartitionSelector::Create(0, 4, 0.1, 1e-7, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(PartitionSelector::Create(10, 0, 0.1, 1e-7, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(PartitionSelector::Create(10, 4, 0.1, 0, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(PartitionSelector::Create(10, 4, 0, 1e-7, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace cohortd::privacy
