@@ -396,13 +396,14 @@ absl::Status Parser::ParseConfig(const Node& root, Config* config) {
   }
   // Names are unique across the inline list and the file together; a token
   // hash must identify one principal, or authentication would be ambiguous.
-  std::map<std::string, size_t> names;
+  // The two entries may sit in different files, so no line is given.
+  std::set<std::string> names;
   std::map<Digest256, std::string> hashes;
   for (size_t i = 0; i < config->principals.size(); ++i) {
     const Principal& p = config->principals[i];
     const std::string path = ItemPath("principals", i, p.name);
-    if (!names.emplace(p.name, i).second) {
-      return Error(root, path,
+    if (!names.insert(p.name).second) {
+      return Error(Node(), path,
                    absl::StrFormat("principal name \"%s\" is used twice "
                                    "(inline list and principals_file "
                                    "together)",
@@ -410,7 +411,7 @@ absl::Status Parser::ParseConfig(const Node& root, Config* config) {
     }
     auto [it, inserted] = hashes.emplace(p.token_sha256, p.name);
     if (!inserted) {
-      return Error(root, Join(path, "token_sha256"),
+      return Error(Node(), Join(path, "token_sha256"),
                    absl::StrFormat("same token hash as principal \"%s\"; "
                                    "every principal needs its own token",
                                    it->second));
@@ -903,9 +904,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text,
                                    absl::string_view base_dir) {
   Parser parser(origin, base_dir);
   Config config;
-  // yaml-cpp reports malformed YAML (and the principals file's) by
-  // throwing; nothing else in it throws on the paths used here, but any
-  // exception becomes an InvalidArgument rather than escaping the module.
+  // yaml-cpp reports malformed YAML by throwing; the parser reads nodes
+  // only through checked accessors, so this catches YAML::Load's
+  // exceptions, and converts them rather than let them escape the module.
   try {
     RETURN_IF_ERROR(
         parser.ParseConfig(YAML::Load(std::string(yaml_text)), &config));
