@@ -1,0 +1,104 @@
+// Quantiles of a measure per cohort, for box plots: a noisy hierarchical
+// histogram ("quantile tree") over the measure's bounded fixed-point domain.
+//
+// Why this method: it is the one Google's differential-privacy library uses
+// for its Quantiles aggregation (QuantileTree; after Qardaji, Yang & Li,
+// "Understanding hierarchical methods for differentially private
+// histograms", VLDB 2013, and Cormode et al.'s hierarchical quantiles).
+// Its noise is added to integer counts, so it fits our exact discrete
+// Gaussian; one release answers any number of quantiles at once (five for a
+// box plot) for the cost of one metric; and it gives a noisy CDF, from
+// which intervals follow.
+//
+// Tree: branching 8, depth D = the smallest with 8^D leaves reaching the
+// domain's grid size, at most 4 (4096 leaves); each leaf covers w
+// consecutive fixed-point values. Each session is counted once per level,
+// so the per-account L2 sensitivity^2 is L0 * D * Linf^2
+// (HistogramL2Squared) and every node gets N_Z(0, sigma^2) with
+// sigma^2 = L0 D Linf^2 / (2 rho): the whole tree is rho-zCDP. Node noise
+// is drawn lazily, only for nodes the answer reads; that has the law of
+// noising every node and post-processing.
+//
+// Estimate and interval for quantile q come from the noisy CDF: with F~(x)
+// the noisy count of values <= x (a sum of at most 7 nodes per level) and
+// N~ the noisy total (the 8 top nodes), G~(x) = F~(x) - q N~ is unbiased
+// for G(x) = F(x) - q N, whose first zero crossing is the true quantile.
+// Using unclipped prefix sums avoids the upward bias that clipping noisy
+// zero counts gives the top-down descent of Google's QuantileTree.
+//   value: the first leaf edge where G~ >= 0 (bisection over leaves),
+//          interpolated linearly inside that leaf;
+//   interval: [first leaf edge where G~ >= -h(x), first where G~ >= h(x)]
+//          with h(x) = sigma sqrt(2 v(x) ln(2/alpha)) and v(x) the exact
+//          variance proxy (in units of sigma^2) of G~(x)'s noise: the
+//          sub-Gaussian tail bound at one point (the discrete Gaussian is
+//          sigma-sub-Gaussian, CKS20 Cor. 9).
+// The interval targets the smallest grid value x with F(x) >= q N in the
+// bounded data, at leaf resolution. Found by bisection, it is a pointwise
+// (not simultaneous) bound, so its coverage is checked empirically in the
+// tests rather than proven.
+//
+// Thread-safety: immutable after Create().
+#ifndef COHORTD_SERVER_PRIVACY_QUANTILE_TREE_H_
+#define COHORTD_SERVER_PRIVACY_QUANTILE_TREE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "server/crypto/csprng.h"
+#include "server/privacy/aggregations.h"
+#include "server/privacy/contribution_bounding.h"
+#include "server/privacy/samplers.h"
+
+namespace cohortd::privacy {
+
+struct QuantileEstimate {
+  double q = 0;
+  Estimate estimate;  // in measure units
+};
+
+class QuantileTree {
+ public:
+  static constexpr int kBranching = 8;
+  static constexpr int kMaxDepth = 4;
+
+  // `quantiles`: each in [0, 1], at least one. Errors: InvalidArgument.
+  static absl::StatusOr<QuantileTree> Create(const ContributionBounds& bounds,
+                                             const MeasureDomain& domain,
+                                             std::vector<double> quantiles,
+                                             double rho, double confidence);
+
+  // `values_fp`: the cohort's bounded sessions' fixed-point values (any
+  // order; values outside the domain are clamped). Returns one estimate per
+  // requested quantile, in request order. Errors: randomness failure.
+  absl::StatusOr<std::vector<QuantileEstimate>> Release(
+      absl::Span<const int64_t> values_fp, RandomWords& rng) const;
+
+  int depth() const { return depth_; }
+  double sigma2() const { return noise_.sigma2(); }
+
+ private:
+  class Noisy;  // one release's lazily noised tree
+
+  QuantileTree(MeasureDomain domain, std::vector<double> quantiles,
+               DiscreteGaussian noise, int depth, int64_t leaf_width,
+               double log_term)
+      : domain_(domain),
+        quantiles_(std::move(quantiles)),
+        noise_(noise),
+        depth_(depth),
+        leaf_width_(leaf_width),
+        log_term_(log_term) {}
+
+  MeasureDomain domain_;
+  std::vector<double> quantiles_;
+  DiscreteGaussian noise_;
+  int depth_;
+  int64_t leaf_width_;  // fixed-point values per leaf
+  double log_term_;     // 2 ln(2 / alpha)
+};
+
+}  // namespace cohortd::privacy
+
+#endif  // COHORTD_SERVER_PRIVACY_QUANTILE_TREE_H_
