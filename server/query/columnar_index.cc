@@ -1,0 +1,516 @@
+#include "server/query/columnar_index.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/ingest/validator.h"
+#include "server/storage/keys.h"
+
+namespace cohortd {
+namespace {
+
+using ::cohortd::internal::StoredSession;
+
+uint64_t DefaultSessionHash(absl::string_view id) {
+  return absl::Hash<absl::string_view>()(id);
+}
+
+ColumnarIndexOptions WithDefaults(ColumnarIndexOptions options) {
+  if (options.session_id_hash == nullptr) {
+    options.session_id_hash = DefaultSessionHash;
+  }
+  return options;
+}
+
+// Whether a contribution at (sequence, source) overrides the current pick:
+// the later push wins; equal sequences (which ingest never issues to two
+// sources) fall back to the source name so the result never depends on
+// map iteration order.
+template <typename Pick>
+bool Overrides(const Pick& pick, uint64_t sequence, const std::string& source) {
+  if (pick.source == nullptr) return true;
+  if (sequence != pick.sequence) return sequence > pick.sequence;
+  return source > *pick.source;
+}
+
+}  // namespace
+
+size_t ColumnarDataset::AccountHash::Mix(const AccountKey& k) {
+  // The words are HMAC output, already uniform; mixing guards the table
+  // against test pseudonyms that differ only in a few bytes.
+  return absl::Hash<uint64_t>()(k.words[0] ^ k.words[1] ^ k.words[2] ^
+                                k.words[3]);
+}
+
+absl::StatusOr<std::unique_ptr<ColumnarDataset>> ColumnarDataset::Create(
+    const DatasetSpec* spec, const ColumnarIndexOptions& options) {
+  std::vector<MeasureColumn> measures;
+  for (const MeasureSpec& m : spec->measures) {
+    ASSIGN_OR_RETURN(MeasureColumn column, MeasureColumn::Create(m));
+    measures.push_back(std::move(column));
+  }
+  return std::unique_ptr<ColumnarDataset>(
+      new ColumnarDataset(spec, options, std::move(measures)));
+}
+
+ColumnarDataset::ColumnarDataset(const DatasetSpec* spec,
+                                 const ColumnarIndexOptions& options,
+                                 std::vector<MeasureColumn> measures)
+    : spec_(spec),
+      options_(WithDefaults(options)),
+      measures_(std::move(measures)),
+      accounts_(0, AccountHash{&account_keys_}, AccountEq{&account_keys_}),
+      sessions_(0, SessionHash{&session_hash_}, SessionEq{&session_hash_}) {
+  for (size_t d = 0; d < spec->dimensions.size(); ++d) {
+    const DimensionSpec& dim = spec->dimensions[d];
+    if (dim.derived) {
+      if (dim.name == "month") month_dimension_ = static_cast<int>(d);
+    } else {
+      dimension_index_[dim.name] = static_cast<int>(d);
+    }
+    if (dim.open_domain || dim.derived) {
+      dictionaries_.push_back(Dictionary::Open());
+    } else {
+      dictionaries_.push_back(Dictionary::Closed(dim.values));
+    }
+    codes_.emplace_back(dictionaries_.back().cardinality() - 1);
+  }
+  for (size_t m = 0; m < spec->measures.size(); ++m) {
+    measure_index_[spec->measures[m].name] = static_cast<int>(m);
+  }
+  account_begin_.push_back(0);
+  dimension_picks_.resize(spec->dimensions.size());
+  measure_picks_.resize(spec->measures.size());
+  scratch_codes_.resize(spec->dimensions.size());
+  scratch_fixed_.resize(spec->measures.size());
+}
+
+void ColumnarDataset::Resolve(const StoredSession& record) {
+  std::fill(dimension_picks_.begin(), dimension_picks_.end(), Pick{});
+  std::fill(measure_picks_.begin(), measure_picks_.end(), Pick{});
+  for (const auto& [source, contribution] : record.sources()) {
+    const uint64_t sequence = contribution.sequence();
+    for (const auto& [name, value] : contribution.labels()) {
+      auto it = dimension_index_.find(name);
+      if (it == dimension_index_.end()) continue;  // not in today's schema
+      Pick& pick = dimension_picks_[it->second];
+      if (Overrides(pick, sequence, source)) {
+        pick = {sequence, &source, &value, 0};
+      }
+    }
+    for (const auto& [name, value] : contribution.measures()) {
+      auto it = measure_index_.find(name);
+      if (it == measure_index_.end()) continue;
+      Pick& pick = measure_picks_[it->second];
+      if (Overrides(pick, sequence, source)) {
+        pick = {sequence, &source, nullptr, value};
+      }
+    }
+  }
+  for (size_t d = 0; d < dimension_picks_.size(); ++d) {
+    const Pick& pick = dimension_picks_[d];
+    scratch_codes_[d] =
+        pick.label == nullptr ? 0 : dictionaries_[d].FindOrAdd(*pick.label);
+  }
+  for (size_t m = 0; m < measure_picks_.size(); ++m) {
+    const Pick& pick = measure_picks_[m];
+    scratch_fixed_[m] = pick.source == nullptr
+                            ? absl::nullopt
+                            : measures_[m].Encode(pick.value);
+  }
+}
+
+uint32_t ColumnarDataset::MonthCode(int64_t session_start) {
+  const absl::CivilMonth civil = absl::ToCivilMonth(
+      absl::FromUnixSeconds(session_start), absl::UTCTimeZone());
+  const int64_t month = civil.year() * 12 + (civil.month() - 1);
+  auto it = month_codes_.find(month);
+  if (it != month_codes_.end()) return it->second;
+  const uint32_t code =
+      dictionaries_[month_dimension_].FindOrAdd(MonthOf(session_start));
+  month_codes_.emplace(month, code);
+  return code;
+}
+
+uint32_t ColumnarDataset::AccountOf(const std::string& pseudonym) {
+  // Pseudonyms are 32-byte HMACs. Shorter ones (only ever seen in tests)
+  // are zero-padded with their length in the last byte to stay distinct.
+  unsigned char bytes[sizeof(AccountKey)] = {0};
+  if (pseudonym.size() >= sizeof(bytes)) {
+    std::memcpy(bytes, pseudonym.data(), sizeof(bytes));
+  } else {
+    std::memcpy(bytes, pseudonym.data(), pseudonym.size());
+    bytes[sizeof(bytes) - 1] = static_cast<unsigned char>(pseudonym.size());
+  }
+  AccountKey key;
+  std::memcpy(key.words, bytes, sizeof(bytes));
+  auto it = accounts_.find(AccountProbe{key});
+  if (it != accounts_.end()) return *it;
+  const uint32_t id = static_cast<uint32_t>(account_keys_.size());
+  account_keys_.push_back(key);  // before insert: the hasher reads it
+  accounts_.insert(id);
+  return id;
+}
+
+uint32_t ColumnarDataset::AccountOfRow(uint32_t row) const {
+  if (row >= sorted_rows_) return tail_account_[row - sorted_rows_];
+  // Every sorted account owns at least one row, so the offsets strictly
+  // increase and the last offset <= row names the account.
+  auto end = account_begin_.begin() + sorted_accounts_ + 1;
+  return static_cast<uint32_t>(
+      std::upper_bound(account_begin_.begin(), end, row) -
+      account_begin_.begin() - 1);
+}
+
+void ColumnarDataset::WriteRow(uint32_t row, bool append) {
+  for (size_t d = 0; d < codes_.size(); ++d) {
+    if (append) {
+      codes_[d].Append(scratch_codes_[d]);
+    } else {
+      codes_[d].Set(row, scratch_codes_[d]);
+    }
+  }
+  for (size_t m = 0; m < measures_.size(); ++m) {
+    if (append) {
+      measures_[m].Append(scratch_fixed_[m]);
+    } else {
+      measures_[m].Set(row, scratch_fixed_[m]);
+    }
+  }
+}
+
+void ColumnarDataset::Upsert(absl::string_view session_id,
+                             const StoredSession& record,
+                             std::vector<TailRow>* new_rows) {
+  Resolve(record);
+  if (month_dimension_ >= 0) {
+    scratch_codes_[month_dimension_] =
+        MonthCode(record.session_start_unix_seconds());
+  }
+  const uint32_t account = AccountOf(record.account_pseudonym());
+
+  absl::optional<uint32_t> stable;
+  if (!overflow_.empty()) {
+    auto it = overflow_.find(session_id);
+    if (it != overflow_.end()) stable = it->second;
+  }
+  const uint64_t hash = options_.session_id_hash(session_id);
+  bool hash_taken = false;
+  if (!stable.has_value()) {
+    auto it = sessions_.find(SessionProbe{hash});
+    if (it != sessions_.end()) {
+      // Same hash: the same session unless account or month differ, which
+      // a session's never do (ingest rejects such a change).
+      const uint32_t row = session_row_[*it];
+      const bool same_month =
+          month_dimension_ < 0 ||
+          codes_[month_dimension_][row] == scratch_codes_[month_dimension_];
+      if (same_month && AccountOfRow(row) == account) {
+        stable = *it;
+      } else {
+        hash_taken = true;
+      }
+    }
+  }
+  if (stable.has_value()) {
+    WriteRow(session_row_[*stable], /*append=*/false);
+    return;
+  }
+
+  const uint32_t row = num_rows_++;
+  const uint32_t number = static_cast<uint32_t>(session_hash_.size());
+  session_hash_.push_back(hash);  // before insert: the hasher reads it
+  session_row_.push_back(row);
+  if (hash_taken) {
+    overflow_.emplace(std::string(session_id), number);
+  } else {
+    sessions_.insert(number);
+  }
+  WriteRow(row, /*append=*/true);
+  tail_account_.push_back(account);
+  if (new_rows != nullptr) new_rows->push_back({account, row});
+}
+
+void ColumnarDataset::Apply(const std::vector<CommittedSession>& sessions) {
+  absl::MutexLock lock(&mu_);
+  std::vector<TailRow> new_rows;
+  for (const CommittedSession& session : sessions) {
+    Upsert(session.session_id, *session.record, &new_rows);
+  }
+  if (new_rows.empty()) return;
+  if (tail_account_.size() >
+      std::max<size_t>(options_.min_compaction_rows, sorted_rows_ / 8)) {
+    Compact();
+    return;
+  }
+  // New rows come after every tail row, so ordering by account alone and
+  // merging keeps tail_index_ sorted by (account, row).
+  auto by_account = [](const TailRow& a, const TailRow& b) {
+    return a.account < b.account;
+  };
+  std::stable_sort(new_rows.begin(), new_rows.end(), by_account);
+  const size_t middle = tail_index_.size();
+  tail_index_.insert(tail_index_.end(), new_rows.begin(), new_rows.end());
+  std::inplace_merge(tail_index_.begin(), tail_index_.begin() + middle,
+                     tail_index_.end(), by_account);
+}
+
+void ColumnarDataset::LoadOne(absl::string_view session_id,
+                              const StoredSession& record) {
+  absl::MutexLock lock(&mu_);
+  Upsert(session_id, record, /*new_rows=*/nullptr);
+}
+
+void ColumnarDataset::FinishLoad() {
+  absl::MutexLock lock(&mu_);
+  Compact();
+}
+
+void ColumnarDataset::Compact() {
+  const uint32_t rows = num_rows_;
+  const uint32_t accounts = static_cast<uint32_t>(account_keys_.size());
+
+  // Counting sort by account; within an account, sorted rows keep their
+  // order and tail rows follow in arrival order.
+  std::vector<uint32_t> begin(accounts + 1, 0);
+  for (uint32_t a = 0; a < sorted_accounts_; ++a) {
+    begin[a + 1] = account_begin_[a + 1] - account_begin_[a];
+  }
+  for (uint32_t a : tail_account_) ++begin[a + 1];
+  for (uint32_t a = 0; a < accounts; ++a) begin[a + 1] += begin[a];
+
+  std::vector<uint32_t> new_to_old(rows);
+  {
+    std::vector<uint32_t> next(begin.begin(), begin.end() - 1);
+    for (uint32_t a = 0; a < sorted_accounts_; ++a) {
+      for (uint32_t r = account_begin_[a]; r < account_begin_[a + 1]; ++r) {
+        new_to_old[next[a]++] = r;
+      }
+    }
+    for (size_t i = 0; i < tail_account_.size(); ++i) {
+      new_to_old[next[tail_account_[i]]++] =
+          sorted_rows_ + static_cast<uint32_t>(i);
+    }
+  }
+
+  // Room for the next tail, so appends do not double every column.
+  const size_t capacity = rows + rows / 8;
+  for (CodeColumn& column : codes_) column.Permute(new_to_old, capacity);
+  for (MeasureColumn& column : measures_) {
+    column.Permute(new_to_old, capacity);
+  }
+  {
+    std::vector<uint32_t> old_to_new(rows);
+    for (uint32_t i = 0; i < rows; ++i) old_to_new[new_to_old[i]] = i;
+    for (uint32_t& row : session_row_) row = old_to_new[row];
+  }
+
+  account_begin_ = std::move(begin);
+  sorted_rows_ = rows;
+  sorted_accounts_ = accounts;
+  tail_account_ = {};
+  tail_index_ = {};
+}
+
+size_t ColumnarDataset::MemoryBytesLocked() const {
+  size_t bytes = 0;
+  for (const Dictionary& d : dictionaries_) bytes += d.MemoryBytes();
+  for (const CodeColumn& c : codes_) bytes += c.MemoryBytes();
+  for (const MeasureColumn& m : measures_) bytes += m.MemoryBytes();
+  // A flat hash set slot is the element plus one control byte.
+  bytes += account_keys_.capacity() * sizeof(AccountKey);
+  bytes += accounts_.capacity() * (sizeof(uint32_t) + 1);
+  bytes += account_begin_.capacity() * sizeof(uint32_t);
+  bytes += tail_account_.capacity() * sizeof(uint32_t);
+  bytes += tail_index_.capacity() * sizeof(TailRow);
+  bytes += session_hash_.capacity() * sizeof(uint64_t);
+  bytes += session_row_.capacity() * sizeof(uint32_t);
+  bytes += sessions_.capacity() * (sizeof(uint32_t) + 1);
+  bytes += overflow_.capacity() *
+           (sizeof(std::pair<std::string, uint32_t>) + 1);
+  for (const auto& [id, number] : overflow_) bytes += id.capacity();
+  bytes += month_codes_.capacity() * (sizeof(std::pair<int64_t, uint32_t>) + 1);
+  return bytes;
+}
+
+size_t ColumnarDataset::MemoryBytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return MemoryBytesLocked();
+}
+
+uint32_t ColumnarDataset::NumSessions() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return num_rows_;
+}
+
+DatasetView::DatasetView(const ColumnarDataset* d) : d_(d) {
+  d_->mu_.ReaderLock();
+}
+
+DatasetView::~DatasetView() { d_->mu_.ReaderUnlock(); }
+
+int DatasetView::FindDimension(absl::string_view name) const {
+  const auto& dims = spec().dimensions;
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (dims[d].name == name) return static_cast<int>(d);
+  }
+  return -1;
+}
+
+int DatasetView::FindMeasure(absl::string_view name) const {
+  const auto& measures = spec().measures;
+  for (size_t m = 0; m < measures.size(); ++m) {
+    if (measures[m].name == name) return static_cast<int>(m);
+  }
+  return -1;
+}
+
+absl::StatusOr<CohortKeyer> CohortKeyer::Create(const DatasetView& view,
+                                                const std::vector<int>& dims) {
+  constexpr uint64_t kMaxCohorts = uint64_t{1} << 62;
+  CohortKeyer keyer;
+  for (int dim : dims) {
+    if (dim < 0 ||
+        dim >= static_cast<int>(view.spec().dimensions.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("no dimension with index %d", dim));
+    }
+    const uint64_t radix = view.dictionary(dim).cardinality();
+    if (keyer.num_cohorts_ > kMaxCohorts / radix) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "grouping by %d dimensions gives more than 2^62 cohorts",
+          dims.size()));
+    }
+    keyer.num_cohorts_ *= radix;
+    keyer.columns_.push_back(&view.codes(dim));
+    keyer.radix_.push_back(radix);
+  }
+  return keyer;
+}
+
+std::vector<uint32_t> CohortKeyer::Decode(uint64_t key) const {
+  std::vector<uint32_t> codes(radix_.size());
+  for (size_t i = radix_.size(); i-- > 0;) {
+    codes[i] = static_cast<uint32_t>(key % radix_[i]);
+    key /= radix_[i];
+  }
+  return codes;
+}
+
+absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Create(
+    const std::vector<const DatasetSpec*>& datasets, const Options& options) {
+  std::unique_ptr<ColumnarIndex> index(new ColumnarIndex());
+  for (const DatasetSpec* spec : datasets) {
+    if (index->Find(spec->name) != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("dataset %s is listed twice", spec->name));
+    }
+    ASSIGN_OR_RETURN(auto dataset, ColumnarDataset::Create(spec, options));
+    index->datasets_.push_back(std::move(dataset));
+  }
+  return index;
+}
+
+absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
+    const Config& config, Store* store, const Options& options) {
+  std::vector<const DatasetSpec*> specs;
+  for (const DatasetSpec& spec : config.datasets) specs.push_back(&spec);
+  ASSIGN_OR_RETURN(std::unique_ptr<ColumnarIndex> index,
+                   Create(specs, options));
+
+  for (const auto& dataset : index->datasets_) {
+    const std::string& name = dataset->spec().name;
+    const absl::Time start = absl::Now();
+    absl::Time last_log = start;
+    uint64_t loaded = 0;
+    uint64_t next_log = options.progress_every_sessions;
+    absl::Status parse_status;
+    StoredSession record;
+    std::string key_dataset;
+    std::string session_id;
+    RETURN_IF_ERROR(store->Scan(
+        keys::SessionPrefix(name),
+        [&](absl::string_view key, absl::string_view value) {
+          if (!keys::ParseSessionKey(key, &key_dataset, &session_id) ||
+              !record.ParseFromArray(value.data(),
+                                     static_cast<int>(value.size()))) {
+            parse_status = absl::DataLossError(absl::StrFormat(
+                "session record %s does not parse",
+                std::string(key.data(), key.size())));
+            return false;
+          }
+          dataset->LoadOne(session_id, record);
+          ++loaded;
+          // Looking at the clock every 4096 sessions keeps it off the
+          // per-session cost.
+          if (loaded < next_log && (loaded & 4095) != 0) return true;
+          const absl::Time now = absl::Now();
+          if (loaded >= next_log ||
+              now - last_log >= options.progress_interval) {
+            const double seconds = absl::ToDoubleSeconds(now - start);
+            LogInfo("index", "dataset %s: %d sessions loaded (%.0f/s)", name,
+                    loaded, loaded / std::max(seconds, 1e-9));
+            next_log = loaded + options.progress_every_sessions;
+            last_log = now;
+          }
+          return true;
+        }));
+    RETURN_IF_ERROR(parse_status);
+    dataset->FinishLoad();
+
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    const size_t bytes = dataset->MemoryBytes();
+    auto view = index->Read(name);
+    LogInfo("index",
+            "dataset %s: %d sessions from %d accounts loaded in %.1f s; "
+            "%.1f MiB (%.1f bytes/session)",
+            name, loaded, (*view)->num_accounts(), seconds,
+            bytes / (1024.0 * 1024.0),
+            loaded == 0 ? 0.0 : static_cast<double>(bytes) / loaded);
+  }
+  return index;
+}
+
+ColumnarDataset* ColumnarIndex::Find(absl::string_view dataset) const {
+  for (const auto& d : datasets_) {
+    if (d->spec().name == dataset) return d.get();
+  }
+  return nullptr;
+}
+
+void ColumnarIndex::OnCommitted(const DatasetSpec& dataset,
+                                const std::vector<CommittedSession>& sessions) {
+  ColumnarDataset* d = Find(dataset.name);
+  if (d == nullptr) {
+    LogWarning("index", "commit for unindexed dataset %s ignored",
+               dataset.name);
+    return;
+  }
+  d->Apply(sessions);
+}
+
+absl::StatusOr<std::unique_ptr<DatasetView>> ColumnarIndex::Read(
+    absl::string_view dataset) const {
+  const ColumnarDataset* d = Find(dataset);
+  if (d == nullptr) {
+    return absl::NotFoundError(
+        absl::StrFormat("no dataset %s", std::string(dataset)));
+  }
+  return std::unique_ptr<DatasetView>(new DatasetView(d));
+}
+
+size_t ColumnarIndex::MemoryBytes() const {
+  size_t bytes = 0;
+  for (const auto& d : datasets_) bytes += d->MemoryBytes();
+  return bytes;
+}
+
+}  // namespace cohortd

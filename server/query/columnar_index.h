@@ -1,0 +1,436 @@
+// ColumnarIndex: the in-memory, column-oriented copy of every dataset's
+// sessions that the query executor scans (issue 4, item 5). Per dataset:
+// dictionary-encoded dimensions (code 0 = absent), fixed-point measures
+// with an absent sentinel, and a dense account index. Built from the Store
+// at start and kept current by ingest (it is the Ingestor's listener).
+//
+// Row layout, and why. Rows are kept physically sorted by account in a
+// "sorted region", so the executor's per-account contribution bounding
+// walks every column sequentially and an account's sessions are one row
+// range [begin, end) (a CSR offsets array, no per-session row list).
+// Sessions that arrive later are appended after it, in a "tail", and listed
+// per account in a small side index. When the tail outgrows max(
+// Options::min_compaction_rows, sorted rows / 8) the writer re-sorts
+// (Compact): an O(rows) counting sort by account plus one gather per
+// column, amortised to a few row moves per new session. A changed session
+// is updated in place; its account and start (hence month) never change.
+//
+// Session ids are not stored: each session gets a stable number whose
+// 64-bit id hash is kept, and a hash set of those numbers finds a session's
+// row. Two ids with one hash are told apart by account and month; a
+// colliding new id then goes to a small overflow map holding its full
+// string. Only two sessions of one account in one month with equal 64-bit
+// hashes would be confused (about 2^-64 per such pair).
+//
+// Threading. Each dataset has its own absl::Mutex. Ingest (OnCommitted,
+// on the committer thread) applies a whole commit under the writer lock;
+// queries read through a DatasetView, which holds the reader lock for its
+// lifetime. A query therefore sees a commit entirely or not at all, and
+// many queries read in parallel. Writers wait for running queries (a scan
+// takes milliseconds), and a compaction blocks readers for its O(rows)
+// duration (tens of ms at 400k sessions).
+#ifndef COHORTD_SERVER_QUERY_COLUMNAR_INDEX_H_
+#define COHORTD_SERVER_QUERY_COLUMNAR_INDEX_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/optional.h"
+#include "cohortd/internal/storage.pb.h"
+#include "server/config/config.h"
+#include "server/ingest/ingestor.h"
+#include "server/query/columnar_column.h"
+#include "server/query/dictionary.h"
+#include "server/storage/store.h"
+
+namespace cohortd {
+
+class DatasetView;
+
+// Tuning of the index; the defaults suit production.
+struct ColumnarIndexOptions {
+  // A compaction runs when the tail exceeds max(this, sorted rows / 8).
+  uint32_t min_compaction_rows = 65536;
+  // Session id hash; null = absl::Hash. Tests inject a weak one to
+  // exercise collisions.
+  uint64_t (*session_id_hash)(absl::string_view) = nullptr;
+  // Build logs progress every this many sessions or this often.
+  uint64_t progress_every_sessions = 1000000;
+  absl::Duration progress_interval = absl::Seconds(10);
+};
+
+// A row appended since the last compaction, with its account.
+struct TailRow {
+  uint32_t account;
+  uint32_t row;
+};
+
+// The sessions of one account, as handed to DatasetView::ForEachAccount:
+// the rows [sorted_begin, sorted_end) of the sorted region plus `tail`
+// rows appended since the last compaction. Valid during the callback.
+struct AccountRows {
+  uint32_t account = 0;  // dense id in [0, num_accounts)
+  uint32_t sorted_begin = 0;
+  uint32_t sorted_end = 0;
+  const TailRow* tail = nullptr;
+  uint32_t tail_size = 0;
+
+  uint32_t num_sessions() const {
+    return sorted_end - sorted_begin + tail_size;
+  }
+  // Calls fn(uint32_t row) for each of the account's rows.
+  template <typename Fn>
+  void ForEachRow(Fn&& fn) const {
+    for (uint32_t row = sorted_begin; row < sorted_end; ++row) fn(row);
+    for (uint32_t i = 0; i < tail_size; ++i) fn(tail[i].row);
+  }
+};
+
+// One dataset's columns and indexes. Reached through ColumnarIndex (which
+// writes) and DatasetView (which reads); see the file comment for the
+// layout and locking.
+class ColumnarDataset {
+ public:
+  // `spec` is borrowed and must outlive this object.
+  // Errors: InvalidArgument for a measure whose bounds do not fit fixed
+  // point (see MeasureColumn::Create).
+  static absl::StatusOr<std::unique_ptr<ColumnarDataset>> Create(
+      const DatasetSpec* spec, const ColumnarIndexOptions& options);
+
+  ColumnarDataset(const ColumnarDataset&) = delete;
+  ColumnarDataset& operator=(const ColumnarDataset&) = delete;
+
+  const DatasetSpec& spec() const { return *spec_; }
+
+  // Applies one commit: inserts or replaces each session, then compacts if
+  // the tail has grown too large. Takes the writer lock.
+  void Apply(const std::vector<CommittedSession>& sessions)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Bulk load (Build): upserts without maintaining the tail's side index,
+  // so a view must not be taken until FinishLoad() has compacted once at
+  // the end. Takes the writer lock.
+  void LoadOne(absl::string_view session_id,
+               const cohortd::internal::StoredSession& record)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void FinishLoad() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Approximate heap bytes. Takes the reader lock.
+  size_t MemoryBytes() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Sessions indexed. Takes the reader lock.
+  uint32_t NumSessions() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class DatasetView;
+
+  // An account pseudonym, an HMAC-SHA256 output, kept whole: a prefix
+  // would do for real HMACs but silently merges accounts whose
+  // pseudonyms share it.
+  struct AccountKey {
+    uint64_t words[4] = {0, 0, 0, 0};
+    bool operator==(const AccountKey& o) const {
+      return words[0] == o.words[0] && words[1] == o.words[1] &&
+             words[2] == o.words[2] && words[3] == o.words[3];
+    }
+  };
+  // Probes for the sets below: look a key up without a stored number.
+  struct SessionProbe {
+    uint64_t hash;
+  };
+  struct AccountProbe {
+    AccountKey key;
+  };
+  // Hash sets of dense numbers whose keys live in a side vector, so a set
+  // entry costs 4 bytes (plus control byte) instead of key + value.
+  struct SessionHash {
+    using is_transparent = void;
+    const std::vector<uint64_t>* hashes;
+    size_t operator()(uint32_t s) const { return (*hashes)[s]; }
+    size_t operator()(SessionProbe p) const { return p.hash; }
+  };
+  struct SessionEq {
+    using is_transparent = void;
+    const std::vector<uint64_t>* hashes;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t a, SessionProbe p) const {
+      return (*hashes)[a] == p.hash;
+    }
+    bool operator()(SessionProbe p, uint32_t a) const {
+      return (*hashes)[a] == p.hash;
+    }
+  };
+  struct AccountHash {
+    using is_transparent = void;
+    const std::vector<AccountKey>* keys;
+    size_t operator()(uint32_t a) const { return Mix((*keys)[a]); }
+    size_t operator()(AccountProbe p) const { return Mix(p.key); }
+    static size_t Mix(const AccountKey& k);
+  };
+  struct AccountEq {
+    using is_transparent = void;
+    const std::vector<AccountKey>* keys;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t a, AccountProbe p) const {
+      return (*keys)[a] == p.key;
+    }
+    bool operator()(AccountProbe p, uint32_t a) const {
+      return (*keys)[a] == p.key;
+    }
+  };
+
+  ColumnarDataset(const DatasetSpec* spec,
+                  const ColumnarIndexOptions& options,
+                  std::vector<MeasureColumn> measures);
+
+  // Inserts or replaces one session; appends a new row's TailRow to
+  // `new_rows` when given.
+  void Upsert(absl::string_view session_id,
+              const cohortd::internal::StoredSession& record,
+              std::vector<TailRow>* new_rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Resolves the effective label and measure of each dimension/measure
+  // across sources into scratch_codes_ / scratch_fixed_.
+  void Resolve(const cohortd::internal::StoredSession& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteRow(uint32_t row, bool append) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t AccountOf(const std::string& pseudonym)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t AccountOfRow(uint32_t row) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  uint32_t MonthCode(int64_t session_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-sorts every row by account; empties the tail.
+  void Compact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t MemoryBytesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const DatasetSpec* const spec_;
+  const ColumnarIndexOptions options_;
+  int month_dimension_ = -1;  // index of the derived month, or -1
+  absl::flat_hash_map<std::string, int> dimension_index_;
+  absl::flat_hash_map<std::string, int> measure_index_;
+
+  mutable absl::Mutex mu_;
+  // Per dimension, in spec order.
+  std::vector<Dictionary> dictionaries_ ABSL_GUARDED_BY(mu_);
+  std::vector<CodeColumn> codes_ ABSL_GUARDED_BY(mu_);
+  // Per measure, in spec order.
+  std::vector<MeasureColumn> measures_ ABSL_GUARDED_BY(mu_);
+  uint32_t num_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  // Month (years * 12 + month - 1, UTC) -> month dictionary code, so the
+  // hot path needs no string formatting.
+  absl::flat_hash_map<int64_t, uint32_t> month_codes_ ABSL_GUARDED_BY(mu_);
+
+  // Accounts: dense id -> key, and the set of ids looked up by key.
+  std::vector<AccountKey> account_keys_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint32_t, AccountHash, AccountEq> accounts_
+      ABSL_GUARDED_BY(mu_);
+
+  // Sorted region: rows [0, sorted_rows_), grouped by account in id order;
+  // account a < sorted_accounts_ owns [account_begin_[a],
+  // account_begin_[a + 1]).
+  uint32_t sorted_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t sorted_accounts_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<uint32_t> account_begin_ ABSL_GUARDED_BY(mu_);
+  // Tail: rows [sorted_rows_, num_rows_). tail_account_[row - sorted_rows_]
+  // is the row's account; tail_index_ lists the tail sorted by (account,
+  // row), for ForEachAccount (empty during a bulk load).
+  std::vector<uint32_t> tail_account_ ABSL_GUARDED_BY(mu_);
+  std::vector<TailRow> tail_index_ ABSL_GUARDED_BY(mu_);
+
+  // Sessions: stable number -> id hash and current row; the set finds a
+  // stable number by hash; colliding ids live in overflow_.
+  std::vector<uint64_t> session_hash_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> session_row_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint32_t, SessionHash, SessionEq> sessions_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint32_t> overflow_ ABSL_GUARDED_BY(mu_);
+
+  // Reused per upsert, to avoid allocating.
+  struct Pick {
+    uint64_t sequence = 0;
+    const std::string* source = nullptr;  // null: nothing picked yet
+    const std::string* label = nullptr;
+    double value = 0;
+  };
+  std::vector<Pick> dimension_picks_ ABSL_GUARDED_BY(mu_);
+  std::vector<Pick> measure_picks_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> scratch_codes_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::optional<int64_t>> scratch_fixed_ ABSL_GUARDED_BY(mu_);
+};
+
+// A consistent, read-only view of one dataset, holding its reader lock
+// from creation until destruction: keep it for one query and no longer
+// (ingest waits for it). Do not create a second view of the same dataset
+// on a thread that holds one: with a writer waiting, that deadlocks.
+// Not copyable or movable. Dimension and measure indices are positions in
+// spec().dimensions / spec().measures.
+//
+// The executor's inner loop, e.g. verified-success rate by occupation for
+// novices, with per-account bounding:
+//
+//   ASSIGN_OR_RETURN(auto view, index.Read("sessions"));
+//   int exp = view->FindDimension("expertise");
+//   int occ = view->FindDimension("occupation");
+//   auto novice = view->DimensionCode(exp, "novice");  // nullopt: no rows
+//   const CodeColumn& e = view->codes(exp);
+//   ASSIGN_OR_RETURN(CohortKeyer keyer, CohortKeyer::Create(*view, {occ}));
+//   view->ForEachAccount([&](const AccountRows& account) {
+//     account.ForEachRow([&](uint32_t row) {
+//       if (e[row] != *novice) return;
+//       uint64_t cohort = keyer.Key(row);
+//       ... collect (cohort, row) for this account, then bound and sum ...
+//     });
+//   });
+class DatasetView {
+ public:
+  DatasetView(const DatasetView&) = delete;
+  DatasetView& operator=(const DatasetView&) = delete;
+  ~DatasetView() ABSL_UNLOCK_FUNCTION(d_->mu_);
+
+  const DatasetSpec& spec() const { return *d_->spec_; }
+  uint32_t num_sessions() const { return d_->num_rows_; }
+  uint32_t num_accounts() const {
+    return static_cast<uint32_t>(d_->account_keys_.size());
+  }
+
+  // Index of the named dimension / measure, or -1.
+  int FindDimension(absl::string_view name) const;
+  int FindMeasure(absl::string_view name) const;
+
+  // Per-row codes of dimension `dim` (0 = absent).
+  const CodeColumn& codes(int dim) const { return d_->codes_[dim]; }
+  const Dictionary& dictionary(int dim) const {
+    return d_->dictionaries_[dim];
+  }
+  // The code of `value` in dimension `dim`, or nullopt when no session has
+  // it (an open domain's unseen value, a value outside a closed domain).
+  absl::optional<uint32_t> DimensionCode(int dim,
+                                         absl::string_view value) const {
+    return d_->dictionaries_[dim].Find(value);
+  }
+  // The value of `code`; "" for 0 (absent). Valid while the view lives.
+  absl::string_view DimensionValue(int dim, uint32_t code) const {
+    return d_->dictionaries_[dim].Value(code);
+  }
+
+  // Per-row fixed-point values of measure `m`.
+  const MeasureColumn& measure(int m) const { return d_->measures_[m]; }
+
+  // Calls fn(const AccountRows&) once per account, in dense-id order. Every
+  // session appears exactly once. O(accounts + sessions).
+  template <typename Fn>
+  void ForEachAccount(Fn&& fn) const {
+    const ColumnarDataset& d = *d_;
+    const uint32_t accounts = num_accounts();
+    const TailRow* tail = d.tail_index_.data();
+    const TailRow* const tail_end = tail + d.tail_index_.size();
+    for (uint32_t a = 0; a < accounts; ++a) {
+      AccountRows rows;
+      rows.account = a;
+      if (a < d.sorted_accounts_) {
+        rows.sorted_begin = d.account_begin_[a];
+        rows.sorted_end = d.account_begin_[a + 1];
+      }
+      rows.tail = tail;
+      while (tail != tail_end && tail->account == a) ++tail;
+      rows.tail_size = static_cast<uint32_t>(tail - rows.tail);
+      fn(static_cast<const AccountRows&>(rows));
+    }
+  }
+
+  // Approximate heap bytes of the dataset.
+  size_t MemoryBytes() const { return d_->MemoryBytesLocked(); }
+
+ private:
+  friend class ColumnarIndex;
+  explicit DatasetView(const ColumnarDataset* d) ABSL_SHARED_LOCK_FUNCTION(
+      d->mu_);
+
+  const ColumnarDataset* const d_;
+};
+
+// Maps the codes of several group-by dimensions to one dense cohort number
+// (mixed radix: the first dimension varies slowest), so the executor can
+// accumulate into arrays indexed by cohort. Borrows the view's columns:
+// use it only while the view lives. Thread-compatible.
+class CohortKeyer {
+ public:
+  // Errors: InvalidArgument for a dimension index out of range;
+  // OutOfRange when the product of cardinalities exceeds 2^62.
+  static absl::StatusOr<CohortKeyer> Create(const DatasetView& view,
+                                            const std::vector<int>& dims);
+
+  // Every Key() is < num_cohorts(). 1 when there are no dimensions.
+  uint64_t num_cohorts() const { return num_cohorts_; }
+
+  uint64_t Key(uint32_t row) const {
+    uint64_t key = 0;
+    for (size_t i = 0; i < columns_.size(); ++i) {
+      key = key * radix_[i] + (*columns_[i])[row];
+    }
+    return key;
+  }
+
+  // The codes of `key`, one per dimension, in Create's order.
+  std::vector<uint32_t> Decode(uint64_t key) const;
+
+ private:
+  CohortKeyer() = default;
+  std::vector<const CodeColumn*> columns_;
+  std::vector<uint64_t> radix_;
+  uint64_t num_cohorts_ = 1;
+};
+
+// Every configured dataset's ColumnarDataset; the Ingestor's listener.
+class ColumnarIndex : public IngestListener {
+ public:
+  using Options = ColumnarIndexOptions;
+
+  // An empty index over `datasets` (borrowed; must outlive the index).
+  // Errors: as ColumnarDataset::Create; InvalidArgument for a duplicate
+  // dataset name.
+  static absl::StatusOr<std::unique_ptr<ColumnarIndex>> Create(
+      const std::vector<const DatasetSpec*>& datasets,
+      const Options& options);
+
+  // Creates the index over config.datasets (borrowed; `config` must outlive
+  // the index) and loads every stored session from `store` (borrowed, used
+  // only during the call), logging progress. Start the Ingestor after this
+  // returns, with this index as its listener, so no commit is missed.
+  // Errors: as Create; the store's Scan errors; DataLoss for a record that
+  // does not parse (naming its key).
+  static absl::StatusOr<std::unique_ptr<ColumnarIndex>> Build(
+      const Config& config, Store* store, const Options& options);
+
+  // IngestListener: applies the commit to `dataset`'s columns under its
+  // writer lock. An unknown dataset is logged and ignored. Thread-safe.
+  void OnCommitted(const DatasetSpec& dataset,
+                   const std::vector<CommittedSession>& sessions) override;
+
+  // A consistent read view of `dataset`; see DatasetView for its rules.
+  // Errors: NotFound for an unknown dataset. Thread-safe.
+  absl::StatusOr<std::unique_ptr<DatasetView>> Read(
+      absl::string_view dataset) const;
+
+  // Approximate heap bytes of all datasets. Thread-safe.
+  size_t MemoryBytes() const;
+
+ private:
+  ColumnarIndex() = default;
+  ColumnarDataset* Find(absl::string_view dataset) const;
+
+  // Fixed after Create; each dataset locks itself.
+  std::vector<std::unique_ptr<ColumnarDataset>> datasets_;
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_QUERY_COLUMNAR_INDEX_H_
