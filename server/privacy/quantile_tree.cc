@@ -1,6 +1,7 @@
 #include "server/privacy/quantile_tree.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <utility>
 
@@ -11,6 +12,9 @@ namespace cohortd::privacy {
 namespace {
 
 int64_t Pow8(int e) { return int64_t{1} << (3 * e); }
+
+// No node count reaches it: counts are <= 2^63 / 2 and noise < 2^62.
+constexpr int64_t kNotDrawn = INT64_MIN;
 
 }  // namespace
 
@@ -27,14 +31,13 @@ class QuantileTree::Noisy {
       offset_.push_back(total);
       total += Pow8(l);
     }
-    value_.assign(total, 0);
-    drawn_.assign(total, false);
+    value_.assign(total, kNotDrawn);
   }
 
   // Noisy count of node `i` at level `l`, or false on randomness failure.
   bool Node(int l, int64_t i, int64_t* out) {
-    const int64_t idx = offset_[l - 1] + i;
-    if (!drawn_[idx]) {
+    int64_t& value = value_[offset_[l - 1] + i];
+    if (value == kNotDrawn) {
       const int64_t span = Pow8(tree_.depth_ - l) * tree_.leaf_width_;
       const int64_t lo = tree_.domain_.lower_fp + i * span;
       const int64_t truth =
@@ -42,10 +45,9 @@ class QuantileTree::Noisy {
           std::lower_bound(sorted_.begin(), sorted_.end(), lo);
       absl::StatusOr<int64_t> z = tree_.noise_.Sample(rng_);
       if (!z.ok()) return false;
-      value_[idx] = truth + *z;
-      drawn_[idx] = true;
+      value = truth + *z;
     }
-    *out = value_[idx];
+    *out = value;
     return true;
   }
 
@@ -84,8 +86,7 @@ class QuantileTree::Noisy {
   std::vector<int64_t> sorted_;
   RandomWords& rng_;
   std::vector<int64_t> offset_;
-  std::vector<int64_t> value_;
-  std::vector<bool> drawn_;
+  std::vector<int64_t> value_;  // kNotDrawn until first read
 };
 
 absl::StatusOr<QuantileTree> QuantileTree::Create(
@@ -121,7 +122,9 @@ absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::Release(
   for (int64_t& v : sorted) {
     v = std::clamp(v, domain_.lower_fp, domain_.upper_fp);
   }
-  std::sort(sorted.begin(), sorted.end());
+  if (!std::is_sorted(sorted.begin(), sorted.end())) {
+    std::sort(sorted.begin(), sorted.end());
+  }
   Noisy tree(*this, std::move(sorted), rng);
   const int64_t leaves = Pow8(depth_);
   const double sigma = std::sqrt(noise_.sigma2());
@@ -152,8 +155,8 @@ absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::Release(
       return true;
     };
     int64_t value_leaf, upper_leaf, lower_leaf;
+    // The same bisection midpoints for all three keep most nodes shared.
     if (!first_crossing(0, &value_leaf) || !first_crossing(1, &upper_leaf) ||
-        // The lower edge uses a strict "> -h", approximated by ">= -h".
         !first_crossing(-1, &lower_leaf)) {
       return rng.status();
     }
