@@ -32,16 +32,41 @@ double GaussianRho(double l2_sensitivity_squared, double sigma2) {
 
 double PureDpRho(double epsilon) { return RoundSpend(epsilon * epsilon / 2); }
 
+double ZcdpDelta(double rho, double epsilon) {
+  if (rho <= 0) return 0;
+  // Minimise over a > 1 by bisection on the derivative of the exponent,
+  // (2a - 1) rho - epsilon + ln(1 - 1/a), which increases in a (Steinke's
+  // reference code for CKS20). a >= 1.01 avoids cancellation; any a is a
+  // valid bound, so an imperfect search only costs tightness.
+  double lo = 1.01, hi = (epsilon + 1) / (2 * rho) + 2;
+  for (int i = 0; i < 200; ++i) {
+    const double a = (lo + hi) / 2;
+    const double derivative =
+        (2 * a - 1) * rho - epsilon + std::log1p(-1.0 / a);
+    (derivative < 0 ? lo : hi) = a;
+  }
+  const double a = (lo + hi) / 2;
+  const double delta =
+      std::exp((a - 1) * (a * rho - epsilon) + a * std::log1p(-1.0 / a)) /
+      (a - 1);
+  // The few operations above err by far less than 1e-6 relative.
+  return std::min(1.0, delta * (1 + 1e-6));
+}
+
 absl::StatusOr<double> RhoFromEpsilonDelta(double epsilon, double delta) {
   absl::Status status = CheckEpsilonDelta(epsilon, delta);
   if (!status.ok()) return status;
-  // Solve x^2 + 2 x sqrt(L) - epsilon = 0 for x = sqrt(rho), L = ln(1/delta).
+  // ZcdpDelta increases in rho: keep ZcdpDelta(lo) <= delta while
+  // bisecting; the standard bound's rho always qualifies.
   const double l = -std::log(delta);
-  const double x = std::sqrt(l + epsilon) - std::sqrt(l);
-  // The subtraction above cancels; the relative error is about
-  // 1e-16 * (l + epsilon) / epsilon, so widen the margin accordingly.
-  const double cancellation = 1e-15 * (l + epsilon) / epsilon;
-  return std::max(0.0, x * x * (1 - kRoundingMargin - 2 * cancellation));
+  const double standard =
+      std::pow(std::sqrt(l + epsilon) - std::sqrt(l), 2) * (1 - 1e-6);
+  double lo = standard, hi = epsilon + 1;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = (lo + hi) / 2;
+    (ZcdpDelta(mid, epsilon) <= delta ? lo : hi) = mid;
+  }
+  return RoundRemaining(lo);
 }
 
 absl::StatusOr<double> EpsilonFromRho(double rho, double delta,
@@ -51,9 +76,16 @@ absl::StatusOr<double> EpsilonFromRho(double rho, double delta,
         absl::StrFormat("need rho >= 0 and 0 < delta < 1, got %g, %g", rho,
                         delta));
   }
-  const double epsilon = rho + 2 * std::sqrt(rho * -std::log(delta));
-  return rounding == Rounding::kUp ? RoundSpend(epsilon)
-                                   : RoundRemaining(epsilon);
+  if (rho == 0) return 0.0;
+  // ZcdpDelta decreases in epsilon: keep ZcdpDelta(hi) <= delta; the
+  // standard bound's epsilon always qualifies.
+  double lo = 0, hi = (rho + 2 * std::sqrt(rho * -std::log(delta))) *
+                      (1 + 1e-6);
+  for (int i = 0; i < 200; ++i) {
+    const double mid = (lo + hi) / 2;
+    (ZcdpDelta(rho, mid) <= delta ? hi : lo) = mid;
+  }
+  return rounding == Rounding::kUp ? RoundSpend(hi) : RoundRemaining(hi);
 }
 
 ZcdpCharge Compose(const ZcdpCharge& a, const ZcdpCharge& b) {

@@ -7,9 +7,13 @@
 // (the chance that a cohort present in one neighbour only is released).
 // Approximate zCDP composes by adding both parts (BS16 Lemma 8.3).
 //
-// Conversion to (epsilon, delta)-DP uses the standard bound (BS16 Prop.
-// 1.3): rho-zCDP implies (rho + 2 sqrt(rho ln(1/delta')), delta')-DP for
-// every delta' > 0; with the approximate part it is (.., delta' + delta).
+// Conversion to (epsilon, delta)-DP uses the bound of CKS20 Corollary 13:
+// rho-zCDP implies (epsilon, delta')-DP for
+//   delta' = exp((a - 1)(a rho - epsilon) + a ln(1 - 1/a)) / (a - 1)
+// for every a > 1 (we search a numerically; any a gives a valid bound). It
+// is never worse than the standard bound (BS16 Prop. 1.3)
+// epsilon = rho + 2 sqrt(rho ln(1/delta')), which brackets the searches.
+// With the approximate part the result is (epsilon, delta' + delta).
 //
 // Rounding is conservative: anything that is spent is rounded up, anything
 // that remains (or is granted) is rounded down, by a relative margin
@@ -39,14 +43,17 @@ double GaussianRho(double l2_sensitivity_squared, double sigma2);
 // rounded up.
 double PureDpRho(double epsilon);
 
-// The largest rho with rho + 2 sqrt(rho ln(1/delta)) <= epsilon, i.e.
-// rho = (sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta)))^2, rounded
-// down. Errors: InvalidArgument unless epsilon > 0 and 0 < delta < 1.
+// The delta' of CKS20 Cor. 13 for rho and epsilon (rounded up), and the
+// largest rho whose delta' is <= delta at epsilon (rounded down; about 30%
+// more than the standard bound's (sqrt(ln(1/delta) + eps) -
+// sqrt(ln(1/delta)))^2). Errors: InvalidArgument unless epsilon > 0 and
+// 0 < delta < 1.
+double ZcdpDelta(double rho, double epsilon);
 absl::StatusOr<double> RhoFromEpsilonDelta(double epsilon, double delta);
 
-// epsilon = rho + 2 sqrt(rho ln(1/delta)), rounded up (a cost) or down (a
-// remaining allowance). Errors: InvalidArgument unless rho >= 0 and
-// 0 < delta < 1.
+// The smallest epsilon with ZcdpDelta(rho, epsilon) <= delta, rounded up
+// (a cost) or down (a remaining allowance). Errors: InvalidArgument unless
+// rho >= 0 and 0 < delta < 1.
 enum class Rounding { kUp, kDown };
 absl::StatusOr<double> EpsilonFromRho(double rho, double delta,
                                       Rounding rounding);
@@ -86,7 +93,7 @@ struct QueryBudget {
 
   // What the ledger charges: (rho_total, delta_partition_selection).
   ZcdpCharge Charge() const;
-  // Reported cost: epsilon = rho + 2 sqrt(rho ln(1/delta_conversion))
+  // Reported cost: epsilon = EpsilonFromRho(rho_total, delta_conversion)
   // (rounded up, <= the requested epsilon), delta = requested delta.
   ReportedCost Reported() const;
 };

@@ -12,28 +12,42 @@ namespace {
 using ::cohortd::testing::StatusIs;
 using ::testing::HasSubstr;
 
-TEST(AccountantTest, RhoFromEpsilonDeltaMatchesClosedFormAndRoundsDown) {
-  // rho = (sqrt(L + eps) - sqrt(L))^2 with L = ln(2e7) = 16.8112...
+TEST(AccountantTest, RhoFromEpsilonDeltaBeatsTheStandardBoundAndRoundTrips) {
   ASSERT_OK_AND_ASSIGN(double rho, RhoFromEpsilonDelta(1.0, 5e-8));
+  // The standard bound: (sqrt(L + eps) - sqrt(L))^2 with L = ln(2e7).
   const double l = std::log(2e7);
-  const double exact = std::pow(std::sqrt(l + 1) - std::sqrt(l), 2);
-  EXPECT_LE(rho, exact);
-  EXPECT_NEAR(rho, exact, 1e-7 * exact);
-  EXPECT_NEAR(rho, 0.014444, 1e-6);
+  const double standard = std::pow(std::sqrt(l + 1) - std::sqrt(l), 2);
+  EXPECT_NEAR(standard, 0.014444, 1e-6);
+  EXPECT_GT(rho, standard);
+  EXPECT_LT(rho, 2 * standard);
+  // Its delta at epsilon = 1 is within the grant, and a little more rho
+  // would not be.
+  EXPECT_LE(ZcdpDelta(rho, 1.0), 5e-8);
+  EXPECT_GT(ZcdpDelta(rho * 1.01, 1.0), 5e-8);
   // Converting back never exceeds the epsilon granted.
   ASSERT_OK_AND_ASSIGN(double eps, EpsilonFromRho(rho, 5e-8, Rounding::kUp));
-  EXPECT_LE(eps, 1.0 + 1e-8);
-  EXPECT_GE(eps, 1.0 - 1e-6);
+  EXPECT_LE(eps, 1.0 + 1e-6);
+  EXPECT_GE(eps, 1.0 - 1e-3);
+}
+
+TEST(AccountantTest, ZcdpDeltaIsNeverWorseThanTheStandardBound) {
+  for (double rho : {0.001, 0.01, 0.1, 1.0}) {
+    for (double delta : {1e-9, 1e-6, 1e-3}) {
+      const double standard_eps =
+          rho + 2 * std::sqrt(rho * std::log(1 / delta));
+      EXPECT_LE(ZcdpDelta(rho, standard_eps), delta * (1 + 1e-5));
+    }
+  }
 }
 
 TEST(AccountantTest, EpsilonFromRhoRoundsInTheRequestedDirection) {
   ASSERT_OK_AND_ASSIGN(double up, EpsilonFromRho(0.5, 1e-6, Rounding::kUp));
   ASSERT_OK_AND_ASSIGN(double down,
                        EpsilonFromRho(0.5, 1e-6, Rounding::kDown));
-  const double exact = 0.5 + 2 * std::sqrt(0.5 * std::log(1e6));
-  EXPECT_GT(up, exact);
-  EXPECT_LT(down, exact);
-  EXPECT_NEAR(up, exact, 1e-8 * exact);
+  EXPECT_GT(up, down);
+  EXPECT_LE(ZcdpDelta(0.5, up), 1e-6);
+  EXPECT_LT(up, 0.5 + 2 * std::sqrt(0.5 * std::log(1e6)));
+  EXPECT_NEAR(up, down, 1e-7);
 }
 
 TEST(AccountantTest, MechanismRhos) {
@@ -95,7 +109,7 @@ TEST(BudgetLedgerTest, ChargesUntilExhaustedThenRefusesWithoutChange) {
     ++charged;
     ASSERT_LT(charged, 1000);
   }
-  // Capacity rho for (2, 5e-7) is about 0.0646; each query 0.0144.
+  // Capacity rho for (2, 5e-7) is about 0.0834; each query 0.0192.
   EXPECT_EQ(charged, 4);
   const ZcdpCharge before = ledger.spent();
   EXPECT_THAT(ledger.Charge(q.Charge()),

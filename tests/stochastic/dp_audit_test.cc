@@ -9,11 +9,11 @@
 // sqrt(L0) Linf.
 //
 // Each mechanism gets rho = 0.5 (mu = Delta_2 / sigma = 1). Its claimed
-// guarantee at delta = 1e-3 is epsilon = rho + 2 sqrt(rho ln(1/delta))
-// = 4.22 (accountant.h). With 5e5 trials per side the honest mechanisms'
-// lower bounds land near 2, and the positive control (noise scale halved,
-// i.e. mu = 2, true epsilon far above 4.22 at this delta) is flagged with
-// a lower bound near 5.4. alpha = 1e-3 overall.
+// guarantee at delta = 1e-3 is epsilon = 3.54 (accountant.h, CKS20 Cor.
+// 13; the exact Gaussian curve gives 3.15). With 5e5 trials per side the
+// honest mechanisms' lower bounds land near 2.7, and the positive control
+// (noise scale halved, mu = 2) is flagged with a lower bound near 5.6.
+// alpha = 1e-3 overall.
 #include <cmath>
 #include <cstdio>
 #include <vector>
