@@ -21,9 +21,10 @@ class OpenSslSource final : public RandomSource {
     // could not be (re)seeded, and we must not produce noise at all.
     if (RAND_priv_bytes(reinterpret_cast<unsigned char*>(words),
                         static_cast<int>(bytes)) != 1) {
+      char reason[256];  // ERR_error_string(.., nullptr) is not thread-safe
+      ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
       return absl::InternalError(
-          absl::StrCat("csprng: RAND_priv_bytes failed: ",
-                       ERR_error_string(ERR_get_error(), nullptr)));
+          absl::StrCat("csprng: RAND_priv_bytes failed: ", reason));
     }
     return absl::OkStatus();
   }
