@@ -19,13 +19,9 @@ namespace {
 
 using ::cohortd::internal::StoredSession;
 
-uint64_t DefaultSessionHash(absl::string_view id) {
-  return absl::Hash<absl::string_view>()(id);
-}
-
 ColumnarIndexOptions WithDefaults(ColumnarIndexOptions options) {
   if (options.session_id_hash == nullptr) {
-    options.session_id_hash = DefaultSessionHash;
+    options.session_id_hash = SessionFingerprint;
   }
   return options;
 }
@@ -41,13 +37,43 @@ bool Overrides(const Pick& pick, uint64_t sequence, const std::string& source) {
   return source > *pick.source;
 }
 
+// Sets v's capacity to max(size, capacity), shrinking if needed: bulk
+// loading leaves vectors up to twice their size.
+template <typename T>
+void Refit(std::vector<T>* v, size_t capacity) {
+  capacity = std::max(capacity, v->size());
+  if (v->capacity() > capacity) {
+    std::vector<T> fitted;
+    fitted.reserve(capacity);
+    fitted.assign(v->begin(), v->end());
+    v->swap(fitted);
+  } else {
+    v->reserve(capacity);
+  }
+}
+
 }  // namespace
+
+uint64_t SessionFingerprint(absl::string_view session_id) {
+  // Contribution bounding mixes it under its secret key; here it only has
+  // to spread ids well.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : session_id) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
 
 size_t ColumnarDataset::AccountHash::Mix(const AccountKey& k) {
   // The words are HMAC output, already uniform; mixing guards the table
   // against test pseudonyms that differ only in a few bytes.
-  return absl::Hash<uint64_t>()(k.words[0] ^ k.words[1] ^ k.words[2] ^
-                                k.words[3]);
+  return absl::Hash<std::pair<uint64_t, uint64_t>>()({k.hi, k.lo});
 }
 
 absl::StatusOr<std::unique_ptr<ColumnarDataset>> ColumnarDataset::Create(
@@ -68,7 +94,7 @@ ColumnarDataset::ColumnarDataset(const DatasetSpec* spec,
       options_(WithDefaults(options)),
       measures_(std::move(measures)),
       accounts_(0, AccountHash{&account_keys_}, AccountEq{&account_keys_}),
-      sessions_(0, SessionHash{&session_hash_}, SessionEq{&session_hash_}) {
+      sessions_(0, SessionHash{this}, SessionEq{this}) {
   for (size_t d = 0; d < spec->dimensions.size(); ++d) {
     const DimensionSpec& dim = spec->dimensions[d];
     if (dim.derived) {
@@ -143,15 +169,17 @@ uint32_t ColumnarDataset::MonthCode(int64_t session_start) {
 uint32_t ColumnarDataset::AccountOf(const std::string& pseudonym) {
   // Pseudonyms are 32-byte HMACs. Shorter ones (only ever seen in tests)
   // are zero-padded with their length in the last byte to stay distinct.
-  unsigned char bytes[sizeof(AccountKey)] = {0};
-  if (pseudonym.size() >= sizeof(bytes)) {
-    std::memcpy(bytes, pseudonym.data(), sizeof(bytes));
+  uint64_t words[4] = {0, 0, 0, 0};
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(words);
+  if (pseudonym.size() >= sizeof(words)) {
+    std::memcpy(bytes, pseudonym.data(), sizeof(words));
   } else {
     std::memcpy(bytes, pseudonym.data(), pseudonym.size());
-    bytes[sizeof(bytes) - 1] = static_cast<unsigned char>(pseudonym.size());
+    bytes[sizeof(words) - 1] = static_cast<unsigned char>(pseudonym.size());
   }
   AccountKey key;
-  std::memcpy(key.words, bytes, sizeof(bytes));
+  key.hi = words[0] ^ words[2];
+  key.lo = words[1] ^ words[3];
   auto it = accounts_.find(AccountProbe{key});
   if (it != accounts_.end()) return *it;
   const uint32_t id = static_cast<uint32_t>(account_keys_.size());
@@ -226,9 +254,10 @@ void ColumnarDataset::Upsert(absl::string_view session_id,
   }
 
   const uint32_t row = num_rows_++;
-  const uint32_t number = static_cast<uint32_t>(session_hash_.size());
-  session_hash_.push_back(hash);  // before insert: the hasher reads it
+  const uint32_t number = static_cast<uint32_t>(session_row_.size());
+  // Both before the insert: the set's hasher reads them.
   session_row_.push_back(row);
+  row_fingerprint_.push_back(hash);
   if (hash_taken) {
     overflow_.emplace(std::string(session_id), number);
   } else {
@@ -239,18 +268,23 @@ void ColumnarDataset::Upsert(absl::string_view session_id,
   if (new_rows != nullptr) new_rows->push_back({account, row});
 }
 
+uint32_t ColumnarDataset::CompactionThreshold() const {
+  return std::max(options_.min_compaction_rows, sorted_rows_ / 8);
+}
+
 void ColumnarDataset::Apply(const std::vector<CommittedSession>& sessions) {
   absl::MutexLock lock(&mu_);
   std::vector<TailRow> new_rows;
   for (const CommittedSession& session : sessions) {
     Upsert(session.session_id, *session.record, &new_rows);
+    // Compacting mid-commit is invisible to readers (they wait for the
+    // whole commit) and keeps appends inside the reserved capacity.
+    if (tail_account_.size() >= CompactionThreshold()) {
+      Compact();
+      new_rows.clear();  // now in the sorted region
+    }
   }
   if (new_rows.empty()) return;
-  if (tail_account_.size() >
-      std::max<size_t>(options_.min_compaction_rows, sorted_rows_ / 8)) {
-    Compact();
-    return;
-  }
   // New rows come after every tail row, so ordering by account alone and
   // merging keeps tail_index_ sorted by (account, row).
   auto by_account = [](const TailRow& a, const TailRow& b) {
@@ -301,23 +335,37 @@ void ColumnarDataset::Compact() {
     }
   }
 
-  // Room for the next tail, so appends do not double every column.
-  const size_t capacity = rows + rows / 8;
+  account_begin_ = std::move(begin);
+  sorted_rows_ = rows;
+  sorted_accounts_ = accounts;
+  tail_account_ = {};
+  tail_index_ = {};
+
+  // Room for exactly the next tail, so appends never double a column (a
+  // doubling would cost more than the whole tail).
+  const size_t capacity = size_t{rows} + CompactionThreshold();
   for (CodeColumn& column : codes_) column.Permute(new_to_old, capacity);
   for (MeasureColumn& column : measures_) {
     column.Permute(new_to_old, capacity);
+  }
+  {
+    std::vector<uint64_t> fingerprints;
+    fingerprints.reserve(capacity);
+    for (uint32_t old_row : new_to_old) {
+      fingerprints.push_back(row_fingerprint_[old_row]);
+    }
+    row_fingerprint_.swap(fingerprints);
   }
   {
     std::vector<uint32_t> old_to_new(rows);
     for (uint32_t i = 0; i < rows; ++i) old_to_new[new_to_old[i]] = i;
     for (uint32_t& row : session_row_) row = old_to_new[row];
   }
-
-  account_begin_ = std::move(begin);
-  sorted_rows_ = rows;
-  sorted_accounts_ = accounts;
-  tail_account_ = {};
-  tail_index_ = {};
+  Refit(&session_row_, capacity);
+  // New accounts are rarer than new sessions; an eighth more is plenty,
+  // and a doubling of this one vector is affordable.
+  Refit(&account_keys_, size_t{accounts} + accounts / 8);
+  tail_account_.reserve(CompactionThreshold());
 }
 
 size_t ColumnarDataset::MemoryBytesLocked() const {
@@ -331,8 +379,8 @@ size_t ColumnarDataset::MemoryBytesLocked() const {
   bytes += account_begin_.capacity() * sizeof(uint32_t);
   bytes += tail_account_.capacity() * sizeof(uint32_t);
   bytes += tail_index_.capacity() * sizeof(TailRow);
-  bytes += session_hash_.capacity() * sizeof(uint64_t);
   bytes += session_row_.capacity() * sizeof(uint32_t);
+  bytes += row_fingerprint_.capacity() * sizeof(uint64_t);
   bytes += sessions_.capacity() * (sizeof(uint32_t) + 1);
   bytes += overflow_.capacity() *
            (sizeof(std::pair<std::string, uint32_t>) + 1);

@@ -9,18 +9,21 @@
 // walks every column sequentially and an account's sessions are one row
 // range [begin, end) (a CSR offsets array, no per-session row list).
 // Sessions that arrive later are appended after it, in a "tail", and listed
-// per account in a small side index. When the tail outgrows max(
+// per account in a small side index. When the tail reaches max(
 // Options::min_compaction_rows, sorted rows / 8) the writer re-sorts
 // (Compact): an O(rows) counting sort by account plus one gather per
-// column, amortised to a few row moves per new session. A changed session
+// column, amortised to a few row moves per new session. Compact reserves
+// exactly that much room, so appends never double a column. A changed session
 // is updated in place; its account and start (hence month) never change.
 //
-// Session ids are not stored: each session gets a stable number whose
-// 64-bit id hash is kept, and a hash set of those numbers finds a session's
-// row. Two ids with one hash are told apart by account and month; a
-// colliding new id then goes to a small overflow map holding its full
-// string. Only two sessions of one account in one month with equal 64-bit
-// hashes would be confused (about 2^-64 per such pair).
+// Session ids are not stored: each row keeps a 64-bit fingerprint of its
+// session id (fixed constants, so the same in every process: the
+// executor's keyed bounding reads it), and a hash set of stable session
+// numbers finds a session's row. Two ids with one fingerprint are told
+// apart by account and month; a colliding new id then goes to a small
+// overflow map holding its full string. Only two sessions of one account
+// in one month with equal fingerprints would be confused (about 2^-64 per
+// such pair).
 //
 // Threading. Each dataset has its own absl::Mutex. Ingest (OnCommitted,
 // on the committer thread) applies a whole commit under the writer lock;
@@ -57,12 +60,18 @@ namespace cohortd {
 
 class DatasetView;
 
+// The default session id fingerprint: FNV-1a, then MurmurHash3's 64-bit
+// finaliser. Fixed constants, so it is the same in every process (unlike
+// absl::Hash, which is seeded per process). Not keyed: crafted colliding
+// ids only land in the index's overflow map.
+uint64_t SessionFingerprint(absl::string_view session_id);
+
 // Tuning of the index; the defaults suit production.
 struct ColumnarIndexOptions {
-  // A compaction runs when the tail exceeds max(this, sorted rows / 8).
-  uint32_t min_compaction_rows = 65536;
-  // Session id hash; null = absl::Hash. Tests inject a weak one to
-  // exercise collisions.
+  // A compaction runs when the tail reaches max(this, sorted rows / 8).
+  uint32_t min_compaction_rows = 4096;
+  // Session id fingerprint; null = SessionFingerprint. Tests inject a weak
+  // one to exercise collisions.
   uint64_t (*session_id_hash)(absl::string_view) = nullptr;
   // Build logs progress every this many sessions or this often.
   uint64_t progress_every_sessions = 1000000;
@@ -112,8 +121,8 @@ class ColumnarDataset {
 
   const DatasetSpec& spec() const { return *spec_; }
 
-  // Applies one commit: inserts or replaces each session, then compacts if
-  // the tail has grown too large. Takes the writer lock.
+  // Applies one commit: inserts or replaces each session, compacting
+  // whenever the tail reaches its threshold. Takes the writer lock.
   void Apply(const std::vector<CommittedSession>& sessions)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -133,14 +142,17 @@ class ColumnarDataset {
  private:
   friend class DatasetView;
 
-  // An account pseudonym, an HMAC-SHA256 output, kept whole: a prefix
-  // would do for real HMACs but silently merges accounts whose
-  // pseudonyms share it.
+  // An account pseudonym folded to 128 bits: its two halves XORed.
+  // Pseudonyms are HMAC-SHA256 outputs, so any 128 bits of them collide
+  // with probability ~2^-90 at 10^7 accounts; folding rather than taking a
+  // prefix keeps every byte, so pseudonyms that differ only at the end
+  // (as test ones do) stay apart. Half the memory of the whole pseudonym,
+  // which matters: there is one per account.
   struct AccountKey {
-    uint64_t words[4] = {0, 0, 0, 0};
+    uint64_t hi = 0;
+    uint64_t lo = 0;
     bool operator==(const AccountKey& o) const {
-      return words[0] == o.words[0] && words[1] == o.words[1] &&
-             words[2] == o.words[2] && words[3] == o.words[3];
+      return hi == o.hi && lo == o.lo;
     }
   };
   // Probes for the sets below: look a key up without a stored number.
@@ -152,21 +164,23 @@ class ColumnarDataset {
   };
   // Hash sets of dense numbers whose keys live in a side vector, so a set
   // entry costs 4 bytes (plus control byte) instead of key + value.
+  // A session number's hash is its row's fingerprint; a compaction moves
+  // both row and fingerprint, so the hash of a number never changes.
   struct SessionHash {
     using is_transparent = void;
-    const std::vector<uint64_t>* hashes;
-    size_t operator()(uint32_t s) const { return (*hashes)[s]; }
+    const ColumnarDataset* d;
+    size_t operator()(uint32_t s) const { return d->NumberFingerprint(s); }
     size_t operator()(SessionProbe p) const { return p.hash; }
   };
   struct SessionEq {
     using is_transparent = void;
-    const std::vector<uint64_t>* hashes;
+    const ColumnarDataset* d;
     bool operator()(uint32_t a, uint32_t b) const { return a == b; }
     bool operator()(uint32_t a, SessionProbe p) const {
-      return (*hashes)[a] == p.hash;
+      return d->NumberFingerprint(a) == p.hash;
     }
     bool operator()(SessionProbe p, uint32_t a) const {
-      return (*hashes)[a] == p.hash;
+      return d->NumberFingerprint(a) == p.hash;
     }
   };
   struct AccountHash {
@@ -209,6 +223,13 @@ class ColumnarDataset {
   uint32_t MonthCode(int64_t session_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-sorts every row by account; empties the tail.
   void Compact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The tail size at which Apply compacts.
+  uint32_t CompactionThreshold() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Called by the session set's hasher, under the lock its caller holds.
+  uint64_t NumberFingerprint(uint32_t number) const
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return row_fingerprint_[session_row_[number]];
+  }
   size_t MemoryBytesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const DatasetSpec* const spec_;
@@ -245,9 +266,10 @@ class ColumnarDataset {
   std::vector<uint32_t> tail_account_ ABSL_GUARDED_BY(mu_);
   std::vector<TailRow> tail_index_ ABSL_GUARDED_BY(mu_);
 
-  // Sessions: stable number -> id hash and current row; the set finds a
-  // stable number by hash; colliding ids live in overflow_.
-  std::vector<uint64_t> session_hash_ ABSL_GUARDED_BY(mu_);
+  // Sessions: row -> fingerprint of its id; stable number -> current row;
+  // the set finds a stable number by fingerprint; colliding ids live in
+  // overflow_.
+  std::vector<uint64_t> row_fingerprint_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> session_row_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<uint32_t, SessionHash, SessionEq> sessions_
       ABSL_GUARDED_BY(mu_);
@@ -344,6 +366,19 @@ class DatasetView {
       rows.tail_size = static_cast<uint32_t>(tail - rows.tail);
       fn(static_cast<const AccountRows&>(rows));
     }
+  }
+
+  // Stable fingerprints for keyed contribution bounding: the same account
+  // or session has the same fingerprint in every process and after every
+  // compaction (unlike dense ids and rows), so a query recomputed after a
+  // restart bounds the same way. An account's is 64 bits of its
+  // pseudonym; a row's is SessionFingerprint(session id) (or the injected
+  // Options::session_id_hash). Not unique: ids may collide.
+  uint64_t AccountFingerprint(uint32_t account) const {
+    return d_->account_keys_[account].lo;
+  }
+  uint64_t RowFingerprint(uint32_t row) const {
+    return d_->row_fingerprint_[row];
   }
 
   // Approximate heap bytes of the dataset.

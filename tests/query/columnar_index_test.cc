@@ -324,6 +324,29 @@ TEST_F(ColumnarIndexTest, SessionIdHashCollisionsAreToldApart) {
   EXPECT_EQ(Label(*view, "work_mode", RowOf(*view, 3)), "fix");
 }
 
+TEST_F(ColumnarIndexTest, FingerprintsSurviveCompactionAndRestart) {
+  ColumnarIndex::Options options;
+  options.min_compaction_rows = 2;
+  Put(&store_, "a1", Tagged(1, 1));
+  Put(&store_, "b1", Tagged(2, 2));
+  auto index = BuildIndex(options);
+  Commit(index.get(), spec(), "a2", Tagged(1, 3));
+  Commit(index.get(), spec(), "c1", Tagged(3, 4));  // compacts
+  auto rebuilt = BuildIndex(options);  // another "process": same store
+  ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
+  ASSERT_OK_AND_ASSIGN(auto other, rebuilt->Read("sessions"));
+  EXPECT_EQ(view->RowFingerprint(RowOf(*view, 1)), SessionFingerprint("a1"));
+  EXPECT_EQ(view->RowFingerprint(RowOf(*view, 4)), SessionFingerprint("c1"));
+  EXPECT_EQ(other->RowFingerprint(RowOf(*other, 2)),
+            view->RowFingerprint(RowOf(*view, 2)));
+  EXPECT_NE(SessionFingerprint("a1"), SessionFingerprint("a2"));
+  std::set<uint64_t> accounts;
+  for (uint32_t a = 0; a < view->num_accounts(); ++a) {
+    accounts.insert(view->AccountFingerprint(a));
+  }
+  EXPECT_EQ(accounts.size(), 3u);
+}
+
 TEST_F(ColumnarIndexTest, CohortKeyerIsMixedRadix) {
   Put(&store_, "s1",
       Tagged(1, 1, kJan2026, {{"work_mode", "test"}, {"outcome", "partial"}}));
