@@ -304,7 +304,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
         record.set_session_start_unix_seconds(item.session_start);
       }
       item.contribution.set_sequence(++sequence);
-      (*record.mutable_sources())[item.source] = item.contribution;
+      (*record.mutable_sources())[item.source] = std::move(item.contribution);
       it->second.dirty = true;
       item.outcome = Item::Outcome::kAccepted;
     }
@@ -345,6 +345,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
               absl::StrCat(version));
   }
   batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
+  absl::WriterMutexLock fence(&commit_fence_);
   RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
 
   sequence_ = sequence;

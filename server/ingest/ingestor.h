@@ -76,6 +76,14 @@ class Ingestor {
   absl::StatusOr<cohortd::v1::PushResponse> Push(
       const cohortd::v1::PushRequest& request);
 
+  // A lock the committer holds exclusively from just before each durable
+  // write until the listener has seen it. A reader holding it shared sees
+  // the store and the listener's state (e.g. the index) at the same
+  // commit: the query path reads data versions and opens its index view
+  // under it, so a release is never labelled with versions newer than the
+  // data it was computed on. Hold it briefly; never while pushing.
+  absl::Mutex* commit_fence() { return &commit_fence_; }
+
   // Makes later pushes fail with Unavailable and waits until every push
   // already accepted for commit is committed. Idempotent. Thread-safe.
   void Shutdown();
@@ -134,6 +142,7 @@ class Ingestor {
   // the store on first use.
   std::map<std::pair<std::string, std::string>, uint64_t> versions_;
 
+  absl::Mutex commit_fence_;
   std::thread committer_;
 };
 

@@ -64,18 +64,45 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   LogInfo("server", "opening store in %s", cfg.data_dir);
   ASSIGN_OR_RETURN(server->store_,
                    OpenRocksDbStore(cfg.data_dir, RocksDbStoreOptions()));
+  // The index is built before the ingestor starts, with the index as its
+  // listener, so no commit is missed.
+  ASSIGN_OR_RETURN(server->index_,
+                   ColumnarIndex::Build(cfg, server->store_.get(),
+                                        ColumnarIndex::Options()));
   ASSIGN_OR_RETURN(server->ingestor_,
                    Ingestor::Create(&cfg, server->store_.get(),
                                     server->pseudonymizer_.get(), metrics,
-                                    /*listener=*/nullptr));
+                                    server->index_.get()));
+  ASSIGN_OR_RETURN(server->journal_,
+                   ReleaseJournal::Open(&cfg, server->store_.get(),
+                                        Clock::Real()));
+  // Contribution bounding gets a key of its own, derived from the server
+  // secret under a label no account id is expected to carry.
+  const Digest256 bounding_key =
+      server->pseudonymizer_->Pseudonymize("cohortd/contribution-bounding/v1");
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<HmacSha256> bounding_hmac,
+      HmacSha256::Create(absl::string_view(
+          reinterpret_cast<const char*>(bounding_key.data()),
+          bounding_key.size())));
+  server->query_engine_ = std::make_unique<QueryEngine>(
+      &cfg, server->index_.get(), server->journal_.get(),
+      server->ingestor_.get(), std::move(bounding_hmac), metrics);
   server->auth_ = std::make_unique<Authenticator>(cfg);
   server->ingest_service_ = std::make_unique<IngestService>(
       server->auth_.get(), server->ingestor_.get(), metrics);
+  server->query_service_ = std::make_unique<QueryService>(
+      &cfg, server->auth_.get(), server->query_engine_.get(),
+      server->journal_.get(), metrics);
+  server->admin_service_ = std::make_unique<AdminService>(
+      server->auth_.get(), server->journal_.get(), metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(cfg.listen_address, credentials, &server->port_);
   builder.RegisterService(server->ingest_service_.get());
+  builder.RegisterService(server->query_service_.get());
+  builder.RegisterService(server->admin_service_.get());
   // Room for the largest allowed batch: observations are a few hundred
   // bytes each.
   builder.SetMaxReceiveMessageSize(256 << 20);
@@ -115,6 +142,10 @@ void CohortdServer::PublishStoreStats() {
                  "Bytes RocksDB estimates compaction still has to rewrite.",
                  {})
       ->Set(stats.pending_compaction_bytes);
+  metrics_
+      ->GetGauge("cohortd_index_memory_bytes",
+                 "Approximate heap bytes of the columnar index.", {})
+      ->Set(index_->MemoryBytes());
 }
 
 void CohortdServer::Shutdown(absl::Duration grace) {
@@ -130,7 +161,10 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   if (ingestor_ != nullptr) ingestor_->Shutdown();
   stop_stats_.Notify();
   if (stats_thread_.joinable()) stats_thread_.join();
+  query_engine_.reset();
+  journal_.reset();
   ingestor_.reset();
+  index_.reset();
   store_.reset();
   LogInfo("server", "stopped");
 }

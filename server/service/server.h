@@ -17,7 +17,10 @@
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
 #include "server/service/auth.h"
+#include "server/query/columnar_index.h"
+#include "server/query/release_journal.h"
 #include "server/service/ingest_service.h"
+#include "server/service/query_service.h"
 #include "server/storage/store.h"
 
 namespace cohortd {
@@ -25,7 +28,8 @@ namespace cohortd {
 class CohortdServer {
  public:
   // Opens the store in config.data_dir, loads (or creates) the
-  // pseudonymisation key, and starts serving gRPC on config.listen_address
+  // pseudonymisation key, builds the columnar index from the store, opens
+  // the release journal, and starts serving gRPC on config.listen_address
   // (port 0 picks a free port; see port()). `metrics` is borrowed and must
   // outlive the server.
   // Errors: InvalidArgument for unreadable TLS files; Unavailable when the
@@ -54,9 +58,14 @@ class CohortdServer {
   MetricsRegistry* metrics_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Pseudonymizer> pseudonymizer_;
+  std::unique_ptr<ColumnarIndex> index_;
   std::unique_ptr<Ingestor> ingestor_;
+  std::unique_ptr<ReleaseJournal> journal_;
+  std::unique_ptr<QueryEngine> query_engine_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<IngestService> ingest_service_;
+  std::unique_ptr<QueryService> query_service_;
+  std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
 

@@ -32,8 +32,12 @@ std::string MakeTempDir() {
   return made == nullptr ? "" : std::string(made);
 }
 
-ServerProcess::ServerProcess(std::string dir, std::string extra_server_yaml)
-    : dir_(std::move(dir)), extra_server_yaml_(std::move(extra_server_yaml)) {
+ServerProcess::ServerProcess(
+    std::string dir, std::string extra_server_yaml,
+    std::vector<std::pair<std::string, std::string>> dataset_edits)
+    : dir_(std::move(dir)),
+      extra_server_yaml_(std::move(extra_server_yaml)),
+      dataset_edits_(std::move(dataset_edits)) {
   WriteConfig();
 }
 
@@ -65,8 +69,12 @@ void ServerProcess::WriteConfig() {
     out << "  - name: test-" << role << "\n    role: " << role
         << "\n    token_sha256: " << HexEncode(Sha256(*token)) << "\n";
   }
-  out << text.substr(datasets == std::string::npos ? text.size()
-                                                   : datasets + 1);
+  std::string dataset_section =
+      text.substr(datasets == std::string::npos ? text.size() : datasets + 1);
+  for (const auto& [from, to] : dataset_edits_) {
+    dataset_section = absl::StrReplaceAll(dataset_section, {{from, to}});
+  }
+  out << dataset_section;
 }
 
 absl::Status ServerProcess::Start() {

@@ -9,6 +9,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
@@ -27,7 +29,11 @@ class ServerProcess {
   // `dir` holds the config, key and data dir and outlives restarts.
   // `extra_server_yaml` is appended to the `server:` block (indented two
   // spaces), e.g. TLS settings.
-  explicit ServerProcess(std::string dir, std::string extra_server_yaml = "");
+  // `dataset_edits` are (from, to) replacements applied to the shipped
+  // config's dataset section, e.g. to shrink a budget.
+  explicit ServerProcess(
+      std::string dir, std::string extra_server_yaml = "",
+      std::vector<std::pair<std::string, std::string>> dataset_edits = {});
   ~ServerProcess();  // kills a still-running server
 
   // Starts the binary and waits (up to 30 s) until it listens.
@@ -49,6 +55,7 @@ class ServerProcess {
 
   std::string dir_;
   std::string extra_server_yaml_;
+  std::vector<std::pair<std::string, std::string>> dataset_edits_;
   ServerTokens tokens_;
   pid_t pid_ = -1;
   int port_ = 0;

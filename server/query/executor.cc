@@ -1,0 +1,349 @@
+#include "server/query/executor.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/privacy/contribution_bounding.h"
+
+namespace cohortd {
+namespace {
+
+using cohortd::v1::Metric;
+
+// Which codes of one dimension a filter (or a RATE predicate) accepts.
+struct CodeSet {
+  const CodeColumn* column = nullptr;
+  std::vector<uint8_t> accepts;  // indexed by code
+  bool Contains(uint32_t row) const { return accepts[(*column)[row]] != 0; }
+};
+
+CodeSet MakeCodeSet(const DatasetView& view, int dim,
+                    const google::protobuf::RepeatedPtrField<std::string>&
+                        values) {
+  CodeSet set;
+  set.column = &view.codes(dim);
+  set.accepts.assign(view.dictionary(dim).cardinality(), 0);
+  for (const std::string& v : values) {
+    if (auto code = view.DimensionCode(dim, v)) set.accepts[*code] = 1;
+  }
+  return set;
+}
+
+// FNV-1a, 64 bit: a stable (process-independent) fingerprint of a cohort's
+// values, which the bounder then mixes under its secret key.
+uint64_t Fnv1a(uint64_t h, absl::string_view bytes) {
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// Accumulators and mechanism of one metric.
+struct MetricSlot {
+  const Metric* spec = nullptr;
+  const MeasureColumn* column = nullptr;  // SUM, MEAN, QUANTILES
+  privacy::MeasureDomain domain;          // SUM, MEAN, QUANTILES
+  CodeSet rate_of;                        // RATE
+  int rate_dim = -1;
+  // Per cohort: SUM/MEAN (sum_fp, count); RATE (matching, labelled).
+  std::vector<int64_t> a, b;
+  std::vector<std::vector<int64_t>> values;  // QUANTILES
+
+  void Grow(size_t cohorts) {
+    a.resize(cohorts, 0);
+    b.resize(cohorts, 0);
+    if (spec->kind() == Metric::QUANTILES) values.resize(cohorts);
+  }
+
+  // Adds one kept session of cohort `c`.
+  void Add(uint32_t c, uint32_t row) {
+    switch (spec->kind()) {
+      case Metric::SUM:
+      case Metric::MEAN:
+      case Metric::QUANTILES: {
+        if (!column->Has(row)) return;  // absent measures do not count
+        const int64_t v = std::clamp(column->Fixed(row), domain.lower_fp,
+                                     domain.upper_fp);
+        if (spec->kind() == Metric::QUANTILES) {
+          values[c].push_back(v);
+        } else {
+          a[c] += v;
+          b[c] += 1;
+        }
+        return;
+      }
+      case Metric::RATE:
+        // The share among sessions that carry the predicate's label at
+        // all: an unclassified session is neither a match nor a miss.
+        if ((*rate_of.column)[row] == 0) return;
+        a[c] += rate_of.Contains(row) ? 1 : 0;
+        b[c] += 1;
+        return;
+      default:
+        return;
+    }
+  }
+};
+
+void SetEstimate(const privacy::Estimate& e, cohortd::v1::Estimate* out) {
+  out->set_value(e.value);
+  out->set_ci_low(e.ci_low);
+  out->set_ci_high(e.ci_high);
+}
+
+privacy::ContributionBounds BoundsOf(const DatasetSpec& ds) {
+  return {ds.privacy.max_cohorts_per_account,
+          ds.privacy.max_sessions_per_cohort};
+}
+
+privacy::MetricKind KindOf(Metric::Kind kind) {
+  switch (kind) {
+    case Metric::SESSIONS:
+      return privacy::MetricKind::kSessions;
+    case Metric::ACCOUNTS:
+      return privacy::MetricKind::kAccounts;
+    case Metric::SUM:
+      return privacy::MetricKind::kSum;
+    case Metric::MEAN:
+      return privacy::MetricKind::kMean;
+    case Metric::RATE:
+      return privacy::MetricKind::kRate;
+    default:
+      return privacy::MetricKind::kQuantiles;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
+  const DatasetSpec& ds = *plan.dataset;
+  privacy::QueryPrivacyParams params;
+  params.k = ds.privacy.k;
+  params.bounds = BoundsOf(ds);
+  params.epsilon = plan.epsilon;
+  params.delta = plan.delta;
+  params.confidence = plan.confidence;
+  std::vector<privacy::MetricRequest> metrics;
+  for (const Metric& m : plan.canonical.metrics()) {
+    privacy::MetricRequest r;
+    r.kind = KindOf(m.kind());
+    if (!m.measure().empty()) {
+      const MeasureSpec* spec = ds.FindMeasure(m.measure());
+      if (spec == nullptr) return absl::InternalError("unplanned measure");
+      ASSIGN_OR_RETURN(r.domain,
+                       privacy::MeasureDomain::Create(
+                           spec->lower, spec->upper, spec->granularity));
+    }
+    r.quantiles.assign(m.quantiles().begin(), m.quantiles().end());
+    metrics.push_back(std::move(r));
+  }
+  return privacy::QueryReleaser::Create(params, std::move(metrics));
+}
+
+absl::StatusOr<ExecutionResult> ExecuteQuery(
+    const QueryPlan& plan, const DatasetView& view,
+    const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
+    RandomWords& rng) {
+  const DatasetSpec& ds = *plan.dataset;
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  ASSIGN_OR_RETURN(privacy::ContributionBounder bounder,
+                   privacy::ContributionBounder::Create(BoundsOf(ds),
+                                                        bounding_key));
+
+  // Columns of the group-by and filter dimensions.
+  std::vector<int> group_dims;
+  std::vector<const CodeColumn*> group_columns;
+  for (const std::string& name : req.group_by()) {
+    const int dim = view.FindDimension(name);
+    if (dim < 0) return absl::InternalError("planned dimension not indexed");
+    group_dims.push_back(dim);
+    group_columns.push_back(&view.codes(dim));
+  }
+  ASSIGN_OR_RETURN(CohortKeyer keyer, CohortKeyer::Create(view, group_dims));
+  std::vector<CodeSet> filters;
+  for (const auto& f : req.filters()) {
+    const int dim = view.FindDimension(f.dimension());
+    if (dim < 0) return absl::InternalError("planned dimension not indexed");
+    filters.push_back(MakeCodeSet(view, dim, f.any_of()));
+  }
+
+  // Per-metric columns and accumulators.
+  std::vector<MetricSlot> slots(req.metrics_size());
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    MetricSlot& s = slots[i];
+    s.spec = &req.metrics(i);
+    if (!s.spec->measure().empty()) {
+      const MeasureSpec* m = ds.FindMeasure(s.spec->measure());
+      const int index = view.FindMeasure(s.spec->measure());
+      if (m == nullptr || index < 0) {
+        return absl::InternalError("planned measure not indexed");
+      }
+      s.column = &view.measure(index);
+      ASSIGN_OR_RETURN(s.domain, privacy::MeasureDomain::Create(
+                                     m->lower, m->upper, m->granularity));
+    }
+    if (s.spec->kind() == Metric::RATE) {
+      s.rate_dim = view.FindDimension(s.spec->rate_of().dimension());
+      if (s.rate_dim < 0) {
+        return absl::InternalError("planned dimension not indexed");
+      }
+      s.rate_of = MakeCodeSet(view, s.rate_dim, s.spec->rate_of().any_of());
+    }
+  }
+  // Cohort registry: keyer key -> dense cohort number.
+  absl::flat_hash_map<uint64_t, uint32_t> cohort_of_key;
+  std::vector<uint64_t> cohort_keys;
+  std::vector<int64_t> cohort_accounts, cohort_sessions;
+  absl::flat_hash_map<uint64_t, uint64_t> fingerprint_of_key;
+  auto cohort_fingerprint = [&](uint64_t key) {
+    auto [it, inserted] = fingerprint_of_key.try_emplace(key, 0);
+    if (inserted) {
+      uint64_t h = 0xcbf29ce484222325ULL;
+      const std::vector<uint32_t> codes = keyer.Decode(key);
+      for (size_t i = 0; i < codes.size(); ++i) {
+        h = Fnv1a(h, view.DimensionValue(group_dims[i], codes[i]));
+        h = Fnv1a(h, absl::string_view("\0", 1));
+      }
+      it->second = h;
+    }
+    return it->second;
+  };
+
+  // Per-account scratch, reused so the loop allocates only on growth.
+  std::vector<std::pair<uint64_t, uint32_t>> matched;  // (key, row)
+  std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
+  std::vector<size_t> cohort_begin;
+  std::vector<uint32_t> selected_cohorts, selected_sessions;
+
+  view.ForEachAccount([&](const AccountRows& account) {
+    matched.clear();
+    account.ForEachRow([&](uint32_t row) {
+      for (const CodeSet& f : filters) {
+        if (!f.Contains(row)) return;
+      }
+      for (const CodeColumn* g : group_columns) {
+        if ((*g)[row] == 0) return;  // no value for a group-by dimension
+      }
+      matched.emplace_back(keyer.Key(row), row);
+    });
+    if (matched.empty()) return;
+    std::sort(matched.begin(), matched.end());
+
+    account_cohorts.clear();
+    cohort_begin.clear();
+    cohort_fps.clear();
+    for (size_t i = 0; i < matched.size(); ++i) {
+      if (i == 0 || matched[i].first != matched[i - 1].first) {
+        account_cohorts.push_back(matched[i].first);
+        cohort_begin.push_back(i);
+        cohort_fps.push_back(cohort_fingerprint(matched[i].first));
+      }
+    }
+    cohort_begin.push_back(matched.size());
+    bounder.SelectCohorts(view.AccountFingerprint(account.account),
+                          cohort_fps, &selected_cohorts);
+
+    for (uint32_t pos : selected_cohorts) {
+      const uint64_t key = account_cohorts[pos];
+      auto [it, inserted] = cohort_of_key.try_emplace(
+          key, static_cast<uint32_t>(cohort_keys.size()));
+      const uint32_t c = it->second;
+      if (inserted) {
+        cohort_keys.push_back(key);
+        cohort_accounts.push_back(0);
+        cohort_sessions.push_back(0);
+        for (MetricSlot& s : slots) s.Grow(cohort_keys.size());
+      }
+      const size_t begin = cohort_begin[pos], end = cohort_begin[pos + 1];
+      session_fps.clear();
+      for (size_t i = begin; i < end; ++i) {
+        session_fps.push_back(view.RowFingerprint(matched[i].second));
+      }
+      bounder.SelectSessions(cohort_fps[pos], session_fps,
+                             &selected_sessions);
+      cohort_accounts[c] += 1;
+      cohort_sessions[c] += static_cast<int64_t>(selected_sessions.size());
+      for (uint32_t j : selected_sessions) {
+        const uint32_t row = matched[begin + j].second;
+        for (MetricSlot& s : slots) s.Add(c, row);
+      }
+    }
+  });
+
+  // Release, in the order of the cohorts' values.
+  std::vector<std::pair<std::vector<std::string>, uint32_t>> order;
+  order.reserve(cohort_keys.size());
+  for (uint32_t c = 0; c < cohort_keys.size(); ++c) {
+    std::vector<std::string> values;
+    const std::vector<uint32_t> codes = keyer.Decode(cohort_keys[c]);
+    for (size_t i = 0; i < codes.size(); ++i) {
+      values.emplace_back(view.DimensionValue(group_dims[i], codes[i]));
+    }
+    order.emplace_back(std::move(values), c);
+  }
+  std::sort(order.begin(), order.end());
+
+  ExecutionResult result;
+  result.candidate_cohorts = order.size();
+  std::vector<privacy::MetricInput> inputs(slots.size());
+  for (const auto& [values, c] : order) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const MetricSlot& s = slots[i];
+      privacy::MetricInput& in = inputs[i];
+      in = privacy::MetricInput();
+      switch (s.spec->kind()) {
+        case Metric::SESSIONS:
+          in.sessions = cohort_sessions[c];
+          break;
+        case Metric::SUM:
+          in.sum_fp = s.a[c];
+          break;
+        case Metric::MEAN:
+          in.sum_fp = s.a[c];
+          in.sessions = s.b[c];
+          break;
+        case Metric::RATE:
+          in.matching = s.a[c];
+          in.sessions = s.b[c];
+          break;
+        case Metric::QUANTILES:
+          in.values_fp = s.values[c];
+          break;
+        default:
+          break;
+      }
+    }
+    ASSIGN_OR_RETURN(privacy::CohortRelease release,
+                     releaser.ReleaseCohort(cohort_accounts[c], inputs, rng));
+    if (!release.released) continue;
+    cohortd::v1::Cohort cohort;
+    for (size_t i = 0; i < values.size(); ++i) {
+      (*cohort.mutable_key())[req.group_by(i)] = values[i];
+    }
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const privacy::MetricOutput& out = release.metrics[i];
+      cohortd::v1::Estimate* e = cohort.add_estimates();
+      e->set_metric(slots[i].spec->name());
+      SetEstimate(out.estimate, e);
+      for (const auto& q : out.quantiles) {
+        cohortd::v1::Quantile* p = e->add_quantiles();
+        p->set_q(q.q);
+        p->set_value(q.estimate.value);
+        p->set_ci_low(q.estimate.ci_low);
+        p->set_ci_high(q.estimate.ci_high);
+        // A box plot's centre line doubles as the estimate's value.
+        if (q.q == 0.5) SetEstimate(q.estimate, e);
+      }
+    }
+    result.cohorts.push_back(std::move(cohort));
+  }
+  return result;
+}
+
+}  // namespace cohortd

@@ -1,0 +1,58 @@
+// Query execution: one differentially private release over a consistent
+// view of the columnar index.
+//
+// For each account the executor collects its sessions that pass the
+// filters and carry every group-by label, groups them into cohorts, and
+// keeps at most L0 cohorts and Linf sessions per cohort through the
+// privacy core's ContributionBounder (keyed, deterministic). It
+// accumulates exact bounded statistics per cohort, then releases each
+// cohort through PartitionSelector (k pre-threshold + DP threshold) and
+// each metric's noisy value and interval through server/privacy/.
+// Nothing un-noised leaves this module: the only outputs are released
+// cohorts with noisy estimates.
+#ifndef COHORTD_SERVER_QUERY_EXECUTOR_H_
+#define COHORTD_SERVER_QUERY_EXECUTOR_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cohortd/v1/cohortd.pb.h"
+#include "server/crypto/csprng.h"
+#include "server/privacy/query_release.h"
+#include "server/query/columnar_index.h"
+#include "server/query/query_plan.h"
+
+namespace cohortd {
+
+struct ExecutionResult {
+  // Released cohorts, sorted by their key values. Each carries the
+  // estimates of plan.canonical.metrics, in that order.
+  std::vector<cohortd::v1::Cohort> cohorts;
+  // Cohorts that had at least one account before partition selection.
+  // Internal diagnostics only: never returned to a client or logged.
+  size_t candidate_cohorts = 0;
+};
+
+// The privacy core's releaser for `plan`: its budget split (Charge() for
+// the ledger, Reported() for the API) and one mechanism per metric.
+// Errors: InvalidArgument for parameters the core refuses.
+absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan);
+
+// Runs `plan` over `view`, releasing through `releaser` (MakeReleaser of
+// the same plan), which guards every cohort with k + partition selection.
+// `bounding_key` (16 secret bytes) keys the contribution bounder; derive it
+// from a server secret and plan.canonical_bytes so the same query on the
+// same data bounds the same way. `rng` supplies every noise draw.
+// Errors: InvalidArgument for privacy parameters the core refuses;
+// Internal when randomness fails (nothing is released then).
+// Thread-compatible: reads `view` only.
+absl::StatusOr<ExecutionResult> ExecuteQuery(
+    const QueryPlan& plan, const DatasetView& view,
+    const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
+    RandomWords& rng);
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_QUERY_EXECUTOR_H_

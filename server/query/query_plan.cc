@@ -1,0 +1,303 @@
+#include "server/query/query_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/common/status_macros.h"
+
+namespace cohortd {
+namespace {
+
+using cohortd::v1::AggregateRequest;
+using cohortd::v1::Filter;
+using cohortd::v1::Metric;
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+std::string DimensionNames(const DatasetSpec& ds) {
+  std::vector<std::string> names;
+  for (const auto& d : ds.dimensions) names.push_back(d.name);
+  return absl::StrJoin(names, ", ");
+}
+
+std::string MeasureNames(const DatasetSpec& ds) {
+  std::vector<std::string> names;
+  for (const auto& m : ds.measures) names.push_back(m.name);
+  return absl::StrJoin(names, ", ");
+}
+
+absl::StatusOr<const DimensionSpec*> FindDimension(const DatasetSpec& ds,
+                                                   absl::string_view field,
+                                                   const std::string& name) {
+  const DimensionSpec* dim = ds.FindDimension(name);
+  if (dim == nullptr) {
+    return Invalid(field, absl::StrCat("unknown dimension '", name,
+                                       "'; dimensions: ", DimensionNames(ds)));
+  }
+  return dim;
+}
+
+bool IsMonth(absl::string_view v) {
+  return v.size() == 7 && v[4] == '-' && absl::ascii_isdigit(v[0]) &&
+         absl::ascii_isdigit(v[1]) && absl::ascii_isdigit(v[2]) &&
+         absl::ascii_isdigit(v[3]) && absl::ascii_isdigit(v[5]) &&
+         absl::ascii_isdigit(v[6]) &&
+         ((v[5] == '0' && v[6] >= '1') || (v[5] == '1' && v[6] <= '2'));
+}
+
+// Validates a filter's values for `dim` and returns them sorted, unique.
+absl::StatusOr<std::vector<std::string>> FilterValues(
+    const DimensionSpec& dim, absl::string_view field, const Filter& filter) {
+  if (filter.any_of().empty()) {
+    return Invalid(field, "any_of must list at least one value");
+  }
+  if (filter.any_of_size() > kMaxFilterValues) {
+    return Invalid(field, absl::StrCat("at most ", kMaxFilterValues,
+                                       " values allowed"));
+  }
+  std::set<std::string> values;
+  for (const std::string& v : filter.any_of()) {
+    if (dim.derived) {
+      if (!IsMonth(v)) {
+        return Invalid(field, absl::StrCat("'", v,
+                                           "' is not a month (YYYY-MM)"));
+      }
+    } else if (dim.open_domain) {
+      if (v.empty() || v.size() > static_cast<size_t>(dim.max_length)) {
+        return Invalid(field, absl::StrCat("values of '", dim.name,
+                                           "' have 1 to ", dim.max_length,
+                                           " bytes"));
+      }
+    } else if (std::find(dim.values.begin(), dim.values.end(), v) ==
+               dim.values.end()) {
+      return Invalid(field,
+                     absl::StrCat("'", v, "' is not a value of '", dim.name,
+                                  "'; allowed: ",
+                                  absl::StrJoin(dim.values, ", ")));
+    }
+    values.insert(v);
+  }
+  return std::vector<std::string>(values.begin(), values.end());
+}
+
+std::string DefaultName(const Metric& m) {
+  switch (m.kind()) {
+    case Metric::SESSIONS:
+      return "sessions";
+    case Metric::ACCOUNTS:
+      return "accounts";
+    case Metric::SUM:
+      return absl::StrCat("sum_", m.measure());
+    case Metric::MEAN:
+      return absl::StrCat("mean_", m.measure());
+    case Metric::RATE:
+      return absl::StrCat("rate_", m.rate_of().dimension(), "_",
+                          absl::StrJoin(m.rate_of().any_of(), "_"));
+    case Metric::QUANTILES:
+      return absl::StrCat("quantiles_", m.measure());
+    default:
+      return "metric";
+  }
+}
+
+absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
+  const std::string field = absl::StrCat("metrics[", i, "]");
+  const bool needs_measure = m->kind() == Metric::SUM ||
+                             m->kind() == Metric::MEAN ||
+                             m->kind() == Metric::QUANTILES;
+  switch (m->kind()) {
+    case Metric::SESSIONS:
+    case Metric::ACCOUNTS:
+    case Metric::SUM:
+    case Metric::MEAN:
+    case Metric::RATE:
+    case Metric::QUANTILES:
+      break;
+    default:
+      return Invalid(absl::StrCat(field, ".kind"),
+                     "must be one of SESSIONS, ACCOUNTS, SUM, MEAN, RATE, "
+                     "QUANTILES");
+  }
+  if (needs_measure) {
+    if (ds.FindMeasure(m->measure()) == nullptr) {
+      return Invalid(absl::StrCat(field, ".measure"),
+                     absl::StrCat(m->measure().empty()
+                                      ? std::string("is required")
+                                      : absl::StrCat("unknown measure '",
+                                                     m->measure(), "'"),
+                                  "; measures: ", MeasureNames(ds)));
+    }
+  } else if (!m->measure().empty()) {
+    return Invalid(absl::StrCat(field, ".measure"),
+                   "only SUM, MEAN and QUANTILES take a measure");
+  }
+  if (m->kind() == Metric::RATE) {
+    const std::string rate_field = absl::StrCat(field, ".rate_of");
+    if (m->rate_of().dimension().empty()) {
+      return Invalid(rate_field, "RATE needs rate_of (dimension, any_of)");
+    }
+    ASSIGN_OR_RETURN(const DimensionSpec* dim,
+                     FindDimension(ds, absl::StrCat(rate_field, ".dimension"),
+                                   m->rate_of().dimension()));
+    ASSIGN_OR_RETURN(std::vector<std::string> values,
+                     FilterValues(*dim, rate_field, m->rate_of()));
+    m->mutable_rate_of()->clear_any_of();
+    for (auto& v : values) m->mutable_rate_of()->add_any_of(std::move(v));
+  } else if (m->has_rate_of()) {
+    return Invalid(absl::StrCat(field, ".rate_of"), "only RATE takes rate_of");
+  }
+  if (m->kind() == Metric::QUANTILES) {
+    std::set<double> qs(m->quantiles().begin(), m->quantiles().end());
+    if (qs.empty()) {
+      qs.insert(DefaultQuantiles().begin(), DefaultQuantiles().end());
+    }
+    if (qs.size() > static_cast<size_t>(kMaxQuantiles)) {
+      return Invalid(absl::StrCat(field, ".quantiles"),
+                     absl::StrCat("at most ", kMaxQuantiles, " allowed"));
+    }
+    for (double q : qs) {
+      if (!(q > 0 && q < 1)) {
+        return Invalid(absl::StrCat(field, ".quantiles"),
+                       absl::StrCat(q, " is outside (0, 1)"));
+      }
+    }
+    m->clear_quantiles();
+    for (double q : qs) m->add_quantiles(q);
+  } else if (!m->quantiles().empty()) {
+    return Invalid(absl::StrCat(field, ".quantiles"),
+                   "only QUANTILES takes quantiles");
+  }
+  if (m->name().empty()) m->set_name(DefaultName(*m));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
+                                    const AggregateRequest& req) {
+  QueryPlan plan;
+  plan.dataset = config.FindDataset(req.dataset());
+  if (plan.dataset == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& d : config.datasets) names.push_back(d.name);
+    return Invalid("dataset", absl::StrCat("unknown dataset '", req.dataset(),
+                                           "'; datasets: ",
+                                           absl::StrJoin(names, ", ")));
+  }
+  const DatasetSpec& ds = *plan.dataset;
+  const PrivacySpec& privacy = ds.privacy;
+  AggregateRequest& c = plan.canonical;
+  c.set_dataset(ds.name);
+
+  // group_by
+  if (req.group_by_size() > kMaxGroupBy) {
+    return Invalid("group_by", absl::StrCat("at most ", kMaxGroupBy,
+                                            " dimensions allowed"));
+  }
+  std::set<std::string> group_by;
+  for (int i = 0; i < req.group_by_size(); ++i) {
+    RETURN_IF_ERROR(FindDimension(ds, absl::StrCat("group_by[", i, "]"),
+                                  req.group_by(i))
+                        .status());
+    if (!group_by.insert(req.group_by(i)).second) {
+      return Invalid(absl::StrCat("group_by[", i, "]"),
+                     absl::StrCat("'", req.group_by(i), "' is repeated"));
+    }
+  }
+  for (const auto& g : group_by) c.add_group_by(g);
+
+  // filters
+  std::map<std::string, std::vector<std::string>> filters;
+  for (int i = 0; i < req.filters_size(); ++i) {
+    const std::string field = absl::StrCat("filters[", i, "]");
+    ASSIGN_OR_RETURN(const DimensionSpec* dim,
+                     FindDimension(ds, absl::StrCat(field, ".dimension"),
+                                   req.filters(i).dimension()));
+    if (filters.count(dim->name) > 0) {
+      return Invalid(field, absl::StrCat("dimension '", dim->name,
+                                         "' is filtered twice; list every "
+                                         "value in one any_of"));
+    }
+    ASSIGN_OR_RETURN(filters[dim->name],
+                     FilterValues(*dim, field, req.filters(i)));
+    if (dim->derived) plan.months = filters[dim->name];
+  }
+  for (auto& [dimension, values] : filters) {
+    Filter* f = c.add_filters();
+    f->set_dimension(dimension);
+    for (auto& v : values) f->add_any_of(v);
+  }
+
+  // metrics
+  if (req.metrics().empty()) {
+    return Invalid("metrics", "at least one metric is required");
+  }
+  if (req.metrics_size() > kMaxMetrics) {
+    return Invalid("metrics", absl::StrCat("at most ", kMaxMetrics,
+                                           " metrics allowed"));
+  }
+  std::vector<Metric> metrics(req.metrics().begin(), req.metrics().end());
+  std::set<std::string> names;
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    RETURN_IF_ERROR(PlanMetric(ds, static_cast<int>(i), &metrics[i]));
+    if (!names.insert(metrics[i].name()).second) {
+      return Invalid(absl::StrCat("metrics[", i, "].name"),
+                     absl::StrCat("'", metrics[i].name(),
+                                  "' names two metrics; give each its own "
+                                  "name"));
+    }
+    if (metrics[i].kind() != Metric::ACCOUNTS) ++plan.noisy_metrics;
+  }
+  std::sort(metrics.begin(), metrics.end(),
+            [](const Metric& a, const Metric& b) {
+              return a.name() < b.name();
+            });
+  for (auto& m : metrics) *c.add_metrics() = std::move(m);
+
+  // privacy parameters
+  if (std::isnan(req.epsilon()) || req.epsilon() < 0) {
+    return Invalid("epsilon", "must be positive (or 0 for the default)");
+  }
+  plan.epsilon = req.epsilon() == 0 ? privacy.default_epsilon : req.epsilon();
+  if (plan.epsilon > privacy.max_epsilon) {
+    return Invalid("epsilon",
+                   absl::StrCat(plan.epsilon, " is above this dataset's "
+                                              "per-query maximum of ",
+                                privacy.max_epsilon));
+  }
+  if (std::isnan(req.confidence()) || req.confidence() < 0 ||
+      req.confidence() >= 1) {
+    return Invalid("confidence",
+                   "must be in (0, 1), e.g. 0.95 (or 0 for 0.95)");
+  }
+  plan.confidence = req.confidence() == 0 ? 0.95 : req.confidence();
+  plan.delta = privacy.delta;
+  c.set_epsilon(plan.epsilon);
+  c.set_confidence(plan.confidence);
+
+  {
+    google::protobuf::io::StringOutputStream out(&plan.canonical_bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    c.SerializeToCodedStream(&coded);
+  }
+  google::protobuf::util::JsonPrintOptions json;
+  json.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(c, &plan.canonical_json,
+                                                   json)
+           .ok()) {
+    plan.canonical_json = c.ShortDebugString();
+  }
+  return plan;
+}
+
+}  // namespace cohortd

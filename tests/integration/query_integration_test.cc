@@ -1,0 +1,373 @@
+// The query path end to end through the real cohortd binary: k-anonymity,
+// interval coverage, the release cache and its month versions, budgets
+// (exhaustion, concurrency, kill -9) and the audit log.
+#include <atomic>
+#include <cmath>
+#include <algorithm>
+#include <map>
+#include <set>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cohortd/v1/cohortd.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/integration/server_process.h"
+
+namespace cohortd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kJan2026 = 1767225600;
+constexpr int64_t kFeb2026 = 1769904000;
+
+// A small population with known truth. Each account has 1 to 3 sessions,
+// all in one occupation, so contribution bounding (L0 = 4, Linf = 8)
+// keeps everything and the bounded statistics equal the raw ones.
+struct Truth {
+  std::map<std::string, int> sessions, accounts, verified;
+};
+
+struct Cohorts {
+  const char* occupation;
+  int accounts;
+  int sessions_per_account;  // 0: 1 + (account % 3)
+  int verified_per_mille;
+};
+constexpr Cohorts kPopulation[] = {
+    // Well above the size released reliably at epsilon 1 with two noisy
+    // metrics (139 accounts, docs/privacy.md).
+    {"legal", 400, 0, 250},
+    {"management", 300, 0, 400},
+    {"computer_mathematical", 500, 0, 300},
+    // k - 1 accounts with many sessions: must never be released.
+    {"arts_design_media", 9, 40, 500},
+};
+
+cohortd::v1::Observation Session(const std::string& id,
+                                 const std::string& account,
+                                 const std::string& occupation, bool verified,
+                                 int64_t start) {
+  cohortd::v1::Observation obs;
+  obs.set_session_id(id);
+  obs.set_account_id(account);
+  obs.mutable_session_start()->set_seconds(start);
+  obs.set_source("test_classifier@1");
+  (*obs.mutable_labels())["occupation"] = occupation;
+  (*obs.mutable_labels())["verified_success"] = verified ? "true" : "false";
+  (*obs.mutable_labels())["work_mode"] = "fix";
+  (*obs.mutable_measures())["actions_per_prompt"] = 3 + (id.size() % 10);
+  return obs;
+}
+
+class QueryIntegrationTest : public ::testing::Test {
+ protected:
+  void Start(std::vector<std::pair<std::string, std::string>> edits = {}) {
+    dir_ = MakeTempDir();
+    server_ = std::make_unique<ServerProcess>(dir_, "", std::move(edits));
+    ASSERT_OK(server_->Start());
+    Connect();
+  }
+  void Connect() {
+    ingest_ = cohortd::v1::Ingest::NewStub(server_->Channel());
+    query_ = cohortd::v1::Query::NewStub(server_->Channel());
+    admin_ = cohortd::v1::Admin::NewStub(server_->Channel());
+  }
+
+  void PushPopulation() {
+    cohortd::v1::PushRequest request;
+    request.set_dataset("sessions");
+    for (const Cohorts& c : kPopulation) {
+      for (int a = 0; a < c.accounts; ++a) {
+        const std::string account = absl::StrCat(c.occupation, "-acct-", a);
+        const int n =
+            c.sessions_per_account > 0 ? c.sessions_per_account : 1 + a % 3;
+        truth_.accounts[c.occupation] += 1;
+        for (int s = 0; s < n; ++s) {
+          const int serial = truth_.sessions[c.occupation]++;
+          const bool verified = (serial * 1000 / 997) % 1000 <
+                                c.verified_per_mille;
+          truth_.verified[c.occupation] += verified ? 1 : 0;
+          *request.add_observations() =
+              Session(absl::StrCat(account, "-s", s), account, c.occupation,
+                      verified, kJan2026 + serial * 60);
+        }
+      }
+    }
+    Push(request);
+  }
+
+  void Push(const cohortd::v1::PushRequest& request) {
+    cohortd::v1::PushResponse response;
+    auto context = AuthContext(server_->tokens().ingest);
+    ASSERT_TRUE(ingest_->Push(context.get(), request, &response).ok());
+    ASSERT_EQ(response.rejected_size(), 0)
+        << response.rejected(0).field() << ": " << response.rejected(0).reason();
+  }
+
+  grpc::Status Aggregate(const cohortd::v1::AggregateRequest& request,
+                         cohortd::v1::AggregateResponse* response,
+                         const std::string& token = "") {
+    auto context =
+        AuthContext(token.empty() ? server_->tokens().analyst : token);
+    return query_->Aggregate(context.get(), request, response);
+  }
+
+  static cohortd::v1::AggregateRequest ByOccupation(double epsilon) {
+    cohortd::v1::AggregateRequest request;
+    request.set_dataset("sessions");
+    request.add_group_by("occupation");
+    request.set_epsilon(epsilon);
+    auto* sessions = request.add_metrics();
+    sessions->set_kind(cohortd::v1::Metric::SESSIONS);
+    auto* accounts = request.add_metrics();
+    accounts->set_kind(cohortd::v1::Metric::ACCOUNTS);
+    auto* rate = request.add_metrics();
+    rate->set_kind(cohortd::v1::Metric::RATE);
+    rate->set_name("verified");
+    rate->mutable_rate_of()->set_dimension("verified_success");
+    rate->mutable_rate_of()->add_any_of("true");
+    return request;
+  }
+
+  std::string dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<cohortd::v1::Ingest::Stub> ingest_;
+  std::unique_ptr<cohortd::v1::Query::Stub> query_;
+  std::unique_ptr<cohortd::v1::Admin::Stub> admin_;
+  Truth truth_;
+};
+
+// Over 20 releases, the k-1 cohort never appears, and the intervals cover
+// the true (bounded) values at about their 95% level. 3 cohorts x 3
+// metrics x 20 = 180 intervals, each covering with probability >= 0.95
+// (the releases are independent): the count covered is at least
+// Binomial(180, 0.95), mean 171, sd 2.9; requiring >= 155 (5.5 sd below)
+// fails by chance with probability < 1e-6, while intervals that ignored the
+// noise (or noise that was missing) would not vary between releases.
+TEST_F(QueryIntegrationTest, BelowKNeverReleasedAndIntervalsCover) {
+  Start();
+  PushPopulation();
+  int covered = 0, total = 0;
+  std::map<std::string, std::set<double>> seen_values;
+  for (int i = 0; i < 20; ++i) {
+    cohortd::v1::AggregateResponse response;
+    const grpc::Status s = Aggregate(ByOccupation(1.0 + 0.05 * i), &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_FALSE(response.from_cache());
+    for (const auto& cohort : response.cohorts()) {
+      const std::string occupation = cohort.key().at("occupation");
+      ASSERT_NE(occupation, "arts_design_media");
+      for (const auto& e : cohort.estimates()) {
+        double truth = 0;
+        if (e.metric() == "sessions") truth = truth_.sessions[occupation];
+        if (e.metric() == "accounts") truth = truth_.accounts[occupation];
+        if (e.metric() == "verified") {
+          truth = static_cast<double>(truth_.verified[occupation]) /
+                  truth_.sessions[occupation];
+        }
+        EXPECT_LE(e.ci_low(), e.value());
+        EXPECT_GE(e.ci_high(), e.value());
+        EXPECT_LT(e.ci_low(), e.ci_high()) << "an interval without noise";
+        covered += (e.ci_low() <= truth && truth <= e.ci_high()) ? 1 : 0;
+        ++total;
+        seen_values[occupation + e.metric()].insert(e.value());
+      }
+    }
+  }
+  EXPECT_EQ(total, 180) << "every large cohort should be released";
+  EXPECT_GE(covered, 155) << covered << " of " << total << " covered";
+  for (const auto& [metric, values] : seen_values) {
+    EXPECT_GT(values.size(), 3u) << metric << " barely varies: no noise?";
+  }
+}
+
+TEST_F(QueryIntegrationTest, RepeatedAndReorderedRequestsAreOneCachedRelease) {
+  Start();
+  PushPopulation();
+  const auto request = ByOccupation(1.0);
+  cohortd::v1::AggregateResponse first, second, reordered;
+  ASSERT_TRUE(Aggregate(request, &first).ok());
+  EXPECT_FALSE(first.from_cache());
+  EXPECT_GT(first.cost().rho(), 0);
+  EXPECT_GT(first.cost().epsilon(), 0);
+  EXPECT_LE(first.cost().epsilon(), 1.0 + 1e-6);  // rounded up
+
+  ASSERT_TRUE(Aggregate(request, &second).ok());
+  EXPECT_TRUE(second.from_cache());
+  EXPECT_EQ(second.release_id(), first.release_id());
+  EXPECT_EQ(second.cost().rho(), 0);
+  EXPECT_EQ(second.budget().spent().rho(), first.budget().spent().rho());
+  ASSERT_EQ(second.cohorts_size(), first.cohorts_size());
+  for (int i = 0; i < first.cohorts_size(); ++i) {
+    EXPECT_EQ(second.cohorts(i).estimates(0).value(),
+              first.cohorts(i).estimates(0).value());
+  }
+
+  // Same question, metrics listed in another order, asked by another
+  // principal: the same stored release, free.
+  cohortd::v1::AggregateRequest shuffled = request;
+  std::reverse(shuffled.mutable_metrics()->begin(),
+               shuffled.mutable_metrics()->end());
+  ASSERT_TRUE(
+      Aggregate(shuffled, &reordered, server_->tokens().admin).ok());
+  EXPECT_TRUE(reordered.from_cache());
+  EXPECT_EQ(reordered.release_id(), first.release_id());
+  EXPECT_EQ(reordered.budget().spent().rho(), 0);
+}
+
+TEST_F(QueryIntegrationTest, CacheFollowsDataVersionsPerMonth) {
+  Start();
+  PushPopulation();
+  auto january = ByOccupation(1.0);
+  auto* month = january.add_filters();
+  month->set_dimension("month");
+  month->add_any_of("2026-01");
+  const auto all_months = ByOccupation(1.0);
+  cohortd::v1::AggregateResponse r1, r2, r3, r4;
+  ASSERT_TRUE(Aggregate(january, &r1).ok());
+  ASSERT_TRUE(Aggregate(all_months, &r2).ok());
+
+  // New data in February: the January-only release stays valid; the
+  // all-months one does not.
+  cohortd::v1::PushRequest feb;
+  feb.set_dataset("sessions");
+  *feb.add_observations() =
+      Session("feb-1", "legal-acct-1", "legal", true, kFeb2026 + 100);
+  Push(feb);
+  ASSERT_TRUE(Aggregate(january, &r3).ok());
+  EXPECT_TRUE(r3.from_cache());
+  EXPECT_EQ(r3.release_id(), r1.release_id());
+  ASSERT_TRUE(Aggregate(all_months, &r4).ok());
+  EXPECT_FALSE(r4.from_cache());
+
+  // New data in January: now the January release is recomputed too.
+  cohortd::v1::PushRequest jan;
+  jan.set_dataset("sessions");
+  *jan.add_observations() =
+      Session("jan-new", "legal-acct-2", "legal", false, kJan2026 + 5);
+  Push(jan);
+  cohortd::v1::AggregateResponse r5;
+  ASSERT_TRUE(Aggregate(january, &r5).ok());
+  EXPECT_FALSE(r5.from_cache());
+  EXPECT_NE(r5.release_id(), r1.release_id());
+}
+
+// A per-principal budget of (2.5, 1e-5) affords two queries at epsilon 2.
+constexpr char kBudgetLine[] = "per_principal: {epsilon: 20, delta: 1.0e-5}";
+constexpr char kSmallBudget[] = "per_principal: {epsilon: 2.5, delta: 1.0e-5}";
+
+TEST_F(QueryIntegrationTest, ExhaustedBudgetIsResourceExhausted) {
+  Start({{kBudgetLine, kSmallBudget}});
+  PushPopulation();
+  cohortd::v1::AggregateResponse response;
+  ASSERT_TRUE(Aggregate(ByOccupation(2.0), &response).ok());
+  ASSERT_TRUE(Aggregate(ByOccupation(1.99), &response).ok());
+  const grpc::Status s = Aggregate(ByOccupation(1.98), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("remaining"));
+  // A cached answer is still free.
+  ASSERT_TRUE(Aggregate(ByOccupation(2.0), &response).ok());
+  EXPECT_TRUE(response.from_cache());
+}
+
+TEST_F(QueryIntegrationTest, ConcurrentQueriesCannotOverspend) {
+  Start({{kBudgetLine, kSmallBudget}});
+  PushPopulation();
+  std::atomic<int> ok{0}, exhausted{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      cohortd::v1::AggregateResponse response;
+      const grpc::Status s = Aggregate(ByOccupation(2.0 - 0.01 * i), &response);
+      if (s.ok()) ++ok;
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++exhausted;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(exhausted, 4);
+}
+
+TEST_F(QueryIntegrationTest, KillNineAfterReleaseKeepsItChargedAndAudited) {
+  Start();
+  PushPopulation();
+  cohortd::v1::AggregateResponse response;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &response).ok());
+  const double rho = response.cost().rho();
+  ASSERT_GT(rho, 0);
+  server_->Kill();
+  ASSERT_OK(server_->Start());
+  Connect();
+
+  cohortd::v1::GetBudgetRequest budget_request;
+  budget_request.set_dataset("sessions");
+  cohortd::v1::Budget budget;
+  auto context = AuthContext(server_->tokens().analyst);
+  ASSERT_TRUE(query_->GetBudget(context.get(), budget_request, &budget).ok());
+  EXPECT_NEAR(budget.spent().rho(), rho, rho * 1e-6);
+
+  cohortd::v1::ListAuditRequest audit_request;
+  cohortd::v1::ListAuditResponse audit;
+  auto admin = AuthContext(server_->tokens().admin);
+  ASSERT_TRUE(admin_->ListAudit(admin.get(), audit_request, &audit).ok());
+  ASSERT_EQ(audit.entries_size(), 1);
+  EXPECT_TRUE(audit.chain_valid());
+  EXPECT_EQ(audit.entries(0).release_id(), response.release_id());
+  EXPECT_EQ(audit.entries(0).principal(), "test-analyst");
+
+  // And the same question is still answered from the stored release.
+  cohortd::v1::AggregateResponse again;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &again).ok());
+  EXPECT_TRUE(again.from_cache());
+  EXPECT_EQ(again.release_id(), response.release_id());
+}
+
+TEST_F(QueryIntegrationTest, RolesAndRequestErrors) {
+  Start();
+  cohortd::v1::AggregateResponse response;
+  EXPECT_EQ(Aggregate(ByOccupation(1.0), &response, server_->tokens().ingest)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  cohortd::v1::ListAuditResponse audit;
+  auto analyst = AuthContext(server_->tokens().analyst);
+  EXPECT_EQ(admin_->ListAudit(analyst.get(), {}, &audit).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  auto bad = ByOccupation(1.0);
+  bad.set_group_by(0, "shoe_size");
+  grpc::Status s = Aggregate(bad, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("group_by[0]"));
+  EXPECT_THAT(s.error_message(), HasSubstr("occupation"));
+
+  bad = ByOccupation(5.0);
+  s = Aggregate(bad, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("maximum of 2"));
+
+  bad = ByOccupation(1.0);
+  auto* q = bad.add_metrics();
+  q->set_kind(cohortd::v1::Metric::QUANTILES);
+  q->set_measure("actions_per_prompt");
+  q->add_quantiles(1.5);
+  s = Aggregate(bad, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("outside (0, 1)"));
+
+  cohortd::v1::DescribeDatasetRequest describe;
+  describe.set_dataset("sessions");
+  cohortd::v1::DatasetDescription description;
+  auto context = AuthContext(server_->tokens().analyst);
+  ASSERT_TRUE(
+      query_->DescribeDataset(context.get(), describe, &description).ok());
+  EXPECT_EQ(description.privacy().k(), 10);
+}
+
+}  // namespace
+}  // namespace cohortd::testing
