@@ -1,7 +1,9 @@
 #include "server/storage/keys.h"
 
-#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 
 namespace cohortd {
 namespace keys {
@@ -66,6 +68,56 @@ std::string DataVersionKey(absl::string_view dataset,
                            absl::string_view month) {
   return absl::StrCat(kDataVersionPrefix, EscapeKeyComponent(dataset), "/",
                       EscapeKeyComponent(month));
+}
+
+std::string DatasetBudgetKey(absl::string_view dataset) {
+  return absl::StrCat(kBudgetLedgerPrefix, EscapeKeyComponent(dataset), "/d");
+}
+
+std::string PrincipalBudgetKey(absl::string_view dataset,
+                               absl::string_view principal) {
+  return absl::StrCat(kBudgetLedgerPrefix, EscapeKeyComponent(dataset), "/p/",
+                      EscapeKeyComponent(principal));
+}
+
+bool ParseBudgetKey(absl::string_view key, std::string* dataset,
+                    bool* is_dataset, std::string* principal) {
+  if (!absl::ConsumePrefix(&key, kBudgetLedgerPrefix)) return false;
+  size_t slash = key.find('/');
+  if (slash == absl::string_view::npos) return false;
+  if (!UnescapeKeyComponent(key.substr(0, slash), dataset)) return false;
+  absl::string_view rest = key.substr(slash + 1);
+  if (rest == "d") {
+    *is_dataset = true;
+    principal->clear();
+    return true;
+  }
+  if (!absl::ConsumePrefix(&rest, "p/")) return false;
+  *is_dataset = false;
+  return UnescapeKeyComponent(rest, principal);
+}
+
+std::string ReleaseKey(absl::string_view dataset,
+                       absl::string_view request_hash_hex) {
+  return absl::StrCat(kReleasePrefix, EscapeKeyComponent(dataset), "/",
+                      EscapeKeyComponent(request_hash_hex));
+}
+
+std::string AuditKey(uint64_t sequence) {
+  return absl::StrCat(kAuditPrefix, absl::StrFormat("%020u", sequence));
+}
+
+bool ParseAuditKey(absl::string_view key, uint64_t* sequence) {
+  if (!absl::ConsumePrefix(&key, kAuditPrefix)) return false;
+  if (key.size() != 20) return false;
+  for (char c : key) {
+    if (c < '0' || c > '9') return false;
+  }
+  return absl::SimpleAtoi(key, sequence);
+}
+
+std::string DataVersionPrefix(absl::string_view dataset) {
+  return absl::StrCat(kDataVersionPrefix, EscapeKeyComponent(dataset), "/");
 }
 
 }  // namespace keys

@@ -71,6 +71,37 @@ std::string DataVersionKey(absl::string_view dataset, absl::string_view month);
 bool ParseSessionKey(absl::string_view key, std::string* dataset,
                      std::string* session_id);
 
+// --- Release journal (query/release_journal.h) ----------------------------
+// Budget ledger: what has been spent, as a cohortd.internal.StoredBudgetSpent.
+// "b/<escaped dataset>/d" for the dataset as a whole and
+// "b/<escaped dataset>/p/<escaped principal>" per principal.
+std::string DatasetBudgetKey(absl::string_view dataset);
+std::string PrincipalBudgetKey(absl::string_view dataset,
+                               absl::string_view principal);
+
+// Splits a key built by DatasetBudgetKey (sets *principal to "" and
+// *is_dataset to true) or PrincipalBudgetKey. Returns false for any other
+// key.
+bool ParseBudgetKey(absl::string_view key, std::string* dataset,
+                    bool* is_dataset, std::string* principal);
+
+// "r/<escaped dataset>/<request_hash_hex>" -> cohortd.internal.StoredRelease:
+// the release cache, keyed by the hex SHA-256 of the canonical request.
+std::string ReleaseKey(absl::string_view dataset,
+                       absl::string_view request_hash_hex);
+
+// "a/<sequence as 20 zero-padded decimal digits>" ->
+// cohortd.internal.StoredAuditEntry. Zero padding makes key order sequence
+// order, so a scan of kAuditPrefix walks the chain from entry 1.
+std::string AuditKey(uint64_t sequence);
+
+// Inverse of AuditKey. Returns false for any other key.
+bool ParseAuditKey(absl::string_view key, uint64_t* sequence);
+
+// "v/<escaped dataset>/": the prefix of exactly that dataset's data
+// versions (DataVersionKey); the rest of each key is the escaped month.
+std::string DataVersionPrefix(absl::string_view dataset);
+
 }  // namespace keys
 }  // namespace cohortd
 
