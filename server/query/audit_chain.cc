@@ -1,0 +1,92 @@
+#include "server/query/audit_chain.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "server/crypto/pseudonymizer.h"
+
+namespace cohortd {
+namespace {
+
+constexpr absl::string_view kDomainTag = "cohortd.audit.v1";
+
+void AppendUint64(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+void AppendUint32(uint32_t v, std::string* out) {
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+void AppendBytes(absl::string_view bytes, std::string* out) {
+  AppendUint64(bytes.size(), out);
+  out->append(bytes.data(), bytes.size());
+}
+
+void AppendDouble(double d, std::string* out) {
+  uint64_t bits;
+  static_assert(sizeof(bits) == sizeof(d));
+  std::memcpy(&bits, &d, sizeof(bits));
+  AppendUint64(bits, out);
+}
+
+}  // namespace
+
+std::string AuditGenesisHash() { return std::string(kAuditHashSize, '\0'); }
+
+std::string AuditHashInput(const internal::StoredAuditEntry& entry) {
+  std::string in;
+  in.append(kDomainTag.data(), kDomainTag.size());
+  in.append(entry.prev_hash());
+  AppendUint64(entry.sequence(), &in);
+  AppendBytes(entry.release_id(), &in);
+  AppendBytes(entry.principal(), &in);
+  AppendBytes(entry.dataset(), &in);
+  AppendBytes(entry.canonical_request(), &in);
+  AppendDouble(entry.cost_epsilon(), &in);
+  AppendDouble(entry.cost_delta(), &in);
+  AppendDouble(entry.cost_rho(), &in);
+  AppendUint64(static_cast<uint64_t>(entry.time_unix_seconds()), &in);
+  AppendUint32(static_cast<uint32_t>(entry.time_nanos()), &in);
+  return in;
+}
+
+std::string ComputeAuditHash(const internal::StoredAuditEntry& entry) {
+  const Digest256 digest = Sha256(AuditHashInput(entry));
+  return std::string(reinterpret_cast<const char*>(digest.data()),
+                     digest.size());
+}
+
+absl::Status CheckAuditLink(uint64_t expected_sequence,
+                            absl::string_view expected_prev_hash,
+                            uint64_t key_sequence,
+                            const internal::StoredAuditEntry& entry) {
+  const std::string where = absl::StrCat("entry ", expected_sequence, ": ");
+  if (key_sequence != expected_sequence) {
+    return absl::DataLossError(
+        absl::StrCat(where, "missing (the next stored entry is ",
+                     key_sequence, ")"));
+  }
+  if (entry.sequence() != expected_sequence) {
+    return absl::DataLossError(absl::StrCat(
+        where, "stored under its key but says sequence ", entry.sequence()));
+  }
+  if (entry.prev_hash() != expected_prev_hash) {
+    return absl::DataLossError(absl::StrCat(
+        where, "prev_hash ", HexEncode(entry.prev_hash()),
+        " does not match the hash of the previous entry ",
+        HexEncode(expected_prev_hash)));
+  }
+  if (entry.hash() != ComputeAuditHash(entry)) {
+    return absl::DataLossError(absl::StrCat(
+        where, "stored hash ", HexEncode(entry.hash()),
+        " does not match its contents"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cohortd

@@ -1,0 +1,503 @@
+#include "server/query/release_journal.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "cohortd/internal/storage.pb.h"
+#include "server/common/status_macros.h"
+#include "server/crypto/pseudonymizer.h"
+#include "server/query/audit_chain.h"
+#include "server/storage/keys.h"
+
+namespace cohortd {
+namespace {
+
+using privacy::BudgetLedger;
+using privacy::ReportedCost;
+using privacy::ZcdpCharge;
+
+constexpr int kDefaultAuditLimit = 100;
+constexpr int kMaxAuditLimit = 10000;
+// 128 bits: collisions are negligible even over billions of releases.
+constexpr int kReleaseIdBytes = 16;
+
+void SetCost(const ReportedCost& cost, cohortd::v1::PrivacyCost* out) {
+  out->set_epsilon(cost.epsilon);
+  out->set_delta(cost.delta);
+  out->set_rho(cost.rho);
+}
+
+cohortd::v1::Budget BudgetProto(const std::string& principal,
+                                const std::string& dataset,
+                                const BudgetLedger& ledger) {
+  cohortd::v1::Budget budget;
+  budget.set_principal(principal);
+  budget.set_dataset(dataset);
+  SetCost(ledger.ReportedTotal(), budget.mutable_total());
+  SetCost(ledger.ReportedSpent(), budget.mutable_spent());
+  SetCost(ledger.ReportedRemaining(), budget.mutable_remaining());
+  return budget;
+}
+
+std::string SpentValue(const ZcdpCharge& spent) {
+  internal::StoredBudgetSpent stored;
+  stored.set_rho(spent.rho);
+  stored.set_delta(spent.delta);
+  return stored.SerializeAsString();
+}
+
+// The release cache key of `canonical_request` on `dataset`.
+std::string ReleaseKeyFor(const std::string& dataset,
+                          absl::string_view canonical_request) {
+  return keys::ReleaseKey(dataset, HexEncode(Sha256(canonical_request)));
+}
+
+absl::StatusOr<uint64_t> ParseVersion(absl::string_view key,
+                                      absl::string_view value) {
+  uint64_t version = 0;
+  if (!absl::SimpleAtoi(value, &version)) {
+    return absl::DataLossError(
+        absl::StrCat("stored data version at '", key, "' is not a number"));
+  }
+  return version;
+}
+
+bool SameVersions(
+    const google::protobuf::Map<std::string, uint64_t>& stored,
+    const std::map<std::string, uint64_t>& current) {
+  if (stored.size() != current.size()) return false;
+  for (const auto& [month, version] : current) {
+    auto it = stored.find(month);
+    if (it == stored.end() || it->second != version) return false;
+  }
+  return true;
+}
+
+// The release stored under `key` if it answers exactly `canonical_request`
+// on `versions`, as FindCached returns it.
+absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> LookupRelease(
+    Store* store, const std::string& key, absl::string_view canonical_request,
+    const std::map<std::string, uint64_t>& versions) {
+  absl::StatusOr<std::string> value = store->Get(key);
+  if (absl::IsNotFound(value.status())) return std::nullopt;
+  if (!value.ok()) return value.status();
+  internal::StoredRelease stored;
+  if (!stored.ParseFromString(*value)) {
+    return absl::DataLossError(
+        absl::StrCat("stored release at '", key, "' is unreadable"));
+  }
+  if (stored.canonical_request() != canonical_request ||
+      !SameVersions(stored.data_versions(), versions)) {
+    return std::nullopt;
+  }
+  cohortd::v1::AggregateResponse response;
+  if (!response.ParseFromString(stored.response())) {
+    return absl::DataLossError(
+        absl::StrCat("stored release at '", key, "' has an unreadable "
+                     "response"));
+  }
+  response.set_from_cache(true);
+  SetCost(ReportedCost{}, response.mutable_cost());
+  response.clear_budget();
+  return response;
+}
+
+absl::StatusOr<std::string> NewReleaseId() {
+  unsigned char bytes[kReleaseIdBytes];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError("OpenSSL RAND_bytes failed: no release id");
+  }
+  return HexEncode(absl::string_view(reinterpret_cast<const char*>(bytes),
+                                     sizeof(bytes)));
+}
+
+std::string DescribeCost(const ReportedCost& c) {
+  return absl::StrFormat("epsilon=%.6g delta=%.3g rho=%.6g", c.epsilon,
+                         c.delta, c.rho);
+}
+
+cohortd::v1::AuditEntry AuditEntryProto(
+    const internal::StoredAuditEntry& stored) {
+  cohortd::v1::AuditEntry entry;
+  entry.set_sequence(static_cast<int64_t>(stored.sequence()));
+  entry.set_release_id(stored.release_id());
+  entry.set_principal(stored.principal());
+  entry.set_dataset(stored.dataset());
+  entry.set_canonical_request(stored.canonical_request());
+  entry.mutable_cost()->set_epsilon(stored.cost_epsilon());
+  entry.mutable_cost()->set_delta(stored.cost_delta());
+  entry.mutable_cost()->set_rho(stored.cost_rho());
+  entry.mutable_time()->set_seconds(stored.time_unix_seconds());
+  entry.mutable_time()->set_nanos(stored.time_nanos());
+  entry.set_prev_hash(stored.prev_hash());
+  entry.set_hash(stored.hash());
+  return entry;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReleaseJournal>> ReleaseJournal::Open(
+    const Config* config, Store* store, Clock* clock) {
+  std::unique_ptr<ReleaseJournal> journal(
+      new ReleaseJournal(config, store, clock));
+  RETURN_IF_ERROR(journal->Load());
+  return journal;
+}
+
+absl::Status ReleaseJournal::Load() {
+  absl::MutexLock lock(&mu_);
+  for (const DatasetSpec& spec : config_->datasets) {
+    const BudgetSpec& budget = spec.privacy.dataset_budget;
+    absl::StatusOr<BudgetLedger> ledger =
+        BudgetLedger::Create(budget.epsilon, budget.delta);
+    // Checked here so that a principal's fresh ledger cannot fail later.
+    absl::StatusOr<BudgetLedger> principal_ledger =
+        BudgetLedger::Create(spec.privacy.principal_budget.epsilon,
+                             spec.privacy.principal_budget.delta);
+    if (!ledger.ok() || !principal_ledger.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dataset '", spec.name, "': invalid budget: ",
+          (ledger.ok() ? principal_ledger : ledger).status().message()));
+    }
+    ledgers_.emplace(spec.name, DatasetLedgers{&spec, *std::move(ledger), {}});
+  }
+
+  absl::Status parse_status;
+  RETURN_IF_ERROR(store_->Scan(
+      keys::kBudgetLedgerPrefix,
+      [&](absl::string_view key, absl::string_view value) {
+        std::string dataset, principal;
+        bool is_dataset = false;
+        internal::StoredBudgetSpent stored;
+        if (!keys::ParseBudgetKey(key, &dataset, &is_dataset, &principal) ||
+            !stored.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+          parse_status = absl::DataLossError(
+              absl::StrCat("unreadable budget ledger entry at '", key, "'"));
+          return false;
+        }
+        auto it = ledgers_.find(dataset);
+        if (it == ledgers_.end()) return true;
+        const PrivacySpec& privacy = it->second.spec->privacy;
+        const BudgetSpec& budget =
+            is_dataset ? privacy.dataset_budget : privacy.principal_budget;
+        absl::StatusOr<BudgetLedger> ledger = BudgetLedger::FromSpent(
+            budget.epsilon, budget.delta, {stored.rho(), stored.delta()});
+        if (!ledger.ok()) {
+          parse_status = absl::DataLossError(absl::StrCat(
+              "budget ledger entry at '", key, "': ",
+              ledger.status().message()));
+          return false;
+        }
+        if (is_dataset) {
+          it->second.dataset = *std::move(ledger);
+        } else {
+          it->second.principals.insert_or_assign(principal,
+                                                 *std::move(ledger));
+        }
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_status);
+
+  // The head is the last entry in key order; the chain itself is verified
+  // by ListAudit, not here, so a damaged log never keeps the server down.
+  std::string last_key, last_value;
+  RETURN_IF_ERROR(store_->Scan(
+      keys::kAuditPrefix, [&](absl::string_view key, absl::string_view value) {
+        last_key.assign(key.data(), key.size());
+        last_value.assign(value.data(), value.size());
+        return true;
+      }));
+  head_sequence_ = 0;
+  head_hash_ = AuditGenesisHash();
+  if (!last_key.empty()) {
+    internal::StoredAuditEntry entry;
+    if (!keys::ParseAuditKey(last_key, &head_sequence_) ||
+        !entry.ParseFromString(last_value) ||
+        entry.hash().size() != kAuditHashSize) {
+      return absl::DataLossError(
+          absl::StrCat("unreadable audit log head at '", last_key, "'"));
+    }
+    head_hash_ = entry.hash();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, uint64_t>> ReleaseJournal::DataVersions(
+    const std::string& dataset, const std::vector<std::string>& months) {
+  std::map<std::string, uint64_t> versions;
+  if (!months.empty()) {
+    for (const std::string& month : months) {
+      const std::string key = keys::DataVersionKey(dataset, month);
+      absl::StatusOr<std::string> value = store_->Get(key);
+      if (absl::IsNotFound(value.status())) {
+        versions[month] = 0;
+        continue;
+      }
+      if (!value.ok()) return value.status();
+      ASSIGN_OR_RETURN(versions[month], ParseVersion(key, *value));
+    }
+    return versions;
+  }
+  const std::string prefix = keys::DataVersionPrefix(dataset);
+  absl::Status parse_status;
+  RETURN_IF_ERROR(store_->Scan(
+      prefix, [&](absl::string_view key, absl::string_view value) {
+        absl::string_view escaped_month = key;
+        absl::ConsumePrefix(&escaped_month, prefix);
+        std::string month;
+        absl::StatusOr<uint64_t> version = ParseVersion(key, value);
+        if (!keys::UnescapeKeyComponent(escaped_month, &month)) {
+          version = absl::DataLossError(
+              absl::StrCat("unreadable data version key '", key, "'"));
+        }
+        if (!version.ok()) {
+          parse_status = version.status();
+          return false;
+        }
+        versions[month] = *version;
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_status);
+  return versions;
+}
+
+absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>>
+ReleaseJournal::FindCached(
+    const std::string& dataset, absl::string_view canonical_request,
+    const std::map<std::string, uint64_t>& current_versions) {
+  return LookupRelease(store_, ReleaseKeyFor(dataset, canonical_request),
+                       canonical_request, current_versions);
+}
+
+absl::StatusOr<ReleaseJournal::DatasetLedgers*> ReleaseJournal::FindDataset(
+    const std::string& dataset) {
+  auto it = ledgers_.find(dataset);
+  if (it == ledgers_.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown dataset '", dataset, "'"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<BudgetLedger> ReleaseJournal::PrincipalLedger(
+    const DatasetLedgers& ledgers, const std::string& principal) {
+  auto it = ledgers.principals.find(principal);
+  if (it != ledgers.principals.end()) return it->second;
+  const BudgetSpec& budget = ledgers.spec->privacy.principal_budget;
+  return BudgetLedger::Create(budget.epsilon, budget.delta);
+}
+
+absl::Status ReleaseJournal::CheckBoth(const BudgetLedger& principal_ledger,
+                                       const BudgetLedger& dataset_ledger,
+                                       const std::string& principal,
+                                       const std::string& dataset,
+                                       const ZcdpCharge& charge,
+                                       const ReportedCost& asked) {
+  if (!principal_ledger.CanAfford(charge)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "privacy budget of principal '", principal, "' on dataset '", dataset,
+        "' exceeded: remaining ",
+        DescribeCost(principal_ledger.ReportedRemaining()), "; asked ",
+        DescribeCost(asked)));
+  }
+  if (!dataset_ledger.CanAfford(charge)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "privacy budget of dataset '", dataset,
+        "' (all principals together) exceeded: remaining ",
+        DescribeCost(dataset_ledger.ReportedRemaining()), "; asked ",
+        DescribeCost(asked)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReleaseJournal::CheckAffordable(const std::string& principal,
+                                             const std::string& dataset,
+                                             const ZcdpCharge& charge,
+                                             const ReportedCost& asked) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
+  ASSIGN_OR_RETURN(BudgetLedger principal_ledger,
+                   PrincipalLedger(*ledgers, principal));
+  return CheckBoth(principal_ledger, ledgers->dataset, principal, dataset,
+                   charge, asked);
+}
+
+absl::Status ReleaseJournal::CommitRelease(
+    const std::string& principal, const std::string& dataset,
+    absl::string_view canonical_request,
+    const std::string& canonical_request_json,
+    const std::map<std::string, uint64_t>& data_versions,
+    const ZcdpCharge& charge, const ReportedCost& cost,
+    cohortd::v1::AggregateResponse* response) {
+  if (!(charge.rho >= 0) || !(charge.delta >= 0)) {
+    return absl::InvalidArgumentError("a privacy charge must be >= 0");
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
+  ASSIGN_OR_RETURN(BudgetLedger principal_ledger,
+                   PrincipalLedger(*ledgers, principal));
+
+  const std::string release_key = ReleaseKeyFor(dataset, canonical_request);
+  ASSIGN_OR_RETURN(
+      std::optional<cohortd::v1::AggregateResponse> existing,
+      LookupRelease(store_, release_key, canonical_request, data_versions));
+  if (existing.has_value()) {
+    *response = *std::move(existing);
+    *response->mutable_budget() =
+        BudgetProto(principal, dataset, principal_ledger);
+    return absl::OkStatus();
+  }
+
+  // Charge copies; the ledgers in memory move only after the write.
+  BudgetLedger dataset_ledger = ledgers->dataset;
+  RETURN_IF_ERROR(CheckBoth(principal_ledger, dataset_ledger, principal,
+                            dataset, charge, cost));
+  RETURN_IF_ERROR(principal_ledger.Charge(charge));
+  RETURN_IF_ERROR(dataset_ledger.Charge(charge));
+
+  ASSIGN_OR_RETURN(const std::string release_id, NewReleaseId());
+  const absl::Time now = clock_->Now();
+  const int64_t seconds = absl::ToUnixSeconds(now);
+  const int32_t nanos = static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(seconds)));
+
+  // Budgets are per asker, so the cached copy carries none.
+  cohortd::v1::AggregateResponse released = *response;
+  released.set_release_id(release_id);
+  released.set_from_cache(false);
+  SetCost(cost, released.mutable_cost());
+  released.clear_budget();
+
+  internal::StoredRelease stored_release;
+  stored_release.set_canonical_request(std::string(canonical_request));
+  stored_release.set_response(released.SerializeAsString());
+  for (const auto& [month, version] : data_versions) {
+    (*stored_release.mutable_data_versions())[month] = version;
+  }
+  stored_release.set_time_unix_seconds(seconds);
+  stored_release.set_time_nanos(nanos);
+
+  internal::StoredAuditEntry entry;
+  entry.set_sequence(head_sequence_ + 1);
+  entry.set_release_id(release_id);
+  entry.set_principal(principal);
+  entry.set_dataset(dataset);
+  entry.set_canonical_request(canonical_request_json);
+  entry.set_cost_epsilon(cost.epsilon);
+  entry.set_cost_delta(cost.delta);
+  entry.set_cost_rho(cost.rho);
+  entry.set_time_unix_seconds(seconds);
+  entry.set_time_nanos(nanos);
+  entry.set_prev_hash(head_hash_);
+  entry.set_hash(ComputeAuditHash(entry));
+
+  WriteBatch batch;
+  batch.Put(keys::PrincipalBudgetKey(dataset, principal),
+            SpentValue(principal_ledger.spent()));
+  batch.Put(keys::DatasetBudgetKey(dataset),
+            SpentValue(dataset_ledger.spent()));
+  batch.Put(release_key, stored_release.SerializeAsString());
+  batch.Put(keys::AuditKey(entry.sequence()), entry.SerializeAsString());
+  RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+
+  ledgers->dataset = dataset_ledger;
+  ledgers->principals.insert_or_assign(principal, principal_ledger);
+  head_sequence_ = entry.sequence();
+  head_hash_ = entry.hash();
+
+  *response = std::move(released);
+  *response->mutable_budget() =
+      BudgetProto(principal, dataset, principal_ledger);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<cohortd::v1::Budget> ReleaseJournal::GetBudget(
+    const std::string& principal, const std::string& dataset) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
+  ASSIGN_OR_RETURN(BudgetLedger ledger, PrincipalLedger(*ledgers, principal));
+  return BudgetProto(principal, dataset, ledger);
+}
+
+absl::StatusOr<cohortd::v1::Budget> ReleaseJournal::DatasetBudget(
+    const std::string& dataset) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
+  return BudgetProto("", dataset, ledgers->dataset);
+}
+
+absl::StatusOr<cohortd::v1::ListAuditResponse> ReleaseJournal::ListAudit(
+    int64_t start_sequence, int limit) {
+  if (start_sequence < 0) {
+    return absl::InvalidArgumentError("start_sequence must be >= 0");
+  }
+  if (limit < 0 || limit > kMaxAuditLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "limit must be between 0 and ", kMaxAuditLimit, " (0 means ",
+        kDefaultAuditLimit, ")"));
+  }
+  if (limit == 0) limit = kDefaultAuditLimit;
+  const uint64_t first = std::max<int64_t>(start_sequence, 1);
+  // first + limit - 1 cannot overflow: first <= INT64_MAX, limit <= 10000.
+  const uint64_t last = first + static_cast<uint64_t>(limit) - 1;
+  uint64_t head;
+  {
+    absl::MutexLock lock(&mu_);
+    head = head_sequence_;
+  }
+  // Entries appended after `head` was read are left for the next call.
+  const uint64_t verify_end = std::min(last, head);
+
+  cohortd::v1::ListAuditResponse out;
+  uint64_t verified = 0;
+  std::string prev_hash = AuditGenesisHash();
+  std::string chain_error;
+  RETURN_IF_ERROR(store_->Scan(
+      keys::kAuditPrefix, [&](absl::string_view key, absl::string_view value) {
+        uint64_t sequence = 0;
+        const bool key_ok = keys::ParseAuditKey(key, &sequence);
+        if (key_ok && sequence > verify_end) return false;
+        internal::StoredAuditEntry entry;
+        if (!key_ok || !entry.ParseFromArray(value.data(),
+                                             static_cast<int>(value.size()))) {
+          if (chain_error.empty()) {
+            chain_error = absl::StrCat("entry ", verified + 1,
+                                       ": unreadable record at key '", key,
+                                       "'");
+          }
+          return true;
+        }
+        if (chain_error.empty()) {
+          absl::Status link =
+              CheckAuditLink(verified + 1, prev_hash, sequence, entry);
+          if (link.ok()) {
+            ++verified;
+            prev_hash = entry.hash();
+          } else {
+            chain_error = std::string(link.message());
+          }
+        }
+        if (sequence >= first) *out.add_entries() = AuditEntryProto(entry);
+        return true;
+      }));
+  if (chain_error.empty() && verified < verify_end) {
+    chain_error = absl::StrCat("entry ", verified + 1,
+                               ": missing (the stored log ends at entry ",
+                               verified, ")");
+  }
+  out.set_chain_valid(chain_error.empty());
+  out.set_entries_verified(static_cast<int64_t>(verified));
+  out.set_chain_error(chain_error);
+  out.set_total_entries(static_cast<int64_t>(head));
+  return out;
+}
+
+}  // namespace cohortd

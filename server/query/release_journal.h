@@ -1,0 +1,200 @@
+// The release journal: the durable, storage-facing side of answering a
+// query (issue 4 items 2-4). It keeps, in the Store,
+//   - the budget ledger: zCDP spent per (principal, dataset) and per
+//     dataset as a whole, against the (epsilon, delta) budgets of the config;
+//   - the release cache: each release under the hash of its canonical
+//     request, with the data versions (per month) it was computed on;
+//   - the audit log: one hash-chained entry per release (audit_chain.h,
+//     docs/audit.md).
+// A release is charged, cached and audited in ONE synced write batch, and
+// the in-memory ledgers and chain head move only after that write
+// succeeded. So a crash after the write keeps the release charged and
+// audited, a crash before it leaves nothing charged and nothing released,
+// and a failed write can be retried without double-charging.
+//
+// Key layouts: storage/keys.h (DatasetBudgetKey, PrincipalBudgetKey,
+// ReleaseKey, AuditKey, DataVersionKey); values: the Stored* messages of
+// proto/cohortd/internal/storage.proto.
+//
+// How the query path uses it (the planner/executor owns the computing):
+//   versions = DataVersions(dataset, months)    // BEFORE reading the index
+//   if (cached = FindCached(...)) return *cached (+ GetBudget for .budget)
+//   CheckAffordable(...)                        // cheap, before noise
+//   ... compute the noisy response ...
+//   CommitRelease(...)                          // charges, caches, audits
+// Reading the versions before the index means a release may be labelled
+// with versions older than the data it saw (a later lookup then misses:
+// safe), never newer (a later lookup could then hit a stale answer).
+#ifndef COHORTD_SERVER_QUERY_RELEASE_JOURNAL_H_
+#define COHORTD_SERVER_QUERY_RELEASE_JOURNAL_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "cohortd/v1/cohortd.pb.h"
+#include "server/common/clock.h"
+#include "server/config/config.h"
+#include "server/privacy/accountant.h"
+#include "server/storage/store.h"
+
+namespace cohortd {
+
+// Thread-safe: every method may be called from any thread. Commits are
+// serialised by one journal-wide mutex (the audit chain is global, and a
+// release costs a synced write anyway); lookups only read the Store.
+class ReleaseJournal {
+ public:
+  // Loads the spent budgets (scan of "b/") and the audit chain head (scan
+  // of "a/") from `store`. `config`, `store` and `clock` are borrowed and
+  // must outlive the journal. Stored budgets of datasets no longer in the
+  // config are ignored (and kept); a config budget that changed between
+  // starts applies to what was already spent.
+  // Errors: InvalidArgument when a dataset's configured budget is not a
+  // valid (epsilon, delta); DataLoss when a stored ledger or audit entry
+  // cannot be parsed; Unavailable when the store cannot be read.
+  static absl::StatusOr<std::unique_ptr<ReleaseJournal>> Open(
+      const Config* config, Store* store, Clock* clock);
+
+  ReleaseJournal(const ReleaseJournal&) = delete;
+  ReleaseJournal& operator=(const ReleaseJournal&) = delete;
+
+  // The data versions a query reads: month -> version, for each of `months`
+  // when the query filters on month (a month without data has version 0),
+  // or, when `months` is empty, for every month of the dataset that has
+  // data (a scan of its "v/" prefix). Errors: Unavailable / DataLoss from
+  // the store (DataLoss also for a version that is not a number).
+  absl::StatusOr<std::map<std::string, uint64_t>> DataVersions(
+      const std::string& dataset, const std::vector<std::string>& months);
+
+  // The stored release of `canonical_request` on `dataset`, if it was
+  // computed on exactly `current_versions` (same months, same versions: a
+  // new month with data changes an all-months query's versions, so it
+  // misses). Returns nullopt on a miss. A hit is returned to whoever asks,
+  // with its original release_id and cohorts, from_cache = true, cost
+  // zero and no budget: the caller sets the asker's budget (GetBudget).
+  // Errors: Unavailable from the store; DataLoss for an unparsable record.
+  absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> FindCached(
+      const std::string& dataset, absl::string_view canonical_request,
+      const std::map<std::string, uint64_t>& current_versions);
+
+  // Whether both `principal`'s budget on `dataset` and the dataset's whole
+  // budget can afford `charge` now; a cheap pre-check before computing
+  // noise (CommitRelease checks again). `asked` is only for the message.
+  // Errors: ResourceExhausted naming the budget (principal 'x' on dataset
+  // 'y', or dataset 'y'), its remaining (epsilon, delta, rho) and `asked`;
+  // InvalidArgument for a dataset not in the config.
+  absl::Status CheckAffordable(const std::string& principal,
+                               const std::string& dataset,
+                               const privacy::ZcdpCharge& charge,
+                               const privacy::ReportedCost& asked);
+
+  // Charges `charge` to `principal` on `dataset` and to the dataset, stores
+  // `*response` as the release of `canonical_request` on `data_versions`
+  // (DataVersions() as read before computing), and appends the audit entry
+  // (release id, principal, dataset, `canonical_request_json`, `cost`,
+  // time), all under one lock in ONE synced write batch; the in-memory
+  // state changes only after that write succeeded.
+  // On success fills response->release_id (128 bits from OpenSSL
+  // RAND_bytes as 32 lower-case hex digits: unique, unguessable, and
+  // independent of the content), from_cache = false, cost = `cost`, and
+  // budget = the principal's budget after the charge.
+  // If an identical request on the same versions was committed meanwhile
+  // (two identical queries racing past FindCached), *response is replaced
+  // by that stored release exactly as FindCached returns it, plus the
+  // principal's budget, and nothing is charged: one answer per question
+  // and data, so noise cannot be averaged away.
+  // Errors (nothing charged, stored or audited, memory unchanged):
+  // ResourceExhausted as CheckAffordable; InvalidArgument for a dataset not
+  // in the config or a negative charge; Internal when no randomness is
+  // available for the id; Unavailable when the store write fails (retrying
+  // is safe); DataLoss for an unparsable cached record.
+  // `response` is borrowed for the call.
+  absl::Status CommitRelease(const std::string& principal,
+                             const std::string& dataset,
+                             absl::string_view canonical_request,
+                             const std::string& canonical_request_json,
+                             const std::map<std::string, uint64_t>& data_versions,
+                             const privacy::ZcdpCharge& charge,
+                             const privacy::ReportedCost& cost,
+                             cohortd::v1::AggregateResponse* response);
+
+  // `principal`'s budget on `dataset`: total, spent and remaining as
+  // (epsilon, delta, rho) (privacy::BudgetLedger::Reported*). A principal
+  // that never spent has its full configured budget.
+  // Errors: InvalidArgument for a dataset not in the config.
+  absl::StatusOr<cohortd::v1::Budget> GetBudget(const std::string& principal,
+                                                const std::string& dataset);
+
+  // The dataset's whole budget (all principals together), as GetBudget with
+  // an empty principal. For metrics. Errors: as GetBudget.
+  absl::StatusOr<cohortd::v1::Budget> DatasetBudget(const std::string& dataset);
+
+  // Up to `limit` audit entries from `start_sequence` (0 or 1: from the
+  // first), in order, and a verification of the chain over every entry
+  // from 1 up to the end of the requested range (start_sequence + limit -
+  // 1, or the last entry): each entry recomputes to its hash, links to its
+  // predecessor's, and sequences are contiguous. On the first broken link,
+  // chain_valid is false, chain_error names it ("entry N: ..."), and
+  // entries_verified counts the good entries before it; entries are listed
+  // as stored either way. total_entries is the number of entries this
+  // journal appended or found at Open.
+  // Errors: InvalidArgument unless start_sequence >= 0 and 0 <= limit <=
+  // 10000 (0 means 100); Unavailable from the store.
+  absl::StatusOr<cohortd::v1::ListAuditResponse> ListAudit(
+      int64_t start_sequence, int limit);
+
+ private:
+  ReleaseJournal(const Config* config, Store* store, Clock* clock)
+      : config_(config), store_(store), clock_(clock) {}
+
+  // The spent budgets of one dataset.
+  struct DatasetLedgers {
+    const DatasetSpec* spec;  // borrowed from config_
+    privacy::BudgetLedger dataset;
+    std::map<std::string, privacy::BudgetLedger> principals;
+  };
+
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+  // The dataset's ledgers, or InvalidArgument for a dataset not in the
+  // config.
+  absl::StatusOr<DatasetLedgers*> FindDataset(const std::string& dataset)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A copy of `principal`'s ledger in `ledgers`, fresh at capacity when
+  // the principal never spent.
+  absl::StatusOr<privacy::BudgetLedger> PrincipalLedger(
+      const DatasetLedgers& ledgers, const std::string& principal)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK, or the ResourceExhausted of CheckAffordable.
+  absl::Status CheckBoth(const privacy::BudgetLedger& principal_ledger,
+                         const privacy::BudgetLedger& dataset_ledger,
+                         const std::string& principal,
+                         const std::string& dataset,
+                         const privacy::ZcdpCharge& charge,
+                         const privacy::ReportedCost& asked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Config* const config_;
+  Store* const store_;
+  Clock* const clock_;
+
+  absl::Mutex mu_;
+  // Dataset name -> its ledgers; one entry per configured dataset.
+  std::map<std::string, DatasetLedgers> ledgers_ ABSL_GUARDED_BY(mu_);
+  // The last audit entry: its sequence (0 when the log is empty) and hash.
+  uint64_t head_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string head_hash_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_QUERY_RELEASE_JOURNAL_H_
