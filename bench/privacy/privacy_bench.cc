@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "server/common/check.h"
 #include "server/crypto/csprng.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/query_release.h"

@@ -5,20 +5,14 @@
 #include "absl/status/status.h"
 
 namespace cohortd::privacy {
-namespace {
 
 template <typename T>
-absl::Status Append(absl::StatusOr<T> mechanism,
-                    std::vector<std::variant<std::monostate,
-                                             SessionCountMetric, SumMetric,
-                                             MeanMetric, RateMetric,
-                                             QuantileTree>>* out) {
+absl::Status QueryReleaser::Append(absl::StatusOr<T> mechanism,
+                                   std::vector<Mechanism>* out) {
   if (!mechanism.ok()) return mechanism.status();
   out->emplace_back(std::move(*mechanism));
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     const QueryPrivacyParams& params, std::vector<MetricRequest> metrics) {

@@ -95,6 +95,11 @@ class QueryReleaser {
   using Mechanism = std::variant<std::monostate, SessionCountMetric, SumMetric,
                                  MeanMetric, RateMetric, QuantileTree>;
 
+  // Moves a successfully built mechanism into `out`.
+  template <typename T>
+  static absl::Status Append(absl::StatusOr<T> mechanism,
+                             std::vector<Mechanism>* out);
+
   QueryReleaser(QueryBudget budget, PartitionSelector selector,
                 std::vector<Mechanism> mechanisms)
       : budget_(budget),
