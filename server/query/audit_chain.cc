@@ -67,24 +67,23 @@ absl::Status CheckAuditLink(uint64_t expected_sequence,
                             const internal::StoredAuditEntry& entry) {
   const std::string where = absl::StrCat("entry ", expected_sequence, ": ");
   if (key_sequence != expected_sequence) {
-    return absl::DataLossError(
-        absl::StrCat(where, "missing (the next stored entry is ",
-                     key_sequence, ")"));
+    return absl::DataLossError(absl::StrCat(
+        where, "missing (the next stored entry is ", key_sequence, ")"));
   }
   if (entry.sequence() != expected_sequence) {
     return absl::DataLossError(absl::StrCat(
         where, "stored under its key but says sequence ", entry.sequence()));
   }
   if (entry.prev_hash() != expected_prev_hash) {
-    return absl::DataLossError(absl::StrCat(
-        where, "prev_hash ", HexEncode(entry.prev_hash()),
-        " does not match the hash of the previous entry ",
-        HexEncode(expected_prev_hash)));
+    return absl::DataLossError(
+        absl::StrCat(where, "prev_hash ", HexEncode(entry.prev_hash()),
+                     " does not match the hash of the previous entry ",
+                     HexEncode(expected_prev_hash)));
   }
   if (entry.hash() != ComputeAuditHash(entry)) {
-    return absl::DataLossError(absl::StrCat(
-        where, "stored hash ", HexEncode(entry.hash()),
-        " does not match its contents"));
+    return absl::DataLossError(absl::StrCat(where, "stored hash ",
+                                            HexEncode(entry.hash()),
+                                            " does not match its contents"));
   }
   return absl::OkStatus();
 }

@@ -69,9 +69,8 @@ absl::StatusOr<uint64_t> ParseVersion(absl::string_view key,
   return version;
 }
 
-bool SameVersions(
-    const google::protobuf::Map<std::string, uint64_t>& stored,
-    const std::map<std::string, uint64_t>& current) {
+bool SameVersions(const google::protobuf::Map<std::string, uint64_t>& stored,
+                  const std::map<std::string, uint64_t>& current) {
   if (stored.size() != current.size()) return false;
   for (const auto& [month, version] : current) {
     auto it = stored.find(month);
@@ -99,9 +98,9 @@ absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> LookupRelease(
   }
   cohortd::v1::AggregateResponse response;
   if (!response.ParseFromString(stored.response())) {
-    return absl::DataLossError(
-        absl::StrCat("stored release at '", key, "' has an unreadable "
-                     "response"));
+    return absl::DataLossError(absl::StrCat("stored release at '", key,
+                                            "' has an unreadable "
+                                            "response"));
   }
   response.set_from_cache(true);
   SetCost(ReportedCost{}, response.mutable_cost());
@@ -114,13 +113,13 @@ absl::StatusOr<std::string> NewReleaseId() {
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
     return absl::InternalError("OpenSSL RAND_bytes failed: no release id");
   }
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(bytes),
-                                     sizeof(bytes)));
+  return HexEncode(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
 std::string DescribeCost(const ReportedCost& c) {
-  return absl::StrFormat("epsilon=%.6g delta=%.3g rho=%.6g", c.epsilon,
-                         c.delta, c.rho);
+  return absl::StrFormat("epsilon=%.6g delta=%.3g rho=%.6g", c.epsilon, c.delta,
+                         c.rho);
 }
 
 cohortd::v1::AuditEntry AuditEntryProto(
@@ -191,16 +190,15 @@ absl::Status ReleaseJournal::Load() {
         absl::StatusOr<BudgetLedger> ledger = BudgetLedger::FromSpent(
             budget.epsilon, budget.delta, {stored.rho(), stored.delta()});
         if (!ledger.ok()) {
-          parse_status = absl::DataLossError(absl::StrCat(
-              "budget ledger entry at '", key, "': ",
-              ledger.status().message()));
+          parse_status = absl::DataLossError(
+              absl::StrCat("budget ledger entry at '", key,
+                           "': ", ledger.status().message()));
           return false;
         }
         if (is_dataset) {
           it->second.dataset = *std::move(ledger);
         } else {
-          it->second.principals.insert_or_assign(principal,
-                                                 *std::move(ledger));
+          it->second.principals.insert_or_assign(principal, *std::move(ledger));
         }
         return true;
       }));
@@ -248,8 +246,8 @@ absl::StatusOr<std::map<std::string, uint64_t>> ReleaseJournal::DataVersions(
   }
   const std::string prefix = keys::DataVersionPrefix(dataset);
   absl::Status parse_status;
-  RETURN_IF_ERROR(store_->Scan(
-      prefix, [&](absl::string_view key, absl::string_view value) {
+  RETURN_IF_ERROR(
+      store_->Scan(prefix, [&](absl::string_view key, absl::string_view value) {
         absl::string_view escaped_month = key;
         absl::ConsumePrefix(&escaped_month, prefix);
         std::string month;
@@ -302,18 +300,18 @@ absl::Status ReleaseJournal::CheckBoth(const BudgetLedger& principal_ledger,
                                        const ZcdpCharge& charge,
                                        const ReportedCost& asked) {
   if (!principal_ledger.CanAfford(charge)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "privacy budget of principal '", principal, "' on dataset '", dataset,
-        "' exceeded: remaining ",
-        DescribeCost(principal_ledger.ReportedRemaining()), "; asked ",
-        DescribeCost(asked)));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("privacy budget of principal '", principal,
+                     "' on dataset '", dataset, "' exceeded: remaining ",
+                     DescribeCost(principal_ledger.ReportedRemaining()),
+                     "; asked ", DescribeCost(asked)));
   }
   if (!dataset_ledger.CanAfford(charge)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "privacy budget of dataset '", dataset,
-        "' (all principals together) exceeded: remaining ",
-        DescribeCost(dataset_ledger.ReportedRemaining()), "; asked ",
-        DescribeCost(asked)));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("privacy budget of dataset '", dataset,
+                     "' (all principals together) exceeded: remaining ",
+                     DescribeCost(dataset_ledger.ReportedRemaining()),
+                     "; asked ", DescribeCost(asked)));
   }
   return absl::OkStatus();
 }
@@ -440,9 +438,9 @@ absl::StatusOr<cohortd::v1::ListAuditResponse> ReleaseJournal::ListAudit(
     return absl::InvalidArgumentError("start_sequence must be >= 0");
   }
   if (limit < 0 || limit > kMaxAuditLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "limit must be between 0 and ", kMaxAuditLimit, " (0 means ",
-        kDefaultAuditLimit, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit must be between 0 and ", kMaxAuditLimit,
+                     " (0 means ", kDefaultAuditLimit, ")"));
   }
   if (limit == 0) limit = kDefaultAuditLimit;
   const uint64_t first = std::max<int64_t>(start_sequence, 1);
@@ -469,9 +467,9 @@ absl::StatusOr<cohortd::v1::ListAuditResponse> ReleaseJournal::ListAudit(
         if (!key_ok || !entry.ParseFromArray(value.data(),
                                              static_cast<int>(value.size()))) {
           if (chain_error.empty()) {
-            chain_error = absl::StrCat("entry ", verified + 1,
-                                       ": unreadable record at key '", key,
-                                       "'");
+            chain_error =
+                absl::StrCat("entry ", verified + 1,
+                             ": unreadable record at key '", key, "'");
           }
           return true;
         }
@@ -489,9 +487,9 @@ absl::StatusOr<cohortd::v1::ListAuditResponse> ReleaseJournal::ListAudit(
         return true;
       }));
   if (chain_error.empty() && verified < verify_end) {
-    chain_error = absl::StrCat("entry ", verified + 1,
-                               ": missing (the stored log ends at entry ",
-                               verified, ")");
+    chain_error =
+        absl::StrCat("entry ", verified + 1,
+                     ": missing (the stored log ends at entry ", verified, ")");
   }
   out.set_chain_valid(chain_error.empty());
   out.set_entries_verified(static_cast<int64_t>(verified));

@@ -119,14 +119,13 @@ class ReleaseJournal {
   // available for the id; Unavailable when the store write fails (retrying
   // is safe); DataLoss for an unparsable cached record.
   // `response` is borrowed for the call.
-  absl::Status CommitRelease(const std::string& principal,
-                             const std::string& dataset,
-                             absl::string_view canonical_request,
-                             const std::string& canonical_request_json,
-                             const std::map<std::string, uint64_t>& data_versions,
-                             const privacy::ZcdpCharge& charge,
-                             const privacy::ReportedCost& cost,
-                             cohortd::v1::AggregateResponse* response);
+  absl::Status CommitRelease(
+      const std::string& principal, const std::string& dataset,
+      absl::string_view canonical_request,
+      const std::string& canonical_request_json,
+      const std::map<std::string, uint64_t>& data_versions,
+      const privacy::ZcdpCharge& charge, const privacy::ReportedCost& cost,
+      cohortd::v1::AggregateResponse* response);
 
   // `principal`'s budget on `dataset`: total, spent and remaining as
   // (epsilon, delta, rho) (privacy::BudgetLedger::Reported*). A principal

@@ -80,12 +80,12 @@ TEST(AuditChainTest, CheckLinkAcceptsAGoodEntry) {
 
 TEST(AuditChainTest, CheckLinkNamesTheBrokenCheck) {
   const internal::StoredAuditEntry entry = FirstEntry();
-  EXPECT_THAT(CheckAuditLink(1, AuditGenesisHash(), 2, entry),
-              StatusIs(absl::StatusCode::kDataLoss,
-                       HasSubstr("entry 1: missing")));
-  EXPECT_THAT(CheckAuditLink(2, AuditGenesisHash(), 2, entry),
-              StatusIs(absl::StatusCode::kDataLoss,
-                       HasSubstr("says sequence 1")));
+  EXPECT_THAT(
+      CheckAuditLink(1, AuditGenesisHash(), 2, entry),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("entry 1: missing")));
+  EXPECT_THAT(
+      CheckAuditLink(2, AuditGenesisHash(), 2, entry),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("says sequence 1")));
   EXPECT_THAT(CheckAuditLink(1, std::string(32, '\x01'), 1, entry),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("prev_hash")));
   internal::StoredAuditEntry tampered = entry;

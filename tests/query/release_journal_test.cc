@@ -24,12 +24,12 @@ namespace cohortd {
 namespace {
 
 using ::cohortd::testing::StatusIs;
+using privacy::ReportedCost;
+using privacy::ZcdpCharge;
 using ::testing::AllOf;
 using ::testing::DoubleNear;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
-using privacy::ReportedCost;
-using privacy::ZcdpCharge;
 
 // A FindCached result that is OK and empty.
 MATCHER(IsMiss, "is an OK cache miss") {
@@ -165,8 +165,8 @@ TEST_F(ReleaseJournalTest, UnknownDatasetIsInvalidArgument) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown dataset 'nope'")));
   cohortd::v1::AggregateResponse response;
-  EXPECT_THAT(journal_->CommitRelease("alice", "nope", "q", "q", {},
-                                      {0.001, 0}, kCost, &response),
+  EXPECT_THAT(journal_->CommitRelease("alice", "nope", "q", "q", {}, {0.001, 0},
+                                      kCost, &response),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -334,12 +334,12 @@ TEST_F(ReleaseJournalTest, DataVersionsOfListedMonthsOrAllMonths) {
   ASSERT_OK(store_.Write(batch, true));
 
   ASSERT_OK_AND_ASSIGN(auto all, journal_->DataVersions(kDataset, {}));
-  EXPECT_EQ(all, (std::map<std::string, uint64_t>{{"2026-01", 3},
-                                                  {"2026-02", 7}}));
-  ASSERT_OK_AND_ASSIGN(auto listed,
-                       journal_->DataVersions(kDataset, {"2026-02", "2025-12"}));
-  EXPECT_EQ(listed, (std::map<std::string, uint64_t>{{"2025-12", 0},
-                                                     {"2026-02", 7}}));
+  EXPECT_EQ(all,
+            (std::map<std::string, uint64_t>{{"2026-01", 3}, {"2026-02", 7}}));
+  ASSERT_OK_AND_ASSIGN(
+      auto listed, journal_->DataVersions(kDataset, {"2026-02", "2025-12"}));
+  EXPECT_EQ(listed,
+            (std::map<std::string, uint64_t>{{"2025-12", 0}, {"2026-02", 7}}));
 }
 
 TEST_F(ReleaseJournalTest, UnparsableDataVersionIsDataLoss) {
@@ -400,8 +400,7 @@ TEST_F(ReleaseJournalTest, CacheIsPerDataset) {
   config_.datasets[1].name = "other";
   Reopen();
   ASSERT_OK(Commit("alice", "q", {0.002, 0}));
-  EXPECT_THAT(journal_->FindCached("other", "q", {}),
-              IsMiss());
+  EXPECT_THAT(journal_->FindCached("other", "q", {}), IsMiss());
 }
 
 TEST_F(ReleaseJournalTest, RacingIdenticalRequestGetsTheStoredReleaseFree) {
@@ -421,8 +420,8 @@ TEST_F(ReleaseJournalTest, RacingIdenticalRequestGetsTheStoredReleaseFree) {
 
 TEST_F(ReleaseJournalTest, ChainVerifiesAndRecordsEachRelease) {
   for (int i = 0; i < 5; ++i) {
-    ASSERT_OK(Commit(i % 2 ? "bob" : "alice", absl::StrCat("q", i),
-                     {0.001, 0}));
+    ASSERT_OK(
+        Commit(i % 2 ? "bob" : "alice", absl::StrCat("q", i), {0.001, 0}));
     clock_.Advance(absl::Seconds(1));
   }
   ASSERT_OK_AND_ASSIGN(auto audit, journal_->ListAudit(0, 0));
