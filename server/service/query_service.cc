@@ -27,6 +27,14 @@ QueryEngine::QueryEngine(const Config* config, ColumnarIndex* index,
       bounding_hmac_(std::move(bounding_hmac)),
       metrics_(metrics) {}
 
+void QueryEngine::CountCacheHit(const std::string& dataset) {
+  metrics_
+      ->GetCounter("cohortd_query_cache_hits_total",
+                   "Aggregate calls answered from the release cache.",
+                   {{"dataset", dataset}})
+      ->Increment();
+}
+
 absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
     const std::string& principal,
     const cohortd::v1::AggregateRequest& request) {
@@ -46,11 +54,7 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
     if (cached.has_value()) {
       ASSIGN_OR_RETURN(*cached->mutable_budget(),
                        journal_->GetBudget(principal, dataset));
-      metrics_
-          ->GetCounter("cohortd_query_cache_hits_total",
-                       "Aggregate calls answered from the release cache.",
-                       labels)
-          ->Increment();
+      CountCacheHit(dataset);
       return *std::move(cached);
     }
     ASSIGN_OR_RETURN(view, index_->Read(dataset));
@@ -87,6 +91,13 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
                                           plan.canonical_bytes,
                                           plan.canonical_json, versions,
                                           charge, cost, &response));
+  if (response.from_cache()) {
+    // An identical request committed first while this one computed: the
+    // journal answered with that release, uncharged, and this noise is
+    // discarded unseen.
+    CountCacheHit(dataset);
+    return response;
+  }
   metrics_
       ->GetCounter("cohortd_query_releases_total",
                    "Releases computed and charged.", labels)

@@ -40,6 +40,8 @@ class QueryEngine {
       const cohortd::v1::AggregateRequest& request);
 
  private:
+  void CountCacheHit(const std::string& dataset);
+
   const Config* const config_;
   ColumnarIndex* const index_;
   ReleaseJournal* const journal_;
