@@ -72,19 +72,15 @@ void BM_ReleaseGroupBy10k(benchmark::State& state) {
         in.matching = sessions[c] / 3;
         in.values_fp = values[c];
       }
-      const CohortRelease r =
-          *releaser.ReleaseCohort(accounts[c], inputs, rng);
+      const CohortRelease r = *releaser.ReleaseCohort(accounts[c], inputs, rng);
       released += r.released;
     }
   }
-  state.counters["released_per_query"] = benchmark::Counter(
-      static_cast<double>(released) / state.iterations());
+  state.counters["released_per_query"] =
+      benchmark::Counter(static_cast<double>(released) / state.iterations());
   state.SetItemsProcessed(state.iterations() * kCohorts);
 }
-BENCHMARK(BM_ReleaseGroupBy10k)
-    ->Arg(0)
-    ->Arg(1)
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReleaseGroupBy10k)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // Same with every cohort large enough to be released, so every metric is
 // computed: the worst case for release cost.

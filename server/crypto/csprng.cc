@@ -1,9 +1,9 @@
 #include "server/crypto/csprng.h"
 
-#include <limits>
-
 #include <openssl/err.h>
 #include <openssl/rand.h>
+
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 

@@ -13,8 +13,8 @@ absl::Status CheckEpsilonDelta(double epsilon, double delta) {
   if (!(epsilon > 0) || !std::isfinite(epsilon) || !(delta > 0) ||
       !(delta < 1)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "need epsilon > 0 and 0 < delta < 1, got epsilon=%g delta=%g",
-        epsilon, delta));
+        "need epsilon > 0 and 0 < delta < 1, got epsilon=%g delta=%g", epsilon,
+        delta));
   }
   return absl::OkStatus();
 }
@@ -72,15 +72,14 @@ absl::StatusOr<double> RhoFromEpsilonDelta(double epsilon, double delta) {
 absl::StatusOr<double> EpsilonFromRho(double rho, double delta,
                                       Rounding rounding) {
   if (!(rho >= 0) || !std::isfinite(rho) || !(delta > 0) || !(delta < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("need rho >= 0 and 0 < delta < 1, got %g, %g", rho,
-                        delta));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "need rho >= 0 and 0 < delta < 1, got %g, %g", rho, delta));
   }
   if (rho == 0) return 0.0;
   // ZcdpDelta decreases in epsilon: keep ZcdpDelta(hi) <= delta; the
   // standard bound's epsilon always qualifies.
-  double lo = 0, hi = (rho + 2 * std::sqrt(rho * -std::log(delta))) *
-                      (1 + 1e-6);
+  double lo = 0,
+         hi = (rho + 2 * std::sqrt(rho * -std::log(delta))) * (1 + 1e-6);
   for (int i = 0; i < 200; ++i) {
     const double mid = (lo + hi) / 2;
     (ZcdpDelta(rho, mid) <= delta ? hi : lo) = mid;
@@ -132,8 +131,9 @@ absl::StatusOr<BudgetLedger> BudgetLedger::Create(double epsilon,
                       ZcdpCharge{*rho, RoundRemaining(delta / 2)});
 }
 
-absl::StatusOr<BudgetLedger> BudgetLedger::FromSpent(
-    double epsilon, double delta, const ZcdpCharge& spent) {
+absl::StatusOr<BudgetLedger> BudgetLedger::FromSpent(double epsilon,
+                                                     double delta,
+                                                     const ZcdpCharge& spent) {
   absl::StatusOr<BudgetLedger> ledger = Create(epsilon, delta);
   if (!ledger.ok()) return ledger.status();
   if (!(spent.rho >= 0) || !(spent.delta >= 0)) {
@@ -145,8 +145,8 @@ absl::StatusOr<BudgetLedger> BudgetLedger::FromSpent(
 
 bool BudgetLedger::CanAfford(const ZcdpCharge& charge) const {
   const ZcdpCharge after = Compose(spent_, charge);
-  return charge.rho >= 0 && charge.delta >= 0 &&
-         after.rho <= capacity_.rho && after.delta <= capacity_.delta;
+  return charge.rho >= 0 && charge.delta >= 0 && after.rho <= capacity_.rho &&
+         after.delta <= capacity_.delta;
 }
 
 absl::Status BudgetLedger::Charge(const ZcdpCharge& charge) {

@@ -33,8 +33,8 @@ absl::StatusOr<SessionCountMetric> SessionCountMetric::Create(
     const ContributionBounds& bounds, double rho, double confidence) {
   absl::Status status = ValidateBounds(bounds);
   if (!status.ok()) return status;
-  absl::StatusOr<GaussianMechanism> noise = GaussianMechanism::Create(
-      SessionCountL2Squared(bounds), rho, confidence);
+  absl::StatusOr<GaussianMechanism> noise =
+      GaussianMechanism::Create(SessionCountL2Squared(bounds), rho, confidence);
   if (!noise.ok()) return noise.status();
   return SessionCountMetric(*noise);
 }
@@ -51,8 +51,8 @@ absl::StatusOr<SumMetric> SumMetric::Create(const ContributionBounds& bounds,
                                             double rho, double confidence) {
   absl::Status status = ValidateBounds(bounds);
   if (!status.ok()) return status;
-  absl::StatusOr<GaussianMechanism> noise = GaussianMechanism::Create(
-      SumL2Squared(bounds, domain), rho, confidence);
+  absl::StatusOr<GaussianMechanism> noise =
+      GaussianMechanism::Create(SumL2Squared(bounds, domain), rho, confidence);
   if (!noise.ok()) return noise.status();
   return SumMetric(domain, *noise);
 }
@@ -147,9 +147,9 @@ absl::StatusOr<RateMetric> RateMetric::Create(const ContributionBounds& bounds,
 absl::StatusOr<Estimate> RateMetric::Release(int64_t matching, int64_t total,
                                              RandomWords& rng) const {
   if (matching < 0 || total < matching) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "RateMetric: need 0 <= matching <= total, got %d, %d", matching,
-        total));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("RateMetric: need 0 <= matching <= total, got %d, %d",
+                        matching, total));
   }
   // One rho-zCDP release of the pair (a, b), same sigma for both.
   absl::StatusOr<int64_t> a = noise_.AddNoise(matching, rng);

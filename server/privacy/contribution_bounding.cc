@@ -15,10 +15,20 @@ namespace {
 inline uint64_t Rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
 
 inline void SipRound(uint64_t& v0, uint64_t& v1, uint64_t& v2, uint64_t& v3) {
-  v0 += v1; v1 = Rotl(v1, 13); v1 ^= v0; v0 = Rotl(v0, 32);
-  v2 += v3; v3 = Rotl(v3, 16); v3 ^= v2;
-  v0 += v3; v3 = Rotl(v3, 21); v3 ^= v0;
-  v2 += v1; v1 = Rotl(v1, 17); v1 ^= v2; v2 = Rotl(v2, 32);
+  v0 += v1;
+  v1 = Rotl(v1, 13);
+  v1 ^= v0;
+  v0 = Rotl(v0, 32);
+  v2 += v3;
+  v3 = Rotl(v3, 16);
+  v3 ^= v2;
+  v0 += v3;
+  v3 = Rotl(v3, 21);
+  v3 ^= v0;
+  v2 += v1;
+  v1 = Rotl(v1, 17);
+  v1 ^= v2;
+  v2 = Rotl(v2, 32);
 }
 
 uint64_t LoadLe64(const char* p) {
@@ -58,8 +68,7 @@ absl::Status ValidateBounds(const ContributionBounds& bounds) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<MeasureDomain> MeasureDomain::Create(double lower,
-                                                    double upper,
+absl::StatusOr<MeasureDomain> MeasureDomain::Create(double lower, double upper,
                                                     double granularity) {
   if (!(granularity > 0) || !(lower < upper) ||
       !(std::abs(lower / granularity) < 0x1p40) ||

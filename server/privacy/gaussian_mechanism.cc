@@ -38,8 +38,9 @@ double DiscreteGaussianUpperTail(double sigma2, int64_t m) {
   return 0.5 * std::erfc(x) * (1 + 1e-15);
 }
 
-absl::StatusOr<GaussianMechanism> GaussianMechanism::Create(
-    double l2_squared, double rho, double confidence) {
+absl::StatusOr<GaussianMechanism> GaussianMechanism::Create(double l2_squared,
+                                                            double rho,
+                                                            double confidence) {
   if (!(l2_squared > 0) || !(rho > 0) || !(confidence > 0) ||
       !(confidence < 1)) {
     return absl::InvalidArgumentError(absl::StrFormat(

@@ -34,8 +34,7 @@ class GaussianMechanism {
   // of `rho`, and a confidence level in (0, 1) for HalfWidth().
   // Errors: InvalidArgument on non-positive or out-of-range parameters
   // (including a sigma too large for the sampler, i.e. rho too small).
-  static absl::StatusOr<GaussianMechanism> Create(double l2_squared,
-                                                  double rho,
+  static absl::StatusOr<GaussianMechanism> Create(double l2_squared, double rho,
                                                   double confidence);
 
   // value + Z. Errors: randomness failure; OutOfRange if the sum would

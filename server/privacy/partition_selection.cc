@@ -9,8 +9,7 @@ namespace cohortd::privacy {
 absl::StatusOr<PartitionSelector> PartitionSelector::Create(
     int k, int max_cohorts_per_account, double rho, double delta,
     double confidence) {
-  if (k < 1 || max_cohorts_per_account < 1 || !(delta > 0) ||
-      !(delta < 1)) {
+  if (k < 1 || max_cohorts_per_account < 1 || !(delta > 0) || !(delta < 1)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "PartitionSelector: need k >= 1, L0 >= 1, 0 < delta < 1; got %d, "
         "%d, %g",
@@ -57,8 +56,7 @@ absl::StatusOr<PartitionSelector::Decision> PartitionSelector::Decide(
   return decision;
 }
 
-int64_t PartitionSelector::MinCohortSizeReleasedWith(
-    double probability) const {
+int64_t PartitionSelector::MinCohortSizeReleasedWith(double probability) const {
   // Released iff Z >= tau - n', with n' = n - (k - 1); find the smallest n'
   // with P[Z >= tau - n'] >= probability, i.e. P[Z >= n' - tau + 1]
   // <= 1 - probability by symmetry (Z and -Z have the same law).

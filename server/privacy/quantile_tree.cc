@@ -23,8 +23,7 @@ constexpr int64_t kNotDrawn = INT64_MIN;
 // and memoised, so every read of a node sees the same value.
 class QuantileTree::Noisy {
  public:
-  Noisy(const QuantileTree& tree, std::vector<int64_t> sorted,
-        RandomWords& rng)
+  Noisy(const QuantileTree& tree, std::vector<int64_t> sorted, RandomWords& rng)
       : tree_(tree), sorted_(std::move(sorted)), rng_(rng) {
     int64_t total = 0;
     for (int l = 1; l <= tree.depth_; ++l) {
@@ -177,8 +176,7 @@ absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::Release(
     e.q = q;
     e.estimate.value = leaf_value(position);
     e.estimate.ci_low = std::min(e.estimate.value, leaf_value(lower_leaf));
-    e.estimate.ci_high =
-        std::max(e.estimate.value, leaf_value(upper_leaf + 1));
+    e.estimate.ci_high = std::max(e.estimate.value, leaf_value(upper_leaf + 1));
     out.push_back(e);
   }
   return out;

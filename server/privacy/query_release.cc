@@ -19,7 +19,8 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   absl::Status status = ValidateBounds(params.bounds);
   if (!status.ok()) return status;
   int noisy = 0;
-  for (const MetricRequest& m : metrics) noisy += m.kind != MetricKind::kAccounts;
+  for (const MetricRequest& m : metrics)
+    noisy += m.kind != MetricKind::kAccounts;
   absl::StatusOr<QueryBudget> budget =
       PlanQueryBudget(params.epsilon, params.delta, noisy);
   if (!budget.ok()) return budget.status();
@@ -46,18 +47,16 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
                         &mechanisms);
         break;
       case MetricKind::kMean:
-        status = Append(
-            MeanMetric::Create(params.bounds, m.domain, rho, conf),
-            &mechanisms);
+        status = Append(MeanMetric::Create(params.bounds, m.domain, rho, conf),
+                        &mechanisms);
         break;
       case MetricKind::kRate:
-        status = Append(RateMetric::Create(params.bounds, rho, conf),
-                        &mechanisms);
+        status =
+            Append(RateMetric::Create(params.bounds, rho, conf), &mechanisms);
         break;
       case MetricKind::kQuantiles:
         status = Append(QuantileTree::Create(params.bounds, m.domain,
-                                             std::move(m.quantiles), rho,
-                                             conf),
+                                             std::move(m.quantiles), rho, conf),
                         &mechanisms);
         break;
     }

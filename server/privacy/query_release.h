@@ -36,7 +36,7 @@ enum class MetricKind { kSessions, kAccounts, kSum, kMean, kRate, kQuantiles };
 
 struct MetricRequest {
   MetricKind kind = MetricKind::kSessions;
-  MeasureDomain domain;          // kSum, kMean, kQuantiles
+  MeasureDomain domain;           // kSum, kMean, kQuantiles
   std::vector<double> quantiles;  // kQuantiles
 };
 
@@ -61,7 +61,7 @@ struct MetricInput {
 };
 
 struct MetricOutput {
-  Estimate estimate;                       // all but kQuantiles
+  Estimate estimate;                        // all but kQuantiles
   std::vector<QuantileEstimate> quantiles;  // kQuantiles
 };
 

@@ -163,8 +163,8 @@ int BernoulliExp(RandomWords& rng, uint64_t n, uint64_t d) {
 
 // CKS20 Algorithm 2 with scale t/s; returns false with *code set on
 // failure.
-bool DiscreteLaplaceImpl(RandomWords& rng, uint64_t t, uint64_t s,
-                         int64_t* out, int* code) {
+bool DiscreteLaplaceImpl(RandomWords& rng, uint64_t t, uint64_t s, int64_t* out,
+                         int* code) {
   for (;;) {
     // X = U + t V is geometric on the non-negative integers with
     // P[X = x] proportional to exp(-x/t): U uniform on [0, t) accepted with
@@ -253,10 +253,10 @@ absl::StatusOr<int64_t> DiscreteLaplace::Sample(RandomWords& rng) const {
 absl::StatusOr<DiscreteGaussian> DiscreteGaussian::Create(uint64_t num,
                                                           uint64_t den) {
   if (num == 0 || den == 0 || den > (1ULL << 24)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "DiscreteGaussian: sigma^2 = %d/%d needs num >= 1, "
-        "1 <= den <= 2^24",
-        num, den));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("DiscreteGaussian: sigma^2 = %d/%d needs num >= 1, "
+                        "1 <= den <= 2^24",
+                        num, den));
   }
   const uint64_t t = FloorSqrt(num / den) + 1;
   if (t >= (1ULL << 31)) {
@@ -290,9 +290,8 @@ absl::StatusOr<int64_t> DiscreteGaussian::Sample(RandomWords& rng) const {
     //   (|Y| t d - n)^2 / (2 n d t^2).
     // |Y| < 2^63, t < 2^31, d <= 2^24: |Y| t d < 2^118 fits in 128 bits;
     // the square and the denominator (< 2^64 * 2^25 * 2^62) fit in 256.
-    const u128 ytd = static_cast<u128>(static_cast<uint64_t>(
-                         y < 0 ? -y : y)) *
-                     t_ * den_;
+    const u128 ytd =
+        static_cast<u128>(static_cast<uint64_t>(y < 0 ? -y : y)) * t_ * den_;
     const u128 diff = ytd >= num_ ? ytd - num_ : num_ - ytd;
     const U256 numerator = Mul128(diff, diff);
     const U256 denominator =

@@ -42,8 +42,7 @@ TEST(AccountantTest, ZcdpDeltaIsNeverWorseThanTheStandardBound) {
 
 TEST(AccountantTest, EpsilonFromRhoRoundsInTheRequestedDirection) {
   ASSERT_OK_AND_ASSIGN(double up, EpsilonFromRho(0.5, 1e-6, Rounding::kUp));
-  ASSERT_OK_AND_ASSIGN(double down,
-                       EpsilonFromRho(0.5, 1e-6, Rounding::kDown));
+  ASSERT_OK_AND_ASSIGN(double down, EpsilonFromRho(0.5, 1e-6, Rounding::kDown));
   EXPECT_GT(up, down);
   EXPECT_LE(ZcdpDelta(0.5, up), 1e-6);
   EXPECT_LT(up, 0.5 + 2 * std::sqrt(0.5 * std::log(1e6)));
@@ -112,9 +111,9 @@ TEST(BudgetLedgerTest, ChargesUntilExhaustedThenRefusesWithoutChange) {
   // Capacity rho for (2, 5e-7) is about 0.0834; each query 0.0192.
   EXPECT_EQ(charged, 4);
   const ZcdpCharge before = ledger.spent();
-  EXPECT_THAT(ledger.Charge(q.Charge()),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("remaining")));
+  EXPECT_THAT(
+      ledger.Charge(q.Charge()),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("remaining")));
   EXPECT_EQ(ledger.spent().rho, before.rho);
   EXPECT_LE(ledger.remaining().rho, ledger.capacity().rho - before.rho);
   EXPECT_GE(ledger.remaining().rho, 0);

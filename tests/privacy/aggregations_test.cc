@@ -67,9 +67,9 @@ TEST(SessionCountMetricTest, CoverageIsExactAndNoiseHasTheClaimedScale) {
                        SessionCountMetric::Create(kBounds, 0.005, 0.95));
   EXPECT_NEAR(m.noise().sigma2(), 25600, 1e-3);
   std::vector<double> values;
-  const double coverage = Coverage(
-      [&](RandomWords& rng) { return *m.Release(100000, rng); }, 100000,
-      &values, 1);
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(100000, rng); },
+               100000, &values, 1);
   ExpectBinomial(static_cast<int64_t>(coverage * kTrials), kTrials,
                  m.noise().Coverage());
   ExpectVariance(values, 25600, 0);
@@ -92,15 +92,15 @@ TEST(SumMetricTest, CoversAtNominalLevelWithTheClaimedScale) {
   // L0 (Linf 400)^2 / (2 rho) = 4 * 3200^2 / 1.
   ASSERT_OK_AND_ASSIGN(MeasureDomain domain,
                        MeasureDomain::Create(0, 200, 0.5));
-  ASSERT_OK_AND_ASSIGN(SumMetric m, SumMetric::Create(kBounds, domain, 0.5,
-                                                      0.9));
+  ASSERT_OK_AND_ASSIGN(SumMetric m,
+                       SumMetric::Create(kBounds, domain, 0.5, 0.9));
   const double sigma2 = 4.0 * 3200 * 3200;
   EXPECT_NEAR(m.noise().sigma2(), sigma2, 1);
   std::vector<double> values;
   // True sum 12345.5 in measure units = 24691 in fixed point.
-  const double coverage = Coverage(
-      [&](RandomWords& rng) { return *m.Release(24691, rng); }, 12345.5,
-      &values, 3);
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(24691, rng); },
+               12345.5, &values, 3);
   ExpectCoverageAtLeast(coverage, 0.9);
   // sigma > 256 uses the tail bound, which over-covers by < 1%.
   EXPECT_LE(coverage, 0.9 + 0.01 + kZ * std::sqrt(0.09 / kTrials));
@@ -117,9 +117,9 @@ TEST(MeanMetricTest, CoversAndHasTheDeltaMethodVariance) {
   // relative sd (22.6 / 10000) changes this by < 1e-4 relative.
   const int64_t n = 10000;
   std::vector<double> values;
-  const double coverage = Coverage(
-      [&](RandomWords& rng) { return *m.Release(100 * n, n, rng); }, 100,
-      &values, 4);
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(100 * n, n, rng); },
+               100, &values, 4);
   ExpectCoverageAtLeast(coverage, 0.95);
   ExpectVariance(values, 2.048e7 / (4.0 * n * n), 0.001);
 }
@@ -130,9 +130,9 @@ TEST(MeanMetricTest, CoversForSmallSkewedCohorts) {
                        MeanMetric::Create(kBounds, domain, 0.05, 0.9));
   // 50 sessions with total 750: mean 15, near the lower bound.
   std::vector<double> values;
-  const double coverage = Coverage(
-      [&](RandomWords& rng) { return *m.Release(750, 50, rng); }, 15,
-      &values, 5);
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(750, 50, rng); }, 15,
+               &values, 5);
   ExpectCoverageAtLeast(coverage, 0.9);
   for (double v : values) {
     ASSERT_GE(v, 0);
@@ -145,9 +145,9 @@ TEST(RateMetricTest, CoversAndHasTheDeltaMethodVariance) {
   // Var(a/(a+b)) ~ sigma^2 (a^2 + b^2) / (a + b)^4 = 1.28e-6.
   ASSERT_OK_AND_ASSIGN(RateMetric m, RateMetric::Create(kBounds, 0.5, 0.95));
   std::vector<double> values;
-  const double coverage = Coverage(
-      [&](RandomWords& rng) { return *m.Release(5000, 10000, rng); }, 0.5,
-      &values, 6);
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(5000, 10000, rng); },
+               0.5, &values, 6);
   ExpectCoverageAtLeast(coverage, 0.95);
   ExpectVariance(values, 1.28e-6, 0.01);
 }
@@ -155,9 +155,9 @@ TEST(RateMetricTest, CoversAndHasTheDeltaMethodVariance) {
 TEST(RateMetricTest, CoversForSmallCohortsNearZero) {
   ASSERT_OK_AND_ASSIGN(RateMetric m, RateMetric::Create(kBounds, 0.05, 0.9));
   std::vector<double> values;
-  const double coverage = Coverage(
-      [&](RandomWords& rng) { return *m.Release(3, 60, rng); }, 0.05, &values,
-      7);
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(3, 60, rng); }, 0.05,
+               &values, 7);
   ExpectCoverageAtLeast(coverage, 0.9);
   for (double v : values) {
     ASSERT_GE(v, 0);

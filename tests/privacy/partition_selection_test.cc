@@ -88,11 +88,12 @@ TEST(PartitionSelectorTest, ReleaseProbabilityMatchesTheNoiseLaw) {
 TEST(PartitionSelectorTest, AccountsIntervalCoversAndReliableSizeIsReleased) {
   const PartitionSelector s = DefaultSelector();
   const int64_t reliable = s.MinCohortSizeReleasedWith(0.95);
-  std::printf("defaults: sigma=%.2f tau=%lld min size released w.p. 0.95: "
-              "%lld, 0.5: %lld\n",
-              std::sqrt(s.sigma2()), static_cast<long long>(s.threshold()),
-              static_cast<long long>(reliable),
-              static_cast<long long>(s.MinCohortSizeReleasedWith(0.5)));
+  std::printf(
+      "defaults: sigma=%.2f tau=%lld min size released w.p. 0.95: "
+      "%lld, 0.5: %lld\n",
+      std::sqrt(s.sigma2()), static_cast<long long>(s.threshold()),
+      static_cast<long long>(reliable),
+      static_cast<long long>(s.MinCohortSizeReleasedWith(0.5)));
   DeterministicRandom source(12);
   RandomWords rng(&source);
   constexpr int kTrials = 20000;

@@ -47,8 +47,7 @@ TEST(QuantileTreeTest, DepthAndNoiseFollowTheDomain) {
   EXPECT_EQ(t.depth(), 3);  // 201 grid points <= 512 leaves
   // sigma^2 = L0 D Linf^2 / (2 rho) = 4 * 3 * 64.
   EXPECT_NEAR(t.sigma2(), 768, 1e-3);
-  ASSERT_OK_AND_ASSIGN(MeasureDomain big,
-                       MeasureDomain::Create(0, 20000, 0.1));
+  ASSERT_OK_AND_ASSIGN(MeasureDomain big, MeasureDomain::Create(0, 20000, 0.1));
   ASSERT_OK_AND_ASSIGN(QuantileTree b,
                        QuantileTree::Create(kBounds, big, {0.5}, 0.5, 0.9));
   EXPECT_EQ(b.depth(), 4);
@@ -75,8 +74,8 @@ TEST(QuantileTreeTest, IntervalsCoverTheTrueQuantiles) {
       EXPECT_EQ(r[i].q, qs[i]);
       EXPECT_LE(r[i].estimate.ci_low, r[i].estimate.value);
       EXPECT_LE(r[i].estimate.value, r[i].estimate.ci_high);
-      covered[i] += r[i].estimate.ci_low <= truth &&
-                    truth <= r[i].estimate.ci_high;
+      covered[i] +=
+          r[i].estimate.ci_low <= truth && truth <= r[i].estimate.ci_high;
       width[i] += r[i].estimate.ci_high - r[i].estimate.ci_low;
       sum[i] += r[i].estimate.value;
       sum_sq[i] += r[i].estimate.value * r[i].estimate.value;

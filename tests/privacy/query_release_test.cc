@@ -24,8 +24,9 @@ std::vector<MetricRequest> AllMetrics() {
 }
 
 TEST(QueryReleaserTest, PlansOneSharePerNoisyMetric) {
-  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
-                       QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
   // Five noisy metrics + partition selection = six equal shares.
   EXPECT_NEAR(r.budget().rho_per_metric, r.budget().rho_total / 6,
               1e-6 * r.budget().rho_total);
@@ -61,8 +62,9 @@ TEST(QueryReleaserTest, KMinusOneAccountsNeverReleasedWhateverTheSessions) {
 }
 
 TEST(QueryReleaserTest, ReleasedCohortHasEveryMetricInOrder) {
-  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
-                       QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
   std::vector<int64_t> values;
   for (int i = 0; i < 5000; ++i) values.push_back(i % 200);
   std::vector<MetricInput> inputs(6);
@@ -104,8 +106,9 @@ TEST(QueryReleaserTest, RejectsBadInput) {
   bad.epsilon = 0;
   EXPECT_THAT(QueryReleaser::Create(bad, AllMetrics()),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
-                       QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
   DeterministicRandom source(33);
   RandomWords rng(&source);
   std::vector<MetricInput> too_few(2);

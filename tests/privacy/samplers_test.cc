@@ -157,8 +157,7 @@ TEST(SamplersTest, FailClosedWhenRandomnessFails) {
 }
 
 TEST(SamplersTest, SameSeedSameSamples) {
-  ASSERT_OK_AND_ASSIGN(DiscreteGaussian gauss,
-                       DiscreteGaussian::Create(50, 1));
+  ASSERT_OK_AND_ASSIGN(DiscreteGaussian gauss, DiscreteGaussian::Create(50, 1));
   DeterministicRandom s1(9), s2(9);
   RandomWords r1(&s1), r2(&s2);
   for (int i = 0; i < 100; ++i) {

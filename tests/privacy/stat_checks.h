@@ -81,8 +81,7 @@ inline void ExpectMatchesPmf(const std::vector<int64_t>& samples,
   }
   double chi2 = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
-    chi2 += (counts[i] - expected[i]) * (counts[i] - expected[i]) /
-            expected[i];
+    chi2 += (counts[i] - expected[i]) * (counts[i] - expected[i]) / expected[i];
   }
   const int df = static_cast<int>(counts.size()) - 1;
   ASSERT_GE(df, 1);
@@ -97,8 +96,7 @@ inline void ExpectMatchesPmf(const std::vector<int64_t>& samples,
   var /= n - 1;
   EXPECT_NEAR(mean, m.mean, kZ * std::sqrt(m.variance / n));
   EXPECT_NEAR(var, m.variance,
-              kZ * std::sqrt((m.fourth_central - m.variance * m.variance) /
-                             n));
+              kZ * std::sqrt((m.fourth_central - m.variance * m.variance) / n));
 }
 
 // Two-sided binomial check: observed successes k of n against p, within

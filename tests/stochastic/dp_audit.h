@@ -53,10 +53,11 @@ inline double BetaContinuedFraction(double a, double b, double x) {
 inline double RegularizedBeta(double a, double b, double x) {
   if (x <= 0) return 0;
   if (x >= 1) return 1;
-  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) -
-                                std::lgamma(b) + a * std::log(x) +
-                                b * std::log1p(-x));
-  if (x < (a + 1) / (a + b + 2)) return front * BetaContinuedFraction(a, b, x) / a;
+  const double front =
+      std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) +
+               a * std::log(x) + b * std::log1p(-x));
+  if (x < (a + 1) / (a + b + 2))
+    return front * BetaContinuedFraction(a, b, x) / a;
   return 1 - front * BetaContinuedFraction(b, a, 1 - x) / b;
 }
 
@@ -90,9 +91,9 @@ struct AuditResult {
 // confidence 1 - alpha.
 inline AuditResult AuditEpsilon(
     const std::function<double(RandomWords&)>& on_d,
-    const std::function<double(RandomWords&)>& on_d_prime,
-    RandomWords& rng, int64_t trials, const std::vector<double>& thresholds,
-    double delta, double alpha) {
+    const std::function<double(RandomWords&)>& on_d_prime, RandomWords& rng,
+    int64_t trials, const std::vector<double>& thresholds, double delta,
+    double alpha) {
   std::vector<double> d(trials), dp(trials);
   for (int64_t i = 0; i < trials; ++i) {
     d[i] = on_d(rng);

@@ -14,6 +14,8 @@
 // honest mechanisms' lower bounds land near 2.7, and the positive control
 // (noise scale halved, mu = 2) is flagged with a lower bound near 5.6.
 // alpha = 1e-3 overall.
+#include "tests/stochastic/dp_audit.h"
+
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -23,7 +25,6 @@
 #include "server/privacy/aggregations.h"
 #include "server/privacy/partition_selection.h"
 #include "tests/privacy/deterministic_random.h"
-#include "tests/stochastic/dp_audit.h"
 
 namespace cohortd::privacy {
 namespace {
@@ -143,7 +144,8 @@ PartitionSelector AuditSelector() {
 double ReleasedCount(const PartitionSelector& s, int64_t accounts,
                      RandomWords& rng) {
   double released = 0;
-  for (int c = 0; c < kCohorts; ++c) released += s.Decide(accounts, rng)->released;
+  for (int c = 0; c < kCohorts; ++c)
+    released += s.Decide(accounts, rng)->released;
   return released;
 }
 
@@ -153,10 +155,10 @@ TEST(DpAuditTest, PartitionSelectionNewCohortsStayWithinDelta) {
   const PartitionSelector s = AuditSelector();
   DeterministicRandom source(5);
   RandomWords rng(&source);
-  const AuditResult r = AuditEpsilon(
-      [&](RandomWords& g) { return ReleasedCount(s, 9, g); },
-      [&](RandomWords& g) { return ReleasedCount(s, 10, g); }, rng, kTrials,
-      {1, 2}, s.delta() + kDelta, kAlpha);
+  const AuditResult r =
+      AuditEpsilon([&](RandomWords& g) { return ReleasedCount(s, 9, g); },
+                   [&](RandomWords& g) { return ReleasedCount(s, 10, g); }, rng,
+                   kTrials, {1, 2}, s.delta() + kDelta, kAlpha);
   std::printf("partition selection (new cohorts): epsilon_lb=%.3f\n",
               r.epsilon_lower_bound);
   EXPECT_LE(r.epsilon_lower_bound, ClaimedEpsilon(s.rho()));
@@ -171,10 +173,10 @@ TEST(DpAuditTest, PositiveControlMiscalibratedThresholdIsFlagged) {
       *PartitionSelector::Create(10, kCohorts, 0.5, 0.5, 0.95);
   DeterministicRandom source(7);
   RandomWords rng(&source);
-  const AuditResult r = AuditEpsilon(
-      [&](RandomWords& g) { return ReleasedCount(loose, 9, g); },
-      [&](RandomWords& g) { return ReleasedCount(loose, 10, g); }, rng,
-      kTrials, {1, 2}, claimed.delta() + kDelta, kAlpha);
+  const AuditResult r =
+      AuditEpsilon([&](RandomWords& g) { return ReleasedCount(loose, 9, g); },
+                   [&](RandomWords& g) { return ReleasedCount(loose, 10, g); },
+                   rng, kTrials, {1, 2}, claimed.delta() + kDelta, kAlpha);
   std::printf("partition selection, loose threshold: epsilon_lb=%.3f\n",
               r.epsilon_lower_bound);
   EXPECT_GT(r.epsilon_lower_bound, ClaimedEpsilon(claimed.rho()));
@@ -187,10 +189,10 @@ TEST(DpAuditTest, PartitionSelectionExistingCohortsStayUnderClaim) {
   const int64_t n = s.threshold() + 9;
   DeterministicRandom source(6);
   RandomWords rng(&source);
-  const AuditResult r = AuditEpsilon(
-      [&](RandomWords& g) { return ReleasedCount(s, n, g); },
-      [&](RandomWords& g) { return ReleasedCount(s, n + 1, g); }, rng,
-      kTrials, {1, 2, 3, 4}, s.delta() + kDelta, kAlpha);
+  const AuditResult r =
+      AuditEpsilon([&](RandomWords& g) { return ReleasedCount(s, n, g); },
+                   [&](RandomWords& g) { return ReleasedCount(s, n + 1, g); },
+                   rng, kTrials, {1, 2, 3, 4}, s.delta() + kDelta, kAlpha);
   std::printf("partition selection (existing): epsilon_lb=%.3f claimed=%.3f\n",
               r.epsilon_lower_bound, ClaimedEpsilon(s.rho()));
   EXPECT_LE(r.epsilon_lower_bound, ClaimedEpsilon(s.rho()));
