@@ -5,6 +5,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 
@@ -51,11 +52,41 @@ class QuantileTree::Noisy {
   }
 
   // G~ = F~(p) - q N~ for the prefix of the first p leaves, and its
-  // variance proxy in units of sigma^2.
+  // variance proxy in units of sigma^2. The q-free parts are memoised per p:
+  // all quantiles' bisections start at the same midpoints.
   bool Prefix(int64_t p, double q, double* g, double* v) {
-    *g = 0;
-    *v = 0;
+    auto it = prefixes_.find(p);
+    if (it == prefixes_.end()) {
+      PrefixSum sum;
+      if (!ComputePrefix(p, &sum)) return false;
+      it = prefixes_.emplace(p, sum).first;
+    }
+    const PrefixSum& sum = it->second;
+    // N~ is the sum of the 8 top-level nodes; those inside the prefix get
+    // coefficient 1 - q, the others -q.
+    *g = sum.noisy_count - q * total_;
+    *v = sum.inner_nodes + sum.top_nodes * (1 - q) * (1 - q) +
+         (kBranching - sum.top_nodes) * q * q;
+    return true;
+  }
+
+ private:
+  struct PrefixSum {
+    double noisy_count = 0;   // F~(p): sum of the nodes covering the prefix
+    int64_t inner_nodes = 0;  // how many of them are below the top level
+    int64_t top_nodes = 0;    // how many are top-level nodes
+  };
+
+  bool ComputePrefix(int64_t p, PrefixSum* sum) {
     const int depth = tree_.depth_;
+    if (!total_drawn_) {
+      for (int64_t i = 0; i < kBranching; ++i) {
+        int64_t c;
+        if (!Node(1, i, &c)) return false;
+        total_ += c;
+      }
+      total_drawn_ = true;
+    }
     for (int l = 1; l <= depth; ++l) {
       const int64_t s = Pow8(depth - l);
       const int64_t hi = p / s;
@@ -63,29 +94,21 @@ class QuantileTree::Noisy {
       for (int64_t i = lo; i < hi; ++i) {
         int64_t c;
         if (!Node(l, i, &c)) return false;
-        *g += c;
-        if (l > 1) *v += 1;
+        sum->noisy_count += c;
+        ++(l == 1 ? sum->top_nodes : sum->inner_nodes);
       }
-    }
-    // N~ is the sum of the 8 top-level nodes; those inside the prefix get
-    // coefficient 1 - q, the others -q.
-    const int64_t top_in_prefix = p / Pow8(depth - 1);
-    for (int64_t i = 0; i < kBranching; ++i) {
-      int64_t c;
-      if (!Node(1, i, &c)) return false;
-      *g -= q * c;
-      const double coef = i < top_in_prefix ? 1 - q : q;
-      *v += coef * coef;
     }
     return true;
   }
 
- private:
   const QuantileTree& tree_;
   std::vector<int64_t> sorted_;
   RandomWords& rng_;
   std::vector<int64_t> offset_;
   std::vector<int64_t> value_;  // kNotDrawn until first read
+  absl::flat_hash_map<int64_t, PrefixSum> prefixes_;
+  double total_ = 0;  // N~
+  bool total_drawn_ = false;
 };
 
 absl::StatusOr<QuantileTree> QuantileTree::Create(
