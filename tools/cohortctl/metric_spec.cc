@@ -1,0 +1,148 @@
+#include "tools/cohortctl/metric_spec.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace cohortd::cohortctl {
+namespace {
+
+using cohortd::v1::Metric;
+
+// Splits "a, b,c" into trimmed parts; fails on an empty part.
+absl::StatusOr<std::vector<std::string>> SplitList(absl::string_view list,
+                                                   absl::string_view what) {
+  std::vector<std::string> parts;
+  for (absl::string_view part : absl::StrSplit(list, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (part.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("empty ", what, " in '", list, "'"));
+    }
+    parts.emplace_back(part);
+  }
+  return parts;
+}
+
+absl::Status NeedsArgument(absl::string_view kind, absl::string_view form) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("metric '", kind, "' is written ", form));
+}
+
+}  // namespace
+
+absl::StatusOr<cohortd::v1::Filter> ParseFilterSpec(absl::string_view spec) {
+  const size_t eq = spec.find('=');
+  if (eq == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("filter '", spec, "' is not DIMENSION=VALUE[,VALUE...]"));
+  }
+  cohortd::v1::Filter filter;
+  const absl::string_view dimension =
+      absl::StripAsciiWhitespace(spec.substr(0, eq));
+  if (dimension.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("filter '", spec, "' names no dimension"));
+  }
+  filter.set_dimension(std::string(dimension));
+  absl::StatusOr<std::vector<std::string>> values =
+      SplitList(spec.substr(eq + 1), "value");
+  if (!values.ok()) return values.status();
+  for (std::string& value : *values) filter.add_any_of(std::move(value));
+  return filter;
+}
+
+absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec) {
+  Metric metric;
+  const size_t eq = spec.find('=');
+  if (eq != absl::string_view::npos &&
+      spec.substr(0, eq).find(':') == absl::string_view::npos) {
+    const absl::string_view name = absl::StripAsciiWhitespace(spec.substr(0, eq));
+    if (name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric '", spec, "' has an empty name before '='"));
+    }
+    metric.set_name(std::string(name));
+    spec = spec.substr(eq + 1);
+  }
+  const size_t colon = spec.find(':');
+  const std::string kind(absl::StripAsciiWhitespace(spec.substr(0, colon)));
+  const absl::string_view argument =
+      colon == absl::string_view::npos ? "" : spec.substr(colon + 1);
+  const bool has_argument = colon != absl::string_view::npos;
+
+  if (kind == "sessions" || kind == "accounts") {
+    if (has_argument) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric '", kind, "' takes no argument"));
+    }
+    metric.set_kind(kind == "sessions" ? Metric::SESSIONS : Metric::ACCOUNTS);
+    return metric;
+  }
+  if (kind == "sum" || kind == "mean") {
+    const absl::string_view measure = absl::StripAsciiWhitespace(argument);
+    if (measure.empty() || measure.find(':') != absl::string_view::npos) {
+      return NeedsArgument(kind, absl::StrCat(kind, ":MEASURE"));
+    }
+    metric.set_kind(kind == "sum" ? Metric::SUM : Metric::MEAN);
+    metric.set_measure(std::string(measure));
+    return metric;
+  }
+  if (kind == "rate") {
+    if (!has_argument) return NeedsArgument(kind, "rate:DIMENSION=V1,V2");
+    absl::StatusOr<cohortd::v1::Filter> rate_of = ParseFilterSpec(argument);
+    if (!rate_of.ok()) return rate_of.status();
+    metric.set_kind(Metric::RATE);
+    *metric.mutable_rate_of() = *std::move(rate_of);
+    return metric;
+  }
+  if (kind == "quantiles") {
+    const size_t q_colon = argument.find(':');
+    const absl::string_view measure =
+        absl::StripAsciiWhitespace(argument.substr(0, q_colon));
+    if (measure.empty()) {
+      return NeedsArgument(kind, "quantiles:MEASURE[:Q1,Q2,...]");
+    }
+    metric.set_kind(Metric::QUANTILES);
+    metric.set_measure(std::string(measure));
+    if (q_colon == absl::string_view::npos) {
+      for (double q : kDefaultQuantiles) metric.add_quantiles(q);
+      return metric;
+    }
+    absl::StatusOr<std::vector<std::string>> parts =
+        SplitList(argument.substr(q_colon + 1), "quantile");
+    if (!parts.ok()) return parts.status();
+    for (const std::string& part : *parts) {
+      double q;
+      if (!absl::SimpleAtod(part, &q) || !(q > 0 && q < 1)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "quantile '", part, "' is not a number strictly between 0 and 1"));
+      }
+      metric.add_quantiles(q);
+    }
+    return metric;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown metric '", kind,
+      "'; metrics: sessions, accounts, sum:MEASURE, mean:MEASURE, "
+      "rate:DIMENSION=V1,V2, quantiles:MEASURE[:Q1,Q2,...]"));
+}
+
+absl::StatusOr<std::vector<std::string>> ParseGroupBy(absl::string_view spec) {
+  absl::StatusOr<std::vector<std::string>> dimensions =
+      SplitList(spec, "dimension");
+  if (!dimensions.ok()) return dimensions.status();
+  for (size_t i = 0; i < dimensions->size(); ++i) {
+    if (std::count(dimensions->begin(), dimensions->end(), (*dimensions)[i]) >
+        1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--group-by names '", (*dimensions)[i], "' more than once"));
+    }
+  }
+  return dimensions;
+}
+
+}  // namespace cohortd::cohortctl

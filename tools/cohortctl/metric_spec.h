@@ -1,0 +1,40 @@
+// The small languages of `cohortctl query`'s flags, parsed into the
+// request's protos:
+//   --metric   [NAME=]sessions | accounts | sum:MEASURE | mean:MEASURE |
+//              rate:DIM=V1,V2 | quantiles:MEASURE[:Q1,Q2,...]
+//   --filter   DIM=V1,V2
+//   --group-by DIM1,DIM2
+// Only the syntax is checked here; whether a dimension or measure exists is
+// the server's call (its INVALID_ARGUMENT names the allowed values).
+#ifndef COHORTD_TOOLS_COHORTCTL_METRIC_SPEC_H_
+#define COHORTD_TOOLS_COHORTCTL_METRIC_SPEC_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cohortd/v1/cohortd.pb.h"
+
+namespace cohortd::cohortctl {
+
+// Quantiles asked when `quantiles:MEASURE` names none: a box plot's
+// whiskers (5th/95th percentile) and box.
+inline constexpr double kDefaultQuantiles[] = {0.05, 0.25, 0.5, 0.75, 0.95};
+
+// Parses one --metric. A leading "NAME=" sets Metric.name; it is told apart
+// from rate's "DIM=" by containing no ':'. Fails with INVALID_ARGUMENT on
+// an unknown kind, a missing or extra argument, or a quantile outside
+// (0, 1).
+absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec);
+
+// Parses "DIM=V1,V2" (one --filter, or rate's argument). Values are kept
+// verbatim (trimmed); empty ones are an error.
+absl::StatusOr<cohortd::v1::Filter> ParseFilterSpec(absl::string_view spec);
+
+// Parses "DIM1,DIM2". A dimension named twice is an error.
+absl::StatusOr<std::vector<std::string>> ParseGroupBy(absl::string_view spec);
+
+}  // namespace cohortd::cohortctl
+
+#endif  // COHORTD_TOOLS_COHORTCTL_METRIC_SPEC_H_
