@@ -1,0 +1,144 @@
+// `cohortctl query`: one Aggregate call, printed as a table, CSV or JSON.
+#include "absl/strings/str_cat.h"
+#include "cohortd/v1/cohortd.grpc.pb.h"
+#include "tools/cohortctl/aggregate_format.h"
+#include "tools/cohortctl/commands.h"
+#include "tools/cohortctl/metric_spec.h"
+
+namespace cohortd::cohortctl {
+namespace {
+
+// Builds the request from the flags; INVALID_ARGUMENT on a syntax error.
+// Checked before any call because a sent query spends privacy budget.
+absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
+    const CommandEnv& env) {
+  cohortd::v1::AggregateRequest request;
+  request.set_dataset(env.global.dataset);
+  if (env.flags.Has("group-by")) {
+    absl::StatusOr<std::vector<std::string>> group_by =
+        ParseGroupBy(env.flags.Get("group-by"));
+    if (!group_by.ok()) return group_by.status();
+    for (const std::string& dimension : *group_by) {
+      request.add_group_by(dimension);
+    }
+  }
+  for (const std::string& spec : env.flags.GetAll("filter")) {
+    absl::StatusOr<cohortd::v1::Filter> filter = ParseFilterSpec(spec);
+    if (!filter.ok()) return filter.status();
+    *request.add_filters() = *std::move(filter);
+  }
+  const std::vector<std::string> metrics = env.flags.GetAll("metric");
+  if (metrics.empty()) {
+    return absl::InvalidArgumentError(
+        "query needs at least one --metric, e.g. --metric sessions");
+  }
+  for (const std::string& spec : metrics) {
+    absl::StatusOr<cohortd::v1::Metric> metric = ParseMetricSpec(spec);
+    if (!metric.ok()) return metric.status();
+    *request.add_metrics() = *std::move(metric);
+  }
+  absl::StatusOr<double> epsilon = env.flags.GetDouble("epsilon", 0);
+  if (!epsilon.ok()) return epsilon.status();
+  if (*epsilon < 0) {
+    return absl::InvalidArgumentError("--epsilon must be positive");
+  }
+  request.set_epsilon(*epsilon);
+  absl::StatusOr<double> confidence = env.flags.GetDouble("confidence", 0);
+  if (!confidence.ok()) return confidence.status();
+  if (*confidence < 0 || *confidence >= 1) {
+    return absl::InvalidArgumentError(
+        "--confidence must be between 0 and 1, e.g. 0.95");
+  }
+  request.set_confidence(*confidence);
+  const std::string format = env.flags.Get("format", "table");
+  if (format != "table" && format != "csv" && format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format must be table, csv or json, not '", format,
+                     "'"));
+  }
+  return request;
+}
+
+int RunQuery(const CommandEnv& env) {
+  absl::StatusOr<cohortd::v1::AggregateRequest> request = BuildRequest(env);
+  if (!request.ok()) {
+    *env.io.err << "cohortctl: " << request.status().message() << "\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      MakeChannel(env.global);
+  if (!channel.ok()) {
+    *env.io.err << "cohortctl: " << channel.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto stub = cohortd::v1::Query::NewStub(*channel);
+  auto context = MakeContext(env.token, env.global.timeout);
+  cohortd::v1::AggregateResponse response;
+  const grpc::Status status = stub->Aggregate(context.get(), *request,
+                                              &response);
+  if (!status.ok()) return ReportRpcError("query", status, *env.io.err);
+
+  const std::vector<std::string> group_by(request->group_by().begin(),
+                                          request->group_by().end());
+  const std::string format = env.flags.Get("format", "table");
+  if (format == "json") {
+    absl::StatusOr<std::string> json = FormatJson(response);
+    if (!json.ok()) {
+      *env.io.err << "cohortctl: " << json.status().message() << "\n";
+      return kExitError;
+    }
+    *env.io.out << *json;
+  } else if (format == "csv") {
+    *env.io.out << FormatAggregateCsv(response, group_by);
+  } else {
+    *env.io.out << FormatAggregateText(response, group_by);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command QueryCommand() {
+  Command command;
+  command.name = "query";
+  command.summary = "ask a differentially private cohort question (Aggregate)";
+  command.description =
+      "Computes one release: the metrics per cohort of the --group-by\n"
+      "dimensions, over the observations matching every --filter. Each\n"
+      "value comes with its confidence interval. A new release is charged\n"
+      "to your privacy budget; the identical question on unchanged data\n"
+      "returns the stored release for free.\n"
+      "\n"
+      "metrics (--metric, repeatable; an optional NAME= prefix names the\n"
+      "output column):\n"
+      "  sessions                       number of sessions\n"
+      "  accounts                       number of distinct accounts\n"
+      "  sum:MEASURE                    sum of a measure\n"
+      "  mean:MEASURE                   mean of a measure\n"
+      "  rate:DIM=V1,V2                 share of sessions with DIM in V1,V2\n"
+      "  quantiles:MEASURE[:Q1,Q2,..]   quantiles (default 0.05,0.25,0.5,\n"
+      "                                 0.75,0.95)\n"
+      "\n"
+      "example: verified success by expertise\n"
+      "  cohortctl query --group-by expertise --metric sessions \\\n"
+      "    --metric vs=rate:verified_success=true --epsilon 0.5\n"
+      "\n"
+      "The table has one row per released cohort, sorted by key, each\n"
+      "metric as 'value [ci_low, ci_high]', then the release id, whether it\n"
+      "came from the cache, its cost and the budget remaining. --format\n"
+      "json prints the AggregateResponse (protobuf JSON mapping); csv prints\n"
+      "METRIC, METRIC_ci_low, METRIC_ci_high columns.\n";
+  command.role = Role::kAnalyst;
+  command.flags = {
+      {"group-by", "DIM1,DIM2", "dimensions to group by"},
+      {"filter", "DIM=V1,V2", "keep sessions with DIM in V1,V2", true},
+      {"metric", "SPEC", "a metric, see above", true},
+      {"epsilon", "E", "privacy budget to spend (default: the dataset's)"},
+      {"confidence", "C", "confidence level of intervals (default 0.95)"},
+      {"format", "FORMAT", "table, csv or json (default table)"},
+  };
+  command.run = RunQuery;
+  return command;
+}
+
+}  // namespace cohortd::cohortctl
