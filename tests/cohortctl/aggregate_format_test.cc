@@ -47,6 +47,27 @@ TEST(AggregateFormatTest, TableSortsByKeyAndAlignsIntervalParts) {
             "novice      1234 [ 1200,  1269]  0.1520 [0.1400, 0.1641]\n");
 }
 
+TEST(AggregateFormatTest, MetricsInTheOrderAsked) {
+  // The server returns metrics in its canonical order; the user asked vs
+  // first.
+  const Table table = AggregateTable(TwoCohorts(), {"expertise"}, {"vs"});
+  EXPECT_THAT(table.header,
+              ::testing::ElementsAre("expertise", "vs", "sessions"));
+  EXPECT_THAT(FormatAggregateCsv(TwoCohorts(), {"expertise"},
+                                 {"vs", "sessions"}),
+              ::testing::StartsWith("expertise,vs,vs_ci_low,vs_ci_high,"
+                                    "sessions,"));
+}
+
+TEST(AggregateFormatTest, NoCohortReleasedKeepsTheHeader) {
+  AggregateResponse empty;
+  empty.set_release_id("rel-0");
+  EXPECT_EQ(FormatAggregateCsv(empty, {"occupation"}, {"sessions"}),
+            "occupation,sessions,sessions_ci_low,sessions_ci_high\n");
+  EXPECT_THAT(FormatAggregateText(empty, {"occupation"}, {"sessions"}),
+              ::testing::StartsWith("occupation  sessions\n"));
+}
+
 TEST(AggregateFormatTest, FooterHasReleaseCostAndBudget) {
   const std::string text = FormatAggregateText(TwoCohorts(), {"expertise"});
   EXPECT_THAT(text, HasSubstr("2 cohorts released; release rel-42 (new)\n"));

@@ -73,6 +73,16 @@ TEST(MetricSpecTest, SyntaxErrorsAreExplained) {
                        HasSubstr("empty name")));
 }
 
+TEST(MetricSpecTest, OutputNames) {
+  EXPECT_EQ(MetricOutputName(*ParseMetricSpec("sessions")), "sessions");
+  EXPECT_EQ(MetricOutputName(*ParseMetricSpec("mean:prompts")),
+            "mean_prompts");
+  EXPECT_EQ(MetricOutputName(*ParseMetricSpec("rate:outcome=success,partial")),
+            "rate_outcome_success_partial");
+  EXPECT_EQ(MetricOutputName(*ParseMetricSpec("vs=rate:verified_success=true")),
+            "vs");
+}
+
 TEST(MetricSpecTest, FiltersAndGroupBy) {
   ASSERT_OK_AND_ASSIGN(cohortd::v1::Filter filter,
                        ParseFilterSpec("outcome = success, partial"));

@@ -47,8 +47,10 @@ std::vector<std::string> KeyColumns(const AggregateResponse& response,
   return keys;
 }
 
-// Metric columns in the order the server returned the estimates.
-std::vector<Column> MetricColumns(const AggregateResponse& response) {
+// Metric columns: those in `order` first, then in the order the server
+// returned the estimates.
+std::vector<Column> MetricColumns(const AggregateResponse& response,
+                                  const std::vector<std::string>& order) {
   std::vector<Column> columns;
   auto seen = [&](const Column& c) {
     return std::any_of(columns.begin(), columns.end(), [&](const Column& o) {
@@ -73,6 +75,22 @@ std::vector<Column> MetricColumns(const AggregateResponse& response) {
       }
     }
   }
+  // A metric asked but in no released cohort still gets its column, so
+  // that an empty result keeps its header.
+  for (const std::string& metric : order) {
+    Column column{metric, false, 0, metric, metric};
+    const bool present =
+        std::any_of(columns.begin(), columns.end(),
+                    [&](const Column& c) { return c.metric == metric; });
+    if (!present) columns.push_back(column);
+  }
+  auto rank = [&](const Column& column) {
+    return std::find(order.begin(), order.end(), column.metric) - order.begin();
+  };
+  std::stable_sort(columns.begin(), columns.end(),
+                   [&](const Column& a, const Column& b) {
+                     return rank(a) < rank(b);
+                   });
   return columns;
 }
 
@@ -123,9 +141,10 @@ std::string FormatCost(const cohortd::v1::PrivacyCost& cost) {
 }
 
 Table AggregateTable(const AggregateResponse& response,
-                     const std::vector<std::string>& group_by) {
+                     const std::vector<std::string>& group_by,
+                     const std::vector<std::string>& metric_order) {
   const std::vector<std::string> keys = KeyColumns(response, group_by);
-  const std::vector<Column> columns = MetricColumns(response);
+  const std::vector<Column> columns = MetricColumns(response, metric_order);
   const std::vector<const Cohort*> cohorts = SortedCohorts(response, keys);
 
   Table table;
@@ -163,8 +182,10 @@ Table AggregateTable(const AggregateResponse& response,
 }
 
 std::string FormatAggregateText(const AggregateResponse& response,
-                                const std::vector<std::string>& group_by) {
-  std::string out = FormatTable(AggregateTable(response, group_by));
+                                const std::vector<std::string>& group_by,
+                                const std::vector<std::string>& metric_order) {
+  std::string out =
+      FormatTable(AggregateTable(response, group_by, metric_order));
   absl::StrAppendFormat(&out, "\n%d cohort%s released", response.cohorts_size(),
                         response.cohorts_size() == 1 ? "" : "s");
   absl::StrAppend(&out, "; release ", response.release_id(),
@@ -182,9 +203,10 @@ std::string FormatAggregateText(const AggregateResponse& response,
 }
 
 std::string FormatAggregateCsv(const AggregateResponse& response,
-                               const std::vector<std::string>& group_by) {
+                               const std::vector<std::string>& group_by,
+                               const std::vector<std::string>& metric_order) {
   const std::vector<std::string> keys = KeyColumns(response, group_by);
-  const std::vector<Column> columns = MetricColumns(response);
+  const std::vector<Column> columns = MetricColumns(response, metric_order);
   Table table;
   table.header = keys;
   for (const Column& column : columns) {

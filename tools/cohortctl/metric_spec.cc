@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace cohortd::cohortctl {
@@ -129,6 +130,27 @@ absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec) {
       "unknown metric '", kind,
       "'; metrics: sessions, accounts, sum:MEASURE, mean:MEASURE, "
       "rate:DIMENSION=V1,V2, quantiles:MEASURE[:Q1,Q2,...]"));
+}
+
+std::string MetricOutputName(const cohortd::v1::Metric& metric) {
+  if (!metric.name().empty()) return metric.name();
+  switch (metric.kind()) {
+    case Metric::SESSIONS:
+      return "sessions";
+    case Metric::ACCOUNTS:
+      return "accounts";
+    case Metric::SUM:
+      return absl::StrCat("sum_", metric.measure());
+    case Metric::MEAN:
+      return absl::StrCat("mean_", metric.measure());
+    case Metric::RATE:
+      return absl::StrCat("rate_", metric.rate_of().dimension(), "_",
+                          absl::StrJoin(metric.rate_of().any_of(), "_"));
+    case Metric::QUANTILES:
+      return absl::StrCat("quantiles_", metric.measure());
+    default:
+      return "";
+  }
 }
 
 absl::StatusOr<std::vector<std::string>> ParseGroupBy(absl::string_view spec) {

@@ -28,6 +28,13 @@ inline constexpr double kDefaultQuantiles[] = {0.05, 0.25, 0.5, 0.75, 0.95};
 // (0, 1).
 absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec);
 
+// The output name of `metric`: its own name, else the one the server
+// derives ("sessions", "mean_prompts", "rate_outcome_success_partial",
+// ...). Used only to print columns in the order they were asked, since the
+// server returns metrics in its canonical order; a wrong guess costs
+// nothing but that order.
+std::string MetricOutputName(const cohortd::v1::Metric& metric);
+
 // Parses "DIM=V1,V2" (one --filter, or rate's argument). Values are kept
 // verbatim (trimmed); empty ones are an error.
 absl::StatusOr<cohortd::v1::Filter> ParseFilterSpec(absl::string_view spec);

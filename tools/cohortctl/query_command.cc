@@ -80,6 +80,10 @@ int RunQuery(const CommandEnv& env) {
 
   const std::vector<std::string> group_by(request->group_by().begin(),
                                           request->group_by().end());
+  std::vector<std::string> metric_order;
+  for (const cohortd::v1::Metric& metric : request->metrics()) {
+    metric_order.push_back(MetricOutputName(metric));
+  }
   const std::string format = env.flags.Get("format", "table");
   if (format == "json") {
     absl::StatusOr<std::string> json = FormatJson(response);
@@ -89,9 +93,9 @@ int RunQuery(const CommandEnv& env) {
     }
     *env.io.out << *json;
   } else if (format == "csv") {
-    *env.io.out << FormatAggregateCsv(response, group_by);
+    *env.io.out << FormatAggregateCsv(response, group_by, metric_order);
   } else {
-    *env.io.out << FormatAggregateText(response, group_by);
+    *env.io.out << FormatAggregateText(response, group_by, metric_order);
   }
   return kExitOk;
 }
