@@ -1,5 +1,7 @@
 #include "tools/cohortctl/describe_format.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -37,12 +39,29 @@ TEST(DescribeFormatTest, DomainsBoundsAndPrivacy) {
   const std::string text = FormatDescription(description);
   EXPECT_THAT(text, HasSubstr("dataset sessions\n  One record per session.\n"));
   EXPECT_THAT(text, HasSubstr("client      cli, desktop, web (3)\n"));
-  EXPECT_THAT(text, HasSubstr("task_topic  open domain (max 64 bytes"));
+  EXPECT_THAT(text, HasSubstr("task_topic  open domain (max 64 bytes; partition selection)"));
   EXPECT_THAT(text, HasSubstr("month       derived by the server\n"));
   EXPECT_THAT(text, HasSubstr("words_per_prompt      0  20000            1\n"));
   EXPECT_THAT(text, HasSubstr("k (min distinct accounts per cohort)  20\n"));
   EXPECT_THAT(text, HasSubstr("default 0.5, max 2\n"));
   EXPECT_THAT(text, HasSubstr("delta per query                       1e-09\n"));
+}
+
+TEST(DescribeFormatTest, LongDomainsWrapUnderTheirDimension) {
+  cohortd::v1::DatasetDescription description;
+  description.set_name("d");
+  auto* occupation = description.add_dimensions();
+  occupation->set_name("occupation");
+  for (int i = 0; i < 12; ++i) {
+    occupation->add_values(absl::StrCat("occupation_group_", i));
+  }
+  const std::string text = FormatDescription(description);
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    EXPECT_LE(line.size(), 80u) << line;
+  }
+  EXPECT_THAT(text, HasSubstr("occupation  occupation_group_0, "));
+  EXPECT_THAT(text, HasSubstr("\n            occupation_group_"));
+  EXPECT_THAT(text, HasSubstr("occupation_group_11 (12)\n"));
 }
 
 TEST(DescribeFormatTest, Budget) {

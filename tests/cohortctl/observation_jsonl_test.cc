@@ -36,8 +36,11 @@ TEST(ObservationJsonlTest, UnknownFieldsAndBadTimesAreErrors) {
                        HasSubstr("lables")));
   EXPECT_THAT(ParseObservationJson(R"({"sessionStart": "yesterday"})"),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ParseObservationJson("{not json"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  // One line of message: the line number locates the problem.
+  absl::StatusOr<cohortd::v1::Observation> broken =
+      ParseObservationJson("{not json");
+  EXPECT_THAT(broken, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(broken.status().message().find('\n'), absl::string_view::npos);
 }
 
 TEST(ObservationJsonlTest, ReaderBatchesSkipsBlankAndReportsMalformed) {

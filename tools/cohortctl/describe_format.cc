@@ -1,36 +1,76 @@
 #include "tools/cohortctl/describe_format.h"
 
+#include <vector>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tools/cohortctl/table_format.h"
 
 namespace cohortd::cohortctl {
+namespace {
+
+// Keeps the domain column narrow enough for an 80-column terminal next to
+// the longest dimension names.
+constexpr size_t kDomainWidth = 56;
+constexpr size_t kTextWidth = 76;
+
+// Joins `words` with `separator`, starting a new line (keeping the
+// separator at the end of the previous one) before `width` is exceeded.
+std::vector<std::string> Wrap(const std::vector<std::string>& words,
+                              absl::string_view separator, size_t width) {
+  std::vector<std::string> lines(1);
+  for (size_t i = 0; i < words.size(); ++i) {
+    const std::string word =
+        i + 1 < words.size() ? absl::StrCat(words[i], separator) : words[i];
+    const std::string trimmed(absl::StripTrailingAsciiWhitespace(word));
+    if (!lines.back().empty() &&
+        lines.back().size() + trimmed.size() > width) {
+      absl::StripTrailingAsciiWhitespace(&lines.back());
+      lines.emplace_back();
+    }
+    lines.back() += word;
+  }
+  return lines;
+}
+
+}  // namespace
 
 std::string FormatDescription(
     const cohortd::v1::DatasetDescription& description) {
   std::string out = absl::StrCat("dataset ", description.name(), "\n");
   if (!description.description().empty()) {
-    absl::StrAppend(&out, "  ", description.description(), "\n");
+    for (const std::string& line :
+         Wrap(absl::StrSplit(description.description(), ' ',
+                             absl::SkipEmpty()),
+              " ", kTextWidth)) {
+      absl::StrAppend(&out, "  ", line, "\n");
+    }
   }
 
   Table dimensions;
   dimensions.header = {"dimension", "domain"};
   for (const auto& dimension : description.dimensions()) {
-    std::string domain;
+    std::vector<std::string> domain;
     if (dimension.derived()) {
-      domain = "derived by the server";
-      if (dimension.values_size() > 0) {
-        absl::StrAppend(&domain, ": ", absl::StrJoin(dimension.values(), ", "));
-      }
+      domain = {"derived by the server"};
     } else if (dimension.open_domain()) {
-      domain = absl::StrCat("open domain (max ", dimension.max_length(),
-                            " bytes; released through partition selection)");
+      domain = {absl::StrCat("open domain (max ", dimension.max_length(),
+                             " bytes; partition selection)")};
     } else {
-      domain = absl::StrCat(absl::StrJoin(dimension.values(), ", "), " (",
-                            dimension.values_size(), ")");
+      std::vector<std::string> values(dimension.values().begin(),
+                                      dimension.values().end());
+      if (values.empty()) {
+        domain = {"no values"};
+      } else {
+        values.back() += absl::StrCat(" (", values.size(), ")");
+        domain = Wrap(values, ", ", kDomainWidth);
+      }
     }
-    dimensions.rows.push_back({dimension.name(), domain});
+    for (size_t i = 0; i < domain.size(); ++i) {
+      dimensions.rows.push_back({i == 0 ? dimension.name() : "", domain[i]});
+    }
   }
   absl::StrAppend(&out, "\n", FormatTable(dimensions));
 

@@ -17,9 +17,11 @@ absl::StatusOr<cohortd::v1::Observation> ParseObservationJson(
       google::protobuf::StringPiece(line.data(), line.size()), &observation,
       options);
   if (!status.ok()) {
+    // Only the first line: the parser goes on to echo the input with a
+    // caret, which the line number already locates.
     const auto message = status.message();
-    return absl::InvalidArgumentError(
-        std::string(message.data(), message.size()));
+    const absl::string_view text(message.data(), message.size());
+    return absl::InvalidArgumentError(text.substr(0, text.find('\n')));
   }
   return observation;
 }
