@@ -9,8 +9,7 @@ TEST(ProgressBarTest, WithKnownSize) {
   PushProgress progress;
   progress.confirmed = 140000;
   progress.rejected = 3;
-  progress.bytes_read = 35;
-  progress.total_bytes = 100;
+  progress.fraction = 0.35;
   progress.elapsed = absl::Seconds(2);
   EXPECT_EQ(RenderProgress(progress),
             "[#######.............]  35%  140,000 obs  70,000 obs/s  "

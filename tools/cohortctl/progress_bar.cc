@@ -24,15 +24,13 @@ std::string WithThousands(int64_t value) {
 
 std::string RenderProgress(const PushProgress& progress) {
   std::string line;
-  if (progress.total_bytes > 0) {
-    const double fraction =
-        std::clamp(static_cast<double>(progress.bytes_read) /
-                       static_cast<double>(progress.total_bytes),
-                   0.0, 1.0);
+  if (progress.fraction >= 0) {
+    const double fraction = std::min(progress.fraction, 1.0);
     const int filled = static_cast<int>(fraction * kBarWidth);
-    absl::StrAppend(&line, "[", std::string(filled, '#'),
-                    std::string(kBarWidth - filled, '.'), "] ",
-                    absl::StrFormat("%3d%%  ", static_cast<int>(fraction * 100)));
+    absl::StrAppend(
+        &line, "[", std::string(filled, '#'),
+        std::string(kBarWidth - filled, '.'), "] ",
+        absl::StrFormat("%3d%%  ", static_cast<int>(fraction * 100)));
   }
   const double seconds = absl::ToDoubleSeconds(progress.elapsed);
   const int64_t rate =

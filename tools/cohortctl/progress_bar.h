@@ -12,16 +12,16 @@
 namespace cohortd::cohortctl {
 
 struct PushProgress {
-  int64_t confirmed = 0;    // observations the server has answered for
-  int64_t rejected = 0;     // of which rejected
-  int64_t malformed = 0;    // lines not sent
-  int64_t bytes_read = 0;
-  int64_t total_bytes = 0;  // 0 when unknown (stdin, a pipe)
+  int64_t confirmed = 0;  // observations the server has answered for
+  int64_t rejected = 0;   // of which rejected
+  int64_t malformed = 0;  // lines not sent
+  double fraction = -1;   // of the input done, in [0, 1]; < 0: unknown
   absl::Duration elapsed;
 };
 
 // E.g. "[#######.............]  35%  140,000 obs  52,310 obs/s  rejected 3".
-// Without a known size the bar and percentage are left out. No newline or
+// Without a known fraction (stdin, a pipe) the bar and percentage are left
+// out. No newline or
 // carriage return: the caller adds "\r" to redraw.
 std::string RenderProgress(const PushProgress& progress);
 
