@@ -53,10 +53,10 @@ TEST(AggregateFormatTest, MetricsInTheOrderAsked) {
   const Table table = AggregateTable(TwoCohorts(), {"expertise"}, {"vs"});
   EXPECT_THAT(table.header,
               ::testing::ElementsAre("expertise", "vs", "sessions"));
-  EXPECT_THAT(FormatAggregateCsv(TwoCohorts(), {"expertise"},
-                                 {"vs", "sessions"}),
-              ::testing::StartsWith("expertise,vs,vs_ci_low,vs_ci_high,"
-                                    "sessions,"));
+  EXPECT_THAT(
+      FormatAggregateCsv(TwoCohorts(), {"expertise"}, {"vs", "sessions"}),
+      ::testing::StartsWith("expertise,vs,vs_ci_low,vs_ci_high,"
+                            "sessions,"));
 }
 
 TEST(AggregateFormatTest, NoCohortReleasedKeepsTheHeader) {

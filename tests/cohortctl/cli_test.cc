@@ -98,8 +98,7 @@ TEST_F(CliTest, BadQueriesFailBeforeAnyCall) {
   EXPECT_THAT(err_.str(), HasSubstr("unknown metric"));
   EXPECT_EQ(with({"--metric", "sessions", "--format", "xml"}), kExitUsage);
   EXPECT_EQ(with({"--metric", "sessions", "--confidence", "95"}), kExitUsage);
-  EXPECT_EQ(with({"--metric", "sessions", "--filter", "outcome"}),
-            kExitUsage);
+  EXPECT_EQ(with({"--metric", "sessions", "--filter", "outcome"}), kExitUsage);
 }
 
 TEST_F(CliTest, UnreachableServerIsAnRpcErrorWithItsCodeName) {

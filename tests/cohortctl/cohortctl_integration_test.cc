@@ -29,8 +29,8 @@ std::string Observations(int n, int bad_line, const std::string& tag) {
         &text, R"({"sessionId": ")", tag, "-", i, R"(", "accountId": "acct-)",
         i % 50, R"(", "sessionStart": "2026-01-)", 10 + i % 9,
         R"(T09:30:00Z", "source": "telemetry", "labels": {"work_mode": ")",
-        i == bad_line ? "juggling" : "fix",
-        R"("}, "measures": {"prompts": )", i % 5, "}}\n");
+        i == bad_line ? "juggling" : "fix", R"("}, "measures": {"prompts": )",
+        i % 5, "}}\n");
   }
   return text;
 }
@@ -150,9 +150,9 @@ TEST_F(CohortctlIntegrationTest, QueryThenBudgetThenAudit) {
   EXPECT_THAT(out_.str(), HasSubstr("remaining  ε="));
 
   // The identical question again is the stored release.
-  code = Run({"query", "--metric", "p=mean:prompts", "--metric", "sessions",
-              "--group-by", "work_mode", "--epsilon", "0.5", "--format",
-              "json"});
+  code =
+      Run({"query", "--metric", "p=mean:prompts", "--metric", "sessions",
+           "--group-by", "work_mode", "--epsilon", "0.5", "--format", "json"});
   ASSERT_EQ(code, kExitOk) << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("\"fromCache\": true"));
 

@@ -39,7 +39,9 @@ TEST(DescribeFormatTest, DomainsBoundsAndPrivacy) {
   const std::string text = FormatDescription(description);
   EXPECT_THAT(text, HasSubstr("dataset sessions\n  One record per session.\n"));
   EXPECT_THAT(text, HasSubstr("client      cli, desktop, web (3)\n"));
-  EXPECT_THAT(text, HasSubstr("task_topic  open domain (max 64 bytes; partition selection)"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("task_topic  open domain (max 64 bytes; partition selection)"));
   EXPECT_THAT(text, HasSubstr("month       derived by the server\n"));
   EXPECT_THAT(text, HasSubstr("words_per_prompt      0  20000            1\n"));
   EXPECT_THAT(text, HasSubstr("k (min distinct accounts per cohort)  20\n"));

@@ -32,18 +32,16 @@ TEST(FlagsTest, ParsesSeparateAndInlineValues) {
 }
 
 TEST(FlagsTest, DashIsPositionalAndDoubleDashEndsFlags) {
-  ASSERT_OK_AND_ASSIGN(ParsedFlags flags,
-                       ParseFlags({"-", "--", "--quiet"}, kSpecs,
-                                  ParseMode::kAll));
+  ASSERT_OK_AND_ASSIGN(ParsedFlags flags, ParseFlags({"-", "--", "--quiet"},
+                                                     kSpecs, ParseMode::kAll));
   EXPECT_FALSE(flags.Has("quiet"));
   EXPECT_THAT(flags.positional(), ElementsAre("-", "--quiet"));
 }
 
 TEST(FlagsTest, StopAtPositionalLeavesTheRestUnparsed) {
-  ASSERT_OK_AND_ASSIGN(
-      ParsedFlags flags,
-      ParseFlags({"--batch", "5", "push", "--unknown", "x"}, kSpecs,
-                 ParseMode::kStopAtPositional));
+  ASSERT_OK_AND_ASSIGN(ParsedFlags flags,
+                       ParseFlags({"--batch", "5", "push", "--unknown", "x"},
+                                  kSpecs, ParseMode::kStopAtPositional));
   EXPECT_EQ(flags.Get("batch"), "5");
   EXPECT_THAT(flags.positional(), ElementsAre("push", "--unknown", "x"));
 }
@@ -52,9 +50,9 @@ TEST(FlagsTest, RejectsUnknownMissingDuplicateAndValuedSwitch) {
   EXPECT_THAT(ParseFlags({"--nope"}, kSpecs, ParseMode::kAll),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown flag --nope")));
-  EXPECT_THAT(ParseFlags({"--batch"}, kSpecs, ParseMode::kAll),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("needs a value")));
+  EXPECT_THAT(
+      ParseFlags({"--batch"}, kSpecs, ParseMode::kAll),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs a value")));
   EXPECT_THAT(ParseFlags({"--batch=1", "--batch=2"}, kSpecs, ParseMode::kAll),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("more than once")));
@@ -76,9 +74,8 @@ TEST(FlagsTest, TypedGettersNameTheFlag) {
 TEST(FlagsTest, MergeKeepsTheFlagsAlreadyThere) {
   ASSERT_OK_AND_ASSIGN(ParsedFlags local,
                        ParseFlags({"--batch=1"}, kSpecs, ParseMode::kAll));
-  ASSERT_OK_AND_ASSIGN(ParsedFlags global,
-                       ParseFlags({"--batch=2", "--quiet"}, kSpecs,
-                                  ParseMode::kAll));
+  ASSERT_OK_AND_ASSIGN(ParsedFlags global, ParseFlags({"--batch=2", "--quiet"},
+                                                      kSpecs, ParseMode::kAll));
   local.MergeFrom(global);
   EXPECT_EQ(local.Get("batch"), "1");
   EXPECT_TRUE(local.Has("quiet"));

@@ -19,7 +19,8 @@ TEST(MetricSpecTest, CountsSumsAndMeans) {
   EXPECT_EQ(sum.kind(), Metric::SUM);
   EXPECT_EQ(sum.measure(), "lines_added");
   EXPECT_TRUE(sum.name().empty());
-  ASSERT_OK_AND_ASSIGN(Metric mean, ParseMetricSpec("value=mean:task_value_usd"));
+  ASSERT_OK_AND_ASSIGN(Metric mean,
+                       ParseMetricSpec("value=mean:task_value_usd"));
   EXPECT_EQ(mean.kind(), Metric::MEAN);
   EXPECT_EQ(mean.name(), "value");
 }
@@ -40,7 +41,8 @@ TEST(MetricSpecTest, RateWithAndWithoutName) {
 }
 
 TEST(MetricSpecTest, QuantilesDefaultToABoxPlot) {
-  ASSERT_OK_AND_ASSIGN(Metric q, ParseMetricSpec("quantiles:actions_per_prompt"));
+  ASSERT_OK_AND_ASSIGN(Metric q,
+                       ParseMetricSpec("quantiles:actions_per_prompt"));
   EXPECT_EQ(q.kind(), Metric::QUANTILES);
   EXPECT_EQ(q.measure(), "actions_per_prompt");
   EXPECT_THAT(q.quantiles(), ElementsAre(0.05, 0.25, 0.5, 0.75, 0.95));
@@ -54,9 +56,9 @@ TEST(MetricSpecTest, SyntaxErrorsAreExplained) {
   EXPECT_THAT(ParseMetricSpec("median:prompts"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown metric 'median'")));
-  EXPECT_THAT(ParseMetricSpec("sum"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("sum:MEASURE")));
+  EXPECT_THAT(
+      ParseMetricSpec("sum"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sum:MEASURE")));
   EXPECT_THAT(ParseMetricSpec("sessions:x"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("takes no argument")));
@@ -68,15 +70,14 @@ TEST(MetricSpecTest, SyntaxErrorsAreExplained) {
   EXPECT_THAT(ParseMetricSpec("quantiles:prompts:0.5,,0.7"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("empty quantile")));
-  EXPECT_THAT(ParseMetricSpec("=sessions"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("empty name")));
+  EXPECT_THAT(
+      ParseMetricSpec("=sessions"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty name")));
 }
 
 TEST(MetricSpecTest, OutputNames) {
   EXPECT_EQ(MetricOutputName(*ParseMetricSpec("sessions")), "sessions");
-  EXPECT_EQ(MetricOutputName(*ParseMetricSpec("mean:prompts")),
-            "mean_prompts");
+  EXPECT_EQ(MetricOutputName(*ParseMetricSpec("mean:prompts")), "mean_prompts");
   EXPECT_EQ(MetricOutputName(*ParseMetricSpec("rate:outcome=success,partial")),
             "rate_outcome_success_partial");
   EXPECT_EQ(MetricOutputName(*ParseMetricSpec("vs=rate:verified_success=true")),

@@ -3,7 +3,6 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
@@ -31,9 +30,9 @@ TEST(ObservationJsonlTest, ParsesTheProtobufJsonMapping) {
 }
 
 TEST(ObservationJsonlTest, UnknownFieldsAndBadTimesAreErrors) {
-  EXPECT_THAT(ParseObservationJson(R"({"lables": {"client": "cli"}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("lables")));
+  EXPECT_THAT(
+      ParseObservationJson(R"({"lables": {"client": "cli"}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lables")));
   EXPECT_THAT(ParseObservationJson(R"({"sessionStart": "yesterday"})"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   // One line of message: the line number locates the problem.
@@ -44,8 +43,8 @@ TEST(ObservationJsonlTest, UnknownFieldsAndBadTimesAreErrors) {
 }
 
 TEST(ObservationJsonlTest, ReaderBatchesSkipsBlankAndReportsMalformed) {
-  std::stringstream in(absl::StrCat(kGood, "\n\n{oops\n", kGood, "\n",
-                                    kGood, "\n"));
+  std::stringstream in(
+      absl::StrCat(kGood, "\n\n{oops\n", kGood, "\n", kGood, "\n"));
   ObservationReader reader(&in);
   ObservationBatch batch;
   std::vector<MalformedLine> malformed;

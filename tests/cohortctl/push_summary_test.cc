@@ -9,8 +9,8 @@ namespace {
 using ::testing::HasSubstr;
 
 cohortd::v1::PushResponse Response(
-    int accepted, std::vector<std::tuple<int, std::string, std::string>>
-                      rejections) {
+    int accepted,
+    std::vector<std::tuple<int, std::string, std::string>> rejections) {
   cohortd::v1::PushResponse response;
   response.set_accepted(accepted);
   for (const auto& [index, field, reason] : rejections) {
@@ -52,13 +52,14 @@ TEST(PushSummaryTest, CountsAndMapsRejectionsToInputLines) {
 TEST(PushSummaryTest, GroupsByClassAndKeepsTheLowestLinesAcrossBatches) {
   PushSummary summary(/*max_examples=*/2);
   // A later batch answered first, as happens with several streams.
-  summary.AddResponse({50, 51},
-                      Response(0, {{0, "labels.client", "'x' is not an "
-                                                        "allowed value"},
-                                   {1, "labels.client", "'y' is not an "
-                                                        "allowed value"}}));
-  summary.AddResponse({7}, Response(0, {{0, "labels.client",
-                                         "'z' is not an allowed value"}}));
+  summary.AddResponse({50, 51}, Response(0, {{0, "labels.client",
+                                              "'x' is not an "
+                                              "allowed value"},
+                                             {1, "labels.client",
+                                              "'y' is not an "
+                                              "allowed value"}}));
+  summary.AddResponse(
+      {7}, Response(0, {{0, "labels.client", "'z' is not an allowed value"}}));
   summary.AddResponse({8}, Response(0, {{0, "session_start", "is required"}}));
   const std::string text = summary.Format();
   EXPECT_THAT(text, HasSubstr("3 x labels.client: '…' is not an allowed "

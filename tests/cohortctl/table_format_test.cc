@@ -21,8 +21,7 @@ TEST(TableFormatTest, CsvQuotesOnlyWhatNeedsIt) {
   Table table;
   table.header = {"a", "b"};
   table.rows = {{"x,y", "say \"hi\""}, {"plain", ""}};
-  EXPECT_EQ(FormatCsv(table),
-            "a,b\n\"x,y\",\"say \"\"hi\"\"\"\nplain,\n");
+  EXPECT_EQ(FormatCsv(table), "a,b\n\"x,y\",\"say \"\"hi\"\"\"\nplain,\n");
 }
 
 TEST(TableFormatTest, HumanNumbersKeepFourSignificantDigits) {

@@ -52,9 +52,9 @@ TEST(TokenTest, RejectsEmptyMultiWordAndMultiLineFiles) {
                        HasSubstr("printable ASCII")));
   EXPECT_THAT(TokenFromFileContents("a\nb\n", Role::kIngest),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(TokenFromFileContents("COHORTD_INGEST_TOKEN=\n", Role::kIngest),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("is empty")));
+  EXPECT_THAT(
+      TokenFromFileContents("COHORTD_INGEST_TOKEN=\n", Role::kIngest),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is empty")));
 }
 
 TEST(TokenTest, FileWinsOverEnvironment) {
@@ -76,15 +76,19 @@ TEST(TokenTest, GenericVariableThenRoleVariable) {
                           FakeEnv({{"COHORTD_INGEST_TOKEN", "role"},
                                    {"COHORTD_ADMIN_TOKEN", "admin"}})),
             "role");
+  EXPECT_EQ(*ResolveToken("", Role::kIngest,
+                          FakeEnv({{"COHORTD_TOKEN", ""},
+                                   {"COHORTD_INGEST_TOKEN", "role"}})),
+            "role");
 }
 
 TEST(TokenTest, NoTokenSaysWhereToPutOne) {
-  EXPECT_THAT(ResolveToken("", Role::kAdmin, FakeEnv({})),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--token-file")));
-  EXPECT_THAT(ResolveToken("/nonexistent/tokens", Role::kAdmin, FakeEnv({})),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("cannot read")));
+  EXPECT_THAT(
+      ResolveToken("", Role::kAdmin, FakeEnv({})),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--token-file")));
+  EXPECT_THAT(
+      ResolveToken("/nonexistent/tokens", Role::kAdmin, FakeEnv({})),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot read")));
 }
 
 }  // namespace

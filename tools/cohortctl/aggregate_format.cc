@@ -87,10 +87,9 @@ std::vector<Column> MetricColumns(const AggregateResponse& response,
   auto rank = [&](const Column& column) {
     return std::find(order.begin(), order.end(), column.metric) - order.begin();
   };
-  std::stable_sort(columns.begin(), columns.end(),
-                   [&](const Column& a, const Column& b) {
-                     return rank(a) < rank(b);
-                   });
+  std::stable_sort(
+      columns.begin(), columns.end(),
+      [&](const Column& a, const Column& b) { return rank(a) < rank(b); });
   return columns;
 }
 

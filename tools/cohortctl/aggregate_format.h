@@ -1,6 +1,6 @@
 // Renders an AggregateResponse as `cohortctl query` prints it: an aligned
-// table, CSV or protobuf JSON (which the other commands use too). Pure functions of the response, so they are
-// tested on hand-built responses.
+// table, CSV or protobuf JSON (which the other commands use too). Pure
+// functions of the response, so they are tested on hand-built responses.
 #ifndef COHORTD_TOOLS_COHORTCTL_AGGREGATE_FORMAT_H_
 #define COHORTD_TOOLS_COHORTCTL_AGGREGATE_FORMAT_H_
 

@@ -27,8 +27,8 @@ int RunAudit(const CommandEnv& env) {
   request.set_limit(static_cast<int32_t>(*limit));
   cohortd::v1::ListAuditResponse response;
   const int code = CallAndPrint<cohortd::v1::Admin>(
-      env, "audit", &cohortd::v1::Admin::Stub::ListAudit, request,
-      &FormatAudit, &response);
+      env, "audit", &cohortd::v1::Admin::Stub::ListAudit, request, &FormatAudit,
+      &response);
   if (code != kExitOk) return code;
   return response.chain_valid() ? kExitOk : kExitProblem;
 }

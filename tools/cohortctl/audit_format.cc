@@ -29,8 +29,7 @@ std::string FormatAudit(const cohortd::v1::ListAuditResponse& response) {
         &out, "#", entry.sequence(), " ", FormatTime(entry.time()),
         " principal=", entry.principal(), " dataset=", entry.dataset(),
         " release=", entry.release_id(), " cost ", FormatCost(entry.cost()),
-        " hash=",
-        absl::BytesToHexString(hash.substr(0, kShortHashBytes)), "\n",
+        " hash=", absl::BytesToHexString(hash.substr(0, kShortHashBytes)), "\n",
         "    request ", entry.canonical_request(), "\n");
   }
   if (response.entries_size() == 0) out += "no entries\n";

@@ -49,19 +49,18 @@ std::string GeneralHelp() {
 }
 
 std::string CommandHelp(const Command& command) {
-  std::string help = absl::StrCat("usage: cohortctl ", command.name,
-                                  " [flags]",
-                                  command.args.empty() ? "" : " ",
-                                  command.args, "\n\n", command.description);
+  std::string help = absl::StrCat("usage: cohortctl ", command.name, " [flags]",
+                                  command.args.empty() ? "" : " ", command.args,
+                                  "\n\n", command.description);
   if (!command.flags.empty()) {
     absl::StrAppend(&help, "\nflags:\n", FormatFlagHelp(command.flags));
   }
-  absl::StrAppend(&help, "\nglobal flags:\n", FormatFlagHelp(GlobalFlagSpecs()));
+  absl::StrAppend(&help, "\nglobal flags:\n",
+                  FormatFlagHelp(GlobalFlagSpecs()));
   if (command.role) {
     const absl::string_view key = RoleTokenKey(*command.role);
     absl::StrAppend(&help, "\ntoken: --token-file FILE (the token alone, or a ",
-                    key, "= line),\n  else $COHORTD_TOKEN, else $", key,
-                    "\n");
+                    key, "= line),\n  else $COHORTD_TOKEN, else $", key, "\n");
   } else {
     help += "\nno token is needed\n";
   }
@@ -116,9 +115,9 @@ int RunCohortctl(const std::vector<std::string>& args, const CliIo& io) {
 
   std::vector<FlagSpec> specs = command->flags;
   specs.insert(specs.end(), GlobalFlagSpecs().begin(), GlobalFlagSpecs().end());
-  absl::StatusOr<ParsedFlags> flags = ParseFlags(
-      std::vector<std::string>(rest.begin() + 1, rest.end()), specs,
-      ParseMode::kAll);
+  absl::StatusOr<ParsedFlags> flags =
+      ParseFlags(std::vector<std::string>(rest.begin() + 1, rest.end()), specs,
+                 ParseMode::kAll);
   if (!flags.ok()) return UsageError(io, flags.status().message(), hint);
   if (flags->Has("help")) {
     *io.out << CommandHelp(*command);

@@ -31,18 +31,18 @@ struct CliIo {
 
 // What a command's run function gets.
 struct CommandEnv {
-  const ParsedFlags& flags;       // its own flags and the global ones
-  const GlobalOptions& global;    // target, TLS, dataset, timeout
-  const std::string& token;       // empty when the command needs no role
+  const ParsedFlags& flags;     // its own flags and the global ones
+  const GlobalOptions& global;  // target, TLS, dataset, timeout
+  const std::string& token;     // empty when the command needs no role
   const CliIo& io;
 };
 
 struct Command {
   std::string name;
-  std::string args;         // positional arguments in usage, e.g. "FILE"
-  size_t num_args = 0;      // exactly this many positional arguments
-  std::string summary;      // one line, for the command list
-  std::string description;  // the body of `cohortctl NAME --help`
+  std::string args;          // positional arguments in usage, e.g. "FILE"
+  size_t num_args = 0;       // exactly this many positional arguments
+  std::string summary;       // one line, for the command list
+  std::string description;   // the body of `cohortctl NAME --help`
   std::optional<Role> role;  // nullopt: no token is sent
   std::vector<FlagSpec> flags;
   // Returns an exit code (kExit*). Runs on the calling thread.

@@ -61,8 +61,8 @@ absl::StatusOr<GlobalOptions> GlobalOptionsFromFlags(const ParsedFlags& flags,
     return absl::InvalidArgumentError(
         "--tls-cert and --tls-key go together (mutual TLS)");
   }
-  options.tls = flags.Has("tls") || !options.tls_ca.empty() ||
-                !options.tls_cert.empty();
+  options.tls =
+      flags.Has("tls") || !options.tls_ca.empty() || !options.tls_cert.empty();
   absl::StatusOr<double> seconds = flags.GetDouble("timeout", 30);
   if (!seconds.ok()) return seconds.status();
   if (*seconds < 0) {
@@ -109,26 +109,8 @@ std::unique_ptr<grpc::ClientContext> MakeContext(const std::string& token,
 }
 
 std::string StatusCodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    default: return absl::StrCat("CODE_", static_cast<int>(code));
-  }
+  // gRPC's and absl's codes are both the canonical google.rpc.Code values.
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 int ReportRpcError(absl::string_view what, const grpc::Status& status,

@@ -25,8 +25,7 @@ std::vector<std::string> Wrap(const std::vector<std::string>& words,
     const std::string word =
         i + 1 < words.size() ? absl::StrCat(words[i], separator) : words[i];
     const std::string trimmed(absl::StripTrailingAsciiWhitespace(word));
-    if (!lines.back().empty() &&
-        lines.back().size() + trimmed.size() > width) {
+    if (!lines.back().empty() && lines.back().size() + trimmed.size() > width) {
       absl::StripTrailingAsciiWhitespace(&lines.back());
       lines.emplace_back();
     }
@@ -42,8 +41,7 @@ std::string FormatDescription(
   std::string out = absl::StrCat("dataset ", description.name(), "\n");
   if (!description.description().empty()) {
     for (const std::string& line :
-         Wrap(absl::StrSplit(description.description(), ' ',
-                             absl::SkipEmpty()),
+         Wrap(absl::StrSplit(description.description(), ' ', absl::SkipEmpty()),
               " ", kTextWidth)) {
       absl::StrAppend(&out, "  ", line, "\n");
     }
@@ -78,10 +76,11 @@ std::string FormatDescription(
   measures.header = {"measure", "lower", "upper", "granularity"};
   measures.right_aligned = {false, true, true, true};
   for (const auto& measure : description.measures()) {
-    measures.rows.push_back(
-        {measure.name(), CompactNumber(measure.lower()),
-         CompactNumber(measure.upper()),
-         measure.granularity() > 0 ? CompactNumber(measure.granularity()) : "-"});
+    measures.rows.push_back({measure.name(), CompactNumber(measure.lower()),
+                             CompactNumber(measure.upper()),
+                             measure.granularity() > 0
+                                 ? CompactNumber(measure.granularity())
+                                 : "-"});
   }
   absl::StrAppend(&out, "\n", FormatTable(measures));
 

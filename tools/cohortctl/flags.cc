@@ -29,8 +29,8 @@ absl::StatusOr<int64_t> ParsedFlags::GetInt(absl::string_view name,
   if (!Has(name)) return fallback;
   int64_t value;
   if (!absl::SimpleAtoi(Get(name), &value)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", name, " needs an integer, got '", Get(name), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " needs an integer, got '", Get(name), "'"));
   }
   return value;
 }
@@ -40,8 +40,8 @@ absl::StatusOr<double> ParsedFlags::GetDouble(absl::string_view name,
   if (!Has(name)) return fallback;
   double value;
   if (!absl::SimpleAtod(Get(name), &value)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", name, " needs a number, got '", Get(name), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " needs a number, got '", Get(name), "'"));
   }
   return value;
 }
@@ -83,8 +83,7 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
     auto spec = std::find_if(specs.begin(), specs.end(),
                              [&](const FlagSpec& s) { return s.name == name; });
     if (spec == specs.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name));
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
     if (spec->value_name.empty()) {
       if (has_inline_value) {
@@ -93,9 +92,8 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
       }
     } else if (!has_inline_value) {
       if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", name, " needs a value (", spec->value_name,
-                         ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", name, " needs a value (", spec->value_name, ")"));
       }
       value = args[++i];
     }
@@ -120,9 +118,9 @@ std::string FormatFlagHelp(const std::vector<FlagSpec>& specs) {
   }
   std::string help;
   for (size_t i = 0; i < specs.size(); ++i) {
-    absl::StrAppend(&help, "  ", left[i], std::string(width - left[i].size(), ' '),
-                    "  ", specs[i].help,
-                    specs[i].repeatable ? " (repeatable)" : "", "\n");
+    absl::StrAppend(
+        &help, "  ", left[i], std::string(width - left[i].size(), ' '), "  ",
+        specs[i].help, specs[i].repeatable ? " (repeatable)" : "", "\n");
   }
   return help;
 }

@@ -17,9 +17,9 @@ namespace cohortd::cohortctl {
 
 // One accepted flag.
 struct FlagSpec {
-  std::string name;        // without the dashes, e.g. "group-by"
-  std::string value_name;  // shown in help, e.g. "N"; empty: a switch
-  std::string help;        // one line
+  std::string name;         // without the dashes, e.g. "group-by"
+  std::string value_name;   // shown in help, e.g. "N"; empty: a switch
+  std::string help;         // one line
   bool repeatable = false;  // otherwise giving it twice is a usage error
 };
 
@@ -54,8 +54,8 @@ class ParsedFlags {
 
  private:
   friend absl::StatusOr<ParsedFlags> ParseFlags(
-      const std::vector<std::string>& args,
-      const std::vector<FlagSpec>& specs, ParseMode mode);
+      const std::vector<std::string>& args, const std::vector<FlagSpec>& specs,
+      ParseMode mode);
 
   std::map<std::string, std::vector<std::string>, std::less<>> values_;
   std::vector<std::string> positional_;

@@ -39,8 +39,9 @@ Command HealthCommand() {
       "NOT_SERVING. Exits 0 when SERVING, 3 otherwise, 1 if the server\n"
       "cannot be reached (UNAVAILABLE).\n";
   command.flags = {
-      {"service", "NAME", "a service name, e.g. cohortd.v1.Query (default: "
-                          "the server as a whole)"},
+      {"service", "NAME",
+       "a service name, e.g. cohortd.v1.Query (default: "
+       "the server as a whole)"},
   };
   command.run = RunHealth;
   return command;

@@ -61,7 +61,8 @@ absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec) {
   const size_t eq = spec.find('=');
   if (eq != absl::string_view::npos &&
       spec.substr(0, eq).find(':') == absl::string_view::npos) {
-    const absl::string_view name = absl::StripAsciiWhitespace(spec.substr(0, eq));
+    const absl::string_view name =
+        absl::StripAsciiWhitespace(spec.substr(0, eq));
     if (name.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("metric '", spec, "' has an empty name before '='"));
@@ -126,10 +127,10 @@ absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec) {
     }
     return metric;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown metric '", kind,
-      "'; metrics: sessions, accounts, sum:MEASURE, mean:MEASURE, "
-      "rate:DIMENSION=V1,V2, quantiles:MEASURE[:Q1,Q2,...]"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown metric '", kind,
+                   "'; metrics: sessions, accounts, sum:MEASURE, mean:MEASURE, "
+                   "rate:DIMENSION=V1,V2, quantiles:MEASURE[:Q1,Q2,...]"));
 }
 
 std::string MetricOutputName(const cohortd::v1::Metric& metric) {

@@ -47,7 +47,8 @@ class ObservationReader {
   // the way to `malformed`. Returns false when the input is exhausted and
   // the batch is empty.
   bool ReadBatch(const std::string& dataset, int64_t max_observations,
-                 ObservationBatch* batch, std::vector<MalformedLine>* malformed);
+                 ObservationBatch* batch,
+                 std::vector<MalformedLine>* malformed);
 
   // Bytes consumed so far (for progress against the file size).
   int64_t bytes_read() const { return bytes_read_; }

@@ -21,8 +21,8 @@ std::string ReasonClass(absl::string_view reason) {
         continue;
       }
     }
-    const bool after_word = i > 0 && (absl::ascii_isalnum(reason[i - 1]) ||
-                                      reason[i - 1] == '_');
+    const bool after_word =
+        i > 0 && (absl::ascii_isalnum(reason[i - 1]) || reason[i - 1] == '_');
     const bool number_here =
         absl::ascii_isdigit(c) || (c == '-' && i + 1 < reason.size() &&
                                    absl::ascii_isdigit(reason[i + 1]));
@@ -67,9 +67,8 @@ void PushSummary::AddResponse(const std::vector<int64_t>& lines,
     Group& group =
         rejections_[{rejection.field(), ReasonClass(rejection.reason())}];
     ++group.count;
-    KeepExample(&group.examples,
-                {line, absl::StrCat(rejection.field(), ": ",
-                                    rejection.reason())});
+    KeepExample(&group.examples, {line, absl::StrCat(rejection.field(), ": ",
+                                                     rejection.reason())});
   }
 }
 
@@ -79,9 +78,9 @@ void PushSummary::AddMalformed(const MalformedLine& malformed) {
 }
 
 std::string PushSummary::Format() const {
-  std::string out = absl::StrFormat(
-      "accepted     %d\nunchanged    %d\nrejected     %d\n", accepted_,
-      unchanged_, rejected_);
+  std::string out =
+      absl::StrFormat("accepted     %d\nunchanged    %d\nrejected     %d\n",
+                      accepted_, unchanged_, rejected_);
   if (malformed_ > 0) {
     absl::StrAppendFormat(&out, "malformed    %d lines, not sent\n",
                           malformed_);
@@ -96,7 +95,8 @@ std::string PushSummary::Format() const {
   if (!rejections_.empty()) {
     std::vector<std::pair<std::pair<std::string, std::string>, const Group*>>
         groups;
-    for (const auto& [key, group] : rejections_) groups.push_back({key, &group});
+    for (const auto& [key, group] : rejections_)
+      groups.push_back({key, &group});
     std::stable_sort(groups.begin(), groups.end(),
                      [](const auto& a, const auto& b) {
                        return a.second->count > b.second->count;

@@ -52,9 +52,8 @@ absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
   request.set_confidence(*confidence);
   const std::string format = env.flags.Get("format", "table");
   if (format != "table" && format != "csv" && format != "json") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--format must be table, csv or json, not '", format,
-                     "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--format must be table, csv or json, not '", format, "'"));
   }
   return request;
 }
@@ -74,8 +73,8 @@ int RunQuery(const CommandEnv& env) {
   auto stub = cohortd::v1::Query::NewStub(*channel);
   auto context = MakeContext(env.token, env.global.timeout);
   cohortd::v1::AggregateResponse response;
-  const grpc::Status status = stub->Aggregate(context.get(), *request,
-                                              &response);
+  const grpc::Status status =
+      stub->Aggregate(context.get(), *request, &response);
   if (!status.ok()) return ReportRpcError("query", status, *env.io.err);
 
   const std::vector<std::string> group_by(request->group_by().begin(),

@@ -20,8 +20,9 @@ absl::Status CheckToken(absl::string_view token, absl::string_view origin) {
   for (char c : token) {
     if (c <= ' ' || c > '~') {
       return absl::InvalidArgumentError(absl::StrCat(
-          origin, " holds a space or a non-printable character; a token is "
-                  "one word of printable ASCII"));
+          origin,
+          " holds a space or a non-printable character; a token is "
+          "one word of printable ASCII"));
     }
   }
   return absl::OkStatus();
@@ -87,7 +88,8 @@ absl::StatusOr<std::string> TokenFromFileContents(absl::string_view contents,
   const absl::string_view key = RoleTokenKey(role);
   for (absl::string_view line : lines) {
     absl::string_view value = line;
-    if (!absl::ConsumePrefix(&value, key) || !absl::ConsumePrefix(&value, "=")) {
+    if (!absl::ConsumePrefix(&value, key) ||
+        !absl::ConsumePrefix(&value, "=")) {
       continue;
     }
     value = Unquote(absl::StripAsciiWhitespace(value));
@@ -112,9 +114,12 @@ absl::StatusOr<std::string> ResolveToken(const std::string& token_file,
     contents << in.rdbuf();
     return TokenFromFileContents(contents.str(), role);
   }
-  for (absl::string_view name : {absl::string_view("COHORTD_TOKEN"),
-                                 RoleTokenKey(role)}) {
-    if (std::optional<std::string> value = env(name)) {
+  for (absl::string_view name :
+       {absl::string_view("COHORTD_TOKEN"), RoleTokenKey(role)}) {
+    std::optional<std::string> value = env(name);
+    // An empty variable counts as unset, as `COHORTD_TOKEN= cohortctl ...`
+    // is how a shell user clears one for a single command.
+    if (value && !value->empty()) {
       const std::string origin = absl::StrCat("$", name);
       if (absl::Status s = CheckToken(*value, origin); !s.ok()) return s;
       return *value;

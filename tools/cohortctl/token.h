@@ -35,8 +35,9 @@ absl::StatusOr<std::string> TokenFromFileContents(absl::string_view contents,
                                                   Role role);
 
 // The token for `role`: from `token_file` if not empty, else the
-// COHORTD_TOKEN variable, else the role's variable (RoleTokenKey). Fails
-// with INVALID_ARGUMENT when none is set or the file cannot be read.
+// COHORTD_TOKEN variable, else the role's variable (RoleTokenKey); an empty
+// variable counts as unset. Fails with INVALID_ARGUMENT when none is set
+// or the file cannot be read.
 absl::StatusOr<std::string> ResolveToken(const std::string& token_file,
                                          Role role, const EnvLookup& env);
 

@@ -28,8 +28,8 @@ int CallAndPrint(const CommandEnv& env, absl::string_view what,
                  Response* response) {
   const std::string format = env.flags.Get("format", "text");
   if (format != "text" && format != "json") {
-    *env.io.err << "cohortctl: --format must be text or json, not '"
-                << format << "'\n";
+    *env.io.err << "cohortctl: --format must be text or json, not '" << format
+                << "'\n";
     return kExitUsage;
   }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
