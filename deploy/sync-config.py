@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Writes deploy's two cohortd configs from config/cohortd.yaml.
+
+    deploy/compose/cohortd.yaml   mounted by deploy/compose.yaml
+    deploy/k8s/configmap.yaml     the same config inside a ConfigMap
+
+Each keeps config/cohortd.yaml's text from its datasets on (datasets,
+publications and their comments) verbatim and replaces the server section
+and principals_file with the container's addresses and paths. Run it after
+editing config/cohortd.yaml; tests/deploy/lint_deploy.py fails while the
+copies differ from it.
+
+    deploy/sync-config.py          # rewrite both files
+    deploy/sync-config.py --check  # exit 1 if either is out of date
+"""
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "config" / "cohortd.yaml"
+# config/cohortd.yaml from this comment on is copied verbatim.
+MARKER = "# The datasets cohortd accepts"
+
+COMPOSE_HEAD = """\
+# cohortd config for deploy/compose.yaml, written by deploy/sync-config.py
+# from config/cohortd.yaml (which documents every key): edit that file and
+# rerun the script, not this one. Only the server section and the
+# principals file differ.
+#
+# Inside the container cohortd listens on all interfaces so that compose can
+# publish its ports; compose.yaml publishes them on the host's 127.0.0.1
+# only, which is why TLS is off here. Before exposing the port beyond this
+# host, enable server.tls as in config/cohortd.yaml.
+server:
+  listen: 0.0.0.0:7443
+  metrics_listen: 0.0.0.0:9464
+  # The volume cohortd-data: the store and the pseudonymisation key, which
+  # cohortd creates on first start (mode 0600). Back them up together.
+  data_dir: /var/lib/cohortd/store
+  pseudonymization_key_file: /var/lib/cohortd/pseudonymization.key
+  max_batch_size: 10000
+  tls:
+    enabled: false
+
+# Copied by the compose service cohortd-secrets from the compose secret
+# `principals` (../secrets/dev-principals.yaml; see scripts/dev-secrets).
+principals_file: /run/cohortd/principals.yaml
+
+"""
+
+K8S_HEAD = """\
+# cohortd config for Kubernetes, written by deploy/sync-config.py from
+# config/cohortd.yaml (which documents every key): edit that file and rerun
+# the script, not this one. Only the server section and the principals file
+# differ. The secrets it names come from the Secret `cohortd-secrets`
+# (secret.yaml).
+#
+# TLS is off because the kubelet's built-in gRPC probes cannot speak TLS:
+# the Service is ClusterIP only, and traffic beyond the pod network should
+# pass a TLS-terminating ingress or mesh. To terminate TLS in cohortd
+# itself, enable server.tls with files from a kubernetes.io/tls Secret and
+# replace the grpc probes in statefulset.yaml with exec probes running
+# `cohortctl --tls-ca ... --target 127.0.0.1:7443 health`.
+server:
+  listen: 0.0.0.0:7443
+  metrics_listen: 0.0.0.0:9464
+  # The PersistentVolume of the StatefulSet's volumeClaimTemplate.
+  data_dir: /var/lib/cohortd/store
+  # Copied from the Secret with mode 0600 by the init container (a Secret
+  # volume cannot give a non-root owner mode 0600 when fsGroup is set, and
+  # cohortd refuses a key readable by its group). The copy must fail
+  # rather than let cohortd make a new key: that would split every
+  # account's pseudonym.
+  pseudonymization_key_file: /run/cohortd/pseudonymization.key
+  max_batch_size: 10000
+  tls:
+    enabled: false
+
+# Token hashes (SHA-256), from the Secret cohortd-secrets.
+principals_file: /etc/cohortd/secrets/principals.yaml
+
+"""
+
+K8S_WRAP = """\
+# The cohortd config file, mounted at /etc/cohortd/cohortd.yaml by
+# statefulset.yaml. Written by deploy/sync-config.py: edit
+# config/cohortd.yaml and rerun it.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cohortd-config
+  labels:
+    app.kubernetes.io/name: cohortd
+data:
+  cohortd.yaml: |
+"""
+
+
+def tail() -> str:
+    text = SOURCE.read_text()
+    at = text.find(MARKER)
+    if at < 0:
+        sys.exit(f"sync-config: {SOURCE} has no line starting {MARKER!r}")
+    return text[at:]
+
+
+def outputs() -> dict:
+    body = tail()
+    compose = COMPOSE_HEAD + body
+    k8s_config = K8S_HEAD + body
+    indented = "".join(
+        ("    " + line if line.strip() else "\n")
+        for line in k8s_config.splitlines(keepends=True))
+    return {
+        ROOT / "deploy" / "compose" / "cohortd.yaml": compose,
+        ROOT / "deploy" / "k8s" / "configmap.yaml": K8S_WRAP + indented,
+    }
+
+
+def main() -> int:
+    check = sys.argv[1:] == ["--check"]
+    stale = []
+    for path, text in outputs().items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if check:
+            stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"sync-config: wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("sync-config: out of date with config/cohortd.yaml: "
+              + ", ".join(stale) + "; run deploy/sync-config.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
