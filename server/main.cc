@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
                  server.status().ToString().c_str());
     return 1;
   }
-  // A line tests and scripts can wait for.
+  // Lines tests and scripts can wait for; "listening" comes last.
+  std::printf("cohortd: metrics on port %d\n", (*metrics)->port());
   std::printf("cohortd: listening on port %d\n", (*server)->port());
   std::fflush(stdout);
 

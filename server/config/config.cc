@@ -20,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "server/common/status_macros.h"
 #include "server/crypto/pseudonymizer.h"
 #include "yaml-cpp/yaml.h"
@@ -217,6 +219,10 @@ class Parser {
                             PrivacySpec* privacy);
   absl::Status ParseBudget(const Node& node, const std::string& path,
                            BudgetSpec* budget);
+  // After the datasets: each publication names one of them.
+  absl::Status ParsePublications(const Node& node, Config* config);
+  static std::string ToJson(const Node& node);
+  static std::string JsonString(const std::string& s);
 
   std::string ResolvePath(const std::string& path) const {
     std::filesystem::path p(path);
@@ -361,7 +367,8 @@ absl::Status Parser::ReadAddress(const Node& node, const std::string& path,
 absl::Status Parser::ParseConfig(const Node& root, Config* config) {
   if (!Present(root)) return Error(root, "(top level)", "the config is empty");
   RETURN_IF_ERROR(CheckMap(
-      root, "", {"server", "principals", "principals_file", "datasets"}));
+      root, "",
+      {"server", "principals", "principals_file", "datasets", "publications"}));
   Node server;
   RETURN_IF_ERROR(Required(root, "server", "", &server));
   RETURN_IF_ERROR(ParseServer(server, "server", config));
@@ -434,7 +441,136 @@ absl::Status Parser::ParseConfig(const Node& root, Config* config) {
       config->datasets.push_back(std::move(dataset));
     }
   }
+  if (Node publications = Child(root, "publications"); Present(publications)) {
+    RETURN_IF_ERROR(ParsePublications(publications, config));
+  }
   return absl::OkStatus();
+}
+
+absl::Status Parser::ParsePublications(const Node& node, Config* config) {
+  if (!node.IsSequence()) {
+    return Error(node, "publications", "must be a list of publications");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const Node& item = node[i];
+    std::string path = ItemPath("publications", i, "");
+    RETURN_IF_ERROR(CheckMap(item, path,
+                             {"name", "dataset", "request", "every", "months",
+                              "budget"}));
+    PublicationSpec pub;
+    Node n;
+    RETURN_IF_ERROR(Required(item, "name", path, &n));
+    RETURN_IF_ERROR(ReadString(n, Join(path, "name"), &pub.name));
+    if (!IsIdentifier(pub.name)) {
+      return Error(n, Join(path, "name"),
+                   absl::StrFormat("\"%s\" is not an identifier "
+                                   "([a-z][a-z0-9_]*)",
+                                   pub.name));
+    }
+    path = ItemPath("publications", i, pub.name);
+    if (!names.insert(pub.name).second) {
+      return Error(n, path, "is declared twice");
+    }
+    RETURN_IF_ERROR(Required(item, "dataset", path, &n));
+    RETURN_IF_ERROR(ReadString(n, Join(path, "dataset"), &pub.dataset));
+    DatasetSpec* dataset = nullptr;
+    for (DatasetSpec& d : config->datasets) {
+      if (d.name == pub.dataset) dataset = &d;
+    }
+    if (dataset == nullptr) {
+      return Error(n, Join(path, "dataset"),
+                   absl::StrFormat("unknown dataset \"%s\"", pub.dataset));
+    }
+    RETURN_IF_ERROR(Required(item, "request", path, &n));
+    if (!n.IsMap()) {
+      return Error(n, Join(path, "request"),
+                   "must be a mapping in the form of an AggregateRequest "
+                   "(group_by, filters, metrics, epsilon, confidence)");
+    }
+    if (Present(Child(n, "dataset"))) {
+      return Error(n, Join(path, "request.dataset"),
+                   "is taken from the publication's `dataset`; remove it");
+    }
+    pub.request_json = ToJson(n);
+    if (Node every = Child(item, "every"); Present(every)) {
+      std::string text;
+      RETURN_IF_ERROR(ReadString(every, Join(path, "every"), &text));
+      if (!absl::ParseDuration(text, &pub.every) ||
+          pub.every < absl::Seconds(1)) {
+        return Error(every, Join(path, "every"),
+                     absl::StrFormat("\"%s\" is not a duration of at least "
+                                     "1s (e.g. 30s, 10m, 1h)",
+                                     text));
+      }
+    }
+    if (Node months = Child(item, "months"); Present(months)) {
+      std::string text;
+      RETURN_IF_ERROR(ReadString(months, Join(path, "months"), &text));
+      int last = 0;
+      absl::string_view rest = text;
+      if (text == "all") {
+        pub.months = PublicationSpec::Months::kAll;
+      } else if (text == "closed") {
+        pub.months = PublicationSpec::Months::kClosed;
+      } else if (absl::ConsumePrefix(&rest, "last_") &&
+                 absl::SimpleAtoi(rest, &last) && last >= 1 && last <= 120) {
+        pub.months = PublicationSpec::Months::kLastClosed;
+        pub.last_months = last;
+      } else {
+        return Error(months, Join(path, "months"),
+                     "must be all, closed, or last_N (N closed months, "
+                     "1 to 120)");
+      }
+    }
+    RETURN_IF_ERROR(Required(item, "budget", path, &n));
+    RETURN_IF_ERROR(ParseBudget(n, Join(path, "budget"), &pub.budget));
+    dataset->privacy.principal_budgets[PublicationPrincipal(pub.name)] =
+        pub.budget;
+    config->publications.push_back(std::move(pub));
+  }
+  return absl::OkStatus();
+}
+
+// Every scalar becomes a JSON string: protobuf's JSON parser accepts
+// strings for numbers and enum names alike, so the YAML author need not
+// care which is which.
+std::string Parser::ToJson(const Node& node) {
+  if (node.IsMap()) {
+    std::string out = "{";
+    bool first = true;
+    for (const auto& kv : node) {
+      if (!first) out += ",";
+      first = false;
+      out += JsonString(kv.first.as<std::string>()) + ":" + ToJson(kv.second);
+    }
+    return out + "}";
+  }
+  if (node.IsSequence()) {
+    std::string out = "[";
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (i > 0) out += ",";
+      out += ToJson(node[i]);
+    }
+    return out + "]";
+  }
+  if (!Present(node)) return "null";
+  return JsonString(node.as<std::string>());
+}
+
+std::string Parser::JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
 }
 
 absl::Status Parser::ParsePrincipalsFile(const Node& root,
@@ -865,6 +1001,16 @@ absl::Status Parser::ParsePrivacy(const Node& node, const std::string& path,
 }
 
 }  // namespace
+
+std::string PublicationPrincipal(absl::string_view publication) {
+  return absl::StrCat("publisher/", publication);
+}
+
+const BudgetSpec& PrivacySpec::PrincipalBudget(
+    absl::string_view principal) const {
+  auto it = principal_budgets.find(std::string(principal));
+  return it == principal_budgets.end() ? principal_budget : it->second;
+}
 
 absl::string_view RoleName(Role role) {
   switch (role) {

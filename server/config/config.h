@@ -8,6 +8,7 @@
 #define COHORTD_SERVER_CONFIG_CONFIG_H_
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace cohortd {
 
@@ -76,6 +78,13 @@ struct PrivacySpec {
   int max_sessions_per_cohort = 8;   // Linf contribution bound, >= 1
   BudgetSpec principal_budget;       // per principal per dataset
   BudgetSpec dataset_budget;         // all principals together
+  // Budgets of particular principals in place of principal_budget; each
+  // publication's own budget is here, under its principal
+  // (PublicationPrincipal).
+  std::map<std::string, BudgetSpec> principal_budgets;
+
+  // The budget of `principal`: its own entry, else principal_budget.
+  const BudgetSpec& PrincipalBudget(absl::string_view principal) const;
 };
 
 struct DatasetSpec {
@@ -90,6 +99,30 @@ struct DatasetSpec {
   const DimensionSpec* FindDimension(absl::string_view name) const;
   const MeasureSpec* FindMeasure(absl::string_view name) const;
 };
+
+// A figure cohortd releases on its own, on a schedule, and exposes on
+// /metrics for dashboards (issue 5). It is released through the normal
+// path (budget ledger, release cache, audit log) under its own principal
+// and budget; scrapes only read the stored release.
+struct PublicationSpec {
+  std::string name;     // identifier; also the `publication` metric label
+  std::string dataset;
+  // The AggregateRequest as protobuf JSON (from the YAML `request:`
+  // mapping); validated against the dataset when the server starts.
+  std::string request_json;
+  absl::Duration every = absl::Hours(1);  // how often to recompute
+  // Which months to read: all of them, only closed months (before the
+  // current UTC month: the figure changes once a month), or the last N
+  // closed months (a sliding window).
+  enum class Months { kAll, kClosed, kLastClosed } months = Months::kAll;
+  int last_months = 0;  // kLastClosed only, >= 1
+  BudgetSpec budget;    // the publication's own, durable budget
+};
+
+// "publisher/<publication name>": the principal a publication releases
+// under. '/' cannot appear in configured principal names, so it cannot
+// collide with one.
+std::string PublicationPrincipal(absl::string_view publication);
 
 struct TlsSpec {
   bool enabled = false;
@@ -112,6 +145,7 @@ struct Config {
   TlsSpec tls;
   std::vector<Principal> principals;
   std::vector<DatasetSpec> datasets;
+  std::vector<PublicationSpec> publications;
 
   // Null when there is no such dataset. Borrows from this config.
   const DatasetSpec* FindDataset(absl::string_view name) const;

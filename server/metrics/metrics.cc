@@ -51,6 +51,15 @@ class InMemoryMetricsImpl : public InMemoryMetrics {
                           const std::vector<double>&) override {
     return GetCell(name, labels);
   }
+  void RemoveGauge(absl::string_view name,
+                   const MetricLabels& labels) override {
+    absl::MutexLock lock(&mu_);
+    cells_.erase({std::string(name), labels});
+  }
+  bool Has(absl::string_view name, const MetricLabels& labels) const override {
+    absl::MutexLock lock(&mu_);
+    return cells_.count({std::string(name), labels}) > 0;
+  }
   double Value(absl::string_view name,
                const MetricLabels& labels) const override {
     absl::MutexLock lock(&mu_);

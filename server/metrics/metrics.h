@@ -49,6 +49,11 @@ class MetricsRegistry {
                               const MetricLabels& labels) = 0;
   virtual Gauge* GetGauge(absl::string_view name, absl::string_view help,
                           const MetricLabels& labels) = 0;
+  // Drops the gauge of this name and labels, if any, so that it is no
+  // longer exported (e.g. a published cohort that a newer release
+  // suppresses). A pointer obtained for it must not be used afterwards.
+  virtual void RemoveGauge(absl::string_view name,
+                           const MetricLabels& labels) = 0;
   // `buckets` are the upper bounds, ascending.
   virtual Histogram* GetHistogram(absl::string_view name,
                                   absl::string_view help,
@@ -66,6 +71,9 @@ class InMemoryMetrics : public MetricsRegistry {
  public:
   virtual double Value(absl::string_view name,
                        const MetricLabels& labels) const = 0;
+  // Whether the instrument exists (was created and not removed).
+  virtual bool Has(absl::string_view name,
+                   const MetricLabels& labels) const = 0;
 };
 std::unique_ptr<InMemoryMetrics> NewInMemoryMetrics();
 

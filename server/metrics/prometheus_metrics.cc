@@ -32,6 +32,7 @@ class PromGauge : public Gauge {
  public:
   explicit PromGauge(prometheus::Gauge* g) : g_(g) {}
   void Set(double value) override { g_->Set(value); }
+  prometheus::Gauge* prometheus_gauge() const { return g_; }
 
  private:
   prometheus::Gauge* g_;
@@ -84,6 +85,18 @@ class PrometheusMetricsImpl : public PrometheusMetrics {
       slot = std::make_unique<PromGauge>(&it->second->Add(labels));
     }
     return slot.get();
+  }
+
+  void RemoveGauge(absl::string_view name,
+                   const MetricLabels& labels) override {
+    absl::MutexLock lock(&mu_);
+    auto slot = gauges_.find({std::string(name), labels});
+    if (slot == gauges_.end()) return;
+    auto family = gauge_families_.find(std::string(name));
+    if (family != gauge_families_.end()) {
+      family->second->Remove(slot->second->prometheus_gauge());
+    }
+    gauges_.erase(slot);
   }
 
   Histogram* GetHistogram(absl::string_view name, absl::string_view help,

@@ -185,8 +185,9 @@ absl::Status ReleaseJournal::Load() {
         auto it = ledgers_.find(dataset);
         if (it == ledgers_.end()) return true;
         const PrivacySpec& privacy = it->second.spec->privacy;
-        const BudgetSpec& budget =
-            is_dataset ? privacy.dataset_budget : privacy.principal_budget;
+        const BudgetSpec& budget = is_dataset
+                                       ? privacy.dataset_budget
+                                       : privacy.PrincipalBudget(principal);
         absl::StatusOr<BudgetLedger> ledger = BudgetLedger::FromSpent(
             budget.epsilon, budget.delta, {stored.rho(), stored.delta()});
         if (!ledger.ok()) {
@@ -289,7 +290,7 @@ absl::StatusOr<BudgetLedger> ReleaseJournal::PrincipalLedger(
     const DatasetLedgers& ledgers, const std::string& principal) {
   auto it = ledgers.principals.find(principal);
   if (it != ledgers.principals.end()) return it->second;
-  const BudgetSpec& budget = ledgers.spec->privacy.principal_budget;
+  const BudgetSpec& budget = ledgers.spec->privacy.PrincipalBudget(principal);
   return BudgetLedger::Create(budget.epsilon, budget.delta);
 }
 

@@ -88,6 +88,9 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   server->query_engine_ = std::make_unique<QueryEngine>(
       &cfg, server->index_.get(), server->journal_.get(),
       server->ingestor_.get(), std::move(bounding_hmac), metrics);
+  ASSIGN_OR_RETURN(server->publisher_,
+                   Publisher::Create(&cfg, server->query_engine_.get(),
+                                     metrics, Clock::Real()));
   server->auth_ = std::make_unique<Authenticator>(cfg);
   server->ingest_service_ = std::make_unique<IngestService>(
       server->auth_.get(), server->ingestor_.get(), metrics);
@@ -113,9 +116,11 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
                      " (address in use, or not a valid host:port)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  server->publisher_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
       s->PublishStoreStats();
+      s->PublishBudgets();
     } while (!s->stop_stats_.WaitForNotificationWithTimeout(
         absl::Seconds(5)));
   });
@@ -148,6 +153,42 @@ void CohortdServer::PublishStoreStats() {
       ->Set(index_->MemoryBytes());
 }
 
+void CohortdServer::PublishBudgets() {
+  auto publish = [&](const std::string& dataset, const std::string& label,
+                     const absl::StatusOr<cohortd::v1::Budget>& budget) {
+    if (!budget.ok()) return;
+    const MetricLabels labels = {{"dataset", dataset}, {"principal", label}};
+    metrics_
+        ->GetGauge("cohortd_budget_total_epsilon",
+                   "Privacy budget, as epsilon (principal \"*\": the "
+                   "dataset as a whole).",
+                   labels)
+        ->Set(budget->total().epsilon());
+    metrics_
+        ->GetGauge("cohortd_budget_spent_epsilon",
+                   "Privacy budget spent, as epsilon (rounded up).", labels)
+        ->Set(budget->spent().epsilon());
+    metrics_
+        ->GetGauge("cohortd_budget_remaining_epsilon",
+                   "Privacy budget remaining, as epsilon (rounded down).",
+                   labels)
+        ->Set(budget->remaining().epsilon());
+  };
+  for (const DatasetSpec& dataset : config_.datasets) {
+    publish(dataset.name, "*", journal_->DatasetBudget(dataset.name));
+    for (const Principal& p : config_.principals) {
+      if (p.role == Role::kIngest) continue;
+      publish(dataset.name, p.name, journal_->GetBudget(p.name, dataset.name));
+    }
+    for (const PublicationSpec& pub : config_.publications) {
+      if (pub.dataset != dataset.name) continue;
+      const std::string principal = PublicationPrincipal(pub.name);
+      publish(dataset.name, principal,
+              journal_->GetBudget(principal, dataset.name));
+    }
+  }
+}
+
 void CohortdServer::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
@@ -158,9 +199,11 @@ void CohortdServer::Shutdown(absl::Duration grace) {
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     grpc_server_->Wait();
   }
+  if (publisher_ != nullptr) publisher_->Stop();
   if (ingestor_ != nullptr) ingestor_->Shutdown();
   stop_stats_.Notify();
   if (stats_thread_.joinable()) stats_thread_.join();
+  publisher_.reset();
   query_engine_.reset();
   journal_.reset();
   ingestor_.reset();

@@ -18,6 +18,8 @@
 #include "server/metrics/metrics.h"
 #include "server/service/auth.h"
 #include "server/query/columnar_index.h"
+#include "server/query/publisher.h"
+#include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
 #include "server/service/ingest_service.h"
 #include "server/service/query_service.h"
@@ -53,6 +55,7 @@ class CohortdServer {
  private:
   CohortdServer() = default;
   void PublishStoreStats();
+  void PublishBudgets();
 
   Config config_;
   MetricsRegistry* metrics_ = nullptr;
@@ -62,6 +65,7 @@ class CohortdServer {
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<ReleaseJournal> journal_;
   std::unique_ptr<QueryEngine> query_engine_;
+  std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<IngestService> ingest_service_;
   std::unique_ptr<QueryService> query_service_;

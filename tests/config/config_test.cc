@@ -695,6 +695,79 @@ TEST(ShippedConfigTest, DevDatasetsEqualProduction) {
   YAML::Node prod = YAML::LoadFile(kSourceDir + "/config/cohortd.yaml");
   YAML::Node dev = YAML::LoadFile(kSourceDir + "/config/dev.yaml");
   EXPECT_EQ(Emit(prod["datasets"]), Emit(dev["datasets"]));
+  EXPECT_EQ(Emit(prod["publications"]), Emit(dev["publications"]));
+}
+
+constexpr char kPublicationConfig[] = R"(
+server:
+  data_dir: data
+  pseudonymization_key_file: key
+datasets:
+  - name: sessions
+    dimensions:
+      - {name: work_mode, values: [build, fix]}
+      - {name: month, derived: month}
+    measures:
+      - {name: prompts, bounds: [0, 200], granularity: 1}
+    privacy:
+      k: 10
+      epsilon_per_query: 1.0
+      max_epsilon_per_query: 2.0
+      delta_per_query: 1.0e-7
+      max_cohorts_per_account: 4
+      max_sessions_per_cohort: 8
+      budget:
+        per_principal: {epsilon: 20, delta: 1.0e-5}
+        dataset: {epsilon: 100, delta: 1.0e-4}
+publications:
+  - name: modes
+    dataset: sessions
+    request:
+      group_by: [work_mode]
+      metrics: [{kind: SESSIONS}, {kind: QUANTILES, measure: prompts, quantiles: [0.5]}]
+      epsilon: 0.5
+    every: 90s
+    months: last_3
+    budget: {epsilon: 5, delta: 1.0e-6}
+)";
+
+TEST(PublicationConfigTest, ParsesScheduleWindowAndOwnBudget) {
+  ASSERT_OK_AND_ASSIGN(Config c, ParseConfig(kPublicationConfig, "t", ""));
+  ASSERT_THAT(c.publications, SizeIs(1));
+  const PublicationSpec& p = c.publications[0];
+  EXPECT_EQ(p.name, "modes");
+  EXPECT_EQ(p.every, absl::Seconds(90));
+  EXPECT_EQ(p.months, PublicationSpec::Months::kLastClosed);
+  EXPECT_EQ(p.last_months, 3);
+  EXPECT_THAT(p.request_json, HasSubstr(R"("group_by":["work_mode"])"));
+  EXPECT_THAT(p.request_json, HasSubstr(R"("quantiles":["0.5"])"));
+  const PrivacySpec& privacy = c.datasets[0].privacy;
+  EXPECT_EQ(privacy.PrincipalBudget(PublicationPrincipal("modes")).epsilon, 5);
+  EXPECT_EQ(privacy.PrincipalBudget("someone").epsilon, 20);
+}
+
+TEST(PublicationConfigTest, ErrorsNameThePublicationKey) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"dataset: sessions\n    request:", "dataset: nope\n    request:"},
+      {"every: 90s", "every: soon"},
+      {"months: last_3", "months: lately"},
+      {"    budget: {epsilon: 5, delta: 1.0e-6}\n", ""},
+  };
+  const std::string messages[] = {
+      "publications[modes].dataset: unknown dataset",
+      "publications[modes].every: \"soon\" is not a duration",
+      "publications[modes].months: must be all, closed, or last_N",
+      "publications[modes].budget: is required",
+  };
+  for (size_t i = 0; i < 4; ++i) {
+    std::string text = kPublicationConfig;
+    const size_t at = text.find(cases[i].first);
+    ASSERT_NE(at, std::string::npos) << cases[i].first;
+    text.replace(at, cases[i].first.size(), cases[i].second);
+    EXPECT_THAT(ParseConfig(text, "t", ""),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(messages[i])));
+  }
 }
 
 }  // namespace

@@ -104,6 +104,11 @@ absl::Status ServerProcess::Start() {
     const size_t at = seen.find("listening on port ");
     if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
       port_ = std::atoi(seen.c_str() + at + strlen("listening on port "));
+      const size_t metrics = seen.find("metrics on port ");
+      if (metrics != std::string::npos) {
+        metrics_port_ =
+            std::atoi(seen.c_str() + metrics + strlen("metrics on port "));
+      }
       close(out_pipe[0]);
       return absl::OkStatus();
     }

@@ -44,6 +44,7 @@ class ServerProcess {
   void Kill();
 
   int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   const std::string& dir() const { return dir_; }
   std::string data_dir() const { return dir_ + "/data"; }
@@ -59,6 +60,7 @@ class ServerProcess {
   ServerTokens tokens_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
 };
 
 // A client context carrying `authorization: Bearer <token>` (none when

@@ -1,0 +1,237 @@
+#include "server/query/publisher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/civil_time.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/query/query_plan.h"
+
+namespace cohortd {
+namespace {
+
+using cohortd::v1::Metric;
+
+std::string GaugeName(Metric::Kind kind) {
+  switch (kind) {
+    case Metric::SESSIONS:
+      return "cohortd_published_sessions";
+    case Metric::ACCOUNTS:
+      return "cohortd_published_accounts";
+    case Metric::SUM:
+      return "cohortd_published_sum";
+    case Metric::MEAN:
+      return "cohortd_published_mean";
+    case Metric::RATE:
+      return "cohortd_published_rate";
+    default:
+      return "cohortd_published_quantile";
+  }
+}
+
+// "YYYY-MM" of the `back`-th month before the one containing `now` (UTC).
+std::string MonthBefore(absl::Time now, int back) {
+  const absl::CivilMonth month =
+      absl::ToCivilMonth(now, absl::UTCTimeZone()) - back;
+  return absl::StrFormat("%04d-%02d", month.year(), month.month());
+}
+
+// How far back "all closed months" reaches: ten years.
+constexpr int kClosedMonthsHorizon = 120;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Publisher>> Publisher::Create(
+    const Config* config, QueryEngine* engine, MetricsRegistry* metrics,
+    Clock* clock) {
+  std::unique_ptr<Publisher> publisher(
+      new Publisher(config, engine, metrics, clock));
+  for (size_t i = 0; i < config->publications.size(); ++i) {
+    const PublicationSpec& spec = config->publications[i];
+    auto published = std::make_unique<Published>();
+    const auto parsed = google::protobuf::util::JsonStringToMessage(
+        spec.request_json, &published->base);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("publications[", spec.name,
+                       "].request: not an AggregateRequest: ",
+                       std::string(parsed.message())));
+    }
+    published->base.set_dataset(spec.dataset);
+    publisher->published_.push_back(std::move(published));
+    // Plan the request as it will be sent, so a bad publication stops the
+    // server at start rather than failing on every run.
+    absl::StatusOr<QueryPlan> plan =
+        PlanQuery(*config, publisher->RequestAt(i, clock->Now()));
+    if (!plan.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("publications[", spec.name, "].request: ",
+                       plan.status().message()));
+    }
+    metrics
+        ->GetGauge("cohortd_publication_budget_exhausted",
+                   "1 when the publication's budget is spent and it keeps "
+                   "its last release.",
+                   {{"publication", spec.name}})
+        ->Set(0);
+  }
+  return publisher;
+}
+
+Publisher::~Publisher() { Stop(); }
+
+cohortd::v1::AggregateRequest Publisher::RequestAt(size_t index,
+                                                   absl::Time now) const {
+  const PublicationSpec& spec = config_->publications[index];
+  cohortd::v1::AggregateRequest request = published_[index]->base;
+  int months = 0;
+  switch (spec.months) {
+    case PublicationSpec::Months::kAll:
+      return request;
+    case PublicationSpec::Months::kClosed:
+      months = kClosedMonthsHorizon;
+      break;
+    case PublicationSpec::Months::kLastClosed:
+      months = spec.last_months;
+      break;
+  }
+  // The filter changes only when a month closes; until then every run asks
+  // the same question and is answered from the release cache for free
+  // (unless data of those months changed).
+  cohortd::v1::Filter* filter = request.add_filters();
+  filter->set_dimension("month");
+  for (int back = months; back >= 1; --back) {
+    filter->add_any_of(MonthBefore(now, back));
+  }
+  return request;
+}
+
+absl::Status Publisher::RunOnce(size_t index) {
+  const PublicationSpec& spec = config_->publications[index];
+  const MetricLabels labels = {{"publication", spec.name}};
+  absl::StatusOr<cohortd::v1::AggregateResponse> response =
+      engine_->Aggregate(PublicationPrincipal(spec.name),
+                         RequestAt(index, clock_->Now()));
+  Gauge* exhausted = metrics_->GetGauge(
+      "cohortd_publication_budget_exhausted",
+      "1 when the publication's budget is spent and it keeps its last "
+      "release.",
+      labels);
+  if (absl::IsResourceExhausted(response.status())) {
+    exhausted->Set(1);
+    LogWarning("publisher", "publication %s keeps its last release: %s",
+               spec.name, response.status().message());
+    return response.status();
+  }
+  RETURN_IF_ERROR(response.status());
+  exhausted->Set(0);
+  Export(index, *response);
+  if (!response->from_cache()) {
+    metrics_
+        ->GetCounter("cohortd_publication_releases_total",
+                     "Charged releases of the publication.", labels)
+        ->Increment();
+    metrics_
+        ->GetGauge("cohortd_publication_last_release_timestamp_seconds",
+                   "When the publication's current values were released.",
+                   labels)
+        ->Set(absl::ToUnixSeconds(clock_->Now()));
+  }
+  return absl::OkStatus();
+}
+
+void Publisher::Export(size_t index,
+                       const cohortd::v1::AggregateResponse& response) {
+  const PublicationSpec& spec = config_->publications[index];
+  Published& published = *published_[index];
+  // Estimates carry the planner's metric names (derived when the config
+  // gave none); plan the request again to map them back to their kinds.
+  std::map<std::string, Metric::Kind> kinds;
+  absl::StatusOr<QueryPlan> plan = PlanQuery(*config_, published.base);
+  if (plan.ok()) {
+    for (const Metric& m : plan->canonical.metrics()) {
+      kinds[m.name()] = m.kind();
+    }
+  }
+
+  std::set<std::pair<std::string, MetricLabels>> now;
+  auto set = [&](const std::string& name, MetricLabels labels, double v) {
+    metrics_->GetGauge(name, "A published, differentially private figure.",
+                       labels)
+        ->Set(v);
+    now.emplace(name, std::move(labels));
+  };
+  for (const cohortd::v1::Cohort& cohort : response.cohorts()) {
+    MetricLabels base = {{"publication", spec.name}};
+    for (const auto& [dimension, value] : cohort.key()) {
+      base[dimension] = value;
+    }
+    for (const cohortd::v1::Estimate& e : cohort.estimates()) {
+      auto kind = kinds.find(e.metric());
+      if (kind == kinds.end()) continue;
+      MetricLabels labels = base;
+      labels["metric"] = e.metric();
+      if (kind->second == Metric::QUANTILES) {
+        for (const cohortd::v1::Quantile& q : e.quantiles()) {
+          MetricLabels ql = labels;
+          ql["q"] = absl::StrCat(q.q());
+          ql["bound"] = "value";
+          set(GaugeName(kind->second), ql, q.value());
+          ql["bound"] = "ci_low";
+          set(GaugeName(kind->second), ql, q.ci_low());
+          ql["bound"] = "ci_high";
+          set(GaugeName(kind->second), ql, q.ci_high());
+        }
+        continue;
+      }
+      labels["bound"] = "value";
+      set(GaugeName(kind->second), labels, e.value());
+      labels["bound"] = "ci_low";
+      set(GaugeName(kind->second), labels, e.ci_low());
+      labels["bound"] = "ci_high";
+      set(GaugeName(kind->second), labels, e.ci_high());
+    }
+  }
+  absl::MutexLock lock(&published.mu);
+  for (const auto& [name, labels] : published.series) {
+    if (now.count({name, labels}) == 0) metrics_->RemoveGauge(name, labels);
+  }
+  published.series = std::move(now);
+}
+
+void Publisher::Start() {
+  if (published_.empty() || thread_.joinable()) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Publisher::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Publisher::Loop() {
+  std::vector<absl::Time> due(published_.size(), clock_->Now());
+  while (!stop_.HasBeenNotified()) {
+    const absl::Time now = clock_->Now();
+    for (size_t i = 0; i < published_.size(); ++i) {
+      if (now < due[i]) continue;
+      const absl::Status status = RunOnce(i);
+      if (!status.ok() && !absl::IsResourceExhausted(status)) {
+        LogWarning("publisher", "publication %s failed: %s",
+                   config_->publications[i].name, status.ToString());
+      }
+      due[i] = now + config_->publications[i].every;
+    }
+    const absl::Time next = *std::min_element(due.begin(), due.end());
+    stop_.WaitForNotificationWithTimeout(
+        std::clamp(next - clock_->Now(), absl::Milliseconds(100),
+                   absl::Seconds(1)));
+  }
+}
+
+}  // namespace cohortd

@@ -1,0 +1,147 @@
+#include "server/query/query_engine.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/crypto/csprng.h"
+#include "server/query/executor.h"
+#include "server/query/query_plan.h"
+
+namespace cohortd {
+
+QueryEngine::QueryEngine(const Config* config, ColumnarIndex* index,
+                         ReleaseJournal* journal, Ingestor* ingestor,
+                         std::unique_ptr<HmacSha256> bounding_hmac,
+                         MetricsRegistry* metrics)
+    : config_(config),
+      index_(index),
+      journal_(journal),
+      ingestor_(ingestor),
+      bounding_hmac_(std::move(bounding_hmac)),
+      metrics_(metrics) {}
+
+void QueryEngine::CountCacheHit(const std::string& dataset) {
+  metrics_
+      ->GetCounter("cohortd_query_cache_hits_total",
+                   "Aggregate calls answered from the release cache.",
+                   {{"dataset", dataset}})
+      ->Increment();
+}
+
+absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
+    const std::string& principal,
+    const cohortd::v1::AggregateRequest& request) {
+  ASSIGN_OR_RETURN(QueryPlan plan, PlanQuery(*config_, request));
+  const std::string& dataset = plan.dataset->name;
+  const MetricLabels labels = {{"dataset", dataset}};
+
+  // Versions and view at the same commit (see Ingestor::commit_fence).
+  std::map<std::string, uint64_t> versions;
+  std::unique_ptr<DatasetView> view;
+  {
+    absl::ReaderMutexLock fence(ingestor_->commit_fence());
+    ASSIGN_OR_RETURN(versions, journal_->DataVersions(dataset, plan.months));
+    ASSIGN_OR_RETURN(
+        std::optional<cohortd::v1::AggregateResponse> cached,
+        journal_->FindCached(dataset, plan.canonical_bytes, versions));
+    if (cached.has_value()) {
+      ASSIGN_OR_RETURN(*cached->mutable_budget(),
+                       journal_->GetBudget(principal, dataset));
+      CountCacheHit(dataset);
+      return *std::move(cached);
+    }
+    ASSIGN_OR_RETURN(view, index_->Read(dataset));
+  }
+
+  ASSIGN_OR_RETURN(privacy::QueryReleaser releaser, MakeReleaser(plan));
+  const privacy::ZcdpCharge charge = releaser.budget().Charge();
+  const privacy::ReportedCost cost = releaser.budget().Reported();
+  RETURN_IF_ERROR(journal_->CheckAffordable(principal, dataset, charge, cost));
+
+  // The bounding key depends on the canonical request only, so the same
+  // question bounds the same way whenever it is recomputed.
+  const Digest256 key = bounding_hmac_->Mac(plan.canonical_bytes);
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(
+      ExecutionResult result,
+      ExecuteQuery(plan, *view, releaser,
+                   absl::string_view(reinterpret_cast<const char*>(key.data()),
+                                     16),
+                   SecureRandomWords()));
+  view.reset();  // let ingest proceed while the release is written
+  metrics_
+      ->GetHistogram("cohortd_query_execute_seconds",
+                     "Time to scan the index and draw the noise of one "
+                     "release.",
+                     labels, LatencyBucketsSeconds())
+      ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+
+  cohortd::v1::AggregateResponse response;
+  for (auto& cohort : result.cohorts) {
+    *response.add_cohorts() = std::move(cohort);
+  }
+  RETURN_IF_ERROR(journal_->CommitRelease(principal, dataset,
+                                          plan.canonical_bytes,
+                                          plan.canonical_json, versions,
+                                          charge, cost, &response));
+  if (response.from_cache()) {
+    // An identical request committed first while this one computed: the
+    // journal answered with that release, uncharged, and this noise is
+    // discarded unseen.
+    CountCacheHit(dataset);
+    return response;
+  }
+  metrics_
+      ->GetCounter("cohortd_query_releases_total",
+                   "Releases computed and charged.", labels)
+      ->Increment();
+  LogInfo("query", "release %s for '%s' on %s: %d cohort(s), epsilon %.4g",
+          response.release_id(), principal, dataset, response.cohorts_size(),
+          response.cost().epsilon());
+  return response;
+}
+
+absl::StatusOr<cohortd::v1::DatasetDescription> DescribeDataset(
+    const Config& config, const std::string& name) {
+  const DatasetSpec* ds = config.FindDataset(name);
+  if (ds == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& d : config.datasets) names.push_back(d.name);
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset: unknown dataset '", name,
+                     "'; datasets: ", absl::StrJoin(names, ", ")));
+  }
+  cohortd::v1::DatasetDescription out;
+  out.set_name(ds->name);
+  out.set_description(ds->description);
+  for (const DimensionSpec& d : ds->dimensions) {
+    auto* dim = out.add_dimensions();
+    dim->set_name(d.name);
+    for (const auto& v : d.values) dim->add_values(v);
+    dim->set_open_domain(d.open_domain);
+    dim->set_max_length(d.max_length);
+    dim->set_derived(d.derived);
+  }
+  for (const MeasureSpec& m : ds->measures) {
+    auto* measure = out.add_measures();
+    measure->set_name(m.name);
+    measure->set_lower(m.lower);
+    measure->set_upper(m.upper);
+    measure->set_granularity(m.granularity);
+  }
+  auto* p = out.mutable_privacy();
+  p->set_k(ds->privacy.k);
+  p->set_default_epsilon(ds->privacy.default_epsilon);
+  p->set_max_epsilon(ds->privacy.max_epsilon);
+  p->set_delta(ds->privacy.delta);
+  p->set_max_cohorts_per_account(ds->privacy.max_cohorts_per_account);
+  p->set_max_sessions_per_cohort(ds->privacy.max_sessions_per_cohort);
+  return out;
+}
+
+}  // namespace cohortd

@@ -1,0 +1,59 @@
+// QueryEngine: the query path's core, without gRPC types, so that the
+// gRPC service and the publisher (dashboards) release through exactly the
+// same steps:
+//   plan (validate, canonicalise) -> release cache -> budget pre-check ->
+//   execute over a consistent index view -> charge, cache and audit in one
+//   synced write -> answer.
+// Nothing leaves before the charge is durable (invariant 4).
+#ifndef COHORTD_SERVER_QUERY_QUERY_ENGINE_H_
+#define COHORTD_SERVER_QUERY_QUERY_ENGINE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cohortd/v1/cohortd.pb.h"
+#include "server/config/config.h"
+#include "server/crypto/pseudonymizer.h"
+#include "server/ingest/ingestor.h"
+#include "server/metrics/metrics.h"
+#include "server/query/columnar_index.h"
+#include "server/query/release_journal.h"
+
+namespace cohortd {
+
+// Thread-safe; all pointers are borrowed and must outlive it.
+class QueryEngine {
+ public:
+  // `bounding_hmac` keys contribution bounding (a key of its own, derived
+  // from the server secret). `ingestor` provides the commit fence.
+  QueryEngine(const Config* config, ColumnarIndex* index,
+              ReleaseJournal* journal, Ingestor* ingestor,
+              std::unique_ptr<HmacSha256> bounding_hmac,
+              MetricsRegistry* metrics);
+
+  // One release for `principal`. Errors: InvalidArgument (request),
+  // ResourceExhausted (budget), Unavailable (storage), Internal.
+  absl::StatusOr<cohortd::v1::AggregateResponse> Aggregate(
+      const std::string& principal,
+      const cohortd::v1::AggregateRequest& request);
+
+ private:
+  void CountCacheHit(const std::string& dataset);
+
+  const Config* const config_;
+  ColumnarIndex* const index_;
+  ReleaseJournal* const journal_;
+  Ingestor* const ingestor_;
+  const std::unique_ptr<HmacSha256> bounding_hmac_;
+  MetricsRegistry* const metrics_;
+};
+
+// The public description of `dataset` (schema and privacy parameters, all
+// from the config). Errors: InvalidArgument for an unknown dataset.
+absl::StatusOr<cohortd::v1::DatasetDescription> DescribeDataset(
+    const Config& config, const std::string& dataset);
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_QUERY_QUERY_ENGINE_H_

@@ -1,0 +1,227 @@
+// A real Prometheus (Debian's `prometheus`) scrapes a running cohortd with
+// the shipped deploy/prometheus/prometheus.yml; the test reads the
+// published and operational series back through Prometheus's HTTP API.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cohortd/v1/cohortd.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/integration/server_process.h"
+
+#ifndef COHORTD_SOURCE_DIR
+#error "COHORTD_SOURCE_DIR must name the source tree"
+#endif
+
+namespace cohortd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kPrometheus[] = "/usr/bin/prometheus";
+constexpr int64_t kJan2026 = 1767225600;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// GET through the curl binary; "" on failure.
+std::string HttpGet(const std::string& url) {
+  const std::string command = absl::StrCat("curl -sf --max-time 5 '", url, "'");
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return "";
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  pclose(pipe);
+  return out;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Polls `fetch` until `done(body)` or the deadline; returns the last body.
+template <typename Fetch, typename Done>
+std::string WaitFor(Fetch fetch, Done done, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string body;
+  while (absl::Now() < deadline) {
+    body = fetch();
+    if (done(body)) break;
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  return body;
+}
+
+class PrometheusIntegrationTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (prometheus_pid_ > 0) {
+      kill(prometheus_pid_, SIGTERM);
+      waitpid(prometheus_pid_, nullptr, 0);
+    }
+  }
+
+  void PushPopulation(cohortd::v1::Ingest::Stub* ingest,
+                      const std::string& token) {
+    cohortd::v1::PushRequest request;
+    request.set_dataset("sessions");
+    const char* occupations[] = {"legal", "management",
+                                 "computer_mathematical"};
+    int serial = 0;
+    for (const char* occupation : occupations) {
+      for (int a = 0; a < 400; ++a) {
+        auto* obs = request.add_observations();
+        obs->set_session_id(absl::StrCat(occupation, "-s", a));
+        obs->set_account_id(absl::StrCat(occupation, "-a", a));
+        obs->mutable_session_start()->set_seconds(kJan2026 + serial++ * 60);
+        obs->set_source("test@1");
+        (*obs->mutable_labels())["occupation"] = occupation;
+        (*obs->mutable_labels())["verified_success"] =
+            a % 4 == 0 ? "true" : "false";
+        (*obs->mutable_labels())["work_mode"] = a % 2 ? "fix" : "build";
+      }
+    }
+    cohortd::v1::PushResponse response;
+    auto context = AuthContext(token);
+    ASSERT_TRUE(ingest->Push(context.get(), request, &response).ok());
+    ASSERT_EQ(response.accepted(), 1200);
+  }
+
+  pid_t prometheus_pid_ = -1;
+};
+
+TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
+  if (access(kPrometheus, X_OK) != 0) {
+    GTEST_SKIP() << kPrometheus
+                 << " is missing; scripts/setup installs Debian's prometheus";
+  }
+  const std::string dir = MakeTempDir();
+  // Publications recompute every second here (a free cache hit while the
+  // data is unchanged), so the test need not wait ten minutes.
+  ServerProcess server(dir, "", {{"every: 10m", "every: 1s"}});
+  ASSERT_OK(server.Start());
+  ASSERT_GT(server.metrics_port(), 0);
+  auto ingest = cohortd::v1::Ingest::NewStub(server.Channel());
+  PushPopulation(ingest.get(), server.tokens().ingest);
+
+  const std::string metrics_url =
+      absl::StrCat("http://127.0.0.1:", server.metrics_port(), "/metrics");
+  const std::string exposition = WaitFor(
+      [&] { return HttpGet(metrics_url); },
+      [](const std::string& body) {
+        return body.find("cohortd_published_rate{") != std::string::npos;
+      },
+      absl::Seconds(30));
+  ASSERT_THAT(exposition, HasSubstr("cohortd_published_rate{"))
+      << "cohortd never exported the publication";
+  // No account or session value appears in any label.
+  EXPECT_THAT(exposition, Not(HasSubstr("-a1")));
+  EXPECT_THAT(exposition, Not(HasSubstr("-s1")));
+
+  // Prometheus with the shipped config, pointed at this server's port.
+  std::string config =
+      Slurp(std::string(COHORTD_SOURCE_DIR) + "/deploy/prometheus/prometheus.yml");
+  ASSERT_THAT(config, HasSubstr("127.0.0.1:9464"));
+  config = absl::StrReplaceAll(
+      config, {{"127.0.0.1:9464",
+                absl::StrCat("127.0.0.1:", server.metrics_port())},
+               {"scrape_interval: 15s", "scrape_interval: 1s"},
+               {"rule_files:\n  - rules.yml\n", ""}});
+  {
+    std::ofstream out(dir + "/prometheus.yml");
+    out << config;
+  }
+  const int port = FreePort();
+  prometheus_pid_ = fork();
+  if (prometheus_pid_ == 0) {
+    const std::string log = dir + "/prometheus.log";
+    FILE* f = fopen(log.c_str(), "w");
+    if (f != nullptr) {
+      dup2(fileno(f), STDOUT_FILENO);
+      dup2(fileno(f), STDERR_FILENO);
+    }
+    const std::string config_flag = "--config.file=" + dir + "/prometheus.yml";
+    const std::string storage = "--storage.tsdb.path=" + dir + "/tsdb";
+    const std::string listen =
+        absl::StrCat("--web.listen-address=127.0.0.1:", port);
+    execl(kPrometheus, kPrometheus, config_flag.c_str(), storage.c_str(),
+          listen.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto query = [&](const std::string& promql) {
+    return HttpGet(absl::StrCat("http://127.0.0.1:", port,
+                                "/api/v1/query?query=", promql));
+  };
+  auto has_series = [](const std::string& body) {
+    return body.find("\"status\":\"success\"") != std::string::npos &&
+           body.find("\"result\":[]") == std::string::npos &&
+           body.find("\"result\":[") != std::string::npos;
+  };
+  const std::string published =
+      WaitFor([&] { return query("cohortd_published_rate"); }, has_series,
+              absl::Seconds(60));
+  ASSERT_TRUE(has_series(published))
+      << "Prometheus has no published series: " << published << "\n"
+      << Slurp(dir + "/prometheus.log");
+  EXPECT_THAT(published,
+              HasSubstr("\"publication\":\"verified_success_by_occupation\""));
+  EXPECT_THAT(published, HasSubstr("\"bound\":\"value\""));
+  EXPECT_THAT(published, HasSubstr("\"bound\":\"ci_low\""));
+  EXPECT_THAT(published, HasSubstr("\"bound\":\"ci_high\""));
+  EXPECT_THAT(published, HasSubstr("\"occupation\":\"legal\""));
+
+  EXPECT_TRUE(has_series(query("cohortd_rpc_requests_total")));
+  EXPECT_TRUE(has_series(query("cohortd_ingest_observations_total")));
+  EXPECT_TRUE(has_series(query("cohortd_budget_remaining_epsilon")));
+  EXPECT_TRUE(has_series(query("cohortd_index_memory_bytes")));
+
+  // Scrapes and scheduled re-runs on unchanged data cost nothing.
+  const std::string spent_query =
+      "cohortd_budget_spent_epsilon%7Bprincipal%3D%22publisher%2F"
+      "verified_success_by_occupation%22%7D";
+  const std::string before = HttpGet(metrics_url);
+  absl::SleepFor(absl::Seconds(3));
+  const std::string after = HttpGet(metrics_url);
+  auto spent_line = [](const std::string& body) {
+    const size_t at = body.find(
+        "cohortd_budget_spent_epsilon{dataset=\"sessions\",principal=\""
+        "publisher/verified_success_by_occupation\"}");
+    return at == std::string::npos ? std::string()
+                                   : body.substr(at, body.find('\n', at) - at);
+  };
+  EXPECT_FALSE(spent_line(before).empty());
+  EXPECT_EQ(spent_line(before), spent_line(after));
+  EXPECT_TRUE(has_series(query(spent_query)));
+}
+
+}  // namespace
+}  // namespace cohortd::testing
