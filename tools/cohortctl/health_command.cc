@@ -40,8 +40,7 @@ Command HealthCommand() {
       "cannot be reached (UNAVAILABLE).\n";
   command.flags = {
       {"service", "NAME",
-       "a service name, e.g. cohortd.v1.Query (default: "
-       "the server as a whole)"},
+       "one service, e.g. cohortd.v1.Query (default: the whole server)"},
   };
   command.run = RunHealth;
   return command;
