@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""Lints deploy/ and the Dockerfile where no cluster or Docker engine runs.
+
+    python3 tests/deploy/lint_deploy.py REPO_ROOT
+
+Checks, each failure reported with its file:
+  - every YAML file in deploy/ parses (all documents);
+  - Kubernetes objects have apiVersion, kind and metadata.name and no
+    namespace; the StatefulSet has one replica, startup/readiness/liveness
+    probes, runs as non-root with a read-only root file system, mounts a
+    volumeClaimTemplate at the data dir and sets resources; the Service
+    exposes 7443 and 9464;
+  - deploy's cohortd configs are in step with config/cohortd.yaml
+    (deploy/sync-config.py --check) and point at the paths the manifests
+    mount;
+  - compose publishes every port on 127.0.0.1 only;
+  - Grafana dashboards are valid JSON, use the provisioned datasource uid,
+    and their PromQL parses (promtool) and names only metrics cohortd
+    exposes (KNOWN_METRICS);
+  - the Prometheus rules name only known metrics;
+  - the Dockerfile: FROM pinned to debian:12 tags, a non-root USER in the
+    final stage, HEALTHCHECK, no `curl | sh`, no ADD of URLs, apt lists
+    removed in every RUN that runs apt-get update.
+Exits 1 listing every problem, 0 when clean.
+"""
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import yaml
+
+# What cohortd exposes on /metrics (README "Metrics", issue 5). A histogram
+# family FOO also has FOO_bucket, FOO_sum and FOO_count.
+KNOWN_METRICS = {
+    "cohortd_rpc_requests_total",
+    "cohortd_rpc_duration_seconds",
+    "cohortd_ingest_observations_total",
+    "cohortd_ingest_rejections_total",
+    "cohortd_ingest_push_duration_seconds",
+    "cohortd_ingest_commit_group_observations",
+    "cohortd_ingest_commit_duration_seconds",
+    "cohortd_store_live_data_bytes",
+    "cohortd_store_wal_syncs",
+    "cohortd_store_pending_compaction_bytes",
+    "cohortd_index_memory_bytes",
+    "cohortd_index_sessions",
+    "cohortd_query_releases_total",
+    "cohortd_query_cache_hits_total",
+    "cohortd_query_execute_seconds",
+    "cohortd_budget_spent_epsilon",
+    "cohortd_budget_remaining_epsilon",
+    "cohortd_budget_total_epsilon",
+    "cohortd_published_sessions",
+    "cohortd_published_accounts",
+    "cohortd_published_sum",
+    "cohortd_published_mean",
+    "cohortd_published_rate",
+    "cohortd_published_quantile",
+    "cohortd_publication_budget_exhausted",
+    "cohortd_publication_last_release_timestamp_seconds",
+    "cohortd_publication_releases_total",
+    # Prometheus's own, per scrape target.
+    "up",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+DATASOURCE_UID = "cohortd-prometheus"
+DATA_DIR = "/var/lib/cohortd"
+
+# PromQL words that look like metric names but are not.
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
+    "count_values", "bottomk", "topk", "quantile", "by", "without", "on",
+    "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+    "offset", "rate", "irate", "increase", "delta", "idelta", "deriv",
+    "histogram_quantile", "clamp", "clamp_min", "clamp_max", "abs", "ceil",
+    "floor", "round", "vector", "scalar", "time", "timestamp", "absent",
+    "absent_over_time", "label_replace", "label_join", "sort", "sort_desc",
+    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time",
+    "last_over_time", "count_over_time", "changes", "resets", "exp", "ln",
+    "log2", "log10", "sqrt", "le", "inf", "nan",
+}
+
+
+class Lint:
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.problems = []
+        self.exprs = []   # (file, panel, PromQL) of every dashboard query
+
+    def fail(self, path, message):
+        rel = path.relative_to(self.root) if isinstance(path, pathlib.Path) else path
+        self.problems.append(f"{rel}: {message}")
+
+
+def metric_names(expr: str):
+    """Metric names in a PromQL expression: identifiers not followed by '('
+    and not inside label matchers, strings, or after by/without/on/..."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)       # strings
+    expr = re.sub(r"\{[^}]*\}", "{}", expr)                # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "[]", expr)               # ranges
+    # Label lists of by/without/on/ignoring/group_left/group_right.
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)",
+                  r"\1()", expr)
+    expr = re.sub(r"\$\{?\w+\}?", "", expr)                # Grafana variables
+    names = set()
+    for match in re.finditer(r"(?<![\w.:])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()", expr):
+        word = match.group(1)
+        if word.lower() in PROMQL_WORDS:
+            continue
+        if re.fullmatch(r"\d+[smhdwy]", word):
+            continue
+        names.add(word)
+    return names
+
+
+def known_metric(name: str) -> bool:
+    if name in KNOWN_METRICS:
+        return True
+    for suffix in HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in KNOWN_METRICS:
+            return True
+    return False
+
+
+def load_yaml_docs(lint, path):
+    try:
+        with open(path) as f:
+            return [d for d in yaml.safe_load_all(f) if d is not None]
+    except yaml.YAMLError as e:
+        lint.fail(path, f"invalid YAML: {e}")
+        return []
+
+
+def check_k8s_object(lint, path, obj):
+    for key in ("apiVersion", "kind"):
+        if not obj.get(key):
+            lint.fail(path, f"object without {key}")
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") != "Kustomization":
+        if not meta.get("name"):
+            lint.fail(path, f"{obj.get('kind')} without metadata.name")
+        if "namespace" in meta:
+            lint.fail(path, f"{obj.get('kind')} sets a namespace; the manifests "
+                            "are namespace-free")
+
+
+def check_statefulset(lint, path, sts):
+    spec = sts.get("spec", {})
+    if spec.get("replicas") != 1:
+        lint.fail(path, "StatefulSet must have exactly 1 replica (one budget ledger)")
+    pod = spec.get("template", {}).get("spec", {})
+    pod_sc = pod.get("securityContext", {})
+    containers = pod.get("containers", [])
+    if not containers:
+        lint.fail(path, "StatefulSet has no containers")
+        return
+    claims = {c.get("metadata", {}).get("name")
+              for c in spec.get("volumeClaimTemplates", [])}
+    if not claims:
+        lint.fail(path, "StatefulSet has no volumeClaimTemplates")
+    for c in pod.get("initContainers", []) + containers:
+        name = c.get("name")
+        sc = c.get("securityContext", {})
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            lint.fail(path, f"container {name}: runAsNonRoot is not set")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) in (0, None):
+            lint.fail(path, f"container {name}: needs a non-zero runAsUser")
+        if not sc.get("readOnlyRootFilesystem"):
+            lint.fail(path, f"container {name}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            lint.fail(path, f"container {name}: allowPrivilegeEscalation must be false")
+        if "limits" not in c.get("resources", {}) or "requests" not in c.get("resources", {}):
+            lint.fail(path, f"container {name}: resources need requests and limits")
+    main = next((c for c in containers if c.get("name") == "cohortd"), containers[0])
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        p = main.get(probe)
+        if not p:
+            lint.fail(path, f"container {main.get('name')} has no {probe}")
+        elif p.get("grpc", {}).get("port") != 7443:
+            lint.fail(path, f"{probe} must be a grpc probe on port 7443")
+    mounts = {m.get("mountPath"): m.get("name") for m in main.get("volumeMounts", [])}
+    if mounts.get(DATA_DIR) not in claims:
+        lint.fail(path, f"the data dir {DATA_DIR} is not mounted from a "
+                        "volumeClaimTemplate")
+    for needed in ("/etc/cohortd", "/etc/cohortd/secrets", "/run/cohortd"):
+        if needed not in mounts:
+            lint.fail(path, f"nothing mounted at {needed}, which the config names")
+
+
+def check_service(lint, path, svc):
+    ports = {p.get("port") for p in svc.get("spec", {}).get("ports", [])}
+    for port in (7443, 9464):
+        if port not in ports:
+            lint.fail(path, f"Service does not expose port {port}")
+    if svc.get("spec", {}).get("type", "ClusterIP") != "ClusterIP":
+        lint.fail(path, "Service must be ClusterIP (see configmap.yaml on TLS)")
+
+
+def check_cohortd_config(lint, path, text, principals_file, key_file):
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        lint.fail(path, f"embedded cohortd config is invalid YAML: {e}")
+        return
+    server = config.get("server", {})
+    if not str(server.get("data_dir", "")).startswith(DATA_DIR + "/"):
+        lint.fail(path, f"server.data_dir must be under the volume {DATA_DIR}")
+    if server.get("pseudonymization_key_file") != key_file:
+        lint.fail(path, f"server.pseudonymization_key_file must be {key_file}")
+    if config.get("principals_file") != principals_file:
+        lint.fail(path, f"principals_file must be {principals_file}")
+    if "principals" in config:
+        lint.fail(path, "principals belong in the secret principals file")
+    for key in ("listen", "metrics_listen"):
+        if not str(server.get(key, "")).endswith(
+                ":7443" if key == "listen" else ":9464"):
+            lint.fail(path, f"server.{key} must use the image's port")
+
+
+def check_k8s(lint, k8s_dir):
+    kinds = {}
+    for path in sorted(k8s_dir.glob("*.yaml")):
+        for obj in load_yaml_docs(lint, path):
+            check_k8s_object(lint, path, obj)
+            kinds.setdefault(obj.get("kind"), []).append((path, obj))
+    for kind in ("StatefulSet", "Service", "ConfigMap", "Secret", "Kustomization"):
+        if kind not in kinds:
+            lint.fail(k8s_dir, f"no {kind} manifest")
+    for path, sts in kinds.get("StatefulSet", []):
+        check_statefulset(lint, path, sts)
+    for path, svc in kinds.get("Service", []):
+        check_service(lint, path, svc)
+    for path, cm in kinds.get("ConfigMap", []):
+        text = (cm.get("data") or {}).get("cohortd.yaml")
+        if text is None:
+            lint.fail(path, "ConfigMap has no cohortd.yaml")
+        else:
+            check_cohortd_config(lint, path, text,
+                                 "/etc/cohortd/secrets/principals.yaml",
+                                 "/run/cohortd/pseudonymization.key")
+    for path, secret in kinds.get("Secret", []):
+        values = list((secret.get("data") or {}).values()) + \
+            list((secret.get("stringData") or {}).values())
+        if not all("REPLACE_WITH" in str(v) for v in values):
+            lint.fail(path, "the Secret template may hold only placeholders")
+    for path, kust in kinds.get("Kustomization", []):
+        for res in kust.get("resources", []):
+            if not (k8s_dir / res).exists():
+                lint.fail(path, f"resource {res} does not exist")
+            if res == "secret.yaml":
+                lint.fail(path, "the Secret template must not be applied")
+
+
+def check_compose(lint, path):
+    docs = load_yaml_docs(lint, path)
+    if not docs:
+        return
+    compose = docs[0]
+    for name, service in (compose.get("services") or {}).items():
+        for port in service.get("ports", []):
+            spec = port if isinstance(port, str) else \
+                f"{port.get('host_ip', '')}:{port.get('published', '')}:{port.get('target', '')}"
+            if not spec.startswith("127.0.0.1:"):
+                lint.fail(path, f"service {name} publishes {spec!r}: bind it "
+                                "to 127.0.0.1")
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith("."):
+                if not (path.parent / source).exists():
+                    lint.fail(path, f"service {name} mounts missing {source}")
+    for name, secret in (compose.get("secrets") or {}).items():
+        if "file" not in secret:
+            lint.fail(path, f"secret {name} must come from a file")
+    config = path.parent / "compose" / "cohortd.yaml"
+    check_cohortd_config(lint, config, config.read_text(),
+                         "/run/cohortd/principals.yaml",
+                         DATA_DIR + "/pseudonymization.key")
+
+
+def check_dashboards(lint, dash_dir):
+    files = sorted(dash_dir.glob("*.json"))
+    if not files:
+        lint.fail(dash_dir, "no dashboards")
+    uids = set()
+    for path in files:
+        try:
+            dash = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            lint.fail(path, f"invalid JSON: {e}")
+            continue
+        for key in ("uid", "title", "panels", "schemaVersion"):
+            if key not in dash:
+                lint.fail(path, f"dashboard without {key}")
+        if dash.get("uid") in uids:
+            lint.fail(path, f"dashboard uid {dash.get('uid')} used twice")
+        uids.add(dash.get("uid"))
+        if not 36 <= dash.get("schemaVersion", 0) <= 39:
+            lint.fail(path, "schemaVersion should be 36-39")
+        panels = list(dash.get("panels", []))
+        for p in list(panels):
+            panels.extend(p.get("panels", []))       # collapsed rows
+        ids = [p.get("id") for p in panels]
+        if len(ids) != len(set(ids)):
+            lint.fail(path, "panel ids are not unique")
+        queries = 0
+        for p in panels:
+            if p.get("type") in ("row", "text"):
+                continue
+            title = p.get("title", p.get("id"))
+            if "gridPos" not in p:
+                lint.fail(path, f"panel {title!r} has no gridPos")
+            if p.get("datasource", {}).get("uid") != DATASOURCE_UID:
+                lint.fail(path, f"panel {title!r} does not use datasource "
+                                f"uid {DATASOURCE_UID}")
+            targets = p.get("targets", [])
+            if not targets:
+                lint.fail(path, f"panel {title!r} has no queries")
+            for t in targets:
+                expr = t.get("expr", "")
+                if not expr:
+                    lint.fail(path, f"panel {title!r} has a query without expr")
+                queries += 1
+                lint.exprs.append((path, title, expr))
+                for name in metric_names(expr):
+                    if not known_metric(name):
+                        lint.fail(path, f"panel {title!r} queries unknown "
+                                        f"metric {name!r}")
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") == "query":
+                query = v.get("query")
+                query = query.get("query", "") if isinstance(query, dict) else str(query)
+                for name in re.findall(r"label_values\(\s*([a-zA-Z_:][\w:]*)", query):
+                    if not known_metric(name):
+                        lint.fail(path, f"variable {v.get('name')} queries "
+                                        f"unknown metric {name!r}")
+        if queries == 0:
+            lint.fail(path, "dashboard has no queries")
+
+
+def check_promql_syntax(lint):
+    """Parses every dashboard query with promtool, as recording rules, with
+    Grafana's variables replaced by plausible values."""
+    import shutil
+    import tempfile
+    promtool = shutil.which("promtool")
+    if not promtool:
+        print("lint_deploy: promtool not found, dashboard PromQL not parsed "
+              "(install the Debian package prometheus: scripts/setup)")
+        return
+    for path, title, expr in lint.exprs:
+        concrete = (expr.replace("$__rate_interval", "5m")
+                        .replace("$__interval", "1m")
+                        .replace("$__range", "1h"))
+        concrete = re.sub(r"\$\{?(\w+)\}?", "x", concrete)
+        rules = {"groups": [{"name": "dashboard", "rules": [
+            {"record": "dashboard:query", "expr": concrete}]}]}
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            yaml.safe_dump(rules, f)
+            f.flush()
+            result = subprocess.run([promtool, "check", "rules", f.name],
+                                    capture_output=True, text=True)
+        if result.returncode != 0:
+            lint.fail(path, f"panel {title!r}: PromQL does not parse: "
+                            f"{(result.stdout + result.stderr).strip()}")
+
+
+def check_datasource(lint, path):
+    docs = load_yaml_docs(lint, path)
+    uids = [d.get("uid") for doc in docs for d in doc.get("datasources", [])]
+    if DATASOURCE_UID not in uids:
+        lint.fail(path, f"no datasource with uid {DATASOURCE_UID}")
+
+
+def check_rules(lint, path):
+    for doc in load_yaml_docs(lint, path):
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                for name in metric_names(rule.get("expr", "")):
+                    if not known_metric(name):
+                        lint.fail(path, f"rule {rule.get('alert')} uses "
+                                        f"unknown metric {name!r}")
+
+
+def dockerfile_instructions(text):
+    """(keyword, arguments) per instruction, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, args = line.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+    return out
+
+
+def check_dockerfile(lint, path):
+    text = path.read_text()
+    instructions = dockerfile_instructions(text)
+    stages = []
+    for keyword, args in instructions:
+        if keyword == "FROM":
+            image = args.split()[0]
+            if not re.fullmatch(r"debian:12(\.\d+)?(-slim)?(@sha256:[0-9a-f]{64})?", image):
+                lint.fail(path, f"FROM {image}: use a debian:12 tag")
+            stages.append([])
+        elif stages:
+            stages[-1].append((keyword, args))
+    if len(stages) < 2:
+        lint.fail(path, "expected a build stage and a runtime stage")
+        return
+    final = stages[-1]
+    users = [args for keyword, args in final if keyword == "USER"]
+    if not users or users[-1].split(":")[0] in ("root", "0"):
+        lint.fail(path, "the final stage must switch to a non-root USER")
+    for keyword in ("HEALTHCHECK", "ENTRYPOINT", "VOLUME", "EXPOSE"):
+        if not any(k == keyword for k, _ in final):
+            lint.fail(path, f"the final stage has no {keyword}")
+    if not any(k == "VOLUME" and DATA_DIR in a for k, a in final):
+        lint.fail(path, f"{DATA_DIR} must be a VOLUME")
+    exposed = " ".join(a for k, a in final if k == "EXPOSE").split()
+    for port in ("7443", "9464"):
+        if port not in exposed:
+            lint.fail(path, f"port {port} is not EXPOSEd")
+    if not any(k == "RUN" and "deploy/runtime-packages.txt" in a or
+               k == "COPY" and "deploy/runtime-packages.txt" in a for k, a in final):
+        lint.fail(path, "the runtime stage must install deploy/runtime-packages.txt")
+    for stage in stages:
+        for keyword, args in stage:
+            if keyword == "ADD" and re.search(r"https?://", args):
+                lint.fail(path, f"ADD of a URL: {args}")
+            if keyword == "RUN":
+                if re.search(r"(curl|wget)[^|;&]*\|\s*(ba|z|da)?sh\b", args):
+                    lint.fail(path, f"pipes a download into a shell: {args}")
+                runs_apt = "apt-get update" in args or re.search(r"scripts/setup\b", args)
+                if runs_apt and "rm -rf /var/lib/apt/lists" not in args:
+                    lint.fail(path, f"RUN updates apt but leaves its lists: {args}")
+                if "apt-get install" in args and "--no-install-recommends" not in args:
+                    lint.fail(path, f"apt-get install without --no-install-recommends")
+            if keyword == "USER" and stage is final and args.split(":")[0] in ("root", "0"):
+                lint.fail(path, "USER root in the final stage")
+    dockerignore = path.parent / ".dockerignore"
+    if not dockerignore.exists():
+        lint.fail(path, "no .dockerignore")
+    else:
+        ignored = dockerignore.read_text()
+        for needed in ("secrets/", "build*/", ".git"):
+            if needed not in ignored:
+                lint.fail(dockerignore, f"must ignore {needed}")
+
+
+def main():
+    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+    lint = Lint(root)
+    deploy = root / "deploy"
+
+    yaml_files = sorted(p for p in deploy.rglob("*") if p.suffix in (".yaml", ".yml"))
+    for path in yaml_files:
+        load_yaml_docs(lint, path)
+
+    sync = subprocess.run([sys.executable, str(deploy / "sync-config.py"), "--check"],
+                          capture_output=True, text=True)
+    if sync.returncode != 0:
+        lint.fail(deploy / "sync-config.py", (sync.stdout + sync.stderr).strip())
+
+    check_k8s(lint, deploy / "k8s")
+    check_compose(lint, deploy / "compose.yaml")
+    check_datasource(lint, deploy / "grafana/provisioning/datasources/prometheus.yaml")
+    check_dashboards(lint, deploy / "grafana/dashboards")
+    check_promql_syntax(lint)
+    check_rules(lint, deploy / "prometheus/rules.yml")
+    check_dockerfile(lint, root / "Dockerfile")
+
+    # Self-test of the metric-name extraction, so a regex slip cannot pass
+    # everything silently.
+    probe = metric_names('sum by (le) (rate(bogus_metric_bucket{a="b"}[5m])) / up')
+    if probe != {"bogus_metric_bucket", "up"}:
+        lint.fail("lint_deploy.py", f"metric_names self-test got {probe}")
+
+    if lint.problems:
+        print(f"lint_deploy: {len(lint.problems)} problem(s):")
+        for p in lint.problems:
+            print("  " + p)
+        return 1
+    print(f"lint_deploy: OK ({len(yaml_files)} YAML files, dashboards, Dockerfile)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
