@@ -101,6 +101,17 @@ TEST_F(CliTest, BadQueriesFailBeforeAnyCall) {
   EXPECT_EQ(with({"--metric", "sessions", "--filter", "outcome"}), kExitUsage);
 }
 
+TEST_F(CliTest, SyntaxErrorsComeBeforeTheMissingToken) {
+  EXPECT_EQ(Run({"query", "--metric", "median:prompts"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("unknown metric"));
+  EXPECT_EQ(Run({"push", "f.jsonl", "--streams", "0"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--streams between 1 and"));
+  EXPECT_EQ(Run({"audit", "--limit", "100000"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--limit between 1 and 10000"));
+  EXPECT_EQ(Run({"budget", "--format", "yaml"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--format must be text or json"));
+}
+
 TEST_F(CliTest, UnreachableServerIsAnRpcErrorWithItsCodeName) {
   env_["COHORTD_TARGET"] = "127.0.0.1:1";
   EXPECT_EQ(Run({"health", "--timeout", "5"}), kExitError);

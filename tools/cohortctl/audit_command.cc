@@ -1,5 +1,6 @@
 // `cohortctl audit`: lists the tamper-evident audit log (Admin.ListAudit)
 // and reports the server's verification of its hash chain.
+#include "absl/strings/str_cat.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "tools/cohortctl/audit_format.h"
 #include "tools/cohortctl/commands.h"
@@ -8,23 +9,24 @@
 namespace cohortd::cohortctl {
 namespace {
 
+constexpr int64_t kMaxLimit = 10000;  // the server's cap (API)
+
+absl::Status CheckAuditFlags(const ParsedFlags& flags) {
+  absl::StatusOr<int64_t> from = flags.GetInt("from", 1);
+  if (!from.ok()) return from.status();
+  absl::StatusOr<int64_t> limit = flags.GetInt("limit", 100);
+  if (!limit.ok()) return limit.status();
+  if (*from < 0 || *limit < 1 || *limit > kMaxLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--from must be >= 0 and --limit between 1 and ", kMaxLimit));
+  }
+  return CheckTextOrJsonFormat(flags);
+}
+
 int RunAudit(const CommandEnv& env) {
-  absl::StatusOr<int64_t> from = env.flags.GetInt("from", 1);
-  absl::StatusOr<int64_t> limit = env.flags.GetInt("limit", 100);
-  for (const auto* value : {&from, &limit}) {
-    if (!value->ok()) {
-      *env.io.err << "cohortctl: " << value->status().message() << "\n";
-      return kExitUsage;
-    }
-  }
-  if (*from < 0 || *limit < 1 || *limit > 10000) {
-    *env.io.err << "cohortctl: --from must be >= 0 and --limit between 1 "
-                   "and 10000\n";
-    return kExitUsage;
-  }
   cohortd::v1::ListAuditRequest request;
-  request.set_start_sequence(*from);
-  request.set_limit(static_cast<int32_t>(*limit));
+  request.set_start_sequence(*env.flags.GetInt("from", 1));
+  request.set_limit(static_cast<int32_t>(*env.flags.GetInt("limit", 100)));
   cohortd::v1::ListAuditResponse response;
   const int code = CallAndPrint<cohortd::v1::Admin>(
       env, "audit", &cohortd::v1::Admin::Stub::ListAudit, request, &FormatAudit,
@@ -51,6 +53,7 @@ Command AuditCommand() {
       {"limit", "N", "entries to list, at most 10000 (default 100)"},
       {"format", "FORMAT", "text or json (default text)"},
   };
+  command.check = CheckAuditFlags;
   command.run = RunAudit;
   return command;
 }

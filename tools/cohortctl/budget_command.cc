@@ -28,6 +28,7 @@ Command BudgetCommand() {
       "releases, and what remains.\n";
   command.role = Role::kAnalyst;
   command.flags = {{"format", "FORMAT", "text or json (default text)"}};
+  command.check = CheckTextOrJsonFormat;
   command.run = RunBudget;
   return command;
 }

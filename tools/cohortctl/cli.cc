@@ -133,6 +133,11 @@ int RunCohortctl(const std::vector<std::string>& args, const CliIo& io) {
         hint);
   }
 
+  if (command->check) {
+    if (absl::Status s = command->check(*flags); !s.ok()) {
+      return UsageError(io, s.message(), hint);
+    }
+  }
   absl::StatusOr<GlobalOptions> global = GlobalOptionsFromFlags(*flags, io.env);
   if (!global.ok()) return UsageError(io, global.status().message(), hint);
   std::string token;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "tools/cohortctl/connection.h"
 #include "tools/cohortctl/exit_codes.h"
 #include "tools/cohortctl/flags.h"
@@ -45,6 +46,10 @@ struct Command {
   std::string description;   // the body of `cohortctl NAME --help`
   std::optional<Role> role;  // nullopt: no token is sent
   std::vector<FlagSpec> flags;
+  // Optional: checks the command's flags before the token is looked up, so
+  // that a syntax error is reported first; INVALID_ARGUMENT makes exit 2.
+  // `run` may then take the flags it checked as valid.
+  std::function<absl::Status(const ParsedFlags&)> check;
   // Returns an exit code (kExit*). Runs on the calling thread.
   std::function<int(const CommandEnv&)> run;
 };

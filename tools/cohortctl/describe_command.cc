@@ -31,6 +31,7 @@ Command DescribeCommand() {
       "All of it comes from the server's config, none from the records.\n";
   command.role = Role::kAnalyst;
   command.flags = {{"format", "FORMAT", "text or json (default text)"}};
+  command.check = CheckTextOrJsonFormat;
   command.run = RunDescribe;
   return command;
 }

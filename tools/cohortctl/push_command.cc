@@ -18,21 +18,23 @@ namespace {
 
 constexpr int64_t kMaxStreams = 64;
 
+absl::Status CheckPushFlags(const ParsedFlags& flags) {
+  absl::StatusOr<int64_t> batch_size = flags.GetInt("batch", 1000);
+  if (!batch_size.ok()) return batch_size.status();
+  absl::StatusOr<int64_t> streams = flags.GetInt("streams", 4);
+  if (!streams.ok()) return streams.status();
+  if (*batch_size < 1 || *streams < 1 || *streams > kMaxStreams) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch must be at least 1 and --streams between 1 and ",
+                     kMaxStreams));
+  }
+  return absl::OkStatus();
+}
+
 int RunPush(const CommandEnv& env) {
   std::ostream& err = *env.io.err;
-  absl::StatusOr<int64_t> batch_size = env.flags.GetInt("batch", 1000);
-  absl::StatusOr<int64_t> streams = env.flags.GetInt("streams", 4);
-  for (const auto* value : {&batch_size, &streams}) {
-    if (!value->ok()) {
-      err << "cohortctl: " << value->status().message() << "\n";
-      return kExitUsage;
-    }
-  }
-  if (*batch_size < 1 || *streams < 1 || *streams > kMaxStreams) {
-    err << "cohortctl: --batch must be at least 1 and --streams between 1 "
-        << "and " << kMaxStreams << "\n";
-    return kExitUsage;
-  }
+  const int64_t batch_size = *env.flags.GetInt("batch", 1000);
+  const int64_t streams = *env.flags.GetInt("streams", 4);
 
   const std::string& path = env.flags.positional()[0];
   std::ifstream file;
@@ -64,7 +66,7 @@ int RunPush(const CommandEnv& env) {
   const NextBatch next = [&](ObservationBatch* batch,
                              std::vector<MalformedLine>* malformed) {
     const bool more =
-        reader.ReadBatch(env.global.dataset, *batch_size, batch, malformed);
+        reader.ReadBatch(env.global.dataset, batch_size, batch, malformed);
     bytes_read = reader.bytes_read();
     return more;
   };
@@ -73,7 +75,7 @@ int RunPush(const CommandEnv& env) {
                            : -1.0;
   };
   const bool show_progress = env.io.err_is_tty && !env.flags.Has("quiet");
-  Pusher pusher(stub.get(), env.token, *streams);
+  Pusher pusher(stub.get(), env.token, streams);
   const PushResult result =
       pusher.Run(next, fraction, show_progress ? &err : nullptr);
 
@@ -122,6 +124,7 @@ Command PushCommand() {
       {"streams", "N", "concurrent PushStream calls (default 4)"},
       {"quiet", "", "no progress line"},
   };
+  command.check = CheckPushFlags;
   command.run = RunPush;
   return command;
 }

@@ -9,25 +9,26 @@ namespace cohortd::cohortctl {
 namespace {
 
 // Builds the request from the flags; INVALID_ARGUMENT on a syntax error.
-// Checked before any call because a sent query spends privacy budget.
+// Also the command's check: a query that reaches the server spends budget,
+// so every mistake cohortctl can see is caught first.
 absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
-    const CommandEnv& env) {
+    const ParsedFlags& flags, const std::string& dataset) {
   cohortd::v1::AggregateRequest request;
-  request.set_dataset(env.global.dataset);
-  if (env.flags.Has("group-by")) {
+  request.set_dataset(dataset);
+  if (flags.Has("group-by")) {
     absl::StatusOr<std::vector<std::string>> group_by =
-        ParseGroupBy(env.flags.Get("group-by"));
+        ParseGroupBy(flags.Get("group-by"));
     if (!group_by.ok()) return group_by.status();
     for (const std::string& dimension : *group_by) {
       request.add_group_by(dimension);
     }
   }
-  for (const std::string& spec : env.flags.GetAll("filter")) {
+  for (const std::string& spec : flags.GetAll("filter")) {
     absl::StatusOr<cohortd::v1::Filter> filter = ParseFilterSpec(spec);
     if (!filter.ok()) return filter.status();
     *request.add_filters() = *std::move(filter);
   }
-  const std::vector<std::string> metrics = env.flags.GetAll("metric");
+  const std::vector<std::string> metrics = flags.GetAll("metric");
   if (metrics.empty()) {
     return absl::InvalidArgumentError(
         "query needs at least one --metric, e.g. --metric sessions");
@@ -37,20 +38,20 @@ absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
     if (!metric.ok()) return metric.status();
     *request.add_metrics() = *std::move(metric);
   }
-  absl::StatusOr<double> epsilon = env.flags.GetDouble("epsilon", 0);
+  absl::StatusOr<double> epsilon = flags.GetDouble("epsilon", 0);
   if (!epsilon.ok()) return epsilon.status();
   if (*epsilon < 0) {
     return absl::InvalidArgumentError("--epsilon must be positive");
   }
   request.set_epsilon(*epsilon);
-  absl::StatusOr<double> confidence = env.flags.GetDouble("confidence", 0);
+  absl::StatusOr<double> confidence = flags.GetDouble("confidence", 0);
   if (!confidence.ok()) return confidence.status();
   if (*confidence < 0 || *confidence >= 1) {
     return absl::InvalidArgumentError(
         "--confidence must be between 0 and 1, e.g. 0.95");
   }
   request.set_confidence(*confidence);
-  const std::string format = env.flags.Get("format", "table");
+  const std::string format = flags.Get("format", "table");
   if (format != "table" && format != "csv" && format != "json") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--format must be table, csv or json, not '", format, "'"));
@@ -59,11 +60,9 @@ absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
 }
 
 int RunQuery(const CommandEnv& env) {
-  absl::StatusOr<cohortd::v1::AggregateRequest> request = BuildRequest(env);
-  if (!request.ok()) {
-    *env.io.err << "cohortctl: " << request.status().message() << "\n";
-    return kExitUsage;
-  }
+  // Cannot fail: the same flags passed the command's check.
+  const absl::StatusOr<cohortd::v1::AggregateRequest> request =
+      BuildRequest(env.flags, env.global.dataset);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       MakeChannel(env.global);
   if (!channel.ok()) {
@@ -139,6 +138,9 @@ Command QueryCommand() {
       {"epsilon", "E", "privacy budget to spend (default: the dataset's)"},
       {"confidence", "C", "confidence level of intervals (default 0.95)"},
       {"format", "FORMAT", "table, csv or json (default table)"},
+  };
+  command.check = [](const ParsedFlags& flags) {
+    return BuildRequest(flags, "").status();
   };
   command.run = RunQuery;
   return command;

@@ -14,10 +14,21 @@
 
 namespace cohortd::cohortctl {
 
+// Command::check for --format text|json.
+inline absl::Status CheckTextOrJsonFormat(const ParsedFlags& flags) {
+  const std::string format = flags.Get("format", "text");
+  if (format != "text" && format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format must be text or json, not '", format, "'"));
+  }
+  return absl::OkStatus();
+}
+
 // Calls `method` of a new Service stub with `request`, then prints the
-// response with `format_text` (or as JSON). Returns kExitUsage for a bad
-// --format (before calling), kExitError if the call fails, else kExitOk;
-// the response is also left in `*response` for a caller that checks it.
+// response with `format_text` (or as JSON with --format json, which
+// CheckTextOrJsonFormat has checked). Returns kExitError if the call
+// fails, else kExitOk; the response is also left in `*response` for a
+// caller that checks it.
 template <typename Service, typename Request, typename Response>
 int CallAndPrint(const CommandEnv& env, absl::string_view what,
                  grpc::Status (Service::Stub::*method)(grpc::ClientContext*,
@@ -26,12 +37,6 @@ int CallAndPrint(const CommandEnv& env, absl::string_view what,
                  const Request& request,
                  std::string (*format_text)(const Response&),
                  Response* response) {
-  const std::string format = env.flags.Get("format", "text");
-  if (format != "text" && format != "json") {
-    *env.io.err << "cohortctl: --format must be text or json, not '" << format
-                << "'\n";
-    return kExitUsage;
-  }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       MakeChannel(env.global);
   if (!channel.ok()) {
@@ -43,7 +48,7 @@ int CallAndPrint(const CommandEnv& env, absl::string_view what,
   const grpc::Status status =
       ((*stub).*method)(context.get(), request, response);
   if (!status.ok()) return ReportRpcError(what, status, *env.io.err);
-  if (format == "json") {
+  if (env.flags.Get("format") == "json") {
     absl::StatusOr<std::string> json = FormatJson(*response);
     if (!json.ok()) {
       *env.io.err << "cohortctl: " << json.status().message() << "\n";
