@@ -102,12 +102,17 @@ pg_bounded=$(median_ms "$bounded")
 
 ours="(bench binary not built)"
 ours_plain=""
+ours_full=""
 if [ -x "$bench" ]; then
   out=$("$bench" --benchmark_filter='BM_GroupByOccupation.*/400k' \
     --benchmark_format=csv 2> /dev/null)
   ours=$(echo "$out" | awk -F, '/"BM_GroupByOccupation\/400k/ {print $4}')
   ours_plain=$(echo "$out" |
     awk -F, '/"BM_GroupByOccupationRowScan\/400k/ {print $4}')
+  ours_full=$("$bench" \
+    --benchmark_filter='BM_ExecuteVerifiedSuccessByOccupation/400k' \
+    --benchmark_format=csv 2> /dev/null |
+    awk -F, '/"BM_ExecuteVerifiedSuccessByOccupation\/400k/ {print $4}')
 fi
 
 printf '%-58s %10s\n' "400k sessions, verified success by occupation" "ms"
@@ -116,3 +121,5 @@ printf '%-58s %10s\n' "PostgreSQL 15 with per-account bounding (windows)" \
   "$pg_bounded"
 printf '%-58s %10s\n' "cohortd index scan, no bounding (CPU)" "$ours_plain"
 printf '%-58s %10s\n' "cohortd index, per-account bounding (CPU)" "$ours"
+printf '%-58s %10s\n' "cohortd full release: bounding + DP noise (CPU)" \
+  "${ours_full:-}"

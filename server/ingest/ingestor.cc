@@ -121,6 +121,7 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
   pending.dataset = dataset;
   pending.items.reserve(request.observations_size());
   std::map<std::string, int> rejected_by_class;
+  absl::flat_hash_map<absl::string_view, std::string> pseudonyms;
   for (int i = 0; i < request.observations_size(); ++i) {
     const cohortd::v1::Observation& obs = request.observations(i);
     if (auto error = ValidateObservation(*dataset, obs)) {
@@ -135,9 +136,17 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
     item.index = i;
     item.session_id = obs.session_id();
     item.key = keys::SessionKey(dataset->name, obs.session_id());
-    const Digest256 pseudonym = pseudonymizer_->Pseudonymize(obs.account_id());
-    item.account_pseudonym.assign(
-        reinterpret_cast<const char*>(pseudonym.data()), pseudonym.size());
+    // A batch often carries several sources of one session, hence one
+    // account many times; HMAC each distinct id once per push. The map
+    // lives only for this call and holds nothing beyond the request.
+    auto [known, inserted] =
+        pseudonyms.try_emplace(absl::string_view(obs.account_id()));
+    if (inserted) {
+      const Digest256 digest = pseudonymizer_->Pseudonymize(obs.account_id());
+      known->second.assign(reinterpret_cast<const char*>(digest.data()),
+                           digest.size());
+    }
+    item.account_pseudonym = known->second;
     item.session_start = obs.session_start().seconds();
     item.source = obs.source();
     item.contribution.mutable_labels()->insert(obs.labels().begin(),

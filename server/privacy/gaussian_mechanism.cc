@@ -2,8 +2,12 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <tuple>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "server/privacy/accountant.h"
 
@@ -41,6 +45,33 @@ double DiscreteGaussianUpperTail(double sigma2, int64_t m) {
 absl::StatusOr<GaussianMechanism> GaussianMechanism::Create(double l2_squared,
                                                             double rho,
                                                             double confidence) {
+  // Create is a pure function of its arguments, and finding the interval's
+  // exact quantile sums the pmf (milliseconds for a large sigma), while a
+  // server sees the same few parameter sets query after query: memoise.
+  using Key = std::tuple<double, double, double>;
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* cache ABSL_GUARDED_BY(mu) =
+      new std::map<Key, GaussianMechanism>();
+  const Key key{l2_squared, rho, confidence};
+  {
+    absl::MutexLock lock(&mu);
+    auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+  }
+  absl::StatusOr<GaussianMechanism> created =
+      CreateUncached(l2_squared, rho, confidence);
+  if (created.ok()) {
+    absl::MutexLock lock(&mu);
+    // Bounded: parameter sets come from configs and requests, and a client
+    // varying epsilon must not grow this without limit.
+    if (cache->size() >= 4096) cache->clear();
+    cache->emplace(key, *created);
+  }
+  return created;
+}
+
+absl::StatusOr<GaussianMechanism> GaussianMechanism::CreateUncached(
+    double l2_squared, double rho, double confidence) {
   if (!(l2_squared > 0) || !(rho > 0) || !(confidence > 0) ||
       !(confidence < 1)) {
     return absl::InvalidArgumentError(absl::StrFormat(

@@ -34,6 +34,7 @@ class GaussianMechanism {
   // of `rho`, and a confidence level in (0, 1) for HalfWidth().
   // Errors: InvalidArgument on non-positive or out-of-range parameters
   // (including a sigma too large for the sampler, i.e. rho too small).
+  // Results are memoised per argument triple (thread-safe).
   static absl::StatusOr<GaussianMechanism> Create(double l2_squared, double rho,
                                                   double confidence);
 
@@ -52,6 +53,9 @@ class GaussianMechanism {
   double rho() const { return rho_; }
 
  private:
+  static absl::StatusOr<GaussianMechanism> CreateUncached(double l2_squared,
+                                                          double rho,
+                                                          double confidence);
   GaussianMechanism(DiscreteGaussian sampler, double rho, int64_t half_width,
                     double coverage)
       : sampler_(sampler),

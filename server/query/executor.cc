@@ -5,7 +5,9 @@
 #include <optional>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/privacy/contribution_bounding.h"
@@ -14,6 +16,9 @@ namespace cohortd {
 namespace {
 
 using cohortd::v1::Metric;
+
+// Group-bys with at most this many possible keys use flat arrays.
+constexpr uint64_t kDenseCohortKeys = uint64_t{1} << 20;
 
 // Which codes of one dimension a filter (or a RATE predicate) accepts.
 struct CodeSet {
@@ -119,9 +124,8 @@ privacy::MetricKind KindOf(Metric::Kind kind) {
   }
 }
 
-}  // namespace
-
-absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
+absl::StatusOr<privacy::QueryReleaser> MakeReleaserUncached(
+    const QueryPlan& plan) {
   const DatasetSpec& ds = *plan.dataset;
   privacy::QueryPrivacyParams params;
   params.k = ds.privacy.k;
@@ -144,6 +148,38 @@ absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
     metrics.push_back(std::move(r));
   }
   return privacy::QueryReleaser::Create(params, std::move(metrics));
+}
+
+}  // namespace
+
+absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
+  // Building the mechanisms solves for each interval's exact quantile and
+  // partition selection's threshold (sums over the pmf: about a
+  // millisecond), yet depends only on the dataset's privacy settings and
+  // the canonical metrics, epsilon and confidence, which repeat across
+  // queries: memoise (bounded, thread-safe).
+  std::string key(reinterpret_cast<const char*>(&plan.dataset),
+                  sizeof(plan.dataset));
+  for (const Metric& m : plan.canonical.metrics()) {
+    absl::StrAppend(&key, "|", m.SerializeAsString());
+  }
+  absl::StrAppend(&key, "|", plan.epsilon, "|", plan.delta, "|",
+                  plan.confidence);
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* cache ABSL_GUARDED_BY(mu) =
+      new absl::flat_hash_map<std::string, privacy::QueryReleaser>();
+  {
+    absl::MutexLock lock(&mu);
+    auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+  }
+  absl::StatusOr<privacy::QueryReleaser> releaser = MakeReleaserUncached(plan);
+  if (releaser.ok()) {
+    absl::MutexLock lock(&mu);
+    if (cache->size() >= 1024) cache->clear();
+    cache->emplace(std::move(key), *releaser);
+  }
+  return releaser;
 }
 
 absl::StatusOr<ExecutionResult> ExecuteQuery(
@@ -196,23 +232,63 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       s.rate_of = MakeCodeSet(view, s.rate_dim, s.spec->rate_of().any_of());
     }
   }
-  // Cohort registry: keyer key -> dense cohort number.
+  // Cohort registry: keyer key -> dense cohort number, and each key's
+  // stable fingerprint (computed once). Small key spaces (the common case:
+  // a few closed dimensions) use flat arrays indexed by key; others, e.g.
+  // an open-domain group-by, hash maps.
+  const bool dense = keyer.num_cohorts() <= kDenseCohortKeys;
+  std::vector<int32_t> dense_cohort;
+  std::vector<uint64_t> dense_fingerprint;
+  std::vector<uint8_t> dense_fingerprint_known;
+  if (dense) {
+    dense_cohort.assign(keyer.num_cohorts(), -1);
+    dense_fingerprint.assign(keyer.num_cohorts(), 0);
+    dense_fingerprint_known.assign(keyer.num_cohorts(), 0);
+  }
   absl::flat_hash_map<uint64_t, uint32_t> cohort_of_key;
+  absl::flat_hash_map<uint64_t, uint64_t> fingerprint_of_key;
   std::vector<uint64_t> cohort_keys;
   std::vector<int64_t> cohort_accounts, cohort_sessions;
-  absl::flat_hash_map<uint64_t, uint64_t> fingerprint_of_key;
-  auto cohort_fingerprint = [&](uint64_t key) {
-    auto [it, inserted] = fingerprint_of_key.try_emplace(key, 0);
-    if (inserted) {
-      uint64_t h = 0xcbf29ce484222325ULL;
-      const std::vector<uint32_t> codes = keyer.Decode(key);
-      for (size_t i = 0; i < codes.size(); ++i) {
-        h = Fnv1a(h, view.DimensionValue(group_dims[i], codes[i]));
-        h = Fnv1a(h, absl::string_view("\0", 1));
-      }
-      it->second = h;
+  auto compute_fingerprint = [&](uint64_t key) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const std::vector<uint32_t> codes = keyer.Decode(key);
+    for (size_t i = 0; i < codes.size(); ++i) {
+      h = Fnv1a(h, view.DimensionValue(group_dims[i], codes[i]));
+      h = Fnv1a(h, absl::string_view("\0", 1));
     }
+    return h;
+  };
+  auto cohort_fingerprint = [&](uint64_t key) {
+    if (dense) {
+      if (!dense_fingerprint_known[key]) {
+        dense_fingerprint[key] = compute_fingerprint(key);
+        dense_fingerprint_known[key] = 1;
+      }
+      return dense_fingerprint[key];
+    }
+    auto [it, inserted] = fingerprint_of_key.try_emplace(key, 0);
+    if (inserted) it->second = compute_fingerprint(key);
     return it->second;
+  };
+  auto cohort_number = [&](uint64_t key) {
+    uint32_t c;
+    if (dense) {
+      if (dense_cohort[key] >= 0) {
+        return static_cast<uint32_t>(dense_cohort[key]);
+      }
+      c = static_cast<uint32_t>(cohort_keys.size());
+      dense_cohort[key] = static_cast<int32_t>(c);
+    } else {
+      auto [it, inserted] = cohort_of_key.try_emplace(
+          key, static_cast<uint32_t>(cohort_keys.size()));
+      if (!inserted) return it->second;
+      c = it->second;
+    }
+    cohort_keys.push_back(key);
+    cohort_accounts.push_back(0);
+    cohort_sessions.push_back(0);
+    for (MetricSlot& s : slots) s.Grow(cohort_keys.size());
+    return c;
   };
 
   // Per-account scratch, reused so the loop allocates only on growth.
@@ -220,6 +296,14 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
   std::vector<size_t> cohort_begin;
   std::vector<uint32_t> selected_cohorts, selected_sessions;
+  const size_t max_cohorts = ds.privacy.max_cohorts_per_account;
+  const size_t max_sessions = ds.privacy.max_sessions_per_cohort;
+  // Positions 0..n-1: what the bounder selects when nothing exceeds its
+  // limit, so the hashing can be skipped then with the same result.
+  auto select_all = [](size_t n, std::vector<uint32_t>* selected) {
+    selected->resize(n);
+    for (size_t i = 0; i < n; ++i) (*selected)[i] = static_cast<uint32_t>(i);
+  };
 
   view.ForEachAccount([&](const AccountRows& account) {
     matched.clear();
@@ -233,40 +317,41 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       matched.emplace_back(keyer.Key(row), row);
     });
     if (matched.empty()) return;
-    std::sort(matched.begin(), matched.end());
+    if (matched.size() > 1) std::sort(matched.begin(), matched.end());
 
     account_cohorts.clear();
     cohort_begin.clear();
-    cohort_fps.clear();
     for (size_t i = 0; i < matched.size(); ++i) {
       if (i == 0 || matched[i].first != matched[i - 1].first) {
         account_cohorts.push_back(matched[i].first);
         cohort_begin.push_back(i);
-        cohort_fps.push_back(cohort_fingerprint(matched[i].first));
       }
     }
     cohort_begin.push_back(matched.size());
-    bounder.SelectCohorts(view.AccountFingerprint(account.account),
-                          cohort_fps, &selected_cohorts);
+    if (account_cohorts.size() > max_cohorts) {
+      cohort_fps.clear();
+      for (uint64_t key : account_cohorts) {
+        cohort_fps.push_back(cohort_fingerprint(key));
+      }
+      bounder.SelectCohorts(view.AccountFingerprint(account.account),
+                            cohort_fps, &selected_cohorts);
+    } else {
+      select_all(account_cohorts.size(), &selected_cohorts);
+    }
 
     for (uint32_t pos : selected_cohorts) {
-      const uint64_t key = account_cohorts[pos];
-      auto [it, inserted] = cohort_of_key.try_emplace(
-          key, static_cast<uint32_t>(cohort_keys.size()));
-      const uint32_t c = it->second;
-      if (inserted) {
-        cohort_keys.push_back(key);
-        cohort_accounts.push_back(0);
-        cohort_sessions.push_back(0);
-        for (MetricSlot& s : slots) s.Grow(cohort_keys.size());
-      }
+      const uint32_t c = cohort_number(account_cohorts[pos]);
       const size_t begin = cohort_begin[pos], end = cohort_begin[pos + 1];
-      session_fps.clear();
-      for (size_t i = begin; i < end; ++i) {
-        session_fps.push_back(view.RowFingerprint(matched[i].second));
+      if (end - begin > max_sessions) {
+        session_fps.clear();
+        for (size_t i = begin; i < end; ++i) {
+          session_fps.push_back(view.RowFingerprint(matched[i].second));
+        }
+        bounder.SelectSessions(cohort_fingerprint(account_cohorts[pos]),
+                               session_fps, &selected_sessions);
+      } else {
+        select_all(end - begin, &selected_sessions);
       }
-      bounder.SelectSessions(cohort_fps[pos], session_fps,
-                             &selected_sessions);
       cohort_accounts[c] += 1;
       cohort_sessions[c] += static_cast<int64_t>(selected_sessions.size());
       for (uint32_t j : selected_sessions) {

@@ -151,6 +151,15 @@ void CohortdServer::PublishStoreStats() {
       ->GetGauge("cohortd_index_memory_bytes",
                  "Approximate heap bytes of the columnar index.", {})
       ->Set(index_->MemoryBytes());
+  for (const DatasetSpec& dataset : config_.datasets) {
+    absl::StatusOr<std::unique_ptr<DatasetView>> view =
+        index_->Read(dataset.name);
+    if (!view.ok()) continue;
+    metrics_
+        ->GetGauge("cohortd_index_sessions", "Sessions in the columnar index.",
+                   {{"dataset", dataset.name}})
+        ->Set((*view)->num_sessions());
+  }
 }
 
 void CohortdServer::PublishBudgets() {
