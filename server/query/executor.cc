@@ -305,16 +305,32 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     for (size_t i = 0; i < n; ++i) (*selected)[i] = static_cast<uint32_t>(i);
   };
 
+  // Column at a time first: which rows pass the filters and carry every
+  // group-by label, and their cohort keys (the keyer's mixed radix). These
+  // sequential passes over narrow columns cost a fraction of a millisecond
+  // at 400k rows; the per-account pass below then only gathers.
+  const uint32_t num_rows = view.num_sessions();
+  std::vector<uint8_t> passes(num_rows, 1);
+  for (const CodeSet& f : filters) {
+    f.column->Visit([&](const auto* codes) {
+      for (uint32_t r = 0; r < num_rows; ++r) passes[r] &= f.accepts[codes[r]];
+    });
+  }
+  std::vector<uint64_t> row_key(num_rows, 0);
+  for (size_t i = 0; i < group_columns.size(); ++i) {
+    const uint64_t radix = view.dictionary(group_dims[i]).cardinality();
+    group_columns[i]->Visit([&](const auto* codes) {
+      for (uint32_t r = 0; r < num_rows; ++r) {
+        passes[r] &= codes[r] != 0;  // no value for a group-by dimension
+        row_key[r] = row_key[r] * radix + codes[r];
+      }
+    });
+  }
+
   view.ForEachAccount([&](const AccountRows& account) {
     matched.clear();
     account.ForEachRow([&](uint32_t row) {
-      for (const CodeSet& f : filters) {
-        if (!f.Contains(row)) return;
-      }
-      for (const CodeColumn* g : group_columns) {
-        if ((*g)[row] == 0) return;  // no value for a group-by dimension
-      }
-      matched.emplace_back(keyer.Key(row), row);
+      if (passes[row]) matched.emplace_back(row_key[row], row);
     });
     if (matched.empty()) return;
     if (matched.size() > 1) std::sort(matched.begin(), matched.end());
