@@ -16,7 +16,9 @@ constexpr char kExitCodeHelp[] =
     "  2  usage error (bad flags or arguments, no token); nothing was sent\n"
     "  3  the command ran but found a problem: observations rejected,\n"
     "     malformed or unconfirmed (push), audit chain broken (audit),\n"
-    "     service not SERVING (health)\n";
+    "     service not SERVING (health)\n"
+    "  4  report --truth: a released cohort has fewer than k accounts in\n"
+    "     the ground truth\n";
 
 std::string GeneralHelp() {
   std::string help =

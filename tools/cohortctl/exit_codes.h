@@ -16,6 +16,9 @@ inline constexpr int kExitUsage = 2;
 // malformed or unconfirmed (push), a broken audit chain (audit), a service
 // not SERVING (health).
 inline constexpr int kExitProblem = 3;
+// `report --truth`: a released cohort has fewer than k distinct accounts in
+// the ground truth, i.e. the server broke its k-anonymity promise.
+inline constexpr int kExitBelowK = 4;
 
 }  // namespace cohortd::cohortctl
 

@@ -1,0 +1,297 @@
+#include "tools/cohortctl/truth.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <unordered_map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "tools/cohortctl/metric_spec.h"
+
+namespace cohortd::cohortctl {
+namespace {
+
+using cohortd::v1::AggregateRequest;
+using cohortd::v1::Metric;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Splits one CSV line (RFC 4180 quoting, no embedded line breaks).
+std::vector<std::string> SplitCsvLine(const std::string& line) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        fields.back() += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        fields.back() += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.emplace_back();
+    } else if (c != '\r') {
+      fields.back() += c;
+    }
+  }
+  return fields;
+}
+
+// A column while parsing: every cell dictionary-coded (0 = empty), and
+// whether all non-empty cells parse as numbers.
+struct RawColumn {
+  std::unordered_map<std::string, uint32_t> code_of;
+  std::vector<std::string> values;
+  std::vector<uint32_t> codes;
+  bool numeric = true;
+
+  void Add(const std::string& cell) {
+    if (cell.empty()) {
+      codes.push_back(0);
+      return;
+    }
+    auto [it, inserted] =
+        code_of.emplace(cell, static_cast<uint32_t>(values.size() + 1));
+    if (inserted) {
+      values.push_back(cell);
+      double unused;
+      if (!absl::SimpleAtod(cell, &unused)) numeric = false;
+    }
+    codes.push_back(it->second);
+  }
+};
+
+// The lower empirical quantile of sorted, non-empty `values`.
+double LowerQuantile(const std::vector<double>& sorted, double q) {
+  const double rank = std::ceil(q * static_cast<double>(sorted.size()));
+  const size_t index =
+      rank < 1 ? 0 : std::min(sorted.size() - 1, static_cast<size_t>(rank) - 1);
+  return sorted[index];
+}
+
+// Accumulators of one metric over one cohort.
+struct MetricAccumulator {
+  double sum = 0;
+  int64_t count = 0;  // MEAN/SUM: sessions with the measure; RATE: labelled
+  int64_t matches = 0;
+  std::vector<double> values;  // QUANTILES
+};
+
+struct CohortAccumulator {
+  std::vector<uint32_t> accounts;
+  int64_t sessions = 0;
+  std::vector<MetricAccumulator> metrics;
+};
+
+}  // namespace
+
+absl::StatusOr<GroundTruth> GroundTruth::Parse(std::istream& csv) {
+  std::string line;
+  if (!std::getline(csv, line)) {
+    return absl::InvalidArgumentError("truth CSV is empty: no header");
+  }
+  const std::vector<std::string> header = SplitCsvLine(line);
+  const auto account_it =
+      std::find(header.begin(), header.end(), std::string("account_id"));
+  if (account_it == header.end()) {
+    return absl::InvalidArgumentError(
+        "truth CSV header has no account_id column");
+  }
+  const size_t account_column = account_it - header.begin();
+  std::vector<RawColumn> columns(header.size());
+  size_t line_number = 1;
+  while (std::getline(csv, line)) {
+    ++line_number;
+    if (line.empty() || line == "\r") continue;
+    const std::vector<std::string> fields = SplitCsvLine(line);
+    if (fields.size() != header.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("truth CSV line ", line_number, ": ", fields.size(),
+                       " fields, the header has ", header.size()));
+    }
+    for (size_t i = 0; i < fields.size(); ++i) columns[i].Add(fields[i]);
+  }
+
+  GroundTruth truth;
+  truth.accounts_ = std::move(columns[account_column].codes);
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (i == account_column || header[i] == "session_id") continue;
+    RawColumn& column = columns[i];
+    if (column.numeric) {
+      std::vector<double> decoded(column.values.size());
+      for (size_t v = 0; v < column.values.size(); ++v) {
+        absl::SimpleAtod(column.values[v], &decoded[v]);
+      }
+      std::vector<double>& measure = truth.measures_[header[i]];
+      measure.reserve(column.codes.size());
+      for (uint32_t code : column.codes) {
+        measure.push_back(code == 0 ? kNaN : decoded[code - 1]);
+      }
+    }
+    // An all-empty column is both: nothing tells which it is.
+    if (!column.numeric || column.values.empty()) {
+      Dimension& dimension = truth.dimensions_[header[i]];
+      dimension.values = std::move(column.values);
+      dimension.codes = std::move(column.codes);
+    }
+  }
+  return truth;
+}
+
+absl::StatusOr<GroundTruth> GroundTruth::ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  return Parse(in);
+}
+
+absl::StatusOr<TruthByCohort> GroundTruth::Compute(
+    const AggregateRequest& request) const {
+  auto find_dimension =
+      [&](const std::string& name) -> absl::StatusOr<const Dimension*> {
+    auto it = dimensions_.find(name);
+    if (it == dimensions_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("truth CSV has no dimension column '", name, "'"));
+    }
+    return &it->second;
+  };
+  // Accepted codes of a filter or RATE predicate, indexed by code.
+  auto accepted = [](const Dimension& dimension,
+                     const cohortd::v1::Filter& filter) {
+    std::vector<bool> accepts(dimension.values.size() + 1, false);
+    for (size_t v = 0; v < dimension.values.size(); ++v) {
+      accepts[v + 1] = std::find(filter.any_of().begin(), filter.any_of().end(),
+                                 dimension.values[v]) != filter.any_of().end();
+    }
+    return accepts;
+  };
+
+  std::vector<const Dimension*> group_by;
+  for (const std::string& name : request.group_by()) {
+    absl::StatusOr<const Dimension*> dimension = find_dimension(name);
+    if (!dimension.ok()) return dimension.status();
+    group_by.push_back(*dimension);
+  }
+  std::vector<std::pair<const Dimension*, std::vector<bool>>> filters;
+  for (const cohortd::v1::Filter& filter : request.filters()) {
+    absl::StatusOr<const Dimension*> dimension =
+        find_dimension(filter.dimension());
+    if (!dimension.ok()) return dimension.status();
+    filters.emplace_back(*dimension, accepted(**dimension, filter));
+  }
+  struct MetricSource {
+    const std::vector<double>* measure = nullptr;
+    const Dimension* rate_dimension = nullptr;
+    std::vector<bool> rate_accepts;
+  };
+  std::vector<MetricSource> sources(request.metrics_size());
+  for (int m = 0; m < request.metrics_size(); ++m) {
+    const Metric& metric = request.metrics(m);
+    if (metric.kind() == Metric::RATE) {
+      absl::StatusOr<const Dimension*> dimension =
+          find_dimension(metric.rate_of().dimension());
+      if (!dimension.ok()) return dimension.status();
+      sources[m].rate_dimension = *dimension;
+      sources[m].rate_accepts = accepted(**dimension, metric.rate_of());
+    } else if (!metric.measure().empty()) {
+      auto it = measures_.find(metric.measure());
+      if (it == measures_.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "truth CSV has no measure column '", metric.measure(), "'"));
+      }
+      sources[m].measure = &it->second;
+    }
+  }
+
+  std::map<std::vector<uint32_t>, CohortAccumulator> cohorts;
+  std::vector<uint32_t> key(group_by.size());
+  for (size_t row = 0; row < accounts_.size(); ++row) {
+    bool keep = true;
+    for (const auto& [dimension, accepts] : filters) {
+      keep = keep && accepts[dimension->codes[row]];
+    }
+    for (size_t g = 0; keep && g < group_by.size(); ++g) {
+      key[g] = group_by[g]->codes[row];
+      keep = key[g] != 0;
+    }
+    if (!keep) continue;
+    CohortAccumulator& cohort = cohorts[key];
+    cohort.metrics.resize(sources.size());
+    cohort.accounts.push_back(accounts_[row]);
+    ++cohort.sessions;
+    for (size_t m = 0; m < sources.size(); ++m) {
+      MetricAccumulator& acc = cohort.metrics[m];
+      const MetricSource& source = sources[m];
+      if (source.rate_dimension != nullptr) {
+        const uint32_t code = source.rate_dimension->codes[row];
+        if (code == 0) continue;
+        ++acc.count;
+        acc.matches += source.rate_accepts[code] ? 1 : 0;
+      } else if (source.measure != nullptr) {
+        const double value = (*source.measure)[row];
+        if (std::isnan(value)) continue;
+        ++acc.count;
+        acc.sum += value;
+        if (request.metrics(m).kind() == Metric::QUANTILES) {
+          acc.values.push_back(value);
+        }
+      }
+    }
+  }
+
+  TruthByCohort result;
+  for (auto& [codes, acc] : cohorts) {
+    CohortKey cohort_key;
+    for (size_t g = 0; g < codes.size(); ++g) {
+      cohort_key.push_back(group_by[g]->values[codes[g] - 1]);
+    }
+    CohortTruth& truth = result[cohort_key];
+    std::sort(acc.accounts.begin(), acc.accounts.end());
+    truth.accounts = std::unique(acc.accounts.begin(), acc.accounts.end()) -
+                     acc.accounts.begin();
+    truth.sessions = acc.sessions;
+    for (int m = 0; m < request.metrics_size(); ++m) {
+      const Metric& metric = request.metrics(m);
+      MetricAccumulator& values = acc.metrics[m];
+      MetricTruth& out = truth.metrics[MetricOutputName(metric)];
+      switch (metric.kind()) {
+        case Metric::SESSIONS:
+          out.value = static_cast<double>(truth.sessions);
+          break;
+        case Metric::ACCOUNTS:
+          out.value = static_cast<double>(truth.accounts);
+          break;
+        case Metric::SUM:
+          out.value = values.sum;
+          break;
+        case Metric::MEAN:
+          out.value = values.count == 0 ? kNaN : values.sum / values.count;
+          break;
+        case Metric::RATE:
+          out.value = values.count == 0
+                          ? kNaN
+                          : static_cast<double>(values.matches) / values.count;
+          break;
+        case Metric::QUANTILES:
+          std::sort(values.values.begin(), values.values.end());
+          for (double q : metric.quantiles()) {
+            out.quantiles.push_back(
+                values.values.empty() ? kNaN : LowerQuantile(values.values, q));
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace cohortd::cohortctl

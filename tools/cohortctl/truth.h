@@ -1,0 +1,80 @@
+// The synthetic ground truth that `cohortctl simulate --truth FILE` writes
+// (one CSV row per session, empty cell = absent), and the exact raw value
+// of any cohort of an AggregateRequest computed from it. `cohortctl report
+// --truth` compares the private releases with these values: it is an
+// operator's check on a synthetic population, never an analyst's tool.
+#ifndef COHORTD_TOOLS_COHORTCTL_TRUTH_H_
+#define COHORTD_TOOLS_COHORTCTL_TRUTH_H_
+
+#include <cstdint>
+#include <istream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cohortd/v1/cohortd.pb.h"
+
+namespace cohortd::cohortctl {
+
+// One metric of one cohort, raw: no contribution bounding, no clamping.
+struct MetricTruth {
+  // SESSIONS, ACCOUNTS, SUM; MEAN and RATE (NaN when nothing qualifies).
+  double value = 0;
+  // QUANTILES: the lower empirical quantile (the ceil(q n)-th smallest
+  // value) for each of the metric's quantiles, in request order.
+  std::vector<double> quantiles;
+};
+
+// One cohort's raw statistics.
+struct CohortTruth {
+  int64_t accounts = 0;  // distinct accounts
+  int64_t sessions = 0;
+  std::map<std::string, MetricTruth> metrics;  // by MetricOutputName
+};
+
+// A cohort's key: its value of each group_by dimension, in request order.
+using CohortKey = std::vector<std::string>;
+using TruthByCohort = std::map<CohortKey, CohortTruth>;
+
+// The sessions of a truth CSV, column-wise (dimensions dictionary-coded,
+// measures as doubles) so that 400k sessions take tens of megabytes.
+// Immutable after Parse: thread-compatible.
+class GroundTruth {
+ public:
+  // Parses the CSV. The header names the columns; `account_id` is required
+  // and `session_id` ignored; a column whose every non-empty cell is a
+  // number is a measure, any other a dimension. Fields may be quoted (RFC
+  // 4180, no line breaks inside). Fails with INVALID_ARGUMENT naming the
+  // line on a row of the wrong width, or when account_id is missing.
+  static absl::StatusOr<GroundTruth> Parse(std::istream& csv);
+  // Parse of a file; NOT_FOUND if it cannot be opened.
+  static absl::StatusOr<GroundTruth> ReadFile(const std::string& path);
+
+  size_t sessions() const { return accounts_.size(); }
+
+  // The raw statistics of every cohort `request` would see, with the
+  // server's semantics: a session counts if it passes every filter and
+  // carries every group_by label; MEAN, SUM and QUANTILES use the sessions
+  // carrying the measure, RATE those carrying the predicate's label.
+  // Fails with INVALID_ARGUMENT naming a dimension or measure the CSV
+  // lacks.
+  absl::StatusOr<TruthByCohort> Compute(
+      const cohortd::v1::AggregateRequest& request) const;
+
+ private:
+  struct Dimension {
+    std::vector<std::string> values;  // code - 1 -> value; code 0: absent
+    std::vector<uint32_t> codes;      // per session
+  };
+
+  GroundTruth() = default;
+
+  std::vector<uint32_t> accounts_;  // per session, dictionary code
+  std::map<std::string, Dimension, std::less<>> dimensions_;
+  std::map<std::string, std::vector<double>, std::less<>> measures_;
+};
+
+}  // namespace cohortd::cohortctl
+
+#endif  // COHORTD_TOOLS_COHORTCTL_TRUTH_H_
