@@ -359,46 +359,74 @@ std::string HorizontalBars(const Panel& panel) {
   return out;
 }
 
-// One line per row across the columns, with error bars at each point.
+// Small multiples, one per row (three across, a shared value axis): the
+// row's values across the columns as a line, its intervals as a shaded
+// band. One chart with nine lines and their error bars is unreadable.
 std::string Lines(const Panel& panel) {
-  const double plot_bottom = 300;
-  const double height = plot_bottom + 40 + 18 * LegendRows(panel.rows);
-  std::string out = SvgOpen(height, panel.title);
-  const Scale y_axis{0, AxisTop(panel, false, SIZE_MAX), plot_bottom, kPlotTop};
-  absl::StrAppend(&out, ValueAxis(y_axis, panel.percent[0], kPlotLeft,
-                                  kWidth - 10, panel.value_label));
-  const double slot =
-      (kWidth - 10 - kPlotLeft) / std::max<size_t>(1, panel.columns.size());
-  auto x_of = [&](size_t c) { return kPlotLeft + slot * (c + 0.5); };
-  for (size_t c = 0; c < panel.columns.size(); ++c) {
-    absl::StrAppend(&out, XLabel(x_of(c), plot_bottom + 18, panel.columns[c]));
-  }
+  constexpr int kAcross = 3;
+  constexpr double kCellWidth = (kWidth - 20) / kAcross;
+  constexpr double kCellHeight = 170;
+  constexpr double kInnerLeft = 52, kInnerTop = 24, kInnerBottom = 130;
+  const size_t down = (panel.rows.size() + kAcross - 1) / kAcross;
+  std::string out = SvgOpen(kCellHeight * down + 30, panel.title);
+  const double top = AxisTop(panel, false, SIZE_MAX);
+  const double step = TickStep(top);
   for (size_t r = 0; r < panel.rows.size(); ++r) {
-    std::string path;
-    std::string points;
-    const double offset =
-        (static_cast<double>(r) - static_cast<double>(panel.rows.size()) / 2) *
-        3;
+    const double left = 10 + kCellWidth * (r % kAcross);
+    const double y0 = kCellHeight * (r / kAcross);
+    const Scale y{0, top, y0 + kInnerBottom, y0 + kInnerTop};
+    const double plot_left = left + kInnerLeft;
+    const double plot_right = left + kCellWidth - 12;
+    const double slot =
+        (plot_right - plot_left) / std::max<size_t>(1, panel.columns.size());
+    auto x_of = [&](size_t c) { return plot_left + slot * (c + 0.5); };
+    absl::StrAppend(&out, "<text class=\"axis-label\" x=\"", Num(plot_left),
+                    "\" y=\"", Num(y0 + 14), "\" fill=\"", Colour(r), "\">",
+                    Escape(panel.rows[r]), "</text>");
+    for (double v = 0; v <= top + step / 1e6; v += step) {
+      absl::StrAppend(&out, "<line class=\"grid\" x1=\"", Num(plot_left),
+                      "\" x2=\"", Num(plot_right), "\" y1=\"", Num(y(v)),
+                      "\" y2=\"", Num(y(v)), "\"/><text class=\"tick\" x=\"",
+                      Num(plot_left - 4), "\" y=\"", Num(y(v) + 4),
+                      "\" text-anchor=\"end\">",
+                      panel.percent[0] ? absl::StrFormat("%g%%", v * 100)
+                                       : absl::StrFormat("%g", v),
+                      "</text>");
+    }
+    if (!panel.columns.empty()) {
+      absl::StrAppend(
+          &out, XLabel(x_of(0), y0 + kInnerBottom + 16, panel.columns.front()),
+          XLabel(x_of(panel.columns.size() - 1), y0 + kInnerBottom + 16,
+                 panel.columns.back()));
+    }
+    std::string line, upper, lower, points;
     for (size_t c = 0; c < panel.columns.size(); ++c) {
       const std::optional<Cell>& cell = panel.cells[r][c];
       if (!cell) continue;
-      const double px = x_of(c) + offset;
-      absl::StrAppend(&path, path.empty() ? "M" : "L", Num(px), " ",
-                      Num(y_axis(cell->value)));
+      const double px = x_of(c);
+      absl::StrAppend(&line, line.empty() ? "M" : "L", Num(px), " ",
+                      Num(y(cell->value)));
+      absl::StrAppend(&upper, upper.empty() ? "M" : "L", Num(px), " ",
+                      Num(y(cell->high)));
+      lower = absl::StrCat("L", Num(px), " ", Num(y(cell->low)), lower);
       absl::StrAppend(
-          &points, "<path class=\"err thin\" stroke=\"", Colour(r), "\" d=\"M",
-          Num(px), " ", Num(y_axis(cell->low)), "V", Num(y_axis(cell->high)),
-          "\"/><circle cx=\"", Num(px), "\" cy=\"", Num(y_axis(cell->value)),
+          &points, "<circle cx=\"", Num(px), "\" cy=\"", Num(y(cell->value)),
           "\" r=\"3\" fill=\"", Colour(r), "\">",
           Tooltip(absl::StrCat(panel.rows[r], ", ", panel.columns[c]), *cell,
                   panel.percent[0]),
           "</circle>");
     }
-    if (path.empty()) continue;
-    absl::StrAppend(&out, "<path class=\"line\" stroke=\"", Colour(r),
-                    "\" d=\"", path, "\"/>", points);
+    if (line.empty()) continue;
+    absl::StrAppend(&out, "<path class=\"band\" fill=\"", Colour(r), "\" d=\"",
+                    upper, lower,
+                    "Z\"/><path class=\"line\" "
+                    "stroke=\"",
+                    Colour(r), "\" d=\"", line, "\"/>", points);
   }
-  absl::StrAppend(&out, Legend(panel.rows, plot_bottom + 48), "</svg>");
+  absl::StrAppend(&out, "<text class=\"legend\" x=\"10\" y=\"",
+                  Num(kCellHeight * down + 20),
+                  "\">line: released mean; band: its 95% interval (cut at the "
+                  "axis)</text></svg>");
   return out;
 }
 
@@ -509,8 +537,8 @@ svg{display:block;max-width:100%;height:auto}
 .tick{font-size:12px;fill:#424a53}.axis-label{font-size:13px;fill:#1f2328}
 .legend{font-size:12px;fill:#1f2328}.value{font-size:11px;fill:#1f2328}
 .in-bar{font-size:10px;fill:#fff}
-.err{stroke:#1f2328;stroke-width:1.5;fill:none}.thin{stroke-width:1;opacity:.6}
-.line{fill:none;stroke-width:2}
+.err{stroke:#1f2328;stroke-width:1.5;fill:none}
+.line{fill:none;stroke-width:2}.band{fill-opacity:.15;stroke:none}
 .box{fill-opacity:.25;stroke:#0072B2;stroke-width:1.5}
 .whisker{stroke:#0072B2;stroke-width:1.5;fill:none}
 .median{stroke:#1f2328;stroke-width:2.5}.mean{fill:#D55E00}
