@@ -9,8 +9,10 @@
 
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
+#include "tools/cohortctl/observation_jsonl.h"
 #include "yaml-cpp/yaml.h"
 
 namespace cohortd::cohortctl {
@@ -205,7 +207,7 @@ TEST(PopulationTest, WorkModeTrendFromFirstToLastMonth) {
 
 TEST(PopulationTest, SuccessByExpertise) {
   // DOMAIN.md figure 4. Occupation shifts verified success by a factor
-  // whose session-weighted mean is 0.999, so the targets hold as stated.
+  // whose session-weighted mean is 1.013: within the tolerances.
   const auto level = [](int e) {
     return [e](const SimSession& s) { return s.expertise == e; };
   };
@@ -243,8 +245,8 @@ TEST(PopulationTest, VerifiedSuccessHigherForSoftwareOccupations) {
     }
     return sum / n;
   };
-  const double software = expected(true, 1.10);
-  const double others = expected(false, 0.96);
+  const double software = expected(true, 1.12);
+  const double others = expected(false, 0.975);
   EXPECT_NEAR(software, 0.30, 0.01);
   EXPECT_NEAR(others, 0.26, 0.01);
   const auto verified = [](const SimSession& s) {
@@ -491,6 +493,29 @@ TEST(ObservationsTest, FiveSourcesCoverEveryLabelAndMeasure) {
   EXPECT_EQ(labels.size(), 8u);  // every dimension but the derived month
   EXPECT_FALSE(labels.count("month"));
   EXPECT_EQ(measures.size(), static_cast<size_t>(kNumMeasures));
+}
+
+TEST(ObservationsTest, JsonLinesParseBackToTheSameObservations) {
+  for (int64_t i : {0, 1, 4567, 39999}) {
+    const SimSession& s = TestSessions()[i];
+    cohortd::v1::PushRequest request;
+    AppendObservations(TestPopulation(), s, &request);
+    const std::string jsonl = ObservationsJsonl(TestPopulation(), s);
+    ASSERT_EQ(jsonl.back(), '\n');
+    const std::vector<std::string> lines =
+        absl::StrSplit(jsonl.substr(0, jsonl.size() - 1), '\n');
+    ASSERT_EQ(lines.size(), static_cast<size_t>(kSourcesPerSession));
+    for (int k = 0; k < kSourcesPerSession; ++k) {
+      absl::StatusOr<cohortd::v1::Observation> parsed =
+          ParseObservationJson(lines[k]);
+      ASSERT_TRUE(parsed.ok()) << parsed.status() << "\n" << lines[k];
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+          *parsed, request.observations(k)))
+          << lines[k];
+    }
+  }
+  EXPECT_EQ(ObservationsJsonl(TestPopulation(), TestSessions()[9]),
+            ObservationsJsonl(TestPopulation(), TestSessions()[9]));
 }
 
 TEST(TruthCsvTest, HeaderAndRowsLineUp) {

@@ -92,10 +92,11 @@ constexpr std::array<double, 5> kAtLeastPartial = {0.77, 0.85, 0.91, 0.915,
 constexpr double kVerifiedOfSuccess = 0.55;
 // Figure 5: verified success ~30% for software occupations vs ~26% for the
 // others. The overall rate by the expertise mix above is 26.6%; these
-// factors move software (28% of sessions) up and the rest down while
-// keeping the overall rate and the expertise figures.
-constexpr double kSoftwareFactor = 1.10;
-constexpr double kOtherFactor = 0.96;
+// factors move software (26.5% of sessions) up and the rest down; their
+// session-weighted mean is 1.013, so the expertise figures move by at
+// most 0.4 points.
+constexpr double kSoftwareFactor = 1.12;
+constexpr double kOtherFactor = 0.975;
 // Share of non-successes that fail (the rest are unclear).
 constexpr double kFailureOfRest = 0.65;
 // Figure 7: abandonment among problem sessions, ~19% for novices and 5-7%
@@ -111,12 +112,14 @@ constexpr double kActionsSigma = 0.8;
 constexpr std::array<double, 5> kWordsMedian = {600, 950, 1500, 2300, 3200};
 constexpr double kWordsSigma = 0.75;
 
-// Figure 6: task value by work mode (median, USD), rising 27% from the
-// first month to the last (geometrically in between).
+// Figure 6: task value by work mode (median, USD), rising 24.5% within
+// each work mode from the first month to the last (geometrically in
+// between); the shift towards analysis adds ~3 points, so the mean rises
+// ~27% as published.
 constexpr std::array<double, 9> kValueMedian = {120, 60, 50, 150, 70,
                                                 30,  40, 90, 45};
 constexpr double kValueSigma = 0.9;
-constexpr double kValueGrowth = 1.27;
+constexpr double kValueGrowth = 1.245;
 
 // Lines added by work mode for code modes (median; sigma 1.3).
 constexpr std::array<double, 4> kLinesMedian = {150, 40, 90, 120};
@@ -156,7 +159,14 @@ std::vector<double> Cumulative(const std::array<double, N>& weights) {
   return Cumulative(weights.data(), N);
 }
 
+// Rounds to a multiple of `granularity`. For steps below 1 it divides by
+// the (integral) number of steps per unit, so that 1.63 comes out as the
+// double nearest to 1.63 and prints as such, not as 1.6300000000000001.
 double RoundTo(double value, double granularity) {
+  if (granularity < 1) {
+    const double per_unit = std::round(1 / granularity);
+    return std::round(value * per_unit) / per_unit;
+  }
   return std::round(value / granularity) * granularity;
 }
 
@@ -579,35 +589,56 @@ std::string LabelValue(const SimSession& session, Dimension dimension) {
   return MonthName(session.month);
 }
 
+namespace {
+
+// Which source reports what: a classifier per label group (the occupation
+// classifier labels every session of an account alike), and telemetry.
+struct Source {
+  const char* name;
+  std::vector<Dimension> labels;
+  std::vector<Measure> measures;
+};
+
+const std::array<Source, kSourcesPerSession>& Sources() {
+  static const auto* const kSources =
+      new std::array<Source, kSourcesPerSession>{{
+          {"work_mode_classifier@3", {kWorkMode, kTaskTopic}, {}},
+          {"expertise_classifier@2", {kExpertise}, {}},
+          {"occupation_classifier@1", {kOccupation}, {}},
+          {"outcome_classifier@4",
+           {kOutcome, kVerifiedSuccess, kAbandoned},
+           {kSuccessSignal, kFailureSignal, kTaskValueUsd,
+            kPlanningUserShare, kImplementationUserShare}},
+          {"telemetry",
+           {kClient},
+           {kActionsPerPrompt, kWordsPerPrompt, kPrompts, kLinesAdded,
+            kLinesRemoved, kCommits, kTestsPassed}},
+      }};
+  return *kSources;
+}
+
+// Decimals of each measure's granularity: how its values are printed.
+const std::array<int, kNumMeasures>& MeasureDecimals() {
+  static const auto* const kDecimals = [] {
+    auto* decimals = new std::array<int, kNumMeasures>;
+    for (int i = 0; i < kNumMeasures; ++i) {
+      (*decimals)[i] = Decimals(SessionMeasures()[i].granularity);
+    }
+    return decimals;
+  }();
+  return *kDecimals;
+}
+
+}  // namespace
+
 void AppendObservations(const Population& population,
                         const SimSession& session,
                         cohortd::v1::PushRequest* request) {
-  // Which source reports what: a classifier per label group (the occupation
-  // classifier labels every session of an account alike), and telemetry.
-  struct Source {
-    const char* name;
-    std::vector<Dimension> labels;
-    std::vector<Measure> measures;
-  };
-  static const auto* const kSources = new std::array<Source,
-                                                     kSourcesPerSession>{{
-      {"work_mode_classifier@3", {kWorkMode, kTaskTopic}, {}},
-      {"expertise_classifier@2", {kExpertise}, {}},
-      {"occupation_classifier@1", {kOccupation}, {}},
-      {"outcome_classifier@4",
-       {kOutcome, kVerifiedSuccess, kAbandoned},
-       {kSuccessSignal, kFailureSignal, kTaskValueUsd, kPlanningUserShare,
-        kImplementationUserShare}},
-      {"telemetry",
-       {kClient},
-       {kActionsPerPrompt, kWordsPerPrompt, kPrompts, kLinesAdded,
-        kLinesRemoved, kCommits, kTestsPassed}},
-  }};
   const std::string session_id = population.SessionId(session.index);
   const std::string account_id = population.AccountId(session.account);
   const std::vector<ModelDimension>& dims = SessionDimensions();
   const std::vector<ModelMeasure>& measures = SessionMeasures();
-  for (const Source& source : *kSources) {
+  for (const Source& source : Sources()) {
     cohortd::v1::Observation* obs = request->add_observations();
     obs->set_session_id(session_id);
     obs->set_account_id(account_id);
@@ -620,6 +651,43 @@ void AppendObservations(const Population& population,
       (*obs->mutable_measures())[measures[m].name] = session.measures[m];
     }
   }
+}
+
+std::string ObservationsJsonl(const Population& population,
+                              const SimSession& session) {
+  const std::string prefix = absl::StrCat(
+      "{\"sessionId\":\"", population.SessionId(session.index),
+      "\",\"accountId\":\"", population.AccountId(session.account),
+      "\",\"sessionStart\":\"",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                       absl::FromUnixSeconds(session.start_seconds),
+                       absl::UTCTimeZone()),
+      "\",\"source\":\"");
+  const std::vector<ModelDimension>& dims = SessionDimensions();
+  const std::vector<ModelMeasure>& measures = SessionMeasures();
+  std::string out;
+  for (const Source& source : Sources()) {
+    absl::StrAppend(&out, prefix, source.name, "\"");
+    // Every value is an identifier, a slug or "true"/"false": nothing to
+    // escape.
+    const char* separator = ",\"labels\":{";
+    for (Dimension d : source.labels) {
+      absl::StrAppend(&out, separator, "\"", dims[d].name, "\":\"",
+                      LabelValue(session, d), "\"");
+      separator = ",";
+    }
+    if (!source.labels.empty()) out += '}';
+    separator = ",\"measures\":{";
+    for (Measure m : source.measures) {
+      absl::StrAppend(&out, separator, "\"", measures[m].name, "\":",
+                      absl::StrFormat("%.*f", MeasureDecimals()[m],
+                                      session.measures[m]));
+      separator = ",";
+    }
+    if (!source.measures.empty()) out += '}';
+    out += "}\n";
+  }
+  return out;
 }
 
 std::string TruthCsvHeader() {
@@ -635,13 +703,6 @@ std::string TruthCsvHeader() {
 
 std::string TruthCsvRow(const Population& population,
                         const SimSession& session) {
-  static const auto* const kDecimals = [] {
-    auto* decimals = new std::array<int, kNumMeasures>;
-    for (int i = 0; i < kNumMeasures; ++i) {
-      (*decimals)[i] = Decimals(SessionMeasures()[i].granularity);
-    }
-    return decimals;
-  }();
   std::string row =
       absl::StrCat(population.SessionId(session.index), ",",
                    population.AccountId(session.account), ",",
@@ -650,9 +711,8 @@ std::string TruthCsvRow(const Population& population,
     absl::StrAppend(&row, ",", LabelValue(session, static_cast<Dimension>(d)));
   }
   for (int i = 0; i < kNumMeasures; ++i) {
-    absl::StrAppend(&row,
-                    absl::StrFormat(",%.*f", (*kDecimals)[i],
-                                    session.measures[i]));
+    absl::StrAppend(&row, absl::StrFormat(",%.*f", MeasureDecimals()[i],
+                                          session.measures[i]));
   }
   row += '\n';
   return row;

@@ -220,6 +220,14 @@ void AppendObservations(const Population& population,
                         const SimSession& session,
                         cohortd::v1::PushRequest* request);
 
+// The same observations as JSON Lines for `cohortctl push` (one line per
+// observation, each ending in a newline): the protobuf JSON mapping with
+// keys in a fixed order and each measure printed with its granularity's
+// decimals, so that a seed gives the same file byte for byte (the protobuf
+// printer's map order varies between runs).
+std::string ObservationsJsonl(const Population& population,
+                              const SimSession& session);
+
 // The ground truth CSV: "session_id,account_id,month," then every other
 // dimension and every measure, by name in config order; one row per
 // session, each measure with its granularity's decimals. Values never need
