@@ -507,6 +507,11 @@ absl::StatusOr<FigureResult> BuildFigure(
         }
       }
       figure.panels.push_back(std::move(panel));
+      figure.notes.push_back(
+          "Task value is clamped to its public bounds, 0 to 5000 USD, and "
+          "the noise scales with that range: for typical values of a few "
+          "hundred dollars only the largest cohorts (build, fix, operate) "
+          "show the trend; a mean of 0 is noise clamped at the bound.");
       break;
     }
     case 7: {
