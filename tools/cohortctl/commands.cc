@@ -6,6 +6,7 @@ const std::vector<Command>& AllCommands() {
   static const auto* const kCommands = new std::vector<Command>{
       PushCommand(),     QueryCommand(), BudgetCommand(),
       DescribeCommand(), AuditCommand(), HealthCommand(),
+      SimulateCommand(),
       ReportCommand(),
   };
   return *kCommands;

@@ -60,6 +60,7 @@ Command BudgetCommand();
 Command DescribeCommand();
 Command AuditCommand();
 Command HealthCommand();
+Command SimulateCommand();
 Command ReportCommand();
 
 // Every command, in the order `cohortctl --help` lists them.
