@@ -83,11 +83,10 @@ Share MeasureShare(double target, In in, Hit hit) {
   return share;
 }
 
-#define EXPECT_SHARE_NEAR(target, in, hit)                            \
-  do {                                                                \
-    const Share share = MeasureShare((target), (in), (hit));          \
-    EXPECT_NEAR(share.value, (target), share.tolerance)               \
-        << "n = " << share.n;                                         \
+#define EXPECT_SHARE_NEAR(target, in, hit)                                    \
+  do {                                                                        \
+    const Share share = MeasureShare((target), (in), (hit));                  \
+    EXPECT_NEAR(share.value, (target), share.tolerance) << "n = " << share.n; \
   } while (0)
 
 TEST(SimRngTest, SameSeedSameStreamAndSamplersInRange) {
@@ -119,9 +118,9 @@ TEST(SimRngTest, SameSeedSameStreamAndSamplersInRange) {
 }
 
 TEST(PopulationTest, RejectsSizesOutOfRange) {
-  EXPECT_THAT(Population::Create({.sessions = 999}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--sessions")));
+  EXPECT_THAT(
+      Population::Create({.sessions = 999}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--sessions")));
 }
 
 TEST(PopulationTest, SameSeedSameSessions) {
@@ -164,8 +163,8 @@ TEST(PopulationTest, TotalsHitTheirTargets) {
   for (int64_t i : {int64_t{0}, int64_t{1}, kTestSessions - 1}) {
     const SimSession& s = TestSessions()[i];
     EXPECT_GE(i, p.account(s.account).first_session);
-    EXPECT_LT(i, p.account(s.account).first_session +
-                     p.account(s.account).sessions);
+    EXPECT_LT(
+        i, p.account(s.account).first_session + p.account(s.account).sessions);
   }
 }
 
@@ -200,8 +199,8 @@ TEST(PopulationTest, WorkModeTrendFromFirstToLastMonth) {
   EXPECT_SHARE_NEAR(0.20, month(6), mode({kAnalyze, kWrite}));
   // Sessions spread over the seven months evenly (1/7 each).
   for (int m = 0; m < kNumMonths; ++m) {
-    EXPECT_SHARE_NEAR(1.0 / 7, [](const SimSession&) { return true; },
-                      month(m));
+    EXPECT_SHARE_NEAR(
+        1.0 / 7, [](const SimSession&) { return true; }, month(m));
   }
 }
 
@@ -211,9 +210,7 @@ TEST(PopulationTest, SuccessByExpertise) {
   const auto level = [](int e) {
     return [e](const SimSession& s) { return s.expertise == e; };
   };
-  const auto verified = [](const SimSession& s) {
-    return s.verified_success;
-  };
+  const auto verified = [](const SimSession& s) { return s.verified_success; };
   const auto at_least_partial = [](const SimSession& s) {
     return s.outcome == kSuccess || s.outcome == kPartial;
   };
@@ -249,9 +246,7 @@ TEST(PopulationTest, VerifiedSuccessHigherForSoftwareOccupations) {
   const double others = expected(false, 0.975);
   EXPECT_NEAR(software, 0.30, 0.01);
   EXPECT_NEAR(others, 0.26, 0.01);
-  const auto verified = [](const SimSession& s) {
-    return s.verified_success;
-  };
+  const auto verified = [](const SimSession& s) { return s.verified_success; };
   EXPECT_SHARE_NEAR(
       software, [](const SimSession& s) { return s.occupation == kSoftware; },
       verified);
@@ -413,9 +408,9 @@ TEST(PopulationTest, MatchesTheConfigAndStaysWithinIt) {
     }
     ASSERT_FALSE(s.task_topic.empty());
     ASSERT_LE(s.task_topic.size(), 64u);
-    ASSERT_EQ(s.task_topic.find_first_not_of(
-                  "abcdefghijklmnopqrstuvwxyz0123456789-"),
-              std::string::npos);
+    ASSERT_EQ(
+        s.task_topic.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-"),
+        std::string::npos);
     for (int m = 0; m < kNumMeasures; ++m) {
       const double v = s.measures[m];
       ASSERT_GE(v, 0) << measures[m].name;

@@ -37,7 +37,8 @@ constexpr int64_t kTinyCohortSessions = 40;
 // study reports ~30% unclassified; among the rest software
 // (computer_mathematical) dominates, then business, engineering,
 // management, science. farming_fishing_forestry gets 0: only the tiny
-// cohort's accounts have it.
+// cohort's accounts have it. The weights sum to 98, so unclassified is
+// 30.6% of accounts (and, in expectation, of sessions).
 constexpr std::array<double, 23> kOccupationWeights = {
     5.0,   // management
     6.0,   // business_financial
@@ -62,7 +63,7 @@ constexpr std::array<double, 23> kOccupationWeights = {
     1.2,   // production
     1.0,   // transportation_material_moving
     30.0,  // unclassified
-};  // sums to 98.0: unclassified is 30.6% of accounts (and of sessions)
+};
 
 // An account's base expertise: the level its sessions centre on.
 constexpr std::array<double, 5> kBaseExpertise = {12, 18, 35, 25, 10};
@@ -131,18 +132,19 @@ constexpr std::array<double, 4> kLinesMedian = {150, 40, 90, 120};
 // the session index / 8, so no rare topic is ever seen in more than 8
 // sessions (hence by fewer than k = 10 accounts) and most are seen once.
 constexpr std::array<const char*, 20> kTechs = {
-    "python", "typescript", "react",  "rust",   "go",      "java",  "sql",
-    "kubernetes", "terraform", "docker", "django", "nodejs", "swift",
-    "kotlin", "cpp", "bash", "pandas", "spark", "excel-vba", "latex"};
+    "python", "typescript", "react",      "rust",      "go",
+    "java",   "sql",        "kubernetes", "terraform", "docker",
+    "django", "nodejs",     "swift",      "kotlin",    "cpp",
+    "bash",   "pandas",     "spark",      "excel-vba", "latex"};
 constexpr std::array<const char*, 15> kTasks = {
-    "api-endpoint", "unit-tests",  "refactor",     "bug-fix",
+    "api-endpoint",  "unit-tests", "refactor",     "bug-fix",
     "data-pipeline", "ci-config",  "migration",    "cli-tool",
-    "dashboard",    "auth",        "performance",  "documentation",
-    "deployment",   "scraper",     "schema-design"};
+    "dashboard",     "auth",       "performance",  "documentation",
+    "deployment",    "scraper",    "schema-design"};
 constexpr std::array<const char*, 16> kRareDomains = {
-    "legacy",   "embedded",   "quantum", "genomics",  "firmware", "a11y",
-    "l10n",     "music",      "robotics", "game",     "satellite", "payroll",
-    "chess",    "weather",    "compiler", "ledger"};
+    "legacy", "embedded", "quantum",  "genomics", "firmware",  "a11y",
+    "l10n",   "music",    "robotics", "game",     "satellite", "payroll",
+    "chess",  "weather",  "compiler", "ledger"};
 constexpr double kTopicZipfExponent = 1.07;
 constexpr double kRareTopicShare = 0.03;
 constexpr int64_t kRareTopicBlock = 8;
@@ -218,7 +220,9 @@ SimRng::SimRng(uint64_t seed) {
 
 uint64_t SimRng::Next() {
   // xoshiro256** (Blackman and Vigna, 2018).
-  const auto rotl = [](uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  const auto rotl = [](uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+  };
   const uint64_t result = rotl(state_[1] * 5, 7) * 9;
   const uint64_t t = state_[1] << 17;
   state_[2] ^= state_[0];
@@ -291,21 +295,34 @@ size_t SimRng::PickCumulative(const std::vector<double>& cumulative) {
 const std::vector<ModelDimension>& SessionDimensions() {
   static const auto* const kDimensions = new std::vector<ModelDimension>{
       {"work_mode",
-       {"build", "fix", "test", "orchestrate", "operate", "understand",
-        "plan", "analyze", "write"}},
-      {"expertise", {"novice", "beginner", "intermediate", "advanced",
-                     "expert"}},
+       {"build", "fix", "test", "orchestrate", "operate", "understand", "plan",
+        "analyze", "write"}},
+      {"expertise",
+       {"novice", "beginner", "intermediate", "advanced", "expert"}},
       {"occupation",
-       {"management", "business_financial", "computer_mathematical",
-        "architecture_engineering", "life_physical_social_science",
-        "community_social_service", "legal",
-        "educational_instruction_library", "arts_design_media",
-        "healthcare_practitioners", "healthcare_support",
-        "protective_service", "food_preparation_serving",
-        "building_grounds_maintenance", "personal_care_service", "sales",
-        "office_administrative_support", "farming_fishing_forestry",
-        "construction_extraction", "installation_maintenance_repair",
-        "production", "transportation_material_moving", "unclassified"}},
+       {"management",
+        "business_financial",
+        "computer_mathematical",
+        "architecture_engineering",
+        "life_physical_social_science",
+        "community_social_service",
+        "legal",
+        "educational_instruction_library",
+        "arts_design_media",
+        "healthcare_practitioners",
+        "healthcare_support",
+        "protective_service",
+        "food_preparation_serving",
+        "building_grounds_maintenance",
+        "personal_care_service",
+        "sales",
+        "office_administrative_support",
+        "farming_fishing_forestry",
+        "construction_extraction",
+        "installation_maintenance_repair",
+        "production",
+        "transportation_material_moving",
+        "unclassified"}},
       {"outcome", {"success", "partial", "failure", "unclear"}},
       {"verified_success", {"true", "false"}},
       {"abandoned", {"true", "false"}},
@@ -345,20 +362,19 @@ std::string MonthName(int month) {
 absl::StatusOr<Population> Population::Create(
     const PopulationOptions& options) {
   if (options.sessions < kMinSessions || options.sessions > kMaxSessions) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--sessions must be between ", kMinSessions, " and ",
-                     kMaxSessions));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--sessions must be between ", kMinSessions, " and ", kMaxSessions));
   }
   Population population;
   population.sessions_ = options.sessions;
   population.seed_ = options.seed;
-  const int64_t num_accounts = std::max<int64_t>(
-      kTinyCohortAccounts + 1,
-      std::llround(options.sessions * kAccountsPerSession));
+  const int64_t num_accounts =
+      std::max<int64_t>(kTinyCohortAccounts + 1,
+                        std::llround(options.sessions * kAccountsPerSession));
   const int64_t tiny_sessions = std::max<int64_t>(
-      12, std::llround(kTinyCohortSessions *
-                       (static_cast<double>(options.sessions) /
-                        kDefaultSessions)));
+      12,
+      std::llround(kTinyCohortSessions *
+                   (static_cast<double>(options.sessions) / kDefaultSessions)));
 
   // Which accounts form the tiny cohort: kTinyCohortAccounts distinct
   // indices spread over the population.
@@ -375,9 +391,8 @@ absl::StatusOr<Population> Population::Create(
   // Heavy-tailed extra sessions of the other accounts, rescaled (with
   // random rounding, then +-1 corrections) to sum to exactly what is left.
   const int64_t regular_accounts = num_accounts - kTinyCohortAccounts;
-  const int64_t extra_target = options.sessions -
-                               kTinyCohortAccounts * tiny_sessions -
-                               regular_accounts;
+  const int64_t extra_target =
+      options.sessions - kTinyCohortAccounts * tiny_sessions - regular_accounts;
   std::vector<int64_t> extra(num_accounts, 0);
   double extra_sum = 0;
   for (int64_t a = 0; a < num_accounts; ++a) {
@@ -464,19 +479,18 @@ SimSession Population::SessionAt(int64_t index) const {
   s.start_seconds =
       month_start + rng.Below(MonthStart(s.month + 1) - month_start);
 
-  s.work_mode =
-      static_cast<int>(rng.PickCumulative(mode_cumulative_[s.month]));
+  s.work_mode = static_cast<int>(rng.PickCumulative(mode_cumulative_[s.month]));
 
   // Task-specific expertise: the account's level, one step either way 15%
   // of the time each.
   const double step = rng.Uniform();
-  s.expertise = std::clamp(
-      account.base_expertise + (step < 0.15 ? -1 : step < 0.30 ? 1 : 0), 0,
-      4);
+  s.expertise = std::clamp(account.base_expertise + (step < 0.15   ? -1
+                                                     : step < 0.30 ? 1
+                                                                   : 0),
+                           0, 4);
   s.occupation = account.occupation;
-  s.client = rng.Bernoulli(kMainClientShare)
-                 ? account.client
-                 : static_cast<int>(rng.Below(3));
+  s.client = rng.Bernoulli(kMainClientShare) ? account.client
+                                             : static_cast<int>(rng.Below(3));
 
   // Outcome. In fix sessions abandonment is drawn first; the other
   // outcomes are then drawn with probabilities scaled by 1 / (1 - a), so
@@ -488,8 +502,8 @@ SimSession Population::SessionAt(int64_t index) const {
     scale = 1.0 / (1.0 - kAbandon[e]);
   }
   const double verified =
-      kVerified[e] * (s.occupation == kSoftware ? kSoftwareFactor
-                                                : kOtherFactor);
+      kVerified[e] *
+      (s.occupation == kSoftware ? kSoftwareFactor : kOtherFactor);
   const double success = verified / kVerifiedOfSuccess;
   const double u = rng.Uniform();
   if (s.abandoned) {
@@ -529,10 +543,9 @@ SimSession Population::SessionAt(int64_t index) const {
   m[kImplementationUserShare] = rng.Beta(2, 8);
   const bool code = kCodeMode[s.work_mode] && !s.abandoned;
   if (code) {
-    m[kLinesAdded] =
-        std::round(rng.LogNormal(kLinesMedian[s.work_mode], 1.3));
-    m[kLinesRemoved] = std::round(
-        m[kLinesAdded] * rng.Beta(2, s.work_mode == kFix ? 3 : 6));
+    m[kLinesAdded] = std::round(rng.LogNormal(kLinesMedian[s.work_mode], 1.3));
+    m[kLinesRemoved] =
+        std::round(m[kLinesAdded] * rng.Beta(2, s.work_mode == kFix ? 3 : 6));
   }
   // Hard signals: a verified success has one (a commit in code work,
   // explicit approval otherwise); an unverified success has none.
@@ -547,11 +560,10 @@ SimSession Population::SessionAt(int64_t index) const {
   static constexpr std::array<double, 4> kFailureMean = {0.5, 1.6, 3.4, 1.5};
   m[kSuccessSignal] = kSuccessMean[s.outcome] + 0.7 * rng.Normal();
   m[kFailureSignal] = kFailureMean[s.outcome] + 0.8 * rng.Normal();
-  m[kTaskValueUsd] =
-      rng.LogNormal(kValueMedian[s.work_mode] *
-                        std::pow(kValueGrowth,
-                                 s.month / static_cast<double>(kNumMonths - 1)),
-                    kValueSigma);
+  m[kTaskValueUsd] = rng.LogNormal(
+      kValueMedian[s.work_mode] *
+          std::pow(kValueGrowth, s.month / static_cast<double>(kNumMonths - 1)),
+      kValueSigma);
 
   const std::vector<ModelMeasure>& specs = SessionMeasures();
   for (int i = 0; i < kNumMeasures; ++i) {
@@ -607,8 +619,8 @@ const std::array<Source, kSourcesPerSession>& Sources() {
           {"occupation_classifier@1", {kOccupation}, {}},
           {"outcome_classifier@4",
            {kOutcome, kVerifiedSuccess, kAbandoned},
-           {kSuccessSignal, kFailureSignal, kTaskValueUsd,
-            kPlanningUserShare, kImplementationUserShare}},
+           {kSuccessSignal, kFailureSignal, kTaskValueUsd, kPlanningUserShare,
+            kImplementationUserShare}},
           {"telemetry",
            {kClient},
            {kActionsPerPrompt, kWordsPerPrompt, kPrompts, kLinesAdded,
@@ -631,8 +643,7 @@ const std::array<int, kNumMeasures>& MeasureDecimals() {
 
 }  // namespace
 
-void AppendObservations(const Population& population,
-                        const SimSession& session,
+void AppendObservations(const Population& population, const SimSession& session,
                         cohortd::v1::PushRequest* request) {
   const std::string session_id = population.SessionId(session.index);
   const std::string account_id = population.AccountId(session.account);
@@ -679,9 +690,9 @@ std::string ObservationsJsonl(const Population& population,
     if (!source.labels.empty()) out += '}';
     separator = ",\"measures\":{";
     for (Measure m : source.measures) {
-      absl::StrAppend(&out, separator, "\"", measures[m].name, "\":",
-                      absl::StrFormat("%.*f", MeasureDecimals()[m],
-                                      session.measures[m]));
+      absl::StrAppend(
+          &out, separator, "\"", measures[m].name, "\":",
+          absl::StrFormat("%.*f", MeasureDecimals()[m], session.measures[m]));
       separator = ",";
     }
     if (!source.measures.empty()) out += '}';
@@ -703,10 +714,9 @@ std::string TruthCsvHeader() {
 
 std::string TruthCsvRow(const Population& population,
                         const SimSession& session) {
-  std::string row =
-      absl::StrCat(population.SessionId(session.index), ",",
-                   population.AccountId(session.account), ",",
-                   MonthName(session.month));
+  std::string row = absl::StrCat(population.SessionId(session.index), ",",
+                                 population.AccountId(session.account), ",",
+                                 MonthName(session.month));
   for (int d = 0; d < kMonth; ++d) {
     absl::StrAppend(&row, ",", LabelValue(session, static_cast<Dimension>(d)));
   }

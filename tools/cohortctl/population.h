@@ -109,18 +109,18 @@ enum Measure {
 };
 
 // Value indices of the closed dimensions the model refers to.
-inline constexpr int kFix = 1;          // work_mode "fix"
-inline constexpr int kOperate = 4;      // work_mode "operate"
-inline constexpr int kAnalyze = 7;      // work_mode "analyze"
-inline constexpr int kWrite = 8;        // work_mode "write"
-inline constexpr int kNovice = 0;       // expertise "novice"
-inline constexpr int kIntermediate = 2; // expertise "intermediate"
-inline constexpr int kSoftware = 2;     // occupation computer_mathematical
+inline constexpr int kFix = 1;           // work_mode "fix"
+inline constexpr int kOperate = 4;       // work_mode "operate"
+inline constexpr int kAnalyze = 7;       // work_mode "analyze"
+inline constexpr int kWrite = 8;         // work_mode "write"
+inline constexpr int kNovice = 0;        // expertise "novice"
+inline constexpr int kIntermediate = 2;  // expertise "intermediate"
+inline constexpr int kSoftware = 2;      // occupation computer_mathematical
 inline constexpr int kUnclassified = 22;
-inline constexpr int kSuccess = 0;      // outcome "success"
-inline constexpr int kPartial = 1;      // outcome "partial"
-inline constexpr int kFailure = 2;      // outcome "failure"
-inline constexpr int kUnclear = 3;      // outcome "unclear"
+inline constexpr int kSuccess = 0;  // outcome "success"
+inline constexpr int kPartial = 1;  // outcome "partial"
+inline constexpr int kFailure = 2;  // outcome "failure"
+inline constexpr int kUnclear = 3;  // outcome "unclear"
 
 inline constexpr int kNumMonths = 7;  // 2025-10 ... 2026-04
 // "2025-10" for month 0.
@@ -149,8 +149,8 @@ struct PopulationOptions {
 // One synthetic session with every label and measure (the model has no
 // absent values: every source reports on every session).
 struct SimSession {
-  int64_t index = 0;    // 0 <= index < Population::sessions()
-  int64_t account = 0;  // account index
+  int64_t index = 0;          // 0 <= index < Population::sessions()
+  int64_t account = 0;        // account index
   int64_t start_seconds = 0;  // session_start, Unix seconds (UTC)
   int month = 0;              // 0 = 2025-10, from start_seconds
   // Value indices of the closed dimensions, in SessionDimensions() order.
@@ -202,7 +202,7 @@ class Population {
 
   int64_t sessions_ = 0;
   uint64_t seed_ = 0;
-  std::vector<SimAccount> accounts_;  // by first_session, ascending
+  std::vector<SimAccount> accounts_;      // by first_session, ascending
   std::vector<double> topic_cumulative_;  // Zipf over the common topics
   // Work-mode distribution of each month.
   std::array<std::vector<double>, kNumMonths> mode_cumulative_;
@@ -216,8 +216,7 @@ std::string LabelValue(const SimSession& session, Dimension dimension);
 // labels and measures, in the order they are emitted.
 inline constexpr int kSourcesPerSession = 5;
 // Appends the session's kSourcesPerSession observations to `request`.
-void AppendObservations(const Population& population,
-                        const SimSession& session,
+void AppendObservations(const Population& population, const SimSession& session,
                         cohortd::v1::PushRequest* request);
 
 // The same observations as JSON Lines for `cohortctl push` (one line per

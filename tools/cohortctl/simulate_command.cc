@@ -25,8 +25,7 @@ constexpr int64_t kDefaultBatch = 2000;
 constexpr int64_t kDefaultStreams = 4;
 
 absl::Status CheckSimulateFlags(const ParsedFlags& flags) {
-  absl::StatusOr<int64_t> sessions =
-      flags.GetInt("sessions", kDefaultSessions);
+  absl::StatusOr<int64_t> sessions = flags.GetInt("sessions", kDefaultSessions);
   if (!sessions.ok()) return sessions.status();
   absl::StatusOr<int64_t> seed = flags.GetInt("seed", 1);
   if (!seed.ok()) return seed.status();
@@ -41,8 +40,7 @@ absl::Status CheckSimulateFlags(const ParsedFlags& flags) {
   if (*seed < 0) {
     return absl::InvalidArgumentError("--seed must not be negative");
   }
-  if (*batch < kSourcesPerSession || *streams < 1 ||
-      *streams > kMaxStreams) {
+  if (*batch < kSourcesPerSession || *streams < 1 || *streams > kMaxStreams) {
     return absl::InvalidArgumentError(
         absl::StrCat("--batch must be at least ", kSourcesPerSession,
                      " and --streams between 1 and ", kMaxStreams));
@@ -113,8 +111,7 @@ int WriteJsonl(const CommandEnv& env, const Population& population,
     return kExitError;
   }
   if (!truth->Close()) {
-    *env.io.err << "cohortctl: cannot write " << env.flags.Get("truth")
-                << "\n";
+    *env.io.err << "cohortctl: cannot write " << env.flags.Get("truth") << "\n";
     return kExitError;
   }
   if (path != "-") {
@@ -239,8 +236,7 @@ int RunSimulate(const CommandEnv& env) {
   }
   TruthWriter truth;
   if (!truth.Open(env.flags.Get("truth"))) {
-    *env.io.err << "cohortctl: cannot write " << env.flags.Get("truth")
-                << "\n";
+    *env.io.err << "cohortctl: cannot write " << env.flags.Get("truth") << "\n";
     return kExitError;
   }
   return env.flags.Has("jsonl") ? WriteJsonl(env, *population, &truth)
