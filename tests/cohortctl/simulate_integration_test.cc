@@ -1,0 +1,77 @@
+// `cohortctl simulate` pushing to the real cohortd binary (port 0, temp
+// dir), in-process through RunCohortctl: the generated data must be valid
+// for the shipped schema (no rejections), pushing it again must change
+// nothing, and a server whose schema differs must be refused up front.
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/integration/server_process.h"
+#include "tools/cohortctl/cli.h"
+
+namespace cohortd::cohortctl {
+namespace {
+
+using ::cohortd::testing::ServerProcess;
+using ::testing::HasSubstr;
+
+// Runs cohortctl against `server` with its ingest token.
+int RunCli(const ServerProcess& server, std::vector<std::string> args,
+           std::string* out, std::string* err) {
+  const std::string token_file = server.dir() + "/ingest.token";
+  std::ofstream(token_file) << server.tokens().ingest << "\n";
+  std::vector<std::string> full = {"--target", server.address(), "--token-file",
+                                   token_file};
+  full.insert(full.end(), args.begin(), args.end());
+  std::stringstream in, out_stream, err_stream;
+  CliIo io;
+  io.in = &in;
+  io.out = &out_stream;
+  io.err = &err_stream;
+  io.env = [](absl::string_view) { return std::optional<std::string>(); };
+  const int code = RunCohortctl(full, io);
+  *out = out_stream.str();
+  *err = err_stream.str();
+  return code;
+}
+
+TEST(SimulateIntegrationTest, PushesWithoutRejectionsAndIdempotently) {
+  ServerProcess server(cohortd::testing::MakeTempDir());
+  ASSERT_OK(server.Start());
+  std::string out, err;
+  ASSERT_EQ(RunCli(server,
+                   {"simulate", "--sessions", "3000", "--batch", "700",
+                    "--streams", "3"},
+                   &out, &err),
+            kExitOk)
+      << err << out;
+  EXPECT_THAT(out, HasSubstr("simulated 3,000 sessions of 1,763 accounts "
+                             "(seed 1): 15,000 observations"));
+  EXPECT_THAT(out, HasSubstr("accepted     15000\nunchanged    0\n"
+                             "rejected     0\n"));
+
+  ASSERT_EQ(RunCli(server, {"simulate", "--sessions", "3000"}, &out, &err),
+            kExitOk)
+      << err;
+  EXPECT_THAT(out, HasSubstr("accepted     0\nunchanged    15000\n"));
+}
+
+TEST(SimulateIntegrationTest, RefusesAServerWhoseSchemaDiffers) {
+  ServerProcess server(cohortd::testing::MakeTempDir(), "",
+                       {{"{name: prompts, bounds: [0, 200]",
+                         "{name: prompts, bounds: [0, 100]"}});
+  ASSERT_OK(server.Start());
+  std::string out, err;
+  EXPECT_EQ(RunCli(server, {"simulate", "--sessions", "1000"}, &out, &err),
+            kExitError);
+  EXPECT_THAT(err, HasSubstr("measure 3 is 'prompts' [0, 100] step 1; "
+                             "expected 'prompts' [0, 200] step 1"));
+  EXPECT_EQ(out, "");
+}
+
+}  // namespace
+}  // namespace cohortd::cohortctl
