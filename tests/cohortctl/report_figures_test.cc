@@ -176,6 +176,27 @@ TEST(BuildFigureTest, TopTenOccupationsByNoisySessions) {
   EXPECT_THAT(text, HasSubstr("1110 [0, 0]"));
 }
 
+TEST(CohortsBelowKTest, FlagsReleasedCohortsWithFewAccountsInTheTruth) {
+  const FigureSpec spec = StudyFigures("sessions")[3];  // by expertise
+  AggregateResponse response;
+  AddCohort(&response, {{"expertise", "novice"}}, "verified_success", 0.2, 0.1,
+            0.3);
+  AddCohort(&response, {{"expertise", "expert"}}, "verified_success", 0.3, 0.2,
+            0.4);
+  AddCohort(&response, {{"expertise", "advanced"}}, "verified_success", 0.3,
+            0.2, 0.4);
+  TruthByCohort truth;
+  truth[{"novice"}].accounts = 10;
+  truth[{"expert"}].accounts = 9;
+  // "advanced" is absent from the truth: no account at all.
+  EXPECT_THAT(CohortsBelowK(spec.queries[0], response, truth, 10),
+              ::testing::ElementsAre("expertise=expert has 9 accounts",
+                                     "expertise=advanced has 0 accounts"));
+  truth[{"expert"}].accounts = 10;
+  truth[{"advanced"}].accounts = 500;
+  EXPECT_TRUE(CohortsBelowK(spec.queries[0], response, truth, 10).empty());
+}
+
 TEST(BuildFigureTest, MismatchedSizesAreAnError) {
   EXPECT_THAT(BuildFigure(StudyFigures("sessions")[0], {}, {}, Description()),
               ::cohortd::testing::StatusIs(absl::StatusCode::kInvalidArgument));

@@ -19,31 +19,6 @@ namespace {
 
 using cohortd::v1::AggregateResponse;
 
-// Released cohorts of `response` that have fewer than k distinct accounts
-// in the truth (absent from it: none at all), as "key=value,..." lines.
-std::vector<std::string> BelowK(const cohortd::v1::AggregateRequest& request,
-                                const AggregateResponse& response,
-                                const TruthByCohort& truth, int k) {
-  std::vector<std::string> found;
-  for (const cohortd::v1::Cohort& cohort : response.cohorts()) {
-    CohortKey key;
-    std::string label;
-    for (const std::string& dimension : request.group_by()) {
-      auto it = cohort.key().find(dimension);
-      key.push_back(it == cohort.key().end() ? "" : it->second);
-      absl::StrAppend(&label, label.empty() ? "" : ",", dimension, "=",
-                      key.back());
-    }
-    auto it = truth.find(key);
-    const int64_t accounts = it == truth.end() ? 0 : it->second.accounts;
-    if (accounts < k) {
-      found.push_back(absl::StrCat(label.empty() ? "(all)" : label, " has ",
-                                   accounts, " accounts"));
-    }
-  }
-  return found;
-}
-
 int RunReport(const CommandEnv& env) {
   std::ostream& out = *env.io.out;
   std::ostream& err = *env.io.err;
@@ -104,7 +79,7 @@ int RunReport(const CommandEnv& env) {
         return kExitError;
       }
       for (std::string& line :
-           BelowK(spec.queries[i], responses[i], *computed, k)) {
+           CohortsBelowK(spec.queries[i], responses[i], *computed, k)) {
         below_k.push_back(absl::StrCat("figure ", spec.number, ": ", line));
       }
       truths.push_back(*std::move(computed));

@@ -532,6 +532,29 @@ absl::StatusOr<FigureResult> BuildFigure(
   return figure;
 }
 
+std::vector<std::string> CohortsBelowK(const AggregateRequest& request,
+                                       const AggregateResponse& response,
+                                       const TruthByCohort& truth, int k) {
+  std::vector<std::string> found;
+  for (const cohortd::v1::Cohort& cohort : response.cohorts()) {
+    CohortKey key;
+    std::string label;
+    for (const std::string& dimension : request.group_by()) {
+      auto it = cohort.key().find(dimension);
+      key.push_back(it == cohort.key().end() ? "" : it->second);
+      absl::StrAppend(&label, label.empty() ? "" : ",", dimension, "=",
+                      key.back());
+    }
+    auto it = truth.find(key);
+    const int64_t accounts = it == truth.end() ? 0 : it->second.accounts;
+    if (accounts < k) {
+      found.push_back(absl::StrCat(label.empty() ? "(all)" : label, " has ",
+                                   accounts, " accounts"));
+    }
+  }
+  return found;
+}
+
 Coverage CoverageOf(const FigureResult& figure) {
   Coverage coverage;
   for (const Panel& panel : figure.panels) {

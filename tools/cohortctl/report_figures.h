@@ -97,6 +97,15 @@ absl::StatusOr<FigureResult> BuildFigure(
 // truth_i / sum_j truth_j when every count has one. Empty in, empty out.
 std::vector<Cell> SharesOf(const std::vector<Cell>& counts);
 
+// The released cohorts of `response` (to `request`) that have fewer than
+// `k` distinct accounts in `truth` (absent from it: none at all), each as
+// "dim=value,... has N accounts" ("(all)" without group_by). Any entry
+// means the server broke its k-anonymity promise.
+std::vector<std::string> CohortsBelowK(
+    const cohortd::v1::AggregateRequest& request,
+    const cohortd::v1::AggregateResponse& response, const TruthByCohort& truth,
+    int k);
+
 // How many cells with a truth fall inside their interval.
 struct Coverage {
   int inside = 0;
