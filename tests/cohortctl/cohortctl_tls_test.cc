@@ -1,7 +1,6 @@
 // cohortctl's TLS flags against the real cohortd with mutual TLS, using a
 // throwaway CA made with the openssl CLI (as tests/integration/
 // tls_integration_test.cc does for the server side).
-#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -18,33 +17,15 @@
 namespace cohortd::cohortctl {
 namespace {
 
+using ::cohortd::testing::MakeTestCertificates;
 using ::cohortd::testing::ServerProcess;
 using ::testing::HasSubstr;
-
-// Makes ca.pem, server.pem/server.key (SAN IP:127.0.0.1) and
-// client.pem/client.key in `dir`. Returns false if openssl failed.
-bool MakeCertificates(const std::string& dir) {
-  const std::string script = absl::StrCat(
-      "set -e; cd '", dir, "';",
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca "
-      "-keyout ca.key -out ca.pem 2>/dev/null;",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
-      "-keyout server.key -out server.csr 2>/dev/null;",
-      "printf 'subjectAltName=IP:127.0.0.1' > san.ext;",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
-      "-CAcreateserial -days 1 -extfile san.ext -out server.pem 2>/dev/null;",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=worker "
-      "-keyout client.key -out client.csr 2>/dev/null;",
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
-      "-CAcreateserial -days 1 -out client.pem 2>/dev/null");
-  return std::system(script.c_str()) == 0;
-}
 
 class CohortctlTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = cohortd::testing::MakeTempDir();
-    ASSERT_TRUE(MakeCertificates(dir_)) << "openssl failed";
+    ASSERT_TRUE(MakeTestCertificates(dir_)) << "openssl failed";
     server_ = std::make_unique<ServerProcess>(
         dir_,
         "  tls:\n    enabled: true\n    cert_file: server.pem\n"

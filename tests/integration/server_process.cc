@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -30,6 +31,23 @@ std::string MakeTempDir() {
       absl::StrCat(base != nullptr ? base : "/tmp", "/cohortd-it-XXXXXX");
   char* made = mkdtemp(pattern.data());
   return made == nullptr ? "" : std::string(made);
+}
+
+bool MakeTestCertificates(const std::string& dir) {
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "';",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca "
+      "-keyout ca.key -out ca.pem 2>/dev/null;",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+      "-keyout server.key -out server.csr 2>/dev/null;",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext;",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -days 1 -extfile san.ext -out server.pem 2>/dev/null;",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=worker "
+      "-keyout client.key -out client.csr 2>/dev/null;",
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -days 1 -out client.pem 2>/dev/null");
+  return std::system(script.c_str()) == 0;
 }
 
 ServerProcess::ServerProcess(

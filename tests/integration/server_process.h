@@ -70,6 +70,12 @@ std::unique_ptr<grpc::ClientContext> AuthContext(const std::string& token);
 // Creates a fresh temp directory and returns its path.
 std::string MakeTempDir();
 
+// A throwaway CA and two certificates it signs, made with the openssl CLI in
+// `dir`: ca.pem (+ ca.key), server.pem/server.key (subjectAltName
+// IP:127.0.0.1 and DNS:localhost) and client.pem/client.key. Returns false
+// if openssl failed.
+bool MakeTestCertificates(const std::string& dir);
+
 }  // namespace cohortd::testing
 
 #endif  // COHORTD_TESTS_INTEGRATION_SERVER_PROCESS_H_

@@ -1,6 +1,5 @@
 // TLS and mutual TLS from the config, with a throwaway CA made by the test
 // (openssl CLI): server certificate for 127.0.0.1, one client certificate.
-#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -22,25 +21,6 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// Makes ca.pem, server.pem/server.key (SAN IP:127.0.0.1) and
-// client.pem/client.key in `dir`. Returns false if openssl failed.
-bool MakeCertificates(const std::string& dir) {
-  const std::string script = absl::StrCat(
-      "set -e; cd '", dir, "';",
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca "
-      "-keyout ca.key -out ca.pem 2>/dev/null;",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
-      "-keyout server.key -out server.csr 2>/dev/null;",
-      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext;",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
-      "-CAcreateserial -days 1 -extfile san.ext -out server.pem 2>/dev/null;",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=worker "
-      "-keyout client.key -out client.csr 2>/dev/null;",
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
-      "-CAcreateserial -days 1 -out client.pem 2>/dev/null");
-  return std::system(script.c_str()) == 0;
-}
-
 cohortd::v1::PushRequest OneObservation() {
   cohortd::v1::PushRequest request;
   request.set_dataset("sessions");
@@ -56,7 +36,7 @@ class TlsIntegrationTest : public ::testing::Test {
  protected:
   void StartServer(bool require_client_cert) {
     dir_ = MakeTempDir();
-    ASSERT_TRUE(MakeCertificates(dir_)) << "openssl failed";
+    ASSERT_TRUE(MakeTestCertificates(dir_)) << "openssl failed";
     std::string tls = absl::StrCat(
         "  tls:\n    enabled: true\n    cert_file: server.pem\n"
         "    key_file: server.key\n");
