@@ -57,10 +57,9 @@ absl::StatusOr<std::unique_ptr<Publisher>> Publisher::Create(
     const auto parsed = google::protobuf::util::JsonStringToMessage(
         spec.request_json, &published->base);
     if (!parsed.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("publications[", spec.name,
-                       "].request: not an AggregateRequest: ",
-                       std::string(parsed.message())));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "publications[", spec.name, "].request: not an AggregateRequest: ",
+          std::string(parsed.message())));
     }
     published->base.set_dataset(spec.dataset);
     publisher->published_.push_back(std::move(published));
@@ -69,21 +68,28 @@ absl::StatusOr<std::unique_ptr<Publisher>> Publisher::Create(
     absl::StatusOr<QueryPlan> plan =
         PlanQuery(*config, publisher->RequestAt(i, clock->Now()));
     if (!plan.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("publications[", spec.name, "].request: ",
-                       plan.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "publications[", spec.name, "].request: ", plan.status().message()));
     }
-    metrics
-        ->GetGauge("cohortd_publication_budget_exhausted",
-                   "1 when the publication's budget is spent and it keeps "
-                   "its last release.",
-                   {{"publication", spec.name}})
-        ->Set(0);
+    // Estimates carry the planner's metric names (derived when the config
+    // gave none); keep the map back to their kinds for Export.
+    for (const Metric& m : plan->canonical.metrics()) {
+      publisher->published_[i]->kinds[m.name()] = m.kind();
+    }
+    publisher->ExhaustedGauge(spec.name)->Set(0);
   }
   return publisher;
 }
 
 Publisher::~Publisher() { Stop(); }
+
+Gauge* Publisher::ExhaustedGauge(const std::string& publication) {
+  return metrics_->GetGauge(
+      "cohortd_publication_budget_exhausted",
+      "1 when the publication's budget is spent and it keeps its last "
+      "release.",
+      {{"publication", publication}});
+}
 
 cohortd::v1::AggregateRequest Publisher::RequestAt(size_t index,
                                                    absl::Time now) const {
@@ -114,14 +120,9 @@ cohortd::v1::AggregateRequest Publisher::RequestAt(size_t index,
 absl::Status Publisher::RunOnce(size_t index) {
   const PublicationSpec& spec = config_->publications[index];
   const MetricLabels labels = {{"publication", spec.name}};
-  absl::StatusOr<cohortd::v1::AggregateResponse> response =
-      engine_->Aggregate(PublicationPrincipal(spec.name),
-                         RequestAt(index, clock_->Now()));
-  Gauge* exhausted = metrics_->GetGauge(
-      "cohortd_publication_budget_exhausted",
-      "1 when the publication's budget is spent and it keeps its last "
-      "release.",
-      labels);
+  absl::StatusOr<cohortd::v1::AggregateResponse> response = engine_->Aggregate(
+      PublicationPrincipal(spec.name), RequestAt(index, clock_->Now()));
+  Gauge* exhausted = ExhaustedGauge(spec.name);
   if (absl::IsResourceExhausted(response.status())) {
     exhausted->Set(1);
     LogWarning("publisher", "publication %s keeps its last release: %s",
@@ -149,22 +150,22 @@ void Publisher::Export(size_t index,
                        const cohortd::v1::AggregateResponse& response) {
   const PublicationSpec& spec = config_->publications[index];
   Published& published = *published_[index];
-  // Estimates carry the planner's metric names (derived when the config
-  // gave none); plan the request again to map them back to their kinds.
-  std::map<std::string, Metric::Kind> kinds;
-  absl::StatusOr<QueryPlan> plan = PlanQuery(*config_, published.base);
-  if (plan.ok()) {
-    for (const Metric& m : plan->canonical.metrics()) {
-      kinds[m.name()] = m.kind();
-    }
-  }
 
   std::set<std::pair<std::string, MetricLabels>> now;
-  auto set = [&](const std::string& name, MetricLabels labels, double v) {
-    metrics_->GetGauge(name, "A published, differentially private figure.",
-                       labels)
-        ->Set(v);
-    now.emplace(name, std::move(labels));
+  // One gauge per bound of a figure: value, ci_low, ci_high.
+  auto set_bounds = [&](const std::string& name, MetricLabels labels,
+                        double value, double ci_low, double ci_high) {
+    for (const auto& [bound, v] :
+         {std::pair<const char*, double>{"value", value},
+          {"ci_low", ci_low},
+          {"ci_high", ci_high}}) {
+      labels["bound"] = bound;
+      metrics_
+          ->GetGauge(name, "A published, differentially private figure.",
+                     labels)
+          ->Set(v);
+      now.emplace(name, labels);
+    }
   };
   for (const cohortd::v1::Cohort& cohort : response.cohorts()) {
     MetricLabels base = {{"publication", spec.name}};
@@ -172,29 +173,20 @@ void Publisher::Export(size_t index,
       base[dimension] = value;
     }
     for (const cohortd::v1::Estimate& e : cohort.estimates()) {
-      auto kind = kinds.find(e.metric());
-      if (kind == kinds.end()) continue;
+      auto kind = published.kinds.find(e.metric());
+      if (kind == published.kinds.end()) continue;
+      const std::string name = GaugeName(kind->second);
       MetricLabels labels = base;
       labels["metric"] = e.metric();
-      if (kind->second == Metric::QUANTILES) {
-        for (const cohortd::v1::Quantile& q : e.quantiles()) {
-          MetricLabels ql = labels;
-          ql["q"] = absl::StrCat(q.q());
-          ql["bound"] = "value";
-          set(GaugeName(kind->second), ql, q.value());
-          ql["bound"] = "ci_low";
-          set(GaugeName(kind->second), ql, q.ci_low());
-          ql["bound"] = "ci_high";
-          set(GaugeName(kind->second), ql, q.ci_high());
-        }
+      if (kind->second != Metric::QUANTILES) {
+        set_bounds(name, labels, e.value(), e.ci_low(), e.ci_high());
         continue;
       }
-      labels["bound"] = "value";
-      set(GaugeName(kind->second), labels, e.value());
-      labels["bound"] = "ci_low";
-      set(GaugeName(kind->second), labels, e.ci_low());
-      labels["bound"] = "ci_high";
-      set(GaugeName(kind->second), labels, e.ci_high());
+      for (const cohortd::v1::Quantile& q : e.quantiles()) {
+        MetricLabels ql = labels;
+        ql["q"] = absl::StrCat(q.q());
+        set_bounds(name, ql, q.value(), q.ci_low(), q.ci_high());
+      }
     }
   }
   absl::MutexLock lock(&published.mu);
@@ -228,9 +220,8 @@ void Publisher::Loop() {
       due[i] = now + config_->publications[i].every;
     }
     const absl::Time next = *std::min_element(due.begin(), due.end());
-    stop_.WaitForNotificationWithTimeout(
-        std::clamp(next - clock_->Now(), absl::Milliseconds(100),
-                   absl::Seconds(1)));
+    stop_.WaitForNotificationWithTimeout(std::clamp(
+        next - clock_->Now(), absl::Milliseconds(100), absl::Seconds(1)));
   }
 }
 

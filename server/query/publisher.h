@@ -71,15 +71,18 @@ class Publisher {
  private:
   struct Published {
     cohortd::v1::AggregateRequest base;  // from the config, dataset set
+    // Planned metric name -> kind, fixed at Create.
+    std::map<std::string, cohortd::v1::Metric::Kind> kinds;
     std::set<std::pair<std::string, MetricLabels>> series
         ABSL_GUARDED_BY(mu);  // gauges currently exported
     absl::Mutex mu;
   };
 
-  Publisher(const Config* config, QueryEngine* engine,
-            MetricsRegistry* metrics, Clock* clock)
+  Publisher(const Config* config, QueryEngine* engine, MetricsRegistry* metrics,
+            Clock* clock)
       : config_(config), engine_(engine), metrics_(metrics), clock_(clock) {}
   void Export(size_t index, const cohortd::v1::AggregateResponse& response);
+  Gauge* ExhaustedGauge(const std::string& publication);
   void Loop();
 
   const Config* const config_;
