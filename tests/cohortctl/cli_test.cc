@@ -1,5 +1,6 @@
 // The command line without a server: help, usage errors and token rules,
 // all of which must be settled before anything is sent.
+#include "tests/cohortctl/run_in_process.h"
 #include "tools/cohortctl/cli.h"
 
 #include <map>
@@ -17,18 +18,13 @@ using ::testing::Not;
 class CliTest : public ::testing::Test {
  protected:
   int Run(std::vector<std::string> args) {
-    out_.str("");
-    err_.str("");
-    CliIo io;
-    io.in = &in_;
-    io.out = &out_;
-    io.err = &err_;
-    io.env = [this](absl::string_view name) -> std::optional<std::string> {
-      auto it = env_.find(std::string(name));
-      if (it == env_.end()) return std::nullopt;
-      return it->second;
-    };
-    return RunCohortctl(args, io);
+    return RunInProcess(
+        args, &in_, &out_, &err_,
+        [this](absl::string_view name) -> std::optional<std::string> {
+          auto it = env_.find(std::string(name));
+          if (it == env_.end()) return std::nullopt;
+          return it->second;
+        });
   }
 
   std::map<std::string, std::string> env_;

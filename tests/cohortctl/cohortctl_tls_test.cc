@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/integration/server_process.h"
+#include "tests/cohortctl/run_in_process.h"
 #include "tools/cohortctl/cli.h"
 
 namespace cohortd::cohortctl {
@@ -39,14 +40,7 @@ class CohortctlTlsTest : public ::testing::Test {
     std::vector<std::string> full = {"--target", server_->address(),
                                      "--timeout", "5"};
     full.insert(full.end(), args.begin(), args.end());
-    out_.str("");
-    err_.str("");
-    CliIo io;
-    io.in = &in_;
-    io.out = &out_;
-    io.err = &err_;
-    io.env = [](absl::string_view) { return std::optional<std::string>(); };
-    return RunCohortctl(full, io);
+    return RunInProcess(full, &in_, &out_, &err_);
   }
 
   std::string dir_;

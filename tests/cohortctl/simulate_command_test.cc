@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/cohortctl/run_in_process.h"
 #include "tools/cohortctl/cli.h"
 #include "tools/cohortctl/observation_jsonl.h"
 #include "tools/cohortctl/population.h"
@@ -35,14 +36,7 @@ std::string ReadAll(const std::string& path) {
 class SimulateCommandTest : public ::testing::Test {
  protected:
   int Run(const std::vector<std::string>& args) {
-    out_.str("");
-    err_.str("");
-    CliIo io;
-    io.in = &in_;
-    io.out = &out_;
-    io.err = &err_;
-    io.env = [](absl::string_view) { return std::optional<std::string>(); };
-    return RunCohortctl(args, io);
+    return RunInProcess(args, &in_, &out_, &err_);
   }
 
   const std::string dir_ = MakeTempDir();

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/integration/server_process.h"
+#include "tests/cohortctl/run_in_process.h"
 #include "tools/cohortctl/cli.h"
 
 namespace cohortd::cohortctl {
@@ -28,12 +29,7 @@ int RunCli(const ServerProcess& server, std::vector<std::string> args,
                                    token_file};
   full.insert(full.end(), args.begin(), args.end());
   std::stringstream in, out_stream, err_stream;
-  CliIo io;
-  io.in = &in;
-  io.out = &out_stream;
-  io.err = &err_stream;
-  io.env = [](absl::string_view) { return std::optional<std::string>(); };
-  const int code = RunCohortctl(full, io);
+  const int code = RunInProcess(full, &in, &out_stream, &err_stream);
   *out = out_stream.str();
   *err = err_stream.str();
   return code;
