@@ -292,14 +292,11 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
           record.session_start_unix_seconds() != item.session_start) {
         item.conflict_field = "session_start";
         item.outcome = Item::Outcome::kConflict;
+        // The stored value is a record field: it is not echoed back, as no
+        // API returns raw records (another worker may have pushed it).
         item.conflict_reason = absl::StrCat(
             "differs from the session_start already stored for session '",
-            item.session_id, "' (",
-            absl::FormatTime(absl::RFC3339_sec,
-                             absl::FromUnixSeconds(
-                                 record.session_start_unix_seconds()),
-                             absl::UTCTimeZone()),
-            ")");
+            item.session_id, "'; a session's start never changes");
         continue;
       }
       auto source = record.sources().find(item.source);
