@@ -122,10 +122,19 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
     case Metric::RATE:
     case Metric::QUANTILES:
       break;
+    case Metric::GEOMETRIC_MEAN:
+      return absl::UnimplementedError(absl::StrCat(
+          field, ".kind: GEOMETRIC_MEAN is not supported by this cohortd "
+                 "yet"));
     default:
       return Invalid(absl::StrCat(field, ".kind"),
                      "must be one of SESSIONS, ACCOUNTS, SUM, MEAN, RATE, "
                      "QUANTILES");
+  }
+  if (!m->adjust_for().empty()) {
+    return absl::UnimplementedError(absl::StrCat(
+        field, ".adjust_for: adjusted metrics are not supported by this "
+               "cohortd yet"));
   }
   if (needs_measure) {
     if (ds.FindMeasure(m->measure()) == nullptr) {
@@ -262,6 +271,22 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
               return a.name() < b.name();
             });
   for (auto& m : metrics) *c.add_metrics() = std::move(m);
+
+  // Round 2 request fields this cohortd does not implement yet are refused
+  // rather than ignored, so no client mistakes an unfiltered or noise-only
+  // answer for the one it asked.
+  if (!req.measure_filters().empty()) {
+    return absl::UnimplementedError(
+        "measure_filters: not supported by this cohortd yet");
+  }
+  if (req.interval() != cohortd::v1::NOISE) {
+    return absl::UnimplementedError(
+        "interval: only NOISE is supported by this cohortd yet");
+  }
+  if (req.has_accuracy()) {
+    return absl::UnimplementedError(
+        "accuracy: not supported by this cohortd yet");
+  }
 
   // privacy parameters
   if (std::isnan(req.epsilon()) || req.epsilon() < 0) {
