@@ -43,16 +43,18 @@ BENCHMARK(BM_DiscreteGaussian)->Arg(1)->Arg(10)->Arg(1000);
 void BM_ReleaseGroupBy10k(benchmark::State& state) {
   const bool with_quantiles = state.range(0) != 0;
   const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  // Gate 0: accounts carrying the measure (mean, quantiles); gate 1:
+  // accounts carrying the rate's label.
   std::vector<MetricRequest> metrics = {{MetricKind::kSessions, {}, {}},
                                         {MetricKind::kAccounts, {}, {}},
-                                        {MetricKind::kMean, domain, {}},
-                                        {MetricKind::kRate, {}, {}}};
+                                        {MetricKind::kMean, domain, {}, 0},
+                                        {MetricKind::kRate, {}, {}, 1}};
   if (with_quantiles) {
     metrics.push_back(
-        {MetricKind::kQuantiles, domain, {0.05, 0.25, 0.5, 0.75, 0.95}});
+        {MetricKind::kQuantiles, domain, {0.05, 0.25, 0.5, 0.75, 0.95}, 0});
   }
   const QueryReleaser releaser =
-      *QueryReleaser::Create(QueryPrivacyParams{}, metrics);
+      *QueryReleaser::Create(QueryPrivacyParams{}, metrics, 2);
   constexpr int kCohorts = 10000;
   std::vector<int64_t> accounts(kCohorts), sessions(kCohorts);
   std::vector<std::vector<int64_t>> values(kCohorts);
@@ -72,7 +74,9 @@ void BM_ReleaseGroupBy10k(benchmark::State& state) {
         in.matching = sessions[c] / 3;
         in.values_fp = values[c];
       }
-      const CohortRelease r = *releaser.ReleaseCohort(accounts[c], inputs, rng);
+      const int64_t gate_accounts[2] = {accounts[c], accounts[c] - 1};
+      const CohortRelease r =
+          *releaser.ReleaseCohort(accounts[c], gate_accounts, inputs, rng);
       released += r.released;
     }
   }
@@ -86,16 +90,18 @@ BENCHMARK(BM_ReleaseGroupBy10k)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 // computed: the worst case for release cost.
 void BM_ReleaseGroupBy10kAllReleased(benchmark::State& state) {
   const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  // Gate 0: accounts carrying the measure (mean, quantiles); gate 1:
+  // accounts carrying the rate's label.
   std::vector<MetricRequest> metrics = {{MetricKind::kSessions, {}, {}},
                                         {MetricKind::kAccounts, {}, {}},
-                                        {MetricKind::kMean, domain, {}},
-                                        {MetricKind::kRate, {}, {}}};
+                                        {MetricKind::kMean, domain, {}, 0},
+                                        {MetricKind::kRate, {}, {}, 1}};
   if (state.range(0) != 0) {
     metrics.push_back(
-        {MetricKind::kQuantiles, domain, {0.05, 0.25, 0.5, 0.75, 0.95}});
+        {MetricKind::kQuantiles, domain, {0.05, 0.25, 0.5, 0.75, 0.95}, 0});
   }
   const QueryReleaser releaser =
-      *QueryReleaser::Create(QueryPrivacyParams{}, metrics);
+      *QueryReleaser::Create(QueryPrivacyParams{}, metrics, 2);
   std::vector<int64_t> values;
   for (int s = 0; s < 400; ++s) values.push_back((s * 37) % 200);
   std::vector<MetricInput> inputs(metrics.size());
@@ -105,10 +111,12 @@ void BM_ReleaseGroupBy10kAllReleased(benchmark::State& state) {
     in.matching = 100;
     in.values_fp = values;
   }
+  const int64_t gate_accounts[2] = {1000, 900};
   RandomWords& rng = SecureRandomWords();
   for (auto _ : state) {
     for (int c = 0; c < 10000; ++c) {
-      benchmark::DoNotOptimize(*releaser.ReleaseCohort(1000, inputs, rng));
+      benchmark::DoNotOptimize(
+          *releaser.ReleaseCohort(1000, gate_accounts, inputs, rng));
     }
   }
   state.SetItemsProcessed(state.iterations() * 10000);

@@ -92,34 +92,40 @@ ZcdpCharge Compose(const ZcdpCharge& a, const ZcdpCharge& b) {
 }
 
 ZcdpCharge QueryBudget::Charge() const {
-  return {rho_total, delta_partition_selection};
+  return {rho_total, delta_approximate};
 }
 
 ReportedCost QueryBudget::Reported() const {
   ReportedCost cost;
   cost.rho = rho_total;
   cost.epsilon = *EpsilonFromRho(rho_total, delta_conversion, Rounding::kUp);
-  cost.delta = RoundSpend(delta_conversion + delta_partition_selection);
+  cost.delta = RoundSpend(delta_conversion + delta_approximate);
   return cost;
 }
 
 absl::StatusOr<QueryBudget> PlanQueryBudget(double epsilon, double delta,
-                                            int noisy_metrics) {
+                                            int noisy_metrics, int gates) {
   absl::Status status = CheckEpsilonDelta(epsilon, delta);
   if (!status.ok()) return status;
-  if (noisy_metrics < 0) {
-    return absl::InvalidArgumentError("noisy_metrics must be >= 0");
+  if (noisy_metrics < 0 || gates < 0) {
+    return absl::InvalidArgumentError("noisy_metrics and gates must be >= 0");
   }
   QueryBudget budget;
+  budget.gates = gates;
   budget.delta_conversion = delta / 2;
-  budget.delta_partition_selection = delta / 2;
+  budget.delta_approximate = delta / 2;
   absl::StatusOr<double> rho = RhoFromEpsilonDelta(epsilon, delta / 2);
   if (!rho.ok()) return rho.status();
   budget.rho_total = *rho;
-  // Shares are rounded down so that their sum never exceeds rho_total.
-  const double share = RoundRemaining(*rho / (noisy_metrics + 1));
+  // Shares are rounded down so that their sum never exceeds the charge.
+  const double share = RoundRemaining(*rho / (noisy_metrics + gates + 1));
   budget.rho_partition_selection = share;
   budget.rho_per_metric = noisy_metrics > 0 ? share : 0;
+  budget.rho_per_gate = gates > 0 ? share : 0;
+  const double delta_share =
+      gates > 0 ? RoundRemaining(delta / 2 / (gates + 1)) : delta / 2;
+  budget.delta_partition_selection = delta_share;
+  budget.delta_per_gate = gates > 0 ? delta_share : 0;
   return budget;
 }
 

@@ -79,19 +79,32 @@ struct ReportedCost {
 
 // How one query's (epsilon, delta) is split. A query asks for
 // (epsilon, delta); half of delta pays the zCDP -> DP conversion and half
-// is partition selection's approximate part, and
+// is the approximate part (delta_approximate), and
 //   rho_total = RhoFromEpsilonDelta(epsilon, delta / 2).
-// rho_total is split in equal shares between partition selection and each
-// noisy metric (ACCOUNTS reuses partition selection's noisy count, so it
-// costs nothing and is not counted as a metric).
+// rho_total is split in equal shares between partition selection, each
+// contributor gate and each noisy metric (ACCOUNTS reuses partition
+// selection's noisy count, so it costs nothing and is not counted as a
+// metric). delta_approximate is split in equal shares between partition
+// selection and each contributor gate: both are pre-thresholded Gaussian
+// selections (partition_selection.h) whose delta is that of the cohorts
+// (or metrics) present on one side of a neighbouring pair only.
+//
+// A contributor gate is the k + DP threshold on the number of accounts
+// that contribute to a metric (e.g. carry its measure); see
+// query_release.h. Metrics sharing the same contributing sessions share
+// one gate.
 struct QueryBudget {
   double rho_total = 0;
   double rho_partition_selection = 0;
   double rho_per_metric = 0;
-  double delta_partition_selection = 0;  // approximate part of the charge
+  double rho_per_gate = 0;
+  double delta_partition_selection = 0;  // the cohort selection's share
+  double delta_per_gate = 0;             // each contributor gate's share
+  double delta_approximate = 0;          // approximate part of the charge
   double delta_conversion = 0;
+  int gates = 0;
 
-  // What the ledger charges: (rho_total, delta_partition_selection).
+  // What the ledger charges: (rho_total, delta_approximate).
   ZcdpCharge Charge() const;
   // Reported cost: epsilon = EpsilonFromRho(rho_total, delta_conversion)
   // (rounded up, <= the requested epsilon), delta = requested delta.
@@ -99,10 +112,12 @@ struct QueryBudget {
 };
 
 // Splits (epsilon, delta) for a query with `noisy_metrics` >= 0 metrics
-// that need their own noise. Errors: InvalidArgument unless epsilon > 0,
-// 0 < delta < 1, noisy_metrics >= 0.
+// that need their own noise and `gates` >= 0 contributor gates. Every
+// share is rounded down, so the shares never sum to more than the charge.
+// Errors: InvalidArgument unless epsilon > 0, 0 < delta < 1,
+// noisy_metrics >= 0 and gates >= 0.
 absl::StatusOr<QueryBudget> PlanQueryBudget(double epsilon, double delta,
-                                            int noisy_metrics);
+                                            int noisy_metrics, int gates = 0);
 
 // A budget (a principal's or a dataset's) and what has been spent from it.
 // A value type: the durable ledger (storage) persists `spent()` and

@@ -1,7 +1,6 @@
 #include "server/privacy/aggregations.h"
 
 #include <algorithm>
-#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
@@ -57,9 +56,9 @@ absl::StatusOr<SumMetric> SumMetric::Create(const ContributionBounds& bounds,
   return SumMetric(domain, *noise);
 }
 
-absl::StatusOr<Estimate> SumMetric::Release(int64_t sum_fp,
+absl::StatusOr<Estimate> SumMetric::Release(__int128 sum_fp,
                                             RandomWords& rng) const {
-  absl::StatusOr<int64_t> noisy = noise_.AddNoise(sum_fp, rng);
+  absl::StatusOr<__int128> noisy = noise_.AddNoiseWide(sum_fp, rng);
   if (!noisy.ok()) return noisy.status();
   const double c = static_cast<double>(noise_.HalfWidth());
   const double v = static_cast<double>(*noisy);
@@ -84,21 +83,17 @@ absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
   return MeanMetric(domain, *count_noise, *sum_noise);
 }
 
-absl::StatusOr<Estimate> MeanMetric::Release(int64_t sum_fp, int64_t count,
+absl::StatusOr<Estimate> MeanMetric::Release(__int128 sum_fp, int64_t count,
                                              RandomWords& rng) const {
   // Centred sum S = sum(2 v - lo - hi) = 2 sum - (lo + hi) count, exact in
-  // 128 bits; its per-session term lies in [-(hi - lo), hi - lo].
+  // 128 bits (|sum| < 2^72, |lo + hi| count < 2^73); its per-session term
+  // lies in [-(hi - lo), hi - lo].
   const __int128 centred =
-      static_cast<__int128>(2) * sum_fp -
+      2 * sum_fp -
       static_cast<__int128>(domain_.lower_fp + domain_.upper_fp) * count;
-  if (centred > std::numeric_limits<int64_t>::max() ||
-      centred < std::numeric_limits<int64_t>::min()) {
-    return absl::OutOfRangeError("MeanMetric: centred sum overflows int64");
-  }
   absl::StatusOr<int64_t> noisy_count = count_noise_.AddNoise(count, rng);
   if (!noisy_count.ok()) return noisy_count.status();
-  absl::StatusOr<int64_t> noisy_sum =
-      sum_noise_.AddNoise(static_cast<int64_t>(centred), rng);
+  absl::StatusOr<__int128> noisy_sum = sum_noise_.AddNoiseWide(centred, rng);
   if (!noisy_sum.ok()) return noisy_sum.status();
 
   const double lo = static_cast<double>(domain_.lower_fp);

@@ -58,8 +58,9 @@ class SumMetric {
   static absl::StatusOr<SumMetric> Create(const ContributionBounds& bounds,
                                           const MeasureDomain& domain,
                                           double rho, double confidence);
-  // `sum_fp`: sum of the cohort's bounded fixed-point values.
-  absl::StatusOr<Estimate> Release(int64_t sum_fp, RandomWords& rng) const;
+  // `sum_fp`: sum of the cohort's bounded fixed-point values, in 128 bits
+  // (no sum of int64 values can overflow it here). Errors: randomness.
+  absl::StatusOr<Estimate> Release(__int128 sum_fp, RandomWords& rng) const;
   const GaussianMechanism& noise() const { return noise_; }
 
  private:
@@ -83,8 +84,10 @@ class MeanMetric {
   static absl::StatusOr<MeanMetric> Create(const ContributionBounds& bounds,
                                            const MeasureDomain& domain,
                                            double rho, double confidence);
-  // `sum_fp` and `count` over the cohort's bounded sessions.
-  absl::StatusOr<Estimate> Release(int64_t sum_fp, int64_t count,
+  // `sum_fp` (128 bits) and `count` over the cohort's bounded sessions.
+  // The centred sum is formed in 128 bits too, so no overflow error
+  // depends on the data. Errors: randomness failure.
+  absl::StatusOr<Estimate> Release(__int128 sum_fp, int64_t count,
                                    RandomWords& rng) const;
 
  private:

@@ -115,4 +115,11 @@ absl::StatusOr<int64_t> GaussianMechanism::AddNoise(int64_t value,
   return out;
 }
 
+absl::StatusOr<__int128> GaussianMechanism::AddNoiseWide(
+    __int128 value, RandomWords& rng) const {
+  absl::StatusOr<int64_t> noise = sampler_.Sample(rng);
+  if (!noise.ok()) return noise.status();
+  return value + *noise;
+}
+
 }  // namespace cohortd::privacy

@@ -41,6 +41,11 @@ class GaussianMechanism {
   // value + Z. Errors: randomness failure; OutOfRange if the sum would
   // overflow int64 (then nothing is released).
   absl::StatusOr<int64_t> AddNoise(int64_t value, RandomWords& rng) const;
+  // value + Z in 128 bits, for sums: no overflow for |value| < 2^126, far
+  // above any sum of at most 2^32 sessions of fixed-point values below
+  // 2^40 in magnitude, so no error here depends on the data. Errors:
+  // randomness failure.
+  absl::StatusOr<__int128> AddNoiseWide(__int128 value, RandomWords& rng) const;
 
   // The smallest c >= 0 with P[|Z| <= c] >= confidence: [x - c, x + c]
   // covers the true value with probability >= confidence.

@@ -41,12 +41,14 @@ absl::StatusOr<PartitionSelector> PartitionSelector::Create(
 absl::StatusOr<PartitionSelector::Decision> PartitionSelector::Decide(
     int64_t distinct_accounts, RandomWords& rng) const {
   Decision decision;
-  // k-anonymity pre-threshold: checked on the true count, before any noise.
-  if (distinct_accounts < k_) return decision;
-  const int64_t shifted = distinct_accounts - (k_ - 1);
+  // k-anonymity pre-threshold on the true count. A cohort below it still
+  // draws its noise (discarded), so that the work done per cohort, and
+  // hence the query's duration, does not depend on which side of k it is.
+  const bool below_k = distinct_accounts < k_;
+  const int64_t shifted = below_k ? 0 : distinct_accounts - (k_ - 1);
   absl::StatusOr<int64_t> noisy = noise_.AddNoise(shifted, rng);
   if (!noisy.ok()) return noisy.status();
-  if (*noisy < threshold_) return decision;
+  if (below_k || *noisy < threshold_) return decision;
   decision.released = true;
   const int64_t estimate = *noisy + (k_ - 1);
   const int64_t c = noise_.HalfWidth();

@@ -26,6 +26,14 @@
 // The noisy count n' + Z + (k - 1) estimates n and is released for free as
 // the ACCOUNTS metric (post-processing).
 //
+// The same mechanism, with its own (rho, delta), is the contributor gate
+// of a metric (query_release.h): n is then the number of accounts that
+// contribute to the metric, and a failed gate suppresses the metric's
+// estimate, not the cohort.
+//
+// Every decision draws one noise sample, also for n < k where it is
+// discarded, so the time a query takes does not count its below-k cohorts.
+//
 // Thread-safety: immutable after Create().
 #ifndef COHORTD_SERVER_PRIVACY_PARTITION_SELECTION_H_
 #define COHORTD_SERVER_PRIVACY_PARTITION_SELECTION_H_
@@ -59,7 +67,9 @@ class PartitionSelector {
   };
 
   // Decides one cohort from its true distinct-account count. Cohorts below
-  // k draw no noise and are never released. Errors: randomness failure.
+  // k are never released; they draw (and discard) one noise sample like
+  // the others, so timing does not tell them apart. Errors: randomness
+  // failure.
   absl::StatusOr<Decision> Decide(int64_t distinct_accounts,
                                   RandomWords& rng) const;
 
@@ -73,6 +83,7 @@ class PartitionSelector {
   // The smallest n released with probability >= `probability` in (0, 1):
   // the "reliably released" cohort size to document for a configuration.
   int64_t MinCohortSizeReleasedWith(double probability) const;
+  int k() const { return k_; }
 
  private:
   PartitionSelector(int k, GaussianMechanism noise, int64_t threshold,

@@ -134,8 +134,11 @@ absl::StatusOr<QuantileTree> QuantileTree::Create(
   absl::StatusOr<DiscreteGaussian> noise = DiscreteGaussian::CreateAtLeast(
       HistogramL2Squared(bounds, depth) / (2 * rho));
   if (!noise.ok()) return noise.status();
+  // Simultaneous over the Pow8(depth) prefixes a bisection may visit
+  // (union bound; see the header).
+  const double leaves = static_cast<double>(Pow8(depth));
   return QuantileTree(domain, std::move(quantiles), *noise, depth, leaf_width,
-                      2 * std::log(2 / (1 - confidence)));
+                      2 * std::log(2 * leaves / (1 - confidence)));
 }
 
 absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::Release(

@@ -28,14 +28,29 @@
 //   value: the first leaf edge where G~ >= 0 (bisection over leaves),
 //          interpolated linearly inside that leaf;
 //   interval: [first leaf edge where G~ >= -h(x), first where G~ >= h(x)]
-//          with h(x) = sigma sqrt(2 v(x) ln(2/alpha)) and v(x) the exact
-//          variance proxy (in units of sigma^2) of G~(x)'s noise: the
-//          sub-Gaussian tail bound at one point (the discrete Gaussian is
-//          sigma-sub-Gaussian, CKS20 Cor. 9).
-// The interval targets the smallest grid value x with F(x) >= q N in the
-// bounded data, at leaf resolution. Found by bisection, it is a pointwise
-// (not simultaneous) bound, so its coverage is checked empirically in the
-// tests rather than proven.
+//          (found by bisection) with
+//              h(x) = sigma sqrt(2 v(x) ln(2 L / alpha)),
+//          L = 8^D leaves and v(x) the exact variance proxy (in units of
+//          sigma^2) of G~(x)'s noise E(x).
+// Coverage, proven: the interval targets x*, the smallest grid value with
+// F(x*) >= q N in the bounded data, at leaf resolution. The bisections
+// stop at prefixes the noise selects, so a bound at one fixed prefix does
+// not apply; instead we make the bound hold at every prefix at once.
+// E(p) is a sum of independent discrete Gaussians with coefficients whose
+// squares sum to v(p), so it is sigma sqrt(v(p))-sub-Gaussian (CKS20 Cor.
+// 9: N_Z(0, sigma^2) is sigma-sub-Gaussian) and P[E(p) > h(p)] and
+// P[E(p) < -h(p)] are each <= exp(-h^2 / (2 v sigma^2)) = alpha / (2 L).
+// A union bound (Boole's inequality) over the two signs and the L
+// prefixes p = 1..L that a bisection over the leaves can visit gives
+//     P[|E(p)| <= h(p) for every p] >= 1 - alpha.
+// On that event, G being non-decreasing: the upper search stops at a leaf
+// j with G~(j + 1) >= h, so G(j + 1) >= 0 and x* lies at or before leaf
+// j's right edge; the lower search stops at a leaf j whose predecessor
+// prefix had G~(j) < -h, so G(j) < 0 and x* lies at or after leaf j's left
+// edge (j = 0 is trivially so). Hence [ci_low, ci_high] contains x* with
+// probability >= confidence, for every data set (no CDF shape is
+// assumed). The price of simultaneity is the factor
+// sqrt(ln(2 L / alpha) / ln(2 / alpha)) on h: 1.8 for L = 4096 at 95%.
 //
 // Thread-safety: immutable after Create().
 #ifndef COHORTD_SERVER_PRIVACY_QUANTILE_TREE_H_
@@ -96,7 +111,7 @@ class QuantileTree {
   DiscreteGaussian noise_;
   int depth_;
   int64_t leaf_width_;  // fixed-point values per leaf
-  double log_term_;     // 2 ln(2 / alpha)
+  double log_term_;     // 2 ln(2 L / alpha), L = 8^depth leaves
 };
 
 }  // namespace cohortd::privacy

@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 
 namespace cohortd::privacy {
 
@@ -15,20 +17,57 @@ absl::Status QueryReleaser::Append(absl::StatusOr<T> mechanism,
 }
 
 absl::StatusOr<QueryReleaser> QueryReleaser::Create(
-    const QueryPrivacyParams& params, std::vector<MetricRequest> metrics) {
+    const QueryPrivacyParams& params, std::vector<MetricRequest> metrics,
+    int gates) {
   absl::Status status = ValidateBounds(params.bounds);
   if (!status.ok()) return status;
+  if (gates < 0) return absl::InvalidArgumentError("gates must be >= 0");
   int noisy = 0;
-  for (const MetricRequest& m : metrics)
+  std::vector<int> metric_gate;
+  std::vector<bool> gate_used(gates, false);
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    const MetricRequest& m = metrics[i];
     noisy += m.kind != MetricKind::kAccounts;
+    const bool needs_gate = m.kind == MetricKind::kSum ||
+                            m.kind == MetricKind::kMean ||
+                            m.kind == MetricKind::kQuantiles;
+    const bool may_gate = needs_gate || m.kind == MetricKind::kRate;
+    if (m.gate == MetricRequest::kNoGate
+            ? needs_gate
+            : !may_gate || m.gate < 0 || m.gate >= gates) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "metric %d: SUM, MEAN and QUANTILES need a contributor gate, RATE "
+          "may have one, others none; gate %d of %d",
+          i, m.gate, gates));
+    }
+    if (m.gate >= 0) gate_used[m.gate] = true;
+    metric_gate.push_back(m.gate);
+  }
+  for (int g = 0; g < gates; ++g) {
+    if (!gate_used[g]) {
+      // An unused gate would be charged for nothing.
+      return absl::InvalidArgumentError(
+          absl::StrFormat("contributor gate %d is named by no metric", g));
+    }
+  }
   absl::StatusOr<QueryBudget> budget =
-      PlanQueryBudget(params.epsilon, params.delta, noisy);
+      PlanQueryBudget(params.epsilon, params.delta, noisy, gates);
   if (!budget.ok()) return budget.status();
   absl::StatusOr<PartitionSelector> selector = PartitionSelector::Create(
       params.k, params.bounds.max_cohorts_per_account,
       budget->rho_partition_selection, budget->delta_partition_selection,
       params.confidence);
   if (!selector.ok()) return selector.status();
+  std::vector<PartitionSelector> gate_selectors;
+  for (int g = 0; g < gates; ++g) {
+    // Same construction as the cohort's selection, on the metric's own
+    // contributing-account count (sensitivity 1 in each of <= L0 cohorts).
+    absl::StatusOr<PartitionSelector> gate = PartitionSelector::Create(
+        params.k, params.bounds.max_cohorts_per_account, budget->rho_per_gate,
+        budget->delta_per_gate, params.confidence);
+    if (!gate.ok()) return gate.status();
+    gate_selectors.push_back(*gate);
+  }
 
   std::vector<Mechanism> mechanisms;
   const double rho = budget->rho_per_metric;
@@ -62,25 +101,48 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     }
     if (!status.ok()) return status;
   }
-  return QueryReleaser(*budget, *selector, std::move(mechanisms));
+  return QueryReleaser(*budget, *selector, std::move(gate_selectors),
+                       std::move(mechanisms), std::move(metric_gate));
 }
 
 absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
-    int64_t distinct_accounts, absl::Span<const MetricInput> inputs,
-    RandomWords& rng) const {
-  if (inputs.size() != mechanisms_.size()) {
+    int64_t distinct_accounts, absl::Span<const int64_t> gate_accounts,
+    absl::Span<const MetricInput> inputs, RandomWords& rng) const {
+  if (inputs.size() != mechanisms_.size() ||
+      gate_accounts.size() != gates_.size()) {
     return absl::InvalidArgumentError(
-        "ReleaseCohort: one input per metric is required");
+        "ReleaseCohort: one input per metric and one count per gate are "
+        "required");
+  }
+  for (int64_t n : gate_accounts) {
+    if (n < 0 || n > distinct_accounts) {
+      return absl::InvalidArgumentError(
+          "ReleaseCohort: a gate's accounts are a subset of the cohort's");
+    }
   }
   CohortRelease release;
   absl::StatusOr<PartitionSelector::Decision> decision =
       selector_.Decide(distinct_accounts, rng);
   if (!decision.ok()) return decision.status();
   if (!decision->released) return release;
+  // Every gate decides (and draws its noise, also below k) before any
+  // metric, whatever the outcome, so that the work per released cohort
+  // does not depend on how many gates fail by the exact k test.
+  absl::InlinedVector<bool, 8> passed(gates_.size(), false);
+  for (size_t g = 0; g < gates_.size(); ++g) {
+    absl::StatusOr<PartitionSelector::Decision> gate =
+        gates_[g].Decide(gate_accounts[g], rng);
+    if (!gate.ok()) return gate.status();
+    passed[g] = gate->released;
+  }
   release.metrics.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const MetricInput& in = inputs[i];
     MetricOutput& out = release.metrics[i];
+    if (metric_gate_[i] != MetricRequest::kNoGate && !passed[metric_gate_[i]]) {
+      out.suppressed = true;
+      continue;
+    }
     absl::StatusOr<Estimate> estimate = decision->accounts;
     if (const auto* m = std::get_if<SessionCountMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.sessions, rng);

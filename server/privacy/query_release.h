@@ -1,5 +1,6 @@
-// One query's release, end to end: budget split, partition selection and
-// every metric, per cohort. The entry point for the query executor.
+// One query's release, end to end: budget split, partition selection,
+// contributor gates and every metric, per cohort. The entry point for the
+// query executor.
 //
 // QueryReleaser::Create() plans the budget (accountant.h PlanQueryBudget)
 // and builds each mechanism once; ReleaseCohort() then runs, for one
@@ -8,9 +9,24 @@
 // the guard here means no metric can be published for an unselected
 // cohort. ACCOUNTS reuses partition selection's noisy count (free).
 //
-// Whole-query privacy: the group-by over all cohorts is
-// delta_ps-approximately rho_total-zCDP, i.e. exactly budget().Charge();
-// report budget().Reported() as the API's PrivacyCost.
+// Contributor gates: SUM, MEAN and QUANTILES use only the sessions that
+// carry their measure, and RATE only those that carry its label, so a
+// cohort of >= k accounts can hold a measure from fewer than k of them.
+// Each such metric names a gate; a gate is a PartitionSelector (k
+// pre-threshold + Gaussian threshold, partition_selection.h) with its own
+// share of rho and delta, applied to the number of accounts with at least
+// one kept session contributing to the metric in the cohort. When it
+// fails, that metric's estimate is suppressed (MetricOutput::suppressed)
+// while the cohort and its other metrics are released. Metrics reading
+// the same sessions share one gate. A metric whose contributing accounts
+// are provably the cohort's (SESSIONS, ACCOUNTS, or a RATE whose label
+// the cohort's key or filters require) needs none; Create() refuses a
+// SUM, MEAN or QUANTILES without a gate.
+//
+// Whole-query privacy: partition selection, the gates and the metrics
+// compose (BS16 Lemma 8.3) to delta_approximate-approximately
+// rho_total-zCDP, i.e. exactly budget().Charge(); report
+// budget().Reported() as the API's PrivacyCost.
 //
 // Thread-safety: immutable after Create(); ReleaseCohort() may run on many
 // threads at once, each with its own RandomWords.
@@ -38,12 +54,20 @@ struct MetricRequest {
   MetricKind kind = MetricKind::kSessions;
   MeasureDomain domain;           // kSum, kMean, kQuantiles
   std::vector<double> quantiles;  // kQuantiles
+  // The contributor gate this metric's estimate must pass: an index into
+  // the query's gates (0 .. gates - 1), or kNoGate when the metric's
+  // contributing accounts are the cohort's (see the file comment).
+  int gate = -1;
+  static constexpr int kNoGate = -1;
 };
 
 // The public privacy parameters of one query (from the dataset's config
 // and the request).
 struct QueryPrivacyParams {
   int k = 10;
+  // bounds.max_cohorts_per_account is the L0 the sensitivities use: the
+  // configured L0, or fewer when the query's public domains allow fewer
+  // cohorts (query_plan.h QueryPlan::max_cohorts_per_account).
   ContributionBounds bounds;
   double epsilon = 1.0;
   double delta = 1e-7;
@@ -55,12 +79,15 @@ struct QueryPrivacyParams {
 // use are ignored.
 struct MetricInput {
   int64_t sessions = 0;  // kSessions; kMean (count); kRate (denominator)
-  int64_t sum_fp = 0;    // kSum, kMean
+  __int128 sum_fp = 0;   // kSum, kMean (128 bits: cannot overflow)
   int64_t matching = 0;  // kRate: sessions matching the predicate
   absl::Span<const int64_t> values_fp;  // kQuantiles (borrowed)
 };
 
 struct MetricOutput {
+  // True when the metric's contributor gate failed: nothing of it may be
+  // published (estimate and quantiles are empty).
+  bool suppressed = false;
   Estimate estimate;                        // all but kQuantiles
   std::vector<QuantileEstimate> quantiles;  // kQuantiles
 };
@@ -72,24 +99,41 @@ struct CohortRelease {
 
 class QueryReleaser {
  public:
-  // Errors: InvalidArgument for bad parameters (k < 1, epsilon <= 0, delta
-  // outside (0, 1), confidence outside (0, 1), bad bounds or quantiles).
+  // `gates`: how many contributor gates the metrics name; each of
+  // 0 .. gates - 1 must be named by at least one metric. Errors:
+  // InvalidArgument for bad parameters (k < 1, epsilon <= 0, delta
+  // outside (0, 1), confidence outside (0, 1), bad bounds or quantiles, a
+  // SUM, MEAN or QUANTILES without a gate, a gate out of range or unused).
   static absl::StatusOr<QueryReleaser> Create(
-      const QueryPrivacyParams& params, std::vector<MetricRequest> metrics);
+      const QueryPrivacyParams& params, std::vector<MetricRequest> metrics,
+      int gates = 0);
 
   // Decides and, if released, computes every metric of one cohort.
   // `distinct_accounts` is the cohort's true distinct-account count after
-  // bounding; `inputs` has one entry per metric, in request order.
-  // Errors: InvalidArgument if inputs.size() differs from the metrics';
-  // randomness failure; OutOfRange on int64 overflow. On error nothing of
-  // the cohort may be published.
+  // bounding; `gate_accounts` has one entry per gate: the accounts with at
+  // least one kept session contributing to that gate's metrics; `inputs`
+  // has one entry per metric, in request order. Every gate of a released
+  // cohort draws its noise, also below k. Errors: InvalidArgument if
+  // inputs or gate_accounts have the wrong size or a gate count exceeds
+  // distinct_accounts; randomness failure. On error nothing of the cohort
+  // may be published.
+  absl::StatusOr<CohortRelease> ReleaseCohort(
+      int64_t distinct_accounts, absl::Span<const int64_t> gate_accounts,
+      absl::Span<const MetricInput> inputs, RandomWords& rng) const;
+
+  // The same for a query without gates.
   absl::StatusOr<CohortRelease> ReleaseCohort(
       int64_t distinct_accounts, absl::Span<const MetricInput> inputs,
-      RandomWords& rng) const;
+      RandomWords& rng) const {
+    return ReleaseCohort(distinct_accounts, {}, inputs, rng);
+  }
 
   // The budget plan: Charge() for the ledger, Reported() for the API.
   const QueryBudget& budget() const { return budget_; }
   const PartitionSelector& partition_selector() const { return selector_; }
+  // Gate `i`'s selector (0 <= i < gates()).
+  const PartitionSelector& gate(int i) const { return gates_[i]; }
+  int gates() const { return static_cast<int>(gates_.size()); }
 
  private:
   using Mechanism = std::variant<std::monostate, SessionCountMetric, SumMetric,
@@ -101,14 +145,19 @@ class QueryReleaser {
                              std::vector<Mechanism>* out);
 
   QueryReleaser(QueryBudget budget, PartitionSelector selector,
-                std::vector<Mechanism> mechanisms)
+                std::vector<PartitionSelector> gates,
+                std::vector<Mechanism> mechanisms, std::vector<int> metric_gate)
       : budget_(budget),
         selector_(selector),
-        mechanisms_(std::move(mechanisms)) {}
+        gates_(std::move(gates)),
+        mechanisms_(std::move(mechanisms)),
+        metric_gate_(std::move(metric_gate)) {}
 
   QueryBudget budget_;
   PartitionSelector selector_;
+  std::vector<PartitionSelector> gates_;
   std::vector<Mechanism> mechanisms_;  // monostate = kAccounts
+  std::vector<int> metric_gate_;       // per metric; kNoGate = none
 };
 
 }  // namespace cohortd::privacy

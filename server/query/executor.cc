@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -56,13 +58,19 @@ struct MetricSlot {
   privacy::MeasureDomain domain;          // SUM, MEAN, QUANTILES
   CodeSet rate_of;                        // RATE
   int rate_dim = -1;
-  // Per cohort: SUM/MEAN (sum_fp, count); RATE (matching, labelled).
+  // Per cohort: SUM/MEAN (sum, count); RATE (matching a, labelled b).
+  // Sums accumulate in 128 bits: no data can overflow them (at most 2^32
+  // rows of fixed-point values below 2^40), so no error depends on it.
+  std::vector<__int128> sum;
   std::vector<int64_t> a, b;
   std::vector<std::vector<int64_t>> values;  // QUANTILES
 
   void Grow(size_t cohorts) {
     a.resize(cohorts, 0);
     b.resize(cohorts, 0);
+    if (spec->kind() == Metric::SUM || spec->kind() == Metric::MEAN) {
+      sum.resize(cohorts, 0);
+    }
     if (spec->kind() == Metric::QUANTILES) values.resize(cohorts);
   }
 
@@ -78,7 +86,7 @@ struct MetricSlot {
         if (spec->kind() == Metric::QUANTILES) {
           values[c].push_back(v);
         } else {
-          a[c] += v;
+          sum[c] += v;
           b[c] += 1;
         }
         return;
@@ -96,15 +104,28 @@ struct MetricSlot {
   }
 };
 
+// The sessions one contributor gate counts accounts by: those carrying a
+// measure, or a value of a label dimension.
+struct GateSlot {
+  const MeasureColumn* measure = nullptr;
+  const CodeColumn* label = nullptr;
+  std::vector<int64_t> accounts;  // per cohort
+
+  bool Contributes(uint32_t row) const {
+    return measure != nullptr ? measure->Has(row) : (*label)[row] != 0;
+  }
+};
+
 void SetEstimate(const privacy::Estimate& e, cohortd::v1::Estimate* out) {
   out->set_value(e.value);
   out->set_ci_low(e.ci_low);
   out->set_ci_high(e.ci_high);
 }
 
-privacy::ContributionBounds BoundsOf(const DatasetSpec& ds) {
-  return {ds.privacy.max_cohorts_per_account,
-          ds.privacy.max_sessions_per_cohort};
+// The plan's bounds: its L0 is capped by the cohorts that can exist.
+privacy::ContributionBounds BoundsOf(const QueryPlan& plan) {
+  return {plan.max_cohorts_per_account,
+          plan.dataset->privacy.max_sessions_per_cohort};
 }
 
 privacy::MetricKind KindOf(Metric::Kind kind) {
@@ -124,19 +145,31 @@ privacy::MetricKind KindOf(Metric::Kind kind) {
   }
 }
 
-absl::StatusOr<privacy::QueryReleaser> MakeReleaserUncached(
-    const QueryPlan& plan) {
-  const DatasetSpec& ds = *plan.dataset;
+// Everything a releaser is built from: the core's parameters and metrics.
+struct ReleaserInputs {
   privacy::QueryPrivacyParams params;
-  params.k = ds.privacy.k;
-  params.bounds = BoundsOf(ds);
-  params.epsilon = plan.epsilon;
-  params.delta = plan.delta;
-  params.confidence = plan.confidence;
   std::vector<privacy::MetricRequest> metrics;
-  for (const Metric& m : plan.canonical.metrics()) {
+  int gates = 0;
+};
+
+absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
+  const DatasetSpec& ds = *plan.dataset;
+  ReleaserInputs in;
+  in.params.k = ds.privacy.k;
+  in.params.bounds = BoundsOf(plan);
+  in.params.epsilon = plan.epsilon;
+  in.params.delta = plan.delta;
+  in.params.confidence = plan.confidence;
+  in.gates = static_cast<int>(plan.gates.size());
+  if (plan.metric_gates.size() !=
+      static_cast<size_t>(plan.canonical.metrics_size())) {
+    return absl::InternalError("plan without contributor gates");
+  }
+  for (int i = 0; i < plan.canonical.metrics_size(); ++i) {
+    const Metric& m = plan.canonical.metrics(i);
     privacy::MetricRequest r;
     r.kind = KindOf(m.kind());
+    r.gate = plan.metric_gates[i];
     if (!m.measure().empty()) {
       const MeasureSpec* spec = ds.FindMeasure(m.measure());
       if (spec == nullptr) return absl::InternalError("unplanned measure");
@@ -145,9 +178,43 @@ absl::StatusOr<privacy::QueryReleaser> MakeReleaserUncached(
                            spec->lower, spec->upper, spec->granularity));
     }
     r.quantiles.assign(m.quantiles().begin(), m.quantiles().end());
-    metrics.push_back(std::move(r));
+    in.metrics.push_back(std::move(r));
   }
-  return privacy::QueryReleaser::Create(params, std::move(metrics));
+  return in;
+}
+
+// Appends the exact bytes of `v` (no rounding, no printing).
+template <typename T>
+void AppendBits(std::string* key, const T& v) {
+  static_assert(std::is_trivially_copyable<T>::value, "plain values only");
+  char bytes[sizeof(T)];
+  std::memcpy(bytes, &v, sizeof(T));
+  key->append(bytes, sizeof(T));
+}
+
+// The memo key of a releaser: every input, doubles by their exact bits,
+// so two inputs share a key only if they are identical (a key made of
+// printed doubles would merge epsilons that differ in the 7th digit).
+std::string MemoKey(const ReleaserInputs& in) {
+  std::string key;
+  AppendBits(&key, in.params.k);
+  AppendBits(&key, in.params.bounds.max_cohorts_per_account);
+  AppendBits(&key, in.params.bounds.max_sessions_per_cohort);
+  AppendBits(&key, in.params.epsilon);
+  AppendBits(&key, in.params.delta);
+  AppendBits(&key, in.params.confidence);
+  AppendBits(&key, in.gates);
+  AppendBits(&key, in.metrics.size());
+  for (const privacy::MetricRequest& m : in.metrics) {
+    AppendBits(&key, m.kind);
+    AppendBits(&key, m.gate);
+    AppendBits(&key, m.domain.lower_fp);
+    AppendBits(&key, m.domain.upper_fp);
+    AppendBits(&key, m.domain.granularity);
+    AppendBits(&key, m.quantiles.size());
+    for (double q : m.quantiles) AppendBits(&key, q);
+  }
+  return key;
 }
 
 }  // namespace
@@ -155,16 +222,12 @@ absl::StatusOr<privacy::QueryReleaser> MakeReleaserUncached(
 absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
   // Building the mechanisms solves for each interval's exact quantile and
   // partition selection's threshold (sums over the pmf: about a
-  // millisecond), yet depends only on the dataset's privacy settings and
-  // the canonical metrics, epsilon and confidence, which repeat across
-  // queries: memoise (bounded, thread-safe).
-  std::string key(reinterpret_cast<const char*>(&plan.dataset),
-                  sizeof(plan.dataset));
-  for (const Metric& m : plan.canonical.metrics()) {
-    absl::StrAppend(&key, "|", m.SerializeAsString());
-  }
-  absl::StrAppend(&key, "|", plan.epsilon, "|", plan.delta, "|",
-                  plan.confidence);
+  // millisecond), yet depends only on the inputs below, which repeat
+  // across queries: memoise (bounded, thread-safe). The key is made of the
+  // inputs themselves, not of the dataset's address, so a config loaded
+  // later at the same address cannot be served a stale releaser.
+  ASSIGN_OR_RETURN(ReleaserInputs inputs, InputsOf(plan));
+  std::string key = MemoKey(inputs);
   static absl::Mutex mu(absl::kConstInit);
   static auto* cache ABSL_GUARDED_BY(mu) =
       new absl::flat_hash_map<std::string, privacy::QueryReleaser>();
@@ -173,7 +236,9 @@ absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
     auto it = cache->find(key);
     if (it != cache->end()) return it->second;
   }
-  absl::StatusOr<privacy::QueryReleaser> releaser = MakeReleaserUncached(plan);
+  absl::StatusOr<privacy::QueryReleaser> releaser =
+      privacy::QueryReleaser::Create(inputs.params, std::move(inputs.metrics),
+                                     inputs.gates);
   if (releaser.ok()) {
     absl::MutexLock lock(&mu);
     if (cache->size() >= 1024) cache->clear();
@@ -188,9 +253,9 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     RandomWords& rng) {
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
-  ASSIGN_OR_RETURN(privacy::ContributionBounder bounder,
-                   privacy::ContributionBounder::Create(BoundsOf(ds),
-                                                        bounding_key));
+  ASSIGN_OR_RETURN(
+      privacy::ContributionBounder bounder,
+      privacy::ContributionBounder::Create(BoundsOf(plan), bounding_key));
 
   // Columns of the group-by and filter dimensions.
   std::vector<int> group_dims;
@@ -230,6 +295,21 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
         return absl::InternalError("planned dimension not indexed");
       }
       s.rate_of = MakeCodeSet(view, s.rate_dim, s.spec->rate_of().any_of());
+    }
+  }
+  // Contributor gates: the accounts that reach each gated metric.
+  std::vector<GateSlot> gates(plan.gates.size());
+  for (size_t g = 0; g < plan.gates.size(); ++g) {
+    if (!plan.gates[g].measure.empty()) {
+      const int index = view.FindMeasure(plan.gates[g].measure);
+      if (index < 0) return absl::InternalError("planned measure not indexed");
+      gates[g].measure = &view.measure(index);
+    } else {
+      const int dim = view.FindDimension(plan.gates[g].label);
+      if (dim < 0) {
+        return absl::InternalError("planned dimension not indexed");
+      }
+      gates[g].label = &view.codes(dim);
     }
   }
   // Cohort registry: keyer key -> dense cohort number, and each key's
@@ -288,6 +368,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     cohort_accounts.push_back(0);
     cohort_sessions.push_back(0);
     for (MetricSlot& s : slots) s.Grow(cohort_keys.size());
+    for (GateSlot& g : gates) g.accounts.push_back(0);
     return c;
   };
 
@@ -296,7 +377,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
   std::vector<size_t> cohort_begin;
   std::vector<uint32_t> selected_cohorts, selected_sessions;
-  const size_t max_cohorts = ds.privacy.max_cohorts_per_account;
+  const size_t max_cohorts = plan.max_cohorts_per_account;
   const size_t max_sessions = ds.privacy.max_sessions_per_cohort;
   // Positions 0..n-1: what the bounder selects when nothing exceeds its
   // limit, so the hashing can be skipped then with the same result.
@@ -374,6 +455,16 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
         const uint32_t row = matched[begin + j].second;
         for (MetricSlot& s : slots) s.Add(c, row);
       }
+      // An account counts for a gate when one of its kept sessions in the
+      // cohort contributes to the gate's metrics.
+      for (GateSlot& g : gates) {
+        for (uint32_t j : selected_sessions) {
+          if (g.Contributes(matched[begin + j].second)) {
+            g.accounts[c] += 1;
+            break;
+          }
+        }
+      }
     }
   });
 
@@ -393,7 +484,11 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   ExecutionResult result;
   result.candidate_cohorts = order.size();
   std::vector<privacy::MetricInput> inputs(slots.size());
+  std::vector<int64_t> gate_accounts(gates.size());
   for (const auto& [values, c] : order) {
+    for (size_t g = 0; g < gates.size(); ++g) {
+      gate_accounts[g] = gates[g].accounts[c];
+    }
     for (size_t i = 0; i < slots.size(); ++i) {
       const MetricSlot& s = slots[i];
       privacy::MetricInput& in = inputs[i];
@@ -403,10 +498,10 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
           in.sessions = cohort_sessions[c];
           break;
         case Metric::SUM:
-          in.sum_fp = s.a[c];
+          in.sum_fp = s.sum[c];
           break;
         case Metric::MEAN:
-          in.sum_fp = s.a[c];
+          in.sum_fp = s.sum[c];
           in.sessions = s.b[c];
           break;
         case Metric::RATE:
@@ -420,8 +515,9 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
           break;
       }
     }
-    ASSIGN_OR_RETURN(privacy::CohortRelease release,
-                     releaser.ReleaseCohort(cohort_accounts[c], inputs, rng));
+    ASSIGN_OR_RETURN(
+        privacy::CohortRelease release,
+        releaser.ReleaseCohort(cohort_accounts[c], gate_accounts, inputs, rng));
     if (!release.released) continue;
     cohortd::v1::Cohort cohort;
     for (size_t i = 0; i < values.size(); ++i) {
@@ -429,6 +525,9 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     }
     for (size_t i = 0; i < slots.size(); ++i) {
       const privacy::MetricOutput& out = release.metrics[i];
+      // A metric whose contributor gate failed is omitted: the cohort
+      // carries no Estimate with its name (API: a suppressed estimate).
+      if (out.suppressed) continue;
       cohortd::v1::Estimate* e = cohort.add_estimates();
       e->set_metric(slots[i].spec->name());
       SetEstimate(out.estimate, e);

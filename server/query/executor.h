@@ -7,7 +7,10 @@
 // privacy core's ContributionBounder (keyed, deterministic). It
 // accumulates exact bounded statistics per cohort, then releases each
 // cohort through PartitionSelector (k pre-threshold + DP threshold) and
-// each metric's noisy value and interval through server/privacy/.
+// each metric's noisy value and interval through server/privacy/. A
+// metric read from sessions that carry its measure (SUM, MEAN, QUANTILES)
+// or its label (RATE) also passes its contributor gate: the k + DP
+// threshold on the number of accounts it is drawn from.
 // Nothing un-noised leaves this module: the only outputs are released
 // cohorts with noisy estimates.
 #ifndef COHORTD_SERVER_QUERY_EXECUTOR_H_
@@ -28,7 +31,10 @@ namespace cohortd {
 
 struct ExecutionResult {
   // Released cohorts, sorted by their key values. Each carries the
-  // estimates of plan.canonical.metrics, in that order.
+  // estimates of plan.canonical.metrics, in that order, except a metric
+  // whose contributor gate failed in that cohort: it has no Estimate at
+  // all (the API's "suppressed estimate"), so no number drawn from fewer
+  // than k accounts, nor a placeholder, is returned.
   std::vector<cohortd::v1::Cohort> cohorts;
   // Cohorts that had at least one account before partition selection.
   // Internal diagnostics only: never returned to a client or logged.

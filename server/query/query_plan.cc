@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -18,6 +19,7 @@ namespace {
 using cohortd::v1::AggregateRequest;
 using cohortd::v1::Filter;
 using cohortd::v1::Metric;
+using PlanGate = QueryPlan::ContributorGate;
 
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
@@ -271,6 +273,48 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
               return a.name() < b.name();
             });
   for (auto& m : metrics) *c.add_metrics() = std::move(m);
+
+  // How many cohorts can exist: caps the L0 of the sensitivities.
+  int64_t possible = 1;
+  const int64_t l0 = privacy.max_cohorts_per_account;
+  for (const std::string& g : group_by) {
+    const DimensionSpec* dim = ds.FindDimension(g);
+    auto filtered = filters.find(g);
+    int64_t size = l0;  // unbounded: only L0 bounds it
+    if (filtered != filters.end()) {
+      size = static_cast<int64_t>(filtered->second.size());
+    } else if (!dim->open_domain && !dim->derived) {
+      size = static_cast<int64_t>(dim->values.size());
+    }
+    possible = std::min(l0, possible * std::min(size, l0));
+  }
+  plan.max_cohorts_per_account = static_cast<int>(std::min(l0, possible));
+
+  // Contributor gates of the canonical metrics.
+  for (const Metric& m : c.metrics()) {
+    PlanGate gate;
+    if (m.kind() == Metric::SUM || m.kind() == Metric::MEAN ||
+        m.kind() == Metric::QUANTILES) {
+      gate.measure = m.measure();
+    } else if (m.kind() == Metric::RATE) {
+      const std::string& label = m.rate_of().dimension();
+      const DimensionSpec* dim = ds.FindDimension(label);
+      if (group_by.count(label) == 0 && filters.count(label) == 0 &&
+          !dim->derived) {
+        gate.label = label;
+      }
+    }
+    if (gate.measure.empty() && gate.label.empty()) {
+      plan.metric_gates.push_back(-1);
+      continue;
+    }
+    auto same = [&](const PlanGate& other) {
+      return other.measure == gate.measure && other.label == gate.label;
+    };
+    auto it = std::find_if(plan.gates.begin(), plan.gates.end(), same);
+    plan.metric_gates.push_back(static_cast<int>(it - plan.gates.begin()));
+    if (it == plan.gates.end()) plan.gates.push_back(std::move(gate));
+  }
 
   // Round 2 request fields this cohortd does not implement yet are refused
   // rather than ignored, so no client mistakes an unfiltered or noise-only

@@ -44,6 +44,27 @@ struct QueryPlan {
   // Metrics that draw noise of their own (all but ACCOUNTS), which share
   // the query's budget with partition selection.
   int noisy_metrics = 0;
+  // The L0 the query's sensitivities and partition selection's delta use:
+  // min(configured L0, the number of cohorts the public domains allow),
+  // i.e. the product over the group-by dimensions of their domain sizes
+  // after the filters (1 without group-by; an open domain or the month,
+  // unless filtered to listed values, is unbounded). An account cannot
+  // touch more cohorts than exist, so this bound is exact, not a guess.
+  int max_cohorts_per_account = 0;
+  // Contributor gates (privacy/query_release.h): the sessions a gated
+  // metric reads are those carrying `measure` (SUM, MEAN, QUANTILES) or,
+  // when `measure` is empty, a value of dimension `label` (RATE). One gate
+  // per distinct set, in first-use order of the canonical metrics.
+  struct ContributorGate {
+    std::string measure;
+    std::string label;
+  };
+  std::vector<ContributorGate> gates;
+  // Per canonical metric: its gate's index, or -1 when its contributing
+  // accounts are the cohort's (SESSIONS, ACCOUNTS, and a RATE whose label
+  // dimension is grouped by, filtered or derived, so every session of the
+  // cohort carries it).
+  std::vector<int> metric_gates;
 };
 
 // Errors: InvalidArgument naming the field (e.g. "metrics[1].measure") and

@@ -34,20 +34,32 @@ TEST(PartitionSelectorTest, ThresholdIsTheSmallestMeetingDelta) {
   EXPECT_GT(tau, 1);
 }
 
-TEST(PartitionSelectorTest, BelowKIsNeverReleasedWithoutDrawingNoise) {
+TEST(PartitionSelectorTest, BelowKDrawsTheSameNoiseAndIsNeverReleased) {
   const PartitionSelector s = DefaultSelector();
-  // A source that fails proves no randomness is consulted below k, so no
-  // session count or noise draw can release such a cohort.
+  // Below k the selector consumes exactly the randomness of a cohort above
+  // k (one noise sample, discarded), so its work does not reveal it: two
+  // generators with the same seed stay in step whatever the counts.
+  for (int64_t below = 0; below < 10; ++below) {
+    DeterministicRandom a_source(100 + below), b_source(100 + below);
+    RandomWords a(&a_source), b(&b_source);
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_OK_AND_ASSIGN(PartitionSelector::Decision d, s.Decide(below, a));
+      EXPECT_FALSE(d.released);
+      ASSERT_OK(s.Decide(below + 1000, b).status());
+    }
+    uint64_t wa = 0, wb = 0;
+    ASSERT_TRUE(a.Next(&wa));
+    ASSERT_TRUE(b.Next(&wb));
+    EXPECT_EQ(wa, wb) << below;
+  }
+  // A failing source is reported below k too: the draw really happens.
   class Broken : public RandomSource {
     absl::Status Fill(uint64_t*, size_t) override {
-      return absl::InternalError("must not be called");
+      return absl::InternalError("randomness failed");
     }
   } broken;
   RandomWords rng(&broken);
-  for (int64_t n = 0; n < 10; ++n) {
-    ASSERT_OK_AND_ASSIGN(PartitionSelector::Decision d, s.Decide(n, rng));
-    EXPECT_FALSE(d.released);
-  }
+  EXPECT_THAT(s.Decide(3, rng), StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(PartitionSelectorTest, KMinusOneAccountsNeverReleasedEvenWithTinyNoise) {

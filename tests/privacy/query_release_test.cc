@@ -1,9 +1,11 @@
 #include "server/privacy/query_release.h"
 
+#include <cmath>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/privacy/gaussian_mechanism.h"
 #include "tests/common/status_matchers.h"
 #include "tests/privacy/deterministic_random.h"
 
@@ -13,34 +15,167 @@ namespace {
 using ::cohortd::testing::DeterministicRandom;
 using ::cohortd::testing::StatusIs;
 
+// Gate 0: the accounts carrying the measure (sum, mean, quantiles); gate
+// 1: those carrying the rate's label.
+constexpr int kGates = 2;
 std::vector<MetricRequest> AllMetrics() {
   const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
   return {{MetricKind::kSessions, {}, {}},
           {MetricKind::kAccounts, {}, {}},
-          {MetricKind::kSum, domain, {}},
-          {MetricKind::kMean, domain, {}},
-          {MetricKind::kRate, {}, {}},
-          {MetricKind::kQuantiles, domain, {0.25, 0.5, 0.75}}};
+          {MetricKind::kSum, domain, {}, 0},
+          {MetricKind::kMean, domain, {}, 0},
+          {MetricKind::kRate, {}, {}, 1},
+          {MetricKind::kQuantiles, domain, {0.25, 0.5, 0.75}, 0}};
 }
 
-TEST(QueryReleaserTest, PlansOneSharePerNoisyMetric) {
+TEST(QueryReleaserTest, PlansOneSharePerNoisyMetricAndGate) {
   ASSERT_OK_AND_ASSIGN(
       QueryReleaser r,
-      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
-  // Five noisy metrics + partition selection = six equal shares.
-  EXPECT_NEAR(r.budget().rho_per_metric, r.budget().rho_total / 6,
-              1e-6 * r.budget().rho_total);
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics(), kGates));
+  // Five noisy metrics + two gates + partition selection = eight equal
+  // shares of rho; the approximate delta (half the query's) in three.
+  const QueryBudget& b = r.budget();
+  EXPECT_NEAR(b.rho_per_metric, b.rho_total / 8, 1e-6 * b.rho_total);
+  EXPECT_EQ(b.rho_per_gate, b.rho_per_metric);
+  EXPECT_LE(
+      b.rho_partition_selection + 5 * b.rho_per_metric + 2 * b.rho_per_gate,
+      b.rho_total);
+  EXPECT_NEAR(b.delta_per_gate, 1e-7 / 2 / 3, 1e-7 / 6 * 1e-8);
+  EXPECT_LE(b.delta_partition_selection + 2 * b.delta_per_gate,
+            b.Charge().delta);
+  EXPECT_EQ(b.Charge().delta, 1e-7 / 2);
   EXPECT_LE(r.partition_selector().rho(),
-            r.budget().rho_partition_selection * (1 + 1e-8));
-  EXPECT_LE(r.partition_selector().delta(),
-            r.budget().delta_partition_selection);
+            b.rho_partition_selection * (1 + 1e-8));
+  EXPECT_LE(r.partition_selector().delta(), b.delta_partition_selection);
+  ASSERT_EQ(r.gates(), 2);
+  for (int g = 0; g < 2; ++g) {
+    EXPECT_LE(r.gate(g).rho(), b.rho_per_gate * (1 + 1e-8));
+    EXPECT_LE(r.gate(g).delta(), b.delta_per_gate);
+  }
+}
+
+TEST(QueryReleaserTest, GateSuppressesMetricsDrawnFromFewerThanKAccounts) {
+  // A cohort of 2000 accounts where only k - 1 = 9 carry the measure: its
+  // sum, mean and quantiles are never released, however large epsilon
+  // (little noise) and however many sessions they have; the cohort,
+  // its sessions, accounts and rate (gate 1: 2000 accounts) are.
+  QueryPrivacyParams params;
+  params.epsilon = 50;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
+                       QueryReleaser::Create(params, AllMetrics(), kGates));
+  const std::vector<int64_t> values(7200, 7);
+  std::vector<MetricInput> inputs(6);
+  for (MetricInput& in : inputs) {
+    in.sessions = 7200;
+    in.sum_fp = 50400;
+    in.matching = 3000;
+    in.values_fp = values;
+  }
+  inputs[0].sessions = inputs[4].sessions = 16000;
+  DeterministicRandom source(34);
+  RandomWords rng(&source);
+  const int64_t few[kGates] = {9, 2000};
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                         r.ReleaseCohort(2000, few, inputs, rng));
+    ASSERT_TRUE(c.released);
+    ASSERT_EQ(c.metrics.size(), 6u);
+    for (int m : {2, 3, 5}) {
+      ASSERT_TRUE(c.metrics[m].suppressed) << m;
+      ASSERT_TRUE(c.metrics[m].quantiles.empty());
+    }
+    for (int m : {0, 1, 4}) ASSERT_FALSE(c.metrics[m].suppressed) << m;
+  }
+  // The control: with 200 accounts carrying the measure it is released.
+  const int64_t enough[kGates] = {200, 2000};
+  ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                       r.ReleaseCohort(2000, enough, inputs, rng));
+  for (const MetricOutput& m : c.metrics) EXPECT_FALSE(m.suppressed);
+  EXPECT_NEAR(c.metrics[3].estimate.value, 7, 1);
+}
+
+TEST(QueryReleaserTest, GateReleasesWithTheNoiseLawOfItsSelector) {
+  // Above k the gate is the selector's Gaussian threshold on the metric's
+  // own count: released w.p. P[Z >= tau - n'], checked at n' = tau (1/2).
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics(), kGates));
+  const int64_t n = r.gate(0).threshold() + 9;
+  std::vector<MetricInput> inputs(6);
+  for (MetricInput& in : inputs) in.sessions = 8 * n;
+  DeterministicRandom source(35);
+  RandomWords rng(&source);
+  constexpr int kTrials = 20000;
+  int64_t released = 0;
+  const int64_t gate_accounts[kGates] = {n, 100000};
+  for (int i = 0; i < kTrials; ++i) {
+    ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                         r.ReleaseCohort(100000, gate_accounts, inputs, rng));
+    ASSERT_TRUE(c.released);
+    released += !c.metrics[3].suppressed;
+    // One gate per measure: sum, mean and quantiles stand or fall together.
+    ASSERT_EQ(c.metrics[2].suppressed, c.metrics[3].suppressed);
+    ASSERT_EQ(c.metrics[5].suppressed, c.metrics[3].suppressed);
+  }
+  // P[Z >= 0] for the discrete Gaussian = 1/2 + P[Z = 0]/2.
+  const double p = 1 - DiscreteGaussianUpperTail(r.gate(0).sigma2(), 1);
+  EXPECT_NEAR(static_cast<double>(released) / kTrials, p,
+              5 * std::sqrt(p * (1 - p) / kTrials));
+}
+
+TEST(QueryReleaserTest, RefusesUngatedMeasureMetricsAndUnusedGates) {
+  const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  for (MetricKind kind :
+       {MetricKind::kSum, MetricKind::kMean, MetricKind::kQuantiles}) {
+    EXPECT_THAT(
+        QueryReleaser::Create(QueryPrivacyParams{}, {{kind, domain, {0.5}}}),
+        StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  EXPECT_THAT(QueryReleaser::Create(QueryPrivacyParams{},
+                                    {{MetricKind::kSessions, {}, {}, 0}}, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(QueryReleaser::Create(QueryPrivacyParams{},
+                                    {{MetricKind::kRate, {}, {}, 1}}, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(QueryReleaser::Create(QueryPrivacyParams{},
+                                    {{MetricKind::kRate, {}, {}}}, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // A RATE whose label the cohort requires needs no gate.
+  EXPECT_OK(
+      QueryReleaser::Create(QueryPrivacyParams{}, {{MetricKind::kRate, {}, {}}})
+          .status());
+}
+
+TEST(QueryReleaserTest, SumsBeyondInt64AreReleasedNotRefused) {
+  // 128-bit sums: a sum no int64 holds is noised like any other, so no
+  // error (and no timing) depends on the data's magnitude.
+  const MeasureDomain domain = *MeasureDomain::Create(0, 1e6, 1);
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(QueryPrivacyParams{},
+                            {{MetricKind::kSum, domain, {}, 0},
+                             {MetricKind::kMean, domain, {}, 0}},
+                            1));
+  std::vector<MetricInput> inputs(2);
+  for (MetricInput& in : inputs) {
+    in.sessions = int64_t{1} << 44;  // every session at the upper bound
+    in.sum_fp = static_cast<__int128>(in.sessions) * 1000000;  // ~2^64
+  }
+  DeterministicRandom source(36);
+  RandomWords rng(&source);
+  const int64_t gate_accounts[1] = {1000000};
+  ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                       r.ReleaseCohort(1000000, gate_accounts, inputs, rng));
+  ASSERT_TRUE(c.released);
+  EXPECT_NEAR(c.metrics[0].estimate.value, 17592186044416e6, 1e13);
+  EXPECT_NEAR(c.metrics[1].estimate.value, 1e6, 1);
 }
 
 TEST(QueryReleaserTest, KMinusOneAccountsNeverReleasedWhateverTheSessions) {
   QueryPrivacyParams params;
   params.epsilon = 50;  // little noise: only the pre-threshold protects
   ASSERT_OK_AND_ASSIGN(QueryReleaser r,
-                       QueryReleaser::Create(params, AllMetrics()));
+                       QueryReleaser::Create(params, AllMetrics(), kGates));
   const std::vector<int64_t> values(100000, 7);
   std::vector<MetricInput> inputs(6);
   for (MetricInput& in : inputs) {
@@ -52,19 +187,23 @@ TEST(QueryReleaserTest, KMinusOneAccountsNeverReleasedWhateverTheSessions) {
   DeterministicRandom source(31);
   RandomWords rng(&source);
   for (int i = 0; i < 20000; ++i) {
-    ASSERT_OK_AND_ASSIGN(CohortRelease c, r.ReleaseCohort(9, inputs, rng));
+    const int64_t gate_accounts[kGates] = {9, 9};
+    ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                         r.ReleaseCohort(9, gate_accounts, inputs, rng));
     ASSERT_FALSE(c.released);
     ASSERT_TRUE(c.metrics.empty());
   }
   // The control: the same cohort with 200 accounts is released.
-  ASSERT_OK_AND_ASSIGN(CohortRelease big, r.ReleaseCohort(200, inputs, rng));
+  const int64_t big_gates[kGates] = {200, 200};
+  ASSERT_OK_AND_ASSIGN(CohortRelease big,
+                       r.ReleaseCohort(200, big_gates, inputs, rng));
   EXPECT_TRUE(big.released);
 }
 
 TEST(QueryReleaserTest, ReleasedCohortHasEveryMetricInOrder) {
   ASSERT_OK_AND_ASSIGN(
       QueryReleaser r,
-      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics(), kGates));
   std::vector<int64_t> values;
   for (int i = 0; i < 5000; ++i) values.push_back(i % 200);
   std::vector<MetricInput> inputs(6);
@@ -76,7 +215,9 @@ TEST(QueryReleaserTest, ReleasedCohortHasEveryMetricInOrder) {
   }
   DeterministicRandom source(32);
   RandomWords rng(&source);
-  ASSERT_OK_AND_ASSIGN(CohortRelease c, r.ReleaseCohort(2000, inputs, rng));
+  const int64_t gate_accounts[kGates] = {2000, 2000};
+  ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                       r.ReleaseCohort(2000, gate_accounts, inputs, rng));
   ASSERT_TRUE(c.released);
   ASSERT_EQ(c.metrics.size(), 6u);
   // Accuracy is tested per mechanism; here: the right metric in the right
@@ -100,19 +241,25 @@ TEST(QueryReleaserTest, ReleasedCohortHasEveryMetricInOrder) {
 TEST(QueryReleaserTest, RejectsBadInput) {
   QueryPrivacyParams bad;
   bad.k = 0;
-  EXPECT_THAT(QueryReleaser::Create(bad, AllMetrics()),
+  EXPECT_THAT(QueryReleaser::Create(bad, AllMetrics(), kGates),
               StatusIs(absl::StatusCode::kInvalidArgument));
   bad = QueryPrivacyParams{};
   bad.epsilon = 0;
-  EXPECT_THAT(QueryReleaser::Create(bad, AllMetrics()),
+  EXPECT_THAT(QueryReleaser::Create(bad, AllMetrics(), kGates),
               StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK_AND_ASSIGN(
       QueryReleaser r,
-      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics()));
+      QueryReleaser::Create(QueryPrivacyParams{}, AllMetrics(), kGates));
   DeterministicRandom source(33);
   RandomWords rng(&source);
   std::vector<MetricInput> too_few(2);
   EXPECT_THAT(r.ReleaseCohort(100, too_few, rng),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  std::vector<MetricInput> inputs(6);
+  EXPECT_THAT(r.ReleaseCohort(100, inputs, rng),  // no gate counts
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  const int64_t more_than_cohort[kGates] = {101, 5};
+  EXPECT_THAT(r.ReleaseCohort(100, more_than_cohort, inputs, rng),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

@@ -4,6 +4,7 @@
 // check what bounding, filtering and k-anonymity did.
 #include "server/query/executor.h"
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -217,6 +218,118 @@ TEST_F(ExecutorTest, SameQuerySameSeedSameRelease) {
   ASSERT_EQ(first.cohorts.size(), 1u);
   EXPECT_EQ(first.cohorts[0].SerializeAsString(),
             second.cohorts[0].SerializeAsString());
+}
+
+TEST_F(ExecutorTest, MetricsOfAMeasureCarriedByFewerThanKAccountsAreOmitted) {
+  // 40 accounts in "fix"; only k - 1 = 9 of them carry the measure (with
+  // many sessions each): the cohort and its session count are released,
+  // the mean, sum and quantiles of the measure are not (no Estimate).
+  for (int a = 0; a < 40; ++a) {
+    if (a < 9) {
+      Add(absl::StrCat("m", a), 8, {{"work_mode", "fix"}},
+          {{"actions_per_prompt", 42.0}});
+    } else {
+      Add(absl::StrCat("m", a), 2, {{"work_mode", "fix"}});
+    }
+  }
+  // 40 in "build", 30 of them with the measure: the control.
+  for (int a = 0; a < 40; ++a) {
+    if (a < 30) {
+      Add(absl::StrCat("b", a), 2, {{"work_mode", "build"}},
+          {{"actions_per_prompt", 7.0}});
+    } else {
+      Add(absl::StrCat("b", a), 2, {{"work_mode", "build"}});
+    }
+  }
+  const AggregateRequest request = ByWorkMode(
+      {Kind(Metric::SESSIONS), Kind(Metric::MEAN, "actions_per_prompt"),
+       Kind(Metric::SUM, "actions_per_prompt"),
+       Kind(Metric::QUANTILES, "actions_per_prompt")});
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    ASSERT_OK_AND_ASSIGN(ExecutionResult result, Run(request, seed));
+    auto t = Table(result, "work_mode");
+    ASSERT_EQ(t.count("fix"), 1u);
+    EXPECT_NEAR(t["fix"]["sessions"].value(), 9 * 8 + 31 * 2, 1);
+    EXPECT_EQ(t["fix"].size(), 1u) << "only the session count";
+    ASSERT_EQ(t["build"].size(), 4u);
+    EXPECT_NEAR(t["build"]["mean_actions_per_prompt"].value(), 7, 7);
+  }
+}
+
+TEST_F(ExecutorTest, RateOfALabelCarriedByFewerThanKAccountsIsOmitted) {
+  for (int a = 0; a < 40; ++a) {
+    std::map<std::string, std::string> labels = {{"work_mode", "fix"}};
+    if (a < 9) labels["outcome"] = "success";
+    Add(absl::StrCat("a", a), 3, labels);
+  }
+  Metric rate = Kind(Metric::RATE);
+  rate.set_name("success");
+  rate.mutable_rate_of()->set_dimension("outcome");
+  rate.mutable_rate_of()->add_any_of("success");
+  ASSERT_OK_AND_ASSIGN(ExecutionResult result,
+                       Run(ByWorkMode({Kind(Metric::ACCOUNTS), rate})));
+  auto t = Table(result, "work_mode");
+  ASSERT_EQ(t.count("fix"), 1u);
+  EXPECT_EQ(t["fix"].count("success"), 0u);
+  EXPECT_EQ(t["fix"].count("accounts"), 1u);
+}
+
+TEST_F(ExecutorTest, NoGroupByHasHalfTheNoiseOfFourPossibleCohorts) {
+  // L0 = 4 but one cohort can exist: sigma scales with sqrt(min(L0, 1)).
+  AggregateRequest none;
+  none.set_dataset("sessions");
+  none.set_epsilon(1);
+  none.add_metrics()->set_kind(Metric::SESSIONS);
+  AggregateRequest four = none;
+  four.add_group_by("work_mode");
+  ASSERT_OK_AND_ASSIGN(QueryPlan p1, PlanQuery(config_, none));
+  ASSERT_OK_AND_ASSIGN(QueryPlan p4, PlanQuery(config_, four));
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser r1, MakeReleaser(p1));
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser r4, MakeReleaser(p4));
+  const double ratio = std::sqrt(r4.partition_selector().sigma2() /
+                                 r1.partition_selector().sigma2());
+  EXPECT_NEAR(ratio, 2, 1e-3);
+  // The session count's interval, through the real path: ~half as wide.
+  for (int a = 0; a < 2000; ++a) {
+    Add(absl::StrCat("a", a), 1, {{"work_mode", "fix"}});
+  }
+  ASSERT_OK_AND_ASSIGN(ExecutionResult n1, Run(none));
+  ASSERT_OK_AND_ASSIGN(ExecutionResult n4, Run(four));
+  ASSERT_EQ(n1.cohorts.size(), 1u);
+  ASSERT_EQ(n4.cohorts.size(), 1u);
+  const auto& e1 = n1.cohorts[0].estimates(0);
+  const auto& e4 = n4.cohorts[0].estimates(0);
+  EXPECT_NEAR((e4.ci_high() - e4.ci_low()) / (e1.ci_high() - e1.ci_low()), 2,
+              0.02);
+}
+
+TEST_F(ExecutorTest, ReleaserMemoKeysDoublesByTheirExactBits) {
+  // Epsilons that print alike (6 significant digits) are different
+  // questions with different budgets; the memo must not merge them.
+  AggregateRequest a = ByWorkMode({Kind(Metric::SESSIONS)});
+  a.set_epsilon(0.1234567);
+  AggregateRequest b = a;
+  b.set_epsilon(0.1234568);
+  AggregateRequest c = a;
+  c.set_epsilon(std::nextafter(0.1234567, 1.0));
+  ASSERT_OK_AND_ASSIGN(QueryPlan pa, PlanQuery(config_, a));
+  ASSERT_OK_AND_ASSIGN(QueryPlan pb, PlanQuery(config_, b));
+  ASSERT_OK_AND_ASSIGN(QueryPlan pc, PlanQuery(config_, c));
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser ra, MakeReleaser(pa));
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser rb, MakeReleaser(pb));
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser rc, MakeReleaser(pc));
+  EXPECT_LT(ra.budget().rho_total, rb.budget().rho_total);
+  EXPECT_NE(ra.budget().rho_total, rc.budget().rho_total);
+  // The same for a config value: a dataset with another k, built at the
+  // same address, is not served the old releaser.
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser again, MakeReleaser(pa));
+  EXPECT_EQ(again.budget().rho_total, ra.budget().rho_total);
+  config_.datasets[0].privacy.k = 25;
+  ASSERT_OK_AND_ASSIGN(QueryPlan pk, PlanQuery(config_, a));
+  ASSERT_EQ(pk.dataset, pa.dataset);
+  ASSERT_OK_AND_ASSIGN(privacy::QueryReleaser rk, MakeReleaser(pk));
+  EXPECT_EQ(rk.partition_selector().k(), 25);
+  EXPECT_EQ(ra.partition_selector().k(), 10);
 }
 
 }  // namespace

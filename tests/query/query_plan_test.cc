@@ -1,5 +1,9 @@
 #include "server/query/query_plan.h"
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
@@ -139,6 +143,93 @@ TEST_F(QueryPlanTest, PreciseErrors) {
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          HasSubstr(c.message)));
   }
+}
+
+// A request of `metrics` grouped by `group_by`.
+AggregateRequest Grouped(std::vector<std::string> group_by) {
+  AggregateRequest r;
+  r.set_dataset("sessions");
+  for (auto& g : group_by) r.add_group_by(g);
+  r.add_metrics()->set_kind(Metric::SESSIONS);
+  return r;
+}
+
+void Filter(AggregateRequest* r, const std::string& dimension,
+            std::vector<std::string> values) {
+  auto* f = r->add_filters();
+  f->set_dimension(dimension);
+  for (auto& v : values) f->add_any_of(v);
+}
+
+TEST_F(QueryPlanTest, L0IsCappedByTheCohortsThePublicDomainsAllow) {
+  auto l0 = [&](const AggregateRequest& r) {
+    return PlanQuery(config_, r)->max_cohorts_per_account;
+  };
+  EXPECT_EQ(config_.datasets[0].privacy.max_cohorts_per_account, 4);
+  EXPECT_EQ(l0(Grouped({})), 1);              // one cohort
+  EXPECT_EQ(l0(Grouped({"work_mode"})), 4);   // 4 values, L0 = 4
+  EXPECT_EQ(l0(Grouped({"task_topic"})), 4);  // open: unbounded
+  EXPECT_EQ(l0(Grouped({"month"})), 4);       // unfiltered month
+  AggregateRequest r = Grouped({"work_mode"});
+  Filter(&r, "work_mode", {"fix", "test"});
+  EXPECT_EQ(l0(r), 2);
+  Filter(&r, "outcome", {"success"});  // not grouped: no effect
+  EXPECT_EQ(l0(r), 2);
+  r = Grouped({"month", "work_mode"});
+  Filter(&r, "month", {"2026-01"});
+  Filter(&r, "work_mode", {"fix", "test", "write"});
+  EXPECT_EQ(l0(r), 3);
+  r = Grouped({"task_topic"});
+  Filter(&r, "task_topic", {"only-one"});
+  EXPECT_EQ(l0(r), 1);
+  config_.datasets[0].privacy.max_cohorts_per_account = 2;
+  EXPECT_EQ(l0(Grouped({"work_mode"})), 2);  // never above the configured
+}
+
+TEST_F(QueryPlanTest, GatesTheMetricsThatReadOnlySomeSessions) {
+  AggregateRequest r = Grouped({"work_mode"});
+  auto add = [&](Metric::Kind kind, const std::string& measure) {
+    Metric* m = r.add_metrics();
+    m->set_kind(kind);
+    m->set_measure(measure);
+    return m;
+  };
+  add(Metric::ACCOUNTS, "");
+  add(Metric::MEAN, "actions_per_prompt");
+  add(Metric::SUM, "actions_per_prompt");
+  add(Metric::QUANTILES, "lines_added");
+  Metric* by_label = add(Metric::RATE, "");
+  by_label->mutable_rate_of()->set_dimension("outcome");
+  by_label->mutable_rate_of()->add_any_of("success");
+  Metric* by_key = add(Metric::RATE, "");
+  by_key->mutable_rate_of()->set_dimension("work_mode");
+  by_key->mutable_rate_of()->add_any_of("fix");
+  Metric* by_month = add(Metric::RATE, "");
+  by_month->mutable_rate_of()->set_dimension("month");
+  by_month->mutable_rate_of()->add_any_of("2026-01");
+  ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config_, r));
+  std::map<std::string, int> gate_of;
+  for (int i = 0; i < plan.canonical.metrics_size(); ++i) {
+    gate_of[plan.canonical.metrics(i).name()] = plan.metric_gates[i];
+  }
+  ASSERT_EQ(plan.gates.size(), 3u);
+  EXPECT_EQ(gate_of["sessions"], -1);
+  EXPECT_EQ(gate_of["accounts"], -1);
+  EXPECT_EQ(gate_of["rate_work_mode_fix"], -1);  // every session has it
+  EXPECT_EQ(gate_of["rate_month_2026-01"], -1);  // derived: always present
+  // One gate per measure, shared by its metrics; one for the label.
+  EXPECT_EQ(gate_of["mean_actions_per_prompt"],
+            gate_of["sum_actions_per_prompt"]);
+  EXPECT_EQ(plan.gates[gate_of["mean_actions_per_prompt"]].measure,
+            "actions_per_prompt");
+  EXPECT_EQ(plan.gates[gate_of["quantiles_lines_added"]].measure,
+            "lines_added");
+  EXPECT_EQ(plan.gates[gate_of["rate_outcome_success"]].label, "outcome");
+  EXPECT_EQ(plan.gates[gate_of["rate_outcome_success"]].measure, "");
+  // Filtering on the label makes every session carry it: no gate.
+  Filter(&r, "outcome", {"success", "failure"});
+  ASSERT_OK_AND_ASSIGN(QueryPlan filtered, PlanQuery(config_, r));
+  EXPECT_EQ(filtered.gates.size(), 2u);
 }
 
 }  // namespace
