@@ -99,6 +99,29 @@ TEST(QueryBudgetTest, NoMetricsGivesAllToPartitionSelection) {
   EXPECT_NEAR(b.rho_partition_selection, b.rho_total, 1e-8);
 }
 
+TEST(QueryBudgetTest, ContributorGatesGetTheirOwnRhoAndDeltaShares) {
+  ASSERT_OK_AND_ASSIGN(QueryBudget b, PlanQueryBudget(1.0, 1e-7, 3, 2));
+  // 1 selection + 2 gates + 3 metrics = 6 rho shares; the approximate
+  // delta (half the query's) in 1 + 2 shares; the charge is unchanged.
+  EXPECT_EQ(b.gates, 2);
+  EXPECT_NEAR(b.rho_per_gate, b.rho_total / 6, 1e-6 * b.rho_total);
+  EXPECT_EQ(b.rho_per_gate, b.rho_per_metric);
+  EXPECT_LE(
+      b.rho_partition_selection + 2 * b.rho_per_gate + 3 * b.rho_per_metric,
+      b.rho_total);
+  EXPECT_NEAR(b.delta_per_gate, 5e-8 / 3, 1e-16);
+  EXPECT_LE(b.delta_partition_selection + 2 * b.delta_per_gate, 5e-8);
+  EXPECT_EQ(b.Charge().rho, b.rho_total);
+  EXPECT_EQ(b.Charge().delta, 5e-8);
+  EXPECT_NEAR(b.Reported().delta, 1e-7, 1e-15);
+  ASSERT_OK_AND_ASSIGN(QueryBudget none, PlanQueryBudget(1.0, 1e-7, 3));
+  EXPECT_EQ(none.rho_per_gate, 0);
+  EXPECT_EQ(none.delta_per_gate, 0);
+  EXPECT_EQ(none.delta_partition_selection, 5e-8);
+  EXPECT_THAT(PlanQueryBudget(1, 1e-7, 1, -1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(BudgetLedgerTest, ChargesUntilExhaustedThenRefusesWithoutChange) {
   ASSERT_OK_AND_ASSIGN(BudgetLedger ledger, BudgetLedger::Create(2.0, 1e-6));
   ASSERT_OK_AND_ASSIGN(QueryBudget q, PlanQueryBudget(1.0, 1e-7, 1));

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -97,6 +99,77 @@ TEST(QuantileTreeTest, IntervalsCoverTheTrueQuantiles) {
   // noise would give 0).
   const double var = sum_sq[2] / kTrials - std::pow(sum[2] / kTrials, 2);
   EXPECT_GT(var, 0.01);
+}
+
+// Coverage on adversarial CDFs. The bound is simultaneous over every prefix
+// (union bound, quantile_tree.h), so the claim is P[miss] <= alpha for
+// every data set; a correct tree must miss at most T alpha plus kZ
+// binomial standard deviations (a 1e-6 false alarm) in T trials, for each
+// quantile. Shapes:
+//   flat       uniform over the whole domain: G crosses zero slowly, the
+//              noise decides over many leaves;
+//   point      a point mass: G jumps from -qN to (1 - q)N in one leaf;
+//   gap        two point masses at 20 and 180: for q = 1/2, G = 0 exactly
+//              on every prefix between them, so every prefix the upper
+//              search visits there is one noise draw from failing;
+//   heavy      most mass at 0 and a Pareto tail to the domain's top.
+struct Shape {
+  const char* name;
+  std::vector<int64_t> values;
+};
+
+std::vector<Shape> AdversarialShapes(int n) {
+  std::vector<Shape> shapes = {
+      {"flat", {}}, {"point", {}}, {"gap", {}}, {"heavy", {}}};
+  for (int i = 0; i < n; ++i) {
+    const double u = (i + 0.5) / n;
+    shapes[0].values.push_back(static_cast<int64_t>(u * 201));
+    shapes[1].values.push_back(77);
+    shapes[2].values.push_back(i < n / 2 ? 20 : 180);
+    shapes[3].values.push_back(
+        static_cast<int64_t>(std::min(200.0, std::pow(1 - u, -1.5) - 1)));
+  }
+  return shapes;
+}
+
+TEST(QuantileTreeTest, IntervalsCoverOnAdversarialCdfs) {
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 200, 1));
+  const std::vector<double> qs = {0.05, 0.25, 0.5, 0.75, 0.95};
+  constexpr double kConfidence = 0.9;
+  ASSERT_OK_AND_ASSIGN(
+      QuantileTree tree,
+      QuantileTree::Create(kBounds, domain, qs, 0.5, kConfidence));
+  constexpr int kTrials = 1500;
+  const double alpha = 1 - kConfidence;
+  const double max_misses =
+      kTrials * alpha + kZ * std::sqrt(kTrials * alpha * (1 - alpha));
+  for (const Shape& shape : AdversarialShapes(4000)) {
+    DeterministicRandom source(23);
+    RandomWords rng(&source);
+    std::vector<int> misses(qs.size(), 0);
+    std::vector<double> width(qs.size(), 0);
+    for (int t = 0; t < kTrials; ++t) {
+      ASSERT_OK_AND_ASSIGN(std::vector<QuantileEstimate> r,
+                           tree.Release(shape.values, rng));
+      for (size_t i = 0; i < qs.size(); ++i) {
+        const double truth = TrueQuantile(shape.values, qs[i]);
+        misses[i] +=
+            !(r[i].estimate.ci_low <= truth && truth <= r[i].estimate.ci_high);
+        width[i] += r[i].estimate.ci_high - r[i].estimate.ci_low;
+      }
+    }
+    for (size_t i = 0; i < qs.size(); ++i) {
+      std::printf("%-6s q=%.2f misses %4d of %d, mean width %.1f\n", shape.name,
+                  qs[i], misses[i], kTrials, width[i] / kTrials);
+      EXPECT_LE(misses[i], max_misses) << shape.name << " q=" << qs[i];
+    }
+    // Informative where the data are dense: the median of a point mass or
+    // of the flat CDF is located to within a fraction of the domain.
+    if (std::string(shape.name) != "gap" &&
+        std::string(shape.name) != "heavy") {
+      EXPECT_LT(width[2] / kTrials, 40) << shape.name;
+    }
+  }
 }
 
 TEST(QuantileTreeTest, ValuesStayInTheDomainForEmptyAndClampedInput) {

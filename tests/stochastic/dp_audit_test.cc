@@ -14,6 +14,11 @@
 // honest mechanisms' lower bounds land near 2.7, and the positive control
 // (noise scale halved, mu = 2) is flagged with a lower bound near 5.6.
 // alpha = 1e-3 overall.
+//
+// Partition selection and each metric's contributor gate (the same
+// pre-thresholded selection on the metric's own contributing accounts)
+// are audited on both of their cases, newly present (the delta event) and
+// existing (the zCDP part), each with a positive control.
 #include "tests/stochastic/dp_audit.h"
 
 #include <cmath>
@@ -24,6 +29,7 @@
 #include "server/privacy/accountant.h"
 #include "server/privacy/aggregations.h"
 #include "server/privacy/partition_selection.h"
+#include "server/privacy/query_release.h"
 #include "tests/privacy/deterministic_random.h"
 
 namespace cohortd::privacy {
@@ -197,6 +203,90 @@ TEST(DpAuditTest, PartitionSelectionExistingCohortsStayUnderClaim) {
               r.epsilon_lower_bound, ClaimedEpsilon(s.rho()));
   EXPECT_LE(r.epsilon_lower_bound, ClaimedEpsilon(s.rho()));
   EXPECT_GT(r.epsilon_lower_bound, 0.3);
+}
+
+// Contributor gates, audited through QueryReleaser::ReleaseCohort (the
+// wiring the executor uses): a MEAN behind its gate, in cohorts of 1000
+// accounts (always released) where `carrying` accounts carry the measure.
+// The statistic is how many of the L0 = 4 cohorts publish the mean. The
+// releaser is planned at delta 0.08, so each of partition selection and
+// the gate gets delta 0.02 (measurable) and epsilon 5 gives the gate a
+// rho near 0.5.
+QueryReleaser GatedMeanReleaser(double delta) {
+  QueryPrivacyParams params;
+  params.bounds = kBounds;
+  params.epsilon = 5;
+  params.delta = delta;
+  const MeasureDomain domain = *MeasureDomain::Create(0, 10, 1);
+  return *QueryReleaser::Create(params, {{MetricKind::kMean, domain, {}, 0}},
+                                1);
+}
+
+double PublishedMeans(const QueryReleaser& r, int64_t carrying,
+                      RandomWords& rng) {
+  MetricInput in;
+  in.sessions = 8 * carrying;
+  in.sum_fp = 40 * carrying;
+  const int64_t gate_accounts[1] = {carrying};
+  double published = 0;
+  for (int c = 0; c < kCohorts; ++c) {
+    const CohortRelease release =
+        *r.ReleaseCohort(1000, gate_accounts, {&in, 1}, rng);
+    published += release.released && !release.metrics[0].suppressed;
+  }
+  return published;
+}
+
+TEST(DpAuditTest, GateNewlyCarriedMetricsStayWithinDelta) {
+  // D: the measure is carried by k - 1 = 9 accounts in each of 4 cohorts
+  // (never published); D': by 10. Claim: P'[published] <= delta_gate +
+  // e^eps * 0 (+ the audit's delta).
+  const QueryReleaser r = GatedMeanReleaser(0.08);
+  ASSERT_GT(r.gate(0).delta(), 1e-3);
+  DeterministicRandom source(8);
+  RandomWords rng(&source);
+  const AuditResult a = AuditEpsilon(
+      [&](RandomWords& g) { return PublishedMeans(r, 9, g); },
+      [&](RandomWords& g) { return PublishedMeans(r, 10, g); }, rng,
+      kTrials / 2, {1, 2}, r.gate(0).delta() + kDelta, kAlpha);
+  std::printf("gate (newly carried): epsilon_lb=%.3f claimed=%.3f\n",
+              a.epsilon_lower_bound, ClaimedEpsilon(r.gate(0).rho()));
+  EXPECT_LE(a.epsilon_lower_bound, ClaimedEpsilon(r.gate(0).rho()));
+}
+
+TEST(DpAuditTest, PositiveControlMisSetGateThresholdIsFlagged) {
+  // A gate whose threshold was planned for delta 0.9 (0.225 per gate)
+  // while the claim is the correctly planned gate's: metrics carried by
+  // exactly k accounts get through far too often, and the audit says so.
+  const QueryReleaser claimed = GatedMeanReleaser(0.08);
+  const QueryReleaser loose = GatedMeanReleaser(0.9);
+  ASSERT_LT(loose.gate(0).threshold(), claimed.gate(0).threshold());
+  DeterministicRandom source(9);
+  RandomWords rng(&source);
+  const AuditResult a = AuditEpsilon(
+      [&](RandomWords& g) { return PublishedMeans(loose, 9, g); },
+      [&](RandomWords& g) { return PublishedMeans(loose, 10, g); }, rng,
+      kTrials / 2, {1, 2}, claimed.gate(0).delta() + kDelta, kAlpha);
+  std::printf("gate, mis-set threshold: epsilon_lb=%.3f claimed=%.3f\n",
+              a.epsilon_lower_bound, ClaimedEpsilon(claimed.gate(0).rho()));
+  EXPECT_GT(a.epsilon_lower_bound, ClaimedEpsilon(claimed.gate(0).rho()));
+}
+
+TEST(DpAuditTest, GateExistingMetricsStayUnderClaim) {
+  // Carried by n = tau + k - 1 accounts (published about half the time)
+  // in D and n + 1 in D', in each of the 4 cohorts.
+  const QueryReleaser r = GatedMeanReleaser(0.08);
+  const int64_t n = r.gate(0).threshold() + 9;
+  DeterministicRandom source(10);
+  RandomWords rng(&source);
+  const AuditResult a = AuditEpsilon(
+      [&](RandomWords& g) { return PublishedMeans(r, n, g); },
+      [&](RandomWords& g) { return PublishedMeans(r, n + 1, g); }, rng,
+      kTrials / 2, {1, 2, 3, 4}, r.gate(0).delta() + kDelta, kAlpha);
+  std::printf("gate (existing): epsilon_lb=%.3f claimed=%.3f\n",
+              a.epsilon_lower_bound, ClaimedEpsilon(r.gate(0).rho()));
+  EXPECT_LE(a.epsilon_lower_bound, ClaimedEpsilon(r.gate(0).rho()));
+  EXPECT_GT(a.epsilon_lower_bound, 0.2);  // the audit has power
 }
 
 }  // namespace
