@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,10 +19,14 @@ using ::cohortd::testing::DeterministicRandom;
 using ::cohortd::testing::ExpectBinomial;
 using ::cohortd::testing::StatusIs;
 
-// The config defaults: k = 10, epsilon = 1, delta = 1e-7, L0 = 4, one
+// The config defaults: k = 10, epsilon = 1, delta = 1e-10, L0 = 4, one
 // noisy metric besides partition selection.
+constexpr double kDefaultDelta = 1e-10;
+// The smallest cohort released w.p. >= 0.95 at those defaults, as
+// docs/privacy.md and README "Queries" state it.
+constexpr int64_t kDocumentedReliableSize = 158;
 PartitionSelector DefaultSelector() {
-  const QueryBudget budget = *PlanQueryBudget(1.0, 1e-7, 1);
+  const QueryBudget budget = *PlanQueryBudget(1.0, kDefaultDelta, 1);
   return *PartitionSelector::Create(10, 4, budget.rho_partition_selection,
                                     budget.delta_partition_selection, 0.95);
 }
@@ -28,9 +34,10 @@ PartitionSelector DefaultSelector() {
 TEST(PartitionSelectorTest, ThresholdIsTheSmallestMeetingDelta) {
   const PartitionSelector s = DefaultSelector();
   const int64_t tau = s.threshold();
-  EXPECT_LE(4 * DiscreteGaussianUpperTail(s.sigma2(), tau - 1), 5e-8);
-  EXPECT_GT(4 * DiscreteGaussianUpperTail(s.sigma2(), tau - 2), 5e-8);
-  EXPECT_LE(s.delta(), 5e-8);
+  const double delta_ps = kDefaultDelta / 2;
+  EXPECT_LE(4 * DiscreteGaussianUpperTail(s.sigma2(), tau - 1), delta_ps);
+  EXPECT_GT(4 * DiscreteGaussianUpperTail(s.sigma2(), tau - 2), delta_ps);
+  EXPECT_LE(s.delta(), delta_ps);
   EXPECT_GT(tau, 1);
 }
 
@@ -121,6 +128,41 @@ TEST(PartitionSelectorTest, AccountsIntervalCoversAndReliableSizeIsReleased) {
   // Conditioned on release the interval covers at >= its nominal level
   // minus the released mass near the threshold (<= 5%).
   EXPECT_GE(covered, 0.90 * released);
+}
+
+// The table of docs/privacy.md ("smallest reliably released cohort"):
+// the shipped defaults (k = 10, epsilon = 1, delta_per_query = 1e-10,
+// L0 = 4, Linf = 8) for several numbers of noisy metrics and contributor
+// gates, with L0 = 4 (group-by of >= 4 possible cohorts) and L0 = 1 (no
+// group-by). Printed for the docs; the sizes are checked to grow with the
+// number of shares and to shrink with L0, and one entry is pinned so the
+// docs cannot silently go stale.
+TEST(PartitionSelectorTest, ReliablyReleasedSizesAtTheShippedDefaults) {
+  std::printf("metrics gates L0 sigma_ps tau  p=0.5 p=0.95 sigma_sessions\n");
+  int64_t previous = 0;
+  for (int l0 : {4, 1}) {
+    for (auto [metrics, gates] : std::vector<std::pair<int, int>>{
+             {0, 0}, {1, 0}, {2, 0}, {2, 1}, {3, 1}, {3, 2}, {5, 2}}) {
+      const QueryBudget b = *PlanQueryBudget(1.0, 1e-10, metrics, gates);
+      const PartitionSelector s = *PartitionSelector::Create(
+          10, l0, b.rho_partition_selection, b.delta_partition_selection, 0.95);
+      const int64_t reliable = s.MinCohortSizeReleasedWith(0.95);
+      // Sessions noise: sigma^2 = L0 Linf^2 / (2 rho_per_metric).
+      const double sigma_sessions =
+          metrics > 0 ? std::sqrt(l0 * 64 / (2 * b.rho_per_metric)) : 0;
+      std::printf("%7d %5d %2d %8.1f %4lld %6lld %6lld %8.1f\n", metrics, gates,
+                  l0, std::sqrt(s.sigma2()),
+                  static_cast<long long>(s.threshold()),
+                  static_cast<long long>(s.MinCohortSizeReleasedWith(0.5)),
+                  static_cast<long long>(reliable), sigma_sessions);
+      if (l0 == 4 && metrics == 1 && gates == 0) {
+        EXPECT_EQ(reliable, kDocumentedReliableSize);
+      }
+      if (metrics > 0 && l0 == 4) EXPECT_GE(reliable, previous);
+      previous = reliable;
+    }
+    previous = 0;
+  }
 }
 
 TEST(PartitionSelectorTest, RejectsBadParameters) {
