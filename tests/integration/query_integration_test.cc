@@ -258,9 +258,9 @@ TEST_F(QueryIntegrationTest, CacheFollowsDataVersionsPerMonth) {
   EXPECT_NE(r5.release_id(), r1.release_id());
 }
 
-// A per-principal budget of (2.5, 1e-5) affords two queries at epsilon 2.
-constexpr char kBudgetLine[] = "per_principal: {epsilon: 20, delta: 1.0e-5}";
-constexpr char kSmallBudget[] = "per_principal: {epsilon: 2.5, delta: 1.0e-5}";
+// A per-principal budget of (2.5, 4e-8) affords two queries at epsilon 2.
+constexpr char kBudgetLine[] = "per_principal: {epsilon: 20, delta: 4.0e-8}";
+constexpr char kSmallBudget[] = "per_principal: {epsilon: 2.5, delta: 4.0e-8}";
 
 TEST_F(QueryIntegrationTest, ExhaustedBudgetIsResourceExhausted) {
   Start({{kBudgetLine, kSmallBudget}});
