@@ -288,7 +288,10 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
     }
     possible = std::min(l0, possible * std::min(size, l0));
   }
-  plan.max_cohorts_per_account = static_cast<int>(std::min(l0, possible));
+  // At least 1: a domain filtered to nothing cannot be asked, and the
+  // bounder needs a positive limit.
+  plan.max_cohorts_per_account =
+      static_cast<int>(std::max<int64_t>(1, std::min(l0, possible)));
 
   // Contributor gates of the canonical metrics.
   for (const Metric& m : c.metrics()) {
