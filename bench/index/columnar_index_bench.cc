@@ -260,7 +260,7 @@ Loaded Load(const DatasetSpec* spec, uint64_t sessions, uint64_t accounts) {
       const size_t slot = i - first;
       generator.Fill(i, &records[slot]);
       ids[slot] = absl::StrFormat("session-%012d", i);
-      batch.push_back({ids[slot], &records[slot]});
+      batch.push_back(CommittedSession::FromRecord(ids[slot], records[slot]));
     }
     const auto start = std::chrono::steady_clock::now();
     loaded.index->OnCommitted(*spec, batch);

@@ -205,6 +205,8 @@ class Parser {
 
   absl::Status ParseServer(const Node& node, const std::string& path,
                            Config* config);
+  absl::Status ParseIngestCaps(const Node& node, const std::string& path,
+                               IngestCaps* caps);
   absl::Status ParseTls(const Node& node, const std::string& path,
                         TlsSpec* tls);
   absl::Status ParsePrincipals(const Node& node, const std::string& path,
@@ -368,10 +370,14 @@ absl::Status Parser::ParseConfig(const Node& root, Config* config) {
   if (!Present(root)) return Error(root, "(top level)", "the config is empty");
   RETURN_IF_ERROR(CheckMap(
       root, "",
-      {"server", "principals", "principals_file", "datasets", "publications"}));
+      {"server", "principals", "principals_file", "datasets", "publications",
+       "ingest"}));
   Node server;
   RETURN_IF_ERROR(Required(root, "server", "", &server));
   RETURN_IF_ERROR(ParseServer(server, "server", config));
+  if (Node ingest = Child(root, "ingest"); Present(ingest)) {
+    RETURN_IF_ERROR(ParseIngestCaps(ingest, "ingest", &config->ingest));
+  }
 
   if (Node principals = Child(root, "principals"); Present(principals)) {
     RETURN_IF_ERROR(
@@ -615,6 +621,21 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
   }
   if (Node n = Child(node, "tls"); Present(n)) {
     RETURN_IF_ERROR(ParseTls(n, Join(path, "tls"), &config->tls));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseIngestCaps(const Node& node, const std::string& path,
+                                     IngestCaps* caps) {
+  RETURN_IF_ERROR(CheckMap(
+      node, path, {"max_sources_per_session", "max_open_domain_values"}));
+  if (Node n = Child(node, "max_sources_per_session"); Present(n)) {
+    RETURN_IF_ERROR(ReadInt(n, Join(path, "max_sources_per_session"), 1,
+                            1000000, &caps->max_sources_per_session));
+  }
+  if (Node n = Child(node, "max_open_domain_values"); Present(n)) {
+    RETURN_IF_ERROR(ReadInt(n, Join(path, "max_open_domain_values"), 1,
+                            100000000, &caps->max_open_domain_values));
   }
   return absl::OkStatus();
 }

@@ -133,6 +133,15 @@ struct TlsSpec {
   bool require_client_cert = false;  // mutual TLS; needs client_ca_file
 };
 
+// Caps on what pushes may add (config section `ingest`). A push beyond one
+// is a Rejection of the offending observation naming the field and limit.
+struct IngestCaps {
+  // Distinct sources one session may have.
+  int max_sources_per_session = 64;
+  // Distinct values each open-domain dimension of a dataset may hold.
+  int max_open_domain_values = 100000;
+};
+
 struct Config {
   std::string listen_address = "127.0.0.1:7443";
   std::string metrics_address = "127.0.0.1:9464";
@@ -143,6 +152,7 @@ struct Config {
   std::string pseudonymization_key_file;
   int max_batch_size = 10000;  // observations per PushRequest
   TlsSpec tls;
+  IngestCaps ingest;
   std::vector<Principal> principals;
   std::vector<DatasetSpec> datasets;
   std::vector<PublicationSpec> publications;

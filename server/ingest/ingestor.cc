@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -11,11 +13,15 @@
 #include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/ingest/session_merge.h"
 #include "server/ingest/validator.h"
 #include "server/storage/keys.h"
 
 namespace cohortd {
 namespace {
+
+using ::cohortd::internal::SourceContribution;
+using ::cohortd::internal::StoredSessionHeader;
 
 // A group holds at most this many observations, which bounds the
 // committer's memory and the size of one synced write.
@@ -48,26 +54,44 @@ bool SameContent(const cohortd::internal::SourceContribution& a,
   return SameMap(a.labels(), b.labels()) && SameMap(a.measures(), b.measures());
 }
 
+// Per dataset, the open-domain dimensions by name.
+std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
+OpenDimensions(const Config& config) {
+  std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>> out;
+  for (const DatasetSpec& dataset : config.datasets) {
+    auto& dims = out[&dataset];
+    for (size_t d = 0; d < dataset.dimensions.size(); ++d) {
+      if (dataset.dimensions[d].open_domain) {
+        dims.emplace(dataset.dimensions[d].name, static_cast<int>(d));
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(
     const Config* config, Store* store, const Pseudonymizer* pseudonymizer,
-    MetricsRegistry* metrics, IngestListener* listener) {
+    MetricsRegistry* metrics, IngestListener* listener,
+    const OpenDomainCatalog* domains) {
+  RETURN_IF_ERROR(CheckSessionFormatCurrent(store));
   ASSIGN_OR_RETURN(uint64_t sequence,
                    ReadCounter(store, keys::IngestSequenceKey()));
   return std::unique_ptr<Ingestor>(new Ingestor(
-      config, store, pseudonymizer, metrics, listener, sequence));
+      config, store, pseudonymizer, metrics, listener, domains, sequence));
 }
 
 Ingestor::Ingestor(const Config* config, Store* store,
-                   const Pseudonymizer* pseudonymizer,
-                   MetricsRegistry* metrics, IngestListener* listener,
+                   const Pseudonymizer* pseudonymizer, MetricsRegistry* metrics,
+                   IngestListener* listener, const OpenDomainCatalog* domains,
                    uint64_t sequence)
     : config_(config),
       store_(store),
       pseudonymizer_(pseudonymizer),
       metrics_(metrics),
       listener_(listener),
+      domains_(domains),
       push_latency_(metrics->GetHistogram(
           "cohortd_ingest_push_duration_seconds",
           "Time from receiving a push to its durable acknowledgement.", {},
@@ -81,6 +105,7 @@ Ingestor::Ingestor(const Config* config, Store* store,
           "Time to merge and durably write one commit group.", {},
           LatencyBucketsSeconds())),
       sequence_(sequence),
+      open_dimensions_(OpenDimensions(*config)),
       committer_([this] { CommitterLoop(); }) {}
 
 Ingestor::~Ingestor() {
@@ -112,8 +137,8 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
   if (request.observations_size() > config_->max_batch_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "observations: batch of ", request.observations_size(),
-        " observations is larger than the maximum of ",
-        config_->max_batch_size, "; split it into smaller pushes"));
+        " observations is larger than the maximum of ", config_->max_batch_size,
+        "; split it into smaller pushes"));
   }
 
   cohortd::v1::PushResponse response;
@@ -135,7 +160,9 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
     Item& item = pending.items.emplace_back();
     item.index = i;
     item.session_id = obs.session_id();
-    item.key = keys::SessionKey(dataset->name, obs.session_id());
+    item.key = keys::SessionHeaderKey(dataset->name, obs.session_id());
+    item.contribution_key =
+        keys::ContributionKey(dataset->name, obs.session_id(), obs.source());
     // A batch often carries several sources of one session, hence one
     // account many times; HMAC each distinct id once per push. The map
     // lives only for this call and holds nothing beyond the request.
@@ -178,7 +205,7 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
         r->set_index(item.index);
         r->set_field(item.conflict_field);
         r->set_reason(item.conflict_reason);
-        ++rejected_by_class["conflict"];
+        ++rejected_by_class[item.conflict_class];
         break;
       }
     }
@@ -246,41 +273,75 @@ void Ingestor::CommitterLoop() {
 
 absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   const absl::Time start = absl::Now();
-  // Session records touched by this group, merged in push order.
+  // Sessions touched by this group: the stored header with this group's
+  // changes, and the delta of the merged view for the listener.
   struct Touched {
-    const DatasetSpec* dataset;
+    const DatasetSpec* dataset = nullptr;
     std::string session_id;
-    cohortd::internal::StoredSession record;
-    bool dirty = false;
+    StoredSessionHeader header;
+    bool exists = false;  // stored, or created by this group
+    bool header_dirty = false;
+    bool changed = false;
+    // Contribution keys of this session in `contributions` below.
+    std::vector<const std::string*> contribution_keys;
+    // The merged values this group set, and the names a replaced
+    // contribution dropped while no later one set them again: those are
+    // recomputed from the session's other contributions at the end.
+    absl::flat_hash_map<std::string, absl::optional<std::string>> labels;
+    absl::flat_hash_map<std::string, absl::optional<double>> measures;
+    absl::flat_hash_set<std::string> dropped_labels;
+    absl::flat_hash_set<std::string> dropped_measures;
   };
-  absl::flat_hash_map<std::string, Touched> touched;
-  std::vector<std::string> order;  // first-touch order, for a stable write
+  // (session, source) contributions read or written by this group.
+  struct Contribution {
+    bool exists = false;
+    bool dirty = false;
+    std::string source;
+    SourceContribution value;
+  };
+  // Node maps: `order`, `written` and contribution_keys point into them.
+  absl::node_hash_map<std::string, Touched> touched;
+  std::vector<const std::string*> order;  // first-touch order
+  absl::node_hash_map<std::string, Contribution> contributions;
+  std::vector<const std::string*> written;  // dirty contributions, in order
+  // Open-domain values this group adds, per (dataset, dimension).
+  absl::flat_hash_map<std::pair<const DatasetSpec*, int>,
+                      absl::flat_hash_set<std::string>>
+      new_values;
+  const size_t max_sources =
+      static_cast<size_t>(config_->ingest.max_sources_per_session);
+  const size_t max_values =
+      static_cast<size_t>(config_->ingest.max_open_domain_values);
   uint64_t sequence = sequence_;
   size_t observations = 0;
+  std::vector<std::pair<int, const std::string*>> adding;  // scratch
 
   for (Pending* pending : group) {
+    const DatasetSpec* dataset = pending->dataset;
+    const auto& open_dims = open_dimensions_[dataset];
     for (Item& item : pending->items) {
       ++observations;
-      auto it = touched.find(item.key);
-      if (it == touched.end()) {
-        Touched t{pending->dataset, item.session_id, {}, false};
+      auto [it, first_touch] = touched.try_emplace(item.key);
+      Touched& t = it->second;
+      if (first_touch) {
+        t.dataset = dataset;
+        t.session_id = item.session_id;
+        order.push_back(&it->first);
         absl::StatusOr<std::string> stored = store_->Get(item.key);
         if (stored.ok()) {
-          if (!t.record.ParseFromString(*stored)) {
-            return absl::DataLossError(absl::StrCat(
-                "stored record of a session in dataset '",
-                pending->dataset->name, "' cannot be parsed"));
+          if (!t.header.ParseFromString(*stored)) {
+            return absl::DataLossError(
+                absl::StrCat("stored header of a session in dataset '",
+                             dataset->name, "' cannot be parsed"));
           }
+          t.exists = true;
         } else if (!absl::IsNotFound(stored.status())) {
           return stored.status();
         }
-        it = touched.emplace(item.key, std::move(t)).first;
-        order.push_back(item.key);
       }
-      cohortd::internal::StoredSession& record = it->second.record;
-      const bool is_new = record.account_pseudonym().empty();
-      if (!is_new && record.account_pseudonym() != item.account_pseudonym) {
+      if (t.exists && t.header.account_pseudonym() != item.account_pseudonym) {
         item.outcome = Item::Outcome::kConflict;
+        item.conflict_class = "conflict";
         item.conflict_field = "account_id";
         item.conflict_reason = absl::StrCat(
             "session '", item.session_id,
@@ -288,10 +349,11 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
             "belongs to exactly one account");
         continue;
       }
-      if (!is_new &&
-          record.session_start_unix_seconds() != item.session_start) {
-        item.conflict_field = "session_start";
+      if (t.exists &&
+          t.header.session_start_unix_seconds() != item.session_start) {
         item.outcome = Item::Outcome::kConflict;
+        item.conflict_class = "conflict";
+        item.conflict_field = "session_start";
         // The stored value is a record field: it is not echoed back, as no
         // API returns raw records (another worker may have pushed it).
         item.conflict_reason = absl::StrCat(
@@ -299,48 +361,220 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
             item.session_id, "'; a session's start never changes");
         continue;
       }
-      auto source = record.sources().find(item.source);
-      if (source != record.sources().end() &&
-          SameContent(source->second, item.contribution)) {
+
+      auto [cit, first_read] = contributions.try_emplace(item.contribution_key);
+      Contribution& c = cit->second;
+      if (first_read) {
+        c.source = item.source;
+        t.contribution_keys.push_back(&cit->first);
+        // A session that does not exist has no contributions: its header
+        // and contributions are only ever written together.
+        if (t.exists) {
+          absl::StatusOr<std::string> stored =
+              store_->Get(item.contribution_key);
+          if (stored.ok()) {
+            if (!c.value.ParseFromString(*stored)) {
+              return absl::DataLossError(
+                  absl::StrCat("stored contribution of a session in dataset '",
+                               dataset->name, "' cannot be parsed"));
+            }
+            c.exists = true;
+          } else if (!absl::IsNotFound(stored.status())) {
+            return stored.status();
+          }
+        }
+      }
+      if (c.exists && SameContent(c.value, item.contribution)) {
         item.outcome = Item::Outcome::kUnchanged;
         continue;
       }
-      if (is_new) {
-        record.set_account_pseudonym(item.account_pseudonym);
-        record.set_session_start_unix_seconds(item.session_start);
+
+      // Caps, checked before anything of the item is applied.
+      if (!c.exists && t.header.source_count() >= max_sources) {
+        item.outcome = Item::Outcome::kConflict;
+        item.conflict_class = "limit";
+        item.conflict_field = "source";
+        item.conflict_reason = absl::StrCat(
+            "session '", item.session_id, "' already has ",
+            t.header.source_count(),
+            " sources, the limit (ingest.max_sources_per_session = ",
+            max_sources, "); a new source is not stored");
+        continue;
+      }
+      adding.clear();
+      if (domains_ != nullptr && !open_dims.empty()) {
+        for (const auto& [name, value] : item.contribution.labels()) {
+          auto dim = open_dims.find(name);
+          if (dim == open_dims.end()) continue;
+          auto& added = new_values[{dataset, dim->second}];
+          if (added.contains(value) ||
+              domains_->HasValue(*dataset, dim->second, value)) {
+            continue;
+          }
+          const size_t held =
+              domains_->NumValues(*dataset, dim->second) + added.size();
+          if (held >= max_values) {
+            item.outcome = Item::Outcome::kConflict;
+            item.conflict_class = "limit";
+            item.conflict_field = absl::StrCat("labels.", name);
+            item.conflict_reason = absl::StrCat(
+                "is a new value, but dimension '", name, "' of dataset '",
+                dataset->name, "' already holds ", held,
+                " distinct values, the limit "
+                "(ingest.max_open_domain_values = ",
+                max_values, ")");
+            break;
+          }
+          adding.emplace_back(dim->second, &value);
+        }
+        if (item.outcome == Item::Outcome::kConflict) continue;
+        for (const auto& [dim, value] : adding) {
+          new_values[{dataset, dim}].insert(*value);
+        }
+      }
+
+      if (!t.exists) {
+        t.exists = true;
+        t.header.set_account_pseudonym(item.account_pseudonym);
+        t.header.set_session_start_unix_seconds(item.session_start);
+        t.header_dirty = true;
+      }
+      if (!c.exists) {
+        t.header.set_source_count(t.header.source_count() + 1);
+        t.header_dirty = true;
+      }
+      // The new contribution has the highest sequence, so it wins every
+      // name it has; a name only the replaced one had may fall back to
+      // another source.
+      if (c.exists) {
+        for (const auto& [name, value] : c.value.labels()) {
+          if (item.contribution.labels().count(name) == 0) {
+            t.labels.erase(name);
+            t.dropped_labels.insert(name);
+          }
+        }
+        for (const auto& [name, value] : c.value.measures()) {
+          if (item.contribution.measures().count(name) == 0) {
+            t.measures.erase(name);
+            t.dropped_measures.insert(name);
+          }
+        }
+      }
+      for (const auto& [name, value] : item.contribution.labels()) {
+        t.labels[name] = value;
+        if (!t.dropped_labels.empty()) t.dropped_labels.erase(name);
+      }
+      for (const auto& [name, value] : item.contribution.measures()) {
+        t.measures[name] = value;
+        if (!t.dropped_measures.empty()) t.dropped_measures.erase(name);
       }
       item.contribution.set_sequence(++sequence);
-      (*record.mutable_sources())[item.source] = std::move(item.contribution);
-      it->second.dirty = true;
+      c.value = std::move(item.contribution);
+      c.exists = true;
+      if (!c.dirty) {
+        c.dirty = true;
+        written.push_back(&cit->first);
+      }
+      t.changed = true;
       item.outcome = Item::Outcome::kAccepted;
+    }
+  }
+
+  // Names dropped by a replaced contribution: the latest other source that
+  // has them wins, or nobody does. Reads that session's contributions only.
+  for (const std::string* key : order) {
+    Touched& t = touched.at(*key);
+    if (t.dropped_labels.empty() && t.dropped_measures.empty()) continue;
+    SessionMerger merger;
+    absl::flat_hash_set<absl::string_view> overlaid;
+    for (const std::string* ckey : t.contribution_keys) {
+      const Contribution& c = contributions.at(*ckey);
+      overlaid.insert(*ckey);
+      if (c.exists) merger.Add(c.source, c.value);
+    }
+    absl::Status scan_status;
+    std::string ds, session, source;
+    SourceContribution stored;
+    RETURN_IF_ERROR(store_->Scan(
+        keys::SessionRecordPrefix(t.dataset->name, t.session_id),
+        [&](absl::string_view k, absl::string_view v) {
+          if (overlaid.contains(k)) return true;
+          if (!keys::ParseSessionRecordKey(k, &ds, &session, &source)) {
+            return true;
+          }
+          if (source.empty()) return true;  // the header
+          if (!stored.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+            scan_status = absl::DataLossError(
+                absl::StrCat("stored contribution of a session in dataset '",
+                             t.dataset->name, "' cannot be parsed"));
+            return false;
+          }
+          merger.Add(source, stored);
+          return true;
+        }));
+    RETURN_IF_ERROR(scan_status);
+    CommittedSession merged;
+    merger.Finish(&merged);
+    absl::flat_hash_map<std::string, std::string> merged_labels;
+    for (auto& [name, value] : merged.labels) {
+      if (t.dropped_labels.contains(name)) merged_labels[name] = *value;
+    }
+    absl::flat_hash_map<std::string, double> merged_measures;
+    for (auto& [name, value] : merged.measures) {
+      if (t.dropped_measures.contains(name)) merged_measures[name] = *value;
+    }
+    for (const std::string& name : t.dropped_labels) {
+      auto found = merged_labels.find(name);
+      t.labels[name] = found == merged_labels.end()
+                           ? absl::nullopt
+                           : absl::optional<std::string>(found->second);
+    }
+    for (const std::string& name : t.dropped_measures) {
+      auto found = merged_measures.find(name);
+      t.measures[name] = found == merged_measures.end()
+                             ? absl::nullopt
+                             : absl::optional<double>(found->second);
     }
   }
 
   WriteBatch batch;
   std::map<std::pair<std::string, std::string>, uint64_t> new_versions;
   std::map<const DatasetSpec*, std::vector<CommittedSession>> committed;
-  for (const std::string& key : order) {
-    const Touched& t = touched.at(key);
-    if (!t.dirty) continue;
-    batch.Put(key, t.record.SerializeAsString());
-    committed[t.dataset].push_back({t.session_id, &t.record});
+  for (const std::string* key : order) {
+    Touched& t = touched.at(*key);
+    if (!t.changed) continue;
+    if (t.header_dirty) batch.Put(*key, t.header.SerializeAsString());
+    CommittedSession& session = committed[t.dataset].emplace_back();
+    session.session_id = t.session_id;
+    session.account_pseudonym = t.header.account_pseudonym();
+    session.session_start_unix_seconds = t.header.session_start_unix_seconds();
+    session.labels.reserve(t.labels.size());
+    for (auto& [name, value] : t.labels) {
+      session.labels.emplace_back(name, std::move(value));
+    }
+    session.measures.reserve(t.measures.size());
+    for (auto& [name, value] : t.measures) {
+      session.measures.emplace_back(name, value);
+    }
     // Every change to a session bumps the data version of its month, which
     // invalidates cached releases that read that month (query/).
     const auto month_key = std::make_pair(
-        t.dataset->name, MonthOf(t.record.session_start_unix_seconds()));
+        t.dataset->name, MonthOf(t.header.session_start_unix_seconds()));
     if (new_versions.count(month_key) == 0) {
       auto known = versions_.find(month_key);
       uint64_t version = 0;
       if (known != versions_.end()) {
         version = known->second;
       } else {
-        ASSIGN_OR_RETURN(version,
-                         ReadCounter(store_, keys::DataVersionKey(
-                                                 month_key.first,
-                                                 month_key.second)));
+        ASSIGN_OR_RETURN(version, ReadCounter(store_, keys::DataVersionKey(
+                                                          month_key.first,
+                                                          month_key.second)));
       }
       new_versions[month_key] = version + 1;
     }
+  }
+  for (const std::string* key : written) {
+    batch.Put(*key, contributions.at(*key).value.SerializeAsString());
   }
   if (batch.empty()) {
     group_size_->Observe(observations);

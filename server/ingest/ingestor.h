@@ -1,15 +1,24 @@
 // Ingestor: the ingest path's core. Validates pushed observations,
-// pseudonymises account ids, merges each observation into its session
-// record and stores the result durably before acknowledging.
+// pseudonymises account ids, stores each observation as its session's
+// contribution from its source, durably, before acknowledging.
 //
-// Concurrency design: any number of threads call Push(); validation and
-// HMAC run on the caller's thread. Valid observations then go to a single
-// committer thread, which merges every push waiting at that moment in one
-// pass (read-modify-write against the store plus an in-group overlay, so
+// Storage (format 2, storage/keys.h): a small header per session (account
+// pseudonym, start, source count) and one key per (session, source)
+// contribution, so a push reads and writes O(its own size) whatever the
+// session already holds. The merged view ("the later push wins", per label
+// and measure) is not stored; listeners (the columnar index) get it as
+// per-session deltas.
+//
+// Concurrency design: any number of threads call Push(); validation, HMAC
+// and key building run on the caller's thread. Valid observations then go
+// to a single committer thread, which merges every push waiting at that
+// moment in one pass (reads against the store plus an in-group overlay, so
 // two pushes touching one session in the same group see each other) and
 // writes the whole group with one synced write: group commit. One writer
 // keeps merges race-free without per-session locks; one fsync per group
-// keeps throughput up under many concurrent pushers.
+// keeps throughput up under many concurrent pushers. Since each push's
+// share of a group is O(its size), no push delays another by more than its
+// own merge (a group holds at most kMaxGroupObservations).
 #ifndef COHORTD_SERVER_INGEST_INGESTOR_H_
 #define COHORTD_SERVER_INGEST_INGESTOR_H_
 
@@ -22,8 +31,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/optional.h"
 #include "cohortd/internal/storage.pb.h"
 #include "cohortd/v1/cohortd.pb.h"
 #include "server/config/config.h"
@@ -33,10 +45,27 @@
 
 namespace cohortd {
 
-// A session record as it stands after a durable commit.
+// What one durable commit changed in one session's merged view. The
+// merged view of a session is, per label and per measure, the value of the
+// source whose contribution was pushed last (highest ingest sequence).
+// Owns its data, so a listener may keep it (e.g. to buffer commits).
 struct CommittedSession {
   std::string session_id;
-  const cohortd::internal::StoredSession* record;  // valid during the call
+  // The session's header; never changes once the session exists.
+  std::string account_pseudonym;
+  int64_t session_start_unix_seconds = 0;
+  // The labels and measures whose merged value this commit set, each named
+  // at most once: a value, or nullopt when no source has the name any more.
+  // Names not listed kept their merged value (for a session new to the
+  // listener: are absent). Names may lie outside the dataset's schema.
+  std::vector<std::pair<std::string, absl::optional<std::string>>> labels;
+  std::vector<std::pair<std::string, absl::optional<double>>> measures;
+
+  // The whole merged view of a format-1 record as a delta (every name it
+  // has, set): for tests, benchmarks and the migration.
+  static CommittedSession FromRecord(
+      absl::string_view session_id,
+      const cohortd::internal::StoredSession& record);
 };
 
 // Told about every durable change, e.g. to keep an in-memory index current.
@@ -44,30 +73,55 @@ class IngestListener {
  public:
   virtual ~IngestListener() = default;
   // Called on the committer thread after the group's write is durable and
-  // before its pushes are acknowledged, once per dataset touched. Must not
-  // call back into the Ingestor. `sessions` lists each changed session once,
-  // with its whole merged record.
+  // before its pushes are acknowledged, once per dataset touched, in
+  // commit order. Must not call back into the Ingestor. `sessions` lists
+  // each changed session once, with the delta of its merged view (O(push)
+  // to build and to apply); applying every call in order to an empty view,
+  // or to the view built from the store before the Ingestor started,
+  // yields the store's merged view.
   virtual void OnCommitted(const DatasetSpec& dataset,
                            const std::vector<CommittedSession>& sessions) = 0;
 };
 
+// Read by the committer to enforce ingest.max_open_domain_values: which
+// values each open-domain dimension already holds. Called on the committer
+// thread only, never concurrently with IngestListener::OnCommitted.
+class OpenDomainCatalog {
+ public:
+  virtual ~OpenDomainCatalog() = default;
+  // Whether dimension `dim` (an index into dataset.dimensions) of `dataset`
+  // already holds `value`, and how many distinct values it holds.
+  virtual bool HasValue(const DatasetSpec& dataset, int dim,
+                        absl::string_view value) const = 0;
+  virtual size_t NumValues(const DatasetSpec& dataset, int dim) const = 0;
+};
+
 class Ingestor {
  public:
-  // All pointers are borrowed and must outlive the Ingestor. `listener` may
-  // be null. Starts the committer thread. Errors: from reading the stored
-  // ingest sequence number (Unavailable, DataLoss).
+  // All pointers are borrowed and must outlive the Ingestor. `listener` and
+  // `domains` may be null; without `domains` the open-domain value cap is
+  // not enforced. Starts the committer thread. Errors: FailedPrecondition
+  // when the store is not at keys::kStorageFormatVersion (run
+  // MigrateSessionStore first); from reading the stored ingest sequence
+  // number (Unavailable, DataLoss).
   static absl::StatusOr<std::unique_ptr<Ingestor>> Create(
       const Config* config, Store* store, const Pseudonymizer* pseudonymizer,
-      MetricsRegistry* metrics, IngestListener* listener);
+      MetricsRegistry* metrics, IngestListener* listener,
+      const OpenDomainCatalog* domains = nullptr);
 
   // Waits for queued pushes to commit, then stops the committer.
   ~Ingestor();
 
   // Validates and stores `request`. Returns once every accepted observation
-  // is durable. Each invalid observation, and each that conflicts with the
-  // stored session (another account, another session_start), is a
-  // Rejection; the others are stored (accepted) or were already stored with
-  // identical content (unchanged).
+  // is durable. Each invalid observation, each that conflicts with the
+  // stored session (another account, another session_start), and each
+  // beyond a cap (a new source past ingest.max_sources_per_session, a new
+  // open-domain value past ingest.max_open_domain_values) is a Rejection;
+  // the others are stored (accepted) or were already stored with identical
+  // content (unchanged). The work and the bytes written are O(size of the
+  // push), whatever the sessions already hold, except when a replaced
+  // contribution drops a label or measure: then that session's other
+  // contributions are read (at most max_sources_per_session of them).
   // Errors: InvalidArgument for an unknown dataset or a batch above
   // max_batch_size; Unavailable when shutting down or when the store fails
   // (then nothing of the push is acknowledged, though some may be stored:
@@ -93,14 +147,19 @@ class Ingestor {
   struct Item {
     int index = 0;  // position in the request
     std::string session_id;
-    std::string key;  // storage key of the session record
+    std::string key;  // storage key of the session header
+    std::string contribution_key;
     std::string account_pseudonym;
     int64_t session_start = 0;
     std::string source;
     cohortd::internal::SourceContribution contribution;
     // Set by the committer.
-    enum class Outcome { kAccepted, kUnchanged, kConflict } outcome =
-        Outcome::kAccepted;
+    enum class Outcome {
+      kAccepted,
+      kUnchanged,
+      kConflict
+    } outcome = Outcome::kAccepted;
+    std::string conflict_class;  // metric label of a kConflict
     std::string conflict_field;
     std::string conflict_reason;
   };
@@ -114,7 +173,8 @@ class Ingestor {
 
   Ingestor(const Config* config, Store* store,
            const Pseudonymizer* pseudonymizer, MetricsRegistry* metrics,
-           IngestListener* listener, uint64_t sequence);
+           IngestListener* listener, const OpenDomainCatalog* domains,
+           uint64_t sequence);
 
   void CommitterLoop();
   // Merges and durably writes one group; sets each item's outcome. Returns
@@ -126,6 +186,7 @@ class Ingestor {
   const Pseudonymizer* const pseudonymizer_;
   MetricsRegistry* const metrics_;
   IngestListener* const listener_;
+  const OpenDomainCatalog* const domains_;
 
   Histogram* push_latency_;
   Histogram* group_size_;
@@ -141,6 +202,9 @@ class Ingestor {
   // Data version of each (dataset, month) touched since start; loaded from
   // the store on first use.
   std::map<std::pair<std::string, std::string>, uint64_t> versions_;
+  // Per dataset, its open-domain dimensions by name (for the value cap).
+  std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
+      open_dimensions_;
 
   absl::Mutex commit_fence_;
   std::thread committer_;

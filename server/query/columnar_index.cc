@@ -11,30 +11,21 @@
 #include "absl/time/clock.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/ingest/session_merge.h"
 #include "server/ingest/validator.h"
 #include "server/storage/keys.h"
 
 namespace cohortd {
 namespace {
 
-using ::cohortd::internal::StoredSession;
+using ::cohortd::internal::SourceContribution;
+using ::cohortd::internal::StoredSessionHeader;
 
 ColumnarIndexOptions WithDefaults(ColumnarIndexOptions options) {
   if (options.session_id_hash == nullptr) {
     options.session_id_hash = SessionFingerprint;
   }
   return options;
-}
-
-// Whether a contribution at (sequence, source) overrides the current pick:
-// the later push wins; equal sequences (which ingest never issues to two
-// sources) fall back to the source name so the result never depends on
-// map iteration order.
-template <typename Pick>
-bool Overrides(const Pick& pick, uint64_t sequence, const std::string& source) {
-  if (pick.source == nullptr) return true;
-  if (sequence != pick.sequence) return sequence > pick.sequence;
-  return source > *pick.source;
 }
 
 // Sets v's capacity to max(size, capacity), shrinking if needed: bulk
@@ -113,44 +104,23 @@ ColumnarDataset::ColumnarDataset(const DatasetSpec* spec,
     measure_index_[spec->measures[m].name] = static_cast<int>(m);
   }
   account_begin_.push_back(0);
-  dimension_picks_.resize(spec->dimensions.size());
-  measure_picks_.resize(spec->measures.size());
   scratch_codes_.resize(spec->dimensions.size());
   scratch_fixed_.resize(spec->measures.size());
 }
 
-void ColumnarDataset::Resolve(const StoredSession& record) {
-  std::fill(dimension_picks_.begin(), dimension_picks_.end(), Pick{});
-  std::fill(measure_picks_.begin(), measure_picks_.end(), Pick{});
-  for (const auto& [source, contribution] : record.sources()) {
-    const uint64_t sequence = contribution.sequence();
-    for (const auto& [name, value] : contribution.labels()) {
-      auto it = dimension_index_.find(name);
-      if (it == dimension_index_.end()) continue;  // not in today's schema
-      Pick& pick = dimension_picks_[it->second];
-      if (Overrides(pick, sequence, source)) {
-        pick = {sequence, &source, &value, 0};
-      }
-    }
-    for (const auto& [name, value] : contribution.measures()) {
-      auto it = measure_index_.find(name);
-      if (it == measure_index_.end()) continue;
-      Pick& pick = measure_picks_[it->second];
-      if (Overrides(pick, sequence, source)) {
-        pick = {sequence, &source, nullptr, value};
-      }
-    }
+void ColumnarDataset::Patch(const CommittedSession& session) {
+  for (const auto& [name, value] : session.labels) {
+    auto it = dimension_index_.find(name);
+    if (it == dimension_index_.end()) continue;  // not in today's schema
+    scratch_codes_[it->second] =
+        value.has_value() ? dictionaries_[it->second].FindOrAdd(*value) : 0;
   }
-  for (size_t d = 0; d < dimension_picks_.size(); ++d) {
-    const Pick& pick = dimension_picks_[d];
-    scratch_codes_[d] =
-        pick.label == nullptr ? 0 : dictionaries_[d].FindOrAdd(*pick.label);
-  }
-  for (size_t m = 0; m < measure_picks_.size(); ++m) {
-    const Pick& pick = measure_picks_[m];
-    scratch_fixed_[m] = pick.source == nullptr
-                            ? absl::nullopt
-                            : measures_[m].Encode(pick.value);
+  for (const auto& [name, value] : session.measures) {
+    auto it = measure_index_.find(name);
+    if (it == measure_index_.end()) continue;
+    scratch_fixed_[it->second] = value.has_value()
+                                     ? measures_[it->second].Encode(*value)
+                                     : absl::nullopt;
   }
 }
 
@@ -215,15 +185,12 @@ void ColumnarDataset::WriteRow(uint32_t row, bool append) {
   }
 }
 
-void ColumnarDataset::Upsert(absl::string_view session_id,
-                             const StoredSession& record,
+void ColumnarDataset::Upsert(const CommittedSession& session,
                              std::vector<TailRow>* new_rows) {
-  Resolve(record);
-  if (month_dimension_ >= 0) {
-    scratch_codes_[month_dimension_] =
-        MonthCode(record.session_start_unix_seconds());
-  }
-  const uint32_t account = AccountOf(record.account_pseudonym());
+  const uint32_t month =
+      month_dimension_ >= 0 ? MonthCode(session.session_start_unix_seconds) : 0;
+  const uint32_t account = AccountOf(session.account_pseudonym);
+  const absl::string_view session_id = session.session_id;
 
   absl::optional<uint32_t> stable;
   if (!overflow_.empty()) {
@@ -239,8 +206,7 @@ void ColumnarDataset::Upsert(absl::string_view session_id,
       // a session's never do (ingest rejects such a change).
       const uint32_t row = session_row_[*it];
       const bool same_month =
-          month_dimension_ < 0 ||
-          codes_[month_dimension_][row] == scratch_codes_[month_dimension_];
+          month_dimension_ < 0 || codes_[month_dimension_][row] == month;
       if (same_month && AccountOfRow(row) == account) {
         stable = *it;
       } else {
@@ -249,10 +215,23 @@ void ColumnarDataset::Upsert(absl::string_view session_id,
     }
   }
   if (stable.has_value()) {
-    WriteRow(session_row_[*stable], /*append=*/false);
+    // A delta: start from the row as it is.
+    const uint32_t row = session_row_[*stable];
+    for (size_t d = 0; d < codes_.size(); ++d) {
+      scratch_codes_[d] = codes_[d][row];
+    }
+    for (size_t m = 0; m < measures_.size(); ++m) {
+      scratch_fixed_[m] = measures_[m].Get(row);
+    }
+    Patch(session);
+    WriteRow(row, /*append=*/false);
     return;
   }
 
+  std::fill(scratch_codes_.begin(), scratch_codes_.end(), 0);
+  std::fill(scratch_fixed_.begin(), scratch_fixed_.end(), absl::nullopt);
+  Patch(session);
+  if (month_dimension_ >= 0) scratch_codes_[month_dimension_] = month;
   const uint32_t row = num_rows_++;
   const uint32_t number = static_cast<uint32_t>(session_row_.size());
   // Both before the insert: the set's hasher reads them.
@@ -276,7 +255,7 @@ void ColumnarDataset::Apply(const std::vector<CommittedSession>& sessions) {
   absl::MutexLock lock(&mu_);
   std::vector<TailRow> new_rows;
   for (const CommittedSession& session : sessions) {
-    Upsert(session.session_id, *session.record, &new_rows);
+    Upsert(session, &new_rows);
     // Compacting mid-commit is invisible to readers (they wait for the
     // whole commit) and keeps appends inside the reserved capacity.
     if (tail_account_.size() >= CompactionThreshold()) {
@@ -297,10 +276,9 @@ void ColumnarDataset::Apply(const std::vector<CommittedSession>& sessions) {
                      tail_index_.end(), by_account);
 }
 
-void ColumnarDataset::LoadOne(absl::string_view session_id,
-                              const StoredSession& record) {
+void ColumnarDataset::LoadOne(const CommittedSession& session) {
   absl::MutexLock lock(&mu_);
-  Upsert(session_id, record, /*new_rows=*/nullptr);
+  Upsert(session, /*new_rows=*/nullptr);
 }
 
 void ColumnarDataset::FinishLoad() {
@@ -382,8 +360,8 @@ size_t ColumnarDataset::MemoryBytesLocked() const {
   bytes += session_row_.capacity() * sizeof(uint32_t);
   bytes += row_fingerprint_.capacity() * sizeof(uint64_t);
   bytes += sessions_.capacity() * (sizeof(uint32_t) + 1);
-  bytes += overflow_.capacity() *
-           (sizeof(std::pair<std::string, uint32_t>) + 1);
+  bytes +=
+      overflow_.capacity() * (sizeof(std::pair<std::string, uint32_t>) + 1);
   for (const auto& [id, number] : overflow_) bytes += id.capacity();
   bytes += month_codes_.capacity() * (sizeof(std::pair<int64_t, uint32_t>) + 1);
   return bytes;
@@ -426,8 +404,7 @@ absl::StatusOr<CohortKeyer> CohortKeyer::Create(const DatasetView& view,
   constexpr uint64_t kMaxCohorts = uint64_t{1} << 62;
   CohortKeyer keyer;
   for (int dim : dims) {
-    if (dim < 0 ||
-        dim >= static_cast<int>(view.spec().dimensions.size())) {
+    if (dim < 0 || dim >= static_cast<int>(view.spec().dimensions.size())) {
       return absl::InvalidArgumentError(
           absl::StrFormat("no dimension with index %d", dim));
     }
@@ -473,6 +450,7 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
   for (const DatasetSpec& spec : config.datasets) specs.push_back(&spec);
   ASSIGN_OR_RETURN(std::unique_ptr<ColumnarIndex> index,
                    Create(specs, options));
+  RETURN_IF_ERROR(CheckSessionFormatCurrent(store));
 
   for (const auto& dataset : index->datasets_) {
     const std::string& name = dataset->spec().name;
@@ -481,22 +459,61 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
     uint64_t loaded = 0;
     uint64_t next_log = options.progress_every_sessions;
     absl::Status parse_status;
-    StoredSession record;
+    // Format 2 keeps a session's header first and its contributions right
+    // after it (storage/keys.h), so one pass merges each session.
+    SessionMerger merger;
+    CommittedSession session;
+    bool open = false;
+    SourceContribution contribution;
+    StoredSessionHeader header;
     std::string key_dataset;
     std::string session_id;
+    std::string source;
+    auto flush = [&] {
+      if (!open) return;
+      merger.Finish(&session);
+      dataset->LoadOne(session);
+      open = false;
+      ++loaded;
+    };
     RETURN_IF_ERROR(store->Scan(
         keys::SessionPrefix(name),
         [&](absl::string_view key, absl::string_view value) {
-          if (!keys::ParseSessionKey(key, &key_dataset, &session_id) ||
-              !record.ParseFromArray(value.data(),
-                                     static_cast<int>(value.size()))) {
-            parse_status = absl::DataLossError(absl::StrFormat(
-                "session record %s does not parse",
-                std::string(key.data(), key.size())));
+          if (!keys::ParseSessionRecordKey(key, &key_dataset, &session_id,
+                                           &source)) {
+            parse_status = absl::DataLossError(
+                absl::StrFormat("session key %s is not in storage format %d",
+                                std::string(key.data(), key.size()),
+                                keys::kStorageFormatVersion));
             return false;
           }
-          dataset->LoadOne(session_id, record);
-          ++loaded;
+          if (source.empty()) {
+            flush();
+            if (!header.ParseFromArray(value.data(),
+                                       static_cast<int>(value.size()))) {
+              parse_status = absl::DataLossError(
+                  absl::StrFormat("session record %s does not parse",
+                                  std::string(key.data(), key.size())));
+              return false;
+            }
+            merger.Reset();
+            session.session_id = session_id;
+            session.account_pseudonym = header.account_pseudonym();
+            session.session_start_unix_seconds =
+                header.session_start_unix_seconds();
+            open = true;
+          } else {
+            if (!open || session_id != session.session_id ||
+                !contribution.ParseFromArray(value.data(),
+                                             static_cast<int>(value.size()))) {
+              parse_status = absl::DataLossError(absl::StrFormat(
+                  "session record %s does not parse or has no header",
+                  std::string(key.data(), key.size())));
+              return false;
+            }
+            merger.Add(source, contribution);
+            return true;
+          }
           // Looking at the clock every 4096 sessions keeps it off the
           // per-session cost.
           if (loaded < next_log && (loaded & 4095) != 0) return true;
@@ -512,6 +529,7 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
           return true;
         }));
     RETURN_IF_ERROR(parse_status);
+    flush();
     dataset->FinishLoad();
 
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -532,6 +550,21 @@ ColumnarDataset* ColumnarIndex::Find(absl::string_view dataset) const {
     if (d->spec().name == dataset) return d.get();
   }
   return nullptr;
+}
+
+bool ColumnarIndex::HasValue(const DatasetSpec& dataset, int dim,
+                             absl::string_view value) const {
+  const ColumnarDataset* d = Find(dataset.name);
+  if (d == nullptr) return false;
+  auto view = Read(dataset.name);
+  return (*view)->DimensionCode(dim, value).has_value();
+}
+
+size_t ColumnarIndex::NumValues(const DatasetSpec& dataset, int dim) const {
+  const ColumnarDataset* d = Find(dataset.name);
+  if (d == nullptr) return 0;
+  auto view = Read(dataset.name);
+  return (*view)->dictionary(dim).cardinality() - 1;  // code 0 is "absent"
 }
 
 void ColumnarIndex::OnCommitted(const DatasetSpec& dataset,

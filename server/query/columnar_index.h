@@ -121,17 +121,17 @@ class ColumnarDataset {
 
   const DatasetSpec& spec() const { return *spec_; }
 
-  // Applies one commit: inserts or replaces each session, compacting
-  // whenever the tail reaches its threshold. Takes the writer lock.
+  // Applies one commit: inserts each new session, patches each known one
+  // with its delta (CommittedSession), compacting whenever the tail reaches
+  // its threshold. O(size of the deltas) apart from compactions. Takes the
+  // writer lock.
   void Apply(const std::vector<CommittedSession>& sessions)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Bulk load (Build): upserts without maintaining the tail's side index,
   // so a view must not be taken until FinishLoad() has compacted once at
   // the end. Takes the writer lock.
-  void LoadOne(absl::string_view session_id,
-               const cohortd::internal::StoredSession& record)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  void LoadOne(const CommittedSession& session) ABSL_LOCKS_EXCLUDED(mu_);
   void FinishLoad() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Approximate heap bytes. Takes the reader lock.
@@ -202,19 +202,16 @@ class ColumnarDataset {
     }
   };
 
-  ColumnarDataset(const DatasetSpec* spec,
-                  const ColumnarIndexOptions& options,
+  ColumnarDataset(const DatasetSpec* spec, const ColumnarIndexOptions& options,
                   std::vector<MeasureColumn> measures);
 
-  // Inserts or replaces one session; appends a new row's TailRow to
-  // `new_rows` when given.
-  void Upsert(absl::string_view session_id,
-              const cohortd::internal::StoredSession& record,
-              std::vector<TailRow>* new_rows)
+  // Inserts a session or applies its delta to its row; appends a new row's
+  // TailRow to `new_rows` when given.
+  void Upsert(const CommittedSession& session, std::vector<TailRow>* new_rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Resolves the effective label and measure of each dimension/measure
-  // across sources into scratch_codes_ / scratch_fixed_.
-  void Resolve(const cohortd::internal::StoredSession& record)
+  // Overwrites scratch_codes_ / scratch_fixed_ with the names `session`
+  // sets (nullopt: absent); names outside the schema are ignored.
+  void Patch(const CommittedSession& session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteRow(uint32_t row, bool append) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t AccountOf(const std::string& pseudonym)
@@ -276,14 +273,6 @@ class ColumnarDataset {
   absl::flat_hash_map<std::string, uint32_t> overflow_ ABSL_GUARDED_BY(mu_);
 
   // Reused per upsert, to avoid allocating.
-  struct Pick {
-    uint64_t sequence = 0;
-    const std::string* source = nullptr;  // null: nothing picked yet
-    const std::string* label = nullptr;
-    double value = 0;
-  };
-  std::vector<Pick> dimension_picks_ ABSL_GUARDED_BY(mu_);
-  std::vector<Pick> measure_picks_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> scratch_codes_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::optional<int64_t>> scratch_fixed_ ABSL_GUARDED_BY(mu_);
 };
@@ -329,9 +318,7 @@ class DatasetView {
 
   // Per-row codes of dimension `dim` (0 = absent).
   const CodeColumn& codes(int dim) const { return d_->codes_[dim]; }
-  const Dictionary& dictionary(int dim) const {
-    return d_->dictionaries_[dim];
-  }
+  const Dictionary& dictionary(int dim) const { return d_->dictionaries_[dim]; }
   // The code of `value` in dimension `dim`, or nullopt when no session has
   // it (an open domain's unseen value, a value outside a closed domain).
   absl::optional<uint32_t> DimensionCode(int dim,
@@ -386,8 +373,8 @@ class DatasetView {
 
  private:
   friend class ColumnarIndex;
-  explicit DatasetView(const ColumnarDataset* d) ABSL_SHARED_LOCK_FUNCTION(
-      d->mu_);
+  explicit DatasetView(const ColumnarDataset* d)
+      ABSL_SHARED_LOCK_FUNCTION(d->mu_);
 
   const ColumnarDataset* const d_;
 };
@@ -424,8 +411,9 @@ class CohortKeyer {
   uint64_t num_cohorts_ = 1;
 };
 
-// Every configured dataset's ColumnarDataset; the Ingestor's listener.
-class ColumnarIndex : public IngestListener {
+// Every configured dataset's ColumnarDataset; the Ingestor's listener and
+// its catalog of open-domain values (for ingest.max_open_domain_values).
+class ColumnarIndex : public IngestListener, public OpenDomainCatalog {
  public:
   using Options = ColumnarIndexOptions;
 
@@ -433,15 +421,15 @@ class ColumnarIndex : public IngestListener {
   // Errors: as ColumnarDataset::Create; InvalidArgument for a duplicate
   // dataset name.
   static absl::StatusOr<std::unique_ptr<ColumnarIndex>> Create(
-      const std::vector<const DatasetSpec*>& datasets,
-      const Options& options);
+      const std::vector<const DatasetSpec*>& datasets, const Options& options);
 
   // Creates the index over config.datasets (borrowed; `config` must outlive
   // the index) and loads every stored session from `store` (borrowed, used
   // only during the call), logging progress. Start the Ingestor after this
   // returns, with this index as its listener, so no commit is missed.
-  // Errors: as Create; the store's Scan errors; DataLoss for a record that
-  // does not parse (naming its key).
+  // Errors: as Create; FailedPrecondition when the store is not at the
+  // current storage format (migrate first); the store's Scan errors;
+  // DataLoss for a record that does not parse (naming its key).
   static absl::StatusOr<std::unique_ptr<ColumnarIndex>> Build(
       const Config& config, Store* store, const Options& options);
 
@@ -449,6 +437,13 @@ class ColumnarIndex : public IngestListener {
   // writer lock. An unknown dataset is logged and ignored. Thread-safe.
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
+
+  // OpenDomainCatalog: the values the index's dictionary of dimension `dim`
+  // holds (it keeps values no session uses any more until a restart).
+  // Take the dataset's reader lock. False / 0 for an unknown dataset.
+  bool HasValue(const DatasetSpec& dataset, int dim,
+                absl::string_view value) const override;
+  size_t NumValues(const DatasetSpec& dataset, int dim) const override;
 
   // A consistent read view of `dataset`; see DatasetView for its rules.
   // Errors: NotFound for an unknown dataset. Thread-safe.

@@ -10,6 +10,7 @@
 #include "grpcpp/server_builder.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/ingest/session_merge.h"
 #include "server/storage/rocksdb_store.h"
 
 namespace cohortd {
@@ -64,6 +65,9 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   LogInfo("server", "opening store in %s", cfg.data_dir);
   ASSIGN_OR_RETURN(server->store_,
                    OpenRocksDbStore(cfg.data_dir, RocksDbStoreOptions()));
+  // Session records of an older storage format are rewritten before
+  // anything reads them (a no-op on a current store).
+  RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
   // The index is built before the ingestor starts, with the index as its
   // listener, so no commit is missed.
   ASSIGN_OR_RETURN(server->index_,
@@ -72,6 +76,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   ASSIGN_OR_RETURN(server->ingestor_,
                    Ingestor::Create(&cfg, server->store_.get(),
                                     server->pseudonymizer_.get(), metrics,
+                                    server->index_.get(),
                                     server->index_.get()));
   ASSIGN_OR_RETURN(server->journal_,
                    ReleaseJournal::Open(&cfg, server->store_.get(),

@@ -51,6 +51,33 @@ std::string SessionKey(absl::string_view dataset,
                       EscapeKeyComponent(session_id));
 }
 
+std::string SessionRecordPrefix(absl::string_view dataset,
+                                absl::string_view session_id) {
+  return absl::StrCat(kSessionPrefix, EscapeKeyComponent(dataset), "/",
+                      EscapeKeyComponent(session_id), "/");
+}
+
+std::string ContributionKey(absl::string_view dataset,
+                            absl::string_view session_id,
+                            absl::string_view source) {
+  return absl::StrCat(kSessionPrefix, EscapeKeyComponent(dataset), "/",
+                      EscapeKeyComponent(session_id), "/",
+                      EscapeKeyComponent(source));
+}
+
+bool ParseSessionRecordKey(absl::string_view key, std::string* dataset,
+                           std::string* session_id, std::string* source) {
+  if (!absl::ConsumePrefix(&key, kSessionPrefix)) return false;
+  const size_t first = key.find('/');
+  if (first == absl::string_view::npos) return false;
+  const size_t second = key.find('/', first + 1);
+  if (second == absl::string_view::npos) return false;
+  return UnescapeKeyComponent(key.substr(0, first), dataset) &&
+         UnescapeKeyComponent(key.substr(first + 1, second - first - 1),
+                              session_id) &&
+         UnescapeKeyComponent(key.substr(second + 1), source);
+}
+
 std::string SessionPrefix(absl::string_view dataset) {
   return absl::StrCat(kSessionPrefix, EscapeKeyComponent(dataset), "/");
 }
@@ -64,8 +91,7 @@ bool ParseSessionKey(absl::string_view key, std::string* dataset,
          UnescapeKeyComponent(key.substr(slash + 1), session_id);
 }
 
-std::string DataVersionKey(absl::string_view dataset,
-                           absl::string_view month) {
+std::string DataVersionKey(absl::string_view dataset, absl::string_view month) {
   return absl::StrCat(kDataVersionPrefix, EscapeKeyComponent(dataset), "/",
                       EscapeKeyComponent(month));
 }

@@ -28,10 +28,27 @@ inline constexpr absl::string_view kMetaPrefix = "m/";
 // not know, so a later format change can migrate instead of misreading.
 inline constexpr absl::string_view kFormatVersionKey = "m/format_version";
 // The format this build writes and reads.
-inline constexpr int64_t kStorageFormatVersion = 1;
+//   1: one merged record per session, "s/<dataset>/<session_id>" ->
+//      cohortd.internal.StoredSession (every source in one value).
+//   2: one key per (session, source) contribution plus a small header per
+//      session (see "Session records" below), so a push costs O(its own
+//      size) whatever the session holds.
+inline constexpr int64_t kStorageFormatVersion = 2;
+// The oldest format the server migrates at open (ingest/session_migration.h);
+// a store older than this is refused.
+inline constexpr int64_t kOldestMigratableFormatVersion = 1;
 
-// Session records: "s/<dataset>/<session_id>" -> the merged record
-// (ingest/ owns the value encoding).
+// Session records (format 2; ingest/ owns the value encodings):
+//   "s/<dataset>/<session_id>/"          -> StoredSessionHeader
+//   "s/<dataset>/<session_id>/<source>"  -> SourceContribution
+// every component escaped. The header key is the session's prefix itself,
+// so it sorts first, and all of one session's keys are one contiguous
+// range: an escaped session id holds no '/', so no other session's key
+// starts with "s/<dataset>/<session_id>/". That is what lets the index
+// build merge a session in one pass over a single prefix scan, and lets
+// the erasure path delete a session with one prefix (SessionRecordPrefix).
+// Validation requires a non-empty source, so no contribution key equals
+// the header key.
 inline constexpr absl::string_view kSessionPrefix = "s/";
 
 // Reserved for the query issue; claimed here so no one else takes them.
@@ -48,9 +65,29 @@ std::string EscapeKeyComponent(absl::string_view component);
 // produced ('/', or '%' not followed by "25" or "2F").
 bool UnescapeKeyComponent(absl::string_view escaped, std::string* out);
 
-// "s/<escaped dataset>/<escaped session_id>".
-std::string SessionKey(absl::string_view dataset,
-                       absl::string_view session_id);
+// Format 1 only (read by the migration and by tests that build a format-1
+// store): "s/<escaped dataset>/<escaped session_id>".
+std::string SessionKey(absl::string_view dataset, absl::string_view session_id);
+
+// Format 2: "s/<escaped dataset>/<escaped session_id>/", the key of the
+// session's header and the prefix of every key of that session (header and
+// contributions). Deleting a session = deleting every key under it.
+std::string SessionRecordPrefix(absl::string_view dataset,
+                                absl::string_view session_id);
+inline std::string SessionHeaderKey(absl::string_view dataset,
+                                    absl::string_view session_id) {
+  return SessionRecordPrefix(dataset, session_id);
+}
+
+// Format 2: "s/<escaped dataset>/<escaped session_id>/<escaped source>".
+std::string ContributionKey(absl::string_view dataset,
+                            absl::string_view session_id,
+                            absl::string_view source);
+
+// Splits a format-2 session key. Sets *source to "" for a header key.
+// Returns false for any other key (including format-1 keys).
+bool ParseSessionRecordKey(absl::string_view key, std::string* dataset,
+                           std::string* session_id, std::string* source);
 
 // "s/<escaped dataset>/": the prefix of exactly that dataset's sessions.
 std::string SessionPrefix(absl::string_view dataset);
@@ -67,7 +104,8 @@ inline std::string IngestSequenceKey() {
 // still describes the data.
 std::string DataVersionKey(absl::string_view dataset, absl::string_view month);
 
-// Splits a key built by SessionKey. Returns false for any other key.
+// Splits a key built by SessionKey (format 1). Returns false for any other
+// key, format-2 keys included.
 bool ParseSessionKey(absl::string_view key, std::string* dataset,
                      std::string* session_id);
 

@@ -201,11 +201,15 @@ absl::Status CheckFormatVersion(Store& store, const std::string& dir) {
           "version %d",
           dir, version, keys::kStorageFormatVersion, version));
     }
-    if (version < keys::kStorageFormatVersion) {
+    // Versions from kOldestMigratableFormatVersion on are opened as they
+    // are: the server migrates them (ingest/session_merge.h) before any
+    // session key is read, and the session readers refuse an older one.
+    if (version < keys::kOldestMigratableFormatVersion) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "store %s has storage format version %d; this cohortd reads "
-          "version %d and has no migration from it",
-          dir, version, keys::kStorageFormatVersion));
+          "version %d and migrates versions %d to %d only",
+          dir, version, keys::kStorageFormatVersion,
+          keys::kOldestMigratableFormatVersion, keys::kStorageFormatVersion));
     }
     return absl::OkStatus();
   }

@@ -25,7 +25,9 @@ struct RocksDbStoreOptions {
 
 // Opens (creating if needed, parent folders included) the store in `dir`.
 // A new store records keys::kStorageFormatVersion; an existing one must
-// carry exactly that version.
+// carry a version from keys::kOldestMigratableFormatVersion to that one
+// (an older one is opened as it is: the caller migrates it, see
+// ingest/session_merge.h MigrateSessionStore).
 // Errors: FailedPrecondition when the store has another format version
 // (the message names both), or has data but no version (not a cohortd
 // store); Unavailable when the folder cannot be created or the database is

@@ -168,6 +168,18 @@ TEST(ConfigTest, RoleNames) {
   EXPECT_EQ(RoleName(Role::kAdmin), "admin");
 }
 
+TEST(ConfigTest, IngestCapsDefaultAndParse) {
+  YAML::Node c = YAML::Load(BaseYaml());
+  ASSERT_OK_AND_ASSIGN(Config defaults, ParseConfig(Emit(c), "t", ""));
+  EXPECT_EQ(defaults.ingest.max_sources_per_session, 64);
+  EXPECT_EQ(defaults.ingest.max_open_domain_values, 100000);
+  c["ingest"]["max_sources_per_session"] = 8;
+  c["ingest"]["max_open_domain_values"] = 500;
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(Emit(c), "t", ""));
+  EXPECT_EQ(config.ingest.max_sources_per_session, 8);
+  EXPECT_EQ(config.ingest.max_open_domain_values, 500);
+}
+
 TEST(ConfigTest, OptionalServerKeysKeepDefaults) {
   YAML::Node c = YAML::Load(BaseYaml());
   c["server"].remove("listen");
@@ -262,6 +274,14 @@ std::vector<ErrorCase> ErrorCases() {
       {"MissingKeyFile",
        [](YAML::Node c) { c["server"].remove("pseudonymization_key_file"); },
        "server.pseudonymization_key_file", "is required"},
+      {"IngestSourcesZero",
+       [](YAML::Node c) { c["ingest"]["max_sources_per_session"] = 0; },
+       "ingest.max_sources_per_session", "[1, 1000000]"},
+      {"IngestOpenValuesNotANumber",
+       [](YAML::Node c) { c["ingest"]["max_open_domain_values"] = "many"; },
+       "ingest.max_open_domain_values", "integer"},
+      {"IngestUnknownKey", [](YAML::Node c) { c["ingest"]["max_rate"] = 1; },
+       "ingest.max_rate", "unknown key"},
       {"BatchSizeZero", [](YAML::Node c) { c["server"]["max_batch_size"] = 0; },
        "server.max_batch_size", "[1, 1000000]"},
       {"BatchSizeTooLarge",
@@ -764,9 +784,9 @@ TEST(PublicationConfigTest, ErrorsNameThePublicationKey) {
     const size_t at = text.find(cases[i].first);
     ASSERT_NE(at, std::string::npos) << cases[i].first;
     text.replace(at, cases[i].first.size(), cases[i].second);
-    EXPECT_THAT(ParseConfig(text, "t", ""),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr(messages[i])));
+    EXPECT_THAT(
+        ParseConfig(text, "t", ""),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(messages[i])));
   }
 }
 

@@ -1,7 +1,9 @@
 #include "server/ingest/ingestor.h"
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,30 +38,81 @@ cohortd::v1::Observation Obs(const std::string& session,
   return obs;
 }
 
-// Fails every write once armed, as a full disk would.
+// Fails every write once armed, as a full disk would; counts the bytes of
+// keys and values of each write, so tests can check that a push's work is
+// O(push).
 class FailingStore : public MemStore {
  public:
   absl::Status Write(const WriteBatch& batch, bool sync) override {
     if (fail_) return absl::UnavailableError("disk full");
+    size_t bytes = 0;
+    for (const auto& op : batch.ops()) bytes += op.key.size() + op.value.size();
+    {
+      absl::MutexLock lock(&mu_);
+      write_bytes_.push_back(bytes);
+    }
     return MemStore::Write(batch, sync);
   }
   void Arm() { fail_ = true; }
+  std::vector<size_t> write_bytes() {
+    absl::MutexLock lock(&mu_);
+    return write_bytes_;
+  }
 
  private:
   std::atomic<bool> fail_{false};
+  absl::Mutex mu_;
+  std::vector<size_t> write_bytes_ ABSL_GUARDED_BY(mu_);
 };
 
+// Folds the deltas it is told into the merged view of each session, as an
+// index would.
 class RecordingListener : public IngestListener {
  public:
+  struct View {
+    std::map<std::string, std::string> labels;
+    std::map<std::string, double> measures;
+  };
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override {
     for (const auto& s : sessions) {
       seen.push_back(s.session_id);
-      last_source_count = s.record->sources_size();
+      View& view = views[s.session_id];
+      for (const auto& [name, value] : s.labels) {
+        if (value.has_value()) {
+          view.labels[name] = *value;
+        } else {
+          view.labels.erase(name);
+        }
+      }
+      for (const auto& [name, value] : s.measures) {
+        if (value.has_value()) {
+          view.measures[name] = *value;
+        } else {
+          view.measures.erase(name);
+        }
+      }
+      last_delta_size = s.labels.size() + s.measures.size();
     }
   }
   std::vector<std::string> seen;
-  int last_source_count = 0;
+  std::map<std::string, View> views;
+  size_t last_delta_size = 0;
+};
+
+// A catalog of open-domain values as the index keeps it, for the cap.
+class FakeCatalog : public OpenDomainCatalog {
+ public:
+  bool HasValue(const DatasetSpec&, int dim,
+                absl::string_view value) const override {
+    return values.count({dim, std::string(value)}) > 0;
+  }
+  size_t NumValues(const DatasetSpec&, int dim) const override {
+    size_t n = 0;
+    for (const auto& [d, v] : values) n += d == dim;
+    return n;
+  }
+  std::set<std::pair<int, std::string>> values;
 };
 
 class IngestorTest : public ::testing::Test {
@@ -76,16 +129,32 @@ class IngestorTest : public ::testing::Test {
   void Reopen() {
     ingestor_.reset();
     auto ingestor = Ingestor::Create(&config_, &store_, pseudonymizer_.get(),
-                                     metrics_.get(), &listener_);
+                                     metrics_.get(), &listener_, &catalog_);
     ASSERT_OK(ingestor);
     ingestor_ = std::move(ingestor).value();
   }
 
+  // The session as the store holds it (header and contributions), in the
+  // format-1 shape that the assertions read easily.
   cohortd::internal::StoredSession Stored(const std::string& session) {
-    auto value = store_.Get(keys::SessionKey("sessions", session));
+    auto value = store_.Get(keys::SessionHeaderKey("sessions", session));
     EXPECT_OK(value);
+    cohortd::internal::StoredSessionHeader header;
+    EXPECT_TRUE(header.ParseFromString(value.value_or("")));
     cohortd::internal::StoredSession record;
-    EXPECT_TRUE(record.ParseFromString(value.value_or("")));
+    record.set_account_pseudonym(header.account_pseudonym());
+    record.set_session_start_unix_seconds(header.session_start_unix_seconds());
+    EXPECT_OK(store_.Scan(
+        keys::SessionRecordPrefix("sessions", session),
+        [&](absl::string_view k, absl::string_view v) {
+          std::string d, id, source;
+          EXPECT_TRUE(keys::ParseSessionRecordKey(k, &d, &id, &source));
+          if (source.empty()) return true;
+          EXPECT_TRUE((*record.mutable_sources())[source].ParseFromArray(
+              v.data(), static_cast<int>(v.size())));
+          return true;
+        }));
+    EXPECT_EQ(header.source_count(), record.sources_size());
     return record;
   }
 
@@ -100,6 +169,7 @@ class IngestorTest : public ::testing::Test {
   std::unique_ptr<Pseudonymizer> pseudonymizer_;
   std::unique_ptr<InMemoryMetrics> metrics_;
   RecordingListener listener_;
+  FakeCatalog catalog_;
   std::unique_ptr<Ingestor> ingestor_;
 };
 
@@ -129,9 +199,9 @@ TEST_F(IngestorTest, ThousandWithTenBadStoresTheRestAndRepeatIsUnchanged) {
   EXPECT_EQ(metrics_->Value("cohortd_ingest_observations_total",
                             {{"dataset", "sessions"}, {"outcome", "accepted"}}),
             990);
-  EXPECT_EQ(metrics_->Value("cohortd_ingest_rejections_total",
-                            {{"dataset", "sessions"},
-                             {"reason", "value_not_in_domain"}}),
+  EXPECT_EQ(metrics_->Value(
+                "cohortd_ingest_rejections_total",
+                {{"dataset", "sessions"}, {"reason", "value_not_in_domain"}}),
             20);
 }
 
@@ -148,8 +218,7 @@ TEST_F(IngestorTest, MergesSourcesIntoOneRecordWithoutRawAccountId) {
 
   auto record = Stored("s1");
   EXPECT_EQ(record.sources_size(), 2);
-  EXPECT_EQ(record.sources().at("telemetry").measures().at("lines_added"),
-            120);
+  EXPECT_EQ(record.sources().at("telemetry").measures().at("lines_added"), 120);
   const Digest256 expected = pseudonymizer_->Pseudonymize("raw-account-42");
   EXPECT_EQ(record.account_pseudonym(),
             std::string(expected.begin(), expected.end()));
@@ -161,7 +230,8 @@ TEST_F(IngestorTest, MergesSourcesIntoOneRecordWithoutRawAccountId) {
     return true;
   }));
   EXPECT_THAT(listener_.seen, ::testing::ElementsAre("s1"));
-  EXPECT_EQ(listener_.last_source_count, 2);
+  EXPECT_EQ(listener_.views["s1"].labels.at("work_mode"), "build");
+  EXPECT_EQ(listener_.views["s1"].measures.at("lines_added"), 120);
 }
 
 TEST_F(IngestorTest, NewContentFromSameSourceReplacesOnlyThatSource) {
@@ -289,7 +359,7 @@ TEST_F(IngestorTest, StoreFailureAcknowledgesNothing) {
   *request.add_observations() = Obs("s1", "a", "t");
   EXPECT_THAT(ingestor_->Push(request),
               StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(store_.Get(keys::SessionKey("sessions", "s1")),
+  EXPECT_THAT(store_.Get(keys::SessionHeaderKey("sessions", "s1")),
               StatusIs(absl::StatusCode::kNotFound));
 }
 
@@ -298,9 +368,132 @@ TEST_F(IngestorTest, ShutdownRefusesNewPushes) {
   cohortd::v1::PushRequest request;
   request.set_dataset("sessions");
   *request.add_observations() = Obs("s1", "a", "t");
-  EXPECT_THAT(ingestor_->Push(request),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("shutting down")));
+  EXPECT_THAT(ingestor_->Push(request), StatusIs(absl::StatusCode::kUnavailable,
+                                                 HasSubstr("shutting down")));
+}
+
+// The defect of issue 13: one client adding many sources to one session
+// made every push rewrite the whole session. Now a push writes its own
+// contribution, the small header and two counters, whatever the session
+// holds: assert on the bytes each push writes.
+TEST_F(IngestorTest, ManySourcesOnOneSessionEachPushWritesOnlyItself) {
+  constexpr int kSources = 20000;
+  config_.ingest.max_sources_per_session = kSources;
+  Reopen();
+  for (int i = 0; i < kSources; ++i) {
+    cohortd::v1::PushRequest request;
+    request.set_dataset("sessions");
+    auto obs = Obs("busy", "acct", absl::StrCat("src-", i));
+    (*obs.mutable_measures())["lines_added"] = i % 100;
+    *request.add_observations() = obs;
+    ASSERT_EQ(MustPush(request).accepted(), 1);
+  }
+  const std::vector<size_t> bytes = store_.write_bytes();
+  ASSERT_EQ(bytes.size(), kSources);
+  // Key and value of one contribution, the header (32-byte pseudonym), the
+  // ingest sequence and the month's data version: about 200 bytes. The
+  // whole session record would be over 20,000 x 20 bytes by the end.
+  constexpr size_t kMaxBytesPerPush = 300;
+  for (int i = 0; i < kSources; ++i) {
+    ASSERT_LE(bytes[i], kMaxBytesPerPush) << "push " << i;
+  }
+  EXPECT_LE(bytes.back(), bytes.front() + 16);  // only the counters grow
+  EXPECT_EQ(Stored("busy").sources_size(), kSources);
+  EXPECT_EQ(listener_.last_delta_size, 1);
+}
+
+TEST_F(IngestorTest, DroppedLabelFallsBackToTheLatestOtherSource) {
+  auto push = [&](const std::string& source,
+                  std::map<std::string, std::string> labels) {
+    cohortd::v1::PushRequest request;
+    request.set_dataset("sessions");
+    auto obs = Obs("s1", "acct", source);
+    for (const auto& [k, v] : labels) (*obs.mutable_labels())[k] = v;
+    *request.add_observations() = obs;
+    EXPECT_EQ(MustPush(request).accepted(), 1);
+  };
+  push("a", {{"work_mode", "build"}, {"outcome", "success"}});
+  push("b", {{"work_mode", "fix"}});
+  push("c", {{"work_mode", "test"}});
+  EXPECT_EQ(listener_.views["s1"].labels.at("work_mode"), "test");
+  // b drops work_mode while c wins it: nothing changes.
+  push("b", {{"expertise", "novice"}});
+  EXPECT_EQ(listener_.views["s1"].labels.at("work_mode"), "test");
+  // c drops it: the latest other source that has it (a) wins.
+  push("c", {{"expertise", "expert"}});
+  EXPECT_EQ(listener_.views["s1"].labels.at("work_mode"), "build");
+  EXPECT_EQ(listener_.views["s1"].labels.at("expertise"), "expert");
+  // a drops it too: nobody has it.
+  push("a", {{"outcome", "success"}});
+  EXPECT_EQ(listener_.views["s1"].labels.count("work_mode"), 0);
+  EXPECT_EQ(listener_.views["s1"].labels.at("outcome"), "success");
+
+  // In one push: a source replaced twice, another setting the name between.
+  cohortd::v1::PushRequest request;
+  request.set_dataset("sessions");
+  auto x = Obs("s1", "acct", "b");
+  (*x.mutable_labels())["work_mode"] = "write";
+  auto y = Obs("s1", "acct", "c");
+  (*y.mutable_labels())["work_mode"] = "fix";
+  auto z = Obs("s1", "acct", "c");
+  (*z.mutable_labels())["outcome"] = "failure";
+  *request.add_observations() = x;
+  *request.add_observations() = y;
+  *request.add_observations() = z;
+  EXPECT_EQ(MustPush(request).accepted(), 3);
+  EXPECT_EQ(listener_.views["s1"].labels.at("work_mode"), "write");
+  EXPECT_EQ(listener_.views["s1"].labels.at("outcome"), "failure");
+}
+
+TEST_F(IngestorTest, SourceCapRejectsANewSourceNamingFieldAndLimit) {
+  config_.ingest.max_sources_per_session = 2;
+  Reopen();
+  cohortd::v1::PushRequest request;
+  request.set_dataset("sessions");
+  *request.add_observations() = Obs("s1", "acct", "one");
+  *request.add_observations() = Obs("s1", "acct", "two");
+  *request.add_observations() = Obs("s1", "acct", "three");
+  *request.add_observations() = Obs("s2", "acct", "three");
+  auto response = MustPush(request);
+  EXPECT_EQ(response.accepted(), 3);
+  ASSERT_THAT(response.rejected(), SizeIs(1));
+  EXPECT_EQ(response.rejected(0).index(), 2);
+  EXPECT_EQ(response.rejected(0).field(), "source");
+  EXPECT_THAT(response.rejected(0).reason(),
+              HasSubstr("ingest.max_sources_per_session = 2"));
+  // A known source may still change.
+  cohortd::v1::PushRequest update;
+  update.set_dataset("sessions");
+  auto obs = Obs("s1", "acct", "two");
+  (*obs.mutable_labels())["work_mode"] = "fix";
+  *update.add_observations() = obs;
+  EXPECT_EQ(MustPush(update).accepted(), 1);
+  EXPECT_EQ(Stored("s1").sources_size(), 2);
+  EXPECT_EQ(metrics_->Value("cohortd_ingest_rejections_total",
+                            {{"dataset", "sessions"}, {"reason", "limit"}}),
+            1);
+}
+
+TEST_F(IngestorTest, OpenDomainCapRejectsANewValueNamingFieldAndLimit) {
+  config_.ingest.max_open_domain_values = 3;
+  Reopen();
+  const int topic = 3;  // task_topic in TestDataset
+  catalog_.values = {{topic, "a"}, {topic, "b"}};
+  cohortd::v1::PushRequest request;
+  request.set_dataset("sessions");
+  for (const char* value : {"a", "c", "c", "d", "b"}) {
+    auto obs =
+        Obs(absl::StrCat("s-", request.observations_size()), "acct", "topics");
+    (*obs.mutable_labels())["task_topic"] = value;
+    *request.add_observations() = obs;
+  }
+  auto response = MustPush(request);
+  EXPECT_EQ(response.accepted(), 4);
+  ASSERT_THAT(response.rejected(), SizeIs(1));
+  EXPECT_EQ(response.rejected(0).index(), 3);
+  EXPECT_EQ(response.rejected(0).field(), "labels.task_topic");
+  EXPECT_THAT(response.rejected(0).reason(),
+              HasSubstr("ingest.max_open_domain_values = 3"));
 }
 
 }  // namespace

@@ -45,11 +45,14 @@ int CountStoredSessions(const std::string& data_dir) {
   EXPECT_OK(store);
   if (!store.ok()) return -1;
   int count = 0;
+  std::string dataset, session, source;
   EXPECT_OK((*store)->Scan(keys::SessionPrefix("sessions"),
-                           [&](absl::string_view, absl::string_view value) {
+                           [&](absl::string_view key, absl::string_view value) {
                              EXPECT_EQ(value.find("account-"),
                                        absl::string_view::npos);
-                             ++count;
+                             EXPECT_TRUE(keys::ParseSessionRecordKey(
+                                 key, &dataset, &session, &source));
+                             if (source.empty()) ++count;  // a header
                              return true;
                            }));
   return count;

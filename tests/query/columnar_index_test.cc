@@ -62,11 +62,21 @@ StoredSession Tagged(int account, int tag, int64_t start = kJan2026,
                 {{"telemetry", 1, std::move(labels), {{"lines_added", tag}}}});
 }
 
+// Stores `record` as ingest does (storage format 2: a header and one key
+// per source).
 void Put(MemStore* store, const std::string& session_id,
          const StoredSession& record) {
   WriteBatch batch;
-  batch.Put(keys::SessionKey("sessions", session_id),
-            record.SerializeAsString());
+  cohortd::internal::StoredSessionHeader header;
+  header.set_account_pseudonym(record.account_pseudonym());
+  header.set_session_start_unix_seconds(record.session_start_unix_seconds());
+  header.set_source_count(record.sources_size());
+  batch.Put(keys::SessionHeaderKey("sessions", session_id),
+            header.SerializeAsString());
+  for (const auto& [source, c] : record.sources()) {
+    batch.Put(keys::ContributionKey("sessions", session_id, source),
+              c.SerializeAsString());
+  }
   ASSERT_OK(store->Write(batch, /*sync=*/true));
 }
 
@@ -87,7 +97,8 @@ class ColumnarIndexTest : public ::testing::Test {
   static void Commit(ColumnarIndex* index, const DatasetSpec& spec,
                      const std::string& session_id,
                      const StoredSession& record) {
-    index->OnCommitted(spec, {{session_id, &record}});
+    index->OnCommitted(spec,
+                       {CommittedSession::FromRecord(session_id, record)});
   }
 
   Config config_;
@@ -126,17 +137,19 @@ std::map<uint32_t, std::set<int>> TagsByAccount(const DatasetView& view) {
 TEST_F(ColumnarIndexTest, BuildMergesSourcesByLaterSequence) {
   Put(&store_, "s1",
       Record(1, kJan2026,
-             {{"classifier-a", 5,
+             {{"classifier-a",
+               5,
                {{"work_mode", "fix"}, {"expertise", "novice"}},
                {{"actions_per_prompt", 3}}},
-              {"classifier-b", 7,
+              {"classifier-b",
+               7,
                {{"work_mode", "build"}},
                {{"actions_per_prompt", 9}, {"lines_added", 1}}},
               {"classifier-c", 6, {{"outcome", "failure"}}, {}}}));
   auto index = BuildIndex();
   ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
   ASSERT_EQ(view->num_sessions(), 1u);
-  EXPECT_EQ(Label(*view, "work_mode", 0), "build");  // seq 7 beats seq 5
+  EXPECT_EQ(Label(*view, "work_mode", 0), "build");   // seq 7 beats seq 5
   EXPECT_EQ(Label(*view, "expertise", 0), "novice");  // only source
   EXPECT_EQ(Label(*view, "outcome", 0), "failure");
   EXPECT_EQ(view->measure(view->FindMeasure("actions_per_prompt")).Get(0),
@@ -168,6 +181,45 @@ TEST_F(ColumnarIndexTest, OnCommittedReplacesChangedSessionInPlace) {
   EXPECT_EQ(Label(*view, "work_mode", RowOf(*view, 2)), "fix");
 }
 
+TEST_F(ColumnarIndexTest, DeltaPatchesOnlyTheNamesItListsAndClearsAbsent) {
+  Put(&store_, "s1",
+      Record(1, kJan2026,
+             {{"a",
+               1,
+               {{"work_mode", "fix"}, {"outcome", "success"}},
+               {{"lines_added", 7}}}}));
+  auto index = BuildIndex();
+  CommittedSession delta;
+  delta.session_id = "s1";
+  delta.account_pseudonym = Pseudonym(1);
+  delta.session_start_unix_seconds = kJan2026;
+  delta.labels = {{"work_mode", "build"},
+                  {"outcome", absl::nullopt},
+                  {"not_in_schema", "x"}};
+  delta.measures = {{"actions_per_prompt", 2.5}};
+  index->OnCommitted(spec(), {delta});
+
+  ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
+  ASSERT_EQ(view->num_sessions(), 1u);
+  EXPECT_EQ(Label(*view, "work_mode", 0), "build");
+  EXPECT_EQ(Label(*view, "outcome", 0), "");  // absent
+  const MeasureColumn& lines = view->measure(view->FindMeasure("lines_added"));
+  EXPECT_EQ(lines.Get(0), lines.Encode(7));  // untouched
+  EXPECT_TRUE(view->measure(view->FindMeasure("actions_per_prompt")).Has(0));
+}
+
+TEST_F(ColumnarIndexTest, CatalogsOpenDomainValues) {
+  Put(&store_, "s1",
+      Record(1, kJan2026, {{"a", 1, {{"task_topic", "parsing"}}, {}}}));
+  Put(&store_, "s2",
+      Record(2, kJan2026, {{"a", 2, {{"task_topic", "ui"}}, {}}}));
+  auto index = BuildIndex();
+  const int topic = 3;
+  EXPECT_TRUE(index->HasValue(spec(), topic, "ui"));
+  EXPECT_FALSE(index->HasValue(spec(), topic, "db"));
+  EXPECT_EQ(index->NumValues(spec(), topic), 2u);
+}
+
 TEST_F(ColumnarIndexTest, NewSessionsAppearGroupedByAccount) {
   Put(&store_, "a1", Tagged(1, 11));
   Put(&store_, "b1", Tagged(2, 21));
@@ -175,16 +227,18 @@ TEST_F(ColumnarIndexTest, NewSessionsAppearGroupedByAccount) {
   auto index = BuildIndex();
   {
     ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
-    EXPECT_THAT(TagsByAccount(*view),
-                ElementsAre(::testing::Pair(::testing::_,
-                                            UnorderedElementsAre(11, 12)),
-                            ::testing::Pair(::testing::_, ElementsAre(21))));
+    EXPECT_THAT(
+        TagsByAccount(*view),
+        ElementsAre(::testing::Pair(::testing::_, UnorderedElementsAre(11, 12)),
+                    ::testing::Pair(::testing::_, ElementsAre(21))));
   }
   // Into the tail: an existing account's session and a new account's.
   StoredSession a3 = Tagged(1, 13);
   StoredSession c1 = Tagged(3, 31);
   StoredSession b2 = Tagged(2, 22);
-  index->OnCommitted(spec(), {{"a3", &a3}, {"c1", &c1}, {"b2", &b2}});
+  index->OnCommitted(spec(), {CommittedSession::FromRecord("a3", a3),
+                              CommittedSession::FromRecord("c1", c1),
+                              CommittedSession::FromRecord("b2", b2)});
 
   ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
   EXPECT_EQ(view->num_sessions(), 6u);
@@ -192,9 +246,9 @@ TEST_F(ColumnarIndexTest, NewSessionsAppearGroupedByAccount) {
   std::map<uint32_t, std::set<int>> tags = TagsByAccount(*view);
   std::set<std::set<int>> groups;
   for (const auto& [account, t] : tags) groups.insert(t);
-  EXPECT_THAT(groups, UnorderedElementsAre(std::set<int>{11, 12, 13},
-                                           std::set<int>{21, 22},
-                                           std::set<int>{31}));
+  EXPECT_THAT(groups,
+              UnorderedElementsAre(std::set<int>{11, 12, 13},
+                                   std::set<int>{21, 22}, std::set<int>{31}));
 }
 
 TEST_F(ColumnarIndexTest, CompactionKeepsEverySessionAndAccount) {
@@ -205,8 +259,7 @@ TEST_F(ColumnarIndexTest, CompactionKeepsEverySessionAndAccount) {
   std::vector<StoredSession> records;
   for (int i = 0; i < 200; ++i) {
     const int account = (i * 7) % 23;
-    Commit(index.get(), spec(), absl::StrFormat("s%d", i),
-           Tagged(account, i));
+    Commit(index.get(), spec(), absl::StrFormat("s%d", i), Tagged(account, i));
     expected[account].insert(i);
     if (i % 3 == 0) {  // and rewrite an older session
       const int old = i / 2;
@@ -257,14 +310,16 @@ TEST_F(ColumnarIndexTest, MeasuresAreClampedToFixedPoint) {
   auto commit = [&](int tag, double actions, double share) {
     Commit(index.get(), spec(), absl::StrFormat("s%d", tag),
            Record(1, kJan2026,
-                  {{"t", 1, {},
+                  {{"t",
+                    1,
+                    {},
                     {{"lines_added", tag},
                      {"actions_per_prompt", actions},
                      {"planning_user_share", share}}}}));
   };
   commit(1, 3.14159, 0.7004);
-  commit(2, 250, 1.5);   // above upper: clamped
-  commit(3, -4, -0.2);   // below lower: clamped
+  commit(2, 250, 1.5);  // above upper: clamped
+  commit(3, -4, -0.2);  // below lower: clamped
   ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
   const MeasureColumn& actions =
       view->measure(view->FindMeasure("actions_per_prompt"));
@@ -284,7 +339,9 @@ TEST_F(ColumnarIndexTest, AbsentLabelsAndMeasuresAreNotZero) {
   Put(&store_, "s1", Record(1, kJan2026, {{"t", 1, {}, {}}}));
   Put(&store_, "s2",
       Record(1, kJan2026,
-             {{"t", 1, {{"work_mode", "no-such-mode"}},
+             {{"t",
+               1,
+               {{"work_mode", "no-such-mode"}},
                {{"actions_per_prompt", 0}}}}));
   auto index = BuildIndex();
   ASSERT_OK_AND_ASSIGN(auto view, index->Read("sessions"));
@@ -369,10 +426,23 @@ TEST_F(ColumnarIndexTest, ErrorsAreReported) {
   EXPECT_THAT(index->Read("nope"), StatusIs(absl::StatusCode::kNotFound));
 
   WriteBatch batch;
-  batch.Put(keys::SessionKey("sessions", "bad"), "\xff\xff not a proto");
+  batch.Put(keys::SessionHeaderKey("sessions", "bad"), "\xff\xff not a proto");
   ASSERT_OK(store_.Write(batch, /*sync=*/true));
   EXPECT_THAT(ColumnarIndex::Build(config_, &store_, {}),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad")));
+  // A contribution without its header, and a format-1 key.
+  MemStore orphan;
+  WriteBatch contribution;
+  contribution.Put(keys::ContributionKey("sessions", "x", "src"), "");
+  ASSERT_OK(orphan.Write(contribution, /*sync=*/true));
+  EXPECT_THAT(ColumnarIndex::Build(config_, &orphan, {}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("no header")));
+  MemStore old;
+  WriteBatch v1;
+  v1.Put(keys::SessionKey("sessions", "y"), "");
+  ASSERT_OK(old.Write(v1, /*sync=*/true));
+  EXPECT_THAT(ColumnarIndex::Build(config_, &old, {}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("format 2")));
 
   DatasetSpec bad = spec();
   bad.measures[0].granularity = 0;
@@ -384,7 +454,8 @@ TEST_F(ColumnarIndexTest, MemoryBytesIsSane) {
   for (int i = 0; i < 20000; ++i) {
     Put(&store_, absl::StrFormat("session-%08d", i),
         Record(i / 3, kJan2026 + i * 60,
-               {{"t", 1,
+               {{"t",
+                 1,
                  {{"work_mode", "fix"}, {"task_topic", "t"}},
                  {{"lines_added", i}, {"actions_per_prompt", 4}}}}));
   }
@@ -407,13 +478,13 @@ TEST_F(ColumnarIndexTest, ConcurrentReadersSeeWholeCommits) {
     for (int c = 0; c < kCommits; ++c) {
       std::vector<StoredSession> records;
       for (int i = 0; i < kPerCommit; ++i) {
-        records.push_back(Tagged((c * kPerCommit + i) % 97,
-                                 c * kPerCommit + i));
+        records.push_back(
+            Tagged((c * kPerCommit + i) % 97, c * kPerCommit + i));
       }
       std::vector<CommittedSession> sessions;
       for (int i = 0; i < kPerCommit; ++i) {
-        sessions.push_back(
-            {absl::StrFormat("s%d", c * kPerCommit + i), &records[i]});
+        sessions.push_back(CommittedSession::FromRecord(
+            absl::StrFormat("s%d", c * kPerCommit + i), records[i]));
       }
       index->OnCommitted(spec(), sessions);
     }

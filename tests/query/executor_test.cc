@@ -59,7 +59,7 @@ class ExecutorTest : public ::testing::Test {
                                       uint64_t seed = 1) {
     std::vector<CommittedSession> sessions;
     for (size_t i = 0; i < records_.size(); ++i) {
-      sessions.push_back({ids_[i], &records_[i]});
+      sessions.push_back(CommittedSession::FromRecord(ids_[i], records_[i]));
     }
     index_->OnCommitted(config_.datasets[0], sessions);
     auto plan = PlanQuery(config_, request);
