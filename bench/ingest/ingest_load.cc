@@ -5,6 +5,13 @@
 //
 //   ingest_load --target 127.0.0.1:7443 --observations 1000000 --streams 8
 //               [--batch 2000] [--dataset sessions] [--seed 1]
+//               [--abuse-sources N] [--probe P]
+// --abuse-sources N adds one stream that pushes N distinct sources to one
+// session (batches of --batch), as the abusive client of issue 13 did;
+// raise ingest.max_sources_per_session above N to measure the layout
+// rather than the cap. --probe P adds one stream that pushes P
+// single-observation batches one after the other while the rest runs, and
+// prints their latency: what any other client sees meanwhile.
 // The ingest token comes from $COHORTD_INGEST_TOKEN or --token-file (a
 // file holding the token, or KEY=VALUE lines as in secrets/dev-tokens.env).
 #include <algorithm>
@@ -34,6 +41,8 @@ struct Options {
   int streams = 8;
   int batch = 2000;
   uint64_t seed = 1;
+  long abuse_sources = 0;
+  long probe = 0;
 };
 
 void Usage() {
@@ -42,6 +51,7 @@ void Usage() {
       "[--streams M]\n"
       "                   [--batch B] [--dataset NAME] [--seed S] "
       "[--token-file F]\n"
+      "                   [--abuse-sources N] [--probe P]\n"
       "Token: $COHORTD_INGEST_TOKEN, or --token-file (the token, or a "
       "COHORTD_INGEST_TOKEN=... line).\n",
       stderr);
@@ -60,9 +70,9 @@ struct SplitMix {
   int Below(int n) { return static_cast<int>(Next() % n); }
 };
 
-const char* const kWorkModes[] = {"build",   "fix",  "test",
+const char* const kWorkModes[] = {"build",       "fix",     "test",
                                   "orchestrate", "operate", "understand",
-                                  "plan",    "analyze", "write"};
+                                  "plan",        "analyze", "write"};
 const char* const kExpertise[] = {"novice", "beginner", "intermediate",
                                   "advanced", "expert"};
 const char* const kOutcomes[] = {"success", "partial", "failure", "unclear"};
@@ -123,16 +133,30 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     if (arg == "--help") return false;
     if (i + 1 >= argc) return false;
     const std::string value = argv[++i];
-    if (arg == "--target") o->target = value;
-    else if (arg == "--dataset") o->dataset = value;
-    else if (arg == "--token-file") o->token_file = value;
-    else if (arg == "--observations") o->observations = std::atol(value.c_str());
-    else if (arg == "--streams") o->streams = std::atoi(value.c_str());
-    else if (arg == "--batch") o->batch = std::atoi(value.c_str());
-    else if (arg == "--seed") o->seed = std::strtoull(value.c_str(), nullptr, 10);
-    else return false;
+    if (arg == "--target")
+      o->target = value;
+    else if (arg == "--dataset")
+      o->dataset = value;
+    else if (arg == "--token-file")
+      o->token_file = value;
+    else if (arg == "--observations")
+      o->observations = std::atol(value.c_str());
+    else if (arg == "--streams")
+      o->streams = std::atoi(value.c_str());
+    else if (arg == "--batch")
+      o->batch = std::atoi(value.c_str());
+    else if (arg == "--seed")
+      o->seed = std::strtoull(value.c_str(), nullptr, 10);
+    else if (arg == "--abuse-sources")
+      o->abuse_sources = std::atol(value.c_str());
+    else if (arg == "--probe")
+      o->probe = std::atol(value.c_str());
+    else
+      return false;
   }
-  return o->observations > 0 && o->streams > 0 && o->batch > 0;
+  return o->observations >= 0 && o->streams > 0 && o->batch > 0 &&
+         o->abuse_sources >= 0 && o->probe >= 0 &&
+         o->observations + o->abuse_sources + o->probe > 0;
 }
 
 }  // namespace
@@ -145,8 +169,10 @@ int main(int argc, char** argv) {
   }
   const std::string token = ReadToken(options);
   if (token.empty()) {
-    std::fputs("ingest_load: no token ($COHORTD_INGEST_TOKEN or "
-               "--token-file)\n", stderr);
+    std::fputs(
+        "ingest_load: no token ($COHORTD_INGEST_TOKEN or "
+        "--token-file)\n",
+        stderr);
     return 2;
   }
   grpc::ChannelArguments args;
@@ -161,8 +187,8 @@ int main(int argc, char** argv) {
     grpc::health::v1::HealthCheckResponse response;
     grpc::Status s = health->Check(
         &context, grpc::health::v1::HealthCheckRequest(), &response);
-    if (!s.ok() || response.status() !=
-                       grpc::health::v1::HealthCheckResponse::SERVING) {
+    if (!s.ok() ||
+        response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
       std::fprintf(stderr, "ingest_load: %s is not serving: %s\n",
                    options.target.c_str(), s.error_message().c_str());
       return 1;
@@ -171,8 +197,8 @@ int main(int argc, char** argv) {
 
   // Pre-build every request so the measurement is of the server, not of
   // generating data.
-  const long batches = (options.observations + options.batch - 1) /
-                       options.batch;
+  const long batches =
+      (options.observations + options.batch - 1) / options.batch;
   std::vector<cohortd::v1::PushRequest> requests(batches);
   for (long b = 0; b < batches; ++b) {
     requests[b].set_dataset(options.dataset);
@@ -222,10 +248,81 @@ int main(int argc, char** argv) {
       latencies_ms.insert(latencies_ms.end(), mine.begin(), mine.end());
     });
   }
+  // The abuser: many distinct sources on one session.
+  std::atomic<bool> abuse_done{options.abuse_sources == 0};
+  std::atomic<long> abuse_rejected{0};
+  std::thread abuser;
+  if (options.abuse_sources > 0) {
+    abuser = std::thread([&] {
+      auto stub = cohortd::v1::Ingest::NewStub(channel);
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", "Bearer " + token);
+      auto stream = stub->PushStream(&context);
+      for (long first = 0; first < options.abuse_sources && !failed;
+           first += options.batch) {
+        cohortd::v1::PushRequest request;
+        request.set_dataset(options.dataset);
+        const long end =
+            std::min(options.abuse_sources, first + long{options.batch});
+        for (long k = first; k < end; ++k) {
+          auto* obs = request.add_observations();
+          obs->set_session_id(absl::StrCat("abuse-", options.seed));
+          obs->set_account_id(absl::StrCat("abuser-", options.seed));
+          obs->mutable_session_start()->set_seconds(1759276800);
+          obs->set_source(absl::StrCat("abuser-source-", k));
+          (*obs->mutable_measures())["prompts"] = 1 + k % 12;
+        }
+        cohortd::v1::PushResponse response;
+        if (!stream->Write(request) || !stream->Read(&response)) {
+          failed = true;
+          break;
+        }
+        abuse_rejected += response.rejected_size();
+      }
+      stream->WritesDone();
+      grpc::Status status = stream->Finish();
+      if (!status.ok()) {
+        std::fprintf(stderr, "ingest_load: abuser stream failed: %s\n",
+                     status.error_message().c_str());
+        failed = true;
+      }
+      abuse_done = true;
+    });
+  }
+  // The probe: single-observation pushes, timed one by one.
+  std::vector<double> probe_ms;
+  std::thread prober;
+  if (options.probe > 0) {
+    prober = std::thread([&] {
+      auto stub = cohortd::v1::Ingest::NewStub(channel);
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", "Bearer " + token);
+      auto stream = stub->PushStream(&context);
+      for (long p = 0; p < options.probe && !failed; ++p) {
+        cohortd::v1::PushRequest request;
+        request.set_dataset(options.dataset);
+        MakeObservation(p, options.seed + 7777, request.add_observations());
+        const auto t0 = std::chrono::steady_clock::now();
+        cohortd::v1::PushResponse response;
+        if (!stream->Write(request) || !stream->Read(&response)) {
+          failed = true;
+          break;
+        }
+        probe_ms.push_back(std::chrono::duration<double, std::milli>(
+                               std::chrono::steady_clock::now() - t0)
+                               .count());
+      }
+      stream->WritesDone();
+      stream->Finish();
+    });
+  }
   for (auto& w : workers) w.join();
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  // The rate is of the main streams only.
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (abuser.joinable()) abuser.join();
+  if (prober.joinable()) prober.join();
   if (failed) return 1;
   std::sort(latencies_ms.begin(), latencies_ms.end());
   auto pct = [&](double p) {
@@ -240,8 +337,22 @@ int main(int argc, char** argv) {
       "  rate        %.0f observations/s (durable)\n"
       "  batch p50   %.1f ms   p99 %.1f ms\n"
       "  accepted %ld  unchanged %ld  rejected %ld\n",
-      total, batches, options.batch, options.streams, seconds,
-      total / seconds, pct(0.50), pct(0.99), accepted.load(),
-      unchanged.load(), rejected.load());
+      total, batches, options.batch, options.streams, seconds, total / seconds,
+      pct(0.50), pct(0.99), accepted.load(), unchanged.load(), rejected.load());
+  if (options.abuse_sources > 0) {
+    std::printf("  abuser      %ld sources to one session, %ld rejected\n",
+                options.abuse_sources, abuse_rejected.load());
+  }
+  if (!probe_ms.empty()) {
+    std::sort(probe_ms.begin(), probe_ms.end());
+    auto at = [&](double p) {
+      return probe_ms[std::min(probe_ms.size() - 1,
+                               static_cast<size_t>(p * probe_ms.size()))];
+    };
+    std::printf(
+        "  probe       %zu single-observation pushes: p50 %.2f ms  "
+        "p99 %.2f ms  max %.2f ms\n",
+        probe_ms.size(), at(0.5), at(0.99), probe_ms.back());
+  }
   return 0;
 }

