@@ -11,7 +11,8 @@
 // raise ingest.max_sources_per_session above N to measure the layout
 // rather than the cap. --probe P adds one stream that pushes P
 // single-observation batches one after the other while the rest runs, and
-// prints their latency: what any other client sees meanwhile.
+// prints their latency: what any other client sees meanwhile (it goes on
+// until the abuser, if any, is done).
 // The ingest token comes from $COHORTD_INGEST_TOKEN or --token-file (a
 // file holding the token, or KEY=VALUE lines as in secrets/dev-tokens.env).
 #include <algorithm>
@@ -251,6 +252,7 @@ int main(int argc, char** argv) {
   // The abuser: many distinct sources on one session.
   std::atomic<bool> abuse_done{options.abuse_sources == 0};
   std::atomic<long> abuse_rejected{0};
+  double abuse_seconds = 0;
   std::thread abuser;
   if (options.abuse_sources > 0) {
     abuser = std::thread([&] {
@@ -286,6 +288,9 @@ int main(int argc, char** argv) {
                      status.error_message().c_str());
         failed = true;
       }
+      abuse_seconds = std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
       abuse_done = true;
     });
   }
@@ -298,7 +303,9 @@ int main(int argc, char** argv) {
       grpc::ClientContext context;
       context.AddMetadata("authorization", "Bearer " + token);
       auto stream = stub->PushStream(&context);
-      for (long p = 0; p < options.probe && !failed; ++p) {
+      // At least P pushes, and on until the abuser is done, so the probe
+      // covers the whole abuse.
+      for (long p = 0; (p < options.probe || !abuse_done) && !failed; ++p) {
         cohortd::v1::PushRequest request;
         request.set_dataset(options.dataset);
         MakeObservation(p, options.seed + 7777, request.add_observations());
@@ -340,8 +347,9 @@ int main(int argc, char** argv) {
       total, batches, options.batch, options.streams, seconds, total / seconds,
       pct(0.50), pct(0.99), accepted.load(), unchanged.load(), rejected.load());
   if (options.abuse_sources > 0) {
-    std::printf("  abuser      %ld sources to one session, %ld rejected\n",
-                options.abuse_sources, abuse_rejected.load());
+    std::printf(
+        "  abuser      %ld sources to one session in %.2f s, %ld rejected\n",
+        options.abuse_sources, abuse_seconds, abuse_rejected.load());
   }
   if (!probe_ms.empty()) {
     std::sort(probe_ms.begin(), probe_ms.end());

@@ -106,6 +106,8 @@ ColumnarDataset::ColumnarDataset(const DatasetSpec* spec,
   account_begin_.push_back(0);
   scratch_codes_.resize(spec->dimensions.size());
   scratch_fixed_.resize(spec->measures.size());
+  load_dimensions_.resize(spec->dimensions.size());
+  load_measures_.resize(spec->measures.size());
 }
 
 void ColumnarDataset::Patch(const CommittedSession& session) {
@@ -187,10 +189,17 @@ void ColumnarDataset::WriteRow(uint32_t row, bool append) {
 
 void ColumnarDataset::Upsert(const CommittedSession& session,
                              std::vector<TailRow>* new_rows) {
-  const uint32_t month =
-      month_dimension_ >= 0 ? MonthCode(session.session_start_unix_seconds) : 0;
-  const uint32_t account = AccountOf(session.account_pseudonym);
-  const absl::string_view session_id = session.session_id;
+  UpsertRow(session.session_id, session.account_pseudonym,
+            session.session_start_unix_seconds, &session, new_rows);
+}
+
+void ColumnarDataset::UpsertRow(absl::string_view session_id,
+                                const std::string& account_pseudonym,
+                                int64_t session_start,
+                                const CommittedSession* delta,
+                                std::vector<TailRow>* new_rows) {
+  const uint32_t month = month_dimension_ >= 0 ? MonthCode(session_start) : 0;
+  const uint32_t account = AccountOf(account_pseudonym);
 
   absl::optional<uint32_t> stable;
   if (!overflow_.empty()) {
@@ -215,22 +224,27 @@ void ColumnarDataset::Upsert(const CommittedSession& session,
     }
   }
   if (stable.has_value()) {
-    // A delta: start from the row as it is.
     const uint32_t row = session_row_[*stable];
-    for (size_t d = 0; d < codes_.size(); ++d) {
-      scratch_codes_[d] = codes_[d][row];
+    if (delta != nullptr) {
+      // A delta: start from the row as it is.
+      for (size_t d = 0; d < codes_.size(); ++d) {
+        scratch_codes_[d] = codes_[d][row];
+      }
+      for (size_t m = 0; m < measures_.size(); ++m) {
+        scratch_fixed_[m] = measures_[m].Get(row);
+      }
+      Patch(*delta);
     }
-    for (size_t m = 0; m < measures_.size(); ++m) {
-      scratch_fixed_[m] = measures_[m].Get(row);
-    }
-    Patch(session);
+    if (month_dimension_ >= 0) scratch_codes_[month_dimension_] = month;
     WriteRow(row, /*append=*/false);
     return;
   }
 
-  std::fill(scratch_codes_.begin(), scratch_codes_.end(), 0);
-  std::fill(scratch_fixed_.begin(), scratch_fixed_.end(), absl::nullopt);
-  Patch(session);
+  if (delta != nullptr) {
+    std::fill(scratch_codes_.begin(), scratch_codes_.end(), 0);
+    std::fill(scratch_fixed_.begin(), scratch_fixed_.end(), absl::nullopt);
+    Patch(*delta);
+  }
   if (month_dimension_ >= 0) scratch_codes_[month_dimension_] = month;
   const uint32_t row = num_rows_++;
   const uint32_t number = static_cast<uint32_t>(session_row_.size());
@@ -279,6 +293,149 @@ void ColumnarDataset::Apply(const std::vector<CommittedSession>& sessions) {
 void ColumnarDataset::LoadOne(const CommittedSession& session) {
   absl::MutexLock lock(&mu_);
   Upsert(session, /*new_rows=*/nullptr);
+}
+
+namespace {
+
+// Protocol-buffer wire decoding of a SourceContribution, without building
+// the message (its maps allocate per entry, which dominated the start-up
+// build). Fields other than these are skipped, so additive changes to the
+// message still load.
+bool ReadVarint(absl::string_view* in, uint64_t* out) {
+  *out = 0;
+  for (int shift = 0; shift < 64 && !in->empty(); shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>((*in)[0]);
+    in->remove_prefix(1);
+    *out |= uint64_t{byte & 0x7fu} << shift;
+    if ((byte & 0x80u) == 0) return true;
+  }
+  return false;
+}
+
+// Reads one field: its number, and (by wire type) a varint, or the bytes
+// of a fixed64, fixed32 or length-delimited payload.
+bool ReadField(absl::string_view* in, uint32_t* number, uint64_t* varint,
+               absl::string_view* bytes) {
+  uint64_t tag = 0;
+  if (!ReadVarint(in, &tag)) return false;
+  *number = static_cast<uint32_t>(tag >> 3);
+  uint64_t size = 0;
+  switch (tag & 7) {
+    case 0:
+      return ReadVarint(in, varint);
+    case 1:
+      size = 8;
+      break;
+    case 2:
+      if (!ReadVarint(in, &size)) return false;
+      break;
+    case 5:
+      size = 4;
+      break;
+    default:
+      return false;
+  }
+  if (size > in->size()) return false;
+  *bytes = in->substr(0, size);
+  in->remove_prefix(size);
+  return true;
+}
+
+// A map entry: key (field 1, string) and value (field 2: a string, or a
+// double as 8 little-endian bytes). Absent fields are the defaults.
+bool ReadMapEntry(absl::string_view entry, absl::string_view* key,
+                  absl::string_view* value) {
+  *key = {};
+  *value = {};
+  while (!entry.empty()) {
+    uint32_t number = 0;
+    uint64_t varint = 0;
+    absl::string_view bytes;
+    if (!ReadField(&entry, &number, &varint, &bytes)) return false;
+    if (number == 1) *key = bytes;
+    if (number == 2) *value = bytes;
+  }
+  return true;
+}
+
+}  // namespace
+
+void ColumnarDataset::LoadBegin() {
+  absl::MutexLock lock(&mu_);
+  for (LoadPick& pick : load_dimensions_) pick.set = false;
+  for (LoadPick& pick : load_measures_) pick.set = false;
+}
+
+bool ColumnarDataset::LoadContribution(absl::string_view source,
+                                       absl::string_view encoded) {
+  absl::MutexLock lock(&mu_);
+  uint64_t sequence = 0;
+  // First pass: the sequence (field 3; serialised after the maps).
+  for (absl::string_view in = encoded; !in.empty();) {
+    uint32_t number = 0;
+    uint64_t varint = 0;
+    absl::string_view bytes;
+    if (!ReadField(&in, &number, &varint, &bytes)) return false;
+    if (number == 3) sequence = varint;
+  }
+  // The later push wins; equal sequences (which ingest never issues to two
+  // sources) go to the greater source name, as in SessionMerger.
+  auto overrides = [&](const LoadPick& pick) {
+    if (!pick.set) return true;
+    if (sequence != pick.sequence) return sequence > pick.sequence;
+    return source > pick.source;
+  };
+  for (absl::string_view in = encoded; !in.empty();) {
+    uint32_t number = 0;
+    uint64_t varint = 0;
+    absl::string_view bytes;
+    if (!ReadField(&in, &number, &varint, &bytes)) return false;
+    if (number != 1 && number != 2) continue;
+    absl::string_view key, value;
+    if (!ReadMapEntry(bytes, &key, &value)) return false;
+    if (number == 1) {
+      auto it = dimension_index_.find(key);
+      if (it == dimension_index_.end()) continue;  // not in today's schema
+      LoadPick& pick = load_dimensions_[it->second];
+      if (!overrides(pick)) continue;
+      pick.set = true;
+      pick.sequence = sequence;
+      pick.source.assign(source.data(), source.size());
+      pick.label.assign(value.data(), value.size());
+    } else {
+      if (!value.empty() && value.size() != 8) return false;
+      auto it = measure_index_.find(key);
+      if (it == measure_index_.end()) continue;
+      LoadPick& pick = load_measures_[it->second];
+      if (!overrides(pick)) continue;
+      pick.set = true;
+      pick.sequence = sequence;
+      pick.source.assign(source.data(), source.size());
+      uint64_t bits = 0;
+      for (size_t i = value.size(); i-- > 0;) {
+        bits = (bits << 8) | static_cast<uint8_t>(value[i]);
+      }
+      std::memcpy(&pick.measure, &bits, sizeof(bits));
+    }
+  }
+  return true;
+}
+
+void ColumnarDataset::LoadEnd(absl::string_view session_id,
+                              const std::string& account_pseudonym,
+                              int64_t session_start) {
+  absl::MutexLock lock(&mu_);
+  for (size_t d = 0; d < load_dimensions_.size(); ++d) {
+    const LoadPick& pick = load_dimensions_[d];
+    scratch_codes_[d] = pick.set ? dictionaries_[d].FindOrAdd(pick.label) : 0;
+  }
+  for (size_t m = 0; m < load_measures_.size(); ++m) {
+    const LoadPick& pick = load_measures_[m];
+    scratch_fixed_[m] =
+        pick.set ? measures_[m].Encode(pick.measure) : absl::nullopt;
+  }
+  UpsertRow(session_id, account_pseudonym, session_start, /*delta=*/nullptr,
+            /*new_rows=*/nullptr);
 }
 
 void ColumnarDataset::FinishLoad() {
@@ -461,18 +618,16 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
     absl::Status parse_status;
     // Format 2 keeps a session's header first and its contributions right
     // after it (storage/keys.h), so one pass merges each session.
-    SessionMerger merger;
-    CommittedSession session;
     bool open = false;
-    SourceContribution contribution;
     StoredSessionHeader header;
     std::string key_dataset;
     std::string session_id;
+    std::string open_session;
     std::string source;
     auto flush = [&] {
       if (!open) return;
-      merger.Finish(&session);
-      dataset->LoadOne(session);
+      dataset->LoadEnd(open_session, header.account_pseudonym(),
+                       header.session_start_unix_seconds());
       open = false;
       ++loaded;
     };
@@ -496,22 +651,17 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
                                   std::string(key.data(), key.size())));
               return false;
             }
-            merger.Reset();
-            session.session_id = session_id;
-            session.account_pseudonym = header.account_pseudonym();
-            session.session_start_unix_seconds =
-                header.session_start_unix_seconds();
+            dataset->LoadBegin();
+            open_session.swap(session_id);
             open = true;
           } else {
-            if (!open || session_id != session.session_id ||
-                !contribution.ParseFromArray(value.data(),
-                                             static_cast<int>(value.size()))) {
+            if (!open || session_id != open_session ||
+                !dataset->LoadContribution(source, value)) {
               parse_status = absl::DataLossError(absl::StrFormat(
                   "session record %s does not parse or has no header",
                   std::string(key.data(), key.size())));
               return false;
             }
-            merger.Add(source, contribution);
             return true;
           }
           // Looking at the clock every 4096 sessions keeps it off the

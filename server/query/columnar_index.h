@@ -132,6 +132,16 @@ class ColumnarDataset {
   // so a view must not be taken until FinishLoad() has compacted once at
   // the end. Takes the writer lock.
   void LoadOne(const CommittedSession& session) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for one stored format-2 session, straight from its encoded
+  // contributions (no message or delta is built): LoadBegin(), then
+  // LoadContribution() for each of its contributions (false: `encoded` is
+  // not a SourceContribution), then LoadEnd() with its header's fields.
+  void LoadBegin() ABSL_LOCKS_EXCLUDED(mu_);
+  bool LoadContribution(absl::string_view source, absl::string_view encoded)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void LoadEnd(absl::string_view session_id,
+               const std::string& account_pseudonym, int64_t session_start)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void FinishLoad() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Approximate heap bytes. Takes the reader lock.
@@ -209,6 +219,12 @@ class ColumnarDataset {
   // TailRow to `new_rows` when given.
   void Upsert(const CommittedSession& session, std::vector<TailRow>* new_rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same, where a null `delta` means scratch_codes_ / scratch_fixed_
+  // already hold the session's whole row (month excepted).
+  void UpsertRow(absl::string_view session_id,
+                 const std::string& account_pseudonym, int64_t session_start,
+                 const CommittedSession* delta, std::vector<TailRow>* new_rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Overwrites scratch_codes_ / scratch_fixed_ with the names `session`
   // sets (nullopt: absent); names outside the schema are ignored.
   void Patch(const CommittedSession& session)
@@ -273,6 +289,15 @@ class ColumnarDataset {
   absl::flat_hash_map<std::string, uint32_t> overflow_ ABSL_GUARDED_BY(mu_);
 
   // Reused per upsert, to avoid allocating.
+  struct LoadPick {
+    bool set = false;
+    uint64_t sequence = 0;
+    std::string source;
+    std::string label;
+    double measure = 0;
+  };
+  std::vector<LoadPick> load_dimensions_ ABSL_GUARDED_BY(mu_);
+  std::vector<LoadPick> load_measures_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> scratch_codes_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::optional<int64_t>> scratch_fixed_ ABSL_GUARDED_BY(mu_);
 };

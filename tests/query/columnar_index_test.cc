@@ -437,6 +437,13 @@ TEST_F(ColumnarIndexTest, ErrorsAreReported) {
   ASSERT_OK(orphan.Write(contribution, /*sync=*/true));
   EXPECT_THAT(ColumnarIndex::Build(config_, &orphan, {}),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("no header")));
+  MemStore garbled;
+  Put(&garbled, "z", Tagged(1, 1));
+  WriteBatch garble;
+  garble.Put(keys::ContributionKey("sessions", "z", "telemetry"), "\x0a\xff");
+  ASSERT_OK(garbled.Write(garble, /*sync=*/true));
+  EXPECT_THAT(ColumnarIndex::Build(config_, &garbled, {}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("telemetry")));
   MemStore old;
   WriteBatch v1;
   v1.Put(keys::SessionKey("sessions", "y"), "");
