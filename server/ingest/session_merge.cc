@@ -3,6 +3,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
@@ -114,6 +116,7 @@ absl::Status MigrateSessionStore(Store* store) {
   WriteBatch batch;
   size_t in_batch = 0;
   uint64_t migrated = 0;
+  absl::Time last_log = absl::Now();
   absl::Status status;
   StoredSession record;
   std::string dataset;
@@ -150,8 +153,9 @@ absl::Status MigrateSessionStore(Store* store) {
           batch.Clear();
           in_batch = 0;
           if (!status.ok()) return false;
-          if (migrated % (kBatchSessions * 512) == 0) {
-            LogInfo("storage", "migrated %d sessions", migrated);
+          if (absl::Now() - last_log >= absl::Seconds(10)) {
+            last_log = absl::Now();
+            LogInfo("storage", "migrated %d sessions so far", migrated);
           }
         }
         return true;
