@@ -209,6 +209,15 @@ class Parser {
                                IngestCaps* caps);
   absl::Status ParseTls(const Node& node, const std::string& path,
                         TlsSpec* tls);
+  // After max_batch_size (the ingest burst must hold a whole batch).
+  absl::Status ParseLimits(const Node& node, const std::string& path,
+                           int max_batch_size, LimitsSpec* limits);
+  // A duration such as "90s", "5m", "1h" (absl::ParseDuration), >= 0.
+  absl::Status ReadDuration(const Node& node, const std::string& path,
+                            absl::Duration* out);
+  // A finite number >= 0.
+  absl::Status ReadNonNegative(const Node& node, const std::string& path,
+                               double* out);
   absl::Status ParsePrincipals(const Node& node, const std::string& path,
                                std::vector<Principal>* out);
   absl::Status ParseDataset(const Node& node, const std::string& path,
@@ -593,7 +602,8 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
   RETURN_IF_ERROR(
       CheckMap(node, path,
                {"listen", "metrics_listen", "data_dir",
-                "pseudonymization_key_file", "max_batch_size", "tls"}));
+                "pseudonymization_key_file", "max_batch_size", "tls",
+                "limits"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
         ReadAddress(n, Join(path, "listen"), &config->listen_address));
@@ -621,6 +631,115 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
   }
   if (Node n = Child(node, "tls"); Present(n)) {
     RETURN_IF_ERROR(ParseTls(n, Join(path, "tls"), &config->tls));
+  }
+  if (Node n = Child(node, "limits"); Present(n)) {
+    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"),
+                                config->max_batch_size, &config->limits));
+  } else if (config->limits.ingest_burst > 0 &&
+             config->limits.ingest_burst < config->max_batch_size) {
+    config->limits.ingest_burst = config->max_batch_size;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ReadDuration(const Node& node, const std::string& path,
+                                  absl::Duration* out) {
+  if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), out) ||
+      *out < absl::ZeroDuration() || *out == absl::InfiniteDuration()) {
+    return Error(node, path,
+                 absl::StrFormat("must be a duration >= 0 such as 90s, 5m or "
+                                 "1h, got \"%s\"",
+                                 node.IsScalar() ? node.Scalar() : "(list)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ReadNonNegative(const Node& node, const std::string& path,
+                                     double* out) {
+  RETURN_IF_ERROR(ReadDouble(node, path, out));
+  if (!(*out >= 0)) {
+    return Error(node, path, absl::StrFormat("must be >= 0, got %g", *out));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseLimits(const Node& node, const std::string& path,
+                                 int max_batch_size, LimitsSpec* limits) {
+  RETURN_IF_ERROR(CheckMap(
+      node, path,
+      {"observation_bytes", "max_threads", "max_streams",
+       "max_streams_per_principal", "keepalive_time", "keepalive_timeout",
+       "max_connection_age", "max_connection_age_grace", "ingest_rate",
+       "ingest_burst", "query_rate", "query_burst"}));
+  struct IntKey {
+    absl::string_view key;
+    int min, max;
+    int* out;
+  };
+  for (const IntKey& k :
+       {IntKey{"observation_bytes", 256, 1 << 20, &limits->observation_bytes},
+        IntKey{"max_threads", 8, 100000, &limits->max_threads},
+        IntKey{"max_streams", 1, 100000, &limits->max_streams},
+        IntKey{"max_streams_per_principal", 1, 100000,
+               &limits->max_streams_per_principal}}) {
+    if (Node n = Child(node, k.key); Present(n)) {
+      RETURN_IF_ERROR(ReadInt(n, Join(path, k.key), k.min, k.max, k.out));
+    }
+  }
+  struct DurationKey {
+    absl::string_view key;
+    absl::Duration* out;
+  };
+  for (const DurationKey& k :
+       {DurationKey{"keepalive_time", &limits->keepalive_time},
+        DurationKey{"keepalive_timeout", &limits->keepalive_timeout},
+        DurationKey{"max_connection_age", &limits->max_connection_age},
+        DurationKey{"max_connection_age_grace",
+                    &limits->max_connection_age_grace}}) {
+    if (Node n = Child(node, k.key); Present(n)) {
+      RETURN_IF_ERROR(ReadDuration(n, Join(path, k.key), k.out));
+    }
+  }
+  const bool burst_set = Present(Child(node, "ingest_burst"));
+  struct RateKey {
+    absl::string_view key;
+    double* out;
+  };
+  for (const RateKey& k : {RateKey{"ingest_rate", &limits->ingest_rate},
+                           RateKey{"ingest_burst", &limits->ingest_burst},
+                           RateKey{"query_rate", &limits->query_rate},
+                           RateKey{"query_burst", &limits->query_burst}}) {
+    if (Node n = Child(node, k.key); Present(n)) {
+      RETURN_IF_ERROR(ReadNonNegative(n, Join(path, k.key), k.out));
+    }
+  }
+  if (limits->max_threads <= limits->max_streams) {
+    return Error(node, Join(path, "max_threads"),
+                 absl::StrFormat("must exceed max_streams (%d), so that "
+                                 "queries are served while ingest streams "
+                                 "are at their cap; got %d",
+                                 limits->max_streams, limits->max_threads));
+  }
+  if (limits->max_streams_per_principal > limits->max_streams) {
+    return Error(node, Join(path, "max_streams_per_principal"),
+                 absl::StrFormat("must be at most max_streams (%d), got %d",
+                                 limits->max_streams,
+                                 limits->max_streams_per_principal));
+  }
+  if (limits->ingest_rate > 0 && limits->ingest_burst < max_batch_size) {
+    if (!burst_set) {
+      limits->ingest_burst = max_batch_size;
+    } else {
+      return Error(node, Join(path, "ingest_burst"),
+                   absl::StrFormat("must be at least max_batch_size (%d) so "
+                                   "that a full batch can pass; got %g",
+                                   max_batch_size, limits->ingest_burst));
+    }
+  }
+  if (limits->query_rate > 0 && limits->query_burst < 1) {
+    return Error(node, Join(path, "query_burst"),
+                 absl::StrFormat("must be >= 1 when query_rate is set; got %g",
+                                 limits->query_burst));
   }
   return absl::OkStatus();
 }
@@ -1083,6 +1202,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text,
                         e.mark.column + 1, e.msg));
   }
   return config;
+}
+
+int64_t MaxReceiveMessageBytes(const Config& config) {
+  return int64_t{config.max_batch_size} * config.limits.observation_bytes +
+         (64 << 10);
 }
 
 absl::StatusOr<Config> LoadConfigFile(const std::string& path) {

@@ -142,6 +142,41 @@ struct IngestCaps {
   int max_open_domain_values = 100000;
 };
 
+// Resource limits of the gRPC server (`server.limits` in the YAML; every
+// field has a default, documented in config/cohortd.yaml). A rate of 0
+// means unlimited.
+struct LimitsSpec {
+  // Receive allowance per observation: the largest request the server
+  // reads is max_batch_size * observation_bytes + 64 KiB
+  // (MaxReceiveMessageBytes); gRPC refuses a larger one with
+  // RESOURCE_EXHAUSTED before reading it into memory.
+  int observation_bytes = 2048;
+  // gRPC's thread quota: every call in progress holds one thread, so this
+  // caps the calls served at once (beyond it gRPC answers
+  // RESOURCE_EXHAUSTED). > max_streams, so that queries still get through
+  // when ingest streams take their whole share.
+  int max_threads = 512;
+  // Concurrent Push/PushStream calls, all principals / one principal.
+  int max_streams = 256;
+  int max_streams_per_principal = 32;
+  // HTTP/2 keepalive: ping an idle connection every keepalive_time, drop
+  // it when the ping is unanswered after keepalive_timeout.
+  absl::Duration keepalive_time = absl::Minutes(1);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  // A connection is asked to go away (GOAWAY) after max_connection_age and
+  // closed max_connection_age_grace later, so clients rebalance and no
+  // connection lives forever. Zero: unlimited.
+  absl::Duration max_connection_age = absl::Hours(1);
+  absl::Duration max_connection_age_grace = absl::Minutes(5);
+  // Per principal token buckets: observations per second (burst: bucket
+  // size, >= max_batch_size so that any legal batch can pass) and queries
+  // (Aggregate, DescribeDataset, GetBudget) per second.
+  double ingest_rate = 1000000;
+  double ingest_burst = 2000000;
+  double query_rate = 20;
+  double query_burst = 40;
+};
+
 struct Config {
   std::string listen_address = "127.0.0.1:7443";
   std::string metrics_address = "127.0.0.1:9464";
@@ -153,6 +188,7 @@ struct Config {
   int max_batch_size = 10000;  // observations per PushRequest
   TlsSpec tls;
   IngestCaps ingest;
+  LimitsSpec limits;
   std::vector<Principal> principals;
   std::vector<DatasetSpec> datasets;
   std::vector<PublicationSpec> publications;
@@ -160,6 +196,10 @@ struct Config {
   // Null when there is no such dataset. Borrows from this config.
   const DatasetSpec* FindDataset(absl::string_view name) const;
 };
+
+// The largest gRPC message the server accepts: max_batch_size *
+// limits.observation_bytes + 64 KiB (for the request envelope).
+int64_t MaxReceiveMessageBytes(const Config& config);
 
 // Parses and validates a YAML config. `origin` names the text in error
 // messages and `base_dir` resolves relative paths ("" = working directory).

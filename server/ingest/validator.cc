@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -20,6 +21,12 @@ constexpr int64_t kMaxSessionStart = 4102444800;
 
 // Lists at most this many allowed values in a rejection reason.
 constexpr size_t kMaxListedValues = 30;
+
+// What introduces a list of names in a reason; BoundPushResponse names each
+// list once per response.
+constexpr absl::string_view kAllowedMarker = "; allowed: ";
+constexpr absl::string_view kDimensionsMarker = "; dimensions: ";
+constexpr absl::string_view kMeasuresMarker = "; measures: ";
 
 ObservationError Error(std::string field, std::string reason,
                        std::string reason_class) {
@@ -53,24 +60,25 @@ std::string AllowedValues(const DimensionSpec& dim) {
   }
   std::vector<std::string> head(dim.values.begin(),
                                 dim.values.begin() + kMaxListedValues);
-  return absl::StrCat(absl::StrJoin(head, ", "), ", ... (",
-                      dim.values.size(), " in all)");
+  return absl::StrCat(absl::StrJoin(head, ", "), ", ... (", dim.values.size(),
+                      " in all)");
 }
 
 std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
                                            const std::string& name,
                                            const std::string& value) {
-  const std::string field = absl::StrCat("labels.", name);
+  const std::string field = absl::StrCat("labels.", EchoName(name));
   const DimensionSpec* dim = dataset.FindDimension(name);
   if (dim == nullptr) {
     std::vector<std::string> names;
     for (const auto& d : dataset.dimensions) {
       if (!d.derived) names.push_back(d.name);
     }
-    return Error(field,
-                 absl::StrCat("unknown dimension of dataset '", dataset.name,
-                              "'; dimensions: ", absl::StrJoin(names, ", ")),
-                 "unknown_dimension");
+    return Error(
+        field,
+        absl::StrCat("unknown dimension of dataset '", dataset.name, "'",
+                     kDimensionsMarker, absl::StrJoin(names, ", ")),
+        "unknown_dimension");
   }
   if (dim->derived) {
     return Error(field,
@@ -99,9 +107,8 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
   if (std::find(dim->values.begin(), dim->values.end(), value) ==
       dim->values.end()) {
     return Error(field,
-                 absl::StrCat("'", value.substr(0, 64),
-                              "' is not an allowed value; allowed: ",
-                              AllowedValues(*dim)),
+                 absl::StrCat("'", EchoName(value), "' is not an allowed value",
+                              kAllowedMarker, AllowedValues(*dim)),
                  "value_not_in_domain");
   }
   return std::nullopt;
@@ -110,14 +117,14 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
 std::optional<ObservationError> CheckMeasure(const DatasetSpec& dataset,
                                              const std::string& name,
                                              double value) {
-  const std::string field = absl::StrCat("measures.", name);
+  const std::string field = absl::StrCat("measures.", EchoName(name));
   const MeasureSpec* measure = dataset.FindMeasure(name);
   if (measure == nullptr) {
     std::vector<std::string> names;
     for (const auto& m : dataset.measures) names.push_back(m.name);
     return Error(field,
-                 absl::StrCat("unknown measure of dataset '", dataset.name,
-                              "'; measures: ", absl::StrJoin(names, ", ")),
+                 absl::StrCat("unknown measure of dataset '", dataset.name, "'",
+                              kMeasuresMarker, absl::StrJoin(names, ", ")),
                  "unknown_measure");
   }
   if (!std::isfinite(value)) {
@@ -154,12 +161,12 @@ std::vector<std::string> SortedKeys(const Map& map) {
 
 std::optional<ObservationError> ValidateObservation(
     const DatasetSpec& dataset, const cohortd::v1::Observation& observation) {
-  if (auto e = CheckId("session_id", observation.session_id(),
-                       kMaxSessionIdBytes)) {
+  if (auto e =
+          CheckId("session_id", observation.session_id(), kMaxSessionIdBytes)) {
     return e;
   }
-  if (auto e = CheckId("account_id", observation.account_id(),
-                       kMaxAccountIdBytes)) {
+  if (auto e =
+          CheckId("account_id", observation.account_id(), kMaxAccountIdBytes)) {
     return e;
   }
   if (!observation.has_session_start()) {
@@ -183,12 +190,159 @@ std::optional<ObservationError> ValidateObservation(
     }
   }
   for (const std::string& name : SortedKeys(observation.measures())) {
-    if (auto e =
-            CheckMeasure(dataset, name, observation.measures().at(name))) {
+    if (auto e = CheckMeasure(dataset, name, observation.measures().at(name))) {
       return e;
     }
   }
   return std::nullopt;
+}
+
+size_t FindInvalidUtf8(absl::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // Lead byte: the sequence length and the range its first continuation
+    // byte must be in (RFC 3629 section 4, which excludes overlong forms,
+    // the surrogates U+D800..U+DFFF and code points above U+10FFFF).
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c == 0xE0) {
+      len = 3, lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+      len = 3;
+    } else if (c == 0xED) {
+      len = 3, hi = 0x9F;
+    } else if (c == 0xF0) {
+      len = 4, lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      len = 4;
+    } else if (c == 0xF4) {
+      len = 4, hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (n - i < len) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    }
+    i += len;
+  }
+  return absl::string_view::npos;
+}
+
+namespace {
+
+std::optional<ObservationError> CheckUtf8(absl::string_view field,
+                                          absl::string_view what,
+                                          absl::string_view value) {
+  const size_t at = FindInvalidUtf8(value);
+  if (at == absl::string_view::npos) return std::nullopt;
+  return Error(std::string(field),
+               absl::StrCat(what, "is not valid UTF-8 at byte ", at),
+               "invalid_utf8");
+}
+
+}  // namespace
+
+std::optional<ObservationError> ValidateUtf8(
+    const cohortd::internal::WireObservation& observation) {
+  if (auto e = CheckUtf8("session_id", "", observation.session_id())) return e;
+  if (auto e = CheckUtf8("account_id", "", observation.account_id())) return e;
+  if (auto e = CheckUtf8("source", "", observation.source())) return e;
+  for (const auto& label : observation.labels()) {
+    if (auto e = CheckUtf8("labels", "a dimension name ", label.key())) {
+      return e;
+    }
+    if (auto e = CheckUtf8(absl::StrCat("labels.", label.key()), "value ",
+                           label.value())) {
+      e->field = absl::StrCat("labels.", EchoName(label.key()));
+      return e;
+    }
+  }
+  for (const auto& measure : observation.measures()) {
+    if (auto e = CheckUtf8("measures", "a measure name ", measure.key())) {
+      return e;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string EchoName(absl::string_view name) {
+  std::string out;
+  out.reserve(std::min(name.size(), kMaxEchoedNameBytes) + 3);
+  size_t i = 0;
+  while (i < name.size()) {
+    const size_t bad = FindInvalidUtf8(name.substr(i));
+    const size_t valid_end =
+        bad == absl::string_view::npos ? name.size() : i + bad;
+    // Copy valid UTF-8 up to the budget, never splitting a character.
+    while (i < valid_end) {
+      size_t len = 1;
+      const auto c = static_cast<unsigned char>(name[i]);
+      if (c >= 0xF0) {
+        len = 4;
+      } else if (c >= 0xE0) {
+        len = 3;
+      } else if (c >= 0xC0) {
+        len = 2;
+      }
+      if (out.size() + len > kMaxEchoedNameBytes) {
+        return out + "...";
+      }
+      out.append(name.data() + i, len);
+      i += len;
+    }
+    if (i < name.size()) {
+      if (out.size() + 4 > kMaxEchoedNameBytes) return out + "...";
+      absl::StrAppend(
+          &out,
+          absl::StrFormat("\\x%02X", static_cast<unsigned char>(name[i])));
+      ++i;
+    }
+  }
+  return out;
+}
+
+void BoundPushResponse(size_t max_rejection_bytes,
+                       cohortd::v1::PushResponse* response) {
+  // List text (marker included) -> index of the rejection that named it.
+  absl::flat_hash_map<std::string, int> listed;
+  size_t bytes = 0;
+  int kept = 0;
+  auto* rejected = response->mutable_rejected();
+  for (; kept < rejected->size(); ++kept) {
+    cohortd::v1::Rejection& r = (*rejected)[kept];
+    std::string* reason = r.mutable_reason();
+    for (absl::string_view marker :
+         {kAllowedMarker, kDimensionsMarker, kMeasuresMarker}) {
+      const size_t at = reason->find(marker.data(), 0, marker.size());
+      if (at == std::string::npos) continue;
+      auto [it, inserted] = listed.try_emplace(reason->substr(at), r.index());
+      if (!inserted) {
+        reason->resize(at);
+        absl::StrAppend(reason, marker, "see index ", it->second);
+      }
+      break;
+    }
+    // Field tag, length prefix (at most 5 bytes) and the message itself.
+    const size_t size = r.ByteSizeLong() + 6;
+    if (bytes + size > max_rejection_bytes) break;
+    bytes += size;
+  }
+  const int omitted = rejected->size() - kept;
+  if (omitted > 0) {
+    rejected->DeleteSubrange(kept, omitted);
+    response->set_rejected_omitted(omitted);
+  }
 }
 
 std::string MonthOf(int64_t unix_seconds) {

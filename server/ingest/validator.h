@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "cohortd/internal/ingest_wire.pb.h"
 #include "cohortd/v1/cohortd.pb.h"
 #include "server/config/config.h"
 
@@ -37,6 +38,50 @@ std::optional<ObservationError> ValidateObservation(
 
 // "YYYY-MM" (UTC) of a Unix time in seconds: the derived `month` dimension.
 std::string MonthOf(int64_t unix_seconds);
+
+// ---- Untrusted bytes (the server parses pushes as bytes, see
+// proto/cohortd/internal/ingest_wire.proto).
+
+// Byte offset of the first byte of `text` that does not start a valid UTF-8
+// sequence (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF),
+// or absl::string_view::npos when all of `text` is valid. Thread-safe.
+size_t FindInvalidUtf8(absl::string_view text);
+
+// Checks that every string field of `observation` is valid UTF-8, in field
+// order (session_id, account_id, source, then labels and measures in wire
+// order). Returns the first offending field, e.g. {"labels.work_mode",
+// "value is not valid UTF-8 at byte 3", "invalid_utf8"}; a map key that is
+// not UTF-8 is reported on "labels" / "measures". nullopt when all are
+// valid. Thread-safe.
+std::optional<ObservationError> ValidateUtf8(
+    const cohortd::internal::WireObservation& observation);
+
+// Longest client-supplied name (dataset, dimension, measure, value) echoed
+// in an error message, in bytes, before "..." is appended.
+inline constexpr size_t kMaxEchoedNameBytes = 64;
+
+// `name` as it may be quoted back to a client: at most kMaxEchoedNameBytes
+// bytes (cut at a character boundary) followed by "..." when longer, with
+// every byte that is not part of valid UTF-8 written as \xNN, so the
+// result is always valid UTF-8 and bounded. Thread-safe.
+std::string EchoName(absl::string_view name);
+
+// ---- Responses a default client can read.
+
+// Upper bound on the serialized size of the rejections of one PushResponse
+// (a default gRPC client reads at most 4 MiB).
+inline constexpr size_t kMaxRejectionBytes = 2 << 20;
+
+// Makes `response` readable by any client, whatever the batch:
+// 1. A list of allowed values (or of a dataset's dimensions or measures) is
+//    named in full only in the first rejection carrying it; later ones say
+//    "see index N" instead (N: that first rejection's index).
+// 2. When the rejections still exceed `max_rejection_bytes` serialized, the
+//    list is cut there and `rejected_omitted` counts the rejections left
+//    out (they are the highest indexes).
+// Expects the rejections in index order. Thread-safe (no shared state).
+void BoundPushResponse(size_t max_rejection_bytes,
+                       cohortd::v1::PushResponse* response);
 
 }  // namespace cohortd
 

@@ -1,11 +1,50 @@
 #include "server/service/ingest_service.h"
 
+#include <algorithm>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpc/grpc.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/impl/rpc_service_method.h"
+#include "grpcpp/support/method_handler.h"
+#include "server/ingest/validator.h"
 #include "server/service/grpc_status.h"
 #include "server/service/rpc_metrics.h"
 
 namespace cohortd {
+namespace {
+
+using cohortd::internal::WireObservation;
+using cohortd::internal::WirePushRequest;
+
+constexpr char kShuttingDown[] =
+    "cohortd is shutting down; reconnect and resend unacknowledged batches";
+
+// Moves a wire observation (already checked to be valid UTF-8) into the
+// public message the Ingestor takes. As in a protobuf map, the last of
+// repeated label or measure keys wins.
+void MoveToObservation(WireObservation* wire, cohortd::v1::Observation* obs) {
+  obs->mutable_session_id()->swap(*wire->mutable_session_id());
+  obs->mutable_account_id()->swap(*wire->mutable_account_id());
+  if (wire->has_session_start()) {
+    obs->mutable_session_start()->Swap(wire->mutable_session_start());
+  }
+  obs->mutable_source()->swap(*wire->mutable_source());
+  auto& labels = *obs->mutable_labels();
+  for (auto& label : *wire->mutable_labels()) {
+    labels[label.key()].swap(*label.mutable_value());
+  }
+  auto& measures = *obs->mutable_measures();
+  for (const auto& measure : wire->measures()) {
+    measures[measure.key()] = measure.value();
+  }
+}
+
+}  // namespace
 
 std::string AuthorizationHeader(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
@@ -14,44 +53,199 @@ std::string AuthorizationHeader(const grpc::ServerContext& context) {
   return std::string(it->second.data(), it->second.size());
 }
 
-grpc::Status IngestService::Authorize(grpc::ServerContext* context) const {
-  return ToGrpcStatus(
-      auth_->Authorize(AuthorizationHeader(*context), {Role::kIngest})
-          .status());
+IngestService::IngestService(const Config* config, const Authenticator* auth,
+                             Ingestor* ingestor, RateLimiter* limiter,
+                             MetricsRegistry* metrics)
+    : config_(config),
+      auth_(auth),
+      ingestor_(ingestor),
+      limiter_(limiter),
+      metrics_(metrics) {
+  // As generated code registers cohortd.v1.Ingest, with the lenient
+  // request type (the paths and wire format are the public ones).
+  AddMethod(new grpc::internal::RpcServiceMethod(
+      "/cohortd.v1.Ingest/Push", grpc::internal::RpcMethod::NORMAL_RPC,
+      new grpc::internal::RpcMethodHandler<IngestService, WirePushRequest,
+                                           cohortd::v1::PushResponse>(
+          [](IngestService* service, grpc::ServerContext* context,
+             const WirePushRequest* request,
+             cohortd::v1::PushResponse* response) {
+            return service->Push(context, request, response);
+          },
+          this)));
+  AddMethod(new grpc::internal::RpcServiceMethod(
+      "/cohortd.v1.Ingest/PushStream",
+      grpc::internal::RpcMethod::BIDI_STREAMING,
+      new grpc::internal::BidiStreamingHandler<IngestService, WirePushRequest,
+                                               cohortd::v1::PushResponse>(
+          [](IngestService* service, grpc::ServerContext* context,
+             PushStreamType* stream) {
+            return service->PushStream(context, stream);
+          },
+          this)));
+}
+
+bool IngestService::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+void IngestService::BeginShutdown() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  // A server-side cancel that carries a status reaches the client as that
+  // status (trailers), not as CANCELLED; the handler's Read returns false.
+  // The contexts stay valid: a handler leaves idle_streams_ (under mu_)
+  // before it returns.
+  for (grpc::ServerContext* context : idle_streams_) {
+    grpc_call_cancel_with_status(context->c_call(), GRPC_STATUS_UNAVAILABLE,
+                                 kShuttingDown, nullptr);
+  }
+}
+
+grpc::Status IngestService::PushOne(grpc::ServerContext* context,
+                                    const std::string& principal,
+                                    WirePushRequest* request,
+                                    cohortd::v1::PushResponse* response) {
+  const DatasetSpec* dataset = config_->FindDataset(request->dataset());
+  if (dataset == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& d : config_->datasets) names.push_back(d.name);
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("dataset: unknown dataset '", EchoName(request->dataset()),
+                     "'; datasets: ", absl::StrJoin(names, ", ")));
+  }
+  const int n = request->observations_size();
+  if (n > config_->max_batch_size) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("observations: batch of ", n,
+                     " observations is larger than the maximum of ",
+                     config_->max_batch_size,
+                     "; split it into smaller pushes"));
+  }
+  if (LimitDecision d = limiter_->ChargeIngest(principal, n); !d.ok()) {
+    return ToGrpcStatusWithRetry(d, context);
+  }
+
+  // Observations with invalid UTF-8 become rejections here; the others go
+  // on, and `original[i]` maps index i of what the Ingestor sees back.
+  cohortd::v1::PushRequest valid;
+  valid.set_dataset(dataset->name);
+  valid.mutable_observations()->Reserve(n);
+  std::vector<int> original;
+  original.reserve(n);
+  std::vector<cohortd::v1::Rejection> utf8_rejections;
+  for (int i = 0; i < n; ++i) {
+    WireObservation* wire = request->mutable_observations(i);
+    if (auto error = ValidateUtf8(*wire)) {
+      cohortd::v1::Rejection& r = utf8_rejections.emplace_back();
+      r.set_index(i);
+      r.set_field(std::move(error->field));
+      r.set_reason(std::move(error->reason));
+      continue;
+    }
+    MoveToObservation(wire, valid.add_observations());
+    original.push_back(i);
+  }
+  if (!utf8_rejections.empty()) {
+    metrics_
+        ->GetCounter("cohortd_ingest_rejections_total",
+                     "Rejected observations by reason class.",
+                     {{"dataset", dataset->name}, {"reason", "invalid_utf8"}})
+        ->Increment(utf8_rejections.size());
+  }
+
+  absl::StatusOr<cohortd::v1::PushResponse> result = ingestor_->Push(valid);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(result).value();
+  if (!utf8_rejections.empty()) {
+    auto* rejected = response->mutable_rejected();
+    for (cohortd::v1::Rejection& r : *rejected) {
+      r.set_index(original[r.index()]);
+    }
+    for (cohortd::v1::Rejection& r : utf8_rejections) {
+      *rejected->Add() = std::move(r);
+    }
+    std::stable_sort(
+        rejected->begin(), rejected->end(),
+        [](const auto& a, const auto& b) { return a.index() < b.index(); });
+  }
+  BoundPushResponse(kMaxRejectionBytes, response);
+  return grpc::Status::OK;
 }
 
 grpc::Status IngestService::Push(grpc::ServerContext* context,
-                                 const cohortd::v1::PushRequest* request,
+                                 const WirePushRequest* request,
                                  cohortd::v1::PushResponse* response) {
   RpcRecorder recorder(metrics_, "Push");
-  if (grpc::Status s = Authorize(context); !s.ok()) {
-    return recorder.Finish(s);
+  absl::StatusOr<const Principal*> principal =
+      auth_->Authorize(AuthorizationHeader(*context), {Role::kIngest});
+  if (!principal.ok()) {
+    return recorder.Finish(ToGrpcStatus(principal.status()));
   }
-  absl::StatusOr<cohortd::v1::PushResponse> result = ingestor_->Push(*request);
-  if (!result.ok()) return recorder.Finish(ToGrpcStatus(result.status()));
-  *response = std::move(result).value();
-  return recorder.Finish(grpc::Status::OK);
+  if (shutting_down()) {
+    return recorder.Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+  }
+  RateLimiter::StreamSlot slot;
+  if (LimitDecision d = limiter_->AcquireStream((*principal)->name, &slot);
+      !d.ok()) {
+    return recorder.Finish(ToGrpcStatusWithRetry(d, context));
+  }
+  // The handler owns the request it deserialised and reads it no more
+  // after this call, so its strings may be moved out rather than copied.
+  return recorder.Finish(PushOne(context, (*principal)->name,
+                                 const_cast<WirePushRequest*>(request),
+                                 response));
 }
 
-grpc::Status IngestService::PushStream(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<cohortd::v1::PushResponse,
-                             cohortd::v1::PushRequest>* stream) {
+grpc::Status IngestService::PushStream(grpc::ServerContext* context,
+                                       PushStreamType* stream) {
   RpcRecorder recorder(metrics_, "PushStream");
-  if (grpc::Status s = Authorize(context); !s.ok()) {
-    return recorder.Finish(s);
+  absl::StatusOr<const Principal*> principal =
+      auth_->Authorize(AuthorizationHeader(*context), {Role::kIngest});
+  if (!principal.ok()) {
+    return recorder.Finish(ToGrpcStatus(principal.status()));
   }
-  cohortd::v1::PushRequest request;
-  while (stream->Read(&request)) {
-    absl::StatusOr<cohortd::v1::PushResponse> result =
-        ingestor_->Push(request);
-    if (!result.ok()) return recorder.Finish(ToGrpcStatus(result.status()));
-    if (!stream->Write(*result)) {
+  RateLimiter::StreamSlot slot;
+  if (LimitDecision d = limiter_->AcquireStream((*principal)->name, &slot);
+      !d.ok()) {
+    return recorder.Finish(ToGrpcStatusWithRetry(d, context));
+  }
+  WirePushRequest request;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutting_down_) {
+        return recorder.Finish(
+            grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+      }
+      idle_streams_.insert(context);
+    }
+    const bool got = stream->Read(&request);
+    bool cancelled_by_shutdown;
+    {
+      absl::MutexLock lock(&mu_);
+      idle_streams_.erase(context);
+      cancelled_by_shutdown = shutting_down_;
+    }
+    if (!got) {
+      return recorder.Finish(
+          cancelled_by_shutdown && context->IsCancelled()
+              ? grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)
+              : grpc::Status::OK);
+    }
+    cohortd::v1::PushResponse response;
+    grpc::Status status =
+        PushOne(context, (*principal)->name, &request, &response);
+    if (!status.ok()) return recorder.Finish(status);
+    if (!stream->Write(response)) {
       return recorder.Finish(
           grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     }
   }
-  return recorder.Finish(grpc::Status::OK);
 }
 
 }  // namespace cohortd

@@ -8,6 +8,12 @@
 
 namespace cohortd {
 
+grpc::Status QueryService::ChargeQuery(grpc::ServerContext* context,
+                                       const std::string& principal) {
+  if (limiter_ == nullptr) return grpc::Status::OK;
+  return ToGrpcStatusWithRetry(limiter_->ChargeQuery(principal), context);
+}
+
 grpc::Status QueryService::Aggregate(
     grpc::ServerContext* context,
     const cohortd::v1::AggregateRequest* request,
@@ -17,6 +23,9 @@ grpc::Status QueryService::Aggregate(
                                     {Role::kAnalyst, Role::kAdmin});
   if (!principal.ok()) {
     return recorder.Finish(ToGrpcStatus(principal.status()));
+  }
+  if (grpc::Status s = ChargeQuery(context, (*principal)->name); !s.ok()) {
+    return recorder.Finish(s);
   }
   auto result = engine_->Aggregate((*principal)->name, *request);
   if (!result.ok()) return recorder.Finish(ToGrpcStatus(result.status()));
@@ -35,6 +44,9 @@ grpc::Status QueryService::DescribeDataset(
   if (!principal.ok()) {
     return recorder.Finish(ToGrpcStatus(principal.status()));
   }
+  if (grpc::Status s = ChargeQuery(context, (*principal)->name); !s.ok()) {
+    return recorder.Finish(s);
+  }
   auto result = cohortd::DescribeDataset(*config_, request->dataset());
   if (!result.ok()) return recorder.Finish(ToGrpcStatus(result.status()));
   *response = *std::move(result);
@@ -49,6 +61,9 @@ grpc::Status QueryService::GetBudget(
                                     {Role::kAnalyst, Role::kAdmin});
   if (!principal.ok()) {
     return recorder.Finish(ToGrpcStatus(principal.status()));
+  }
+  if (grpc::Status s = ChargeQuery(context, (*principal)->name); !s.ok()) {
+    return recorder.Finish(s);
   }
   auto result = journal_->GetBudget((*principal)->name, request->dataset());
   if (!result.ok()) return recorder.Finish(ToGrpcStatus(result.status()));

@@ -14,6 +14,7 @@
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
 #include "server/service/auth.h"
+#include "server/service/rate_limiter.h"
 
 namespace cohortd {
 
@@ -40,10 +41,19 @@ class QueryService final : public cohortd::v1::Query::Service {
                          const cohortd::v1::GetBudgetRequest* request,
                          cohortd::v1::Budget* response) override;
 
+  // Charges every call to the caller's query rate limit (RESOURCE_EXHAUSTED
+  // with a retry hint past it). `limiter` is borrowed and must outlive the
+  // service; null (the default) means no limit. Call before serving.
+  void set_rate_limiter(RateLimiter* limiter) { limiter_ = limiter; }
+
  private:
+  grpc::Status ChargeQuery(grpc::ServerContext* context,
+                           const std::string& principal);
+
   const Config* const config_;
   const Authenticator* const auth_;
   QueryEngine* const engine_;
+  RateLimiter* limiter_ = nullptr;
   ReleaseJournal* const journal_;
   MetricsRegistry* const metrics_;
 };

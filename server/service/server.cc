@@ -1,11 +1,15 @@
 #include "server/service/server.h"
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/grpc.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/common/logging.h"
@@ -47,6 +51,40 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
             : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(options);
+}
+
+// server.limits (config.h LimitsSpec) as gRPC server options.
+void ApplyLimits(const Config& config, grpc::ServerBuilder* builder) {
+  const LimitsSpec& limits = config.limits;
+  // The largest legal batch and no more: a bigger request is refused by
+  // gRPC (RESOURCE_EXHAUSTED) before it is read into memory.
+  builder->SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(
+      MaxReceiveMessageBytes(config), std::numeric_limits<int>::max())));
+  // Every call in progress holds a thread of the sync server; the quota
+  // caps them (and so the memory of requests being handled), beyond which
+  // gRPC answers RESOURCE_EXHAUSTED.
+  grpc::ResourceQuota quota("cohortd");
+  quota.SetMaxThreads(limits.max_threads);
+  builder->SetResourceQuota(quota);
+  auto ms = [](absl::Duration d) {
+    return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d),
+                                              std::numeric_limits<int>::max()));
+  };
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                              ms(limits.keepalive_time));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                              ms(limits.keepalive_timeout));
+  // Clients may ping as often as the server does.
+  builder->AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      std::min(ms(limits.keepalive_time), 10000));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (limits.max_connection_age > absl::ZeroDuration()) {
+    builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                                ms(limits.max_connection_age));
+    builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                                ms(limits.max_connection_age_grace));
+  }
 }
 
 }  // namespace
@@ -97,11 +135,15 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
                    Publisher::Create(&cfg, server->query_engine_.get(),
                                      metrics, Clock::Real()));
   server->auth_ = std::make_unique<Authenticator>(cfg);
+  server->limiter_ = std::make_unique<RateLimiter>(
+      cfg.limits, MaxReceiveMessageBytes(cfg), Clock::Real(), metrics);
   server->ingest_service_ = std::make_unique<IngestService>(
-      server->auth_.get(), server->ingestor_.get(), metrics);
+      &cfg, server->auth_.get(), server->ingestor_.get(),
+      server->limiter_.get(), metrics);
   server->query_service_ = std::make_unique<QueryService>(
       &cfg, server->auth_.get(), server->query_engine_.get(),
       server->journal_.get(), metrics);
+  server->query_service_->set_rate_limiter(server->limiter_.get());
   server->admin_service_ = std::make_unique<AdminService>(
       server->auth_.get(), server->journal_.get(), metrics);
 
@@ -111,9 +153,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   builder.RegisterService(server->ingest_service_.get());
   builder.RegisterService(server->query_service_.get());
   builder.RegisterService(server->admin_service_.get());
-  // Room for the largest allowed batch: observations are a few hundred
-  // bytes each.
-  builder.SetMaxReceiveMessageSize(256 << 20);
+  ApplyLimits(cfg, &builder);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -210,6 +250,9 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   LogInfo("server", "shutting down (grace %s)", absl::FormatDuration(grace));
   if (grpc_server_ != nullptr) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+    // Idle streams first, so that Shutdown waits only for batches in
+    // progress rather than for idle clients until the grace runs out.
+    if (ingest_service_ != nullptr) ingest_service_->BeginShutdown();
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     grpc_server_->Wait();
   }

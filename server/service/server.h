@@ -23,6 +23,7 @@
 #include "server/query/release_journal.h"
 #include "server/service/ingest_service.h"
 #include "server/service/query_service.h"
+#include "server/service/rate_limiter.h"
 #include "server/storage/store.h"
 
 namespace cohortd {
@@ -47,9 +48,10 @@ class CohortdServer {
   int port() const { return port_; }
   const Config& config() const { return config_; }
 
-  // Stops accepting calls, lets in-flight calls finish for up to `grace`
-  // (then cancels them), commits every push already received, and closes
-  // the store. Idempotent. Thread-safe.
+  // Stops accepting calls, cancels every PushStream waiting for a request
+  // with UNAVAILABLE, lets in-flight calls finish for up to `grace` (then
+  // cancels them), commits every push already received, and closes the
+  // store. Idempotent. Thread-safe.
   void Shutdown(absl::Duration grace);
 
  private:
@@ -67,6 +69,7 @@ class CohortdServer {
   std::unique_ptr<QueryEngine> query_engine_;
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<IngestService> ingest_service_;
   std::unique_ptr<QueryService> query_service_;
   std::unique_ptr<AdminService> admin_service_;
