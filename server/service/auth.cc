@@ -29,8 +29,8 @@ absl::StatusOr<const Principal*> Authenticator::Authorize(
     return absl::UnauthenticatedError(
         "authorization metadata must be 'Bearer <token>'");
   }
-  const absl::string_view token = absl::StripAsciiWhitespace(
-      authorization_header.substr(kBearer.size()));
+  const absl::string_view token =
+      absl::StripAsciiWhitespace(authorization_header.substr(kBearer.size()));
   auto it = by_token_hash_.find(HexEncode(Sha256(token)));
   if (it == by_token_hash_.end()) {
     return absl::UnauthenticatedError("unknown bearer token");
@@ -42,9 +42,8 @@ absl::StatusOr<const Principal*> Authenticator::Authorize(
   std::vector<std::string> names;
   for (Role role : roles) names.emplace_back(RoleName(role));
   return absl::PermissionDeniedError(absl::StrCat(
-      "principal '", principal->name, "' has role '",
-      RoleName(principal->role), "'; this call needs role ",
-      absl::StrJoin(names, " or ")));
+      "principal '", principal->name, "' has role '", RoleName(principal->role),
+      "'; this call needs role ", absl::StrJoin(names, " or ")));
 }
 
 }  // namespace cohortd

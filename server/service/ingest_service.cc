@@ -11,6 +11,7 @@
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/impl/rpc_service_method.h"
 #include "grpcpp/support/method_handler.h"
+#include "server/common/logging.h"
 #include "server/ingest/validator.h"
 #include "server/service/grpc_status.h"
 #include "server/service/rpc_metrics.h"
@@ -101,6 +102,8 @@ void IngestService::BeginShutdown() {
     grpc_call_cancel_with_status(context->c_call(), GRPC_STATUS_UNAVAILABLE,
                                  kShuttingDown, nullptr);
   }
+  LogInfo("ingest", "shutdown: ended %d idle PushStream(s) with UNAVAILABLE",
+          idle_streams_.size());
 }
 
 grpc::Status IngestService::PushOne(grpc::ServerContext* context,

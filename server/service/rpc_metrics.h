@@ -40,20 +40,32 @@ class RpcRecorder {
  private:
   static std::string CodeName(grpc::StatusCode code) {
     switch (code) {
-      case grpc::StatusCode::OK: return "OK";
-      case grpc::StatusCode::CANCELLED: return "CANCELLED";
-      case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-      case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-      case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-      case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-      case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+      case grpc::StatusCode::OK:
+        return "OK";
+      case grpc::StatusCode::CANCELLED:
+        return "CANCELLED";
+      case grpc::StatusCode::INVALID_ARGUMENT:
+        return "INVALID_ARGUMENT";
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        return "DEADLINE_EXCEEDED";
+      case grpc::StatusCode::NOT_FOUND:
+        return "NOT_FOUND";
+      case grpc::StatusCode::PERMISSION_DENIED:
+        return "PERMISSION_DENIED";
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        return "RESOURCE_EXHAUSTED";
       case grpc::StatusCode::FAILED_PRECONDITION:
         return "FAILED_PRECONDITION";
-      case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-      case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-      case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-      case grpc::StatusCode::INTERNAL: return "INTERNAL";
-      default: return absl::StrCat(static_cast<int>(code));
+      case grpc::StatusCode::UNAVAILABLE:
+        return "UNAVAILABLE";
+      case grpc::StatusCode::UNAUTHENTICATED:
+        return "UNAUTHENTICATED";
+      case grpc::StatusCode::DATA_LOSS:
+        return "DATA_LOSS";
+      case grpc::StatusCode::INTERNAL:
+        return "INTERNAL";
+      default:
+        return absl::StrCat(static_cast<int>(code));
     }
   }
 

@@ -123,17 +123,16 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   // secret under a label no account id is expected to carry.
   const Digest256 bounding_key =
       server->pseudonymizer_->Pseudonymize("cohortd/contribution-bounding/v1");
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<HmacSha256> bounding_hmac,
-      HmacSha256::Create(absl::string_view(
-          reinterpret_cast<const char*>(bounding_key.data()),
-          bounding_key.size())));
+  ASSIGN_OR_RETURN(std::unique_ptr<HmacSha256> bounding_hmac,
+                   HmacSha256::Create(absl::string_view(
+                       reinterpret_cast<const char*>(bounding_key.data()),
+                       bounding_key.size())));
   server->query_engine_ = std::make_unique<QueryEngine>(
       &cfg, server->index_.get(), server->journal_.get(),
       server->ingestor_.get(), std::move(bounding_hmac), metrics);
   ASSIGN_OR_RETURN(server->publisher_,
-                   Publisher::Create(&cfg, server->query_engine_.get(),
-                                     metrics, Clock::Real()));
+                   Publisher::Create(&cfg, server->query_engine_.get(), metrics,
+                                     Clock::Real()));
   server->auth_ = std::make_unique<Authenticator>(cfg);
   server->limiter_ = std::make_unique<RateLimiter>(
       cfg.limits, MaxReceiveMessageBytes(cfg), Clock::Real(), metrics);
@@ -154,6 +153,11 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   builder.RegisterService(server->query_service_.get());
   builder.RegisterService(server->admin_service_.get());
   ApplyLimits(cfg, &builder);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(server->call_tracker_.NewInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -166,8 +170,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
     do {
       s->PublishStoreStats();
       s->PublishBudgets();
-    } while (!s->stop_stats_.WaitForNotificationWithTimeout(
-        absl::Seconds(5)));
+    } while (!s->stop_stats_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   });
   LogInfo("server", "serving gRPC on port %d (%s), %d dataset(s)",
           server->port_, cfg.tls.enabled ? "TLS" : "plaintext",
@@ -189,8 +192,7 @@ void CohortdServer::PublishStoreStats() {
       ->Set(stats.wal_syncs);
   metrics_
       ->GetGauge("cohortd_store_pending_compaction_bytes",
-                 "Bytes RocksDB estimates compaction still has to rewrite.",
-                 {})
+                 "Bytes RocksDB estimates compaction still has to rewrite.", {})
       ->Set(stats.pending_compaction_bytes);
   metrics_
       ->GetGauge("cohortd_index_memory_bytes",
@@ -250,10 +252,26 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   LogInfo("server", "shutting down (grace %s)", absl::FormatDuration(grace));
   if (grpc_server_ != nullptr) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-    // Idle streams first, so that Shutdown waits only for batches in
-    // progress rather than for idle clients until the grace runs out.
+    // Idle streams first, so that only batches in progress are waited for.
     if (ingest_service_ != nullptr) ingest_service_->BeginShutdown();
-    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    const absl::Time deadline = absl::Now() + grace;
+    // Stops accepting at once; returns when every call is done and every
+    // connection closed, or cancels what is left at the deadline.
+    absl::Notification grpc_stopped;
+    std::thread stopper([&] {
+      grpc_server_->Shutdown(absl::ToChronoTime(deadline));
+      grpc_stopped.Notify();
+    });
+    // gRPC would also wait for idle client connections (a worker keeps its
+    // channel open) until the deadline: once no call is in progress, close
+    // them, repeating in case one raced in before the listener stopped.
+    if (call_tracker_.AwaitNoCalls(deadline)) {
+      do {
+        grpc_server_cancel_all_calls(grpc_server_->c_server());
+      } while (!grpc_stopped.WaitForNotificationWithTimeout(
+          absl::Milliseconds(100)));
+    }
+    stopper.join();
     grpc_server_->Wait();
   }
   if (publisher_ != nullptr) publisher_->Stop();

@@ -16,11 +16,12 @@
 #include "server/crypto/pseudonymizer.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
-#include "server/service/auth.h"
 #include "server/query/columnar_index.h"
 #include "server/query/publisher.h"
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
+#include "server/service/auth.h"
+#include "server/service/call_tracker.h"
 #include "server/service/ingest_service.h"
 #include "server/service/query_service.h"
 #include "server/service/rate_limiter.h"
@@ -70,6 +71,7 @@ class CohortdServer {
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<RateLimiter> limiter_;
+  CallTracker call_tracker_;  // outlives grpc_server_, which uses it
   std::unique_ptr<IngestService> ingest_service_;
   std::unique_ptr<QueryService> query_service_;
   std::unique_ptr<AdminService> admin_service_;
