@@ -470,9 +470,9 @@ absl::Status Parser::ParsePublications(const Node& node, Config* config) {
   for (size_t i = 0; i < node.size(); ++i) {
     const Node& item = node[i];
     std::string path = ItemPath("publications", i, "");
-    RETURN_IF_ERROR(
-        CheckMap(item, path,
-                 {"name", "dataset", "request", "every", "months", "budget"}));
+    RETURN_IF_ERROR(CheckMap(item, path,
+                             {"name", "dataset", "request", "every", "months",
+                              "budget"}));
     PublicationSpec pub;
     Node n;
     RETURN_IF_ERROR(Required(item, "name", path, &n));
@@ -599,10 +599,11 @@ absl::Status Parser::ParsePrincipalsFile(const Node& root,
 
 absl::Status Parser::ParseServer(const Node& node, const std::string& path,
                                  Config* config) {
-  RETURN_IF_ERROR(CheckMap(
-      node, path,
-      {"listen", "metrics_listen", "data_dir", "pseudonymization_key_file",
-       "max_batch_size", "tls", "limits"}));
+  RETURN_IF_ERROR(
+      CheckMap(node, path,
+               {"listen", "metrics_listen", "data_dir",
+                "pseudonymization_key_file", "max_batch_size", "tls",
+                "limits"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
         ReadAddress(n, Join(path, "listen"), &config->listen_address));
@@ -632,8 +633,8 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
     RETURN_IF_ERROR(ParseTls(n, Join(path, "tls"), &config->tls));
   }
   if (Node n = Child(node, "limits"); Present(n)) {
-    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"), config->max_batch_size,
-                                &config->limits));
+    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"),
+                                config->max_batch_size, &config->limits));
   } else if (config->limits.ingest_burst > 0 &&
              config->limits.ingest_burst < config->max_batch_size) {
     config->limits.ingest_burst = config->max_batch_size;

@@ -8,8 +8,8 @@
 #define COHORTD_SERVER_CONFIG_CONFIG_H_
 
 #include <array>
-#include <cstdint>
 #include <map>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,13 +71,13 @@ struct PrivacySpec {
   // Minimum number of distinct accounts for a cohort to be released; a
   // pre-threshold in front of DP partition selection. >= 1.
   int k = 10;
-  double default_epsilon = 1.0;     // per query when a request says 0
-  double max_epsilon = 2.0;         // per query cap, >= default_epsilon
-  double delta = 1e-7;              // per query, in (0, 1e-3]
-  int max_cohorts_per_account = 4;  // L0 contribution bound, >= 1
-  int max_sessions_per_cohort = 8;  // Linf contribution bound, >= 1
-  BudgetSpec principal_budget;      // per principal per dataset
-  BudgetSpec dataset_budget;        // all principals together
+  double default_epsilon = 1.0;  // per query when a request says 0
+  double max_epsilon = 2.0;      // per query cap, >= default_epsilon
+  double delta = 1e-7;           // per query, in (0, 1e-3]
+  int max_cohorts_per_account = 4;   // L0 contribution bound, >= 1
+  int max_sessions_per_cohort = 8;   // Linf contribution bound, >= 1
+  BudgetSpec principal_budget;       // per principal per dataset
+  BudgetSpec dataset_budget;         // all principals together
   // Budgets of particular principals in place of principal_budget; each
   // publication's own budget is here, under its principal
   // (PublicationPrincipal).
@@ -105,7 +105,7 @@ struct DatasetSpec {
 // path (budget ledger, release cache, audit log) under its own principal
 // and budget; scrapes only read the stored release.
 struct PublicationSpec {
-  std::string name;  // identifier; also the `publication` metric label
+  std::string name;     // identifier; also the `publication` metric label
   std::string dataset;
   // The AggregateRequest as protobuf JSON (from the YAML `request:`
   // mapping); validated against the dataset when the server starts.

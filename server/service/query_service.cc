@@ -15,7 +15,8 @@ grpc::Status QueryService::ChargeQuery(grpc::ServerContext* context,
 }
 
 grpc::Status QueryService::Aggregate(
-    grpc::ServerContext* context, const cohortd::v1::AggregateRequest* request,
+    grpc::ServerContext* context,
+    const cohortd::v1::AggregateRequest* request,
     cohortd::v1::AggregateResponse* response) {
   RpcRecorder recorder(metrics_, "Aggregate");
   auto principal = auth_->Authorize(AuthorizationHeader(*context),

@@ -123,16 +123,17 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   // secret under a label no account id is expected to carry.
   const Digest256 bounding_key =
       server->pseudonymizer_->Pseudonymize("cohortd/contribution-bounding/v1");
-  ASSIGN_OR_RETURN(std::unique_ptr<HmacSha256> bounding_hmac,
-                   HmacSha256::Create(absl::string_view(
-                       reinterpret_cast<const char*>(bounding_key.data()),
-                       bounding_key.size())));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<HmacSha256> bounding_hmac,
+      HmacSha256::Create(absl::string_view(
+          reinterpret_cast<const char*>(bounding_key.data()),
+          bounding_key.size())));
   server->query_engine_ = std::make_unique<QueryEngine>(
       &cfg, server->index_.get(), server->journal_.get(),
       server->ingestor_.get(), std::move(bounding_hmac), metrics);
   ASSIGN_OR_RETURN(server->publisher_,
-                   Publisher::Create(&cfg, server->query_engine_.get(), metrics,
-                                     Clock::Real()));
+                   Publisher::Create(&cfg, server->query_engine_.get(),
+                                     metrics, Clock::Real()));
   server->auth_ = std::make_unique<Authenticator>(cfg);
   server->limiter_ = std::make_unique<RateLimiter>(
       cfg.limits, MaxReceiveMessageBytes(cfg), Clock::Real(), metrics);
@@ -170,7 +171,8 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
     do {
       s->PublishStoreStats();
       s->PublishBudgets();
-    } while (!s->stop_stats_.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    } while (!s->stop_stats_.WaitForNotificationWithTimeout(
+        absl::Seconds(5)));
   });
   LogInfo("server", "serving gRPC on port %d (%s), %d dataset(s)",
           server->port_, cfg.tls.enabled ? "TLS" : "plaintext",
@@ -192,7 +194,8 @@ void CohortdServer::PublishStoreStats() {
       ->Set(stats.wal_syncs);
   metrics_
       ->GetGauge("cohortd_store_pending_compaction_bytes",
-                 "Bytes RocksDB estimates compaction still has to rewrite.", {})
+                 "Bytes RocksDB estimates compaction still has to rewrite.",
+                 {})
       ->Set(stats.pending_compaction_bytes);
   metrics_
       ->GetGauge("cohortd_index_memory_bytes",
