@@ -173,8 +173,8 @@ struct LimitsSpec {
   // (Aggregate, DescribeDataset, GetBudget) per second.
   double ingest_rate = 1000000;
   double ingest_burst = 2000000;
-  double query_rate = 20;
-  double query_burst = 40;
+  double query_rate = 50;
+  double query_burst = 200;
 };
 
 struct Config {
