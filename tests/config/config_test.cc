@@ -763,6 +763,40 @@ TEST(ShippedConfigTest, ProductionConfigIsValid) {
   ExpectSessionsDataset(c.datasets[0]);
 }
 
+// deploy/'s two configs bind 0.0.0.0 inside their containers: they must
+// pass the exposure rules the server enforces (allow_plaintext, where the
+// operator endpoint listens) through the real parser.
+TEST(ShippedConfigTest, DeployConfigsAreValid) {
+  TempDir dir;
+  auto parse = [&](std::string text, const std::string& principals_file) {
+    const std::string line = "principals_file: " + principals_file;
+    const size_t at = text.find(line);
+    EXPECT_NE(at, std::string::npos) << line;
+    if (at != std::string::npos) {
+      text.replace(at, line.size(), "principals_file: principals.yaml");
+    }
+    return ParseConfig(text, principals_file, dir.path());
+  };
+  WritePrincipals(dir, "principals.yaml");
+
+  ASSERT_OK_AND_ASSIGN(
+      Config compose,
+      parse(ReadFile(kSourceDir + "/deploy/compose/cohortd.yaml"),
+            "/run/cohortd/principals.yaml"));
+  EXPECT_TRUE(compose.allow_plaintext);
+  EXPECT_TRUE(IsLoopbackAddress(compose.operator_metrics_address));
+  EXPECT_FALSE(OperatorMetricsRequireToken(compose));
+
+  const YAML::Node configmap =
+      YAML::Load(ReadFile(kSourceDir + "/deploy/k8s/configmap.yaml"));
+  ASSERT_OK_AND_ASSIGN(
+      Config k8s, parse(configmap["data"]["cohortd.yaml"].as<std::string>(),
+                        "/etc/cohortd/secrets/principals.yaml"));
+  EXPECT_TRUE(k8s.allow_plaintext);
+  EXPECT_FALSE(IsLoopbackAddress(k8s.operator_metrics_address));
+  EXPECT_TRUE(OperatorMetricsRequireToken(k8s));
+}
+
 TEST(ShippedConfigTest, DevConfigIsValidAndLocal) {
   TempDir dir;
   dir.Write("config/dev.yaml", ReadFile(kSourceDir + "/config/dev.yaml"));
