@@ -14,9 +14,15 @@ Checks, each failure reported with its file:
     (deploy/sync-config.py --check) and point at the paths the manifests
     mount;
   - compose publishes every port on 127.0.0.1 only;
-  - Grafana dashboards are valid JSON, use the provisioned datasource uid,
+  - Grafana dashboards are valid JSON, use a provisioned datasource uid,
     and their PromQL parses (promtool) and names only metrics cohortd
-    exposes (KNOWN_METRICS);
+    exposes (KNOWN_METRICS); a panel or variable on the dashboards'
+    datasource names only DASHBOARD_METRICS (no record-derived series);
+  - the dashboards' datasource leads (compose service, mounted config) to
+    a dashboards' Prometheus, whose jobs scrape only metrics_listen (static
+    targets on 9464, no credentials, no service discovery) and load no rule
+    on an operator series; an operators' job off loopback carries a token;
+    the pod's prometheus.io annotations name the dashboards' port only;
   - the Prometheus rules name only known metrics;
   - the Dockerfile: FROM pinned to debian:12 tags, a non-root USER in the
     final stage, HEALTHCHECK, no `curl | sh`, no ADD of URLs, apt lists
@@ -202,6 +208,11 @@ def check_statefulset(lint, path, sts):
             lint.fail(path, f"container {name}: allowPrivilegeEscalation must be false")
         if "limits" not in c.get("resources", {}) or "requests" not in c.get("resources", {}):
             lint.fail(path, f"container {name}: resources need requests and limits")
+    annotations = spec.get("template", {}).get("metadata", {}).get("annotations") or {}
+    if annotations.get("prometheus.io/scrape") == "true" and \
+            str(annotations.get("prometheus.io/port")) != str(DASHBOARD_PORT):
+        lint.fail(path, "prometheus.io/port must be the dashboards' port "
+                        f"{DASHBOARD_PORT}: annotation scrapers feed dashboards")
     main = next((c for c in containers if c.get("name") == "cohortd"), containers[0])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         p = main.get(probe)
@@ -242,10 +253,10 @@ def check_cohortd_config(lint, path, text, principals_file, key_file):
         lint.fail(path, f"principals_file must be {principals_file}")
     if "principals" in config:
         lint.fail(path, "principals belong in the secret principals file")
-    for key in ("listen", "metrics_listen"):
-        if not str(server.get(key, "")).endswith(
-                ":7443" if key == "listen" else ":9464"):
-            lint.fail(path, f"server.{key} must use the image's port")
+    for key, port in (("listen", 7443), ("metrics_listen", DASHBOARD_PORT),
+                      ("operator_metrics_listen", OPERATOR_PORT)):
+        if not str(server.get(key, "")).endswith(f":{port}"):
+            lint.fail(path, f"server.{key} must use the image's port {port}")
 
 
 def check_k8s(lint, k8s_dir):
