@@ -67,8 +67,11 @@ absl::Status PrepareDataDir(const std::string& data_dir) {
     std::error_code ec;
     const fs::file_status status = fs::symlink_status(path, ec);
     if (ec || fs::is_symlink(status)) return absl::OkStatus();
-    fs::permissions(path, fs::perms::group_all | fs::perms::others_all,
-                    fs::perm_options::remove, ec);
+    const fs::perms open = fs::perms::group_all | fs::perms::others_all;
+    if ((status.permissions() & open) == fs::perms::none) {
+      return absl::OkStatus();  // the usual case: no chmod per store file
+    }
+    fs::permissions(path, open, fs::perm_options::remove, ec);
     if (ec) {
       return absl::UnavailableError(absl::StrCat(
           "cannot restrict permissions of '", path.string(),
