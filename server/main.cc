@@ -1,7 +1,10 @@
 // cohortd: flags, config, wiring, signals; nothing else (STYLE.md).
 //
 //   cohortd --config config/dev.yaml [--listen HOST:PORT]
-//           [--metrics-listen HOST:PORT] [--data-dir DIR]
+//           [--metrics-listen HOST:PORT] [--operator-metrics-listen HOST:PORT]
+//           [--data-dir DIR]
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -13,8 +16,14 @@
 #include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/config/config.h"
+#include "server/metrics/metrics_http_server.h"
 #include "server/metrics/prometheus_metrics.h"
+#include "server/service/auth.h"
 #include "server/service/server.h"
+
+#ifndef COHORTD_VERSION
+#error "COHORTD_VERSION must be the project version"
+#endif
 
 namespace {
 
@@ -27,8 +36,11 @@ constexpr char kUsage[] =
     "  --config FILE            YAML config (see config/cohortd.yaml)\n"
     "  --listen HOST:PORT       gRPC address; overrides server.listen\n"
     "  --metrics-listen HOST:PORT\n"
-    "                           /metrics address; overrides "
+    "                           dashboards' /metrics address; overrides "
     "server.metrics_listen\n"
+    "  --operator-metrics-listen HOST:PORT\n"
+    "                           operators' /metrics address; overrides\n"
+    "                           server.operator_metrics_listen\n"
     "  --data-dir DIR           store folder; overrides server.data_dir\n"
     "  --shutdown-grace SECONDS time in-flight calls get on SIGTERM "
     "(default 10)\n"
@@ -41,6 +53,7 @@ struct Flags {
   std::string config;
   std::string listen;
   std::string metrics_listen;
+  std::string operator_metrics_listen;
   std::string data_dir;
   double shutdown_grace_seconds = 10;
 };
@@ -72,6 +85,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->listen = value;
     } else if (arg == "--metrics-listen") {
       flags->metrics_listen = value;
+    } else if (arg == "--operator-metrics-listen") {
+      flags->operator_metrics_listen = value;
     } else if (arg == "--data-dir") {
       flags->data_dir = value;
     } else if (arg == "--shutdown-grace") {
@@ -83,8 +98,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
         return false;
       }
     } else {
-      std::fprintf(stderr, "cohortd: unknown flag %s\n%s", arg.c_str(),
-                   kUsage);
+      std::fprintf(stderr, "cohortd: unknown flag %s\n%s", arg.c_str(), kUsage);
       return false;
     }
   }
@@ -98,6 +112,9 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything cohortd creates (store files, the key, backups) is its
+  // user's alone: files 0600, folders 0700.
+  umask(077);
   Flags flags;
   if (!ParseFlags(argc, argv, &flags)) return 2;
 
@@ -112,7 +129,16 @@ int main(int argc, char** argv) {
   if (!flags.metrics_listen.empty()) {
     config->metrics_address = flags.metrics_listen;
   }
+  if (!flags.operator_metrics_listen.empty()) {
+    config->operator_metrics_address = flags.operator_metrics_listen;
+  }
   if (!flags.data_dir.empty()) config->data_dir = flags.data_dir;
+  if (absl::Status exposure = cohortd::CheckServerExposure(*config);
+      !exposure.ok()) {
+    std::fprintf(stderr, "cohortd: invalid config: %s\n",
+                 std::string(exposure.message()).c_str());
+    return 2;
+  }
 
   // Block the stop signals in every thread (gRPC's and RocksDB's threads
   // inherit this mask) and wait for them here, so shutdown runs on the main
@@ -123,23 +149,66 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto metrics = cohortd::PrometheusMetrics::Create(config->metrics_address);
-  if (!metrics.ok()) {
-    std::fprintf(stderr, "cohortd: %s\n", metrics.status().ToString().c_str());
+  // Two registries on two addresses (server/metrics/metrics.h, "Two
+  // endpoints"). Declared before the servers that use them, so they are
+  // destroyed after.
+  std::unique_ptr<cohortd::PrometheusMetrics> dashboard_metrics =
+      cohortd::PrometheusMetrics::Create();
+  std::unique_ptr<cohortd::PrometheusMetrics> operator_metrics =
+      cohortd::PrometheusMetrics::Create();
+  dashboard_metrics
+      ->GetGauge("cohortd_build_info", "Always 1; the version is a label.",
+                 {{"version", COHORTD_VERSION}})
+      ->Set(1);
+  dashboard_metrics
+      ->GetGauge("cohortd_start_time_seconds",
+                 "When this cohortd process started (Unix seconds).", {})
+      ->Set(absl::ToUnixSeconds(absl::Now()));
+
+  // The operator endpoint checks admin tokens against its own copy of the
+  // principals (CohortdServer owns the config it is given).
+  const cohortd::Config auth_config = *config;
+  const cohortd::Authenticator operator_auth(auth_config);
+  cohortd::MetricsHttpServer::Options operator_options;
+  operator_options.listen_address = config->operator_metrics_address;
+  if (cohortd::OperatorMetricsRequireToken(*config)) {
+    operator_options.authorize = [&operator_auth](absl::string_view header) {
+      return operator_auth.Authorize(header, {cohortd::Role::kAdmin}).status();
+    };
+  }
+  auto dashboard_server = cohortd::MetricsHttpServer::Start(
+      dashboard_metrics.get(), {config->metrics_address, nullptr});
+  if (!dashboard_server.ok()) {
+    std::fprintf(stderr, "cohortd: %s\n",
+                 dashboard_server.status().ToString().c_str());
     return 1;
   }
-  cohortd::LogInfo("main", "metrics on http://%s/metrics (port %d)",
-                   config->metrics_address, (*metrics)->port());
+  auto operator_server = cohortd::MetricsHttpServer::Start(
+      operator_metrics.get(), std::move(operator_options));
+  if (!operator_server.ok()) {
+    std::fprintf(stderr, "cohortd: %s\n",
+                 operator_server.status().ToString().c_str());
+    return 1;
+  }
+  cohortd::LogInfo("main", "dashboard metrics on http://%s/metrics (port %d)",
+                   config->metrics_address, (*dashboard_server)->port());
+  cohortd::LogInfo(
+      "main", "operator metrics on http://%s/metrics (port %d, %s)",
+      config->operator_metrics_address, (*operator_server)->port(),
+      cohortd::OperatorMetricsRequireToken(*config) ? "admin token required"
+                                                    : "no token: loopback");
 
-  auto server =
-      cohortd::CohortdServer::Start(*std::move(config), metrics->get());
+  auto server = cohortd::CohortdServer::Start(
+      *std::move(config), dashboard_metrics.get(), operator_metrics.get());
   if (!server.ok()) {
     std::fprintf(stderr, "cohortd: cannot start: %s\n",
                  server.status().ToString().c_str());
     return 1;
   }
   // Lines tests and scripts can wait for; "listening" comes last.
-  std::printf("cohortd: metrics on port %d\n", (*metrics)->port());
+  std::printf("cohortd: metrics on port %d\n", (*dashboard_server)->port());
+  std::printf("cohortd: operator metrics on port %d\n",
+              (*operator_server)->port());
   std::printf("cohortd: listening on port %d\n", (*server)->port());
   std::fflush(stdout);
 
@@ -147,5 +216,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal);
   cohortd::LogInfo("main", "received %s", strsignal(signal));
   (*server)->Shutdown(absl::Seconds(flags.shutdown_grace_seconds));
+  (*operator_server)->Stop();
+  (*dashboard_server)->Stop();
   return 0;
 }

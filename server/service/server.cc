@@ -1,12 +1,17 @@
 #include "server/service/server.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "grpc/grpc.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -32,11 +37,70 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path,
   return buffer.str();
 }
 
+// A private key that group or other may read is refused, as the
+// pseudonymisation key is: whoever reads it can impersonate the server.
+absl::Status CheckPrivateKeyMode(const std::string& path,
+                                 absl::string_view what) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " file '", path, "'"));
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s file '%s' has mode %04o: group and other must have no access "
+        "to a private key (chmod 600 '%s')",
+        what, path, st.st_mode & 07777, path));
+  }
+  return absl::OkStatus();
+}
+
+// The data dir holds pseudonymised records: only cohortd's user may list
+// or read it. Creates it 0700, or takes group/other bits off an existing
+// one and off everything already in it (files a version without this rule
+// made 0644).
+absl::Status PrepareDataDir(const std::string& data_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot create data dir '", data_dir, "': ", ec.message()));
+  }
+  auto restrict = [](const fs::path& path) -> absl::Status {
+    std::error_code ec;
+    const fs::file_status status = fs::symlink_status(path, ec);
+    if (ec || fs::is_symlink(status)) return absl::OkStatus();
+    const fs::perms open = fs::perms::group_all | fs::perms::others_all;
+    if ((status.permissions() & open) == fs::perms::none) {
+      return absl::OkStatus();  // the usual case: no chmod per store file
+    }
+    fs::permissions(path, open, fs::perm_options::remove, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot restrict permissions of '", path.string(),
+          "' to its owner: ", ec.message()));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(restrict(data_dir));
+  for (auto it = fs::recursive_directory_iterator(data_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    RETURN_IF_ERROR(restrict(it->path()));
+  }
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot list data dir '", data_dir, "': ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
     const TlsSpec& tls) {
   if (!tls.enabled) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions options;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  RETURN_IF_ERROR(CheckPrivateKeyMode(tls.key_file, "tls.key_file"));
   ASSIGN_OR_RETURN(pair.private_key,
                    ReadTextFile(tls.key_file, "tls.key_file"));
   ASSIGN_OR_RETURN(pair.cert_chain,
@@ -90,13 +154,22 @@ void ApplyLimits(const Config& config, grpc::ServerBuilder* builder) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
-    Config config, MetricsRegistry* metrics) {
+    Config config, MetricsRegistry* dashboard_metrics,
+    MetricsRegistry* operator_metrics) {
   std::unique_ptr<CohortdServer> server(new CohortdServer());
   server->config_ = std::move(config);
-  server->metrics_ = metrics;
+  // Wiring of the two registries (server/metrics/metrics.h, "Two
+  // endpoints"): `metrics` (operator) for whatever reads records,
+  // `dashboard` for the query and admin services, the publisher and the
+  // budgets.
+  server->metrics_ = operator_metrics;
+  server->dashboard_metrics_ = dashboard_metrics;
+  MetricsRegistry* const metrics = operator_metrics;
+  MetricsRegistry* const dashboard = dashboard_metrics;
   const Config& cfg = server->config_;
 
   ASSIGN_OR_RETURN(auto credentials, MakeCredentials(cfg.tls));
+  RETURN_IF_ERROR(PrepareDataDir(cfg.data_dir));
   ASSIGN_OR_RETURN(std::string key,
                    LoadOrCreateKeyFile(cfg.pseudonymization_key_file));
   ASSIGN_OR_RETURN(server->pseudonymizer_, Pseudonymizer::Create(key));
@@ -133,7 +206,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
       server->ingestor_.get(), std::move(bounding_hmac), metrics);
   ASSIGN_OR_RETURN(server->publisher_,
                    Publisher::Create(&cfg, server->query_engine_.get(),
-                                     metrics, Clock::Real()));
+                                     dashboard, Clock::Real()));
   server->auth_ = std::make_unique<Authenticator>(cfg);
   server->limiter_ = std::make_unique<RateLimiter>(
       cfg.limits, MaxReceiveMessageBytes(cfg), Clock::Real(), metrics);
@@ -142,10 +215,10 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
       server->limiter_.get(), metrics);
   server->query_service_ = std::make_unique<QueryService>(
       &cfg, server->auth_.get(), server->query_engine_.get(),
-      server->journal_.get(), metrics);
+      server->journal_.get(), dashboard);
   server->query_service_->set_rate_limiter(server->limiter_.get());
   server->admin_service_ = std::make_unique<AdminService>(
-      server->auth_.get(), server->journal_.get(), metrics);
+      server->auth_.get(), server->journal_.get(), dashboard);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -212,22 +285,24 @@ void CohortdServer::PublishStoreStats() {
   }
 }
 
+// The ledger moves only with releases, so the budgets are public
+// (metrics.h).
 void CohortdServer::PublishBudgets() {
   auto publish = [&](const std::string& dataset, const std::string& label,
                      const absl::StatusOr<cohortd::v1::Budget>& budget) {
     if (!budget.ok()) return;
     const MetricLabels labels = {{"dataset", dataset}, {"principal", label}};
-    metrics_
+    dashboard_metrics_
         ->GetGauge("cohortd_budget_total_epsilon",
                    "Privacy budget, as epsilon (principal \"*\": the "
                    "dataset as a whole).",
                    labels)
         ->Set(budget->total().epsilon());
-    metrics_
+    dashboard_metrics_
         ->GetGauge("cohortd_budget_spent_epsilon",
                    "Privacy budget spent, as epsilon (rounded up).", labels)
         ->Set(budget->spent().epsilon());
-    metrics_
+    dashboard_metrics_
         ->GetGauge("cohortd_budget_remaining_epsilon",
                    "Privacy budget remaining, as epsilon (rounded down).",
                    labels)

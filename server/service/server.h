@@ -34,13 +34,20 @@ class CohortdServer {
   // Opens the store in config.data_dir, loads (or creates) the
   // pseudonymisation key, builds the columnar index from the store, opens
   // the release journal, and starts serving gRPC on config.listen_address
-  // (port 0 picks a free port; see port()). `metrics` is borrowed and must
-  // outlive the server.
-  // Errors: InvalidArgument for unreadable TLS files; Unavailable when the
-  // address cannot be bound or the store cannot be opened; as
-  // LoadOrCreateKeyFile for key problems.
+  // (port 0 picks a free port; see port()). The data dir is created with
+  // mode 0700, and group/other permissions are taken off an existing one
+  // and everything in it (main.cc's umask 077 keeps new files 0600).
+  // Both registries are borrowed and must outlive the server:
+  // `dashboard_metrics` receives only series that depend on no record,
+  // `operator_metrics` everything else (server/metrics/metrics.h, "Two
+  // endpoints").
+  // Errors: InvalidArgument for unreadable TLS files; FailedPrecondition
+  // for a TLS key file that group or other may access, naming the file and
+  // its mode; Unavailable when the address cannot be bound or the store
+  // cannot be opened; as LoadOrCreateKeyFile for key problems.
   static absl::StatusOr<std::unique_ptr<CohortdServer>> Start(
-      Config config, MetricsRegistry* metrics);
+      Config config, MetricsRegistry* dashboard_metrics,
+      MetricsRegistry* operator_metrics);
 
   // Shuts down (as Shutdown with a 10 s grace) if still running.
   ~CohortdServer();
@@ -61,7 +68,10 @@ class CohortdServer {
   void PublishBudgets();
 
   Config config_;
+  // Operator registry: record-derived series (the default for anything
+  // new). dashboard_metrics_: only series that depend on no record.
   MetricsRegistry* metrics_ = nullptr;
+  MetricsRegistry* dashboard_metrics_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Pseudonymizer> pseudonymizer_;
   std::unique_ptr<ColumnarIndex> index_;
