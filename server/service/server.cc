@@ -52,7 +52,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
-    Config config, MetricsRegistry* metrics) {
+    Config config, MetricsRegistry* metrics,
+    const RocksDbStoreOptions& store_options) {
   std::unique_ptr<CohortdServer> server(new CohortdServer());
   server->config_ = std::move(config);
   server->metrics_ = metrics;
@@ -64,7 +65,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   ASSIGN_OR_RETURN(server->pseudonymizer_, Pseudonymizer::Create(key));
   LogInfo("server", "opening store in %s", cfg.data_dir);
   ASSIGN_OR_RETURN(server->store_,
-                   OpenRocksDbStore(cfg.data_dir, RocksDbStoreOptions()));
+                   OpenRocksDbStore(cfg.data_dir, store_options));
   // Session records of an older storage format are rewritten before
   // anything reads them (a no-op on a current store).
   RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
@@ -121,6 +122,8 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
                      " (address in use, or not a valid host:port)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  server->health_thread_ =
+      std::thread([s = server.get()] { s->WatchStoreHealth(); });
   server->publisher_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
@@ -167,6 +170,23 @@ void CohortdServer::PublishStoreStats() {
   }
 }
 
+void CohortdServer::WatchStoreHealth() {
+  bool serving = true;
+  do {
+    const absl::Status health = store_->Health();
+    if (health.ok() != serving) {
+      serving = health.ok();
+      grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
+      if (serving) {
+        LogInfo("server", "store writable again: health SERVING");
+      } else {
+        LogWarning("server", "health NOT_SERVING: %s", health.ToString());
+      }
+    }
+  } while (
+      !stop_health_.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+}
+
 void CohortdServer::PublishBudgets() {
   auto publish = [&](const std::string& dataset, const std::string& label,
                      const absl::StatusOr<cohortd::v1::Budget>& budget) {
@@ -208,6 +228,8 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   LogInfo("server", "shutting down (grace %s)", absl::FormatDuration(grace));
+  stop_health_.Notify();
+  if (health_thread_.joinable()) health_thread_.join();
   if (grpc_server_ != nullptr) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

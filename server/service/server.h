@@ -16,13 +16,14 @@
 #include "server/crypto/pseudonymizer.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
-#include "server/service/auth.h"
 #include "server/query/columnar_index.h"
 #include "server/query/publisher.h"
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
+#include "server/service/auth.h"
 #include "server/service/ingest_service.h"
 #include "server/service/query_service.h"
+#include "server/storage/rocksdb_store.h"
 #include "server/storage/store.h"
 
 namespace cohortd {
@@ -34,11 +35,19 @@ class CohortdServer {
   // the release journal, and starts serving gRPC on config.listen_address
   // (port 0 picks a free port; see port()). `metrics` is borrowed and must
   // outlive the server.
+  // `store_options` are the defaults in production; tests pass a
+  // fault-injecting file system through them.
+  // Health (grpc.health.v1, service ""): SERVING while the store accepts
+  // writes, NOT_SERVING while it is stopped by a background error such as
+  // a full disk (and back to SERVING once it has resumed), and during
+  // shutdown.
   // Errors: InvalidArgument for unreadable TLS files; Unavailable when the
-  // address cannot be bound or the store cannot be opened; as
+  // address cannot be bound or the store cannot be opened; DataLoss when
+  // the store is damaged (the message names the file); as
   // LoadOrCreateKeyFile for key problems.
   static absl::StatusOr<std::unique_ptr<CohortdServer>> Start(
-      Config config, MetricsRegistry* metrics);
+      Config config, MetricsRegistry* metrics,
+      const RocksDbStoreOptions& store_options = RocksDbStoreOptions());
 
   // Shuts down (as Shutdown with a 10 s grace) if still running.
   ~CohortdServer();
@@ -56,6 +65,8 @@ class CohortdServer {
   CohortdServer() = default;
   void PublishStoreStats();
   void PublishBudgets();
+  // Mirrors store_->Health() into the gRPC health service until stopped.
+  void WatchStoreHealth();
 
   Config config_;
   MetricsRegistry* metrics_ = nullptr;
@@ -77,6 +88,8 @@ class CohortdServer {
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
   absl::Notification stop_stats_;
   std::thread stats_thread_;
+  absl::Notification stop_health_;
+  std::thread health_thread_;
 };
 
 }  // namespace cohortd

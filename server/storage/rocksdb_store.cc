@@ -159,6 +159,11 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o) {
   // after a damaged one.
   options.wal_recovery_mode =
       rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // RocksDB retries its own recovery from a retryable I/O error (a full
+  // disk among them) at this interval; the store's resume thread covers
+  // the errors it does not retry.
+  options.bgerror_resume_retry_interval =
+      static_cast<uint64_t>(absl::ToInt64Microseconds(o.resume_interval));
   options.max_background_jobs = o.max_background_jobs;
   options.write_buffer_size = o.write_buffer_bytes;
   // Writes reach the WAL as part of Write(); a synced write is durable
