@@ -78,15 +78,20 @@ struct StoreVerification {
   uint64_t wal_bytes = 0;
   uint64_t keys = 0;  // every live key, read with checksums verified
   uint64_t key_value_bytes = 0;
+  // Keeps any other process from opening the store until destroyed
+  // (declared first, so released after `store` is closed).
+  std::shared_ptr<void> lock;
   // The store, open read-only, for further checks of the records.
   std::unique_ptr<Store> store;
 };
 
-// Checks the store in `dir` offline: opens it read-only (replaying every
-// WAL record), verifies the checksum of every block of every live SST,
-// and reads every key. Does not modify the folder.
-// Errors: NotFound when `dir` holds no store; DataLoss naming the damaged
-// file; otherwise as OpenRocksDbStore.
+// Checks the store in `dir` offline: takes the store's lock (so no cohortd
+// runs on it meanwhile), opens it read-only (replaying every WAL record),
+// verifies the checksum of every block of every live SST, and reads every
+// key. Does not modify the folder.
+// Errors: NotFound when `dir` holds no store; Unavailable when a cohortd
+// holds the store; DataLoss naming the damaged file; otherwise as
+// OpenRocksDbStore.
 absl::StatusOr<StoreVerification> VerifyRocksDbStore(const std::string& dir);
 
 }  // namespace cohortd

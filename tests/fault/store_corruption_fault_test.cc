@@ -69,6 +69,9 @@ class StoreCorruptionFaultTest : public ::testing::Test {
 
 TEST_F(StoreCorruptionFaultTest, VerifyPassesOnAnIntactStore) {
   PushAcknowledged(2);
+  RunResult busy = RunCohortd({"--verify", "--config", config()});
+  EXPECT_EQ(busy.exit_code, 1) << busy.output;
+  EXPECT_THAT(busy.output, HasSubstr("in use"));
   server_->Kill();  // the WAL holds everything
   RunResult verify = RunCohortd({"--verify", "--config", config()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
