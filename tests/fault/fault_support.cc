@@ -88,15 +88,16 @@ absl::StatusOr<std::set<std::string>> StoredSessionIds(
   std::set<std::string> ids;
   std::string dataset;
   std::string session;
+  std::string source;
   absl::Status parse;
   absl::Status scan = (*store)->Scan(
       keys::SessionPrefix("sessions"),
       [&](absl::string_view key, absl::string_view) {
-        if (!keys::ParseSessionKey(key, &dataset, &session)) {
+        if (!keys::ParseSessionRecordKey(key, &dataset, &session, &source)) {
           parse = absl::DataLossError(absl::StrCat("bad key ", key));
           return false;
         }
-        ids.insert(session);
+        if (source.empty()) ids.insert(session);  // the session's header
         return true;
       });
   if (!scan.ok()) return scan;
