@@ -3,6 +3,7 @@
 //   cohortd --config config/dev.yaml [--listen HOST:PORT]
 //           [--metrics-listen HOST:PORT] [--operator-metrics-listen HOST:PORT]
 //           [--data-dir DIR]
+//   cohortd --verify --config FILE [--data-dir DIR]
 #include <sys/stat.h>
 
 #include <csignal>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -20,6 +22,7 @@
 #include "server/metrics/prometheus_metrics.h"
 #include "server/service/auth.h"
 #include "server/service/server.h"
+#include "server/service/store_verifier.h"
 
 #ifndef COHORTD_VERSION
 #error "COHORTD_VERSION must be the project version"
@@ -44,10 +47,22 @@ constexpr char kUsage[] =
     "  --data-dir DIR           store folder; overrides server.data_dir\n"
     "  --shutdown-grace SECONDS time in-flight calls get on SIGTERM "
     "(default 10)\n"
+    "  --verify                 check the store offline and exit: replays\n"
+    "                           the WAL, verifies every SST block checksum,\n"
+    "                           reads every key and parses every record;\n"
+    "                           prints what it checked (opens read-only)\n"
     "  --help                   this text\n"
     "\n"
     "SIGTERM or SIGINT stop the server gracefully: in-flight pushes finish\n"
-    "and are committed before it exits.\n";
+    "and are committed before it exits.\n"
+    "\n"
+    "exit status: 0 stopped cleanly (--verify: store intact); 1 cannot\n"
+    "start or check (e.g. address in use, store locked); 2 bad flags or\n"
+    "config; 3 the store is damaged (DATA_LOSS naming the file): cohortd\n"
+    "refuses to start on it; see docs/storage.md.\n";
+
+// Exit status when the store is damaged (DATA_LOSS), at start or --verify.
+constexpr int kExitDataLoss = 3;
 
 struct Flags {
   std::string config;
@@ -56,6 +71,7 @@ struct Flags {
   std::string operator_metrics_listen;
   std::string data_dir;
   double shutdown_grace_seconds = 10;
+  bool verify = false;
 };
 
 // Accepts "--name value" and "--name=value". Returns false (after printing
@@ -66,6 +82,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (arg == "--verify") {
+      flags->verify = true;
+      continue;
     }
     std::string value;
     const size_t eq = arg.find('=');
@@ -140,6 +160,15 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (flags.verify) {
+    const absl::Status verified = cohortd::VerifyStoreOffline(*config, stdout);
+    std::fflush(stdout);
+    if (verified.ok()) return 0;
+    std::fprintf(stderr, "cohortd: verify failed: %s\n",
+                 verified.ToString().c_str());
+    return absl::IsDataLoss(verified) ? kExitDataLoss : 1;
+  }
+
   // Block the stop signals in every thread (gRPC's and RocksDB's threads
   // inherit this mask) and wait for them here, so shutdown runs on the main
   // thread with no async-signal-safety concerns.
@@ -203,7 +232,11 @@ int main(int argc, char** argv) {
   if (!server.ok()) {
     std::fprintf(stderr, "cohortd: cannot start: %s\n",
                  server.status().ToString().c_str());
-    return 1;
+    if (!absl::IsDataLoss(server.status())) return 1;
+    std::fprintf(stderr,
+                 "cohortd: the store is damaged and was left as it is; "
+                 "`cohortd --verify` checks it (docs/storage.md)\n");
+    return kExitDataLoss;
   }
   // Lines tests and scripts can wait for; "listening" comes last.
   std::printf("cohortd: metrics on port %d\n", (*dashboard_server)->port());

@@ -155,7 +155,8 @@ void ApplyLimits(const Config& config, grpc::ServerBuilder* builder) {
 
 absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
     Config config, MetricsRegistry* dashboard_metrics,
-    MetricsRegistry* operator_metrics) {
+    MetricsRegistry* operator_metrics,
+    const RocksDbStoreOptions& store_options) {
   std::unique_ptr<CohortdServer> server(new CohortdServer());
   server->config_ = std::move(config);
   // Wiring of the two registries (server/metrics/metrics.h, "Two
@@ -175,7 +176,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   ASSIGN_OR_RETURN(server->pseudonymizer_, Pseudonymizer::Create(key));
   LogInfo("server", "opening store in %s", cfg.data_dir);
   ASSIGN_OR_RETURN(server->store_,
-                   OpenRocksDbStore(cfg.data_dir, RocksDbStoreOptions()));
+                   OpenRocksDbStore(cfg.data_dir, store_options));
   // Session records of an older storage format are rewritten before
   // anything reads them (a no-op on a current store).
   RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
@@ -239,6 +240,8 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
                      " (address in use, or not a valid host:port)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  server->health_thread_ =
+      std::thread([s = server.get()] { s->WatchStoreHealth(); });
   server->publisher_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
@@ -285,6 +288,23 @@ void CohortdServer::PublishStoreStats() {
   }
 }
 
+void CohortdServer::WatchStoreHealth() {
+  bool serving = true;
+  do {
+    const absl::Status health = store_->Health();
+    if (health.ok() != serving) {
+      serving = health.ok();
+      grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
+      if (serving) {
+        LogInfo("server", "store writable again: health SERVING");
+      } else {
+        LogWarning("server", "health NOT_SERVING: %s", health.ToString());
+      }
+    }
+  } while (
+      !stop_health_.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+}
+
 // The ledger moves only with releases, so the budgets are public
 // (metrics.h).
 void CohortdServer::PublishBudgets() {
@@ -328,6 +348,8 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   LogInfo("server", "shutting down (grace %s)", absl::FormatDuration(grace));
+  stop_health_.Notify();
+  if (health_thread_.joinable()) health_thread_.join();
   if (grpc_server_ != nullptr) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     // Idle streams first, so that only batches in progress are waited for.

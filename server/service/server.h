@@ -25,6 +25,7 @@
 #include "server/service/ingest_service.h"
 #include "server/service/query_service.h"
 #include "server/service/rate_limiter.h"
+#include "server/storage/rocksdb_store.h"
 #include "server/storage/store.h"
 
 namespace cohortd {
@@ -41,13 +42,21 @@ class CohortdServer {
   // `dashboard_metrics` receives only series that depend on no record,
   // `operator_metrics` everything else (server/metrics/metrics.h, "Two
   // endpoints").
+  // `store_options` are the defaults in production; tests pass a
+  // fault-injecting file system through them.
+  // Health (grpc.health.v1, service ""): SERVING while the store accepts
+  // writes, NOT_SERVING while it is stopped by a background error such as
+  // a full disk (and back to SERVING once it has resumed), and during
+  // shutdown.
   // Errors: InvalidArgument for unreadable TLS files; FailedPrecondition
   // for a TLS key file that group or other may access, naming the file and
   // its mode; Unavailable when the address cannot be bound or the store
-  // cannot be opened; as LoadOrCreateKeyFile for key problems.
+  // cannot be opened; DataLoss when the store is damaged (the message names
+  // the file); as LoadOrCreateKeyFile for key problems.
   static absl::StatusOr<std::unique_ptr<CohortdServer>> Start(
       Config config, MetricsRegistry* dashboard_metrics,
-      MetricsRegistry* operator_metrics);
+      MetricsRegistry* operator_metrics,
+      const RocksDbStoreOptions& store_options = RocksDbStoreOptions());
 
   // Shuts down (as Shutdown with a 10 s grace) if still running.
   ~CohortdServer();
@@ -66,6 +75,8 @@ class CohortdServer {
   CohortdServer() = default;
   void PublishStoreStats();
   void PublishBudgets();
+  // Mirrors store_->Health() into the gRPC health service until stopped.
+  void WatchStoreHealth();
 
   Config config_;
   // Operator registry: record-derived series (the default for anything
@@ -92,6 +103,8 @@ class CohortdServer {
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
   absl::Notification stop_stats_;
   std::thread stats_thread_;
+  absl::Notification stop_health_;
+  std::thread health_thread_;
 };
 
 }  // namespace cohortd
