@@ -661,7 +661,7 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
       CheckMap(node, path,
                {"listen", "metrics_listen", "data_dir",
                 "pseudonymization_key_file", "max_batch_size", "tls",
-                "limits", "operator_metrics_listen",
+                "limits", "snapshot_every", "operator_metrics_listen",
                 "operator_metrics_require_token", "allow_plaintext"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
@@ -690,6 +690,17 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
   }
   if (Node n = Child(node, "tls"); Present(n)) {
     RETURN_IF_ERROR(ParseTls(n, Join(path, "tls"), &config->tls));
+  }
+  if (Node n = Child(node, "snapshot_every"); Present(n)) {
+    std::string text;
+    RETURN_IF_ERROR(ReadString(n, Join(path, "snapshot_every"), &text));
+    if (!absl::ParseDuration(text, &config->snapshot_every) ||
+        config->snapshot_every < absl::Seconds(1)) {
+      return Error(n, Join(path, "snapshot_every"),
+                   absl::StrFormat("\"%s\" is not a duration of at least 1s "
+                                   "(e.g. 15m, 1h, 24h)",
+                                   text));
+    }
   }
   if (Node n = Child(node, "limits"); Present(n)) {
     RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"),

@@ -16,6 +16,10 @@
 //   cost_rho                  ditto
 //   time_unix_seconds         int64, two's complement, big-endian
 //   time_nanos                int32, two's complement, big-endian
+// A cache-hit entry (kind AUDIT_CACHE_HIT: a stored release served again,
+// cost zero) continues with
+//   "cache_hit"               uint64 big-endian byte length, then the bytes
+// so a release entry hashes exactly as it always did.
 // Every variable-length field is length-prefixed, so no two distinct
 // entries encode to the same bytes; the same definition is in
 // docs/audit.md for anyone re-verifying an exported log.

@@ -180,16 +180,21 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   // Session records of an older storage format are rewritten before
   // anything reads them (a no-op on a current store).
   RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
-  // The index is built before the ingestor starts, with the index as its
-  // listener, so no commit is missed.
+  // The index is built before the ingestor starts, and sealed as the first
+  // snapshot (a start is a seal); the snapshot layer is the ingestor's
+  // listener (and its open-domain catalog: the index plus what awaits the
+  // next seal), so no commit is missed and none is seen before a seal.
   ASSIGN_OR_RETURN(server->index_,
                    ColumnarIndex::Build(cfg, server->store_.get(),
                                         ColumnarIndex::Options()));
+  ASSIGN_OR_RETURN(server->snapshots_,
+                   SnapshotIndex::Create(&cfg, server->index_.get(),
+                                         Clock::Real()));
   ASSIGN_OR_RETURN(server->ingestor_,
                    Ingestor::Create(&cfg, server->store_.get(),
                                     server->pseudonymizer_.get(), metrics,
-                                    server->index_.get(),
-                                    server->index_.get()));
+                                    server->snapshots_.get(),
+                                    server->snapshots_.get()));
   ASSIGN_OR_RETURN(server->journal_,
                    ReleaseJournal::Open(&cfg, server->store_.get(),
                                         Clock::Real()));
@@ -203,8 +208,8 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
           reinterpret_cast<const char*>(bounding_key.data()),
           bounding_key.size())));
   server->query_engine_ = std::make_unique<QueryEngine>(
-      &cfg, server->index_.get(), server->journal_.get(),
-      server->ingestor_.get(), std::move(bounding_hmac), metrics);
+      &cfg, server->snapshots_.get(), server->journal_.get(),
+      std::move(bounding_hmac), metrics);
   ASSIGN_OR_RETURN(server->publisher_,
                    Publisher::Create(&cfg, server->query_engine_.get(),
                                      dashboard, Clock::Real()));
@@ -220,6 +225,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   server->query_service_->set_rate_limiter(server->limiter_.get());
   server->admin_service_ = std::make_unique<AdminService>(
       server->auth_.get(), server->journal_.get(), dashboard);
+  server->admin_service_->set_snapshots(server->snapshots_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -242,6 +248,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   server->health_thread_ =
       std::thread([s = server.get()] { s->WatchStoreHealth(); });
+  server->snapshots_->Start();
   server->publisher_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
@@ -375,6 +382,7 @@ void CohortdServer::Shutdown(absl::Duration grace) {
     grpc_server_->Wait();
   }
   if (publisher_ != nullptr) publisher_->Stop();
+  if (snapshots_ != nullptr) snapshots_->Stop();
   if (ingestor_ != nullptr) ingestor_->Shutdown();
   stop_stats_.Notify();
   if (stats_thread_.joinable()) stats_thread_.join();
@@ -382,6 +390,7 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   query_engine_.reset();
   journal_.reset();
   ingestor_.reset();
+  snapshots_.reset();
   index_.reset();
   store_.reset();
   LogInfo("server", "stopped");

@@ -20,6 +20,7 @@
 #include "server/query/publisher.h"
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
+#include "server/query/snapshot.h"
 #include "server/service/auth.h"
 #include "server/service/call_tracker.h"
 #include "server/service/ingest_service.h"
@@ -86,6 +87,7 @@ class CohortdServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Pseudonymizer> pseudonymizer_;
   std::unique_ptr<ColumnarIndex> index_;
+  std::unique_ptr<SnapshotIndex> snapshots_;  // in front of index_
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<ReleaseJournal> journal_;
   std::unique_ptr<QueryEngine> query_engine_;

@@ -189,8 +189,16 @@ TEST(ConfigTest, OptionalServerKeysKeepDefaults) {
   EXPECT_EQ(config.listen_address, "127.0.0.1:7443");
   EXPECT_EQ(config.metrics_address, "127.0.0.1:9464");
   EXPECT_EQ(config.max_batch_size, 10000);
+  EXPECT_EQ(config.snapshot_every, absl::Hours(1));
   // Without a base_dir, relative paths stay relative to the working dir.
   EXPECT_EQ(config.data_dir, "data");
+}
+
+TEST(ConfigTest, SnapshotEveryIsADuration) {
+  YAML::Node c = YAML::Load(BaseYaml());
+  c["server"]["snapshot_every"] = "15m";
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(Emit(c), "t", ""));
+  EXPECT_EQ(config.snapshot_every, absl::Minutes(15));
 }
 
 TEST(ConfigTest, AcceptsPortZeroIpv6AndHostNames) {
@@ -395,6 +403,12 @@ std::vector<ErrorCase> ErrorCases() {
       {"BatchSizeNotInteger",
        [](YAML::Node c) { c["server"]["max_batch_size"] = "lots"; },
        "server.max_batch_size", "integer"},
+      {"SnapshotEveryNotADuration",
+       [](YAML::Node c) { c["server"]["snapshot_every"] = "hourly"; },
+       "server.snapshot_every", "\"hourly\" is not a duration of at least 1s"},
+      {"SnapshotEveryTooShort",
+       [](YAML::Node c) { c["server"]["snapshot_every"] = "500ms"; },
+       "server.snapshot_every", "at least 1s"},
       {"TlsWithoutCert",
        [](YAML::Node c) {
          c["server"]["tls"]["enabled"] = true;

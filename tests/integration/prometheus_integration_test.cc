@@ -165,6 +165,15 @@ class PrometheusIntegrationTest : public ::testing::Test {
     ASSERT_EQ(response.accepted(), 1200);
   }
 
+  // Seals a snapshot, so publications read what was pushed.
+  static void Seal(const ServerProcess& server) {
+    auto admin = cohortd::v1::Admin::NewStub(server.Channel());
+    cohortd::v1::SealSnapshotRequest request;
+    cohortd::v1::SealSnapshotResponse response;
+    auto context = AuthContext(server.tokens().admin);
+    ASSERT_TRUE(admin->SealSnapshot(context.get(), request, &response).ok());
+  }
+
   std::vector<pid_t> prometheus_pids_;
 };
 
@@ -181,6 +190,7 @@ TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
   ASSERT_GT(server.metrics_port(), 0);
   auto ingest = cohortd::v1::Ingest::NewStub(server.Channel());
   PushPopulation(ingest.get(), server.tokens().ingest);
+  Seal(server);
 
   const std::string metrics_url =
       absl::StrCat("http://127.0.0.1:", server.metrics_port(), "/metrics");

@@ -8,6 +8,7 @@ const std::vector<Command>& AllCommands() {
       DescribeCommand(), AuditCommand(), HealthCommand(),
       SimulateCommand(),
       ReportCommand(),
+      AdminCommand(),
   };
   return *kCommands;
 }

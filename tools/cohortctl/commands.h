@@ -62,6 +62,7 @@ Command AuditCommand();
 Command HealthCommand();
 Command SimulateCommand();
 Command ReportCommand();
+Command AdminCommand();  // admin seal
 
 // Every command, in the order `cohortctl --help` lists them.
 const std::vector<Command>& AllCommands();
