@@ -2,9 +2,11 @@
 //
 //   cohortd --config config/dev.yaml [--listen HOST:PORT]
 //           [--metrics-listen HOST:PORT] [--data-dir DIR]
+//   cohortd --config FILE [--data-dir DIR] --restore-from BACKUP_DIR
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -15,6 +17,7 @@
 #include "server/config/config.h"
 #include "server/metrics/prometheus_metrics.h"
 #include "server/service/server.h"
+#include "server/storage/rocksdb_store.h"
 
 namespace {
 
@@ -32,6 +35,11 @@ constexpr char kUsage[] =
     "  --data-dir DIR           store folder; overrides server.data_dir\n"
     "  --shutdown-grace SECONDS time in-flight calls get on SIGTERM "
     "(default 10)\n"
+    "  --restore-from DIR       restore the backup in DIR (Admin.Backup) "
+    "into the\n"
+    "                           data dir, which must be empty or absent, "
+    "and exit\n"
+    "                           (0 on success) without serving\n"
     "  --help                   this text\n"
     "\n"
     "SIGTERM or SIGINT stop the server gracefully: in-flight pushes finish\n"
@@ -43,6 +51,7 @@ struct Flags {
   std::string metrics_listen;
   std::string data_dir;
   double shutdown_grace_seconds = 10;
+  std::string restore_from;
 };
 
 // Accepts "--name value" and "--name=value". Returns false (after printing
@@ -74,6 +83,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->metrics_listen = value;
     } else if (arg == "--data-dir") {
       flags->data_dir = value;
+    } else if (arg == "--restore-from") {
+      flags->restore_from = value;
     } else if (arg == "--shutdown-grace") {
       char* end = nullptr;
       flags->shutdown_grace_seconds = std::strtod(value.c_str(), &end);
@@ -95,6 +106,32 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   return true;
 }
 
+// --restore-from: an offline restore into an empty data dir; the server
+// does not start. Returns the exit code.
+int Restore(const cohortd::Config& config, const std::string& backup_dir) {
+  absl::Status status =
+      cohortd::RestoreRocksDbStore(backup_dir, config.data_dir);
+  if (!status.ok()) {
+    std::fprintf(stderr, "cohortd: restore failed: %s\n",
+                 status.ToString().c_str());
+    return 1;
+  }
+  std::printf(
+      "cohortd: restored %s into %s\n"
+      "cohortd: the pseudonymisation key is not part of a backup; this "
+      "store needs the key it was written with at %s\n",
+      backup_dir.c_str(), config.data_dir.c_str(),
+      config.pseudonymization_key_file.c_str());
+  if (!std::filesystem::exists(config.pseudonymization_key_file)) {
+    std::fprintf(stderr,
+                 "cohortd: warning: %s does not exist; restore the key file "
+                 "kept with the backup there before starting (a new key "
+                 "would split every account in two)\n",
+                 config.pseudonymization_key_file.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +150,7 @@ int main(int argc, char** argv) {
     config->metrics_address = flags.metrics_listen;
   }
   if (!flags.data_dir.empty()) config->data_dir = flags.data_dir;
+  if (!flags.restore_from.empty()) return Restore(*config, flags.restore_from);
 
   // Block the stop signals in every thread (gRPC's and RocksDB's threads
   // inherit this mask) and wait for them here, so shutdown runs on the main

@@ -198,6 +198,11 @@ class Parser {
                             double* out);
   absl::Status ReadDelta(const Node& node, const std::string& path,
                          double* out);
+  // A duration: whole days as "400d", or absl's form ("36h", "90m",
+  // "1h30m", "30s"); "0" is zero. Must be 0 (when `zero_ok`) or >= `min`.
+  absl::Status ReadRetentionDuration(const Node& node, const std::string& path,
+                                     absl::Duration min, bool zero_ok,
+                                     absl::Duration* out);
   absl::Status ReadPath(const Node& node, const std::string& path,
                         std::string* out);
   absl::Status ReadAddress(const Node& node, const std::string& path,
@@ -280,6 +285,42 @@ absl::Status Parser::ReadString(const Node& node, const std::string& path,
                                 std::string* out) {
   if (!node.IsScalar()) return Error(node, path, "must be a string");
   *out = node.Scalar();
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ReadRetentionDuration(const Node& node,
+                                           const std::string& path,
+                                           absl::Duration min, bool zero_ok,
+                                           absl::Duration* out) {
+  const std::string hint =
+      absl::StrFormat("must be a duration such as 400d, 36h or 30m%s",
+                      zero_ok ? " (0: keep forever)" : "");
+  if (!node.IsScalar()) return Error(node, path, hint);
+  const std::string text = node.Scalar();
+  absl::Duration d;
+  int64_t days = 0;
+  if (text == "0") {
+    d = absl::ZeroDuration();
+  } else if (absl::EndsWith(text, "d") &&
+             absl::SimpleAtoi(
+                 absl::string_view(text).substr(0, text.size() - 1), &days) &&
+             days >= 0 && days <= 100 * 366) {
+    d = absl::Hours(24 * days);
+  } else if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration() ||
+             d == absl::InfiniteDuration()) {
+    return Error(node, path, absl::StrFormat("\"%s\" %s", text, hint));
+  }
+  if (d == absl::ZeroDuration() && zero_ok) {
+    *out = d;
+    return absl::OkStatus();
+  }
+  if (d < min) {
+    return Error(node, path,
+                 absl::StrFormat("\"%s\" is shorter than the minimum %s%s",
+                                 text, absl::FormatDuration(min),
+                                 zero_ok ? " (0: keep forever)" : ""));
+  }
+  *out = d;
   return absl::OkStatus();
 }
 
@@ -603,7 +644,7 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
       CheckMap(node, path,
                {"listen", "metrics_listen", "data_dir",
                 "pseudonymization_key_file", "max_batch_size", "tls",
-                "limits"}));
+                "limits", "retention_interval"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
         ReadAddress(n, Join(path, "listen"), &config->listen_address));
@@ -638,6 +679,11 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
   } else if (config->limits.ingest_burst > 0 &&
              config->limits.ingest_burst < config->max_batch_size) {
     config->limits.ingest_burst = config->max_batch_size;
+  }
+  if (Node n = Child(node, "retention_interval"); Present(n)) {
+    RETURN_IF_ERROR(ReadRetentionDuration(n, Join(path, "retention_interval"),
+                                          absl::Seconds(1), /*zero_ok=*/false,
+                                          &config->retention_interval));
   }
   return absl::OkStatus();
 }
@@ -862,9 +908,9 @@ absl::Status Parser::ParsePrincipals(const Node& node, const std::string& path,
 absl::Status Parser::ParseDataset(const Node& node, const std::string& list,
                                   size_t index, DatasetSpec* dataset) {
   std::string path = ItemPath(list, index, "");
-  RETURN_IF_ERROR(
-      CheckMap(node, path,
-               {"name", "description", "dimensions", "measures", "privacy"}));
+  RETURN_IF_ERROR(CheckMap(node, path,
+                           {"name", "description", "dimensions", "measures",
+                            "privacy", "retention"}));
   Node n;
   RETURN_IF_ERROR(Required(node, "name", path, &n));
   RETURN_IF_ERROR(ReadString(n, Join(path, "name"), &dataset->name));
@@ -918,6 +964,14 @@ absl::Status Parser::ParseDataset(const Node& node, const std::string& list,
                                    measure.name));
     }
     dataset->measures.push_back(std::move(measure));
+  }
+
+  if (Node r = Child(node, "retention"); Present(r)) {
+    // Under a day is almost surely a unit mistake ("400" meant as days),
+    // and deletions cannot be undone.
+    RETURN_IF_ERROR(ReadRetentionDuration(r, Join(path, "retention"),
+                                          absl::Hours(24), /*zero_ok=*/true,
+                                          &dataset->retention));
   }
 
   Node privacy;

@@ -52,6 +52,14 @@ std::string AuditHashInput(const internal::StoredAuditEntry& entry) {
   AppendDouble(entry.cost_rho(), &in);
   AppendUint64(static_cast<uint64_t>(entry.time_unix_seconds()), &in);
   AppendUint32(static_cast<uint32_t>(entry.time_nanos()), &in);
+  if (entry.has_erasure()) {
+    // A tagged extension after the fixed layout: the base encoding is
+    // self-delimiting, so trailing bytes cannot be confused with it.
+    AppendBytes("erasure", &in);
+    AppendBytes(entry.erasure().reason(), &in);
+    AppendUint64(static_cast<uint64_t>(entry.erasure().sessions_deleted()),
+                 &in);
+  }
   return in;
 }
 

@@ -16,6 +16,11 @@
 //   cost_rho                  ditto
 //   time_unix_seconds         int64, two's complement, big-endian
 //   time_nanos                int32, two's complement, big-endian
+// An erasure entry (entry.has_erasure()) continues with
+//   "erasure"                 uint64 big-endian byte length, then the bytes
+//   erasure.reason            ditto
+//   erasure.sessions_deleted  int64, two's complement, big-endian
+// so a release entry hashes exactly as it always did.
 // Every variable-length field is length-prefixed, so no two distinct
 // entries encode to the same bytes; the same definition is in
 // docs/audit.md for anyone re-verifying an exported log.

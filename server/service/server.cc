@@ -144,8 +144,23 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
       &cfg, server->auth_.get(), server->query_engine_.get(),
       server->journal_.get(), metrics);
   server->query_service_->set_rate_limiter(server->limiter_.get());
+  // Deletions (erasure, retention) are audited in the same write that
+  // deletes: the journal appends its entry to the ingestor's batch.
+  ErasureAuditor auditor =
+      [journal = server->journal_.get()](
+          const std::string& principal, const std::string& dataset,
+          absl::string_view reason, int64_t sessions, WriteBatch* batch,
+          const std::function<absl::Status()>& write) {
+        return journal->CommitErasure(principal, dataset, reason, sessions,
+                                      batch, write);
+      };
+  server->eraser_ = std::make_unique<AccountEraser>(
+      &cfg, server->ingestor_.get(), server->pseudonymizer_.get(), auditor);
+  server->retention_ = std::make_unique<RetentionJob>(
+      &cfg, server->ingestor_.get(), Clock::Real(), auditor);
   server->admin_service_ = std::make_unique<AdminService>(
-      server->auth_.get(), server->journal_.get(), metrics);
+      server->auth_.get(), server->journal_.get(), metrics,
+      server->store_.get(), server->eraser_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -167,6 +182,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   server->publisher_->Start();
+  server->retention_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
       s->PublishStoreStats();
@@ -278,10 +294,13 @@ void CohortdServer::Shutdown(absl::Duration grace) {
     grpc_server_->Wait();
   }
   if (publisher_ != nullptr) publisher_->Stop();
+  if (retention_ != nullptr) retention_->Stop();
   if (ingestor_ != nullptr) ingestor_->Shutdown();
   stop_stats_.Notify();
   if (stats_thread_.joinable()) stats_thread_.join();
   publisher_.reset();
+  retention_.reset();
+  eraser_.reset();
   query_engine_.reset();
   journal_.reset();
   ingestor_.reset();

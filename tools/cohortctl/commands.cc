@@ -4,10 +4,10 @@ namespace cohortd::cohortctl {
 
 const std::vector<Command>& AllCommands() {
   static const auto* const kCommands = new std::vector<Command>{
-      PushCommand(),     QueryCommand(), BudgetCommand(),
-      DescribeCommand(), AuditCommand(), HealthCommand(),
-      SimulateCommand(),
-      ReportCommand(),
+      PushCommand(),        QueryCommand(),  BudgetCommand(),
+      DescribeCommand(),    AuditCommand(),  HealthCommand(),
+      SimulateCommand(),    ReportCommand(), AdminDeleteAccountCommand(),
+      AdminBackupCommand(),
   };
   return *kCommands;
 }

@@ -62,6 +62,9 @@ Command AuditCommand();
 Command HealthCommand();
 Command SimulateCommand();
 Command ReportCommand();
+// Two-word names: `cohortctl admin delete-account`, `cohortctl admin backup`.
+Command AdminDeleteAccountCommand();
+Command AdminBackupCommand();
 
 // Every command, in the order `cohortctl --help` lists them.
 const std::vector<Command>& AllCommands();
