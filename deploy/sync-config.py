@@ -29,11 +29,20 @@ COMPOSE_HEAD = """\
 #
 # Inside the container cohortd listens on all interfaces so that compose can
 # publish its ports; compose.yaml publishes them on the host's 127.0.0.1
-# only, which is why TLS is off here. Before exposing the port beyond this
-# host, enable server.tls as in config/cohortd.yaml.
+# only, which is why TLS is off here and allow_plaintext says so. Before
+# exposing the port beyond this host, enable server.tls as in
+# config/cohortd.yaml and drop allow_plaintext.
 server:
   listen: 0.0.0.0:7443
+  # The dashboards' endpoint (no record-derived series), for the compose
+  # service `prometheus`.
   metrics_listen: 0.0.0.0:9464
+  # The operators' endpoint stays on loopback: the compose service
+  # `prometheus-operator` shares cohortd's network namespace and scrapes it
+  # there, without a token; nothing else on the compose network reaches it.
+  operator_metrics_listen: 127.0.0.1:9465
+  # gRPC without TLS on 0.0.0.0 (see above): published on 127.0.0.1 only.
+  allow_plaintext: true
   # The volume cohortd-data: the store and the pseudonymisation key, which
   # cohortd creates on first start (mode 0600). Back them up together.
   data_dir: /var/lib/cohortd/store
@@ -63,7 +72,16 @@ K8S_HEAD = """\
 # `cohortctl --tls-ca ... --target 127.0.0.1:7443 health`.
 server:
   listen: 0.0.0.0:7443
+  # The dashboards' endpoint (no record-derived series): the pod's
+  # prometheus.io annotations point here.
   metrics_listen: 0.0.0.0:9464
+  # The operators' endpoint (record-derived series): off loopback, so every
+  # scrape needs an admin bearer token (operator_metrics_require_token is
+  # true by default here); see service.yaml for the operator scrape job.
+  operator_metrics_listen: 0.0.0.0:9465
+  # Plaintext gRPC and operator token inside the pod network (see above):
+  # put a TLS-terminating mesh in front of anything beyond it.
+  allow_plaintext: true
   # The PersistentVolume of the StatefulSet's volumeClaimTemplate.
   data_dir: /var/lib/cohortd/store
   # Copied from the Secret with mode 0600 by the init container (a Secret

@@ -1,8 +1,12 @@
 // cohortd: flags, config, wiring, signals; nothing else (STYLE.md).
 //
 //   cohortd --config config/dev.yaml [--listen HOST:PORT]
-//           [--metrics-listen HOST:PORT] [--data-dir DIR]
+//           [--metrics-listen HOST:PORT] [--operator-metrics-listen HOST:PORT]
+//           [--data-dir DIR]
+//   cohortd --verify --config FILE [--data-dir DIR]
 //   cohortd --config FILE [--data-dir DIR] --restore-from BACKUP_DIR
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -10,14 +14,22 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/config/config.h"
+#include "server/metrics/metrics_http_server.h"
 #include "server/metrics/prometheus_metrics.h"
+#include "server/service/auth.h"
 #include "server/service/server.h"
+#include "server/service/store_verifier.h"
 #include "server/storage/rocksdb_store.h"
+
+#ifndef COHORTD_VERSION
+#error "COHORTD_VERSION must be the project version"
+#endif
 
 namespace {
 
@@ -30,8 +42,11 @@ constexpr char kUsage[] =
     "  --config FILE            YAML config (see config/cohortd.yaml)\n"
     "  --listen HOST:PORT       gRPC address; overrides server.listen\n"
     "  --metrics-listen HOST:PORT\n"
-    "                           /metrics address; overrides "
+    "                           dashboards' /metrics address; overrides "
     "server.metrics_listen\n"
+    "  --operator-metrics-listen HOST:PORT\n"
+    "                           operators' /metrics address; overrides\n"
+    "                           server.operator_metrics_listen\n"
     "  --data-dir DIR           store folder; overrides server.data_dir\n"
     "  --shutdown-grace SECONDS time in-flight calls get on SIGTERM "
     "(default 10)\n"
@@ -40,18 +55,32 @@ constexpr char kUsage[] =
     "                           data dir, which must be empty or absent, "
     "and exit\n"
     "                           (0 on success) without serving\n"
+    "  --verify                 check the store offline and exit: replays\n"
+    "                           the WAL, verifies every SST block checksum,\n"
+    "                           reads every key and parses every record;\n"
+    "                           prints what it checked (opens read-only)\n"
     "  --help                   this text\n"
     "\n"
     "SIGTERM or SIGINT stop the server gracefully: in-flight pushes finish\n"
-    "and are committed before it exits.\n";
+    "and are committed before it exits.\n"
+    "\n"
+    "exit status: 0 stopped cleanly (--verify: store intact); 1 cannot\n"
+    "start or check (e.g. address in use, store locked); 2 bad flags or\n"
+    "config; 3 the store is damaged (DATA_LOSS naming the file): cohortd\n"
+    "refuses to start on it; see docs/storage.md.\n";
+
+// Exit status when the store is damaged (DATA_LOSS), at start or --verify.
+constexpr int kExitDataLoss = 3;
 
 struct Flags {
   std::string config;
   std::string listen;
   std::string metrics_listen;
+  std::string operator_metrics_listen;
   std::string data_dir;
   double shutdown_grace_seconds = 10;
   std::string restore_from;
+  bool verify = false;
 };
 
 // Accepts "--name value" and "--name=value". Returns false (after printing
@@ -62,6 +91,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (arg == "--verify") {
+      flags->verify = true;
+      continue;
     }
     std::string value;
     const size_t eq = arg.find('=');
@@ -81,6 +114,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->listen = value;
     } else if (arg == "--metrics-listen") {
       flags->metrics_listen = value;
+    } else if (arg == "--operator-metrics-listen") {
+      flags->operator_metrics_listen = value;
     } else if (arg == "--data-dir") {
       flags->data_dir = value;
     } else if (arg == "--restore-from") {
@@ -94,8 +129,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
         return false;
       }
     } else {
-      std::fprintf(stderr, "cohortd: unknown flag %s\n%s", arg.c_str(),
-                   kUsage);
+      std::fprintf(stderr, "cohortd: unknown flag %s\n%s", arg.c_str(), kUsage);
       return false;
     }
   }
@@ -135,6 +169,9 @@ int Restore(const cohortd::Config& config, const std::string& backup_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything cohortd creates (store files, the key, backups) is its
+  // user's alone: files 0600, folders 0700.
+  umask(077);
   Flags flags;
   if (!ParseFlags(argc, argv, &flags)) return 2;
 
@@ -149,8 +186,26 @@ int main(int argc, char** argv) {
   if (!flags.metrics_listen.empty()) {
     config->metrics_address = flags.metrics_listen;
   }
+  if (!flags.operator_metrics_listen.empty()) {
+    config->operator_metrics_address = flags.operator_metrics_listen;
+  }
   if (!flags.data_dir.empty()) config->data_dir = flags.data_dir;
   if (!flags.restore_from.empty()) return Restore(*config, flags.restore_from);
+  if (absl::Status exposure = cohortd::CheckServerExposure(*config);
+      !exposure.ok()) {
+    std::fprintf(stderr, "cohortd: invalid config: %s\n",
+                 std::string(exposure.message()).c_str());
+    return 2;
+  }
+
+  if (flags.verify) {
+    const absl::Status verified = cohortd::VerifyStoreOffline(*config, stdout);
+    std::fflush(stdout);
+    if (verified.ok()) return 0;
+    std::fprintf(stderr, "cohortd: verify failed: %s\n",
+                 verified.ToString().c_str());
+    return absl::IsDataLoss(verified) ? kExitDataLoss : 1;
+  }
 
   // Block the stop signals in every thread (gRPC's and RocksDB's threads
   // inherit this mask) and wait for them here, so shutdown runs on the main
@@ -161,23 +216,70 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto metrics = cohortd::PrometheusMetrics::Create(config->metrics_address);
-  if (!metrics.ok()) {
-    std::fprintf(stderr, "cohortd: %s\n", metrics.status().ToString().c_str());
+  // Two registries on two addresses (server/metrics/metrics.h, "Two
+  // endpoints"). Declared before the servers that use them, so they are
+  // destroyed after.
+  std::unique_ptr<cohortd::PrometheusMetrics> dashboard_metrics =
+      cohortd::PrometheusMetrics::Create();
+  std::unique_ptr<cohortd::PrometheusMetrics> operator_metrics =
+      cohortd::PrometheusMetrics::Create();
+  dashboard_metrics
+      ->GetGauge("cohortd_build_info", "Always 1; the version is a label.",
+                 {{"version", COHORTD_VERSION}})
+      ->Set(1);
+  dashboard_metrics
+      ->GetGauge("cohortd_start_time_seconds",
+                 "When this cohortd process started (Unix seconds).", {})
+      ->Set(absl::ToUnixSeconds(absl::Now()));
+
+  // The operator endpoint checks admin tokens against its own copy of the
+  // principals (CohortdServer owns the config it is given).
+  const cohortd::Config auth_config = *config;
+  const cohortd::Authenticator operator_auth(auth_config);
+  cohortd::MetricsHttpServer::Options operator_options;
+  operator_options.listen_address = config->operator_metrics_address;
+  if (cohortd::OperatorMetricsRequireToken(*config)) {
+    operator_options.authorize = [&operator_auth](absl::string_view header) {
+      return operator_auth.Authorize(header, {cohortd::Role::kAdmin}).status();
+    };
+  }
+  auto dashboard_server = cohortd::MetricsHttpServer::Start(
+      dashboard_metrics.get(), {config->metrics_address, nullptr});
+  if (!dashboard_server.ok()) {
+    std::fprintf(stderr, "cohortd: %s\n",
+                 dashboard_server.status().ToString().c_str());
     return 1;
   }
-  cohortd::LogInfo("main", "metrics on http://%s/metrics (port %d)",
-                   config->metrics_address, (*metrics)->port());
+  auto operator_server = cohortd::MetricsHttpServer::Start(
+      operator_metrics.get(), std::move(operator_options));
+  if (!operator_server.ok()) {
+    std::fprintf(stderr, "cohortd: %s\n",
+                 operator_server.status().ToString().c_str());
+    return 1;
+  }
+  cohortd::LogInfo("main", "dashboard metrics on http://%s/metrics (port %d)",
+                   config->metrics_address, (*dashboard_server)->port());
+  cohortd::LogInfo(
+      "main", "operator metrics on http://%s/metrics (port %d, %s)",
+      config->operator_metrics_address, (*operator_server)->port(),
+      cohortd::OperatorMetricsRequireToken(*config) ? "admin token required"
+                                                    : "no token: loopback");
 
-  auto server =
-      cohortd::CohortdServer::Start(*std::move(config), metrics->get());
+  auto server = cohortd::CohortdServer::Start(
+      *std::move(config), dashboard_metrics.get(), operator_metrics.get());
   if (!server.ok()) {
     std::fprintf(stderr, "cohortd: cannot start: %s\n",
                  server.status().ToString().c_str());
-    return 1;
+    if (!absl::IsDataLoss(server.status())) return 1;
+    std::fprintf(stderr,
+                 "cohortd: the store is damaged and was left as it is; "
+                 "`cohortd --verify` checks it (docs/storage.md)\n");
+    return kExitDataLoss;
   }
   // Lines tests and scripts can wait for; "listening" comes last.
-  std::printf("cohortd: metrics on port %d\n", (*metrics)->port());
+  std::printf("cohortd: metrics on port %d\n", (*dashboard_server)->port());
+  std::printf("cohortd: operator metrics on port %d\n",
+              (*operator_server)->port());
   std::printf("cohortd: listening on port %d\n", (*server)->port());
   std::fflush(stdout);
 
@@ -185,5 +287,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal);
   cohortd::LogInfo("main", "received %s", strsignal(signal));
   (*server)->Shutdown(absl::Seconds(flags.shutdown_grace_seconds));
+  (*operator_server)->Stop();
+  (*dashboard_server)->Stop();
   return 0;
 }

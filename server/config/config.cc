@@ -1,7 +1,9 @@
 #include "server/config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,6 +44,58 @@ constexpr int64_t kMaxK = 1000000;
 constexpr int64_t kMaxOpenDomainLength = 1024;
 constexpr size_t kMaxLabelValueLength = 256;
 constexpr size_t kMaxNameLength = 64;
+
+// The first rule of CheckServerExposure that `config` breaks: the key
+// under `server` it is about, and why. False when none.
+bool FindExposureProblem(const Config& config, std::string* key,
+                         std::string* problem) {
+  const bool listen_loopback = IsLoopbackAddress(config.listen_address);
+  const bool operator_loopback =
+      IsLoopbackAddress(config.operator_metrics_address);
+  if (!config.tls.enabled && !listen_loopback && !config.allow_plaintext) {
+    *key = "listen";
+    *problem = absl::StrFormat(
+        "%s is not a loopback address and tls.enabled is false, so bearer "
+        "tokens and records would cross the network in plaintext: enable "
+        "server.tls, bind to loopback, or set server.allow_plaintext: true "
+        "when a TLS-terminating proxy or a private network protects it",
+        config.listen_address);
+    return true;
+  }
+  if (!operator_loopback && config.operator_metrics_require_token.has_value() &&
+      !*config.operator_metrics_require_token) {
+    *key = "operator_metrics_require_token";
+    *problem = absl::StrFormat(
+        "cannot be false while operator_metrics_listen (%s) is not a "
+        "loopback address: its series derive from records, so scrapes "
+        "from the network must carry an admin token",
+        config.operator_metrics_address);
+    return true;
+  }
+  if (!operator_loopback && !config.allow_plaintext) {
+    *key = "operator_metrics_listen";
+    *problem = absl::StrFormat(
+        "%s is not a loopback address: scrapes there need an admin bearer "
+        "token, which would cross the network over plain HTTP; bind it to "
+        "loopback (e.g. 127.0.0.1:9465), or set server.allow_plaintext: "
+        "true when a private network protects it",
+        config.operator_metrics_address);
+    return true;
+  }
+  const std::pair<const char*, const std::string*> others[] = {
+      {"listen", &config.listen_address},
+      {"metrics_listen", &config.metrics_address}};
+  for (const auto& [other, address] : others) {
+    if (*address == config.operator_metrics_address &&
+        !absl::EndsWith(*address, ":0")) {
+      *key = "operator_metrics_listen";
+      *problem = absl::StrFormat("must differ from server.%s (both %s)", other,
+                                 *address);
+      return true;
+    }
+  }
+  return false;
+}
 
 std::string Join(const std::string& path, absl::string_view key) {
   return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
@@ -223,6 +277,10 @@ class Parser {
   // A finite number >= 0.
   absl::Status ReadNonNegative(const Node& node, const std::string& path,
                                double* out);
+  // server.operator_metrics_listen, operator_metrics_require_token,
+  // allow_plaintext, and the rules across them (CheckServerExposure).
+  absl::Status ParseExposure(const Node& node, const std::string& path,
+                             Config* config);
   absl::Status ParsePrincipals(const Node& node, const std::string& path,
                                std::vector<Principal>* out);
   absl::Status ParseDataset(const Node& node, const std::string& path,
@@ -418,10 +476,9 @@ absl::Status Parser::ReadAddress(const Node& node, const std::string& path,
 
 absl::Status Parser::ParseConfig(const Node& root, Config* config) {
   if (!Present(root)) return Error(root, "(top level)", "the config is empty");
-  RETURN_IF_ERROR(CheckMap(
-      root, "",
-      {"server", "principals", "principals_file", "datasets", "publications",
-       "ingest"}));
+  RETURN_IF_ERROR(CheckMap(root, "",
+                           {"server", "principals", "principals_file",
+                            "datasets", "publications", "ingest"}));
   Node server;
   RETURN_IF_ERROR(Required(root, "server", "", &server));
   RETURN_IF_ERROR(ParseServer(server, "server", config));
@@ -511,9 +568,9 @@ absl::Status Parser::ParsePublications(const Node& node, Config* config) {
   for (size_t i = 0; i < node.size(); ++i) {
     const Node& item = node[i];
     std::string path = ItemPath("publications", i, "");
-    RETURN_IF_ERROR(CheckMap(item, path,
-                             {"name", "dataset", "request", "every", "months",
-                              "budget"}));
+    RETURN_IF_ERROR(
+        CheckMap(item, path,
+                 {"name", "dataset", "request", "every", "months", "budget"}));
     PublicationSpec pub;
     Node n;
     RETURN_IF_ERROR(Required(item, "name", path, &n));
@@ -640,11 +697,12 @@ absl::Status Parser::ParsePrincipalsFile(const Node& root,
 
 absl::Status Parser::ParseServer(const Node& node, const std::string& path,
                                  Config* config) {
-  RETURN_IF_ERROR(
-      CheckMap(node, path,
-               {"listen", "metrics_listen", "data_dir",
-                "pseudonymization_key_file", "max_batch_size", "tls",
-                "limits", "retention_interval"}));
+  RETURN_IF_ERROR(CheckMap(
+      node, path,
+      {"listen", "metrics_listen", "data_dir", "pseudonymization_key_file",
+       "max_batch_size", "tls", "limits", "snapshot_every",
+       "operator_metrics_listen", "operator_metrics_require_token",
+       "allow_plaintext", "retention_interval"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
         ReadAddress(n, Join(path, "listen"), &config->listen_address));
@@ -673,9 +731,20 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
   if (Node n = Child(node, "tls"); Present(n)) {
     RETURN_IF_ERROR(ParseTls(n, Join(path, "tls"), &config->tls));
   }
+  if (Node n = Child(node, "snapshot_every"); Present(n)) {
+    std::string text;
+    RETURN_IF_ERROR(ReadString(n, Join(path, "snapshot_every"), &text));
+    if (!absl::ParseDuration(text, &config->snapshot_every) ||
+        config->snapshot_every < absl::Seconds(1)) {
+      return Error(n, Join(path, "snapshot_every"),
+                   absl::StrFormat("\"%s\" is not a duration of at least 1s "
+                                   "(e.g. 15m, 1h, 24h)",
+                                   text));
+    }
+  }
   if (Node n = Child(node, "limits"); Present(n)) {
-    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"),
-                                config->max_batch_size, &config->limits));
+    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"), config->max_batch_size,
+                                &config->limits));
   } else if (config->limits.ingest_burst > 0 &&
              config->limits.ingest_burst < config->max_batch_size) {
     config->limits.ingest_burst = config->max_batch_size;
@@ -685,6 +754,7 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
                                           absl::Seconds(1), /*zero_ok=*/false,
                                           &config->retention_interval));
   }
+  RETURN_IF_ERROR(ParseExposure(node, path, config));
   return absl::OkStatus();
 }
 
@@ -786,6 +856,31 @@ absl::Status Parser::ParseLimits(const Node& node, const std::string& path,
     return Error(node, Join(path, "query_burst"),
                  absl::StrFormat("must be >= 1 when query_rate is set; got %g",
                                  limits->query_burst));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseExposure(const Node& node, const std::string& path,
+                                   Config* config) {
+  if (Node n = Child(node, "operator_metrics_listen"); Present(n)) {
+    RETURN_IF_ERROR(ReadAddress(n, Join(path, "operator_metrics_listen"),
+                                &config->operator_metrics_address));
+  }
+  if (Node n = Child(node, "operator_metrics_require_token"); Present(n)) {
+    bool require = false;
+    RETURN_IF_ERROR(
+        ReadBool(n, Join(path, "operator_metrics_require_token"), &require));
+    config->operator_metrics_require_token = require;
+  }
+  if (Node n = Child(node, "allow_plaintext"); Present(n)) {
+    RETURN_IF_ERROR(
+        ReadBool(n, Join(path, "allow_plaintext"), &config->allow_plaintext));
+  }
+  std::string key;
+  std::string problem;
+  if (FindExposureProblem(*config, &key, &problem)) {
+    Node at = Child(node, key);
+    return Error(Present(at) ? at : node, Join(path, key), problem);
   }
   return absl::OkStatus();
 }
@@ -1237,6 +1332,35 @@ const DatasetSpec* Config::FindDataset(absl::string_view name) const {
     if (d.name == name) return &d;
   }
   return nullptr;
+}
+
+bool IsLoopbackAddress(absl::string_view host_port) {
+  absl::string_view host = host_port.substr(0, host_port.rfind(':'));
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  if (absl::AsciiStrToLower(host) == "localhost") return true;
+  const std::string text(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6;
+  return inet_pton(AF_INET6, text.c_str(), &v6) == 1 &&
+         IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+bool OperatorMetricsRequireToken(const Config& config) {
+  return config.operator_metrics_require_token.value_or(
+      !IsLoopbackAddress(config.operator_metrics_address));
+}
+
+absl::Status CheckServerExposure(const Config& config) {
+  std::string key;
+  std::string problem;
+  if (FindExposureProblem(config, &key, &problem)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server.", key, ": ", problem));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text,

@@ -189,9 +189,24 @@ struct Config {
   // 32 random bytes; created with mode 0600 on first start if absent.
   std::string pseudonymization_key_file;
   int max_batch_size = 10000;  // observations per PushRequest
+  // Queries read sealed snapshots (server/query/snapshot.h): every dataset
+  // is sealed at each multiple of this period since the Unix epoch, besides
+  // Admin.SealSnapshot and every start. >= 1s.
+  absl::Duration snapshot_every = absl::Hours(1);
   TlsSpec tls;
   IngestCaps ingest;
   LimitsSpec limits;
+  // Exposure (issue 9; server/metrics/metrics.h, "Two endpoints").
+  // The record-derived operational series; loopback by default.
+  std::string operator_metrics_address = "127.0.0.1:9465";
+  // Whether an operator scrape must carry `authorization: Bearer <token>`
+  // of an admin. Unset: exactly when operator_metrics_address is not
+  // loopback (see OperatorMetricsRequireToken).
+  std::optional<bool> operator_metrics_require_token;
+  // Allows gRPC without TLS, and the operator token over plain HTTP, on a
+  // non-loopback address (a TLS-terminating proxy or a private network is
+  // then the operator's promise).
+  bool allow_plaintext = false;
   std::vector<Principal> principals;
   std::vector<DatasetSpec> datasets;
   std::vector<PublicationSpec> publications;
@@ -206,6 +221,23 @@ struct Config {
 // The largest gRPC message the server accepts: max_batch_size *
 // limits.observation_bytes + 64 KiB (for the request envelope).
 int64_t MaxReceiveMessageBytes(const Config& config);
+
+// Whether `host_port` ("host:port", "[v6]:port") binds only loopback:
+// "localhost", an IPv4 address in 127.0.0.0/8, or ::1. A wildcard or any
+// other name is not.
+bool IsLoopbackAddress(absl::string_view host_port);
+
+// Whether operator scrapes need an admin token: the configured value, or
+// (unset) whether the operator address is not loopback.
+bool OperatorMetricsRequireToken(const Config& config);
+
+// The address rules that depend on several keys, checked by ParseConfig
+// and again by main.cc after flags override addresses: gRPC without TLS on
+// a non-loopback address needs allow_plaintext; the operator endpoint off
+// loopback needs a token (require_token cannot be false there) and, since
+// it is plain HTTP, allow_plaintext; the three addresses differ.
+// Errors: InvalidArgument naming the key, e.g. "server.listen: ...".
+absl::Status CheckServerExposure(const Config& config);
 
 // Parses and validates a YAML config. `origin` names the text in error
 // messages and `base_dir` resolves relative paths ("" = working directory).

@@ -6,6 +6,32 @@
 // Labels carry only bounded, non-sensitive values (RPC method, status code,
 // reason class, principal name, dataset name): never an account, a session
 // or a cohort value.
+//
+// Two endpoints (API.md, "Metrics, revised"). A running cohortd has two
+// registries, each served on its own address, and a module reports only
+// into the registry it is handed; no module chooses.
+//
+//   dashboard registry  -> server.metrics_listen (dashboards: untrusted,
+//                          like analysts, DOMAIN.md)
+//   operator registry   -> server.operator_metrics_listen (loopback by
+//                          default; an admin bearer token otherwise)
+//
+// THE RULE: a series may go into the dashboard registry only if its value
+// is a function of public facts: the config, the clock, the build, the
+// calls of query and admin principals (their counts, codes and latencies),
+// the privacy ledger, and differentially private releases. Two datasets
+// that differ in one account's records must give byte-identical dashboard
+// scrapes (tests/integration/metrics_split_test.cc checks this on the real
+// binary). Anything that counts, sizes or times records (ingest calls and
+// their outcomes, rejections, index and store size, commit latency, query
+// execution time, the release cache, resident memory, rate limits, storage
+// backends) goes into the operator registry.
+//
+// CohortdServer (server/service/server.h) wires them: the ingestor, index,
+// query engine, store statistics and ingest service get only the operator
+// registry; the query and admin services, the publisher and the budget
+// gauges get the dashboard registry. Its member `metrics_` is the operator
+// registry, so a series added without thought lands on the protected side.
 #ifndef COHORTD_SERVER_METRICS_METRICS_H_
 #define COHORTD_SERVER_METRICS_METRICS_H_
 

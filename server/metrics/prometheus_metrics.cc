@@ -1,20 +1,17 @@
 #include "server/metrics/prometheus_metrics.h"
 
-#include <exception>
 #include <map>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
 
 namespace cohortd {
 namespace {
@@ -49,13 +46,13 @@ class PromHistogram : public Histogram {
 
 class PrometheusMetricsImpl : public PrometheusMetrics {
  public:
-  PrometheusMetricsImpl(std::unique_ptr<prometheus::Exposer> exposer,
-                        std::shared_ptr<prometheus::Registry> registry)
-      : exposer_(std::move(exposer)), registry_(std::move(registry)) {}
+  PrometheusMetricsImpl()
+      : registry_(std::make_shared<prometheus::Registry>()) {}
 
-  int port() const override {
-    auto ports = exposer_->GetListeningPorts();
-    return ports.empty() ? 0 : ports.front();
+  std::string Exposition() const override {
+    // The registry locks its families itself; mu_ only guards the maps
+    // below, which Collect does not read.
+    return prometheus::TextSerializer().Serialize(registry_->Collect());
   }
 
   Counter* GetCounter(absl::string_view name, absl::string_view help,
@@ -120,8 +117,8 @@ class PrometheusMetricsImpl : public PrometheusMetrics {
   }
 
  private:
-  prometheus::Family<prometheus::Counter>& CounterFamily(
-      absl::string_view name, absl::string_view help)
+  prometheus::Family<prometheus::Counter>& CounterFamily(absl::string_view name,
+                                                         absl::string_view help)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = counter_families_.find(std::string(name));
     if (it == counter_families_.end()) {
@@ -135,13 +132,12 @@ class PrometheusMetricsImpl : public PrometheusMetrics {
   }
 
   using Key = std::pair<std::string, MetricLabels>;
-  std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<prometheus::Registry> registry_;
   absl::Mutex mu_;
   std::map<std::string, prometheus::Family<prometheus::Counter>*>
       counter_families_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, prometheus::Family<prometheus::Gauge>*>
-      gauge_families_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauge_families_
+      ABSL_GUARDED_BY(mu_);
   std::map<std::string, prometheus::Family<prometheus::Histogram>*>
       histogram_families_ ABSL_GUARDED_BY(mu_);
   std::map<Key, std::unique_ptr<PromCounter>> counters_ ABSL_GUARDED_BY(mu_);
@@ -154,21 +150,8 @@ class PrometheusMetricsImpl : public PrometheusMetrics {
 
 PrometheusMetrics::~PrometheusMetrics() = default;
 
-absl::StatusOr<std::unique_ptr<PrometheusMetrics>> PrometheusMetrics::Create(
-    const std::string& listen_address) {
-  std::unique_ptr<prometheus::Exposer> exposer;
-  // civetweb reports a failed bind by throwing; keep that inside this
-  // module.
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(listen_address);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", listen_address, ": ", e.what()));
-  }
-  auto registry = std::make_shared<prometheus::Registry>();
-  exposer->RegisterCollectable(registry);
-  return std::unique_ptr<PrometheusMetrics>(
-      new PrometheusMetricsImpl(std::move(exposer), std::move(registry)));
+std::unique_ptr<PrometheusMetrics> PrometheusMetrics::Create() {
+  return std::make_unique<PrometheusMetricsImpl>();
 }
 
 }  // namespace cohortd

@@ -1,27 +1,28 @@
-// The Prometheus MetricsRegistry, served on its own HTTP address at
-// /metrics (prometheus-cpp's pull Exposer).
+// The Prometheus MetricsRegistry: keeps its series in a prometheus-cpp
+// registry and renders them in the text exposition format. It serves
+// nothing itself; MetricsHttpServer (metrics_http_server.h) puts one
+// registry on one address, so each endpoint shows exactly the series of
+// the registry it was given (metrics.h: "Two endpoints").
 #ifndef COHORTD_SERVER_METRICS_PROMETHEUS_METRICS_H_
 #define COHORTD_SERVER_METRICS_PROMETHEUS_METRICS_H_
 
 #include <memory>
 #include <string>
 
-#include "absl/status/statusor.h"
 #include "server/metrics/metrics.h"
 
 namespace cohortd {
 
 class PrometheusMetrics : public MetricsRegistry {
  public:
-  // Starts serving /metrics on `listen_address` ("host:port"; port 0 picks
-  // a free one, see port()). Errors: Unavailable when the address cannot be
-  // bound.
-  static absl::StatusOr<std::unique_ptr<PrometheusMetrics>> Create(
-      const std::string& listen_address);
+  // An empty registry.
+  static std::unique_ptr<PrometheusMetrics> Create();
   ~PrometheusMetrics() override;
 
-  // The port actually bound.
-  virtual int port() const = 0;
+  // Every series, in the Prometheus text format (version 0.0.4), without
+  // timestamps: two calls with no change in between return identical
+  // bytes. Thread-safe.
+  virtual std::string Exposition() const = 0;
 };
 
 }  // namespace cohortd

@@ -87,8 +87,21 @@ absl::StatusOr<double> EpsilonFromRho(double rho, double delta,
   return rounding == Rounding::kUp ? RoundSpend(hi) : RoundRemaining(hi);
 }
 
+namespace {
+
+// a + b rounded up. Adding zero is exact in IEEE-754, so it needs no margin:
+// rounding it anyway made a charge equal to a whole budget (one query at
+// max_epsilon against a budget of exactly that) exceed the budget it equals.
+double AddRoundedUp(double a, double b) {
+  if (a == 0) return b;
+  if (b == 0) return a;
+  return RoundSpend(a + b);
+}
+
+}  // namespace
+
 ZcdpCharge Compose(const ZcdpCharge& a, const ZcdpCharge& b) {
-  return {RoundSpend(a.rho + b.rho), RoundSpend(a.delta + b.delta)};
+  return {AddRoundedUp(a.rho, b.rho), AddRoundedUp(a.delta, b.delta)};
 }
 
 ZcdpCharge QueryBudget::Charge() const {
@@ -133,8 +146,10 @@ absl::StatusOr<BudgetLedger> BudgetLedger::Create(double epsilon,
                                                   double delta) {
   absl::StatusOr<double> rho = RhoFromEpsilonDelta(epsilon, delta / 2);
   if (!rho.ok()) return rho.status();
-  return BudgetLedger(epsilon, delta,
-                      ZcdpCharge{*rho, RoundRemaining(delta / 2)});
+  // delta / 2 is exact in binary floating point (as in PlanQueryBudget), so
+  // the capacity equals the charge of one query at (epsilon, delta) exactly;
+  // rounding it down would refuse that query.
+  return BudgetLedger(epsilon, delta, ZcdpCharge{*rho, delta / 2});
 }
 
 absl::StatusOr<BudgetLedger> BudgetLedger::FromSpent(double epsilon,

@@ -64,7 +64,8 @@ struct ZcdpCharge {
   double delta = 0;
 };
 
-// Composition: rho and delta add (BS16 Lemma 8.3); rounded up.
+// Composition: rho and delta add (BS16 Lemma 8.3); rounded up, except that
+// adding to zero is exact (so a charge equal to a whole capacity fits).
 ZcdpCharge Compose(const ZcdpCharge& a, const ZcdpCharge& b);
 
 // A privacy cost as the public API reports it (proto PrivacyCost):

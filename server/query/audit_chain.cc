@@ -52,9 +52,15 @@ std::string AuditHashInput(const internal::StoredAuditEntry& entry) {
   AppendDouble(entry.cost_rho(), &in);
   AppendUint64(static_cast<uint64_t>(entry.time_unix_seconds()), &in);
   AppendUint32(static_cast<uint32_t>(entry.time_nanos()), &in);
+  if (entry.kind() == internal::AUDIT_CACHE_HIT) {
+    // A tagged extension after the fixed layout, which is self-delimiting:
+    // a release (and every entry written before kinds existed) hashes
+    // exactly as it always did, and a hit cannot pass for a release.
+    AppendBytes("cache_hit", &in);
+  }
   if (entry.has_erasure()) {
-    // A tagged extension after the fixed layout: the base encoding is
-    // self-delimiting, so trailing bytes cannot be confused with it.
+    // A tagged extension after the fixed layout (and after "cache_hit",
+    // were both ever present): an erasure cannot pass for a release.
     AppendBytes("erasure", &in);
     AppendBytes(entry.erasure().reason(), &in);
     AppendUint64(static_cast<uint64_t>(entry.erasure().sessions_deleted()),

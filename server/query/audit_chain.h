@@ -16,6 +16,9 @@
 //   cost_rho                  ditto
 //   time_unix_seconds         int64, two's complement, big-endian
 //   time_nanos                int32, two's complement, big-endian
+// A cache-hit entry (kind AUDIT_CACHE_HIT: a stored release served again,
+// cost zero) continues with
+//   "cache_hit"               uint64 big-endian byte length, then the bytes
 // An erasure entry (entry.has_erasure()) continues with
 //   "erasure"                 uint64 big-endian byte length, then the bytes
 //   erasure.reason            ditto

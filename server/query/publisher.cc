@@ -108,7 +108,8 @@ cohortd::v1::AggregateRequest Publisher::RequestAt(size_t index,
   }
   // The filter changes only when a month closes; until then every run asks
   // the same question and is answered from the release cache for free
-  // (unless data of those months changed).
+  // until the next snapshot is sealed (snapshot.h): never because of what
+  // was pushed.
   cohortd::v1::Filter* filter = request.add_filters();
   filter->set_dimension("month");
   for (int back = months; back >= 1; --back) {
@@ -132,6 +133,12 @@ absl::Status Publisher::RunOnce(size_t index) {
   RETURN_IF_ERROR(response.status());
   exhausted->Set(0);
   Export(index, *response);
+  metrics_
+      ->GetGauge("cohortd_publication_data_as_of_timestamp_seconds",
+                 "Seal time of the snapshot the publication's current values "
+                 "were computed on.",
+                 labels)
+      ->Set(static_cast<double>(response->data_as_of().seconds()));
   if (!response->from_cache()) {
     metrics_
         ->GetCounter("cohortd_publication_releases_total",

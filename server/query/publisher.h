@@ -9,6 +9,7 @@
 //     bound: value | ci_low | ci_high
 //   cohortd_publication_budget_exhausted{publication}          0 or 1
 //   cohortd_publication_last_release_timestamp_seconds{publication}
+//   cohortd_publication_data_as_of_timestamp_seconds{publication}
 //   cohortd_publication_releases_total{publication}
 //
 // One gauge per (figure, bound) keeps every series a plain number that
@@ -16,6 +17,10 @@
 // values are labels because they are the published cohort keys, which are
 // themselves released (partition selection) and so public.
 //
+// Runs read the latest sealed snapshot (snapshot.h): a run between two
+// seals is a cache hit and changes no series, whatever was pushed; the
+// first run after a seal is a new release. So every series, including the
+// release timestamp, moves only with the public seal and run schedules.
 // Scrapes read these gauges only: they never draw noise and never charge.
 // A suppressed cohort has no series. When a publication's budget runs out
 // it stops updating, keeps its last release, and sets budget_exhausted.

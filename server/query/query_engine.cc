@@ -14,14 +14,13 @@
 
 namespace cohortd {
 
-QueryEngine::QueryEngine(const Config* config, ColumnarIndex* index,
-                         ReleaseJournal* journal, Ingestor* ingestor,
+QueryEngine::QueryEngine(const Config* config, SnapshotIndex* snapshots,
+                         ReleaseJournal* journal,
                          std::unique_ptr<HmacSha256> bounding_hmac,
                          MetricsRegistry* metrics)
     : config_(config),
-      index_(index),
+      snapshots_(snapshots),
       journal_(journal),
-      ingestor_(ingestor),
       bounding_hmac_(std::move(bounding_hmac)),
       metrics_(metrics) {}
 
@@ -40,23 +39,23 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
   const std::string& dataset = plan.dataset->name;
   const MetricLabels labels = {{"dataset", dataset}};
 
-  // Versions and view at the same commit (see Ingestor::commit_fence).
-  std::map<std::string, uint64_t> versions;
-  std::unique_ptr<DatasetView> view;
-  {
-    absl::ReaderMutexLock fence(ingestor_->commit_fence());
-    ASSIGN_OR_RETURN(versions, journal_->DataVersions(dataset, plan.months));
-    ASSIGN_OR_RETURN(
-        std::optional<cohortd::v1::AggregateResponse> cached,
-        journal_->FindCached(dataset, plan.canonical_bytes, versions));
-    if (cached.has_value()) {
-      ASSIGN_OR_RETURN(*cached->mutable_budget(),
-                       journal_->GetBudget(principal, dataset));
-      CountCacheHit(dataset);
-      return *std::move(cached);
-    }
-    ASSIGN_OR_RETURN(view, index_->Read(dataset));
+  // The cache is looked up on the current snapshot without holding a view,
+  // so a hit never waits for a seal.
+  ASSIGN_OR_RETURN(const Snapshot current, snapshots_->Current(dataset));
+  ASSIGN_OR_RETURN(
+      std::optional<cohortd::v1::AggregateResponse> cached,
+      journal_->ServeCached(principal, dataset, plan.canonical_bytes,
+                            plan.canonical_json, current.id));
+  if (cached.has_value()) {
+    CountCacheHit(dataset);
+    return *std::move(cached);
   }
+  // A seal may have come in between: the release is then computed on, and
+  // labelled with, the newer snapshot the view shows (CommitRelease still
+  // finds a release of it committed meanwhile).
+  ASSIGN_OR_RETURN(SnapshotRead read, snapshots_->Read(dataset));
+  std::unique_ptr<DatasetView> view = std::move(read.view);
+  const Snapshot snapshot = std::move(read.snapshot);
 
   ASSIGN_OR_RETURN(privacy::QueryReleaser releaser, MakeReleaser(plan));
   const privacy::ZcdpCharge charge = releaser.budget().Charge();
@@ -69,10 +68,10 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
   const absl::Time start = absl::Now();
   ASSIGN_OR_RETURN(
       ExecutionResult result,
-      ExecuteQuery(plan, *view, releaser,
-                   absl::string_view(reinterpret_cast<const char*>(key.data()),
-                                     16),
-                   SecureRandomWords()));
+      ExecuteQuery(
+          plan, *view, releaser,
+          absl::string_view(reinterpret_cast<const char*>(key.data()), 16),
+          SecureRandomWords()));
   view.reset();  // let ingest proceed while the release is written
   metrics_
       ->GetHistogram("cohortd_query_execute_seconds",
@@ -85,10 +84,9 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
   for (auto& cohort : result.cohorts) {
     *response.add_cohorts() = std::move(cohort);
   }
-  RETURN_IF_ERROR(journal_->CommitRelease(principal, dataset,
-                                          plan.canonical_bytes,
-                                          plan.canonical_json, versions,
-                                          charge, cost, &response));
+  RETURN_IF_ERROR(journal_->CommitRelease(
+      principal, dataset, plan.canonical_bytes, plan.canonical_json,
+      snapshot.id, snapshot.sealed_at, charge, cost, &response));
   if (response.from_cache()) {
     // An identical request committed first while this one computed: the
     // journal answered with that release, uncharged, and this noise is

@@ -1,10 +1,14 @@
 // QueryEngine: the query path's core, without gRPC types, so that the
 // gRPC service and the publisher (dashboards) release through exactly the
 // same steps:
-//   plan (validate, canonicalise) -> release cache -> budget pre-check ->
-//   execute over a consistent index view -> charge, cache and audit in one
-//   synced write -> answer.
-// Nothing leaves before the charge is durable (invariant 4).
+//   plan (validate, canonicalise) -> release cache on the current sealed
+//   snapshot (a hit is audited) -> budget pre-check -> execute over a view
+//   of that snapshot -> charge, cache and audit in one synced write ->
+//   answer.
+// Nothing leaves before the charge is durable (invariant 4). Queries read
+// sealed snapshots only (snapshot.h), so whether an answer is cached
+// depends on the request, the config and the seal schedule, never on a
+// record.
 #ifndef COHORTD_SERVER_QUERY_QUERY_ENGINE_H_
 #define COHORTD_SERVER_QUERY_QUERY_ENGINE_H_
 
@@ -15,10 +19,9 @@
 #include "cohortd/v1/cohortd.pb.h"
 #include "server/config/config.h"
 #include "server/crypto/pseudonymizer.h"
-#include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
-#include "server/query/columnar_index.h"
 #include "server/query/release_journal.h"
+#include "server/query/snapshot.h"
 
 namespace cohortd {
 
@@ -26,14 +29,17 @@ namespace cohortd {
 class QueryEngine {
  public:
   // `bounding_hmac` keys contribution bounding (a key of its own, derived
-  // from the server secret). `ingestor` provides the commit fence.
-  QueryEngine(const Config* config, ColumnarIndex* index,
-              ReleaseJournal* journal, Ingestor* ingestor,
+  // from the server secret). `snapshots` is what queries read.
+  QueryEngine(const Config* config, SnapshotIndex* snapshots,
+              ReleaseJournal* journal,
               std::unique_ptr<HmacSha256> bounding_hmac,
               MetricsRegistry* metrics);
 
-  // One release for `principal`. Errors: InvalidArgument (request),
-  // ResourceExhausted (budget), Unavailable (storage), Internal.
+  // One release for `principal`, computed on the latest sealed snapshot
+  // (response.data_as_of = its seal time), or the stored release of the
+  // identical request on that snapshot (from_cache, free, audited).
+  // Errors: InvalidArgument (request), ResourceExhausted (budget),
+  // Unavailable (storage), Internal.
   absl::StatusOr<cohortd::v1::AggregateResponse> Aggregate(
       const std::string& principal,
       const cohortd::v1::AggregateRequest& request);
@@ -42,9 +48,8 @@ class QueryEngine {
   void CountCacheHit(const std::string& dataset);
 
   const Config* const config_;
-  ColumnarIndex* const index_;
+  SnapshotIndex* const snapshots_;
   ReleaseJournal* const journal_;
-  Ingestor* const ingestor_;
   const std::unique_ptr<HmacSha256> bounding_hmac_;
   MetricsRegistry* const metrics_;
 };

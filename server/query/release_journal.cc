@@ -3,12 +3,11 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "cohortd/internal/storage.pb.h"
 #include "server/common/status_macros.h"
@@ -59,31 +58,12 @@ std::string ReleaseKeyFor(const std::string& dataset,
   return keys::ReleaseKey(dataset, HexEncode(Sha256(canonical_request)));
 }
 
-absl::StatusOr<uint64_t> ParseVersion(absl::string_view key,
-                                      absl::string_view value) {
-  uint64_t version = 0;
-  if (!absl::SimpleAtoi(value, &version)) {
-    return absl::DataLossError(
-        absl::StrCat("stored data version at '", key, "' is not a number"));
-  }
-  return version;
-}
-
-bool SameVersions(const google::protobuf::Map<std::string, uint64_t>& stored,
-                  const std::map<std::string, uint64_t>& current) {
-  if (stored.size() != current.size()) return false;
-  for (const auto& [month, version] : current) {
-    auto it = stored.find(month);
-    if (it == stored.end() || it->second != version) return false;
-  }
-  return true;
-}
-
 // The release stored under `key` if it answers exactly `canonical_request`
-// on `versions`, as FindCached returns it.
+// on snapshot `snapshot_id` under config `fingerprint`, as a cache hit
+// (from_cache, cost zero, no budget).
 absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> LookupRelease(
     Store* store, const std::string& key, absl::string_view canonical_request,
-    const std::map<std::string, uint64_t>& versions) {
+    absl::string_view snapshot_id, absl::string_view fingerprint) {
   absl::StatusOr<std::string> value = store->Get(key);
   if (absl::IsNotFound(value.status())) return std::nullopt;
   if (!value.ok()) return value.status();
@@ -92,8 +72,10 @@ absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> LookupRelease(
     return absl::DataLossError(
         absl::StrCat("stored release at '", key, "' is unreadable"));
   }
+  // A release stored before snapshots has no id and never hits.
   if (stored.canonical_request() != canonical_request ||
-      !SameVersions(stored.data_versions(), versions)) {
+      stored.snapshot_id().empty() || stored.snapshot_id() != snapshot_id ||
+      stored.config_fingerprint() != fingerprint) {
     return std::nullopt;
   }
   cohortd::v1::AggregateResponse response;
@@ -108,6 +90,26 @@ absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> LookupRelease(
   return response;
 }
 
+void AppendUint64(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+void AppendBytes(absl::string_view bytes, std::string* out) {
+  AppendUint64(bytes.size(), out);
+  out->append(bytes.data(), bytes.size());
+}
+void AppendDouble(double d, std::string* out) {
+  uint64_t bits;
+  static_assert(sizeof(bits) == sizeof(d));
+  std::memcpy(&bits, &d, sizeof(bits));
+  AppendUint64(bits, out);
+}
+void AppendOptionalDouble(const std::optional<double>& d, std::string* out) {
+  out->push_back(d.has_value() ? 1 : 0);
+  if (d.has_value()) AppendDouble(*d, out);
+}
+
 absl::StatusOr<std::string> NewReleaseId() {
   unsigned char bytes[kReleaseIdBytes];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
@@ -120,6 +122,35 @@ absl::StatusOr<std::string> NewReleaseId() {
 std::string DescribeCost(const ReportedCost& c) {
   return absl::StrFormat("epsilon=%.6g delta=%.3g rho=%.6g", c.epsilon, c.delta,
                          c.rho);
+}
+
+// The stored entry of a release or cache hit, linked after the head
+// (sequence, prev_hash) and hashed; the caller writes it and then moves the
+// head.
+internal::StoredAuditEntry NewAuditEntry(
+    uint64_t head_sequence, const std::string& head_hash,
+    internal::AuditEntryKind kind, const std::string& release_id,
+    const std::string& principal, const std::string& dataset,
+    const std::string& canonical_request_json, const ReportedCost& cost,
+    absl::Time now) {
+  const int64_t seconds = absl::ToUnixSeconds(now);
+  const int32_t nanos = static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(seconds)));
+  internal::StoredAuditEntry entry;
+  entry.set_sequence(head_sequence + 1);
+  entry.set_kind(kind);
+  entry.set_release_id(release_id);
+  entry.set_principal(principal);
+  entry.set_dataset(dataset);
+  entry.set_canonical_request(canonical_request_json);
+  entry.set_cost_epsilon(cost.epsilon);
+  entry.set_cost_delta(cost.delta);
+  entry.set_cost_rho(cost.rho);
+  entry.set_time_unix_seconds(seconds);
+  entry.set_time_nanos(nanos);
+  entry.set_prev_hash(head_hash);
+  entry.set_hash(ComputeAuditHash(entry));
+  return entry;
 }
 
 cohortd::v1::AuditEntry AuditEntryProto(
@@ -137,6 +168,9 @@ cohortd::v1::AuditEntry AuditEntryProto(
   entry.mutable_time()->set_nanos(stored.time_nanos());
   entry.set_prev_hash(stored.prev_hash());
   entry.set_hash(stored.hash());
+  entry.set_kind(stored.kind() == internal::AUDIT_CACHE_HIT
+                     ? cohortd::v1::AuditEntry::CACHE_HIT
+                     : cohortd::v1::AuditEntry::RELEASE);
   if (stored.has_erasure()) {
     entry.mutable_erasure()->set_reason(stored.erasure().reason());
     entry.mutable_erasure()->set_sessions_deleted(
@@ -146,6 +180,37 @@ cohortd::v1::AuditEntry AuditEntryProto(
 }
 
 }  // namespace
+
+std::string ReleaseConfigFingerprint(const DatasetSpec& spec) {
+  std::string in = "cohortd.release-config.v1";
+  AppendBytes(spec.name, &in);
+  AppendUint64(spec.dimensions.size(), &in);
+  for (const DimensionSpec& d : spec.dimensions) {
+    AppendBytes(d.name, &in);
+    in.push_back(d.open_domain ? 1 : 0);
+    in.push_back(d.derived ? 1 : 0);
+    AppendUint64(static_cast<uint64_t>(d.max_length), &in);
+    AppendUint64(d.values.size(), &in);
+    for (const std::string& v : d.values) AppendBytes(v, &in);
+  }
+  AppendUint64(spec.measures.size(), &in);
+  for (const MeasureSpec& m : spec.measures) {
+    AppendBytes(m.name, &in);
+    AppendDouble(m.lower, &in);
+    AppendDouble(m.upper, &in);
+    AppendDouble(m.granularity, &in);
+    AppendOptionalDouble(m.valid_min, &in);
+    AppendOptionalDouble(m.valid_max, &in);
+  }
+  const PrivacySpec& p = spec.privacy;
+  AppendUint64(static_cast<uint64_t>(p.k), &in);
+  AppendDouble(p.default_epsilon, &in);
+  AppendDouble(p.max_epsilon, &in);
+  AppendDouble(p.delta, &in);
+  AppendUint64(static_cast<uint64_t>(p.max_cohorts_per_account), &in);
+  AppendUint64(static_cast<uint64_t>(p.max_sessions_per_cohort), &in);
+  return HexEncode(Sha256(in));
+}
 
 absl::StatusOr<std::unique_ptr<ReleaseJournal>> ReleaseJournal::Open(
     const Config* config, Store* store, Clock* clock) {
@@ -170,7 +235,10 @@ absl::Status ReleaseJournal::Load() {
           "dataset '", spec.name, "': invalid budget: ",
           (ledger.ok() ? principal_ledger : ledger).status().message()));
     }
-    ledgers_.emplace(spec.name, DatasetLedgers{&spec, *std::move(ledger), {}});
+    ledgers_.emplace(
+        spec.name,
+        DatasetLedgers{
+            &spec, ReleaseConfigFingerprint(spec), *std::move(ledger), {}});
   }
 
   absl::Status parse_status;
@@ -234,51 +302,48 @@ absl::Status ReleaseJournal::Load() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, uint64_t>> ReleaseJournal::DataVersions(
-    const std::string& dataset, const std::vector<std::string>& months) {
-  std::map<std::string, uint64_t> versions;
-  if (!months.empty()) {
-    for (const std::string& month : months) {
-      const std::string key = keys::DataVersionKey(dataset, month);
-      absl::StatusOr<std::string> value = store_->Get(key);
-      if (absl::IsNotFound(value.status())) {
-        versions[month] = 0;
-        continue;
-      }
-      if (!value.ok()) return value.status();
-      ASSIGN_OR_RETURN(versions[month], ParseVersion(key, *value));
-    }
-    return versions;
+absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>>
+ReleaseJournal::ServeCached(const std::string& principal,
+                            const std::string& dataset,
+                            absl::string_view canonical_request,
+                            const std::string& canonical_request_json,
+                            absl::string_view snapshot_id) {
+  const std::string release_key = ReleaseKeyFor(dataset, canonical_request);
+  std::string fingerprint;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
+    fingerprint = ledgers->fingerprint;
   }
-  const std::string prefix = keys::DataVersionPrefix(dataset);
-  absl::Status parse_status;
-  RETURN_IF_ERROR(
-      store_->Scan(prefix, [&](absl::string_view key, absl::string_view value) {
-        absl::string_view escaped_month = key;
-        absl::ConsumePrefix(&escaped_month, prefix);
-        std::string month;
-        absl::StatusOr<uint64_t> version = ParseVersion(key, value);
-        if (!keys::UnescapeKeyComponent(escaped_month, &month)) {
-          version = absl::DataLossError(
-              absl::StrCat("unreadable data version key '", key, "'"));
-        }
-        if (!version.ok()) {
-          parse_status = version.status();
-          return false;
-        }
-        versions[month] = *version;
-        return true;
-      }));
-  RETURN_IF_ERROR(parse_status);
-  return versions;
+  // The lookup runs unlocked: a miss (the common path of a new question)
+  // costs one read and no lock.
+  ASSIGN_OR_RETURN(std::optional<cohortd::v1::AggregateResponse> cached,
+                   LookupRelease(store_, release_key, canonical_request,
+                                 snapshot_id, fingerprint));
+  if (!cached.has_value()) return cached;
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
+  RETURN_IF_ERROR(AuditCacheHit(principal, dataset, canonical_request_json,
+                                cached->release_id()));
+  ASSIGN_OR_RETURN(BudgetLedger principal_ledger,
+                   PrincipalLedger(*ledgers, principal));
+  *cached->mutable_budget() = BudgetProto(principal, dataset, principal_ledger);
+  return cached;
 }
 
-absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>>
-ReleaseJournal::FindCached(
-    const std::string& dataset, absl::string_view canonical_request,
-    const std::map<std::string, uint64_t>& current_versions) {
-  return LookupRelease(store_, ReleaseKeyFor(dataset, canonical_request),
-                       canonical_request, current_versions);
+absl::Status ReleaseJournal::AuditCacheHit(
+    const std::string& principal, const std::string& dataset,
+    const std::string& canonical_request_json, const std::string& release_id) {
+  const internal::StoredAuditEntry entry =
+      NewAuditEntry(head_sequence_, head_hash_, internal::AUDIT_CACHE_HIT,
+                    release_id, principal, dataset, canonical_request_json,
+                    ReportedCost{}, clock_->Now());
+  WriteBatch batch;
+  batch.Put(keys::AuditKey(entry.sequence()), entry.SerializeAsString());
+  RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+  head_sequence_ = entry.sequence();
+  head_hash_ = entry.hash();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ReleaseJournal::DatasetLedgers*> ReleaseJournal::FindDataset(
@@ -337,10 +402,12 @@ absl::Status ReleaseJournal::CheckAffordable(const std::string& principal,
 absl::Status ReleaseJournal::CommitRelease(
     const std::string& principal, const std::string& dataset,
     absl::string_view canonical_request,
-    const std::string& canonical_request_json,
-    const std::map<std::string, uint64_t>& data_versions,
-    const ZcdpCharge& charge, const ReportedCost& cost,
+    const std::string& canonical_request_json, absl::string_view snapshot_id,
+    absl::Time data_as_of, const ZcdpCharge& charge, const ReportedCost& cost,
     cohortd::v1::AggregateResponse* response) {
+  if (snapshot_id.empty()) {
+    return absl::InvalidArgumentError("a release needs its snapshot id");
+  }
   if (!(charge.rho >= 0) || !(charge.delta >= 0)) {
     return absl::InvalidArgumentError("a privacy charge must be >= 0");
   }
@@ -350,10 +417,12 @@ absl::Status ReleaseJournal::CommitRelease(
                    PrincipalLedger(*ledgers, principal));
 
   const std::string release_key = ReleaseKeyFor(dataset, canonical_request);
-  ASSIGN_OR_RETURN(
-      std::optional<cohortd::v1::AggregateResponse> existing,
-      LookupRelease(store_, release_key, canonical_request, data_versions));
+  ASSIGN_OR_RETURN(std::optional<cohortd::v1::AggregateResponse> existing,
+                   LookupRelease(store_, release_key, canonical_request,
+                                 snapshot_id, ledgers->fingerprint));
   if (existing.has_value()) {
+    RETURN_IF_ERROR(AuditCacheHit(principal, dataset, canonical_request_json,
+                                  existing->release_id()));
     *response = *std::move(existing);
     *response->mutable_budget() =
         BudgetProto(principal, dataset, principal_ledger);
@@ -369,9 +438,9 @@ absl::Status ReleaseJournal::CommitRelease(
 
   ASSIGN_OR_RETURN(const std::string release_id, NewReleaseId());
   const absl::Time now = clock_->Now();
-  const int64_t seconds = absl::ToUnixSeconds(now);
-  const int32_t nanos = static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(seconds)));
+  const internal::StoredAuditEntry entry = NewAuditEntry(
+      head_sequence_, head_hash_, internal::AUDIT_RELEASE, release_id,
+      principal, dataset, canonical_request_json, cost, now);
 
   // Budgets are per asker, so the cached copy carries none.
   cohortd::v1::AggregateResponse released = *response;
@@ -379,29 +448,19 @@ absl::Status ReleaseJournal::CommitRelease(
   released.set_from_cache(false);
   SetCost(cost, released.mutable_cost());
   released.clear_budget();
+  const int64_t as_of_seconds = absl::ToUnixSeconds(data_as_of);
+  released.mutable_data_as_of()->set_seconds(as_of_seconds);
+  released.mutable_data_as_of()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(
+          data_as_of - absl::FromUnixSeconds(as_of_seconds))));
 
   internal::StoredRelease stored_release;
   stored_release.set_canonical_request(std::string(canonical_request));
   stored_release.set_response(released.SerializeAsString());
-  for (const auto& [month, version] : data_versions) {
-    (*stored_release.mutable_data_versions())[month] = version;
-  }
-  stored_release.set_time_unix_seconds(seconds);
-  stored_release.set_time_nanos(nanos);
-
-  internal::StoredAuditEntry entry;
-  entry.set_sequence(head_sequence_ + 1);
-  entry.set_release_id(release_id);
-  entry.set_principal(principal);
-  entry.set_dataset(dataset);
-  entry.set_canonical_request(canonical_request_json);
-  entry.set_cost_epsilon(cost.epsilon);
-  entry.set_cost_delta(cost.delta);
-  entry.set_cost_rho(cost.rho);
-  entry.set_time_unix_seconds(seconds);
-  entry.set_time_nanos(nanos);
-  entry.set_prev_hash(head_hash_);
-  entry.set_hash(ComputeAuditHash(entry));
+  stored_release.set_snapshot_id(std::string(snapshot_id));
+  stored_release.set_config_fingerprint(ledgers->fingerprint);
+  stored_release.set_time_unix_seconds(entry.time_unix_seconds());
+  stored_release.set_time_nanos(entry.time_nanos());
 
   WriteBatch batch;
   batch.Put(keys::PrincipalBudgetKey(dataset, principal),

@@ -3,28 +3,33 @@
 //   - the budget ledger: zCDP spent per (principal, dataset) and per
 //     dataset as a whole, against the (epsilon, delta) budgets of the config;
 //   - the release cache: each release under the hash of its canonical
-//     request, with the data versions (per month) it was computed on;
-//   - the audit log: one hash-chained entry per release (audit_chain.h,
-//     docs/audit.md).
+//     request, with the sealed snapshot it read (server/query/snapshot.h)
+//     and the fingerprint of the dataset's answer-changing config;
+//   - the audit log: one hash-chained entry per release and per cache hit
+//     (audit_chain.h, docs/audit.md).
 // A release is charged, cached and audited in ONE synced write batch, and
 // the in-memory ledgers and chain head move only after that write
 // succeeded. So a crash after the write keeps the release charged and
 // audited, a crash before it leaves nothing charged and nothing released,
-// and a failed write can be retried without double-charging.
+// and a failed write can be retried without double-charging. A cache hit
+// is audited (cost zero) in a synced write before it is answered, so the
+// log shows who saw which release.
 //
 // Key layouts: storage/keys.h (DatasetBudgetKey, PrincipalBudgetKey,
-// ReleaseKey, AuditKey, DataVersionKey); values: the Stored* messages of
+// ReleaseKey, AuditKey); values: the Stored* messages of
 // proto/cohortd/internal/storage.proto.
 //
+// The cache key is (canonical request, config fingerprint, snapshot id):
+// one slot per request and dataset, holding the latest release, which hits
+// only while the snapshot and the config it was computed on are current.
+// None of the three depends on a record, so neither does `from_cache`.
+//
 // How the query path uses it (the planner/executor owns the computing):
-//   versions = DataVersions(dataset, months)    // BEFORE reading the index
-//   if (cached = FindCached(...)) return *cached (+ GetBudget for .budget)
+//   snapshot = current sealed snapshot of the dataset
+//   if (cached = ServeCached(..., snapshot.id)) return *cached
 //   CheckAffordable(...)                        // cheap, before noise
-//   ... compute the noisy response ...
-//   CommitRelease(...)                          // charges, caches, audits
-// Reading the versions before the index means a release may be labelled
-// with versions older than the data it saw (a later lookup then misses:
-// safe), never newer (a later lookup could then hit a stale answer).
+//   ... compute the noisy response on a view of that snapshot ...
+//   CommitRelease(..., snapshot.id, snapshot.sealed_at, ...)
 #ifndef COHORTD_SERVER_QUERY_RELEASE_JOURNAL_H_
 #define COHORTD_SERVER_QUERY_RELEASE_JOURNAL_H_
 
@@ -42,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "cohortd/v1/cohortd.pb.h"
 #include "server/common/clock.h"
 #include "server/config/config.h"
@@ -49,6 +55,15 @@
 #include "server/storage/store.h"
 
 namespace cohortd {
+
+// SHA-256 (hex) of every config value of `spec` that can change an answer:
+// the dataset name, each dimension (name, domain kind, values, max length,
+// derived), each measure (name, bounds, granularity, validity range), and
+// the privacy parameters k, default and max epsilon, delta, L0 and Linf.
+// Budgets and the description change no answer and are left out. A new
+// config value that changes answers must be added here (and a bump of the
+// encoding's tag is not needed: a changed encoding only misses the cache).
+std::string ReleaseConfigFingerprint(const DatasetSpec& spec);
 
 // Thread-safe: every method may be called from any thread. Commits are
 // serialised by one journal-wide mutex (the audit chain is global, and a
@@ -69,24 +84,20 @@ class ReleaseJournal {
   ReleaseJournal(const ReleaseJournal&) = delete;
   ReleaseJournal& operator=(const ReleaseJournal&) = delete;
 
-  // The data versions a query reads: month -> version, for each of `months`
-  // when the query filters on month (a month without data has version 0),
-  // or, when `months` is empty, for every month of the dataset that has
-  // data (a scan of its "v/" prefix). Errors: Unavailable / DataLoss from
-  // the store (DataLoss also for a version that is not a number).
-  absl::StatusOr<std::map<std::string, uint64_t>> DataVersions(
-      const std::string& dataset, const std::vector<std::string>& months);
-
-  // The stored release of `canonical_request` on `dataset`, if it was
-  // computed on exactly `current_versions` (same months, same versions: a
-  // new month with data changes an all-months query's versions, so it
-  // misses). Returns nullopt on a miss. A hit is returned to whoever asks,
-  // with its original release_id and cohorts, from_cache = true, cost
-  // zero and no budget: the caller sets the asker's budget (GetBudget).
-  // Errors: Unavailable from the store; DataLoss for an unparsable record.
-  absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> FindCached(
-      const std::string& dataset, absl::string_view canonical_request,
-      const std::map<std::string, uint64_t>& current_versions);
+  // Serves the stored release of `canonical_request` on `dataset` if it
+  // was computed on snapshot `snapshot_id` under the dataset's current
+  // config (ReleaseConfigFingerprint); nullopt on a miss. A hit keeps its
+  // original release_id, cohorts and data_as_of, with from_cache = true,
+  // cost zero and `principal`'s budget, and is appended to the audit log
+  // (kind cache hit: principal, `canonical_request_json`, the release id,
+  // cost zero) in a synced write before it is returned.
+  // Errors: InvalidArgument for a dataset not in the config; Unavailable
+  // from the store (nothing served then); DataLoss for an unparsable
+  // record.
+  absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> ServeCached(
+      const std::string& principal, const std::string& dataset,
+      absl::string_view canonical_request,
+      const std::string& canonical_request_json, absl::string_view snapshot_id);
 
   // Whether both `principal`'s budget on `dataset` and the dataset's whole
   // budget can afford `charge` now; a cheap pre-check before computing
@@ -100,33 +111,37 @@ class ReleaseJournal {
                                const privacy::ReportedCost& asked);
 
   // Charges `charge` to `principal` on `dataset` and to the dataset, stores
-  // `*response` as the release of `canonical_request` on `data_versions`
-  // (DataVersions() as read before computing), and appends the audit entry
+  // `*response` as the release of `canonical_request` on snapshot
+  // `snapshot_id` (sealed at `data_as_of`, the snapshot the response was
+  // computed on) under the current config, and appends the audit entry
   // (release id, principal, dataset, `canonical_request_json`, `cost`,
   // time), all under one lock in ONE synced write batch; the in-memory
   // state changes only after that write succeeded.
   // On success fills response->release_id (128 bits from OpenSSL
   // RAND_bytes as 32 lower-case hex digits: unique, unguessable, and
-  // independent of the content), from_cache = false, cost = `cost`, and
-  // budget = the principal's budget after the charge.
-  // If an identical request on the same versions was committed meanwhile
-  // (two identical queries racing past FindCached), *response is replaced
-  // by that stored release exactly as FindCached returns it, plus the
-  // principal's budget, and nothing is charged: one answer per question
-  // and data, so noise cannot be averaged away.
+  // independent of the content), from_cache = false, cost = `cost`,
+  // data_as_of, and budget = the principal's budget after the charge.
+  // If an identical request on the same snapshot was committed meanwhile
+  // (two identical queries racing past ServeCached), *response is replaced
+  // by that stored release exactly as ServeCached serves it (audited as a
+  // cache hit), and nothing is charged: one answer per question and
+  // snapshot, so noise cannot be averaged away.
   // Errors (nothing charged, stored or audited, memory unchanged):
   // ResourceExhausted as CheckAffordable; InvalidArgument for a dataset not
-  // in the config or a negative charge; Internal when no randomness is
+  // in the config, a negative charge or an empty snapshot id; Internal
+  // when no randomness is
   // available for the id; Unavailable when the store write fails (retrying
   // is safe); DataLoss for an unparsable cached record.
   // `response` is borrowed for the call.
-  absl::Status CommitRelease(
-      const std::string& principal, const std::string& dataset,
-      absl::string_view canonical_request,
-      const std::string& canonical_request_json,
-      const std::map<std::string, uint64_t>& data_versions,
-      const privacy::ZcdpCharge& charge, const privacy::ReportedCost& cost,
-      cohortd::v1::AggregateResponse* response);
+  absl::Status CommitRelease(const std::string& principal,
+                             const std::string& dataset,
+                             absl::string_view canonical_request,
+                             const std::string& canonical_request_json,
+                             absl::string_view snapshot_id,
+                             absl::Time data_as_of,
+                             const privacy::ZcdpCharge& charge,
+                             const privacy::ReportedCost& cost,
+                             cohortd::v1::AggregateResponse* response);
 
   // Appends an erasure entry to the audit log: `principal` (an admin, or
   // "cohortd/retention") deleted `sessions_deleted` sessions of `dataset`
@@ -175,11 +190,19 @@ class ReleaseJournal {
   // The spent budgets of one dataset.
   struct DatasetLedgers {
     const DatasetSpec* spec;  // borrowed from config_
+    std::string fingerprint;  // ReleaseConfigFingerprint(*spec)
     privacy::BudgetLedger dataset;
     std::map<std::string, privacy::BudgetLedger> principals;
   };
 
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+  // Appends the cache-hit entry of `release_id` (cost zero) in a synced
+  // write and moves the head. Errors: Unavailable from the store.
+  absl::Status AuditCacheHit(const std::string& principal,
+                             const std::string& dataset,
+                             const std::string& canonical_request_json,
+                             const std::string& release_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The dataset's ledgers, or InvalidArgument for a dataset not in the
   // config.
   absl::StatusOr<DatasetLedgers*> FindDataset(const std::string& dataset)

@@ -1,6 +1,9 @@
 #include "server/service/query_service.h"
 
+#include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -18,8 +21,7 @@ grpc::Status QueryService::ChargeQuery(grpc::ServerContext* context,
 }
 
 grpc::Status QueryService::Aggregate(
-    grpc::ServerContext* context,
-    const cohortd::v1::AggregateRequest* request,
+    grpc::ServerContext* context, const cohortd::v1::AggregateRequest* request,
     cohortd::v1::AggregateResponse* response) {
   RpcRecorder recorder(metrics_, "Aggregate");
   auto principal = auth_->Authorize(AuthorizationHeader(*context),
@@ -132,6 +134,43 @@ grpc::Status AdminService::Backup(grpc::ServerContext* context,
           absl::FormatDuration(absl::Now() - start));
   response->set_directory(request->directory());
   response->set_bytes(static_cast<int64_t>(*bytes));
+  return recorder.Finish(grpc::Status::OK);
+}
+
+grpc::Status AdminService::SealSnapshot(
+    grpc::ServerContext* context,
+    const cohortd::v1::SealSnapshotRequest* request,
+    cohortd::v1::SealSnapshotResponse* response) {
+  RpcRecorder recorder(metrics_, "SealSnapshot");
+  auto principal =
+      auth_->Authorize(AuthorizationHeader(*context), {Role::kAdmin});
+  if (!principal.ok()) {
+    return recorder.Finish(ToGrpcStatus(principal.status()));
+  }
+  if (snapshots_ == nullptr) {
+    return recorder.Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "snapshots not ready"));
+  }
+  std::vector<std::string> datasets;
+  if (request->dataset().empty()) {
+    datasets = snapshots_->Datasets();
+  } else {
+    datasets.push_back(request->dataset());
+  }
+  absl::Time sealed_at = absl::InfinitePast();
+  for (const std::string& dataset : datasets) {
+    absl::StatusOr<Snapshot> snapshot = snapshots_->Seal(dataset);
+    if (!snapshot.ok()) {
+      return recorder.Finish(ToGrpcStatus(snapshot.status()));
+    }
+    sealed_at = std::max(sealed_at, snapshot->sealed_at);
+  }
+  const int64_t seconds = absl::ToUnixSeconds(sealed_at);
+  response->mutable_sealed_at()->set_seconds(seconds);
+  response->mutable_sealed_at()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(sealed_at - absl::FromUnixSeconds(seconds))));
+  LogInfo("admin", "%s sealed %s", (*principal)->name,
+          request->dataset().empty() ? "every dataset" : request->dataset());
   return recorder.Finish(grpc::Status::OK);
 }
 

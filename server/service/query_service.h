@@ -14,6 +14,7 @@
 #include "server/metrics/metrics.h"
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
+#include "server/query/snapshot.h"
 #include "server/service/auth.h"
 #include "server/service/rate_limiter.h"
 #include "server/storage/store.h"
@@ -90,12 +91,25 @@ class AdminService final : public cohortd::v1::Admin::Service {
                       const cohortd::v1::BackupRequest* request,
                       cohortd::v1::BackupResponse* response) override;
 
+  // --- Snapshots (issue 9, item 2) ---
+  // What SealSnapshot seals; borrowed, must outlive the service. Set once
+  // before serving; without it SealSnapshot is UNAVAILABLE.
+  void set_snapshots(SnapshotIndex* snapshots) { snapshots_ = snapshots; }
+  // Admin role. Seals `dataset` now (every dataset when empty) and returns
+  // the seal time. INVALID_ARGUMENT for an unknown dataset.
+  grpc::Status SealSnapshot(
+      grpc::ServerContext* context,
+      const cohortd::v1::SealSnapshotRequest* request,
+      cohortd::v1::SealSnapshotResponse* response) override;
+  // --- end snapshots ---
+
  private:
   const Authenticator* const auth_;
   ReleaseJournal* const journal_;
   MetricsRegistry* const metrics_;
   Store* const store_;
   const AccountEraser* const eraser_;
+  SnapshotIndex* snapshots_ = nullptr;
 };
 
 }  // namespace cohortd

@@ -1,5 +1,8 @@
 // Per-RPC request counts and latency histograms, labelled by method and
-// gRPC status code only.
+// gRPC status code only. They go to the registry the service was given
+// (server/metrics/metrics.h, "Two endpoints"): the ingest service's is the
+// operators' (its calls and codes move with the records pushed), the query
+// and admin services' the dashboards'.
 #ifndef COHORTD_SERVER_SERVICE_RPC_METRICS_H_
 #define COHORTD_SERVER_SERVICE_RPC_METRICS_H_
 

@@ -1,12 +1,17 @@
 #include "server/service/server.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "grpc/grpc.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -32,11 +37,70 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path,
   return buffer.str();
 }
 
+// A private key that group or other may read is refused, as the
+// pseudonymisation key is: whoever reads it can impersonate the server.
+absl::Status CheckPrivateKeyMode(const std::string& path,
+                                 absl::string_view what) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " file '", path, "'"));
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s file '%s' has mode %04o: group and other must have no access "
+        "to a private key (chmod 600 '%s')",
+        what, path, st.st_mode & 07777, path));
+  }
+  return absl::OkStatus();
+}
+
+// The data dir holds pseudonymised records: only cohortd's user may list
+// or read it. Creates it 0700, or takes group/other bits off an existing
+// one and off everything already in it (files a version without this rule
+// made 0644).
+absl::Status PrepareDataDir(const std::string& data_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot create data dir '",
+                                               data_dir, "': ", ec.message()));
+  }
+  auto restrict = [](const fs::path& path) -> absl::Status {
+    std::error_code ec;
+    const fs::file_status status = fs::symlink_status(path, ec);
+    if (ec || fs::is_symlink(status)) return absl::OkStatus();
+    const fs::perms open = fs::perms::group_all | fs::perms::others_all;
+    if ((status.permissions() & open) == fs::perms::none) {
+      return absl::OkStatus();  // the usual case: no chmod per store file
+    }
+    fs::permissions(path, open, fs::perm_options::remove, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot restrict permissions of '", path.string(),
+                       "' to its owner: ", ec.message()));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(restrict(data_dir));
+  for (auto it = fs::recursive_directory_iterator(data_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    RETURN_IF_ERROR(restrict(it->path()));
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot list data dir '", data_dir, "': ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
     const TlsSpec& tls) {
   if (!tls.enabled) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions options;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  RETURN_IF_ERROR(CheckPrivateKeyMode(tls.key_file, "tls.key_file"));
   ASSIGN_OR_RETURN(pair.private_key,
                    ReadTextFile(tls.key_file, "tls.key_file"));
   ASSIGN_OR_RETURN(pair.cert_chain,
@@ -90,50 +154,64 @@ void ApplyLimits(const Config& config, grpc::ServerBuilder* builder) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
-    Config config, MetricsRegistry* metrics) {
+    Config config, MetricsRegistry* dashboard_metrics,
+    MetricsRegistry* operator_metrics,
+    const RocksDbStoreOptions& store_options) {
   std::unique_ptr<CohortdServer> server(new CohortdServer());
   server->config_ = std::move(config);
-  server->metrics_ = metrics;
+  // Wiring of the two registries (server/metrics/metrics.h, "Two
+  // endpoints"): `metrics` (operator) for whatever reads records,
+  // `dashboard` for the query and admin services, the publisher and the
+  // budgets.
+  server->metrics_ = operator_metrics;
+  server->dashboard_metrics_ = dashboard_metrics;
+  MetricsRegistry* const metrics = operator_metrics;
+  MetricsRegistry* const dashboard = dashboard_metrics;
   const Config& cfg = server->config_;
 
   ASSIGN_OR_RETURN(auto credentials, MakeCredentials(cfg.tls));
+  RETURN_IF_ERROR(PrepareDataDir(cfg.data_dir));
   ASSIGN_OR_RETURN(std::string key,
                    LoadOrCreateKeyFile(cfg.pseudonymization_key_file));
   ASSIGN_OR_RETURN(server->pseudonymizer_, Pseudonymizer::Create(key));
   LogInfo("server", "opening store in %s", cfg.data_dir);
   ASSIGN_OR_RETURN(server->store_,
-                   OpenRocksDbStore(cfg.data_dir, RocksDbStoreOptions()));
+                   OpenRocksDbStore(cfg.data_dir, store_options));
   // Session records of an older storage format are rewritten before
   // anything reads them (a no-op on a current store).
   RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
-  // The index is built before the ingestor starts, with the index as its
-  // listener, so no commit is missed.
+  // The index is built before the ingestor starts, and sealed as the first
+  // snapshot (a start is a seal); the snapshot layer is the ingestor's
+  // listener (and its open-domain catalog: the index plus what awaits the
+  // next seal), so no commit is missed and none is seen before a seal.
   ASSIGN_OR_RETURN(server->index_,
                    ColumnarIndex::Build(cfg, server->store_.get(),
                                         ColumnarIndex::Options()));
-  ASSIGN_OR_RETURN(server->ingestor_,
-                   Ingestor::Create(&cfg, server->store_.get(),
-                                    server->pseudonymizer_.get(), metrics,
-                                    server->index_.get(),
-                                    server->index_.get()));
-  ASSIGN_OR_RETURN(server->journal_,
-                   ReleaseJournal::Open(&cfg, server->store_.get(),
-                                        Clock::Real()));
+  ASSIGN_OR_RETURN(
+      server->snapshots_,
+      SnapshotIndex::Create(&cfg, server->index_.get(), Clock::Real()));
+  ASSIGN_OR_RETURN(
+      server->ingestor_,
+      Ingestor::Create(&cfg, server->store_.get(), server->pseudonymizer_.get(),
+                       metrics, server->snapshots_.get(),
+                       server->snapshots_.get()));
+  ASSIGN_OR_RETURN(
+      server->journal_,
+      ReleaseJournal::Open(&cfg, server->store_.get(), Clock::Real()));
   // Contribution bounding gets a key of its own, derived from the server
   // secret under a label no account id is expected to carry.
   const Digest256 bounding_key =
       server->pseudonymizer_->Pseudonymize("cohortd/contribution-bounding/v1");
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<HmacSha256> bounding_hmac,
-      HmacSha256::Create(absl::string_view(
-          reinterpret_cast<const char*>(bounding_key.data()),
-          bounding_key.size())));
+  ASSIGN_OR_RETURN(std::unique_ptr<HmacSha256> bounding_hmac,
+                   HmacSha256::Create(absl::string_view(
+                       reinterpret_cast<const char*>(bounding_key.data()),
+                       bounding_key.size())));
   server->query_engine_ = std::make_unique<QueryEngine>(
-      &cfg, server->index_.get(), server->journal_.get(),
-      server->ingestor_.get(), std::move(bounding_hmac), metrics);
+      &cfg, server->snapshots_.get(), server->journal_.get(),
+      std::move(bounding_hmac), metrics);
   ASSIGN_OR_RETURN(server->publisher_,
                    Publisher::Create(&cfg, server->query_engine_.get(),
-                                     metrics, Clock::Real()));
+                                     dashboard, Clock::Real()));
   server->auth_ = std::make_unique<Authenticator>(cfg);
   server->limiter_ = std::make_unique<RateLimiter>(
       cfg.limits, MaxReceiveMessageBytes(cfg), Clock::Real(), metrics);
@@ -142,7 +220,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
       server->limiter_.get(), metrics);
   server->query_service_ = std::make_unique<QueryService>(
       &cfg, server->auth_.get(), server->query_engine_.get(),
-      server->journal_.get(), metrics);
+      server->journal_.get(), dashboard);
   server->query_service_->set_rate_limiter(server->limiter_.get());
   // Deletions (erasure, retention) are audited in the same write that
   // deletes: the journal appends its entry to the ingestor's batch.
@@ -159,8 +237,9 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   server->retention_ = std::make_unique<RetentionJob>(
       &cfg, server->ingestor_.get(), Clock::Real(), auditor);
   server->admin_service_ = std::make_unique<AdminService>(
-      server->auth_.get(), server->journal_.get(), metrics,
+      server->auth_.get(), server->journal_.get(), dashboard,
       server->store_.get(), server->eraser_.get());
+  server->admin_service_->set_snapshots(server->snapshots_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -181,14 +260,16 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
                      " (address in use, or not a valid host:port)"));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  server->health_thread_ =
+      std::thread([s = server.get()] { s->WatchStoreHealth(); });
+  server->snapshots_->Start();
   server->publisher_->Start();
   server->retention_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
       s->PublishStoreStats();
       s->PublishBudgets();
-    } while (!s->stop_stats_.WaitForNotificationWithTimeout(
-        absl::Seconds(5)));
+    } while (!s->stop_stats_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   });
   LogInfo("server", "serving gRPC on port %d (%s), %d dataset(s)",
           server->port_, cfg.tls.enabled ? "TLS" : "plaintext",
@@ -210,8 +291,7 @@ void CohortdServer::PublishStoreStats() {
       ->Set(stats.wal_syncs);
   metrics_
       ->GetGauge("cohortd_store_pending_compaction_bytes",
-                 "Bytes RocksDB estimates compaction still has to rewrite.",
-                 {})
+                 "Bytes RocksDB estimates compaction still has to rewrite.", {})
       ->Set(stats.pending_compaction_bytes);
   metrics_
       ->GetGauge("cohortd_index_memory_bytes",
@@ -228,22 +308,41 @@ void CohortdServer::PublishStoreStats() {
   }
 }
 
+void CohortdServer::WatchStoreHealth() {
+  bool serving = true;
+  do {
+    const absl::Status health = store_->Health();
+    if (health.ok() != serving) {
+      serving = health.ok();
+      grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
+      if (serving) {
+        LogInfo("server", "store writable again: health SERVING");
+      } else {
+        LogWarning("server", "health NOT_SERVING: %s", health.ToString());
+      }
+    }
+  } while (
+      !stop_health_.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+}
+
+// The ledger moves only with releases, so the budgets are public
+// (metrics.h).
 void CohortdServer::PublishBudgets() {
   auto publish = [&](const std::string& dataset, const std::string& label,
                      const absl::StatusOr<cohortd::v1::Budget>& budget) {
     if (!budget.ok()) return;
     const MetricLabels labels = {{"dataset", dataset}, {"principal", label}};
-    metrics_
+    dashboard_metrics_
         ->GetGauge("cohortd_budget_total_epsilon",
                    "Privacy budget, as epsilon (principal \"*\": the "
                    "dataset as a whole).",
                    labels)
         ->Set(budget->total().epsilon());
-    metrics_
+    dashboard_metrics_
         ->GetGauge("cohortd_budget_spent_epsilon",
                    "Privacy budget spent, as epsilon (rounded up).", labels)
         ->Set(budget->spent().epsilon());
-    metrics_
+    dashboard_metrics_
         ->GetGauge("cohortd_budget_remaining_epsilon",
                    "Privacy budget remaining, as epsilon (rounded down).",
                    labels)
@@ -269,6 +368,8 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   LogInfo("server", "shutting down (grace %s)", absl::FormatDuration(grace));
+  stop_health_.Notify();
+  if (health_thread_.joinable()) health_thread_.join();
   if (grpc_server_ != nullptr) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     // Idle streams first, so that only batches in progress are waited for.
@@ -295,6 +396,7 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   }
   if (publisher_ != nullptr) publisher_->Stop();
   if (retention_ != nullptr) retention_->Stop();
+  if (snapshots_ != nullptr) snapshots_->Stop();
   if (ingestor_ != nullptr) ingestor_->Shutdown();
   stop_stats_.Notify();
   if (stats_thread_.joinable()) stats_thread_.join();
@@ -304,6 +406,7 @@ void CohortdServer::Shutdown(absl::Duration grace) {
   query_engine_.reset();
   journal_.reset();
   ingestor_.reset();
+  snapshots_.reset();
   index_.reset();
   store_.reset();
   LogInfo("server", "stopped");

@@ -22,11 +22,13 @@
 #include "server/query/publisher.h"
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
+#include "server/query/snapshot.h"
 #include "server/service/auth.h"
 #include "server/service/call_tracker.h"
 #include "server/service/ingest_service.h"
 #include "server/service/query_service.h"
 #include "server/service/rate_limiter.h"
+#include "server/storage/rocksdb_store.h"
 #include "server/storage/store.h"
 
 namespace cohortd {
@@ -36,13 +38,28 @@ class CohortdServer {
   // Opens the store in config.data_dir, loads (or creates) the
   // pseudonymisation key, builds the columnar index from the store, opens
   // the release journal, and starts serving gRPC on config.listen_address
-  // (port 0 picks a free port; see port()). `metrics` is borrowed and must
-  // outlive the server.
-  // Errors: InvalidArgument for unreadable TLS files; Unavailable when the
-  // address cannot be bound or the store cannot be opened; as
-  // LoadOrCreateKeyFile for key problems.
+  // (port 0 picks a free port; see port()). The data dir is created with
+  // mode 0700, and group/other permissions are taken off an existing one
+  // and everything in it (main.cc's umask 077 keeps new files 0600).
+  // Both registries are borrowed and must outlive the server:
+  // `dashboard_metrics` receives only series that depend on no record,
+  // `operator_metrics` everything else (server/metrics/metrics.h, "Two
+  // endpoints").
+  // `store_options` are the defaults in production; tests pass a
+  // fault-injecting file system through them.
+  // Health (grpc.health.v1, service ""): SERVING while the store accepts
+  // writes, NOT_SERVING while it is stopped by a background error such as
+  // a full disk (and back to SERVING once it has resumed), and during
+  // shutdown.
+  // Errors: InvalidArgument for unreadable TLS files; FailedPrecondition
+  // for a TLS key file that group or other may access, naming the file and
+  // its mode; Unavailable when the address cannot be bound or the store
+  // cannot be opened; DataLoss when the store is damaged (the message names
+  // the file); as LoadOrCreateKeyFile for key problems.
   static absl::StatusOr<std::unique_ptr<CohortdServer>> Start(
-      Config config, MetricsRegistry* metrics);
+      Config config, MetricsRegistry* dashboard_metrics,
+      MetricsRegistry* operator_metrics,
+      const RocksDbStoreOptions& store_options = RocksDbStoreOptions());
 
   // Shuts down (as Shutdown with a 10 s grace) if still running.
   ~CohortdServer();
@@ -61,12 +78,18 @@ class CohortdServer {
   CohortdServer() = default;
   void PublishStoreStats();
   void PublishBudgets();
+  // Mirrors store_->Health() into the gRPC health service until stopped.
+  void WatchStoreHealth();
 
   Config config_;
+  // Operator registry: record-derived series (the default for anything
+  // new). dashboard_metrics_: only series that depend on no record.
   MetricsRegistry* metrics_ = nullptr;
+  MetricsRegistry* dashboard_metrics_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Pseudonymizer> pseudonymizer_;
   std::unique_ptr<ColumnarIndex> index_;
+  std::unique_ptr<SnapshotIndex> snapshots_;  // in front of index_
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<ReleaseJournal> journal_;
   std::unique_ptr<QueryEngine> query_engine_;
@@ -87,6 +110,8 @@ class CohortdServer {
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
   absl::Notification stop_stats_;
   std::thread stats_thread_;
+  absl::Notification stop_health_;
+  std::thread health_thread_;
 };
 
 }  // namespace cohortd

@@ -1,22 +1,36 @@
 #include "server/storage/rocksdb_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "absl/algorithm/container.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/write_batch.h"
+#include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
 
@@ -34,6 +48,12 @@ rocksdb::Slice ToSlice(absl::string_view s) {
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
   if (s.ok()) return absl::OkStatus();
   std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsNoSpace()) {
+    return absl::UnavailableError(absl::StrCat(
+        "store is out of space; writes are refused until space is freed, "
+        "then resume by themselves (",
+        message, ")"));
+  }
   switch (s.code()) {
     case rocksdb::Status::kNotFound:
       return absl::NotFoundError(message);
@@ -73,9 +93,81 @@ std::string PrefixSuccessor(absl::string_view prefix) {
   return s;
 }
 
+// Reads verify block checksums (RocksDB's default, stated here because the
+// integrity guarantee rests on it) and ignore range tombstones: cohortd
+// never writes one (WriteBatch has no range delete), and RocksDB 7.8's
+// MergingIterator, while it processes them, drops a child iterator's error
+// at an SST boundary (SkipNextDeleted pops the exhausted LevelIterator
+// without looking at its status), so a scan silently ended at the first
+// damaged SST of each level instead of failing with Corruption.
+rocksdb::ReadOptions MakeReadOptions() {
+  rocksdb::ReadOptions options;
+  options.verify_checksums = true;
+  options.ignore_range_deletions = true;
+  return options;
+}
+
+// The names of the files in `dir` ending with `suffix`, sorted.
+std::vector<std::string> FileNames(const std::string& dir,
+                                   absl::string_view suffix,
+                                   uint64_t* total_bytes = nullptr) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!absl::EndsWith(name, suffix)) continue;
+    names.push_back(name);
+    if (total_bytes != nullptr) {
+      std::error_code size_ec;
+      const uintmax_t size = entry.file_size(size_ec);
+      if (!size_ec) *total_bytes += size;
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// RocksDB names the file in most corruption messages (SST blocks, the
+// MANIFEST) but not for a damaged WAL record; name the WALs then, so the
+// operator knows which file to look at.
+absl::Status NameDamagedFile(absl::Status status, const std::string& dir) {
+  if (!absl::IsDataLoss(status)) return status;
+  const absl::string_view message = status.message();
+  if (absl::StrContains(message, ".sst") ||
+      absl::StrContains(message, ".log") ||
+      absl::StrContains(message, "MANIFEST") ||
+      absl::StrContains(message, "CURRENT")) {
+    return status;
+  }
+  const std::vector<std::string> wals = FileNames(dir, ".log");
+  return absl::DataLossError(
+      absl::StrCat(message, " (while replaying the write-ahead log",
+                   wals.size() == 1 ? " " : "s ", absl::StrJoin(wals, ", "),
+                   " in ", dir, ")"));
+}
+
 rocksdb::Options MakeOptions(const RocksDbStoreOptions& o) {
   rocksdb::Options options;
-  options.create_if_missing = true;
+  options.create_if_missing = !o.read_only;
+  // Stop on any inconsistency RocksDB finds (also in background work)
+  // instead of carrying on.
+  options.paranoid_checks = true;
+  options.force_consistency_checks = true;
+  // WAL recovery: a synced (acknowledged) record is complete on disk, so a
+  // damaged record anywhere, or a complete record with a bad checksum, is
+  // Corruption and the open fails. Only an incomplete record at the very
+  // end is skipped: a write that did not complete before a crash, which was
+  // never synced and so never acknowledged (kill -9 inside write(2) can
+  // leave one). kAbsoluteConsistency would refuse to start after such a
+  // crash; kPointInTimeRecovery (the default) silently dropped every record
+  // after a damaged one.
+  options.wal_recovery_mode =
+      rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // RocksDB retries its own recovery from a retryable I/O error (a full
+  // disk among them) at this interval; the store's resume thread covers
+  // the errors it does not retry.
+  options.bgerror_resume_retry_interval =
+      static_cast<uint64_t>(absl::ToInt64Microseconds(o.resume_interval));
   options.max_background_jobs = o.max_background_jobs;
   options.write_buffer_size = o.write_buffer_bytes;
   // Writes reach the WAL as part of Write(); a synced write is durable
@@ -184,14 +276,85 @@ absl::StatusOr<uint64_t> BackupDb(rocksdb::DB* db,
                             absl::StrCat("backup in ", directory)));
   return info.size;
 }
+// Keeps the store's background error, as RocksDB reports it, for Health()
+// and the resume thread.
+class ErrorListener : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "CohortdErrorListener"; }
+
+  void OnBackgroundError(rocksdb::BackgroundErrorReason,
+                         rocksdb::Status* bg_error) override {
+    Set(*bg_error);
+  }
+  void OnErrorRecoveryEnd(
+      const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (info.new_bg_error.ok()) Clear();
+  }
+
+  void Set(const rocksdb::Status& s) {
+    absl::Status status = FromRocks(s, "store stopped by a background error");
+    absl::MutexLock lock(&mu_);
+    if (error_.ok() || absl::IsDataLoss(status)) {
+      LogError("store", "%s", status.ToString());
+      error_ = std::move(status);
+    }
+  }
+  void Clear() {
+    absl::MutexLock lock(&mu_);
+    if (!error_.ok() && !absl::IsDataLoss(error_)) {
+      LogInfo("store", "store recovered; writes resume");
+      error_ = absl::OkStatus();
+    }
+  }
+  absl::Status error() {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+};
 
 class RocksDbStore : public Store {
  public:
-  explicit RocksDbStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+  RocksDbStore(std::unique_ptr<rocksdb::Env> env,
+               std::shared_ptr<ErrorListener> listener,
+               const RocksDbStoreOptions& options)
+      : env_(std::move(env)),
+        listener_(std::move(listener)),
+        read_only_(options.read_only),
+        resume_interval_(options.resume_interval) {}
+
+  // Takes the open database and starts the resume thread.
+  void Start(std::unique_ptr<rocksdb::DB> db) {
+    db_ = std::move(db);
+    if (!read_only_) resume_thread_ = std::thread([this] { ResumeLoop(); });
+  }
+
+  ~RocksDbStore() override {
+    stop_.Notify();
+    if (resume_thread_.joinable()) resume_thread_.join();
+    if (db_ == nullptr) return;
+    if (!read_only_) {
+      // A flushed store replays no WAL at the next start.
+      rocksdb::FlushOptions flush;
+      flush.wait = true;
+      const rocksdb::Status s = db_->Flush(flush);
+      if (!s.ok()) {
+        LogWarning("store",
+                   "flush at close failed (the WAL keeps the data): %s",
+                   s.ToString());
+      }
+    }
+    const rocksdb::Status s = db_->Close();
+    if (!s.ok()) LogWarning("store", "close: %s", s.ToString());
+    db_.reset();
+  }
 
   absl::StatusOr<std::string> Get(absl::string_view key) override {
     std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+    rocksdb::Status s = db_->Get(MakeReadOptions(), ToSlice(key), &value);
     if (s.IsNotFound()) {
       return absl::NotFoundError(absl::StrCat("no key ", key));
     }
@@ -200,6 +363,9 @@ class RocksDbStore : public Store {
   }
 
   absl::Status Write(const WriteBatch& batch, bool sync) override {
+    if (read_only_) {
+      return absl::FailedPreconditionError("store is open read-only");
+    }
     rocksdb::WriteBatch wb;
     for (const WriteBatch::Op& op : batch.ops()) {
       rocksdb::Status s = op.is_delete
@@ -209,7 +375,11 @@ class RocksDbStore : public Store {
     }
     rocksdb::WriteOptions options;
     options.sync = sync;
-    RETURN_IF_ERROR(FromRocks(db_->Write(options, &wb), "rocksdb write"));
+    const rocksdb::Status s = db_->Write(options, &wb);
+    // A failed WAL write stops the database until it is resumed; make sure
+    // Health() and the resume thread know even if no listener call came.
+    if (s.IsIOError()) listener_->Set(s);
+    RETURN_IF_ERROR(FromRocks(s, "rocksdb write"));
     if (sync) wal_syncs_.fetch_add(1, std::memory_order_relaxed);
     return absl::OkStatus();
   }
@@ -219,7 +389,7 @@ class RocksDbStore : public Store {
                                              absl::string_view)>& fn) override {
     // An iterator reads from the implicit snapshot taken when it is
     // created, so the scan is consistent without an explicit snapshot.
-    rocksdb::ReadOptions options;
+    rocksdb::ReadOptions options = MakeReadOptions();
     const std::string upper = PrefixSuccessor(prefix);
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) options.iterate_upper_bound = &upper_slice;
@@ -255,14 +425,38 @@ class RocksDbStore : public Store {
     return BackupDb(db_.get(), directory);
   }
 
+  absl::Status Health() override { return listener_->error(); }
+
+  rocksdb::DB* db() { return db_.get(); }
+
  private:
+  // While the database is stopped by a recoverable background error (disk
+  // full, I/O error), asks RocksDB to resume every resume_interval_; Resume
+  // fails until the cause is gone (e.g. space was freed), then clears the
+  // error and writes go through again, without a restart.
+  void ResumeLoop() {
+    while (!stop_.WaitForNotificationWithTimeout(resume_interval_)) {
+      const absl::Status error = listener_->error();
+      if (error.ok() || absl::IsDataLoss(error)) continue;
+      const rocksdb::Status s = db_->Resume();
+      if (s.ok()) listener_->Clear();
+    }
+  }
+
+  std::unique_ptr<rocksdb::Env> env_;  // outlives db_ (declared first)
+  std::shared_ptr<ErrorListener> listener_;
   std::unique_ptr<rocksdb::DB> db_;
+  const bool read_only_;
+  const absl::Duration resume_interval_;
+  absl::Notification stop_;
+  std::thread resume_thread_;
   // Synced Write() calls; group commit may serve several with one fsync.
   std::atomic<uint64_t> wal_syncs_{0};
 };
 
 // Records the format version in a new store, or checks an existing one.
-absl::Status CheckFormatVersion(Store& store, const std::string& dir) {
+absl::Status CheckFormatVersion(Store& store, const std::string& dir,
+                                bool read_only) {
   absl::StatusOr<std::string> stored = store.Get(keys::kFormatVersionKey);
   if (stored.ok()) {
     int64_t version = 0;
@@ -302,27 +496,96 @@ absl::Status CheckFormatVersion(Store& store, const std::string& dir) {
         "cohortd store; point the data directory elsewhere",
         dir, keys::kFormatVersionKey));
   }
+  if (read_only) return absl::OkStatus();
   WriteBatch batch;
   batch.Put(keys::kFormatVersionKey, absl::StrCat(keys::kStorageFormatVersion));
   return store.Write(batch, /*sync=*/true);
+}
+
+// Logs what the store holds and how much free space recovery and
+// compaction may need, so an operator can see a full disk coming.
+void LogSpace(rocksdb::DB& db, const std::string& dir, uint64_t wal_bytes) {
+  uint64_t sst_bytes = 0;
+  db.GetIntProperty(rocksdb::DB::Properties::kLiveSstFilesSize, &sst_bytes);
+  std::error_code ec;
+  const std::filesystem::space_info space = std::filesystem::space(dir, ec);
+  constexpr double kMiB = 1024.0 * 1024.0;
+  // Replaying the WAL writes its records out as new SSTs; a full
+  // compaction of the bottom level may rewrite all live data before the
+  // old files are deleted.
+  const uint64_t needed = wal_bytes + sst_bytes;
+  LogInfo("store",
+          "store %s: %.1f MiB in SSTs, %.1f MiB of WAL replayed; recovery "
+          "and compaction need up to %.1f MiB free (WAL replay %.1f MiB + "
+          "full compaction %.1f MiB); %.1f MiB free",
+          dir, sst_bytes / kMiB, wal_bytes / kMiB, needed / kMiB,
+          wal_bytes / kMiB, sst_bytes / kMiB,
+          ec ? -1.0 : space.available / kMiB);
+  if (!ec && space.available < needed) {
+    LogWarning("store",
+               "store %s: only %.1f MiB free, less than the %.1f MiB "
+               "compaction may need; writes may fail with \"out of space\"",
+               dir, space.available / kMiB, needed / kMiB);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenStore(
+    const std::string& dir, const RocksDbStoreOptions& options) {
+  if (options.read_only) {
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT")) {
+      return absl::NotFoundError(
+          absl::StrFormat("no store in %s (no CURRENT file)", dir));
+    }
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrFormat(
+          "cannot create data directory %s: %s", dir, ec.message()));
+    }
+  }
+  rocksdb::Options rocks_options = MakeOptions(options);
+  std::unique_ptr<rocksdb::Env> env;
+  if (options.file_system != nullptr) {
+    env = rocksdb::NewCompositeEnv(options.file_system);
+    rocks_options.env = env.get();
+  }
+  auto listener = std::make_shared<ErrorListener>();
+  rocks_options.listeners.push_back(listener);
+  uint64_t wal_bytes = 0;
+  FileNames(dir, ".log", &wal_bytes);
+
+  auto store =
+      std::make_unique<RocksDbStore>(std::move(env), listener, options);
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status opened =
+      options.read_only ? rocksdb::DB::OpenForReadOnly(rocks_options, dir, &raw)
+                        : rocksdb::DB::Open(rocks_options, dir, &raw);
+  RETURN_IF_ERROR(NameDamagedFile(
+      FromRocks(opened, absl::StrCat("cannot open store ", dir)), dir));
+  store->Start(std::unique_ptr<rocksdb::DB>(raw));
+  if (options.verify_checksums_at_open) {
+    const absl::Time start = absl::Now();
+    RETURN_IF_ERROR(FromRocks(store->db()->VerifyChecksum(MakeReadOptions()),
+                              absl::StrCat("store ", dir, " is damaged")));
+    LogInfo("store", "verified the checksums of every SST block in %.2f s",
+            absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  RETURN_IF_ERROR(CheckFormatVersion(*store, dir, options.read_only));
+  LogSpace(*store->db(), dir, wal_bytes);
+  return store;
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
     const std::string& dir, const RocksDbStoreOptions& options) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrFormat(
-        "cannot create data directory %s: %s", dir, ec.message()));
-  }
-  rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(MakeOptions(options), dir, &raw),
-                            absl::StrCat("cannot open store ", dir)));
-  auto store =
-      std::make_unique<RocksDbStore>(std::unique_ptr<rocksdb::DB>(raw));
-  RETURN_IF_ERROR(CheckFormatVersion(*store, dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
+                   OpenStore(dir, options));
   return std::unique_ptr<Store>(std::move(store));
 }
 
@@ -370,6 +633,77 @@ absl::Status RestoreRocksDbStore(const std::string& backup_dir,
                 absl::StrCat("restore of ", backup_dir, " into ", data_dir)));
   // Opening checks the format version (and everything else an open does).
   return OpenRocksDbStore(data_dir, RocksDbStoreOptions()).status();
+}
+
+namespace {
+
+// Holds RocksDB's own lock on `dir` (an fcntl write lock on LOCK, as
+// DB::Open takes it) so that no cohortd opens the store while it is being
+// verified, and a verify never reads a store a running cohortd changes.
+class StoreLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<StoreLock>> Acquire(
+      const std::string& dir) {
+    const std::string path = dir + "/LOCK";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      return absl::NotFoundError(
+          absl::StrFormat("no store in %s (cannot open %s)", dir, path));
+    }
+    struct flock lock = {};
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_SETLK, &lock) != 0) {
+      ::close(fd);
+      return absl::UnavailableError(absl::StrFormat(
+          "store %s is in use (a cohortd is running on it?); stop it first",
+          dir));
+    }
+    return std::unique_ptr<StoreLock>(new StoreLock(fd));
+  }
+  ~StoreLock() { ::close(fd_); }  // closing releases the lock
+
+ private:
+  explicit StoreLock(int fd) : fd_(fd) {}
+  const int fd_;
+};
+
+}  // namespace
+
+absl::StatusOr<StoreVerification> VerifyRocksDbStore(const std::string& dir) {
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT")) {
+    return absl::NotFoundError(
+        absl::StrFormat("no store in %s (no CURRENT file)", dir));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<StoreLock> lock, StoreLock::Acquire(dir));
+  StoreVerification result;
+  result.wal_files = FileNames(dir, ".log", &result.wal_bytes);
+  RocksDbStoreOptions options;
+  options.read_only = true;
+  options.verify_checksums_at_open = false;  // done below, with a count
+  // Replays every WAL record (Corruption on a damaged one).
+  ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
+                   OpenStore(dir, options));
+  std::vector<rocksdb::LiveFileMetaData> files;
+  store->db()->GetLiveFilesMetaData(&files);
+  for (const rocksdb::LiveFileMetaData& file : files) {
+    result.sst_files.push_back(
+        std::filesystem::path(file.name).filename().string());
+    result.sst_bytes += file.size;
+  }
+  std::sort(result.sst_files.begin(), result.sst_files.end());
+  RETURN_IF_ERROR(FromRocks(store->db()->VerifyChecksum(MakeReadOptions()),
+                            absl::StrCat("store ", dir, " is damaged")));
+  RETURN_IF_ERROR(
+      store->Scan("", [&](absl::string_view key, absl::string_view value) {
+        ++result.keys;
+        result.key_value_bytes += key.size() + value.size();
+        return true;
+      }));
+  result.store = std::move(store);
+  result.lock = std::shared_ptr<void>(
+      lock.release(), [](void* l) { delete static_cast<StoreLock*>(l); });
+  return result;
 }
 
 }  // namespace cohortd

@@ -1,15 +1,29 @@
 // The production Store: an embedded RocksDB database in the data directory.
 // This file and rocksdb_store.cc are the only places cohortd includes
 // RocksDB, and the only place RocksDB statuses become absl ones.
+//
+// Integrity (docs/storage.md): every read verifies block checksums; WAL
+// recovery stops with DataLoss on any damaged record except an incomplete
+// last record (a write that never completed, hence was never synced nor
+// acknowledged); corruption anywhere is DataLoss naming the file.
+// Disk full: writes fail with Unavailable ("store is out of space ..."),
+// Health() says so, and the store resumes by itself once space is back.
 #ifndef COHORTD_SERVER_STORAGE_ROCKSDB_STORE_H_
 #define COHORTD_SERVER_STORAGE_ROCKSDB_STORE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/storage/store.h"
+
+namespace rocksdb {
+class FileSystem;
+}  // namespace rocksdb
 
 namespace cohortd {
 
@@ -21,6 +35,21 @@ struct RocksDbStoreOptions {
   size_t write_buffer_bytes = size_t{64} << 20;
   // Flush and compaction threads.
   int max_background_jobs = 2;
+  // Verify the checksum of every block of every SST when opening (reads
+  // the whole store once; see docs/storage.md for the cost). Without it,
+  // each block is still verified whenever it is read, and the start-up
+  // index build reads every session record.
+  bool verify_checksums_at_open = true;
+  // Open without writing anything (for `cohortd --verify`): the WAL is
+  // replayed into memory only, no flush, compaction or format-version
+  // record. Write() fails with FailedPrecondition.
+  bool read_only = false;
+  // While the store is stopped by a background error (disk full), how
+  // often it tries to resume.
+  absl::Duration resume_interval = absl::Seconds(1);
+  // Tests only: the file system RocksDB runs on (e.g. the fault-injecting
+  // one of fault_file_system.h); null means RocksDB's default.
+  std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
 // Opens (creating if needed, parent folders included) the store in `dir`.
@@ -31,11 +60,13 @@ struct RocksDbStoreOptions {
 // Errors: FailedPrecondition when the store has another format version
 // (the message names both), or has data but no version (not a cohortd
 // store); Unavailable when the folder cannot be created or the database is
-// locked by another process or unreadable; DataLoss on corruption.
-// The returned Store is thread-safe; destroying it closes the database
-// (no other thread may be using it then). Synced writes set
-// WriteOptions::sync, and RocksDB group-commits concurrent synced writers
-// into one WAL fsync.
+// locked by another process or unreadable; DataLoss on corruption found
+// while opening (damaged WAL record, SST block, MANIFEST), the message
+// naming the file.
+// The returned Store is thread-safe; destroying it flushes the memtables
+// (so the next start replays no WAL) and closes the database (no other
+// thread may be using it then). Synced writes set WriteOptions::sync, and
+// RocksDB group-commits concurrent synced writers into one WAL fsync.
 absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
     const std::string& dir, const RocksDbStoreOptions& options);
 
@@ -48,6 +79,29 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
 // DataLoss when a backed-up file fails its checksum; as OpenRocksDbStore.
 absl::Status RestoreRocksDbStore(const std::string& backup_dir,
                                  const std::string& data_dir);
+// What VerifyRocksDbStore checked.
+struct StoreVerification {
+  std::vector<std::string> sst_files;  // names, verified block by block
+  uint64_t sst_bytes = 0;
+  std::vector<std::string> wal_files;  // names, replayed record by record
+  uint64_t wal_bytes = 0;
+  uint64_t keys = 0;  // every live key, read with checksums verified
+  uint64_t key_value_bytes = 0;
+  // Keeps any other process from opening the store until destroyed
+  // (declared first, so released after `store` is closed).
+  std::shared_ptr<void> lock;
+  // The store, open read-only, for further checks of the records.
+  std::unique_ptr<Store> store;
+};
+
+// Checks the store in `dir` offline: takes the store's lock (so no cohortd
+// runs on it meanwhile), opens it read-only (replaying every WAL record),
+// verifies the checksum of every block of every live SST, and reads every
+// key. Does not modify the folder.
+// Errors: NotFound when `dir` holds no store; Unavailable when a cohortd
+// holds the store; DataLoss naming the damaged file; otherwise as
+// OpenRocksDbStore.
+absl::StatusOr<StoreVerification> VerifyRocksDbStore(const std::string& dir);
 
 }  // namespace cohortd
 

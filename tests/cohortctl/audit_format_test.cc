@@ -34,6 +34,15 @@ TEST(AuditFormatTest, ValidChain) {
             "chain: valid (7 entries verified; 9 in the log)\n");
 }
 
+TEST(AuditFormatTest, CacheHitIsMarked) {
+  cohortd::v1::ListAuditResponse response = OneEntry();
+  response.set_chain_valid(true);
+  response.mutable_entries(0)->set_kind(cohortd::v1::AuditEntry::CACHE_HIT);
+  response.mutable_entries(0)->mutable_cost()->set_epsilon(0);
+  EXPECT_THAT(FormatAudit(response),
+              HasSubstr("dataset=sessions cache-hit release=rel-7 cost ε=0 "));
+}
+
 TEST(AuditFormatTest, BrokenChainAndEmptyLog) {
   cohortd::v1::ListAuditResponse response = OneEntry();
   response.set_chain_valid(false);

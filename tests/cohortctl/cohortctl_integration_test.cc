@@ -88,6 +88,20 @@ TEST_F(CohortctlIntegrationTest, HealthIsServing) {
   EXPECT_EQ(out_.str(), "SERVING\n");
 }
 
+TEST_F(CohortctlIntegrationTest, AdminSealSealsASnapshot) {
+  ASSERT_EQ(Run({"admin", "seal"}), kExitOk) << err_.str();
+  EXPECT_THAT(out_.str(), ::testing::MatchesRegex(
+                              "snapshot sealed at [0-9-]+T[0-9:.]+Z: .*\n"));
+  out_.str("");
+  ASSERT_EQ(Run({"admin", "seal", "--format", "json"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("\"sealedAt\""));
+  // Analysts cannot seal; an unknown action or dataset is an error.
+  EXPECT_EQ(Run({"admin", "seal"}, "analyst.token"), kExitError);
+  EXPECT_NE(Run({"admin", "reseal"}), kExitOk);
+  EXPECT_EQ(Run({"--dataset", "nope", "admin", "seal"}), kExitError);
+  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT"));
+}
+
 TEST_F(CohortctlIntegrationTest, PushReportsRejectionsAndMalformedLines) {
   std::string text = Observations(6, /*bad_line=*/4, "mixed");
   text += "{\"sessionId\": oops\n";  // line 7

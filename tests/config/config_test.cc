@@ -189,8 +189,16 @@ TEST(ConfigTest, OptionalServerKeysKeepDefaults) {
   EXPECT_EQ(config.listen_address, "127.0.0.1:7443");
   EXPECT_EQ(config.metrics_address, "127.0.0.1:9464");
   EXPECT_EQ(config.max_batch_size, 10000);
+  EXPECT_EQ(config.snapshot_every, absl::Hours(1));
   // Without a base_dir, relative paths stay relative to the working dir.
   EXPECT_EQ(config.data_dir, "data");
+}
+
+TEST(ConfigTest, SnapshotEveryIsADuration) {
+  YAML::Node c = YAML::Load(BaseYaml());
+  c["server"]["snapshot_every"] = "15m";
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(Emit(c), "t", ""));
+  EXPECT_EQ(config.snapshot_every, absl::Minutes(15));
 }
 
 TEST(ConfigTest, AcceptsPortZeroIpv6AndHostNames) {
@@ -201,6 +209,74 @@ TEST(ConfigTest, AcceptsPortZeroIpv6AndHostNames) {
   c["server"]["listen"] = "[::1]:7443";
   c["server"]["metrics_listen"] = "localhost:9464";
   EXPECT_OK(ParseConfig(Emit(c), "t", ""));
+}
+
+TEST(ConfigTest, ExposureDefaultsKeepEverythingOnLoopback) {
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(BaseYaml(), "t", ""));
+  EXPECT_EQ(config.operator_metrics_address, "127.0.0.1:9465");
+  EXPECT_FALSE(config.operator_metrics_require_token.has_value());
+  EXPECT_FALSE(OperatorMetricsRequireToken(config));
+  EXPECT_FALSE(config.allow_plaintext);
+  EXPECT_OK(CheckServerExposure(config));
+}
+
+TEST(ConfigTest, AllowPlaintextPermitsNonLoopbackAndForcesTheToken) {
+  YAML::Node c = YAML::Load(BaseYaml());
+  c["server"]["listen"] = "0.0.0.0:7443";
+  c["server"]["metrics_listen"] = "0.0.0.0:9464";
+  c["server"]["operator_metrics_listen"] = "0.0.0.0:9465";
+  c["server"]["allow_plaintext"] = true;
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(Emit(c), "t", ""));
+  EXPECT_TRUE(config.allow_plaintext);
+  EXPECT_EQ(config.operator_metrics_address, "0.0.0.0:9465");
+  // Unset: required exactly because the address is not loopback.
+  EXPECT_TRUE(OperatorMetricsRequireToken(config));
+}
+
+TEST(ConfigTest, TlsNeedsNoPlaintextPermissionOffLoopback) {
+  YAML::Node c = YAML::Load(BaseYaml());
+  c["server"]["listen"] = "0.0.0.0:7443";
+  c["server"]["tls"]["enabled"] = true;
+  c["server"]["tls"]["cert_file"] = "c";
+  c["server"]["tls"]["key_file"] = "k";
+  EXPECT_OK(ParseConfig(Emit(c), "t", ""));
+}
+
+TEST(ConfigTest, OperatorTokenCanBeRequiredOnLoopback) {
+  YAML::Node c = YAML::Load(BaseYaml());
+  c["server"]["operator_metrics_require_token"] = true;
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(Emit(c), "t", ""));
+  EXPECT_TRUE(OperatorMetricsRequireToken(config));
+}
+
+TEST(ConfigTest, ExposureIsCheckedAgainAfterFlagOverrides) {
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(BaseYaml(), "t", ""));
+  config.listen_address = "0.0.0.0:7443";  // as main.cc's --listen does
+  EXPECT_THAT(CheckServerExposure(config),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("server.listen: 0.0.0.0:7443"),
+                             HasSubstr("allow_plaintext"))));
+  config.listen_address = "127.0.0.1:7443";
+  config.operator_metrics_address = "192.168.1.4:9465";
+  EXPECT_THAT(CheckServerExposure(config),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("server.operator_metrics_listen")));
+  config.allow_plaintext = true;
+  EXPECT_OK(CheckServerExposure(config));
+}
+
+TEST(ConfigTest, LoopbackIsTheWhole127Slash8AndIpv6One) {
+  for (const char* loopback :
+       {"127.0.0.1:1", "127.0.0.2:0", "127.255.255.254:9465", "localhost:1",
+        "LOCALHOST:1", "[::1]:7443"}) {
+    EXPECT_TRUE(IsLoopbackAddress(loopback)) << loopback;
+  }
+  for (const char* open :
+       {"0.0.0.0:1", "[::]:1", "10.0.0.1:1", "128.0.0.1:1", "126.0.0.1:1",
+        "example.com:1", "127.0.0.1.example.com:1", "[::2]:1",
+        "[::ffff:10.0.0.1]:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(open)) << open;
+  }
 }
 
 TEST(ConfigTest, TlsPathsResolveAgainstBaseDir) {
@@ -269,6 +345,43 @@ std::vector<ErrorCase> ErrorCases() {
       {"SameListenAddresses",
        [](YAML::Node c) { c["server"]["metrics_listen"] = "127.0.0.1:7443"; },
        "server.metrics_listen", "must differ"},
+      {"PlaintextOnWildcard",
+       [](YAML::Node c) { c["server"]["listen"] = "0.0.0.0:7443"; },
+       "server.listen", "allow_plaintext"},
+      {"PlaintextOnIpv6Wildcard",
+       [](YAML::Node c) { c["server"]["listen"] = "[::]:7443"; },
+       "server.listen", "tls.enabled is false"},
+      {"PlaintextOnHostName",
+       [](YAML::Node c) { c["server"]["listen"] = "cohortd.internal:7443"; },
+       "server.listen", "not a loopback address"},
+      {"OperatorMetricsOffLoopbackOverPlainHttp",
+       [](YAML::Node c) {
+         c["server"]["operator_metrics_listen"] = "10.0.0.5:9465";
+       },
+       "server.operator_metrics_listen", "allow_plaintext"},
+      {"OperatorMetricsTokenOffOffLoopback",
+       [](YAML::Node c) {
+         c["server"]["operator_metrics_listen"] = "0.0.0.0:9465";
+         c["server"]["operator_metrics_require_token"] = false;
+         c["server"]["allow_plaintext"] = true;
+       },
+       "server.operator_metrics_require_token", "admin token"},
+      {"OperatorMetricsSameAsMetrics",
+       [](YAML::Node c) {
+         c["server"]["operator_metrics_listen"] = "127.0.0.1:9464";
+       },
+       "server.operator_metrics_listen", "must differ"},
+      {"OperatorMetricsBadAddress",
+       [](YAML::Node c) { c["server"]["operator_metrics_listen"] = "9465"; },
+       "server.operator_metrics_listen", "host:port"},
+      {"OperatorRequireTokenNotBool",
+       [](YAML::Node c) {
+         c["server"]["operator_metrics_require_token"] = "sometimes";
+       },
+       "server.operator_metrics_require_token", ""},
+      {"AllowPlaintextNotBool",
+       [](YAML::Node c) { c["server"]["allow_plaintext"] = "yes please"; },
+       "server.allow_plaintext", ""},
       {"MissingDataDir", [](YAML::Node c) { c["server"].remove("data_dir"); },
        "server.data_dir", "is required"},
       {"MissingKeyFile",
@@ -290,6 +403,12 @@ std::vector<ErrorCase> ErrorCases() {
       {"BatchSizeNotInteger",
        [](YAML::Node c) { c["server"]["max_batch_size"] = "lots"; },
        "server.max_batch_size", "integer"},
+      {"SnapshotEveryNotADuration",
+       [](YAML::Node c) { c["server"]["snapshot_every"] = "hourly"; },
+       "server.snapshot_every", "\"hourly\" is not a duration of at least 1s"},
+      {"SnapshotEveryTooShort",
+       [](YAML::Node c) { c["server"]["snapshot_every"] = "500ms"; },
+       "server.snapshot_every", "at least 1s"},
       {"TlsWithoutCert",
        [](YAML::Node c) {
          c["server"]["tls"]["enabled"] = true;
@@ -656,6 +775,40 @@ TEST(ShippedConfigTest, ProductionConfigIsValid) {
   EXPECT_THAT(c.principals, SizeIs(1));
   ASSERT_THAT(c.datasets, SizeIs(1));
   ExpectSessionsDataset(c.datasets[0]);
+}
+
+// deploy/'s two configs bind 0.0.0.0 inside their containers: they must
+// pass the exposure rules the server enforces (allow_plaintext, where the
+// operator endpoint listens) through the real parser.
+TEST(ShippedConfigTest, DeployConfigsAreValid) {
+  TempDir dir;
+  auto parse = [&](std::string text, const std::string& principals_file) {
+    const std::string line = "principals_file: " + principals_file;
+    const size_t at = text.find(line);
+    EXPECT_NE(at, std::string::npos) << line;
+    if (at != std::string::npos) {
+      text.replace(at, line.size(), "principals_file: principals.yaml");
+    }
+    return ParseConfig(text, principals_file, dir.path());
+  };
+  WritePrincipals(dir, "principals.yaml");
+
+  ASSERT_OK_AND_ASSIGN(
+      Config compose,
+      parse(ReadFile(kSourceDir + "/deploy/compose/cohortd.yaml"),
+            "/run/cohortd/principals.yaml"));
+  EXPECT_TRUE(compose.allow_plaintext);
+  EXPECT_TRUE(IsLoopbackAddress(compose.operator_metrics_address));
+  EXPECT_FALSE(OperatorMetricsRequireToken(compose));
+
+  const YAML::Node configmap =
+      YAML::Load(ReadFile(kSourceDir + "/deploy/k8s/configmap.yaml"));
+  ASSERT_OK_AND_ASSIGN(
+      Config k8s, parse(configmap["data"]["cohortd.yaml"].as<std::string>(),
+                        "/etc/cohortd/secrets/principals.yaml"));
+  EXPECT_TRUE(k8s.allow_plaintext);
+  EXPECT_FALSE(IsLoopbackAddress(k8s.operator_metrics_address));
+  EXPECT_TRUE(OperatorMetricsRequireToken(k8s));
 }
 
 TEST(ShippedConfigTest, DevConfigIsValidAndLocal) {

@@ -14,9 +14,15 @@ Checks, each failure reported with its file:
     (deploy/sync-config.py --check) and point at the paths the manifests
     mount;
   - compose publishes every port on 127.0.0.1 only;
-  - Grafana dashboards are valid JSON, use the provisioned datasource uid,
+  - Grafana dashboards are valid JSON, use a provisioned datasource uid,
     and their PromQL parses (promtool) and names only metrics cohortd
-    exposes (KNOWN_METRICS);
+    exposes (KNOWN_METRICS); a panel or variable on the dashboards'
+    datasource names only DASHBOARD_METRICS (no record-derived series);
+  - the dashboards' datasource leads (compose service, mounted config) to
+    a dashboards' Prometheus, whose jobs scrape only metrics_listen (static
+    targets on 9464, no credentials, no service discovery) and load no rule
+    on an operator series; an operators' job off loopback carries a token;
+    the pod's prometheus.io annotations name the dashboards' port only;
   - the Prometheus rules name only known metrics;
   - the Dockerfile: FROM pinned to debian:12 tags, a non-root USER in the
     final stage, HEALTHCHECK, no `curl | sh`, no ADD of URLs, apt lists
@@ -28,13 +34,39 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
-# What cohortd exposes on /metrics (README "Metrics", issue 5). A histogram
-# family FOO also has FOO_bucket, FOO_sum and FOO_count.
-KNOWN_METRICS = {
-    "cohortd_rpc_requests_total",
+# What cohortd exposes (README "Dashboards: publications and metrics",
+# server/metrics/metrics.h "Two endpoints"). A histogram family FOO also has
+# FOO_bucket, FOO_sum and FOO_count.
+#
+# server.metrics_listen (the dashboards'): published DP figures and series
+# that depend on no record.
+DASHBOARD_METRICS = {
+    "cohortd_rpc_requests_total",        # query/admin methods only
+    "cohortd_rpc_duration_seconds",
+    "cohortd_budget_spent_epsilon",
+    "cohortd_budget_remaining_epsilon",
+    "cohortd_budget_total_epsilon",
+    "cohortd_published_sessions",
+    "cohortd_published_accounts",
+    "cohortd_published_sum",
+    "cohortd_published_mean",
+    "cohortd_published_rate",
+    "cohortd_published_quantile",
+    "cohortd_publication_budget_exhausted",
+    "cohortd_publication_last_release_timestamp_seconds",
+    "cohortd_publication_releases_total",
+    "cohortd_build_info",
+    "cohortd_start_time_seconds",
+    # Prometheus's own, per scrape target.
+    "up",
+}
+# server.operator_metrics_listen (the operators'): record-derived series.
+OPERATOR_METRICS = {
+    "cohortd_rpc_requests_total",        # ingest methods
     "cohortd_rpc_duration_seconds",
     "cohortd_ingest_observations_total",
     "cohortd_ingest_rejections_total",
@@ -49,23 +81,20 @@ KNOWN_METRICS = {
     "cohortd_query_releases_total",
     "cohortd_query_cache_hits_total",
     "cohortd_query_execute_seconds",
-    "cohortd_budget_spent_epsilon",
-    "cohortd_budget_remaining_epsilon",
-    "cohortd_budget_total_epsilon",
-    "cohortd_published_sessions",
-    "cohortd_published_accounts",
-    "cohortd_published_sum",
-    "cohortd_published_mean",
-    "cohortd_published_rate",
-    "cohortd_published_quantile",
-    "cohortd_publication_budget_exhausted",
-    "cohortd_publication_last_release_timestamp_seconds",
-    "cohortd_publication_releases_total",
-    # Prometheus's own, per scrape target.
     "up",
 }
+KNOWN_METRICS = DASHBOARD_METRICS | OPERATOR_METRICS
+DASHBOARD_PORT = 9464
+OPERATOR_PORT = 9465
+# Grafana datasources: the dashboards' may reach only DASHBOARD_METRICS.
+DASHBOARD_DATASOURCE_UID = "cohortd-prometheus"
+OPERATOR_DATASOURCE_UID = "cohortd-operator-prometheus"
+DATASOURCE_UIDS = {DASHBOARD_DATASOURCE_UID, OPERATOR_DATASOURCE_UID}
+# Every Prometheus config in deploy/prometheus, by whose it is. A config in
+# neither set is an error, so a new one cannot escape the checks.
+DASHBOARD_PROMETHEUS_CONFIGS = {"prometheus.yml", "prometheus-compose.yml"}
+OPERATOR_PROMETHEUS_CONFIGS = {"prometheus-operator.yml"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-DATASOURCE_UID = "cohortd-prometheus"
 DATA_DIR = "/var/lib/cohortd"
 
 # PromQL words that look like metric names but are not.
@@ -115,13 +144,19 @@ def metric_names(expr: str):
     return names
 
 
-def known_metric(name: str) -> bool:
-    if name in KNOWN_METRICS:
+def known_metric(name: str, known=None) -> bool:
+    known = KNOWN_METRICS if known is None else known
+    if name in known:
         return True
     for suffix in HISTOGRAM_SUFFIXES:
-        if name.endswith(suffix) and name[: -len(suffix)] in KNOWN_METRICS:
+        if name.endswith(suffix) and name[: -len(suffix)] in known:
             return True
     return False
+
+
+def dashboard_metric(name: str) -> bool:
+    """Whether the dashboards' endpoint serves `name`."""
+    return known_metric(name, DASHBOARD_METRICS)
 
 
 def load_yaml_docs(lint, path):
@@ -173,6 +208,11 @@ def check_statefulset(lint, path, sts):
             lint.fail(path, f"container {name}: allowPrivilegeEscalation must be false")
         if "limits" not in c.get("resources", {}) or "requests" not in c.get("resources", {}):
             lint.fail(path, f"container {name}: resources need requests and limits")
+    annotations = spec.get("template", {}).get("metadata", {}).get("annotations") or {}
+    if annotations.get("prometheus.io/scrape") == "true" and \
+            str(annotations.get("prometheus.io/port")) != str(DASHBOARD_PORT):
+        lint.fail(path, "prometheus.io/port must be the dashboards' port "
+                        f"{DASHBOARD_PORT}: annotation scrapers feed dashboards")
     main = next((c for c in containers if c.get("name") == "cohortd"), containers[0])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         p = main.get(probe)
@@ -213,10 +253,10 @@ def check_cohortd_config(lint, path, text, principals_file, key_file):
         lint.fail(path, f"principals_file must be {principals_file}")
     if "principals" in config:
         lint.fail(path, "principals belong in the secret principals file")
-    for key in ("listen", "metrics_listen"):
-        if not str(server.get(key, "")).endswith(
-                ":7443" if key == "listen" else ":9464"):
-            lint.fail(path, f"server.{key} must use the image's port")
+    for key, port in (("listen", 7443), ("metrics_listen", DASHBOARD_PORT),
+                      ("operator_metrics_listen", OPERATOR_PORT)):
+        if not str(server.get(key, "")).endswith(f":{port}"):
+            lint.fail(path, f"server.{key} must use the image's port {port}")
 
 
 def check_k8s(lint, k8s_dir):
@@ -311,9 +351,11 @@ def check_dashboards(lint, dash_dir):
             title = p.get("title", p.get("id"))
             if "gridPos" not in p:
                 lint.fail(path, f"panel {title!r} has no gridPos")
-            if p.get("datasource", {}).get("uid") != DATASOURCE_UID:
+            panel_uid = (p.get("datasource") or {}).get("uid")
+            if panel_uid not in DATASOURCE_UIDS:
                 lint.fail(path, f"panel {title!r} does not use datasource "
-                                f"uid {DATASOURCE_UID}")
+                                f"uid {DASHBOARD_DATASOURCE_UID} or "
+                                f"{OPERATOR_DATASOURCE_UID}")
             targets = p.get("targets", [])
             if not targets:
                 lint.fail(path, f"panel {title!r} has no queries")
@@ -323,18 +365,32 @@ def check_dashboards(lint, dash_dir):
                     lint.fail(path, f"panel {title!r} has a query without expr")
                 queries += 1
                 lint.exprs.append((path, title, expr))
+                # A target may name its own datasource; else the panel's.
+                uid = (t.get("datasource") or {}).get("uid", panel_uid)
+                if uid not in DATASOURCE_UIDS and "uid" in (t.get("datasource") or {}):
+                    lint.fail(path, f"panel {title!r} has a query on unknown "
+                                    f"datasource {uid!r}")
                 for name in metric_names(expr):
                     if not known_metric(name):
                         lint.fail(path, f"panel {title!r} queries unknown "
                                         f"metric {name!r}")
+                    elif uid == DASHBOARD_DATASOURCE_UID and not dashboard_metric(name):
+                        lint.fail(path, f"panel {title!r} queries the "
+                                        f"operator-only series {name!r} from the "
+                                        f"dashboards' datasource {uid}")
         for v in dash.get("templating", {}).get("list", []):
             if v.get("type") == "query":
                 query = v.get("query")
                 query = query.get("query", "") if isinstance(query, dict) else str(query)
+                uid = (v.get("datasource") or {}).get("uid", DASHBOARD_DATASOURCE_UID)
                 for name in re.findall(r"label_values\(\s*([a-zA-Z_:][\w:]*)", query):
                     if not known_metric(name):
                         lint.fail(path, f"variable {v.get('name')} queries "
                                         f"unknown metric {name!r}")
+                    elif uid == DASHBOARD_DATASOURCE_UID and not dashboard_metric(name):
+                        lint.fail(path, f"variable {v.get('name')} queries the "
+                                        f"operator-only series {name!r} from the "
+                                        f"dashboards' datasource {uid}")
         if queries == 0:
             lint.fail(path, "dashboard has no queries")
 
@@ -366,21 +422,190 @@ def check_promql_syntax(lint):
                             f"{(result.stdout + result.stderr).strip()}")
 
 
-def check_datasource(lint, path):
-    docs = load_yaml_docs(lint, path)
-    uids = [d.get("uid") for doc in docs for d in doc.get("datasources", [])]
-    if DATASOURCE_UID not in uids:
-        lint.fail(path, f"no datasource with uid {DATASOURCE_UID}")
+def target_host_port(target: str):
+    """("host", port) of a static target "host:port" / "[v6]:port"."""
+    host, _, port = str(target).rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return host.strip("[]"), None
 
 
-def check_rules(lint, path):
+def is_loopback_host(host: str) -> bool:
+    return host == "localhost" or host == "::1" or re.fullmatch(
+        r"127\.\d+\.\d+\.\d+", host) is not None
+
+
+def dashboard_scrape_problems(config) -> list:
+    """Why the Prometheus config `config` (parsed YAML) could reach an
+    operator series; [] when it reaches only server.metrics_listen."""
+    problems = []
+    for job in (config or {}).get("scrape_configs") or []:
+        name = job.get("job_name")
+        discovery = [k for k in job if k.endswith("_sd_configs")]
+        if discovery:
+            problems.append(f"dashboard job {name} uses {discovery[0]}, which "
+                            "can discover the operator endpoint: use "
+                            "static_configs on the metrics_listen port")
+        for key in ("authorization", "bearer_token", "bearer_token_file",
+                    "basic_auth", "oauth2"):
+            if key in job:
+                problems.append(f"dashboard job {name} carries credentials "
+                                f"({key}): an admin token would open the "
+                                "operator endpoint to it")
+        if job.get("metrics_path", "/metrics") != "/metrics":
+            problems.append(f"dashboard job {name} scrapes "
+                            f"{job.get('metrics_path')}, not /metrics")
+        if "params" in job or "relabel_configs" in job:
+            problems.append(f"dashboard job {name} rewrites its targets "
+                            "(params/relabel_configs); keep them literal")
+        targets = [t for sc in job.get("static_configs") or []
+                   for t in sc.get("targets") or []]
+        if not targets:
+            problems.append(f"dashboard job {name} has no static targets")
+        for target in targets:
+            _, port = target_host_port(target)
+            if port != DASHBOARD_PORT:
+                problems.append(f"dashboard job {name} scrapes {target}: only "
+                                f"metrics_listen (port {DASHBOARD_PORT}) may be "
+                                "scraped for dashboards")
+    return problems
+
+
+def operator_scrape_problems(config) -> list:
+    """An operator job off loopback without a bearer token is refused
+    (401) by cohortd; catch it here instead of in production."""
+    problems = []
+    for job in (config or {}).get("scrape_configs") or []:
+        targets = [t for sc in job.get("static_configs") or []
+                   for t in sc.get("targets") or []]
+        for target in targets:
+            host, port = target_host_port(target)
+            if port == OPERATOR_PORT and not is_loopback_host(host) and \
+                    "authorization" not in job:
+                problems.append(f"job {job.get('job_name')} scrapes the operator "
+                                f"endpoint {target} off loopback without an "
+                                "authorization (admin bearer token)")
+    return problems
+
+
+def rule_metric_names(lint, path):
+    names = []
     for doc in load_yaml_docs(lint, path):
         for group in doc.get("groups", []):
             for rule in group.get("rules", []):
                 for name in metric_names(rule.get("expr", "")):
-                    if not known_metric(name):
-                        lint.fail(path, f"rule {rule.get('alert')} uses "
-                                        f"unknown metric {name!r}")
+                    names.append((rule.get("alert") or rule.get("record"), name))
+    return names
+
+
+def check_prometheus_configs(lint, prom_dir):
+    """Each Prometheus config is the dashboards' (reaches only
+    metrics_listen) or the operators'; the dashboards' loads no rule on an
+    operator series."""
+    for path in sorted(prom_dir.glob("*.yml")) + sorted(prom_dir.glob("*.yaml")):
+        docs = load_yaml_docs(lint, path)
+        if not docs or "scrape_configs" not in docs[0]:
+            continue
+        config = docs[0]
+        if path.name in DASHBOARD_PROMETHEUS_CONFIGS:
+            for problem in dashboard_scrape_problems(config):
+                lint.fail(path, problem)
+            for rule_file in config.get("rule_files") or []:
+                for rule, name in rule_metric_names(lint, path.parent / rule_file):
+                    if not dashboard_metric(name):
+                        lint.fail(path, f"loads rule {rule} on the operator-only "
+                                        f"series {name!r}")
+        elif path.name in OPERATOR_PROMETHEUS_CONFIGS:
+            for problem in operator_scrape_problems(config):
+                lint.fail(path, problem)
+        else:
+            lint.fail(path, "a Prometheus config that is neither a dashboards' "
+                            "nor an operators' one (lint_deploy.py lists them)")
+
+
+def check_datasource(lint, path, compose_path):
+    """Follows each datasource to the Prometheus it reads: the dashboards'
+    datasource must lead to a compose service running a dashboards'
+    Prometheus config."""
+    docs = load_yaml_docs(lint, path)
+    sources = {d.get("uid"): d for doc in docs for d in doc.get("datasources", [])}
+    for uid in DATASOURCE_UIDS:
+        if uid not in sources:
+            lint.fail(path, f"no datasource with uid {uid}")
+    compose = (load_yaml_docs(lint, compose_path) or [{}])[0]
+    services = compose.get("services") or {}
+    for uid, source in sources.items():
+        host, port = target_host_port(
+            re.sub(r"^https?://", "", str(source.get("url", ""))).split("/")[0])
+        # A service in another's network namespace answers at that name.
+        candidates = [name for name, svc in services.items()
+                      if name == host or svc.get("network_mode") == f"service:{host}"]
+        configs = []
+        for name in candidates:
+            svc = services[name]
+            command = " ".join(svc.get("command") or [])
+            listen = re.search(r"--web\.listen-address=\S*:(\d+)", command)
+            if int(listen.group(1) if listen else 9090) != port:
+                continue
+            for volume in svc.get("volumes") or []:
+                source_path, _, target = str(volume).partition(":")
+                if target.split(":")[0] == "/etc/prometheus/prometheus.yml":
+                    configs.append(pathlib.Path(source_path).name)
+        if len(configs) != 1:
+            lint.fail(path, f"datasource {uid} ({source.get('url')}) does not "
+                            "lead to exactly one compose Prometheus")
+            continue
+        if uid == DASHBOARD_DATASOURCE_UID and \
+                configs[0] not in DASHBOARD_PROMETHEUS_CONFIGS:
+            lint.fail(path, f"the dashboards' datasource {uid} reads a "
+                            f"Prometheus running {configs[0]}, which is not a "
+                            "dashboards' config: it could reach operator series")
+
+
+def check_rules(lint, path):
+    for rule, name in rule_metric_names(lint, path):
+        if not known_metric(name):
+            lint.fail(path, f"rule {rule} uses unknown metric {name!r}")
+
+
+def self_test(lint):
+    """The operator-series checks must fail on what they exist to catch, so
+    a slip in them cannot pass everything silently."""
+    bad_jobs = [
+        {"job_name": "a", "static_configs": [{"targets": ["cohortd:9465"]}]},
+        {"job_name": "b", "static_configs": [{"targets": ["cohortd:9464"]}],
+         "authorization": {"type": "Bearer", "credentials": "x"}},
+        {"job_name": "c", "kubernetes_sd_configs": [{"role": "pod"}]},
+    ]
+    for job in bad_jobs:
+        if not dashboard_scrape_problems({"scrape_configs": [job]}):
+            lint.fail("lint_deploy.py", f"self-test: dashboard job {job} passed")
+    good = {"scrape_configs": [{"job_name": "d", "static_configs": [
+        {"targets": ["127.0.0.1:9464"]}]}]}
+    if dashboard_scrape_problems(good):
+        lint.fail("lint_deploy.py", "self-test: a plain dashboard job failed")
+    if not operator_scrape_problems({"scrape_configs": [
+            {"job_name": "e", "static_configs": [{"targets": ["cohortd:9465"]}]}]}):
+        lint.fail("lint_deploy.py", "self-test: a token-less remote operator "
+                                    "job passed")
+    if dashboard_metric("cohortd_index_sessions") or \
+            dashboard_metric("cohortd_ingest_observations_total") or \
+            not dashboard_metric("cohortd_rpc_duration_seconds_bucket"):
+        lint.fail("lint_deploy.py", "self-test: dashboard_metric is wrong")
+    with tempfile.TemporaryDirectory() as tmp:
+        dash_dir = pathlib.Path(tmp)
+        probe = Lint(dash_dir)
+        (dash_dir / "probe.json").write_text(json.dumps({
+            "uid": "probe", "title": "probe", "schemaVersion": 39,
+            "panels": [{"id": 1, "type": "timeseries", "title": "leak",
+                        "gridPos": {},
+                        "datasource": {"uid": DASHBOARD_DATASOURCE_UID},
+                        "targets": [{"expr": "cohortd_index_memory_bytes"}]}]}))
+        check_dashboards(probe, dash_dir)
+    if not any("operator-only" in p for p in probe.problems):
+        lint.fail("lint_deploy.py", "self-test: a dashboards' panel on "
+                                    "cohortd_index_memory_bytes passed")
 
 
 def dockerfile_instructions(text):
@@ -467,10 +692,13 @@ def main():
 
     check_k8s(lint, deploy / "k8s")
     check_compose(lint, deploy / "compose.yaml")
-    check_datasource(lint, deploy / "grafana/provisioning/datasources/prometheus.yaml")
+    check_datasource(lint, deploy / "grafana/provisioning/datasources/prometheus.yaml",
+                     deploy / "compose.yaml")
     check_dashboards(lint, deploy / "grafana/dashboards")
     check_promql_syntax(lint)
+    check_prometheus_configs(lint, deploy / "prometheus")
     check_rules(lint, deploy / "prometheus/rules.yml")
+    self_test(lint)
     check_dockerfile(lint, root / "Dockerfile")
 
     # Self-test of the metric-name extraction, so a regex slip cannot pass

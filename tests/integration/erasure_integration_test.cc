@@ -1,9 +1,9 @@
-// Admin.DeleteAccount through the real binary: later answers reflect the
-// deletion (a cohort whose every account was erased is no longer
-// released, and no pre-erasure release is served from the cache), the
-// deletion survives a restart, every erasure is in the audit log with its
-// count and without the account id, and `cohortctl admin delete-account`
-// takes the admin token from $COHORTD_ADMIN_TOKEN.
+// Admin.DeleteAccount through the real binary: answers after the next seal
+// (Admin.SealSnapshot here) reflect the deletion (a cohort whose every
+// account was erased is no longer released, and no pre-erasure release is
+// served from the cache), the deletion survives a restart, every erasure is in
+// the audit log with its count and without the account id, and `cohortctl admin
+// delete-account` takes the admin token from $COHORTD_ADMIN_TOKEN.
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -60,6 +60,17 @@ class ErasureIntegrationTest : public ::testing::Test {
     auto context = AuthContext(server_->tokens().ingest);
     ASSERT_TRUE(ingest_->Push(context.get(), request, &response).ok());
     ASSERT_EQ(response.accepted(), 4 * kAccounts);
+    Seal(server_.get(), admin_.get());
+  }
+  // Admin.SealSnapshot of every dataset: queries see every change so far
+  // (pushes and deletions), as at a scheduled seal.
+  static void Seal(ServerProcess* server, cohortd::v1::Admin::Stub* admin) {
+    cohortd::v1::SealSnapshotRequest request;
+    cohortd::v1::SealSnapshotResponse response;
+    auto context = AuthContext(server->tokens().admin);
+    const grpc::Status s =
+        admin->SealSnapshot(context.get(), request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
   }
   void Connect() {
     ingest_ = cohortd::v1::Ingest::NewStub(server_->Channel());
@@ -133,21 +144,27 @@ TEST_F(ErasureIntegrationTest, ErasedCohortDisappearsFromLaterAnswers) {
   ASSERT_TRUE(Delete(Account("legal", 0), &again).ok());
   EXPECT_EQ(again.sessions_deleted(), 0);
 
-  // The same question is answered anew (the month's data changed), and
-  // the erased cohort has no accounts left, so it is not released.
+  // Until the next seal, queries read the snapshot that still holds them.
+  const cohortd::v1::AggregateResponse unsealed = Query();
+  EXPECT_TRUE(unsealed.from_cache());
+  EXPECT_EQ(unsealed.release_id(), before.release_id());
+
+  // After the seal the same question is answered anew (a new snapshot),
+  // and the erased cohort has no accounts left, so it is not released.
+  Seal(server_.get(), admin_.get());
   const cohortd::v1::AggregateResponse after = Query();
   EXPECT_FALSE(after.from_cache());
   EXPECT_NE(after.release_id(), before.release_id());
   EXPECT_EQ(Occupations(after), std::set<std::string>{"management"});
 
-  // Durable: after a restart the index is rebuilt without them, and the
-  // post-erasure release is the cached one.
+  // Durable: after a restart (a seal: a new snapshot, so a new release)
+  // the index is rebuilt without them.
   ASSERT_OK(server_->Stop());
   ASSERT_OK(server_->Start());
   Connect();
   const cohortd::v1::AggregateResponse restarted = Query();
-  EXPECT_TRUE(restarted.from_cache());
-  EXPECT_EQ(restarted.release_id(), after.release_id());
+  EXPECT_FALSE(restarted.from_cache());
+  EXPECT_EQ(Occupations(restarted), std::set<std::string>{"management"});
 
   // The audit log: 151 erasures (and the releases: ours and the shipped
   // config's publications'), chain valid, no raw id.
@@ -280,6 +297,15 @@ TEST(RetentionIntegrationTest, OldSessionsAreDeletedAndAudited) {
     if (retained_away < kAccounts) absl::SleepFor(absl::Milliseconds(100));
   }
   ASSERT_EQ(retained_away, kAccounts);
+  // The deletions are visible at the next seal.
+  {
+    cohortd::v1::SealSnapshotRequest seal;
+    cohortd::v1::SealSnapshotResponse sealed;
+    auto admin_context = AuthContext(server.tokens().admin);
+    const grpc::Status s =
+        admin->SealSnapshot(admin_context.get(), seal, &sealed);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
 
   cohortd::v1::AggregateRequest by_occupation;
   by_occupation.set_dataset("sessions");

@@ -1,9 +1,12 @@
-// A real Prometheus (Debian's `prometheus`) scrapes a running cohortd with
-// the shipped deploy/prometheus/prometheus.yml; the test reads the
-// published and operational series back through Prometheus's HTTP API.
+// Real Prometheus servers (Debian's `prometheus`) scrape a running cohortd
+// with the shipped configs: the dashboards' (deploy/prometheus/
+// prometheus.yml) gets the published series and no record-derived one; the
+// operators' (prometheus-operator.yml, with rules.yml) gets both
+// endpoints. The test reads the series back through Prometheus's HTTP API.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -84,10 +88,55 @@ std::string WaitFor(Fetch fetch, Done done, absl::Duration timeout) {
 class PrometheusIntegrationTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    if (prometheus_pid_ > 0) {
-      kill(prometheus_pid_, SIGTERM);
-      waitpid(prometheus_pid_, nullptr, 0);
+    for (pid_t pid : prometheus_pids_) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
     }
+  }
+
+  // Starts Prometheus on a free port with deploy/prometheus/`name` (and
+  // rules.yml next to it), its scrape interval 1 s and its 127.0.0.1:9464
+  // and :9465 targets pointed at `server`. Returns the port.
+  int StartPrometheus(const std::string& dir, const std::string& name,
+                      const ServerProcess& server) {
+    const std::string deploy =
+        std::string(COHORTD_SOURCE_DIR) + "/deploy/prometheus/";
+    std::string config = Slurp(deploy + name);
+    EXPECT_THAT(config, HasSubstr("127.0.0.1:9464")) << name;
+    config = absl::StrReplaceAll(
+        config,
+        {{"127.0.0.1:9464", absl::StrCat("127.0.0.1:", server.metrics_port())},
+         {"127.0.0.1:9465",
+          absl::StrCat("127.0.0.1:", server.operator_metrics_port())},
+         {"scrape_interval: 15s", "scrape_interval: 1s"}});
+    const std::string folder = absl::StrCat(dir, "/", name, ".d");
+    mkdir(folder.c_str(), 0700);
+    {
+      std::ofstream out(folder + "/prometheus.yml");
+      out << config;
+      std::ofstream rules(folder + "/rules.yml");
+      rules << Slurp(deploy + "rules.yml");
+    }
+    const int port = FreePort();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string log = folder + "/prometheus.log";
+      FILE* f = fopen(log.c_str(), "w");
+      if (f != nullptr) {
+        dup2(fileno(f), STDOUT_FILENO);
+        dup2(fileno(f), STDERR_FILENO);
+      }
+      const std::string config_flag =
+          "--config.file=" + folder + "/prometheus.yml";
+      const std::string storage = "--storage.tsdb.path=" + folder + "/tsdb";
+      const std::string listen =
+          absl::StrCat("--web.listen-address=127.0.0.1:", port);
+      execl(kPrometheus, kPrometheus, config_flag.c_str(), storage.c_str(),
+            listen.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    prometheus_pids_.push_back(pid);
+    return port;
   }
 
   void PushPopulation(cohortd::v1::Ingest::Stub* ingest,
@@ -116,7 +165,16 @@ class PrometheusIntegrationTest : public ::testing::Test {
     ASSERT_EQ(response.accepted(), 1200);
   }
 
-  pid_t prometheus_pid_ = -1;
+  // Seals a snapshot, so publications read what was pushed.
+  static void Seal(const ServerProcess& server) {
+    auto admin = cohortd::v1::Admin::NewStub(server.Channel());
+    cohortd::v1::SealSnapshotRequest request;
+    cohortd::v1::SealSnapshotResponse response;
+    auto context = AuthContext(server.tokens().admin);
+    ASSERT_TRUE(admin->SealSnapshot(context.get(), request, &response).ok());
+  }
+
+  std::vector<pid_t> prometheus_pids_;
 };
 
 TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
@@ -132,6 +190,7 @@ TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
   ASSERT_GT(server.metrics_port(), 0);
   auto ingest = cohortd::v1::Ingest::NewStub(server.Channel());
   PushPopulation(ingest.get(), server.tokens().ingest);
+  Seal(server);
 
   const std::string metrics_url =
       absl::StrCat("http://127.0.0.1:", server.metrics_port(), "/metrics");
@@ -147,37 +206,9 @@ TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
   EXPECT_THAT(exposition, Not(HasSubstr("-a1")));
   EXPECT_THAT(exposition, Not(HasSubstr("-s1")));
 
-  // Prometheus with the shipped config, pointed at this server's port.
-  std::string config =
-      Slurp(std::string(COHORTD_SOURCE_DIR) + "/deploy/prometheus/prometheus.yml");
-  ASSERT_THAT(config, HasSubstr("127.0.0.1:9464"));
-  config = absl::StrReplaceAll(
-      config, {{"127.0.0.1:9464",
-                absl::StrCat("127.0.0.1:", server.metrics_port())},
-               {"scrape_interval: 15s", "scrape_interval: 1s"},
-               {"rule_files:\n  - rules.yml\n", ""}});
-  {
-    std::ofstream out(dir + "/prometheus.yml");
-    out << config;
-  }
-  const int port = FreePort();
-  prometheus_pid_ = fork();
-  if (prometheus_pid_ == 0) {
-    const std::string log = dir + "/prometheus.log";
-    FILE* f = fopen(log.c_str(), "w");
-    if (f != nullptr) {
-      dup2(fileno(f), STDOUT_FILENO);
-      dup2(fileno(f), STDERR_FILENO);
-    }
-    const std::string config_flag = "--config.file=" + dir + "/prometheus.yml";
-    const std::string storage = "--storage.tsdb.path=" + dir + "/tsdb";
-    const std::string listen =
-        absl::StrCat("--web.listen-address=127.0.0.1:", port);
-    execl(kPrometheus, kPrometheus, config_flag.c_str(), storage.c_str(),
-          listen.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  auto query = [&](const std::string& promql) {
+  const int dashboards = StartPrometheus(dir, "prometheus.yml", server);
+  const int operators = StartPrometheus(dir, "prometheus-operator.yml", server);
+  auto query_on = [&](int port, const std::string& promql) {
     return HttpGet(absl::StrCat("http://127.0.0.1:", port,
                                 "/api/v1/query?query=", promql));
   };
@@ -186,23 +217,48 @@ TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
            body.find("\"result\":[]") == std::string::npos &&
            body.find("\"result\":[") != std::string::npos;
   };
+  auto query = [&](const std::string& promql) {
+    return query_on(dashboards, promql);
+  };
   const std::string published =
       WaitFor([&] { return query("cohortd_published_rate"); }, has_series,
               absl::Seconds(60));
   ASSERT_TRUE(has_series(published))
       << "Prometheus has no published series: " << published << "\n"
-      << Slurp(dir + "/prometheus.log");
+      << Slurp(dir + "/prometheus.yml.d/prometheus.log");
   EXPECT_THAT(published,
               HasSubstr("\"publication\":\"verified_success_by_occupation\""));
   EXPECT_THAT(published, HasSubstr("\"bound\":\"value\""));
   EXPECT_THAT(published, HasSubstr("\"bound\":\"ci_low\""));
   EXPECT_THAT(published, HasSubstr("\"bound\":\"ci_high\""));
   EXPECT_THAT(published, HasSubstr("\"occupation\":\"legal\""));
-
-  EXPECT_TRUE(has_series(query("cohortd_rpc_requests_total")));
-  EXPECT_TRUE(has_series(query("cohortd_ingest_observations_total")));
   EXPECT_TRUE(has_series(query("cohortd_budget_remaining_epsilon")));
-  EXPECT_TRUE(has_series(query("cohortd_index_memory_bytes")));
+  EXPECT_TRUE(has_series(query("cohortd_build_info")));
+
+  // The operators' Prometheus has the record-derived series; by the time it
+  // does, the dashboards' has scraped for as long, and has none of them.
+  const std::string ingested = WaitFor(
+      [&] { return query_on(operators, "cohortd_ingest_observations_total"); },
+      has_series, absl::Seconds(60));
+  ASSERT_TRUE(has_series(ingested))
+      << ingested << "\n"
+      << Slurp(dir + "/prometheus-operator.yml.d/prometheus.log");
+  EXPECT_TRUE(has_series(query_on(operators, "cohortd_index_memory_bytes")));
+  EXPECT_TRUE(has_series(query_on(operators, "cohortd_published_rate")));
+  EXPECT_TRUE(has_series(query_on(
+      operators, "cohortd_rpc_requests_total%7Bmethod%3D%22Push%22%7D")));
+  for (const char* operator_only :
+       {"cohortd_ingest_observations_total", "cohortd_index_memory_bytes",
+        "cohortd_index_sessions", "cohortd_store_live_data_bytes",
+        "cohortd_rpc_requests_total%7Bmethod%3D%22Push%22%7D"}) {
+    const std::string body = query(operator_only);
+    EXPECT_THAT(body, HasSubstr("\"status\":\"success\"")) << operator_only;
+    EXPECT_FALSE(has_series(body)) << operator_only << ": " << body;
+  }
+  // The alerting rules are loaded where their series are.
+  EXPECT_THAT(
+      HttpGet(absl::StrCat("http://127.0.0.1:", operators, "/api/v1/rules")),
+      HasSubstr("CohortdIngestRejectionsSpiking"));
 
   // Scrapes and scheduled re-runs on unchanged data cost nothing.
   const std::string spent_query =

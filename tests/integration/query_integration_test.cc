@@ -1,17 +1,21 @@
 // The query path end to end through the real cohortd binary: k-anonymity,
-// interval coverage, the release cache and its month versions, budgets
+// interval coverage, the release cache on sealed snapshots, budgets
 // (exhaustion, concurrency, kill -9) and the audit log.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <algorithm>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -25,6 +29,13 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kJan2026 = 1767225600;
 constexpr int64_t kFeb2026 = 1769904000;
+
+// A per-principal budget of (2.5, 4e-8) affords two queries at epsilon 2.
+constexpr char kBudgetLine[] = "per_principal: {epsilon: 20, delta: 4.0e-8}";
+constexpr char kSmallBudget[] = "per_principal: {epsilon: 2.5, delta: 4.0e-8}";
+constexpr double kMaxEpsilon = 2.0;  // the shipped max_epsilon
+constexpr char kOneMaxQueryBudget[] =
+    "per_principal: {epsilon: 2, delta: 1.0e-10}";  // delta: the shipped one
 
 // A small population with known truth. Each account has 1 to 3 sessions,
 // all in one occupation, so contribution bounding (L0 = 4, Linf = 8)
@@ -90,8 +101,8 @@ class QueryIntegrationTest : public ::testing::Test {
         truth_.accounts[c.occupation] += 1;
         for (int s = 0; s < n; ++s) {
           const int serial = truth_.sessions[c.occupation]++;
-          const bool verified = (serial * 1000 / 997) % 1000 <
-                                c.verified_per_mille;
+          const bool verified =
+              (serial * 1000 / 997) % 1000 < c.verified_per_mille;
           truth_.verified[c.occupation] += verified ? 1 : 0;
           *request.add_observations() =
               Session(absl::StrCat(account, "-s", s), account, c.occupation,
@@ -100,14 +111,86 @@ class QueryIntegrationTest : public ::testing::Test {
       }
     }
     Push(request);
+    Seal();
   }
+
+  // Admin.SealSnapshot of the dataset: queries see what was pushed.
+  absl::Time Seal() {
+    cohortd::v1::SealSnapshotRequest request;
+    request.set_dataset("sessions");
+    cohortd::v1::SealSnapshotResponse response;
+    auto context = AuthContext(server_->tokens().admin);
+    const grpc::Status status =
+        admin_->SealSnapshot(context.get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return absl::FromUnixSeconds(response.sealed_at().seconds()) +
+           absl::Nanoseconds(response.sealed_at().nanos());
+  }
+
+  cohortd::v1::ListAuditResponse Audit() {
+    cohortd::v1::ListAuditRequest request;
+    request.set_limit(10000);
+    cohortd::v1::ListAuditResponse response;
+    auto context = AuthContext(server_->tokens().admin);
+    EXPECT_TRUE(admin_->ListAudit(context.get(), request, &response).ok());
+    return response;
+  }
+
+  // Cache-hit entries of `principal` in the audit log.
+  int CacheHitsOf(const std::string& principal) {
+    int hits = 0;
+    const cohortd::v1::ListAuditResponse audit = Audit();
+    for (const auto& entry : audit.entries()) {
+      hits += entry.principal() == principal &&
+              entry.kind() == cohortd::v1::AuditEntry::CACHE_HIT;
+    }
+    return hits;
+  }
+
+  // Every published series (cohortd_published_* and cohortd_publication_*)
+  // of the dashboard endpoint, one line each, sorted.
+  std::vector<std::string> PublishedSeries() {
+    const std::string command = absl::StrCat(
+        "curl -sf --max-time 5 'http://127.0.0.1:", server_->metrics_port(),
+        "/metrics'");
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string body;
+    if (pipe != nullptr) {
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) body.append(buf, n);
+      pclose(pipe);
+    }
+    std::vector<std::string> series;
+    for (absl::string_view line : absl::StrSplit(body, '\n')) {
+      if (absl::StartsWith(line, "cohortd_published") ||
+          absl::StartsWith(line, "cohortd_publication")) {
+        series.emplace_back(line);
+      }
+    }
+    std::sort(series.begin(), series.end());
+    return series;
+  }
+
+  // Waits (up to 30 s) until the publication has been served from the
+  // cache at least `hits` times: a run completed.
+  void WaitForPublicationHits(int hits) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (CacheHitsOf(kPublisher) < hits && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ASSERT_GE(CacheHitsOf(kPublisher), hits) << "the publication never re-ran";
+  }
+  static constexpr char kPublisher[] =
+      "publisher/verified_success_by_occupation";
 
   void Push(const cohortd::v1::PushRequest& request) {
     cohortd::v1::PushResponse response;
     auto context = AuthContext(server_->tokens().ingest);
     ASSERT_TRUE(ingest_->Push(context.get(), request, &response).ok());
     ASSERT_EQ(response.rejected_size(), 0)
-        << response.rejected(0).field() << ": " << response.rejected(0).reason();
+        << response.rejected(0).field() << ": "
+        << response.rejected(0).reason();
   }
 
   grpc::Status Aggregate(const cohortd::v1::AggregateRequest& request,
@@ -214,53 +297,150 @@ TEST_F(QueryIntegrationTest, RepeatedAndReorderedRequestsAreOneCachedRelease) {
   cohortd::v1::AggregateRequest shuffled = request;
   std::reverse(shuffled.mutable_metrics()->begin(),
                shuffled.mutable_metrics()->end());
-  ASSERT_TRUE(
-      Aggregate(shuffled, &reordered, server_->tokens().admin).ok());
+  ASSERT_TRUE(Aggregate(shuffled, &reordered, server_->tokens().admin).ok());
   EXPECT_TRUE(reordered.from_cache());
   EXPECT_EQ(reordered.release_id(), first.release_id());
   EXPECT_EQ(reordered.budget().spent().rho(), 0);
 }
 
-TEST_F(QueryIntegrationTest, CacheFollowsDataVersionsPerMonth) {
-  Start();
+// Issue 9, item 2: between two seals, one more account (a neighbouring
+// dataset) changes neither `from_cache` nor any answer nor any published
+// series; the seal makes the data visible, and the cache misses whatever
+// was pushed.
+TEST_F(QueryIntegrationTest, NeighbourPushBetweenSealsIsInvisibleUntilSeal) {
+  // Publications re-run every second (the shipped config says 10m).
+  Start({{"every: 10m", "every: 1s"}});
   PushPopulation();
-  auto january = ByOccupation(1.0);
-  auto* month = january.add_filters();
-  month->set_dimension("month");
-  month->add_any_of("2026-01");
-  const auto all_months = ByOccupation(1.0);
-  cohortd::v1::AggregateResponse r1, r2, r3, r4;
-  ASSERT_TRUE(Aggregate(january, &r1).ok());
-  ASSERT_TRUE(Aggregate(all_months, &r2).ok());
+  cohortd::v1::AggregateResponse first;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &first).ok());
+  EXPECT_FALSE(first.from_cache());
+  const absl::Time seal = absl::FromUnixSeconds(first.data_as_of().seconds());
+  EXPECT_GT(seal, absl::FromUnixSeconds(kJan2026));
+  // The publication released on this snapshot, then re-ran from the cache.
+  WaitForPublicationHits(CacheHitsOf(kPublisher) + 1);
+  const std::vector<std::string> published_before = PublishedSeries();
+  ASSERT_FALSE(published_before.empty());
+  bool has_figure = false;
+  for (const auto& line : published_before) {
+    has_figure |= absl::StartsWith(line, "cohortd_published_rate{");
+  }
+  EXPECT_TRUE(has_figure) << "no published figure to compare";
 
-  // New data in February: the January-only release stays valid; the
-  // all-months one does not.
-  cohortd::v1::PushRequest feb;
-  feb.set_dataset("sessions");
-  *feb.add_observations() =
-      Session("feb-1", "legal-acct-1", "legal", true, kFeb2026 + 100);
-  Push(feb);
-  ASSERT_TRUE(Aggregate(january, &r3).ok());
-  EXPECT_TRUE(r3.from_cache());
-  EXPECT_EQ(r3.release_id(), r1.release_id());
-  ASSERT_TRUE(Aggregate(all_months, &r4).ok());
-  EXPECT_FALSE(r4.from_cache());
+  // The neighbour: one account more, with sessions in a released cohort;
+  // and a whole new cohort far above the release threshold.
+  cohortd::v1::PushRequest more;
+  more.set_dataset("sessions");
+  for (int s = 0; s < 8; ++s) {
+    *more.add_observations() =
+        Session(absl::StrCat("neighbour-s", s), "neighbour", "legal", true,
+                kJan2026 + 7 * s);
+  }
+  Push(more);
+  cohortd::v1::AggregateResponse again;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &again).ok());
+  EXPECT_TRUE(again.from_cache());
+  EXPECT_EQ(again.release_id(), first.release_id());
+  EXPECT_EQ(again.data_as_of().seconds(), first.data_as_of().seconds());
+  EXPECT_EQ(again.cohorts_size(), first.cohorts_size());
+  const int hits_after_push = CacheHitsOf(kPublisher);
+  WaitForPublicationHits(hits_after_push + 1);
+  EXPECT_EQ(PublishedSeries(), published_before);
 
-  // New data in January: now the January release is recomputed too.
-  cohortd::v1::PushRequest jan;
-  jan.set_dataset("sessions");
-  *jan.add_observations() =
-      Session("jan-new", "legal-acct-2", "legal", false, kJan2026 + 5);
-  Push(jan);
-  cohortd::v1::AggregateResponse r5;
-  ASSERT_TRUE(Aggregate(january, &r5).ok());
-  EXPECT_FALSE(r5.from_cache());
-  EXPECT_NE(r5.release_id(), r1.release_id());
+  cohortd::v1::PushRequest sales;
+  sales.set_dataset("sessions");
+  for (int a = 0; a < 400; ++a) {
+    *sales.add_observations() =
+        Session(absl::StrCat("sales-", a), absl::StrCat("sales-acct-", a),
+                "sales", a % 3 == 0, kJan2026 + a);
+  }
+  Push(sales);
+  // A new question (not cached) computed now still reads the old snapshot.
+  cohortd::v1::AggregateResponse fresh;
+  ASSERT_TRUE(Aggregate(ByOccupation(0.9), &fresh).ok());
+  EXPECT_FALSE(fresh.from_cache());
+  EXPECT_EQ(fresh.data_as_of().seconds(), first.data_as_of().seconds());
+  for (const auto& cohort : fresh.cohorts()) {
+    EXPECT_NE(cohort.key().at("occupation"), "sales");
+  }
+
+  // Sealing makes the new data visible and the cache miss.
+  const absl::Time sealed = Seal();
+  cohortd::v1::AggregateResponse after;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &after).ok());
+  EXPECT_FALSE(after.from_cache());
+  EXPECT_NE(after.release_id(), first.release_id());
+  EXPECT_EQ(after.data_as_of().seconds(), absl::ToUnixSeconds(sealed));
+  bool sales_released = false;
+  for (const auto& cohort : after.cohorts()) {
+    sales_released |= cohort.key().at("occupation") == "sales";
+  }
+  EXPECT_TRUE(sales_released);
+
+  // Whoever saw what is in the audit log: the cached answer is an entry of
+  // its own, naming the release it served, at no cost.
+  int hits = 0;
+  const cohortd::v1::ListAuditResponse audit = Audit();
+  EXPECT_TRUE(audit.chain_valid()) << audit.chain_error();
+  for (const auto& entry : audit.entries()) {
+    if (entry.kind() != cohortd::v1::AuditEntry::CACHE_HIT ||
+        entry.principal() != "test-analyst") {
+      continue;
+    }
+    ++hits;
+    EXPECT_EQ(entry.release_id(), first.release_id());
+    EXPECT_EQ(entry.cost().rho(), 0);
+  }
+  EXPECT_EQ(hits, 1);
 }
 
-// A per-principal budget of (2.5, 4e-8) affords two queries at epsilon 2.
-constexpr char kBudgetLine[] = "per_principal: {epsilon: 20, delta: 4.0e-8}";
-constexpr char kSmallBudget[] = "per_principal: {epsilon: 2.5, delta: 4.0e-8}";
+// A restart is a seal: it rebuilds the index from everything acknowledged,
+// and no release of an earlier snapshot is served after it.
+TEST_F(QueryIntegrationTest, RestartIsASeal) {
+  Start();
+  PushPopulation();
+  cohortd::v1::AggregateResponse before;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &before).ok());
+  ASSERT_OK(server_->Stop());
+  ASSERT_OK(server_->Start());
+  Connect();
+  cohortd::v1::AggregateResponse after;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &after).ok());
+  EXPECT_FALSE(after.from_cache());
+  EXPECT_NE(after.release_id(), before.release_id());
+  EXPECT_GT(after.data_as_of().seconds(), 0);
+}
+
+// Issue 9, item 5: a restart with a changed answer-config (here k and
+// L0) never serves a release computed under the old one, even if it were
+// on the same snapshot; covered per value by release_journal_test.
+TEST_F(QueryIntegrationTest, ChangedConfigAfterRestartRecomputes) {
+  Start();
+  PushPopulation();
+  cohortd::v1::AggregateResponse before;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &before).ok());
+  ASSERT_OK(server_->Stop());
+  server_ = std::make_unique<ServerProcess>(
+      dir_, "",
+      std::vector<std::pair<std::string, std::string>>{{"k: 10", "k: 12"}});
+  ASSERT_OK(server_->Start());
+  Connect();
+  cohortd::v1::AggregateResponse after;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &after).ok());
+  EXPECT_FALSE(after.from_cache());
+  EXPECT_NE(after.release_id(), before.release_id());
+}
+
+// Issue 9, item 5: a budget of exactly one query at max_epsilon can be
+// spent (the first such query used to be refused), and only once.
+TEST_F(QueryIntegrationTest, BudgetOfOneMaxEpsilonQueryIsSpendable) {
+  Start({{kBudgetLine, kOneMaxQueryBudget}});
+  PushPopulation();
+  cohortd::v1::AggregateResponse response;
+  const grpc::Status first = Aggregate(ByOccupation(kMaxEpsilon), &response);
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  const grpc::Status second = Aggregate(ByOccupation(0.01), &response);
+  EXPECT_EQ(second.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
 
 TEST_F(QueryIntegrationTest, ExhaustedBudgetIsResourceExhausted) {
   Start({{kBudgetLine, kSmallBudget}});
@@ -327,15 +507,34 @@ TEST_F(QueryIntegrationTest, KillNineAfterReleaseKeepsItChargedAndAudited) {
   }
   EXPECT_EQ(found, 1);
 
-  // And the same question is still answered from the stored release.
+  // The restart was a seal: the same question is a new release of the new
+  // snapshot (RestartIsASeal), never the stored one.
   cohortd::v1::AggregateResponse again;
   ASSERT_TRUE(Aggregate(ByOccupation(1.0), &again).ok());
-  EXPECT_TRUE(again.from_cache());
-  EXPECT_EQ(again.release_id(), response.release_id());
+  EXPECT_FALSE(again.from_cache());
+  EXPECT_NE(again.release_id(), response.release_id());
 }
 
 TEST_F(QueryIntegrationTest, RolesAndRequestErrors) {
   Start();
+  {
+    // SealSnapshot: admin only; an unknown dataset is named.
+    cohortd::v1::SealSnapshotRequest seal;
+    cohortd::v1::SealSnapshotResponse sealed;
+    auto analyst = AuthContext(server_->tokens().analyst);
+    EXPECT_EQ(admin_->SealSnapshot(analyst.get(), seal, &sealed).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    seal.set_dataset("nope");
+    auto admin = AuthContext(server_->tokens().admin);
+    const grpc::Status unknown =
+        admin_->SealSnapshot(admin.get(), seal, &sealed);
+    EXPECT_EQ(unknown.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(unknown.error_message(), HasSubstr("nope"));
+    seal.clear_dataset();  // every dataset
+    auto admin2 = AuthContext(server_->tokens().admin);
+    ASSERT_TRUE(admin_->SealSnapshot(admin2.get(), seal, &sealed).ok());
+    EXPECT_GT(sealed.sealed_at().seconds(), 0);
+  }
   cohortd::v1::AggregateResponse response;
   EXPECT_EQ(Aggregate(ByOccupation(1.0), &response, server_->tokens().ingest)
                 .error_code(),

@@ -75,9 +75,16 @@ void ServerProcess::WriteConfig() {
   out << "server:\n"
       << "  listen: 127.0.0.1:0\n"
       << "  metrics_listen: 127.0.0.1:0\n"
+      << (extra_server_yaml_.find("operator_metrics_listen:") ==
+                  std::string::npos
+              ? "  operator_metrics_listen: 127.0.0.1:0\n"
+              : "")
       << "  data_dir: data\n"
       << "  pseudonymization_key_file: pseudonymization.key\n"
       << "  max_batch_size: 5000\n"
+      // Seals only at start and on Admin.SealSnapshot, so no test straddles
+      // a scheduled seal by chance.
+      << "  snapshot_every: 87600h\n"
       << extra_server_yaml_ << "principals:\n";
   const std::pair<const char*, const std::string*> roles[] = {
       {"ingest", &tokens_.ingest},
@@ -89,10 +96,19 @@ void ServerProcess::WriteConfig() {
   }
   std::string dataset_section =
       text.substr(datasets == std::string::npos ? text.size() : datasets + 1);
+  const size_t publications = dataset_section.find("\npublications:");
+  if (!publications_ && publications != std::string::npos) {
+    dataset_section = dataset_section.substr(0, publications + 1);
+  }
   for (const auto& [from, to] : dataset_edits_) {
     dataset_section = absl::StrReplaceAll(dataset_section, {{from, to}});
   }
   out << dataset_section;
+}
+
+void ServerProcess::DropPublications() {
+  publications_ = false;
+  WriteConfig();
 }
 
 absl::Status ServerProcess::Start() {
@@ -122,11 +138,14 @@ absl::Status ServerProcess::Start() {
     const size_t at = seen.find("listening on port ");
     if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
       port_ = std::atoi(seen.c_str() + at + strlen("listening on port "));
-      const size_t metrics = seen.find("metrics on port ");
-      if (metrics != std::string::npos) {
-        metrics_port_ =
-            std::atoi(seen.c_str() + metrics + strlen("metrics on port "));
-      }
+      auto port_after = [&seen](const std::string& prefix) {
+        const size_t p = seen.find(prefix);
+        return p == std::string::npos
+                   ? 0
+                   : std::atoi(seen.c_str() + p + prefix.size());
+      };
+      metrics_port_ = port_after("cohortd: metrics on port ");
+      operator_metrics_port_ = port_after("cohortd: operator metrics on port ");
       close(out_pipe[0]);
       return absl::OkStatus();
     }
@@ -161,6 +180,28 @@ void ServerProcess::Kill() {
 
 std::shared_ptr<grpc::Channel> ServerProcess::Channel() const {
   return grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+}
+
+HttpResponse CurlGet(const std::string& url, const std::string& token) {
+  // The status code goes on a line of its own after the body.
+  std::string command = "curl -s --max-time 5 -w '\n%{http_code}' ";
+  if (!token.empty()) {
+    command += absl::StrCat("-H 'Authorization: Bearer ", token, "' ");
+  }
+  command += absl::StrCat("'", url, "'");
+  HttpResponse response;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return response;
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  pclose(pipe);
+  const size_t last = out.rfind('\n');
+  if (last == std::string::npos) return response;
+  response.code = std::atoi(out.c_str() + last + 1);
+  response.body = out.substr(0, last);
+  return response;
 }
 
 std::unique_ptr<grpc::ClientContext> AuthContext(const std::string& token) {

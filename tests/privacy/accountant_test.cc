@@ -142,6 +142,30 @@ TEST(BudgetLedgerTest, ChargesUntilExhaustedThenRefusesWithoutChange) {
   EXPECT_GE(ledger.remaining().rho, 0);
 }
 
+// A budget stated as exactly one query's (epsilon, delta) affords that query
+// once (it used to refuse it: the capacity and the composition were both
+// rounded against it), and then nothing more: the ledger never over-spends.
+TEST(BudgetLedgerTest, BudgetOfOneQueryAffordsExactlyThatQuery) {
+  for (double epsilon : {0.1, 1.0, 2.0, 7.5}) {
+    for (double delta : {1e-9, 1e-7, 1e-5}) {
+      for (int metrics : {0, 1, 5}) {
+        ASSERT_OK_AND_ASSIGN(BudgetLedger ledger,
+                             BudgetLedger::Create(epsilon, delta));
+        ASSERT_OK_AND_ASSIGN(QueryBudget q,
+                             PlanQueryBudget(epsilon, delta, metrics));
+        EXPECT_OK(ledger.Charge(q.Charge()))
+            << "epsilon " << epsilon << " delta " << delta;
+        EXPECT_LE(ledger.spent().rho, ledger.capacity().rho);
+        EXPECT_LE(ledger.spent().delta, ledger.capacity().delta);
+        EXPECT_THAT(ledger.Charge({1e-12, 0}),
+                    StatusIs(absl::StatusCode::kResourceExhausted));
+        EXPECT_THAT(ledger.Charge({0, 1e-20}),
+                    StatusIs(absl::StatusCode::kResourceExhausted));
+      }
+    }
+  }
+}
+
 TEST(BudgetLedgerTest, DeltaAloneCanExhaustTheBudget) {
   ASSERT_OK_AND_ASSIGN(BudgetLedger ledger, BudgetLedger::Create(100, 2e-7));
   EXPECT_OK(ledger.Charge({0.001, 5e-8}));

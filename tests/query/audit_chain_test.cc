@@ -38,6 +38,24 @@ TEST(AuditChainTest, KnownAnswerMatchesTheDocumentedEncoding) {
             "95d93a26a0231ad069afe076c44af4836b3ec1eb912c0e80b1727efc6353acf2");
 }
 
+// A cache hit (cost zero) appends the tagged "cache_hit" extension; the
+// known answer was computed with Python from docs/audit.md.
+TEST(AuditChainTest, CacheHitKnownAnswerAndItCannotPassForARelease) {
+  internal::StoredAuditEntry hit = FirstEntry();
+  hit.set_cost_epsilon(0);
+  hit.set_cost_delta(0);
+  hit.set_cost_rho(0);
+  internal::StoredAuditEntry as_release = hit;
+  hit.set_kind(internal::AUDIT_CACHE_HIT);
+  EXPECT_EQ(AuditHashInput(hit).size(), 208u);
+  EXPECT_EQ(HexEncode(ComputeAuditHash(hit)),
+            "e488564980986b960c3bae9eaa8f1c19df74848138bca2bcb5ef90d4375d5731");
+  EXPECT_NE(ComputeAuditHash(hit), ComputeAuditHash(as_release));
+  // An entry stored before kinds existed parses as a release and hashes as
+  // it always did (the known answer above).
+  EXPECT_EQ(FirstEntry().kind(), internal::AUDIT_RELEASE);
+}
+
 TEST(AuditChainTest, EveryFieldChangesTheHash) {
   const internal::StoredAuditEntry base = FirstEntry();
   const std::string base_hash = ComputeAuditHash(base);

@@ -50,6 +50,33 @@ TEST(AuditErasureTest, KnownAnswerMatchesTheDocumentedEncoding) {
   EXPECT_NE(ComputeAuditHash(other), ComputeAuditHash(plain));
 }
 
+// The two tagged extensions stay apart: an erasure cannot pass for a cache
+// hit or back, and an erasure entry parses with kind AUDIT_RELEASE (the
+// kind main's cache hits added; erasures are told by `erasure`).
+TEST(AuditErasureTest, ErasureAndCacheHitExtensionsAreDistinct) {
+  internal::StoredAuditEntry erasure;
+  erasure.set_sequence(1);
+  erasure.set_principal("admin");
+  erasure.set_dataset("sessions");
+  erasure.set_time_unix_seconds(1767225600);
+  erasure.mutable_erasure()->set_reason("delete_account");
+  erasure.mutable_erasure()->set_sessions_deleted(12);
+  erasure.set_prev_hash(AuditGenesisHash());
+  EXPECT_EQ(erasure.kind(), internal::AUDIT_RELEASE);
+  internal::StoredAuditEntry hit = erasure;
+  hit.clear_erasure();
+  hit.set_kind(internal::AUDIT_CACHE_HIT);
+  internal::StoredAuditEntry both = erasure;
+  both.set_kind(internal::AUDIT_CACHE_HIT);
+  EXPECT_NE(ComputeAuditHash(erasure), ComputeAuditHash(hit));
+  EXPECT_NE(ComputeAuditHash(both), ComputeAuditHash(erasure));
+  EXPECT_NE(ComputeAuditHash(both), ComputeAuditHash(hit));
+  // Both tags, cache_hit first (docs/audit.md): 182 + 8 + 9 bytes.
+  EXPECT_EQ(AuditHashInput(both).size(), 199u);
+  EXPECT_EQ(HexEncode(ComputeAuditHash(erasure)),
+            "2bedcf308d25fe4b643177586e9fac14e5b41f0334213eeb5f6611a7c1beaa6a");
+}
+
 class CommitErasureTest : public ::testing::Test {
  protected:
   void SetUp() override {

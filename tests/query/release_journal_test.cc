@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "cohortd/internal/storage.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/crypto/pseudonymizer.h"
 #include "server/query/audit_chain.h"
 #include "server/storage/keys.h"
 #include "server/storage/mem_store.h"
@@ -31,7 +33,7 @@ using ::testing::DoubleNear;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-// A FindCached result that is OK and empty.
+// A ServeCached result that is OK and empty.
 MATCHER(IsMiss, "is an OK cache miss") {
   if (!arg.ok()) *result_listener << "status is " << arg.status().ToString();
   return arg.ok() && !arg->has_value();
@@ -39,6 +41,8 @@ MATCHER(IsMiss, "is an OK cache miss") {
 
 constexpr char kDataset[] = "sessions";
 constexpr privacy::ReportedCost kCost{0.25, 1e-7, 0.001};
+constexpr char kSnapshot[] = "0123456789abcdef0123456789abcdef";
+const absl::Time kSealedAt = absl::FromUnixSeconds(1767225000);
 
 Config JournalConfig() {
   Config config = cohortd::testing::TestConfig();
@@ -85,32 +89,24 @@ class ReleaseJournalTest : public ::testing::Test {
     journal_ = *std::move(journal);
   }
 
-  void SetVersion(const std::string& month, uint64_t version) {
-    WriteBatch batch;
-    batch.Put(keys::DataVersionKey(kDataset, month), absl::StrCat(version));
-    ASSERT_OK(store_.Write(batch, true));
-  }
-
-  // Commits `request` at the current data versions of `months` (all months
-  // when empty).
+  // Commits `request` as a release of snapshot `snapshot`.
   absl::StatusOr<cohortd::v1::AggregateResponse> Commit(
       const std::string& principal, const std::string& request,
-      const ZcdpCharge& charge, const std::vector<std::string>& months = {}) {
-    auto versions = journal_->DataVersions(kDataset, months);
-    if (!versions.ok()) return versions.status();
+      const ZcdpCharge& charge, const std::string& snapshot = kSnapshot) {
     cohortd::v1::AggregateResponse response = SomeResponse(42);
     absl::Status status =
-        journal_->CommitRelease(principal, kDataset, request, request,
-                                *versions, charge, kCost, &response);
+        journal_->CommitRelease(principal, kDataset, request, request, snapshot,
+                                kSealedAt, charge, kCost, &response);
     if (!status.ok()) return status;
     return response;
   }
 
+  // Serves `request` on `snapshot` from the cache to `principal`.
   absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> Find(
-      const std::string& request, const std::vector<std::string>& months = {}) {
-    auto versions = journal_->DataVersions(kDataset, months);
-    if (!versions.ok()) return versions.status();
-    return journal_->FindCached(kDataset, request, *versions);
+      const std::string& request, const std::string& snapshot = kSnapshot,
+      const std::string& principal = "carol") {
+    return journal_->ServeCached(principal, kDataset, request, request,
+                                 snapshot);
   }
 
   double SpentRho(const std::string& principal) {
@@ -165,8 +161,8 @@ TEST_F(ReleaseJournalTest, UnknownDatasetIsInvalidArgument) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown dataset 'nope'")));
   cohortd::v1::AggregateResponse response;
-  EXPECT_THAT(journal_->CommitRelease("alice", "nope", "q", "q", {}, {0.001, 0},
-                                      kCost, &response),
+  EXPECT_THAT(journal_->CommitRelease("alice", "nope", "q", "q", kSnapshot,
+                                      kSealedAt, {0.001, 0}, kCost, &response),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -218,8 +214,8 @@ TEST_F(ReleaseJournalTest, ConcurrentCommitsOfOnePrincipalNeverOverspend) {
     threads.emplace_back([&, i] {
       cohortd::v1::AggregateResponse response = SomeResponse(i);
       absl::Status status = journal_->CommitRelease(
-          "alice", kDataset, absl::StrCat("q", i), absl::StrCat("q", i), {},
-          charge, kCost, &response);
+          "alice", kDataset, absl::StrCat("q", i), absl::StrCat("q", i),
+          kSnapshot, kSealedAt, charge, kCost, &response);
       if (status.ok()) {
         ++ok;
       } else if (absl::IsResourceExhausted(status)) {
@@ -297,8 +293,9 @@ TEST(ReleaseJournalRocksDbTest, ChargesAndChainSurviveReopeningTheDatabase) {
     auto journal = ReleaseJournal::Open(&config, store->get(), &clock);
     ASSERT_OK(journal);
     cohortd::v1::AggregateResponse response = SomeResponse(1);
-    ASSERT_OK((*journal)->CommitRelease("alice", kDataset, "q", "q", {},
-                                        {0.004, 0}, kCost, &response));
+    ASSERT_OK((*journal)->CommitRelease("alice", kDataset, "q", "q", kSnapshot,
+                                        kSealedAt, {0.004, 0}, kCost,
+                                        &response));
     auto audit = (*journal)->ListAudit(0, 0);
     ASSERT_OK(audit);
     first_hash = audit->entries(0).hash();
@@ -311,8 +308,8 @@ TEST(ReleaseJournalRocksDbTest, ChargesAndChainSurviveReopeningTheDatabase) {
   ASSERT_OK(budget);
   EXPECT_THAT(budget->spent().rho(), DoubleNear(0.004, 1e-9));
   cohortd::v1::AggregateResponse response = SomeResponse(2);
-  ASSERT_OK((*journal)->CommitRelease("alice", kDataset, "q2", "q2", {},
-                                      {0.001, 0}, kCost, &response));
+  ASSERT_OK((*journal)->CommitRelease("alice", kDataset, "q2", "q2", kSnapshot,
+                                      kSealedAt, {0.001, 0}, kCost, &response));
   auto audit = (*journal)->ListAudit(0, 0);
   ASSERT_OK(audit);
   ASSERT_EQ(audit->entries_size(), 2);
@@ -323,76 +320,109 @@ TEST(ReleaseJournalRocksDbTest, ChargesAndChainSurviveReopeningTheDatabase) {
   std::filesystem::remove_all(dir);
 }
 
-// ------------------------------------------------------------- data versions
-
-TEST_F(ReleaseJournalTest, DataVersionsOfListedMonthsOrAllMonths) {
-  SetVersion("2026-01", 3);
-  SetVersion("2026-02", 7);
-  // A dataset whose name extends ours must not leak into its scan.
-  WriteBatch batch;
-  batch.Put(keys::DataVersionKey("sessions/x", "2026-03"), "9");
-  ASSERT_OK(store_.Write(batch, true));
-
-  ASSERT_OK_AND_ASSIGN(auto all, journal_->DataVersions(kDataset, {}));
-  EXPECT_EQ(all,
-            (std::map<std::string, uint64_t>{{"2026-01", 3}, {"2026-02", 7}}));
-  ASSERT_OK_AND_ASSIGN(
-      auto listed, journal_->DataVersions(kDataset, {"2026-02", "2025-12"}));
-  EXPECT_EQ(listed,
-            (std::map<std::string, uint64_t>{{"2025-12", 0}, {"2026-02", 7}}));
-}
-
-TEST_F(ReleaseJournalTest, UnparsableDataVersionIsDataLoss) {
-  WriteBatch batch;
-  batch.Put(keys::DataVersionKey(kDataset, "2026-01"), "x");
-  ASSERT_OK(store_.Write(batch, true));
-  EXPECT_THAT(journal_->DataVersions(kDataset, {}),
-              StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(journal_->DataVersions(kDataset, {"2026-01"}),
-              StatusIs(absl::StatusCode::kDataLoss));
-}
-
 // ------------------------------------------------------------- release cache
 
-TEST_F(ReleaseJournalTest, IdenticalRequestOnIdenticalDataIsAFreeHit) {
-  SetVersion("2026-01", 1);
+TEST_F(ReleaseJournalTest, IdenticalRequestOnTheSameSnapshotIsAFreeHit) {
   ASSERT_OK_AND_ASSIGN(auto released, Commit("alice", "q", {0.002, 0}));
-  ASSERT_OK_AND_ASSIGN(auto cached, Find("q"));
+  EXPECT_EQ(released.data_as_of().seconds(), absl::ToUnixSeconds(kSealedAt));
+  ASSERT_OK_AND_ASSIGN(auto cached, Find("q", kSnapshot, "carol"));
   ASSERT_TRUE(cached.has_value());
   EXPECT_TRUE(cached->from_cache());
   EXPECT_EQ(cached->release_id(), released.release_id());
   EXPECT_EQ(cached->cost().epsilon(), 0);
   EXPECT_EQ(cached->cost().rho(), 0);
-  EXPECT_FALSE(cached->has_budget());  // the asker's budget is the caller's
+  EXPECT_EQ(cached->budget().principal(), "carol");
+  EXPECT_EQ(SpentRho("carol"), 0);
+  EXPECT_EQ(cached->data_as_of().seconds(), absl::ToUnixSeconds(kSealedAt));
   ASSERT_EQ(cached->cohorts_size(), 1);
   EXPECT_EQ(cached->cohorts(0).estimates(0).value(), 42);
   EXPECT_THAT(Find("other request"), IsMiss());
 }
 
-TEST_F(ReleaseJournalTest, NewDataInATouchedMonthIsAMiss) {
-  SetVersion("2026-01", 1);
-  SetVersion("2026-02", 1);
-  ASSERT_OK(Commit("alice", "q", {0.002, 0}, {"2026-01"}));
-  SetVersion("2026-01", 2);
-  EXPECT_THAT(Find("q", {"2026-01"}), IsMiss());
-}
-
-TEST_F(ReleaseJournalTest, NewDataOnlyInAnUntouchedMonthIsStillAHit) {
-  SetVersion("2026-01", 1);
-  SetVersion("2026-02", 1);
-  ASSERT_OK(Commit("alice", "q", {0.002, 0}, {"2026-01"}));
-  SetVersion("2026-02", 5);
-  ASSERT_OK_AND_ASSIGN(auto cached, Find("q", {"2026-01"}));
-  EXPECT_TRUE(cached.has_value());
-}
-
-TEST_F(ReleaseJournalTest, ANewMonthIsAMissForAnAllMonthsQuery) {
-  SetVersion("2026-01", 1);
+// Every seal has a new snapshot id: the stored release no longer hits,
+// whether or not any record changed (the journal cannot even tell).
+TEST_F(ReleaseJournalTest, ANewSnapshotIsAMiss) {
   ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  EXPECT_THAT(Find("q", "fedcba9876543210fedcba9876543210"), IsMiss());
+  // Recomputed on the new snapshot: charged again, and the new release
+  // takes the request's slot.
+  ASSERT_OK_AND_ASSIGN(auto second, Commit("alice", "q", {0.002, 0},
+                                           "fedcba9876543210fedcba9876543210"));
+  EXPECT_FALSE(second.from_cache());
+  EXPECT_THAT(Find("q"), IsMiss());
+  ASSERT_OK_AND_ASSIGN(auto hit, Find("q", "fedcba9876543210fedcba9876543210"));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->release_id(), second.release_id());
+}
+
+TEST_F(ReleaseJournalTest, ReleaseNeedsASnapshotAndOneWithoutNeverHits) {
+  cohortd::v1::AggregateResponse response = SomeResponse(1);
+  EXPECT_THAT(journal_->CommitRelease("alice", kDataset, "q", "q", "",
+                                      kSealedAt, {0.002, 0}, kCost, &response),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // A release stored before snapshots existed (no id) is never served.
+  internal::StoredRelease legacy;
+  legacy.set_canonical_request("q");
+  legacy.set_response(SomeResponse(7).SerializeAsString());
+  WriteBatch batch;
+  batch.Put(keys::ReleaseKey(kDataset, HexEncode(Sha256("q"))),
+            legacy.SerializeAsString());
+  ASSERT_OK(store_.Write(batch, true));
+  EXPECT_THAT(Find("q", ""), IsMiss());
+  EXPECT_THAT(Find("q"), IsMiss());
+}
+
+// Each config value that changes an answer is in the cache key: a restart
+// with any of them changed (even on the same snapshot id) recomputes.
+TEST_F(ReleaseJournalTest, AChangedAnswerConfigIsAMissAfterRestart) {
+  const std::vector<std::function<void(DatasetSpec*)>> changes = {
+      [](DatasetSpec* d) { d->privacy.k += 1; },
+      [](DatasetSpec* d) { d->privacy.max_cohorts_per_account += 1; },
+      [](DatasetSpec* d) { d->privacy.max_sessions_per_cohort += 1; },
+      [](DatasetSpec* d) { d->privacy.delta /= 2; },
+      [](DatasetSpec* d) { d->privacy.default_epsilon /= 2; },
+      [](DatasetSpec* d) { d->privacy.max_epsilon *= 2; },
+      [](DatasetSpec* d) { d->measures[0].upper += 1; },
+      [](DatasetSpec* d) { d->measures[0].lower -= 1; },
+      [](DatasetSpec* d) { d->measures[0].granularity *= 2; },
+      [](DatasetSpec* d) { d->measures[1].valid_max = 20000; },
+      [](DatasetSpec* d) { d->dimensions[0].values.push_back("plan"); },
+      [](DatasetSpec* d) { d->dimensions[3].max_length += 1; },
+  };
+  const Config original = config_;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    config_ = original;
+    Reopen();
+    const std::string request = absl::StrCat("q", i);
+    ASSERT_OK(Commit("alice", request, {0.0001, 0}));
+    ASSERT_OK_AND_ASSIGN(auto hit, Find(request));
+    EXPECT_TRUE(hit.has_value());
+    changes[i](&config_.datasets[0]);
+    Reopen();
+    EXPECT_THAT(Find(request), IsMiss()) << "change " << i;
+  }
+}
+
+// Budgets and the description change no answer: a restart with another
+// budget still serves the release.
+TEST_F(ReleaseJournalTest, BudgetAndDescriptionAreNotInTheCacheKey) {
+  ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  config_.datasets[0].privacy.principal_budget = {5.0, 1e-6};
+  config_.datasets[0].description = "renamed";
+  Reopen();
   ASSERT_OK_AND_ASSIGN(auto hit, Find("q"));
   EXPECT_TRUE(hit.has_value());
-  SetVersion("2026-02", 1);
-  EXPECT_THAT(Find("q"), IsMiss());
+}
+
+TEST_F(ReleaseJournalTest, FingerprintIsStableAndCoversEveryAnswerValue) {
+  const DatasetSpec spec = testing::TestDataset();
+  EXPECT_EQ(ReleaseConfigFingerprint(spec), ReleaseConfigFingerprint(spec));
+  EXPECT_THAT(ReleaseConfigFingerprint(spec), MatchesRegex("[0-9a-f]{64}"));
+  DatasetSpec moved = spec;
+  // Moving a value between two dimensions changes it (length-prefixed).
+  moved.dimensions[0].values.push_back(moved.dimensions[1].values[0]);
+  moved.dimensions[1].values.erase(moved.dimensions[1].values.begin());
+  EXPECT_NE(ReleaseConfigFingerprint(moved), ReleaseConfigFingerprint(spec));
 }
 
 TEST_F(ReleaseJournalTest, CacheIsPerDataset) {
@@ -400,7 +430,8 @@ TEST_F(ReleaseJournalTest, CacheIsPerDataset) {
   config_.datasets[1].name = "other";
   Reopen();
   ASSERT_OK(Commit("alice", "q", {0.002, 0}));
-  EXPECT_THAT(journal_->FindCached("other", "q", {}), IsMiss());
+  EXPECT_THAT(journal_->ServeCached("alice", "other", "q", "q", kSnapshot),
+              IsMiss());
 }
 
 TEST_F(ReleaseJournalTest, RacingIdenticalRequestGetsTheStoredReleaseFree) {
@@ -412,8 +443,84 @@ TEST_F(ReleaseJournalTest, RacingIdenticalRequestGetsTheStoredReleaseFree) {
   EXPECT_EQ(second.cost().rho(), 0);
   EXPECT_EQ(second.budget().principal(), "bob");
   EXPECT_EQ(SpentRho("bob"), 0);
+  // One release, and bob's sight of it.
+  ASSERT_OK_AND_ASSIGN(auto audit, journal_->ListAudit(0, 0));
+  ASSERT_EQ(audit.total_entries(), 2);
+  EXPECT_EQ(audit.entries(1).kind(), cohortd::v1::AuditEntry::CACHE_HIT);
+  EXPECT_EQ(audit.entries(1).principal(), "bob");
+  EXPECT_EQ(audit.entries(1).release_id(), first.release_id());
+}
+
+// A budget stated as exactly one query at max_epsilon (with the dataset's
+// per-query delta) pays for that query, and for nothing more.
+TEST_F(ReleaseJournalTest, BudgetOfOneMaxEpsilonQueryCanBeSpent) {
+  const PrivacySpec& privacy = config_.datasets[0].privacy;
+  config_.datasets[0].privacy.principal_budget = {privacy.max_epsilon,
+                                                  privacy.delta};
+  config_.datasets[0].privacy.dataset_budget = {privacy.max_epsilon,
+                                                privacy.delta};
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(
+      privacy::QueryBudget q,
+      privacy::PlanQueryBudget(privacy.max_epsilon, privacy.delta, 2));
+  EXPECT_OK(
+      journal_->CheckAffordable("alice", kDataset, q.Charge(), q.Reported()));
+  ASSERT_OK(Commit("alice", "q1", q.Charge()));
+  EXPECT_THAT(Commit("alice", "q2", {1e-9, 0}),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(Commit("bob", "q3", q.Charge()),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("all principals together")));
+}
+
+// ------------------------------------------------------------- cache-hit audit
+
+TEST_F(ReleaseJournalTest, CacheHitsAreAuditedWithTheReleaseServedAndNoCost) {
+  ASSERT_OK_AND_ASSIGN(auto released, Commit("alice", "q", {0.002, 0}));
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_OK_AND_ASSIGN(auto hit, Find("q", kSnapshot, "carol"));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_THAT(Find("q", "another snapshot", "dave"), IsMiss());  // no entry
+
+  ASSERT_OK_AND_ASSIGN(auto audit, journal_->ListAudit(0, 0));
+  EXPECT_TRUE(audit.chain_valid()) << audit.chain_error();
+  ASSERT_EQ(audit.entries_size(), 2);
+  const cohortd::v1::AuditEntry& release = audit.entries(0);
+  EXPECT_EQ(release.kind(), cohortd::v1::AuditEntry::RELEASE);
+  EXPECT_EQ(release.cost().rho(), kCost.rho);
+  const cohortd::v1::AuditEntry& seen = audit.entries(1);
+  EXPECT_EQ(seen.kind(), cohortd::v1::AuditEntry::CACHE_HIT);
+  EXPECT_EQ(seen.principal(), "carol");
+  EXPECT_EQ(seen.release_id(), released.release_id());
+  EXPECT_EQ(seen.canonical_request(), "q");
+  EXPECT_EQ(seen.cost().epsilon(), 0);
+  EXPECT_EQ(seen.cost().delta(), 0);
+  EXPECT_EQ(seen.cost().rho(), 0);
+  EXPECT_EQ(seen.time().seconds(), 1767225605);
+  EXPECT_EQ(seen.prev_hash(), release.hash());
+
+  // Turning the hit into a release breaks the chain there.
+  ASSERT_OK_AND_ASSIGN(std::string value, store_.Get(keys::AuditKey(2)));
+  internal::StoredAuditEntry entry;
+  ASSERT_TRUE(entry.ParseFromString(value));
+  entry.set_kind(internal::AUDIT_RELEASE);
+  WriteBatch batch;
+  batch.Put(keys::AuditKey(2), entry.SerializeAsString());
+  ASSERT_OK(store_.Write(batch, true));
+  ASSERT_OK_AND_ASSIGN(audit, journal_->ListAudit(0, 0));
+  EXPECT_FALSE(audit.chain_valid());
+  EXPECT_THAT(audit.chain_error(), HasSubstr("entry 2:"));
+}
+
+TEST_F(ReleaseJournalTest, AHitIsNotServedWhenItsAuditEntryCannotBeWritten) {
+  ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  store_.fail = true;
+  EXPECT_THAT(Find("q"), StatusIs(absl::StatusCode::kUnavailable));
+  store_.fail = false;
   ASSERT_OK_AND_ASSIGN(auto audit, journal_->ListAudit(0, 0));
   EXPECT_EQ(audit.total_entries(), 1);
+  ASSERT_OK_AND_ASSIGN(auto hit, Find("q"));
+  EXPECT_TRUE(hit.has_value());
 }
 
 // ------------------------------------------------------------- audit log

@@ -1,13 +1,38 @@
-// `cohortctl admin delete-account` (Admin.DeleteAccount) and `cohortctl
-// admin backup` (Admin.Backup): the operator's erasure and backup commands.
-// Both need an admin token ($COHORTD_ADMIN_TOKEN).
+// The `cohortctl admin` group, one two-word command per action (all need
+// an admin token, $COHORTD_ADMIN_TOKEN):
+//   admin seal            Admin.SealSnapshot: queries see data pushed so far
+//   admin delete-account  Admin.DeleteAccount: erase one account's sessions
+//   admin backup          Admin.Backup: back up the store on the server
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "tools/cohortctl/commands.h"
 #include "tools/cohortctl/unary_output.h"
 
 namespace cohortd::cohortctl {
 namespace {
+
+std::string FormatSealed(const cohortd::v1::SealSnapshotResponse& response) {
+  const absl::Time sealed_at =
+      absl::FromUnixSeconds(response.sealed_at().seconds()) +
+      absl::Nanoseconds(response.sealed_at().nanos());
+  return absl::StrCat(
+      "snapshot sealed at ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", sealed_at, absl::UTCTimeZone()),
+      ": queries now read everything pushed before it\n");
+}
+
+int RunSeal(const CommandEnv& env) {
+  cohortd::v1::SealSnapshotRequest request;
+  request.set_dataset(env.global.dataset);
+  cohortd::v1::SealSnapshotResponse response;
+  return CallAndPrint<cohortd::v1::Admin>(
+      env, "admin seal", &cohortd::v1::Admin::Stub::SealSnapshot, request,
+      &FormatSealed, &response);
+}
 
 std::string FormatDeleted(const cohortd::v1::DeleteAccountResponse& r) {
   return absl::StrCat("deleted ", r.sessions_deleted(),
@@ -57,6 +82,23 @@ int RunBackup(const CommandEnv& env) {
 
 }  // namespace
 
+Command AdminSealCommand() {
+  Command command;
+  command.name = "admin seal";
+  command.summary = "seal a snapshot now, so queries see new data (admin)";
+  command.description =
+      "admin seal: seals a snapshot of --dataset now. Queries read the\n"
+      "latest sealed snapshot, not live data: a push becomes visible at the\n"
+      "next seal (server.snapshot_every, a restart, or this command). Each\n"
+      "seal ends the release cache's validity, so the next identical\n"
+      "question is a new, charged release. Needs an admin token.\n";
+  command.role = Role::kAdmin;
+  command.flags = {{"format", "FORMAT", "text or json (default text)"}};
+  command.check = CheckTextOrJsonFormat;
+  command.run = RunSeal;
+  return command;
+}
+
 Command AdminDeleteAccountCommand() {
   Command command;
   command.name = "admin delete-account";
@@ -65,9 +107,10 @@ Command AdminDeleteAccountCommand() {
       "Deletes every session of the account --account in --dataset. The id\n"
       "is pseudonymised on the server exactly as on ingest and is not\n"
       "stored or logged; the audit log records who erased how many\n"
-      "sessions, not which account. Later answers reflect the deletion;\n"
-      "releases made before it stay released (README \"Erasure and\n"
-      "retention\"). Prints the number of sessions deleted (0 if the\n"
+      "sessions, not which account. Answers reflect the deletion from the\n"
+      "next seal (`admin seal`); releases made before it stay released\n"
+      "(README \"Erasure and retention\"). Prints the number of sessions "
+      "deleted (0 if the\n"
       "account had none). Needs an admin token.\n";
   command.role = Role::kAdmin;
   command.flags = {

@@ -38,6 +38,8 @@ std::string FormatAudit(const cohortd::v1::ListAuditResponse& response) {
     absl::StrAppend(
         &out, "#", entry.sequence(), " ", FormatTime(entry.time()),
         " principal=", entry.principal(), " dataset=", entry.dataset(),
+        // A cache hit: the stored release `release_id` served, free.
+        entry.kind() == cohortd::v1::AuditEntry::CACHE_HIT ? " cache-hit" : "",
         " release=", entry.release_id(), " cost ", FormatCost(entry.cost()),
         " hash=", absl::BytesToHexString(hash.substr(0, kShortHashBytes)), "\n",
         "    request ", entry.canonical_request(), "\n");

@@ -1,8 +1,12 @@
 #include "tools/cohortctl/cli.h"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tools/cohortctl/exit_codes.h"
 
 namespace cohortd::cohortctl {
@@ -111,6 +115,24 @@ int RunCohortctl(const std::vector<std::string>& args, const CliIo& io) {
   }
   const Command* command = FindCommand(name);
   if (command == nullptr) {
+    // A command group ("admin") without a known action: list the actions.
+    std::vector<std::string> actions;
+    for (const Command& c : AllCommands()) {
+      if (absl::StartsWith(c.name, absl::StrCat(name, " "))) {
+        actions.push_back(c.name.substr(name.size() + 1));
+      }
+    }
+    if (!actions.empty()) {
+      const std::string action =
+          name_at + 1 < rest.size() && !absl::StartsWith(rest[name_at + 1], "-")
+              ? absl::StrCat(" '", rest[name_at + 1], "'")
+              : "";
+      return UsageError(
+          io,
+          absl::StrCat(name, ": unknown or missing action", action,
+                       "; actions: ", absl::StrJoin(actions, ", ")),
+          "Run 'cohortctl --help' for the list.");
+    }
     return UsageError(io, absl::StrCat("unknown command '", name, "'"),
                       "Run 'cohortctl --help' for the list.");
   }

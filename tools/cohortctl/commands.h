@@ -62,7 +62,8 @@ Command AuditCommand();
 Command HealthCommand();
 Command SimulateCommand();
 Command ReportCommand();
-// Two-word names: `cohortctl admin delete-account`, `cohortctl admin backup`.
+// The `admin` group: two-word names (`cohortctl admin seal`, ...).
+Command AdminSealCommand();
 Command AdminDeleteAccountCommand();
 Command AdminBackupCommand();
 

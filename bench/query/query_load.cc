@@ -1,0 +1,132 @@
+// query_load: latency of Query.Aggregate over a running cohortd, for the
+// cost of the snapshot design (issue 9): p50/p90/p99 of cache misses (each
+// request distinct: a new release, charged) and of cache hits (the same
+// request again: served from the release cache and audited).
+//
+//   query_load --target HOST:PORT [--queries N] [--seal]
+//
+// The analyst token comes from $COHORTD_ANALYST_TOKEN; --seal (admin token
+// from $COHORTD_ADMIN_TOKEN) seals a snapshot first, so the queries read
+// what was pushed. The principal needs a budget for N releases.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cohortd/v1/cohortd.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace {
+
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? "" : value;
+}
+
+cohortd::v1::AggregateRequest Request(double epsilon) {
+  // "Verified success rate by occupation" with sessions and accounts, the
+  // README's benchmark question.
+  cohortd::v1::AggregateRequest request;
+  request.set_dataset("sessions");
+  request.add_group_by("occupation");
+  request.set_epsilon(epsilon);
+  request.add_metrics()->set_kind(cohortd::v1::Metric::SESSIONS);
+  request.add_metrics()->set_kind(cohortd::v1::Metric::ACCOUNTS);
+  auto* rate = request.add_metrics();
+  rate->set_kind(cohortd::v1::Metric::RATE);
+  rate->set_name("verified");
+  rate->mutable_rate_of()->set_dimension("verified_success");
+  rate->mutable_rate_of()->add_any_of("true");
+  return request;
+}
+
+void Report(const char* what, std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) {
+    return ms[static_cast<size_t>(q * (ms.size() - 1))];
+  };
+  std::printf("%-6s n=%zu  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms\n", what,
+              ms.size(), at(0.5), at(0.9), at(0.99));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string target;
+  int queries = 200;
+  bool seal = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--target" && i + 1 < argc) {
+      target = argv[++i];
+    } else if (arg == "--queries" && i + 1 < argc) {
+      queries = std::atoi(argv[++i]);
+    } else if (arg == "--seal") {
+      seal = true;
+    } else {
+      std::fprintf(stderr,
+                   "usage: query_load --target HOST:PORT [--queries N] "
+                   "[--seal]\n");
+      return 2;
+    }
+  }
+  if (target.empty() || queries < 1) {
+    std::fprintf(stderr, "query_load: --target and --queries >= 1 needed\n");
+    return 2;
+  }
+  auto channel =
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  auto query = cohortd::v1::Query::NewStub(channel);
+  auto call = [&](const cohortd::v1::AggregateRequest& request,
+                  cohortd::v1::AggregateResponse* response) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization",
+                        "Bearer " + Env("COHORTD_ANALYST_TOKEN"));
+    return query->Aggregate(&context, request, response);
+  };
+  if (seal) {
+    auto admin = cohortd::v1::Admin::NewStub(channel);
+    grpc::ClientContext context;
+    context.AddMetadata("authorization",
+                        "Bearer " + Env("COHORTD_ADMIN_TOKEN"));
+    cohortd::v1::SealSnapshotResponse sealed;
+    const grpc::Status s = admin->SealSnapshot(
+        &context, cohortd::v1::SealSnapshotRequest(), &sealed);
+    if (!s.ok()) {
+      std::fprintf(stderr, "query_load: seal: %s\n", s.error_message().c_str());
+      return 1;
+    }
+  }
+  std::vector<double> miss, hit;
+  int cohorts = 0;
+  for (int i = 0; i < queries; ++i) {
+    // A distinct epsilon per query: a distinct canonical request.
+    const cohortd::v1::AggregateRequest request = Request(0.5 + 1e-4 * i);
+    for (std::vector<double>* out : {&miss, &hit}) {
+      cohortd::v1::AggregateResponse response;
+      const auto start = std::chrono::steady_clock::now();
+      const grpc::Status s = call(request, &response);
+      const std::chrono::duration<double, std::milli> took =
+          std::chrono::steady_clock::now() - start;
+      if (!s.ok()) {
+        std::fprintf(stderr, "query_load: query %d: %s\n", i,
+                     s.error_message().c_str());
+        return 1;
+      }
+      if (response.from_cache() != (out == &hit)) {
+        std::fprintf(stderr, "query_load: query %d: unexpected from_cache\n",
+                     i);
+        return 1;
+      }
+      cohorts = response.cohorts_size();
+      out->push_back(took.count());
+    }
+  }
+  std::printf("%d cohorts released per query\n", cohorts);
+  Report("miss", miss);
+  Report("hit", hit);
+  return 0;
+}
