@@ -62,7 +62,11 @@ double Sample(const std::string& exposition, const std::string& series) {
 class MetricsSplitTest : public ::testing::Test {
  protected:
   void StartServer(const std::string& extra_server_yaml = "") {
-    server_ = std::make_unique<ServerProcess>(MakeTempDir(), extra_server_yaml);
+    // Snapshots seal every second on the public schedule (no RPC, so no
+    // dashboard series moves), and the index, hence its gauges, follows
+    // the pushes within a second or two.
+    server_ = std::make_unique<ServerProcess>(
+        MakeTempDir(), "  snapshot_every: 1s\n" + extra_server_yaml);
     // No publication can run between two scrapes: the only dashboard
     // series that move with the data are then absent by construction.
     server_->DropPublications();

@@ -82,9 +82,11 @@ void ServerProcess::WriteConfig() {
       << "  data_dir: data\n"
       << "  pseudonymization_key_file: pseudonymization.key\n"
       << "  max_batch_size: 5000\n"
-      // Seals only at start and on Admin.SealSnapshot, so no test straddles
-      // a scheduled seal by chance.
-      << "  snapshot_every: 87600h\n"
+      // Unless a test sets its own schedule: seals only at start and on
+      // Admin.SealSnapshot, so no test straddles a scheduled seal by chance.
+      << (extra_server_yaml_.find("snapshot_every:") == std::string::npos
+              ? "  snapshot_every: 87600h\n"
+              : "")
       << extra_server_yaml_ << "principals:\n";
   const std::pair<const char*, const std::string*> roles[] = {
       {"ingest", &tokens_.ingest},
