@@ -4,11 +4,13 @@
 //           [--metrics-listen HOST:PORT] [--operator-metrics-listen HOST:PORT]
 //           [--data-dir DIR]
 //   cohortd --verify --config FILE [--data-dir DIR]
+//   cohortd --config FILE [--data-dir DIR] --restore-from BACKUP_DIR
 #include <sys/stat.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -23,6 +25,7 @@
 #include "server/service/auth.h"
 #include "server/service/server.h"
 #include "server/service/store_verifier.h"
+#include "server/storage/rocksdb_store.h"
 
 #ifndef COHORTD_VERSION
 #error "COHORTD_VERSION must be the project version"
@@ -47,6 +50,11 @@ constexpr char kUsage[] =
     "  --data-dir DIR           store folder; overrides server.data_dir\n"
     "  --shutdown-grace SECONDS time in-flight calls get on SIGTERM "
     "(default 10)\n"
+    "  --restore-from DIR       restore the backup in DIR (Admin.Backup) "
+    "into the\n"
+    "                           data dir, which must be empty or absent, "
+    "and exit\n"
+    "                           (0 on success) without serving\n"
     "  --verify                 check the store offline and exit: replays\n"
     "                           the WAL, verifies every SST block checksum,\n"
     "                           reads every key and parses every record;\n"
@@ -71,6 +79,7 @@ struct Flags {
   std::string operator_metrics_listen;
   std::string data_dir;
   double shutdown_grace_seconds = 10;
+  std::string restore_from;
   bool verify = false;
 };
 
@@ -109,6 +118,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->operator_metrics_listen = value;
     } else if (arg == "--data-dir") {
       flags->data_dir = value;
+    } else if (arg == "--restore-from") {
+      flags->restore_from = value;
     } else if (arg == "--shutdown-grace") {
       char* end = nullptr;
       flags->shutdown_grace_seconds = std::strtod(value.c_str(), &end);
@@ -127,6 +138,32 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
     return false;
   }
   return true;
+}
+
+// --restore-from: an offline restore into an empty data dir; the server
+// does not start. Returns the exit code.
+int Restore(const cohortd::Config& config, const std::string& backup_dir) {
+  absl::Status status =
+      cohortd::RestoreRocksDbStore(backup_dir, config.data_dir);
+  if (!status.ok()) {
+    std::fprintf(stderr, "cohortd: restore failed: %s\n",
+                 status.ToString().c_str());
+    return 1;
+  }
+  std::printf(
+      "cohortd: restored %s into %s\n"
+      "cohortd: the pseudonymisation key is not part of a backup; this "
+      "store needs the key it was written with at %s\n",
+      backup_dir.c_str(), config.data_dir.c_str(),
+      config.pseudonymization_key_file.c_str());
+  if (!std::filesystem::exists(config.pseudonymization_key_file)) {
+    std::fprintf(stderr,
+                 "cohortd: warning: %s does not exist; restore the key file "
+                 "kept with the backup there before starting (a new key "
+                 "would split every account in two)\n",
+                 config.pseudonymization_key_file.c_str());
+  }
+  return 0;
 }
 
 }  // namespace
@@ -153,6 +190,7 @@ int main(int argc, char** argv) {
     config->operator_metrics_address = flags.operator_metrics_listen;
   }
   if (!flags.data_dir.empty()) config->data_dir = flags.data_dir;
+  if (!flags.restore_from.empty()) return Restore(*config, flags.restore_from);
   if (absl::Status exposure = cohortd::CheckServerExposure(*config);
       !exposure.ok()) {
     std::fprintf(stderr, "cohortd: invalid config: %s\n",

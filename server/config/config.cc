@@ -89,8 +89,8 @@ bool FindExposureProblem(const Config& config, std::string* key,
     if (*address == config.operator_metrics_address &&
         !absl::EndsWith(*address, ":0")) {
       *key = "operator_metrics_listen";
-      *problem = absl::StrFormat("must differ from server.%s (both %s)",
-                                 other, *address);
+      *problem = absl::StrFormat("must differ from server.%s (both %s)", other,
+                                 *address);
       return true;
     }
   }
@@ -252,6 +252,11 @@ class Parser {
                             double* out);
   absl::Status ReadDelta(const Node& node, const std::string& path,
                          double* out);
+  // A duration: whole days as "400d", or absl's form ("36h", "90m",
+  // "1h30m", "30s"); "0" is zero. Must be 0 (when `zero_ok`) or >= `min`.
+  absl::Status ReadRetentionDuration(const Node& node, const std::string& path,
+                                     absl::Duration min, bool zero_ok,
+                                     absl::Duration* out);
   absl::Status ReadPath(const Node& node, const std::string& path,
                         std::string* out);
   absl::Status ReadAddress(const Node& node, const std::string& path,
@@ -338,6 +343,42 @@ absl::Status Parser::ReadString(const Node& node, const std::string& path,
                                 std::string* out) {
   if (!node.IsScalar()) return Error(node, path, "must be a string");
   *out = node.Scalar();
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ReadRetentionDuration(const Node& node,
+                                           const std::string& path,
+                                           absl::Duration min, bool zero_ok,
+                                           absl::Duration* out) {
+  const std::string hint =
+      absl::StrFormat("must be a duration such as 400d, 36h or 30m%s",
+                      zero_ok ? " (0: keep forever)" : "");
+  if (!node.IsScalar()) return Error(node, path, hint);
+  const std::string text = node.Scalar();
+  absl::Duration d;
+  int64_t days = 0;
+  if (text == "0") {
+    d = absl::ZeroDuration();
+  } else if (absl::EndsWith(text, "d") &&
+             absl::SimpleAtoi(
+                 absl::string_view(text).substr(0, text.size() - 1), &days) &&
+             days >= 0 && days <= 100 * 366) {
+    d = absl::Hours(24 * days);
+  } else if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration() ||
+             d == absl::InfiniteDuration()) {
+    return Error(node, path, absl::StrFormat("\"%s\" %s", text, hint));
+  }
+  if (d == absl::ZeroDuration() && zero_ok) {
+    *out = d;
+    return absl::OkStatus();
+  }
+  if (d < min) {
+    return Error(node, path,
+                 absl::StrFormat("\"%s\" is shorter than the minimum %s%s",
+                                 text, absl::FormatDuration(min),
+                                 zero_ok ? " (0: keep forever)" : ""));
+  }
+  *out = d;
   return absl::OkStatus();
 }
 
@@ -435,10 +476,9 @@ absl::Status Parser::ReadAddress(const Node& node, const std::string& path,
 
 absl::Status Parser::ParseConfig(const Node& root, Config* config) {
   if (!Present(root)) return Error(root, "(top level)", "the config is empty");
-  RETURN_IF_ERROR(CheckMap(
-      root, "",
-      {"server", "principals", "principals_file", "datasets", "publications",
-       "ingest"}));
+  RETURN_IF_ERROR(CheckMap(root, "",
+                           {"server", "principals", "principals_file",
+                            "datasets", "publications", "ingest"}));
   Node server;
   RETURN_IF_ERROR(Required(root, "server", "", &server));
   RETURN_IF_ERROR(ParseServer(server, "server", config));
@@ -528,9 +568,9 @@ absl::Status Parser::ParsePublications(const Node& node, Config* config) {
   for (size_t i = 0; i < node.size(); ++i) {
     const Node& item = node[i];
     std::string path = ItemPath("publications", i, "");
-    RETURN_IF_ERROR(CheckMap(item, path,
-                             {"name", "dataset", "request", "every", "months",
-                              "budget"}));
+    RETURN_IF_ERROR(
+        CheckMap(item, path,
+                 {"name", "dataset", "request", "every", "months", "budget"}));
     PublicationSpec pub;
     Node n;
     RETURN_IF_ERROR(Required(item, "name", path, &n));
@@ -657,12 +697,12 @@ absl::Status Parser::ParsePrincipalsFile(const Node& root,
 
 absl::Status Parser::ParseServer(const Node& node, const std::string& path,
                                  Config* config) {
-  RETURN_IF_ERROR(
-      CheckMap(node, path,
-               {"listen", "metrics_listen", "data_dir",
-                "pseudonymization_key_file", "max_batch_size", "tls",
-                "limits", "snapshot_every", "operator_metrics_listen",
-                "operator_metrics_require_token", "allow_plaintext"}));
+  RETURN_IF_ERROR(CheckMap(
+      node, path,
+      {"listen", "metrics_listen", "data_dir", "pseudonymization_key_file",
+       "max_batch_size", "tls", "limits", "snapshot_every",
+       "operator_metrics_listen", "operator_metrics_require_token",
+       "allow_plaintext", "retention_interval"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
         ReadAddress(n, Join(path, "listen"), &config->listen_address));
@@ -703,11 +743,16 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
     }
   }
   if (Node n = Child(node, "limits"); Present(n)) {
-    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"),
-                                config->max_batch_size, &config->limits));
+    RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"), config->max_batch_size,
+                                &config->limits));
   } else if (config->limits.ingest_burst > 0 &&
              config->limits.ingest_burst < config->max_batch_size) {
     config->limits.ingest_burst = config->max_batch_size;
+  }
+  if (Node n = Child(node, "retention_interval"); Present(n)) {
+    RETURN_IF_ERROR(ReadRetentionDuration(n, Join(path, "retention_interval"),
+                                          absl::Seconds(1), /*zero_ok=*/false,
+                                          &config->retention_interval));
   }
   RETURN_IF_ERROR(ParseExposure(node, path, config));
   return absl::OkStatus();
@@ -828,8 +873,8 @@ absl::Status Parser::ParseExposure(const Node& node, const std::string& path,
     config->operator_metrics_require_token = require;
   }
   if (Node n = Child(node, "allow_plaintext"); Present(n)) {
-    RETURN_IF_ERROR(ReadBool(n, Join(path, "allow_plaintext"),
-                             &config->allow_plaintext));
+    RETURN_IF_ERROR(
+        ReadBool(n, Join(path, "allow_plaintext"), &config->allow_plaintext));
   }
   std::string key;
   std::string problem;
@@ -958,9 +1003,9 @@ absl::Status Parser::ParsePrincipals(const Node& node, const std::string& path,
 absl::Status Parser::ParseDataset(const Node& node, const std::string& list,
                                   size_t index, DatasetSpec* dataset) {
   std::string path = ItemPath(list, index, "");
-  RETURN_IF_ERROR(
-      CheckMap(node, path,
-               {"name", "description", "dimensions", "measures", "privacy"}));
+  RETURN_IF_ERROR(CheckMap(node, path,
+                           {"name", "description", "dimensions", "measures",
+                            "privacy", "retention"}));
   Node n;
   RETURN_IF_ERROR(Required(node, "name", path, &n));
   RETURN_IF_ERROR(ReadString(n, Join(path, "name"), &dataset->name));
@@ -1014,6 +1059,14 @@ absl::Status Parser::ParseDataset(const Node& node, const std::string& list,
                                    measure.name));
     }
     dataset->measures.push_back(std::move(measure));
+  }
+
+  if (Node r = Child(node, "retention"); Present(r)) {
+    // Under a day is almost surely a unit mistake ("400" meant as days),
+    // and deletions cannot be undone.
+    RETURN_IF_ERROR(ReadRetentionDuration(r, Join(path, "retention"),
+                                          absl::Hours(24), /*zero_ok=*/true,
+                                          &dataset->retention));
   }
 
   Node privacy;

@@ -93,6 +93,9 @@ struct DatasetSpec {
   std::vector<DimensionSpec> dimensions;  // in configured order
   std::vector<MeasureSpec> measures;      // in configured order
   PrivacySpec privacy;
+  // Sessions that started longer ago than this are deleted by the
+  // retention job (server/ingest/retention.h); zero keeps them forever.
+  absl::Duration retention = absl::ZeroDuration();
 
   // Null when there is no such dimension / measure. The returned pointer
   // borrows from this spec.
@@ -207,6 +210,9 @@ struct Config {
   std::vector<Principal> principals;
   std::vector<DatasetSpec> datasets;
   std::vector<PublicationSpec> publications;
+  // How often the retention job runs (only when a dataset has a
+  // retention). >= 1 s.
+  absl::Duration retention_interval = absl::Hours(1);
 
   // Null when there is no such dataset. Borrows from this config.
   const DatasetSpec* FindDataset(absl::string_view name) const;

@@ -248,16 +248,24 @@ void Ingestor::CommitterLoop() {
           this));
       if (queue_.empty()) return;  // stopping, and nothing left to commit
       size_t observations = 0;
-      while (!queue_.empty() &&
+      // A deletion is a group of its own: pushes queued before it commit
+      // before it, pushes queued after it after it.
+      while (!queue_.empty() && queue_.front()->deletion == nullptr &&
              (group.empty() || observations + queue_.front()->items.size() <=
                                    kMaxGroupObservations)) {
         observations += queue_.front()->items.size();
         group.push_back(queue_.front());
         queue_.pop_front();
       }
+      if (group.empty()) {  // a deletion is at the front
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
       committing_ = true;
     }
-    const absl::Status status = CommitGroup(group);
+    const absl::Status status = group.front()->deletion != nullptr
+                                    ? CommitDeletion(group.front())
+                                    : CommitGroup(group);
     if (!status.ok()) {
       LogError("ingest", "commit of %d push(es) failed: %s", group.size(),
                status.ToString());
@@ -597,8 +605,190 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
       listener_->OnCommitted(*dataset, sessions);
     }
   }
+  for (const auto& [dataset, sessions] : committed) {
+    NoteForDeletions(*dataset, sessions);
+  }
   group_size_->Observe(observations);
   commit_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+// --- Deletion (erasure and retention) ------------------------------------
+
+absl::StatusOr<int64_t> Ingestor::DeleteSessions(const std::string& dataset,
+                                                 SessionPredicate predicate,
+                                                 DeletionWriter writer) {
+  const DatasetSpec* spec = config_->FindDataset(dataset);
+  if (spec == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset: unknown dataset '", dataset.substr(0, 64), "'"));
+  }
+  Deletion deletion{std::move(predicate), std::move(writer), {}, {}, 0};
+  deletion.watch.dataset = spec;
+  // Watch the commits from now on, then scan: a session committed before
+  // the watch began is in the scan's snapshot, one committed after it is
+  // in the watch, so the committer misses none.
+  {
+    absl::MutexLock lock(&watch_mu_);
+    watches_.push_back(&deletion.watch);
+  }
+  auto unwatch = [&] {
+    absl::MutexLock lock(&watch_mu_);
+    watches_.erase(
+        std::find(watches_.begin(), watches_.end(), &deletion.watch));
+  };
+  // The full scan runs here, on the caller's thread, not on the committer:
+  // pushes do not wait for it.
+  absl::Status scanned =
+      ScanForDeletion(*spec, deletion.predicate, &deletion.candidates);
+  if (!scanned.ok()) {
+    unwatch();
+    return scanned;
+  }
+  Pending pending;
+  pending.dataset = spec;
+  pending.deletion = &deletion;
+  bool stopping = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping = stopping_;
+    if (!stopping) {
+      queue_.push_back(&pending);
+      mu_.Await(absl::Condition(&pending.done));
+    }
+  }
+  unwatch();
+  if (stopping) {
+    return absl::UnavailableError("server is shutting down; retry later");
+  }
+  if (!pending.status.ok()) return pending.status;
+  return deletion.deleted;
+}
+
+absl::Status Ingestor::ScanForDeletion(
+    const DatasetSpec& dataset, const SessionPredicate& predicate,
+    std::vector<DeletedSession>* matches) const {
+  // Only the headers are parsed; contributions are skipped by their key.
+  absl::Status parse_status;
+  StoredSessionHeader header;
+  std::string key_dataset;
+  std::string session_id;
+  std::string source;
+  RETURN_IF_ERROR(store_->Scan(
+      keys::SessionPrefix(dataset.name),
+      [&](absl::string_view key, absl::string_view value) {
+        if (!keys::ParseSessionRecordKey(key, &key_dataset, &session_id,
+                                         &source)) {
+          parse_status = absl::DataLossError(absl::StrCat(
+              "a session key in dataset '", dataset.name, "' is malformed"));
+          return false;
+        }
+        if (!source.empty()) return true;  // a contribution
+        if (!header.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+          parse_status = absl::DataLossError(
+              absl::StrCat("stored header of a session in dataset '",
+                           dataset.name, "' cannot be parsed"));
+          return false;
+        }
+        DeletedSession session{session_id, header.account_pseudonym(),
+                               header.session_start_unix_seconds()};
+        if (predicate(session)) matches->push_back(std::move(session));
+        return true;
+      }));
+  return parse_status;
+}
+
+void Ingestor::NoteForDeletions(const DatasetSpec& dataset,
+                                const std::vector<CommittedSession>& sessions) {
+  absl::MutexLock lock(&watch_mu_);
+  for (DeletionWatch* watch : watches_) {
+    if (watch->dataset != &dataset) continue;
+    for (const CommittedSession& s : sessions) {
+      watch->committed.push_back(
+          {s.session_id, s.account_pseudonym, s.session_start_unix_seconds});
+    }
+  }
+}
+
+absl::StatusOr<uint64_t> Ingestor::CurrentVersion(
+    const std::pair<std::string, std::string>& month_key) {
+  auto known = versions_.find(month_key);
+  if (known != versions_.end()) return known->second;
+  return ReadCounter(store_,
+                     keys::DataVersionKey(month_key.first, month_key.second));
+}
+
+absl::Status Ingestor::CommitDeletion(Pending* pending) {
+  const DatasetSpec& dataset = *pending->dataset;
+  Deletion& deletion = *pending->deletion;
+  // The scan's matches plus the matching sessions committed since the
+  // watch began, each once, and only those still stored (another deletion
+  // may have removed one meanwhile). Point reads: O(matches), not a scan.
+  std::vector<DeletedSession> doomed;
+  std::vector<std::string> doomed_keys;
+  absl::flat_hash_set<std::string> seen;
+  auto consider = [&](DeletedSession session) -> absl::Status {
+    if (!seen.insert(session.session_id).second) return absl::OkStatus();
+    // Every key of the session (header and contributions) is under one
+    // prefix (storage/keys.h).
+    const size_t before = doomed_keys.size();
+    RETURN_IF_ERROR(store_->Scan(
+        keys::SessionRecordPrefix(dataset.name, session.session_id),
+        [&](absl::string_view key, absl::string_view) {
+          doomed_keys.emplace_back(key);
+          return true;
+        }));
+    if (doomed_keys.size() > before) doomed.push_back(std::move(session));
+    return absl::OkStatus();
+  };
+  std::vector<DeletedSession> committed;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    committed.swap(deletion.watch.committed);
+  }
+  // Latest first: a session's newest commit carries its current header.
+  for (auto it = committed.rbegin(); it != committed.rend(); ++it) {
+    if (deletion.predicate(*it)) RETURN_IF_ERROR(consider(std::move(*it)));
+  }
+  for (DeletedSession& candidate : deletion.candidates) {
+    RETURN_IF_ERROR(consider(std::move(candidate)));
+  }
+  if (doomed.empty() && deletion.writer == nullptr) return absl::OkStatus();
+
+  WriteBatch batch;
+  std::map<std::pair<std::string, std::string>, uint64_t> new_versions;
+  for (const std::string& key : doomed_keys) batch.Delete(key);
+  for (const DeletedSession& d : doomed) {
+    // As for a push: a changed month invalidates the cached releases that
+    // read it (query/), so no later answer is served from before the
+    // deletion.
+    const auto month_key =
+        std::make_pair(dataset.name, MonthOf(d.session_start_unix_seconds));
+    if (new_versions.count(month_key) == 0) {
+      ASSIGN_OR_RETURN(const uint64_t version, CurrentVersion(month_key));
+      new_versions[month_key] = version + 1;
+    }
+  }
+  for (const auto& [month_key, version] : new_versions) {
+    batch.Put(keys::DataVersionKey(month_key.first, month_key.second),
+              absl::StrCat(version));
+  }
+  const int64_t count = static_cast<int64_t>(doomed.size());
+  absl::WriterMutexLock fence(&commit_fence_);
+  auto write = [&] { return store_->Write(batch, /*sync=*/true); };
+  if (deletion.writer != nullptr) {
+    RETURN_IF_ERROR(deletion.writer(count, &batch, write));
+  } else {
+    RETURN_IF_ERROR(write());
+  }
+  for (const auto& [month_key, version] : new_versions) {
+    versions_[month_key] = version;
+  }
+  deletion.deleted = count;
+  if (listener_ != nullptr && !doomed.empty()) {
+    listener_->OnDeleted(dataset, doomed);
+  }
   return absl::OkStatus();
 }
 

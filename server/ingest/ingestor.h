@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -68,6 +69,13 @@ struct CommittedSession {
       const cohortd::internal::StoredSession& record);
 };
 
+// A session as a deletion sees it: identity, account and start only.
+struct DeletedSession {
+  std::string session_id;
+  std::string account_pseudonym;
+  int64_t session_start_unix_seconds = 0;
+};
+
 // Told about every durable change, e.g. to keep an in-memory index current.
 class IngestListener {
  public:
@@ -81,6 +89,13 @@ class IngestListener {
   // yields the store's merged view.
   virtual void OnCommitted(const DatasetSpec& dataset,
                            const std::vector<CommittedSession>& sessions) = 0;
+  // Called on the committer thread after a deletion
+  // (Ingestor::DeleteSessions) is durable and before it is acknowledged,
+  // when it removed at least one session, in commit order with
+  // OnCommitted. Must not call back into the Ingestor. `sessions` lists
+  // each removed session once.
+  virtual void OnDeleted(const DatasetSpec& dataset,
+                         const std::vector<DeletedSession>& sessions) = 0;
 };
 
 // Read by the committer to enforce ingest.max_open_domain_values: which
@@ -95,6 +110,21 @@ class OpenDomainCatalog {
                         absl::string_view value) const = 0;
   virtual size_t NumValues(const DatasetSpec& dataset, int dim) const = 0;
 };
+
+// Chooses the sessions a deletion removes: called with each stored
+// session of the dataset (its contributions are not read), on the
+// committer thread.
+using SessionPredicate = std::function<bool(const DeletedSession& session)>;
+
+// Makes a deletion's durable write: called once on the committer thread
+// with the number of sessions about to be deleted and the deletion's
+// batch, to which it may add its own puts (e.g. an audit entry, so that
+// the deletion and its record are one atomic write). It must call
+// `write()` exactly once, which writes the batch durably, and return that
+// status (or an error before calling it: then nothing is deleted).
+using DeletionWriter =
+    std::function<absl::Status(int64_t sessions, WriteBatch* batch,
+                               const std::function<absl::Status()>& write)>;
 
 class Ingestor {
  public:
@@ -130,6 +160,26 @@ class Ingestor {
   absl::StatusOr<cohortd::v1::PushResponse> Push(
       const cohortd::v1::PushRequest& request);
 
+  // Deletes every session of `dataset` for which `predicate` holds, as one
+  // durable write made by the committer between two push groups (so a push
+  // is ordered entirely before or after it), bumping the data version of
+  // each month it touches (cached releases of those months no longer
+  // match) and telling the listener (OnDeleted). Returns the number of
+  // sessions deleted. `writer`, when given, makes the write (see
+  // DeletionWriter) and is called even when nothing matches; without it
+  // nothing is written when nothing matches. The whole dataset is scanned
+  // on the caller's thread (seconds at 10^6 sessions: README "Erasure and
+  // retention"); the committer then only reads the matches and the
+  // sessions committed during the scan, so pushes wait for O(matches),
+  // not for the scan.
+  // Errors: InvalidArgument for an unknown dataset; Unavailable when
+  // shutting down or when the store fails (nothing deleted); DataLoss for a
+  // stored record that does not parse; the writer's error.
+  // Thread-safe.
+  absl::StatusOr<int64_t> DeleteSessions(const std::string& dataset,
+                                         SessionPredicate predicate,
+                                         DeletionWriter writer = nullptr);
+
   // A lock the committer holds exclusively from just before each durable
   // write until the listener has seen it. A reader holding it shared sees
   // the store and the listener's state (e.g. the index) at the same
@@ -163,9 +213,24 @@ class Ingestor {
     std::string conflict_field;
     std::string conflict_reason;
   };
-  // One push waiting for the committer.
+  // The sessions committed while a deletion scans and waits: the scan's
+  // snapshot may predate them. Filled by the committer (NoteForDeletions).
+  struct DeletionWatch {
+    const DatasetSpec* dataset = nullptr;
+    std::vector<DeletedSession> committed;
+  };
+  // A deletion waiting for the committer (DeleteSessions).
+  struct Deletion {
+    SessionPredicate predicate;
+    DeletionWriter writer;
+    std::vector<DeletedSession> candidates;  // the scan's matches
+    DeletionWatch watch;
+    int64_t deleted = 0;  // set by the committer
+  };
+  // One push (or deletion) waiting for the committer.
   struct Pending {
     const DatasetSpec* dataset = nullptr;
+    Deletion* deletion = nullptr;  // set for a deletion: then no items
     std::vector<Item> items;
     bool done = false;
     absl::Status status;
@@ -180,6 +245,22 @@ class Ingestor {
   // Merges and durably writes one group; sets each item's outcome. Returns
   // the write's status, which applies to every pending of the group.
   absl::Status CommitGroup(const std::vector<Pending*>& group);
+  // Deletes and durably writes one deletion (its scan's matches and the
+  // matching sessions committed since); sets its count.
+  absl::Status CommitDeletion(Pending* pending);
+  // The stored sessions of `dataset` that `predicate` selects, from one
+  // consistent scan. Any thread.
+  absl::Status ScanForDeletion(const DatasetSpec& dataset,
+                               const SessionPredicate& predicate,
+                               std::vector<DeletedSession>* matches) const;
+  // Committer: records `sessions`, just committed, in the watches of
+  // `dataset`'s pending deletions.
+  void NoteForDeletions(const DatasetSpec& dataset,
+                        const std::vector<CommittedSession>& sessions);
+  // The data version of `month_key` as last written (from the store on
+  // first use). Committer thread only.
+  absl::StatusOr<uint64_t> CurrentVersion(
+      const std::pair<std::string, std::string>& month_key);
 
   const Config* const config_;
   Store* const store_;
@@ -205,6 +286,10 @@ class Ingestor {
   // Per dataset, its open-domain dimensions by name (for the value cap).
   std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
       open_dimensions_;
+
+  // Deletions in progress watch the commits (DeletionWatch).
+  absl::Mutex watch_mu_;
+  std::vector<DeletionWatch*> watches_ ABSL_GUARDED_BY(watch_mu_);
 
   absl::Mutex commit_fence_;
   std::thread committer_;

@@ -58,6 +58,14 @@ std::string AuditHashInput(const internal::StoredAuditEntry& entry) {
     // exactly as it always did, and a hit cannot pass for a release.
     AppendBytes("cache_hit", &in);
   }
+  if (entry.has_erasure()) {
+    // A tagged extension after the fixed layout (and after "cache_hit",
+    // were both ever present): an erasure cannot pass for a release.
+    AppendBytes("erasure", &in);
+    AppendBytes(entry.erasure().reason(), &in);
+    AppendUint64(static_cast<uint64_t>(entry.erasure().sessions_deleted()),
+                 &in);
+  }
   return in;
 }
 

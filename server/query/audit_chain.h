@@ -19,6 +19,10 @@
 // A cache-hit entry (kind AUDIT_CACHE_HIT: a stored release served again,
 // cost zero) continues with
 //   "cache_hit"               uint64 big-endian byte length, then the bytes
+// An erasure entry (entry.has_erasure()) continues with
+//   "erasure"                 uint64 big-endian byte length, then the bytes
+//   erasure.reason            ditto
+//   erasure.sessions_deleted  int64, two's complement, big-endian
 // so a release entry hashes exactly as it always did.
 // Every variable-length field is length-prefixed, so no two distinct
 // entries encode to the same bytes; the same definition is in

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/hash/hash.h"
@@ -742,6 +743,150 @@ size_t ColumnarIndex::MemoryBytes() const {
   size_t bytes = 0;
   for (const auto& d : datasets_) bytes += d->MemoryBytes();
   return bytes;
+}
+
+// --- Removal (erasure and retention) --------------------------------------
+
+absl::optional<uint32_t> ColumnarDataset::FindRow(
+    const DeletedSession& session) const {
+  if (!overflow_.empty()) {
+    auto it = overflow_.find(session.session_id);
+    if (it != overflow_.end()) return session_row_[it->second];
+  }
+  auto it = sessions_.find(
+      SessionProbe{options_.session_id_hash(session.session_id)});
+  if (it == sessions_.end()) return absl::nullopt;
+  const uint32_t row = session_row_[*it];
+  // The same checks as Upsert: a fingerprint match is this session only if
+  // account and month agree.
+  if (month_dimension_ >= 0) {
+    const absl::CivilMonth civil = absl::ToCivilMonth(
+        absl::FromUnixSeconds(session.session_start_unix_seconds),
+        absl::UTCTimeZone());
+    auto month = month_codes_.find(civil.year() * 12 + (civil.month() - 1));
+    if (month == month_codes_.end() ||
+        codes_[month_dimension_][row] != month->second) {
+      return absl::nullopt;
+    }
+  }
+  const std::string& pseudonym = session.account_pseudonym;
+  uint64_t words[4] = {0, 0, 0, 0};
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(words);
+  if (pseudonym.size() >= sizeof(words)) {
+    std::memcpy(bytes, pseudonym.data(), sizeof(words));
+  } else {
+    std::memcpy(bytes, pseudonym.data(), pseudonym.size());
+    bytes[sizeof(words) - 1] = static_cast<unsigned char>(pseudonym.size());
+  }
+  const AccountKey key{words[0] ^ words[2], words[1] ^ words[3]};
+  if (!(account_keys_[AccountOfRow(row)] == key)) return absl::nullopt;
+  return row;
+}
+
+void ColumnarDataset::Remove(const std::vector<DeletedSession>& sessions) {
+  absl::MutexLock lock(&mu_);
+  bool any = false;
+  for (const DeletedSession& session : sessions) {
+    if (FindRow(session).has_value()) {
+      any = true;
+      break;
+    }
+  }
+  if (!any) return;
+  // Compacting first leaves one sorted region, whose rows are removed in
+  // one pass; both are O(rows), fine for rare deletions.
+  Compact();
+  // Compact moved rows: translate through the session numbers, which it
+  // keeps.
+  std::vector<bool> dead_after(num_rows_, false);
+  for (const DeletedSession& session : sessions) {
+    const absl::optional<uint32_t> row = FindRow(session);
+    if (row.has_value()) dead_after[*row] = true;
+  }
+  RemoveRows(dead_after);
+}
+
+void ColumnarDataset::RemoveRows(const std::vector<bool>& dead) {
+  const uint32_t rows = num_rows_;
+  const uint32_t accounts = sorted_accounts_;
+  constexpr uint32_t kGone = std::numeric_limits<uint32_t>::max();
+
+  std::vector<uint32_t> new_to_old;
+  new_to_old.reserve(rows);
+  std::vector<uint32_t> old_to_new(rows, kGone);
+  std::vector<uint32_t> begin;
+  begin.reserve(accounts + 1);
+  begin.push_back(0);
+  std::vector<AccountKey> keys;
+  keys.reserve(accounts);
+  for (uint32_t a = 0; a < accounts; ++a) {
+    const size_t before = new_to_old.size();
+    for (uint32_t r = account_begin_[a]; r < account_begin_[a + 1]; ++r) {
+      if (dead[r]) continue;
+      old_to_new[r] = static_cast<uint32_t>(new_to_old.size());
+      new_to_old.push_back(r);
+    }
+    if (new_to_old.size() == before) continue;  // account has no rows left
+    keys.push_back(account_keys_[a]);
+    begin.push_back(static_cast<uint32_t>(new_to_old.size()));
+  }
+  const uint32_t live = static_cast<uint32_t>(new_to_old.size());
+
+  // Overflow entries hold session numbers; after this, number = row.
+  absl::flat_hash_map<std::string, uint32_t> overflow;
+  for (const auto& [id, number] : overflow_) {
+    const uint32_t row = old_to_new[session_row_[number]];
+    if (row != kGone) overflow.emplace(id, row);
+  }
+  std::vector<bool> in_overflow(live, false);
+  for (const auto& [id, row] : overflow) in_overflow[row] = true;
+
+  num_rows_ = live;
+  sorted_rows_ = live;
+  sorted_accounts_ = static_cast<uint32_t>(keys.size());
+  account_begin_ = std::move(begin);
+  const size_t capacity = size_t{live} + CompactionThreshold();
+  for (CodeColumn& column : codes_) column.Permute(new_to_old, capacity);
+  for (MeasureColumn& column : measures_) {
+    column.Permute(new_to_old, capacity);
+  }
+  {
+    std::vector<uint64_t> fingerprints;
+    fingerprints.reserve(capacity);
+    for (uint32_t old_row : new_to_old) {
+      fingerprints.push_back(row_fingerprint_[old_row]);
+    }
+    row_fingerprint_.swap(fingerprints);
+  }
+  // The hash sets read these vectors through their hashers: rebuild the
+  // sets only after the vectors are final.
+  session_row_.clear();
+  session_row_.reserve(capacity);
+  for (uint32_t row = 0; row < live; ++row) session_row_.push_back(row);
+  overflow_ = std::move(overflow);
+  sessions_.clear();
+  sessions_.reserve(live);
+  for (uint32_t number = 0; number < live; ++number) {
+    if (!in_overflow[number]) sessions_.insert(number);
+  }
+  account_keys_ = std::move(keys);
+  accounts_.clear();
+  accounts_.reserve(account_keys_.size());
+  for (uint32_t a = 0; a < account_keys_.size(); ++a) accounts_.insert(a);
+  tail_account_.clear();
+  tail_index_.clear();
+  tail_account_.reserve(CompactionThreshold());
+}
+
+void ColumnarIndex::OnDeleted(const DatasetSpec& dataset,
+                              const std::vector<DeletedSession>& sessions) {
+  ColumnarDataset* d = Find(dataset.name);
+  if (d == nullptr) {
+    LogWarning("index", "deletion for unindexed dataset %s ignored",
+               dataset.name);
+    return;
+  }
+  d->Remove(sessions);
 }
 
 }  // namespace cohortd

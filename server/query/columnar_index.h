@@ -128,6 +128,14 @@ class ColumnarDataset {
   void Apply(const std::vector<CommittedSession>& sessions)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Removes each listed session (ingest's deletions: erasure of an
+  // account, retention); a session not in the index is ignored. Then
+  // re-sorts the remaining rows and drops accounts left without a session
+  // (see RemoveRows), so readers never see a removed row. Takes the writer
+  // lock for O(rows) time.
+  void Remove(const std::vector<DeletedSession>& sessions)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Bulk load (Build): upserts without maintaining the tail's side index,
   // so a view must not be taken until FinishLoad() has compacted once at
   // the end. Takes the writer lock.
@@ -236,6 +244,16 @@ class ColumnarDataset {
   uint32_t MonthCode(int64_t session_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-sorts every row by account; empties the tail.
   void Compact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The row of a stored session, looked up as Upsert does (overflow map,
+  // then fingerprint with account and month), or nullopt. Adds nothing.
+  absl::optional<uint32_t> FindRow(const DeletedSession& session) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Drops the rows with dead[row] set, from a compacted index (empty
+  // tail): keeps the others in order, renumbers sessions (number = row)
+  // and accounts (those left without a row are forgotten, so num_accounts
+  // counts only accounts with data). Dictionaries keep their values.
+  void RemoveRows(const std::vector<bool>& dead)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The tail size at which Apply compacts.
   uint32_t CompactionThreshold() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Called by the session set's hasher, under the lock its caller holds.
@@ -462,6 +480,11 @@ class ColumnarIndex : public IngestListener, public OpenDomainCatalog {
   // writer lock. An unknown dataset is logged and ignored. Thread-safe.
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
+  // IngestListener: removes the deleted sessions from `dataset`'s columns
+  // under its writer lock (ColumnarDataset::Remove). An unknown dataset is
+  // logged and ignored. Thread-safe.
+  void OnDeleted(const DatasetSpec& dataset,
+                 const std::vector<DeletedSession>& sessions) override;
 
   // OpenDomainCatalog: the values the index's dictionary of dimension `dim`
   // holds (it keeps values no session uses any more until a restart).

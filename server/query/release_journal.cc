@@ -171,6 +171,11 @@ cohortd::v1::AuditEntry AuditEntryProto(
   entry.set_kind(stored.kind() == internal::AUDIT_CACHE_HIT
                      ? cohortd::v1::AuditEntry::CACHE_HIT
                      : cohortd::v1::AuditEntry::RELEASE);
+  if (stored.has_erasure()) {
+    entry.mutable_erasure()->set_reason(stored.erasure().reason());
+    entry.mutable_erasure()->set_sessions_deleted(
+        stored.erasure().sessions_deleted());
+  }
   return entry;
 }
 
@@ -556,6 +561,33 @@ absl::StatusOr<cohortd::v1::ListAuditResponse> ReleaseJournal::ListAudit(
   out.set_chain_error(chain_error);
   out.set_total_entries(static_cast<int64_t>(head));
   return out;
+}
+
+absl::Status ReleaseJournal::CommitErasure(
+    const std::string& principal, const std::string& dataset,
+    absl::string_view reason, int64_t sessions_deleted, WriteBatch* batch,
+    const std::function<absl::Status()>& write) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(FindDataset(dataset).status());
+  const absl::Time now = clock_->Now();
+  const int64_t seconds = absl::ToUnixSeconds(now);
+  const int32_t nanos = static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(seconds)));
+  internal::StoredAuditEntry entry;
+  entry.set_sequence(head_sequence_ + 1);
+  entry.set_principal(principal);
+  entry.set_dataset(dataset);
+  entry.set_time_unix_seconds(seconds);
+  entry.set_time_nanos(nanos);
+  entry.mutable_erasure()->set_reason(std::string(reason));
+  entry.mutable_erasure()->set_sessions_deleted(sessions_deleted);
+  entry.set_prev_hash(head_hash_);
+  entry.set_hash(ComputeAuditHash(entry));
+  batch->Put(keys::AuditKey(entry.sequence()), entry.SerializeAsString());
+  RETURN_IF_ERROR(write());
+  head_sequence_ = entry.sequence();
+  head_hash_ = entry.hash();
+  return absl::OkStatus();
 }
 
 }  // namespace cohortd

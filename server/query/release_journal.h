@@ -34,6 +34,7 @@
 #define COHORTD_SERVER_QUERY_RELEASE_JOURNAL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -141,6 +142,21 @@ class ReleaseJournal {
                              const privacy::ZcdpCharge& charge,
                              const privacy::ReportedCost& cost,
                              cohortd::v1::AggregateResponse* response);
+
+  // Appends an erasure entry to the audit log: `principal` (an admin, or
+  // "cohortd/retention") deleted `sessions_deleted` sessions of `dataset`
+  // for `reason` ("delete_account" or "retention"). The entry goes into
+  // `batch` (the deletion's own batch, so deletion and entry are one
+  // atomic write), then `write()` is called once to write it; the chain
+  // head moves only if that succeeds. Holds the journal lock throughout so
+  // entries stay in sequence. Call it from a DeletionWriter, i.e. under
+  // the ingestor's commit fence (the lock order is fence, then journal).
+  // Errors: InvalidArgument for a dataset not in the config; write()'s.
+  absl::Status CommitErasure(const std::string& principal,
+                             const std::string& dataset,
+                             absl::string_view reason, int64_t sessions_deleted,
+                             WriteBatch* batch,
+                             const std::function<absl::Status()>& write);
 
   // `principal`'s budget on `dataset`: total, spent and remaining as
   // (epsilon, delta, rho) (privacy::BudgetLedger::Reported*). A principal

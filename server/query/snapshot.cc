@@ -1,7 +1,9 @@
 #include "server/query/snapshot.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
@@ -62,21 +64,68 @@ void SnapshotIndex::OnCommitted(const DatasetSpec& dataset,
                                 const std::vector<CommittedSession>& sessions) {
   DatasetState* state = Find(dataset.name);
   if (state == nullptr) return;
-  const DatasetSpec& spec = *state->spec;
+  if (sessions.empty()) return;
   absl::MutexLock lock(&state->mu);
+  if (state->pending.empty() || !state->pending.back().deletions.empty()) {
+    state->pending.emplace_back();
+  }
+  std::vector<CommittedSession>& commits = state->pending.back().commits;
   for (const CommittedSession& session : sessions) {
-    for (const auto& [name, value] : session.labels) {
-      if (!value.has_value()) continue;
-      for (int dim = 0; dim < static_cast<int>(spec.dimensions.size()); ++dim) {
-        if (spec.dimensions[dim].open_domain &&
-            spec.dimensions[dim].name == name &&
-            !index_->HasValue(spec, dim, *value)) {
-          state->new_values[dim].insert(*value);
-        }
+    NoteNewValues(state, session);
+    // Deltas apply in commit order, so each is kept (they own their data).
+    commits.push_back(session);
+  }
+}
+
+void SnapshotIndex::OnDeleted(const DatasetSpec& dataset,
+                              const std::vector<DeletedSession>& sessions) {
+  DatasetState* state = Find(dataset.name);
+  if (state == nullptr || sessions.empty()) return;
+  absl::flat_hash_set<std::pair<std::string, std::string>> deleted;
+  for (const DeletedSession& session : sessions) {
+    deleted.emplace(session.account_pseudonym, session.session_id);
+  }
+  absl::MutexLock lock(&state->mu);
+  // The buffered deltas of a deleted session would only be undone by the
+  // deletion at the seal: drop them, so the index never holds the session
+  // (not even inside the seal). Commits after this call are new sessions.
+  for (PendingChanges& changes : state->pending) {
+    changes.commits.erase(
+        std::remove_if(changes.commits.begin(), changes.commits.end(),
+                       [&](const CommittedSession& c) {
+                         return deleted.contains(
+                             std::make_pair(c.account_pseudonym, c.session_id));
+                       }),
+        changes.commits.end());
+  }
+  state->pending.erase(
+      std::remove_if(state->pending.begin(), state->pending.end(),
+                     [](const PendingChanges& changes) {
+                       return changes.commits.empty() &&
+                              changes.deletions.empty();
+                     }),
+      state->pending.end());
+  // The deletion stays, in order, for rows an earlier seal indexed (the
+  // index ignores sessions it does not hold).
+  if (state->pending.empty() || state->pending.back().deletions.empty()) {
+    state->pending.emplace_back();
+  }
+  std::vector<DeletedSession>& deletions = state->pending.back().deletions;
+  deletions.insert(deletions.end(), sessions.begin(), sessions.end());
+}
+
+void SnapshotIndex::NoteNewValues(DatasetState* state,
+                                  const CommittedSession& session) const {
+  const DatasetSpec& spec = *state->spec;
+  for (const auto& [name, value] : session.labels) {
+    if (!value.has_value()) continue;
+    for (int dim = 0; dim < static_cast<int>(spec.dimensions.size()); ++dim) {
+      if (spec.dimensions[dim].open_domain &&
+          spec.dimensions[dim].name == name &&
+          !index_->HasValue(spec, dim, *value)) {
+        state->new_values[dim].insert(*value);
       }
     }
-    // Deltas apply in commit order, so each is kept (they own their data).
-    state->pending.push_back(session);
   }
 }
 
@@ -118,7 +167,7 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
   // The id first: if the DRBG fails, nothing has moved.
   ASSIGN_OR_RETURN(std::string id, NewSnapshotId());
   absl::MutexLock seal(&state->seal_mu);
-  std::vector<CommittedSession> pending;
+  std::vector<PendingChanges> pending;
   absl::Time sealed_at;
   {
     absl::MutexLock lock(&state->mu);
@@ -129,19 +178,28 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
     // sealed before.
     sealed_at = clock_->Now();
   }
+  size_t changes = 0;
   if (!pending.empty()) {
     // In commit order. Waits for the views open on the dataset (queries of
     // the previous snapshot); no new view can open while seal_mu is held.
-    index_->OnCommitted(*state->spec, pending);
-    // The applied values are the index's now.
+    for (const PendingChanges& run : pending) {
+      if (!run.commits.empty()) {
+        index_->OnCommitted(*state->spec, run.commits);
+        changes += run.commits.size();
+      }
+      if (!run.deletions.empty()) {
+        index_->OnDeleted(*state->spec, run.deletions);
+        changes += run.deletions.size();
+      }
+    }
+    // The applied values are the index's now; values only deleted sessions
+    // had are gone. What remains new is what the commits buffered since
+    // the swap bring.
     absl::MutexLock lock(&state->mu);
-    for (auto& [dim, values] : state->new_values) {
-      for (auto it = values.begin(); it != values.end();) {
-        if (index_->HasValue(*state->spec, dim, *it)) {
-          values.erase(it++);
-        } else {
-          ++it;
-        }
+    state->new_values.clear();
+    for (const PendingChanges& run : state->pending) {
+      for (const CommittedSession& session : run.commits) {
+        NoteNewValues(state, session);
       }
     }
   }
@@ -151,7 +209,7 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
           "seal",
           state->spec->name,
           absl::FormatTime(absl::RFC3339_full, sealed_at, absl::UTCTimeZone()),
-          pending.size());
+          changes);
   return state->snapshot;
 }
 
@@ -242,7 +300,11 @@ size_t SnapshotIndex::PendingSessions(absl::string_view dataset) const {
   DatasetState* state = Find(dataset);
   if (state == nullptr) return 0;
   absl::MutexLock lock(&state->mu);
-  return state->pending.size();
+  size_t changes = 0;
+  for (const PendingChanges& run : state->pending) {
+    changes += run.commits.size() + run.deletions.size();
+  }
+  return changes;
 }
 
 }  // namespace cohortd

@@ -17,15 +17,19 @@
 // last one: an id that changed only when data changed would leak again.
 //
 // How. SnapshotIndex sits between the Ingestor and the ColumnarIndex: it is
-// the Ingestor's listener and buffers each commit's session deltas per
-// dataset, in commit order. A seal applies the buffer to the index in that
-// order, under the index's writer lock, and then publishes the new
-// snapshot (id, sealed_at). It is also the Ingestor's open-domain catalog:
-// the index's values plus those buffered for the next seal, so the cap on
-// open-domain values holds between seals too. The index itself stays the
-// query-side structure; it just changes only at seals. A query opens a
-// DatasetView and reads the snapshot under one lock (Read), so the view is
-// exactly the snapshot it is labelled with.
+// the Ingestor's listener and buffers each commit's session deltas and each
+// deletion (erasure, retention) per dataset, in commit order. A deletion
+// also drops the buffered deltas of the sessions it deletes, so a session
+// deleted before a seal never reaches the index, and the deletion itself
+// stays buffered for the rows an earlier seal indexed: a deleted session
+// stays visible until the next seal, like any other change. A seal applies
+// the buffer to the index in that order, under the index's writer lock, and
+// then publishes the new snapshot (id, sealed_at). It is also the Ingestor's
+// open-domain catalog: the index's values plus those buffered for the next
+// seal, so the cap on open-domain values holds between seals too. The index
+// itself stays the query-side structure; it just changes only at seals. A query
+// opens a DatasetView and reads the snapshot under one lock (Read), so the view
+// is exactly the snapshot it is labelled with.
 //
 // Cost: a seal applies what was buffered since the previous one (the same
 // work ingest did per commit before, now batched); the buffer holds one
@@ -94,6 +98,12 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // Ingestor only commits configured datasets).
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
+  // IngestListener: buffers the deletion, in order with the commits, until
+  // the next seal, and drops the buffered deltas of the deleted sessions
+  // (so they never reach the index). Queries see the sessions until the
+  // next seal. A dataset not in the config is ignored.
+  void OnDeleted(const DatasetSpec& dataset,
+                 const std::vector<DeletedSession>& sessions) override;
 
   // OpenDomainCatalog: whether dimension `dim` of `dataset` holds `value`,
   // and how many values it holds, in the index or in a buffered commit.
@@ -134,20 +144,27 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // dataset not in the config.
   absl::StatusOr<SnapshotRead> Read(absl::string_view dataset) const;
 
-  // Session changes buffered for `dataset`'s next seal (0 for an unknown
-  // dataset). For tests and operators; never for a published figure.
+  // Session changes (commits and deletions) buffered for `dataset`'s next
+  // seal (0 for an unknown dataset). For tests and operators; never for a
+  // published figure.
   size_t PendingSessions(absl::string_view dataset) const;
 
  private:
+  // A run of consecutive buffered changes of one kind: commits (deltas) or
+  // deletions, exactly one of the two non-empty.
+  struct PendingChanges {
+    std::vector<CommittedSession> commits;
+    std::vector<DeletedSession> deletions;
+  };
   struct DatasetState {
     const DatasetSpec* spec = nullptr;
     // Held exclusively by Seal across apply + publish, shared by Read, so
     // that a view and its snapshot always match. Acquired before mu.
     mutable absl::Mutex seal_mu;
     Snapshot snapshot ABSL_GUARDED_BY(seal_mu);
-    // The commits since the last seal, in commit order.
+    // The commits and deletions since the last seal, in commit order.
     mutable absl::Mutex mu ABSL_ACQUIRED_AFTER(seal_mu);
-    std::vector<CommittedSession> pending ABSL_GUARDED_BY(mu);
+    std::vector<PendingChanges> pending ABSL_GUARDED_BY(mu);
     // Per open-domain dimension: values in `pending` (or being applied by
     // a seal) that the index did not hold when they were buffered.
     std::map<int, absl::flat_hash_set<std::string>> new_values
@@ -156,6 +173,10 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
 
   SnapshotIndex(const Config* config, ColumnarIndex* index, Clock* clock);
   DatasetState* Find(absl::string_view dataset) const;
+  // Adds the open-domain values of `session` the index lacks to
+  // state->new_values.
+  void NoteNewValues(DatasetState* state, const CommittedSession& session) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu);
   void Loop();
 
   const Config* const config_;

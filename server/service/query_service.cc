@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/service/grpc_status.h"
 #include "server/service/ingest_service.h"
@@ -87,6 +89,51 @@ grpc::Status AdminService::ListAudit(
       journal_->ListAudit(request->start_sequence(), request->limit());
   if (!result.ok()) return recorder.Finish(ToGrpcStatus(result.status()));
   *response = *std::move(result);
+  return recorder.Finish(grpc::Status::OK);
+}
+
+grpc::Status AdminService::DeleteAccount(
+    grpc::ServerContext* context,
+    const cohortd::v1::DeleteAccountRequest* request,
+    cohortd::v1::DeleteAccountResponse* response) {
+  RpcRecorder recorder(metrics_, "DeleteAccount");
+  auto principal =
+      auth_->Authorize(AuthorizationHeader(*context), {Role::kAdmin});
+  if (!principal.ok()) {
+    return recorder.Finish(ToGrpcStatus(principal.status()));
+  }
+  absl::StatusOr<int64_t> deleted = eraser_->DeleteAccount(
+      (*principal)->name, request->dataset(), request->account_id());
+  if (!deleted.ok()) return recorder.Finish(ToGrpcStatus(deleted.status()));
+  // Counts only: the account id is never logged.
+  LogInfo("admin", "%s erased one account: %d session(s) of dataset %s",
+          (*principal)->name, *deleted, request->dataset());
+  response->set_sessions_deleted(*deleted);
+  return recorder.Finish(grpc::Status::OK);
+}
+
+grpc::Status AdminService::Backup(grpc::ServerContext* context,
+                                  const cohortd::v1::BackupRequest* request,
+                                  cohortd::v1::BackupResponse* response) {
+  RpcRecorder recorder(metrics_, "Backup");
+  auto principal =
+      auth_->Authorize(AuthorizationHeader(*context), {Role::kAdmin});
+  if (!principal.ok()) {
+    return recorder.Finish(ToGrpcStatus(principal.status()));
+  }
+  if (request->directory().empty()) {
+    return recorder.Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        "directory: name an absent or empty folder on the server, as an "
+        "absolute path")));
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<uint64_t> bytes = store_->Backup(request->directory());
+  if (!bytes.ok()) return recorder.Finish(ToGrpcStatus(bytes.status()));
+  LogInfo("admin", "%s backed up the store to %s: %d bytes in %s",
+          (*principal)->name, request->directory(), *bytes,
+          absl::FormatDuration(absl::Now() - start));
+  response->set_directory(request->directory());
+  response->set_bytes(static_cast<int64_t>(*bytes));
   return recorder.Finish(grpc::Status::OK);
 }
 

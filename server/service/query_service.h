@@ -10,12 +10,14 @@
 #include "absl/status/statusor.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "server/config/config.h"
+#include "server/ingest/eraser.h"
 #include "server/metrics/metrics.h"
 #include "server/query/query_engine.h"
 #include "server/query/release_journal.h"
 #include "server/query/snapshot.h"
 #include "server/service/auth.h"
 #include "server/service/rate_limiter.h"
+#include "server/storage/store.h"
 
 namespace cohortd {
 
@@ -61,13 +63,33 @@ class QueryService final : public cohortd::v1::Query::Service {
 
 class AdminService final : public cohortd::v1::Admin::Service {
  public:
+  // All pointers borrowed; they must outlive the service. `store` and
+  // `eraser` serve Backup and DeleteAccount.
   AdminService(const Authenticator* auth, ReleaseJournal* journal,
-               MetricsRegistry* metrics)
-      : auth_(auth), journal_(journal), metrics_(metrics) {}
+               MetricsRegistry* metrics, Store* store,
+               const AccountEraser* eraser)
+      : auth_(auth),
+        journal_(journal),
+        metrics_(metrics),
+        store_(store),
+        eraser_(eraser) {}
 
   grpc::Status ListAudit(grpc::ServerContext* context,
                          const cohortd::v1::ListAuditRequest* request,
                          cohortd::v1::ListAuditResponse* response) override;
+  // Erasure of one account's sessions (AccountEraser), audit-logged.
+  // INVALID_ARGUMENT for an unknown dataset or empty account_id.
+  grpc::Status DeleteAccount(
+      grpc::ServerContext* context,
+      const cohortd::v1::DeleteAccountRequest* request,
+      cohortd::v1::DeleteAccountResponse* response) override;
+  // Store::Backup into a server-side folder; the path is the operator's
+  // and the admin role is trusted with it (README "Backup and restore").
+  // INVALID_ARGUMENT for an empty or relative path, FAILED_PRECONDITION
+  // for a non-empty folder.
+  grpc::Status Backup(grpc::ServerContext* context,
+                      const cohortd::v1::BackupRequest* request,
+                      cohortd::v1::BackupResponse* response) override;
 
   // --- Snapshots (issue 9, item 2) ---
   // What SealSnapshot seals; borrowed, must outlive the service. Set once
@@ -85,6 +107,8 @@ class AdminService final : public cohortd::v1::Admin::Service {
   const Authenticator* const auth_;
   ReleaseJournal* const journal_;
   MetricsRegistry* const metrics_;
+  Store* const store_;
+  const AccountEraser* const eraser_;
   SnapshotIndex* snapshots_ = nullptr;
 };
 

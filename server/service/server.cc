@@ -64,8 +64,8 @@ absl::Status PrepareDataDir(const std::string& data_dir) {
   std::error_code ec;
   fs::create_directories(data_dir, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot create data dir '", data_dir, "': ", ec.message()));
+    return absl::UnavailableError(absl::StrCat("cannot create data dir '",
+                                               data_dir, "': ", ec.message()));
   }
   auto restrict = [](const fs::path& path) -> absl::Status {
     std::error_code ec;
@@ -77,9 +77,9 @@ absl::Status PrepareDataDir(const std::string& data_dir) {
     }
     fs::permissions(path, open, fs::perm_options::remove, ec);
     if (ec) {
-      return absl::UnavailableError(absl::StrCat(
-          "cannot restrict permissions of '", path.string(),
-          "' to its owner: ", ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot restrict permissions of '", path.string(),
+                       "' to its owner: ", ec.message()));
     }
     return absl::OkStatus();
   };
@@ -89,8 +89,8 @@ absl::Status PrepareDataDir(const std::string& data_dir) {
     RETURN_IF_ERROR(restrict(it->path()));
   }
   if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot list data dir '", data_dir, "': ", ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot list data dir '", data_dir, "': ", ec.message()));
   }
   return absl::OkStatus();
 }
@@ -187,26 +187,25 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   ASSIGN_OR_RETURN(server->index_,
                    ColumnarIndex::Build(cfg, server->store_.get(),
                                         ColumnarIndex::Options()));
-  ASSIGN_OR_RETURN(server->snapshots_,
-                   SnapshotIndex::Create(&cfg, server->index_.get(),
-                                         Clock::Real()));
-  ASSIGN_OR_RETURN(server->ingestor_,
-                   Ingestor::Create(&cfg, server->store_.get(),
-                                    server->pseudonymizer_.get(), metrics,
-                                    server->snapshots_.get(),
-                                    server->snapshots_.get()));
-  ASSIGN_OR_RETURN(server->journal_,
-                   ReleaseJournal::Open(&cfg, server->store_.get(),
-                                        Clock::Real()));
+  ASSIGN_OR_RETURN(
+      server->snapshots_,
+      SnapshotIndex::Create(&cfg, server->index_.get(), Clock::Real()));
+  ASSIGN_OR_RETURN(
+      server->ingestor_,
+      Ingestor::Create(&cfg, server->store_.get(), server->pseudonymizer_.get(),
+                       metrics, server->snapshots_.get(),
+                       server->snapshots_.get()));
+  ASSIGN_OR_RETURN(
+      server->journal_,
+      ReleaseJournal::Open(&cfg, server->store_.get(), Clock::Real()));
   // Contribution bounding gets a key of its own, derived from the server
   // secret under a label no account id is expected to carry.
   const Digest256 bounding_key =
       server->pseudonymizer_->Pseudonymize("cohortd/contribution-bounding/v1");
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<HmacSha256> bounding_hmac,
-      HmacSha256::Create(absl::string_view(
-          reinterpret_cast<const char*>(bounding_key.data()),
-          bounding_key.size())));
+  ASSIGN_OR_RETURN(std::unique_ptr<HmacSha256> bounding_hmac,
+                   HmacSha256::Create(absl::string_view(
+                       reinterpret_cast<const char*>(bounding_key.data()),
+                       bounding_key.size())));
   server->query_engine_ = std::make_unique<QueryEngine>(
       &cfg, server->snapshots_.get(), server->journal_.get(),
       std::move(bounding_hmac), metrics);
@@ -223,8 +222,23 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
       &cfg, server->auth_.get(), server->query_engine_.get(),
       server->journal_.get(), dashboard);
   server->query_service_->set_rate_limiter(server->limiter_.get());
+  // Deletions (erasure, retention) are audited in the same write that
+  // deletes: the journal appends its entry to the ingestor's batch.
+  ErasureAuditor auditor =
+      [journal = server->journal_.get()](
+          const std::string& principal, const std::string& dataset,
+          absl::string_view reason, int64_t sessions, WriteBatch* batch,
+          const std::function<absl::Status()>& write) {
+        return journal->CommitErasure(principal, dataset, reason, sessions,
+                                      batch, write);
+      };
+  server->eraser_ = std::make_unique<AccountEraser>(
+      &cfg, server->ingestor_.get(), server->pseudonymizer_.get(), auditor);
+  server->retention_ = std::make_unique<RetentionJob>(
+      &cfg, server->ingestor_.get(), Clock::Real(), auditor);
   server->admin_service_ = std::make_unique<AdminService>(
-      server->auth_.get(), server->journal_.get(), dashboard);
+      server->auth_.get(), server->journal_.get(), dashboard,
+      server->store_.get(), server->eraser_.get());
   server->admin_service_->set_snapshots(server->snapshots_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -250,12 +264,12 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
       std::thread([s = server.get()] { s->WatchStoreHealth(); });
   server->snapshots_->Start();
   server->publisher_->Start();
+  server->retention_->Start();
   server->stats_thread_ = std::thread([s = server.get()] {
     do {
       s->PublishStoreStats();
       s->PublishBudgets();
-    } while (!s->stop_stats_.WaitForNotificationWithTimeout(
-        absl::Seconds(5)));
+    } while (!s->stop_stats_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   });
   LogInfo("server", "serving gRPC on port %d (%s), %d dataset(s)",
           server->port_, cfg.tls.enabled ? "TLS" : "plaintext",
@@ -277,8 +291,7 @@ void CohortdServer::PublishStoreStats() {
       ->Set(stats.wal_syncs);
   metrics_
       ->GetGauge("cohortd_store_pending_compaction_bytes",
-                 "Bytes RocksDB estimates compaction still has to rewrite.",
-                 {})
+                 "Bytes RocksDB estimates compaction still has to rewrite.", {})
       ->Set(stats.pending_compaction_bytes);
   metrics_
       ->GetGauge("cohortd_index_memory_bytes",
@@ -382,11 +395,14 @@ void CohortdServer::Shutdown(absl::Duration grace) {
     grpc_server_->Wait();
   }
   if (publisher_ != nullptr) publisher_->Stop();
+  if (retention_ != nullptr) retention_->Stop();
   if (snapshots_ != nullptr) snapshots_->Stop();
   if (ingestor_ != nullptr) ingestor_->Shutdown();
   stop_stats_.Notify();
   if (stats_thread_.joinable()) stats_thread_.join();
   publisher_.reset();
+  retention_.reset();
+  eraser_.reset();
   query_engine_.reset();
   journal_.reset();
   ingestor_.reset();

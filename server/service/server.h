@@ -14,7 +14,9 @@
 #include "grpcpp/server.h"
 #include "server/config/config.h"
 #include "server/crypto/pseudonymizer.h"
+#include "server/ingest/eraser.h"
 #include "server/ingest/ingestor.h"
+#include "server/ingest/retention.h"
 #include "server/metrics/metrics.h"
 #include "server/query/columnar_index.h"
 #include "server/query/publisher.h"
@@ -98,6 +100,9 @@ class CohortdServer {
   std::unique_ptr<IngestService> ingest_service_;
   std::unique_ptr<QueryService> query_service_;
   std::unique_ptr<AdminService> admin_service_;
+  // Erasure and retention (issue 13, item 7).
+  std::unique_ptr<AccountEraser> eraser_;
+  std::unique_ptr<RetentionJob> retention_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
 

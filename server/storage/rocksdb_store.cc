@@ -28,6 +28,7 @@
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/write_batch.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -210,6 +211,71 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o) {
   return options;
 }
 
+// --- Backup and restore (Store::Backup, RestoreRocksDbStore) -------------
+
+// OK when `path` does not exist or is an empty folder.
+absl::Status CheckAbsentOrEmpty(const std::string& path,
+                                absl::string_view what) {
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (status.type() == std::filesystem::file_type::not_found) {
+    return absl::OkStatus();
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrFormat("%s %s: %s", what, path, ec.message()));
+  }
+  if (status.type() != std::filesystem::file_type::directory) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s %s exists and is not a folder; name an absent or empty folder",
+        what, path));
+  }
+  const bool empty = std::filesystem::is_empty(path, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrFormat("%s %s: %s", what, path, ec.message()));
+  }
+  if (!empty) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s %s is not empty; name an absent or empty folder (nothing is "
+        "ever overwritten)",
+        what, path));
+  }
+  return absl::OkStatus();
+}
+
+// RocksDB's BackupEngine rather than a Checkpoint: it copies every file
+// (a checkpoint hard-links SST files, so on the same file system it
+// shares their blocks with the live store and survives nothing the store
+// does not), records a checksum per file and verifies them on restore.
+// With flush_before_backup the memtables are flushed first and the backup
+// is the set of live SST files at one sequence number: a consistent point
+// in time, no WAL needed.
+absl::StatusOr<uint64_t> BackupDb(rocksdb::DB* db,
+                                  const std::string& directory) {
+  if (directory.empty() || !std::filesystem::path(directory).is_absolute()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "backup directory \"%s\" must be an absolute path on the server",
+        directory));
+  }
+  RETURN_IF_ERROR(CheckAbsentOrEmpty(directory, "backup directory"));
+  rocksdb::BackupEngineOptions options(directory);
+  options.sync = true;
+  options.share_table_files = true;
+  rocksdb::BackupEngine* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(
+      rocksdb::BackupEngine::Open(options, rocksdb::Env::Default(), &raw),
+      absl::StrCat("cannot create backup in ", directory)));
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  rocksdb::CreateBackupOptions create;
+  create.flush_before_backup = true;
+  RETURN_IF_ERROR(FromRocks(engine->CreateNewBackup(create, db),
+                            absl::StrCat("backup to ", directory)));
+  rocksdb::BackupInfo info;
+  RETURN_IF_ERROR(FromRocks(engine->GetLatestBackupInfo(&info),
+                            absl::StrCat("backup in ", directory)));
+  return info.size;
+}
 // Keeps the store's background error, as RocksDB reports it, for Health()
 // and the resume thread.
 class ErrorListener : public rocksdb::EventListener {
@@ -353,6 +419,10 @@ class RocksDbStore : public Store {
         rocksdb::DB::Properties::kEstimatePendingCompactionBytes,
         &stats.pending_compaction_bytes);
     return stats;
+  }
+
+  absl::StatusOr<uint64_t> Backup(const std::string& directory) override {
+    return BackupDb(db_.get(), directory);
   }
 
   absl::Status Health() override { return listener_->error(); }
@@ -517,6 +587,52 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
   ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                    OpenStore(dir, options));
   return std::unique_ptr<Store>(std::move(store));
+}
+
+absl::Status RestoreRocksDbStore(const std::string& backup_dir,
+                                 const std::string& data_dir) {
+  if (backup_dir.empty() || data_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "restore needs a backup folder and a data folder");
+  }
+  RETURN_IF_ERROR(CheckAbsentOrEmpty(data_dir, "data directory"));
+  std::error_code ec;
+  if (!std::filesystem::is_directory(backup_dir, ec)) {
+    return absl::NotFoundError(
+        absl::StrFormat("backup folder %s does not exist", backup_dir));
+  }
+  rocksdb::BackupEngineOptions options(backup_dir);
+  options.sync = true;
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::BackupEngineReadOnly::Open(
+                                options, rocksdb::Env::Default(), &raw),
+                            absl::StrCat("cannot read backup ", backup_dir)));
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  rocksdb::BackupInfo info;
+  rocksdb::Status latest = engine->GetLatestBackupInfo(&info);
+  if (latest.IsNotFound()) {
+    return absl::NotFoundError(
+        absl::StrFormat("%s holds no cohortd backup", backup_dir));
+  }
+  RETURN_IF_ERROR(FromRocks(latest, absl::StrCat("backup ", backup_dir)));
+  // Every file against its recorded checksum before anything is copied, so
+  // a damaged backup never becomes a store.
+  rocksdb::Status verify =
+      engine->VerifyBackup(info.backup_id, /*verify_with_checksum=*/true);
+  if (!verify.ok()) {
+    return absl::DataLossError(absl::StrFormat(
+        "backup %s fails verification: %s", backup_dir, verify.ToString()));
+  }
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrFormat(
+        "cannot create data directory %s: %s", data_dir, ec.message()));
+  }
+  RETURN_IF_ERROR(
+      FromRocks(engine->RestoreDBFromLatestBackup(data_dir, data_dir),
+                absl::StrCat("restore of ", backup_dir, " into ", data_dir)));
+  // Opening checks the format version (and everything else an open does).
+  return OpenRocksDbStore(data_dir, RocksDbStoreOptions()).status();
 }
 
 namespace {

@@ -70,6 +70,15 @@ struct RocksDbStoreOptions {
 absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
     const std::string& dir, const RocksDbStoreOptions& options);
 
+// Restores the backup that Store::Backup wrote into `backup_dir` as a new
+// store in `data_dir`, which must be absent or an empty folder (a restore
+// never overwrites a store), after verifying every backed-up file's
+// checksum; then opens the result once to check its format version.
+// Errors: InvalidArgument for an empty path; FailedPrecondition when
+// `data_dir` is not empty; NotFound when `backup_dir` holds no backup;
+// DataLoss when a backed-up file fails its checksum; as OpenRocksDbStore.
+absl::Status RestoreRocksDbStore(const std::string& backup_dir,
+                                 const std::string& data_dir);
 // What VerifyRocksDbStore checked.
 struct StoreVerification {
   std::vector<std::string> sst_files;  // names, verified block by block

@@ -77,6 +77,20 @@ class Store {
 
   virtual StoreStats Stats() = 0;
 
+  // Writes a consistent copy of the whole store (one point in time: every
+  // key written before the call starts, nothing half of a batch) into
+  // `directory`, which must be absent or an empty folder; its parent must
+  // exist. Returns the bytes the backup holds. Safe while other threads
+  // read and write. Only the store's own files are copied: nothing else in
+  // the data folder, and never the pseudonymisation key.
+  // Errors: InvalidArgument for a relative path; FailedPrecondition when
+  // `directory` exists and is not an empty folder; Unavailable on I/O
+  // errors (a partial backup may be left behind: delete it);
+  // Unimplemented for stores without backups (the default).
+  virtual absl::StatusOr<uint64_t> Backup(const std::string& directory) {
+    (void)directory;
+    return absl::UnimplementedError("this store cannot make backups");
+  }
   // Whether the store accepts writes now. OK when it does; Unavailable
   // while it is stopped by a background error it may recover from (disk
   // full, I/O error; the message says which and that writes resume by

@@ -54,5 +54,24 @@ TEST(AuditFormatTest, BrokenChainAndEmptyLog) {
   EXPECT_THAT(FormatAudit(empty), HasSubstr("no entries\nchain: valid"));
 }
 
+TEST(AuditFormatTest, ErasureEntry) {
+  cohortd::v1::ListAuditResponse response;
+  auto* entry = response.add_entries();
+  entry->set_sequence(8);
+  entry->set_principal("dev-admin");
+  entry->set_dataset("sessions");
+  entry->mutable_time()->set_seconds(1767225600);
+  entry->mutable_erasure()->set_reason("delete_account");
+  entry->mutable_erasure()->set_sessions_deleted(12);
+  entry->set_hash(std::string("\x01\x02\xab\xcd\xef\x10\x99\x99", 8));
+  response.set_chain_valid(true);
+  response.set_entries_verified(8);
+  response.set_total_entries(8);
+  EXPECT_EQ(FormatAudit(response),
+            "#8 2026-01-01T00:00:00Z principal=dev-admin dataset=sessions "
+            "ERASURE delete_account sessions_deleted=12 hash=0102abcdef10\n"
+            "chain: valid (8 entries verified; 8 in the log)\n");
+}
+
 }  // namespace
 }  // namespace cohortd::cohortctl

@@ -95,9 +95,14 @@ class RecordingListener : public IngestListener {
       last_delta_size = s.labels.size() + s.measures.size();
     }
   }
+  void OnDeleted(const DatasetSpec& dataset,
+                 const std::vector<DeletedSession>& sessions) override {
+    for (const auto& s : sessions) deleted.push_back(s.session_id);
+  }
   std::vector<std::string> seen;
   std::map<std::string, View> views;
   size_t last_delta_size = 0;
+  std::vector<std::string> deleted;
 };
 
 // A catalog of open-domain values as the index keeps it, for the cap.

@@ -58,6 +58,16 @@ class SnapshotIndexTest : public ::testing::Test {
     snapshots_->OnCommitted(spec(), sessions);
   }
 
+  // Deletes sessions as the Ingestor would (id -> account).
+  void Delete(const std::vector<std::pair<std::string, int>>& sessions) {
+    std::vector<DeletedSession> deleted;
+    for (const auto& [id, account] : sessions) {
+      deleted.push_back(
+          DeletedSession{id, Record(account, 0).account_pseudonym(), kJan2026});
+    }
+    snapshots_->OnDeleted(spec(), deleted);
+  }
+
   // Sessions a query sees now.
   uint32_t VisibleSessions() {
     auto read = snapshots_->Read(name());
@@ -142,6 +152,66 @@ TEST_F(SnapshotIndexTest, CommitsApplyInOrderAtTheSeal) {
   EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{1, 9}));
   ASSERT_OK(snapshots_->Seal(name()));
   EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{4, 9}));
+}
+
+// A session deleted while its commit waits for the seal never reaches the
+// index; the other sessions of the buffer do.
+TEST_F(SnapshotIndexTest, DeletionOfABufferedSessionNeverReachesTheIndex) {
+  Commit({{"s1", Record(1, 5)}, {"s2", Record(2, 7)}});
+  Delete({{"s1", 1}});
+  // s2's commit and the deletion; s1's delta was dropped.
+  EXPECT_EQ(snapshots_->PendingSessions(name()), 2u);
+  EXPECT_EQ(VisibleSessions(), 0u);
+  ASSERT_OK(snapshots_->Seal(name()));
+  EXPECT_EQ(snapshots_->PendingSessions(name()), 0u);
+  EXPECT_EQ(VisibleSessions(), 1u);
+  EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{7}));
+  ASSERT_OK_AND_ASSIGN(auto view, index_->Read(name()));
+  EXPECT_EQ(view->num_sessions(), 1u);
+}
+
+// A deletion of sealed rows is a change like any other: visible at the
+// next seal, not before.
+TEST_F(SnapshotIndexTest, DeletionOfSealedRowsAppliesAtTheNextSeal) {
+  Commit({{"s1", Record(1, 5)}, {"s2", Record(2, 7)}});
+  ASSERT_OK(snapshots_->Seal(name()));
+  EXPECT_EQ(VisibleSessions(), 2u);
+  Delete({{"s1", 1}});
+  EXPECT_EQ(snapshots_->PendingSessions(name()), 1u);
+  EXPECT_EQ(VisibleSessions(), 2u);
+  EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{5, 7}));
+  ASSERT_OK(snapshots_->Seal(name()));
+  EXPECT_EQ(VisibleSessions(), 1u);
+  EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{7}));
+}
+
+// Deletions apply in order with commits: sealed s1 updated, deleted, then
+// pushed again as a new session, all before one seal, ends as the new push.
+TEST_F(SnapshotIndexTest, DeletionsApplyInOrderWithCommits) {
+  Commit({{"s1", Record(1, 5)}});
+  ASSERT_OK(snapshots_->Seal(name()));
+  Commit({{"s1", Record(1, 6)}});
+  Delete({{"s1", 1}});
+  Commit({{"s1", Record(1, 3)}});
+  EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{5}));
+  ASSERT_OK(snapshots_->Seal(name()));
+  EXPECT_EQ(VisibleSessions(), 1u);
+  EXPECT_EQ(VisibleValues(), (std::multiset<int64_t>{3}));
+}
+
+// An open-domain value only a deleted buffered session had stops counting
+// towards the cap at the seal.
+TEST_F(SnapshotIndexTest, CatalogForgetsValuesOfDeletedBufferedSessions) {
+  const int topic = 3;  // task_topic in the test config
+  ASSERT_TRUE(spec().dimensions[topic].open_domain);
+  StoredSession a = Record(1, 1);
+  (*(*a.mutable_sources())["telemetry"].mutable_labels())["task_topic"] = "x";
+  Commit({{"s1", a}});
+  Delete({{"s1", 1}});
+  EXPECT_EQ(snapshots_->NumValues(spec(), topic), 1u);  // safe side
+  ASSERT_OK(snapshots_->Seal(name()));
+  EXPECT_FALSE(snapshots_->HasValue(spec(), topic, "x"));
+  EXPECT_EQ(snapshots_->NumValues(spec(), topic), 0u);
 }
 
 TEST_F(SnapshotIndexTest, ScheduleSealsAtEachPeriodBoundaryOnly) {

@@ -25,6 +25,16 @@ std::string FormatAudit(const cohortd::v1::ListAuditResponse& response) {
   std::string out;
   for (const auto& entry : response.entries()) {
     const std::string& hash = entry.hash();
+    if (entry.has_erasure()) {
+      absl::StrAppend(
+          &out, "#", entry.sequence(), " ", FormatTime(entry.time()),
+          " principal=", entry.principal(), " dataset=", entry.dataset(),
+          " ERASURE ", entry.erasure().reason(),
+          " sessions_deleted=", entry.erasure().sessions_deleted(),
+          " hash=", absl::BytesToHexString(hash.substr(0, kShortHashBytes)),
+          "\n");
+      continue;
+    }
     absl::StrAppend(
         &out, "#", entry.sequence(), " ", FormatTime(entry.time()),
         " principal=", entry.principal(), " dataset=", entry.dataset(),

@@ -1,8 +1,12 @@
 #include "tools/cohortctl/cli.h"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tools/cohortctl/exit_codes.h"
 
 namespace cohortd::cohortctl {
@@ -44,7 +48,7 @@ std::string GeneralHelp() {
       "\ntokens are never command-line arguments: use --token-file FILE, or\n"
       "$COHORTD_TOKEN, or the role's variable ($COHORTD_INGEST_TOKEN for\n"
       "push, $COHORTD_ANALYST_TOKEN for query/budget/describe,\n"
-      "$COHORTD_ADMIN_TOKEN for audit).\n\n",
+      "$COHORTD_ADMIN_TOKEN for audit and admin).\n\n",
       kExitCodeHelp,
       "\nRun 'cohortctl COMMAND --help' for a command's flags.\n");
   return help;
@@ -102,9 +106,33 @@ int RunCohortctl(const std::vector<std::string>& args, const CliIo& io) {
     return kExitUsage;
   }
   const bool help_command = rest[0] == "help";
-  const std::string& name = help_command ? rest[1] : rest[0];
+  size_t name_at = help_command ? 1 : 0;
+  std::string name = rest[name_at];
+  // A two-word command ("admin backup") takes the next word too.
+  if (name_at + 1 < rest.size() &&
+      FindCommand(absl::StrCat(name, " ", rest[name_at + 1])) != nullptr) {
+    name = absl::StrCat(name, " ", rest[++name_at]);
+  }
   const Command* command = FindCommand(name);
   if (command == nullptr) {
+    // A command group ("admin") without a known action: list the actions.
+    std::vector<std::string> actions;
+    for (const Command& c : AllCommands()) {
+      if (absl::StartsWith(c.name, absl::StrCat(name, " "))) {
+        actions.push_back(c.name.substr(name.size() + 1));
+      }
+    }
+    if (!actions.empty()) {
+      const std::string action =
+          name_at + 1 < rest.size() && !absl::StartsWith(rest[name_at + 1], "-")
+              ? absl::StrCat(" '", rest[name_at + 1], "'")
+              : "";
+      return UsageError(
+          io,
+          absl::StrCat(name, ": unknown or missing action", action,
+                       "; actions: ", absl::StrJoin(actions, ", ")),
+          "Run 'cohortctl --help' for the list.");
+    }
     return UsageError(io, absl::StrCat("unknown command '", name, "'"),
                       "Run 'cohortctl --help' for the list.");
   }
@@ -117,9 +145,9 @@ int RunCohortctl(const std::vector<std::string>& args, const CliIo& io) {
 
   std::vector<FlagSpec> specs = command->flags;
   specs.insert(specs.end(), GlobalFlagSpecs().begin(), GlobalFlagSpecs().end());
-  absl::StatusOr<ParsedFlags> flags =
-      ParseFlags(std::vector<std::string>(rest.begin() + 1, rest.end()), specs,
-                 ParseMode::kAll);
+  absl::StatusOr<ParsedFlags> flags = ParseFlags(
+      std::vector<std::string>(rest.begin() + name_at + 1, rest.end()), specs,
+      ParseMode::kAll);
   if (!flags.ok()) return UsageError(io, flags.status().message(), hint);
   if (flags->Has("help")) {
     *io.out << CommandHelp(*command);

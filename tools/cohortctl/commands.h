@@ -62,7 +62,10 @@ Command AuditCommand();
 Command HealthCommand();
 Command SimulateCommand();
 Command ReportCommand();
-Command AdminCommand();  // admin seal
+// The `admin` group: two-word names (`cohortctl admin seal`, ...).
+Command AdminSealCommand();
+Command AdminDeleteAccountCommand();
+Command AdminBackupCommand();
 
 // Every command, in the order `cohortctl --help` lists them.
 const std::vector<Command>& AllCommands();
