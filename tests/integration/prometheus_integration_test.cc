@@ -244,7 +244,11 @@ TEST_F(PrometheusIntegrationTest, ScrapesPublishedAndOperationalSeries) {
       << ingested << "\n"
       << Slurp(dir + "/prometheus-operator.yml.d/prometheus.log");
   EXPECT_TRUE(has_series(query_on(operators, "cohortd_index_memory_bytes")));
-  EXPECT_TRUE(has_series(query_on(operators, "cohortd_published_rate")));
+  // It scrapes the dashboards' endpoint as a target of its own, on its
+  // own schedule: wait for that scrape too.
+  EXPECT_TRUE(has_series(
+      WaitFor([&] { return query_on(operators, "cohortd_published_rate"); },
+              has_series, absl::Seconds(60))));
   EXPECT_TRUE(has_series(query_on(
       operators, "cohortd_rpc_requests_total%7Bmethod%3D%22Push%22%7D")));
   for (const char* operator_only :
