@@ -1,38 +1,18 @@
 #include "server/query/audit_chain.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
+#include "server/common/hash_input.h"
 #include "server/crypto/pseudonymizer.h"
 
 namespace cohortd {
 namespace {
 
+using hash_input::AppendBytes;
+using hash_input::AppendDouble;
+using hash_input::AppendUint32;
+using hash_input::AppendUint64;
+
 constexpr absl::string_view kDomainTag = "cohortd.audit.v1";
-
-void AppendUint64(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
-}
-
-void AppendUint32(uint32_t v, std::string* out) {
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
-}
-
-void AppendBytes(absl::string_view bytes, std::string* out) {
-  AppendUint64(bytes.size(), out);
-  out->append(bytes.data(), bytes.size());
-}
-
-void AppendDouble(double d, std::string* out) {
-  uint64_t bits;
-  static_assert(sizeof(bits) == sizeof(d));
-  std::memcpy(&bits, &d, sizeof(bits));
-  AppendUint64(bits, out);
-}
 
 }  // namespace
 

@@ -480,18 +480,7 @@ void ColumnarDataset::Compact() {
   // Room for exactly the next tail, so appends never double a column (a
   // doubling would cost more than the whole tail).
   const size_t capacity = size_t{rows} + CompactionThreshold();
-  for (CodeColumn& column : codes_) column.Permute(new_to_old, capacity);
-  for (MeasureColumn& column : measures_) {
-    column.Permute(new_to_old, capacity);
-  }
-  {
-    std::vector<uint64_t> fingerprints;
-    fingerprints.reserve(capacity);
-    for (uint32_t old_row : new_to_old) {
-      fingerprints.push_back(row_fingerprint_[old_row]);
-    }
-    row_fingerprint_.swap(fingerprints);
-  }
+  GatherRows(new_to_old, capacity);
   {
     std::vector<uint32_t> old_to_new(rows);
     for (uint32_t i = 0; i < rows; ++i) old_to_new[new_to_old[i]] = i;
@@ -502,6 +491,20 @@ void ColumnarDataset::Compact() {
   // and a doubling of this one vector is affordable.
   Refit(&account_keys_, size_t{accounts} + accounts / 8);
   tail_account_.reserve(CompactionThreshold());
+}
+
+void ColumnarDataset::GatherRows(const std::vector<uint32_t>& new_to_old,
+                                 size_t capacity) {
+  for (CodeColumn& column : codes_) column.Permute(new_to_old, capacity);
+  for (MeasureColumn& column : measures_) {
+    column.Permute(new_to_old, capacity);
+  }
+  std::vector<uint64_t> fingerprints;
+  fingerprints.reserve(capacity);
+  for (uint32_t old_row : new_to_old) {
+    fingerprints.push_back(row_fingerprint_[old_row]);
+  }
+  row_fingerprint_.swap(fingerprints);
 }
 
 size_t ColumnarDataset::MemoryBytesLocked() const {
@@ -846,18 +849,7 @@ void ColumnarDataset::RemoveRows(const std::vector<bool>& dead) {
   sorted_accounts_ = static_cast<uint32_t>(keys.size());
   account_begin_ = std::move(begin);
   const size_t capacity = size_t{live} + CompactionThreshold();
-  for (CodeColumn& column : codes_) column.Permute(new_to_old, capacity);
-  for (MeasureColumn& column : measures_) {
-    column.Permute(new_to_old, capacity);
-  }
-  {
-    std::vector<uint64_t> fingerprints;
-    fingerprints.reserve(capacity);
-    for (uint32_t old_row : new_to_old) {
-      fingerprints.push_back(row_fingerprint_[old_row]);
-    }
-    row_fingerprint_.swap(fingerprints);
-  }
+  GatherRows(new_to_old, capacity);
   // The hash sets read these vectors through their hashers: rebuild the
   // sets only after the vectors are final.
   session_row_.clear();

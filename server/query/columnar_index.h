@@ -244,6 +244,11 @@ class ColumnarDataset {
   uint32_t MonthCode(int64_t session_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-sorts every row by account; empties the tail.
   void Compact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes row r of every column (codes, measures, fingerprints) the old
+  // row new_to_old[r], reserving `capacity` rows; shared by Compact and
+  // RemoveRows.
+  void GatherRows(const std::vector<uint32_t>& new_to_old, size_t capacity)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The row of a stored session, looked up as Upsert does (overflow map,
   // then fingerprint with account and month), or nullopt. Adds nothing.
   absl::optional<uint32_t> FindRow(const DeletedSession& session) const

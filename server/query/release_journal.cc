@@ -3,13 +3,13 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cohortd/internal/storage.pb.h"
+#include "server/common/hash_input.h"
 #include "server/common/status_macros.h"
 #include "server/crypto/pseudonymizer.h"
 #include "server/query/audit_chain.h"
@@ -90,25 +90,10 @@ absl::StatusOr<std::optional<cohortd::v1::AggregateResponse>> LookupRelease(
   return response;
 }
 
-void AppendUint64(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
-}
-void AppendBytes(absl::string_view bytes, std::string* out) {
-  AppendUint64(bytes.size(), out);
-  out->append(bytes.data(), bytes.size());
-}
-void AppendDouble(double d, std::string* out) {
-  uint64_t bits;
-  static_assert(sizeof(bits) == sizeof(d));
-  std::memcpy(&bits, &d, sizeof(bits));
-  AppendUint64(bits, out);
-}
-void AppendOptionalDouble(const std::optional<double>& d, std::string* out) {
-  out->push_back(d.has_value() ? 1 : 0);
-  if (d.has_value()) AppendDouble(*d, out);
-}
+using hash_input::AppendBytes;
+using hash_input::AppendDouble;
+using hash_input::AppendOptionalDouble;
+using hash_input::AppendUint64;
 
 absl::StatusOr<std::string> NewReleaseId() {
   unsigned char bytes[kReleaseIdBytes];
