@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 #include "server/crypto/pseudonymizer.h"
 
 #ifndef COHORTD_BINARY
@@ -25,12 +27,42 @@
 
 namespace cohortd::testing {
 
+namespace {
+
+// Every directory MakeTempDir made in this process. Each holds a data dir
+// whose RocksDB WAL is preallocated (~70 MB), so a suite that left them
+// behind filled the disk of a long-lived machine.
+std::vector<std::string>& MadeTempDirs() {
+  static auto* dirs = new std::vector<std::string>();
+  return *dirs;
+}
+
+// At exit: removes the temp dirs when every test passed; keeps them (and
+// says where) when one failed, since the server's log is in them.
+void RemoveTempDirsAtExit() {
+  const ::testing::UnitTest* unit = ::testing::UnitTest::GetInstance();
+  const bool keep = unit != nullptr && unit->Failed();
+  for (const std::string& dir : MadeTempDirs()) {
+    if (keep) {
+      std::fprintf(stderr, "kept %s for the failed test\n", dir.c_str());
+      continue;
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+}
+
+}  // namespace
+
 std::string MakeTempDir() {
   const char* base = getenv("TMPDIR");
   std::string pattern =
       absl::StrCat(base != nullptr ? base : "/tmp", "/cohortd-it-XXXXXX");
   char* made = mkdtemp(pattern.data());
-  return made == nullptr ? "" : std::string(made);
+  if (made == nullptr) return "";
+  if (MadeTempDirs().empty()) std::atexit(RemoveTempDirsAtExit);
+  MadeTempDirs().emplace_back(made);
+  return std::string(made);
 }
 
 bool MakeTestCertificates(const std::string& dir) {

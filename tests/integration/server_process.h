@@ -87,7 +87,8 @@ struct HttpResponse {
 };
 HttpResponse CurlGet(const std::string& url, const std::string& token = "");
 
-// Creates a fresh temp directory and returns its path.
+// Creates a fresh temp directory and returns its path. It is removed at
+// process exit when every test passed, and kept when one failed.
 std::string MakeTempDir();
 
 // A throwaway CA and two certificates it signs, made with the openssl CLI in
