@@ -51,7 +51,9 @@ WORKDIR /var/lib/cohortd
 # RocksDB store and, unless the config names another path, the
 # pseudonymisation key: back them up together.
 VOLUME ["/var/lib/cohortd"]
-EXPOSE 7443 9464
+# 7443 gRPC; 9464 the dashboards' metrics (DP publications only); 9465 the
+# operators' metrics (record-derived series; admin token off loopback).
+EXPOSE 7443 9464 9465
 # grpc.health.v1 needs no token. Plaintext: with server.tls enabled,
 # override it with `cohortctl --tls-ca FILE --target HOST:7443 health`.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
