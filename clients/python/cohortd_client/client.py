@@ -379,9 +379,7 @@ class Client:
         response = self._call(self._query.DescribeDataset,
                               pb.DescribeDatasetRequest(dataset=dataset),
                               "Query.DescribeDataset")
-        return json_format.MessageToDict(response,
-                                         preserving_proto_field_name=True,
-                                         including_default_value_fields=True)
+        return _as_dict(response)
 
     def budget(self, dataset="sessions"):
         """The caller's budget: {"principal", "dataset", "total", "spent",
@@ -389,9 +387,7 @@ class Client:
         response = self._call(self._query.GetBudget,
                               pb.GetBudgetRequest(dataset=dataset),
                               "Query.GetBudget")
-        return json_format.MessageToDict(response,
-                                         preserving_proto_field_name=True,
-                                         including_default_value_fields=True)
+        return _as_dict(response)
 
     # ------------------------------------------------------------- admin
 
@@ -418,6 +414,13 @@ def _error(rpc_error, method):
             and error.retry_after is None):
         return BudgetExhaustedError(error.code, error.message, method)
     return error
+
+
+def _as_dict(message):
+    """A proto as a dict with its own field names and every field present."""
+    return json_format.MessageToDict(message,
+                                     preserving_proto_field_name=True,
+                                     including_default_value_fields=True)
 
 
 def _read(value):
@@ -464,12 +467,8 @@ def to_frame(request, response):
     frame = pd.DataFrame(rows, columns=columns)
     frame.attrs["release_id"] = response.release_id
     frame.attrs["from_cache"] = response.from_cache
-    frame.attrs["cost"] = json_format.MessageToDict(
-        response.cost, preserving_proto_field_name=True,
-        including_default_value_fields=True)
-    frame.attrs["budget"] = json_format.MessageToDict(
-        response.budget, preserving_proto_field_name=True,
-        including_default_value_fields=True)
+    frame.attrs["cost"] = _as_dict(response.cost)
+    frame.attrs["budget"] = _as_dict(response.budget)
     frame.attrs["data_as_of"] = (
         response.data_as_of.ToDatetime().replace(tzinfo=datetime.timezone.utc)
         if response.HasField("data_as_of") else None)
