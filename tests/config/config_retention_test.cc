@@ -1,12 +1,12 @@
 // The retention keys: datasets[].retention and server.retention_interval.
 #include <string>
 
-#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/config/config.h"
 #include "tests/common/status_matchers.h"
+#include "tests/config/small_config.h"
 
 namespace cohortd {
 namespace {
@@ -14,39 +14,12 @@ namespace {
 using ::cohortd::testing::StatusIs;
 using ::testing::HasSubstr;
 
-// A small valid config with $RETENTION and $INTERVAL lines to fill in.
+// The small config with a dataset retention and a server
+// retention_interval when given.
 std::string Yaml(const std::string& retention, const std::string& interval) {
-  std::string yaml = R"(
-server:
-  data_dir: data
-  pseudonymization_key_file: secret/key
-$INTERVAL
-principals:
-  - {name: alice, role: analyst, token_sha256: )" +
-                     std::string(64, 'b') + R"(}
-datasets:
-  - name: sessions
-$RETENTION
-    dimensions:
-      - {name: work_mode, values: [build, fix]}
-    measures:
-      - {name: prompts, bounds: [0, 200], granularity: 1}
-    privacy:
-      k: 10
-      epsilon_per_query: 1.0
-      max_epsilon_per_query: 2.0
-      delta_per_query: 1.0e-7
-      max_cohorts_per_account: 4
-      max_sessions_per_cohort: 8
-      budget:
-        per_principal: {epsilon: 20, delta: 1.0e-5}
-        dataset: {epsilon: 100, delta: 1.0e-4}
-)";
-  return absl::StrReplaceAll(
-      yaml,
-      {{"$RETENTION", retention.empty() ? "" : "    retention: " + retention},
-       {"$INTERVAL",
-        interval.empty() ? "" : "  retention_interval: " + interval}});
+  return testing::SmallConfigYaml(
+      interval.empty() ? "" : "  retention_interval: " + interval,
+      retention.empty() ? "" : "    retention: " + retention);
 }
 
 absl::StatusOr<Config> Parse(const std::string& retention,

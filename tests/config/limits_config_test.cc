@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "server/config/config.h"
 #include "tests/common/status_matchers.h"
+#include "tests/config/small_config.h"
 
 namespace cohortd {
 namespace {
@@ -15,36 +16,9 @@ using ::cohortd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-// A small valid config; LIMITS is replaced by each test's block.
+// The small config with each test's `limits:` block in `server:`.
 std::string Yaml(const std::string& limits) {
-  const std::string base = R"(
-server:
-  data_dir: data
-  pseudonymization_key_file: key
-  max_batch_size: 500
-LIMITS
-principals:
-  - {name: worker-1, role: ingest, token_sha256: )" +
-                           std::string(64, 'a') + R"(}
-datasets:
-  - name: sessions
-    description: test
-    dimensions:
-      - {name: work_mode, values: [build, fix]}
-    measures:
-      - {name: prompts, bounds: [0, 200], granularity: 1}
-    privacy:
-      k: 10
-      epsilon_per_query: 1.0
-      max_epsilon_per_query: 2.0
-      delta_per_query: 1.0e-7
-      max_cohorts_per_account: 4
-      max_sessions_per_cohort: 8
-      budget:
-        per_principal: {epsilon: 20, delta: 1.0e-5}
-        dataset: {epsilon: 100, delta: 1.0e-4}
-)";
-  return absl::StrReplaceAll(base, {{"LIMITS", limits}});
+  return testing::SmallConfigYaml(limits);
 }
 
 TEST(LimitsConfigTest, DefaultsWhenAbsent) {
