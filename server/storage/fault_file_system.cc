@@ -70,11 +70,7 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
   }
 
  private:
-  bool Refuse() {
-    if (!injector_->disk_full()) return false;
-    injector_->CountRefusedWrite();
-    return true;
-  }
+  bool Refuse() { return injector_->RefuseWrite(); }
   std::shared_ptr<FaultInjector> injector_;
 };
 
@@ -93,9 +89,7 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     if (Refuse()) return DiskFull();
     std::unique_ptr<rocksdb::FSWritableFile> file;
     rocksdb::IOStatus s = target()->NewWritableFile(name, options, &file, dbg);
-    if (s.ok())
-      result->reset(new FaultWritableFile(std::move(file), injector_));
-    return s;
+    return Wrap(std::move(s), std::move(file), result);
   }
   rocksdb::IOStatus ReopenWritableFile(
       const std::string& name, const rocksdb::FileOptions& options,
@@ -105,9 +99,7 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     std::unique_ptr<rocksdb::FSWritableFile> file;
     rocksdb::IOStatus s =
         target()->ReopenWritableFile(name, options, &file, dbg);
-    if (s.ok())
-      result->reset(new FaultWritableFile(std::move(file), injector_));
-    return s;
+    return Wrap(std::move(s), std::move(file), result);
   }
   rocksdb::IOStatus ReuseWritableFile(
       const std::string& name, const std::string& old_name,
@@ -118,9 +110,7 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     std::unique_ptr<rocksdb::FSWritableFile> file;
     rocksdb::IOStatus s =
         target()->ReuseWritableFile(name, old_name, options, &file, dbg);
-    if (s.ok())
-      result->reset(new FaultWritableFile(std::move(file), injector_));
-    return s;
+    return Wrap(std::move(s), std::move(file), result);
   }
   rocksdb::IOStatus RenameFile(const std::string& from, const std::string& to,
                                const rocksdb::IOOptions& options,
@@ -140,10 +130,16 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
   }
 
  private:
-  bool Refuse() {
-    if (!injector_->disk_full()) return false;
-    injector_->CountRefusedWrite();
-    return true;
+  bool Refuse() { return injector_->RefuseWrite(); }
+  // The target's answer to a file creation, with the new file wrapped so
+  // that its writes see the faults too.
+  rocksdb::IOStatus Wrap(rocksdb::IOStatus s,
+                         std::unique_ptr<rocksdb::FSWritableFile> file,
+                         std::unique_ptr<rocksdb::FSWritableFile>* result) {
+    if (s.ok()) {
+      result->reset(new FaultWritableFile(std::move(file), injector_));
+    }
+    return s;
   }
   std::shared_ptr<FaultInjector> injector_;
 };

@@ -26,7 +26,12 @@ class FaultInjector {
   bool disk_full() const { return disk_full_.load(); }
   // Writes refused because the disk was "full".
   uint64_t refused_writes() const { return refused_writes_.load(); }
-  void CountRefusedWrite() { refused_writes_.fetch_add(1); }
+  // True (and counted as refused) when a write must fail now.
+  bool RefuseWrite() {
+    if (!disk_full()) return false;
+    refused_writes_.fetch_add(1);
+    return true;
+  }
 
  private:
   std::atomic<bool> disk_full_{false};
