@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/privacy/contribution_bounding.h"
+#include "server/privacy/quantile_tree.h"
 
 namespace cohortd {
 namespace {
@@ -63,7 +64,37 @@ struct MetricSlot {
   // rows of fixed-point values below 2^40), so no error depends on it.
   std::vector<__int128> sum;
   std::vector<int64_t> a, b;
-  std::vector<std::vector<int64_t>> values;  // QUANTILES
+  // QUANTILES: sessions are counted into the quantile tree's leaves, not
+  // kept as values (no sort per cohort): each row's leaf, computed in one
+  // column pass (kNoLeaf: measure absent), then per cohort the leaves of
+  // its kept sessions, and a scratch histogram filled at release.
+  static constexpr uint32_t kNoLeaf = UINT32_MAX;
+  privacy::QuantileLeafGrid grid;
+  std::vector<uint32_t> row_leaf;
+  std::vector<std::vector<uint32_t>> leaves;
+  std::vector<int64_t> leaf_counts;
+
+  // QUANTILES: each row's leaf in `grid` (values clamped into the domain).
+  void ComputeRowLeaves(uint32_t num_rows) {
+    row_leaf.resize(num_rows);
+    column->Visit([&](const auto* stored, auto absent) {
+      const int64_t lower = column->fixed_lower();
+      for (uint32_t r = 0; r < num_rows; ++r) {
+        row_leaf[r] = stored[r] == absent
+                          ? kNoLeaf
+                          : static_cast<uint32_t>(grid.LeafOf(
+                                static_cast<int64_t>(stored[r]) + lower));
+      }
+    });
+    leaf_counts.assign(grid.leaves, 0);
+  }
+
+  // QUANTILES: cohort c's sessions per leaf, in leaf_counts.
+  absl::Span<const int64_t> LeafCounts(uint32_t c) {
+    std::fill(leaf_counts.begin(), leaf_counts.end(), 0);
+    for (uint32_t leaf : leaves[c]) ++leaf_counts[leaf];
+    return leaf_counts;
+  }
 
   void Grow(size_t cohorts) {
     a.resize(cohorts, 0);
@@ -71,24 +102,21 @@ struct MetricSlot {
     if (spec->kind() == Metric::SUM || spec->kind() == Metric::MEAN) {
       sum.resize(cohorts, 0);
     }
-    if (spec->kind() == Metric::QUANTILES) values.resize(cohorts);
+    if (spec->kind() == Metric::QUANTILES) leaves.resize(cohorts);
   }
 
   // Adds one kept session of cohort `c`.
   void Add(uint32_t c, uint32_t row) {
     switch (spec->kind()) {
+      case Metric::QUANTILES:
+        if (row_leaf[row] != kNoLeaf) leaves[c].push_back(row_leaf[row]);
+        return;
       case Metric::SUM:
-      case Metric::MEAN:
-      case Metric::QUANTILES: {
+      case Metric::MEAN: {
         if (!column->Has(row)) return;  // absent measures do not count
-        const int64_t v = std::clamp(column->Fixed(row), domain.lower_fp,
-                                     domain.upper_fp);
-        if (spec->kind() == Metric::QUANTILES) {
-          values[c].push_back(v);
-        } else {
-          sum[c] += v;
-          b[c] += 1;
-        }
+        sum[c] +=
+            std::clamp(column->Fixed(row), domain.lower_fp, domain.upper_fp);
+        b[c] += 1;
         return;
       }
       case Metric::RATE:
@@ -288,6 +316,10 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       s.column = &view.measure(index);
       ASSIGN_OR_RETURN(s.domain, privacy::MeasureDomain::Create(
                                      m->lower, m->upper, m->granularity));
+      if (s.spec->kind() == Metric::QUANTILES) {
+        ASSIGN_OR_RETURN(s.grid, privacy::QuantileTree::Grid(s.domain));
+        s.ComputeRowLeaves(view.num_sessions());
+      }
     }
     if (s.spec->kind() == Metric::RATE) {
       s.rate_dim = view.FindDimension(s.spec->rate_of().dimension());
@@ -490,7 +522,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       gate_accounts[g] = gates[g].accounts[c];
     }
     for (size_t i = 0; i < slots.size(); ++i) {
-      const MetricSlot& s = slots[i];
+      MetricSlot& s = slots[i];
       privacy::MetricInput& in = inputs[i];
       in = privacy::MetricInput();
       switch (s.spec->kind()) {
@@ -509,7 +541,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
           in.sessions = s.b[c];
           break;
         case Metric::QUANTILES:
-          in.values_fp = s.values[c];
+          in.leaf_counts = s.LeafCounts(c);
           break;
         default:
           break;
