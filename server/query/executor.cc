@@ -66,16 +66,25 @@ struct MetricSlot {
   std::vector<int64_t> a, b;
   // QUANTILES: sessions are counted into the quantile tree's leaves, not
   // kept as values (no sort per cohort): each row's leaf, computed in one
-  // column pass (kNoLeaf: measure absent), then per cohort the leaves of
-  // its kept sessions, and a scratch histogram filled at release.
+  // column pass (kNoLeaf: measure absent), then per cohort either a
+  // histogram counted directly (when cohorts x leaves is small: a few
+  // closed dimensions) or the leaves of its kept sessions, counted into a
+  // scratch histogram at release (memory bounded by the sessions, e.g.
+  // for an open-domain group-by).
   static constexpr uint32_t kNoLeaf = UINT32_MAX;
+  static constexpr uint64_t kMaxHistogramCells = uint64_t{1} << 20;
   privacy::QuantileLeafGrid grid;
+  bool histograms = false;
   std::vector<uint32_t> row_leaf;
+  std::vector<int64_t> histogram;  // cohort c's at [c L, (c + 1) L)
   std::vector<std::vector<uint32_t>> leaves;
   std::vector<int64_t> leaf_counts;
 
-  // QUANTILES: each row's leaf in `grid` (values clamped into the domain).
-  void ComputeRowLeaves(uint32_t num_rows) {
+  // QUANTILES: each row's leaf in `grid` (values clamped into the domain);
+  // `max_cohorts`: how many cohorts the query can have at most.
+  void ComputeRowLeaves(uint32_t num_rows, uint64_t max_cohorts) {
+    histograms =
+        max_cohorts <= kMaxHistogramCells / static_cast<uint64_t>(grid.leaves);
     row_leaf.resize(num_rows);
     column->Visit([&](const auto* stored, auto absent) {
       const int64_t lower = column->fixed_lower();
@@ -89,8 +98,12 @@ struct MetricSlot {
     leaf_counts.assign(grid.leaves, 0);
   }
 
-  // QUANTILES: cohort c's sessions per leaf, in leaf_counts.
+  // QUANTILES: cohort c's sessions per leaf.
   absl::Span<const int64_t> LeafCounts(uint32_t c) {
+    if (histograms) {
+      return absl::MakeConstSpan(histogram).subspan(c * grid.leaves,
+                                                    grid.leaves);
+    }
     std::fill(leaf_counts.begin(), leaf_counts.end(), 0);
     for (uint32_t leaf : leaves[c]) ++leaf_counts[leaf];
     return leaf_counts;
@@ -102,14 +115,25 @@ struct MetricSlot {
     if (spec->kind() == Metric::SUM || spec->kind() == Metric::MEAN) {
       sum.resize(cohorts, 0);
     }
-    if (spec->kind() == Metric::QUANTILES) leaves.resize(cohorts);
+    if (spec->kind() == Metric::QUANTILES) {
+      if (histograms) {
+        histogram.resize(cohorts * grid.leaves, 0);
+      } else {
+        leaves.resize(cohorts);
+      }
+    }
   }
 
   // Adds one kept session of cohort `c`.
   void Add(uint32_t c, uint32_t row) {
     switch (spec->kind()) {
       case Metric::QUANTILES:
-        if (row_leaf[row] != kNoLeaf) leaves[c].push_back(row_leaf[row]);
+        if (row_leaf[row] == kNoLeaf) return;
+        if (histograms) {
+          ++histogram[c * grid.leaves + row_leaf[row]];
+        } else {
+          leaves[c].push_back(row_leaf[row]);
+        }
         return;
       case Metric::SUM:
       case Metric::MEAN: {
@@ -318,7 +342,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
                                      m->lower, m->upper, m->granularity));
       if (s.spec->kind() == Metric::QUANTILES) {
         ASSIGN_OR_RETURN(s.grid, privacy::QuantileTree::Grid(s.domain));
-        s.ComputeRowLeaves(view.num_sessions());
+        s.ComputeRowLeaves(view.num_sessions(), keyer.num_cohorts());
       }
     }
     if (s.spec->kind() == Metric::RATE) {
