@@ -13,6 +13,10 @@
 //   BM_ExecuteVerifiedSuccessByOccupation  the real executor for that
 //                        query: planning, keyed bounding, partition
 //                        selection and CSPRNG noise
+//   BM_ExecuteBoxPlotByExpertise  the real executor for the box plot:
+//                        five quantiles of actions_per_prompt by expertise
+//                        (last argument 1), and the same query with a
+//                        session count instead (0): the floor of the scan
 //
 // The 10,000,000-session variants (names ending in /10M) need several GB
 // and minutes, so they are registered only when --benchmark_filter names
@@ -473,6 +477,46 @@ void BM_ExecuteVerifiedSuccessByOccupation(benchmark::State& state) {
   state.counters["released_cohorts"] = static_cast<double>(released);
 }
 
+// The box plot of README's Figure 3 through the real executor: the five
+// default quantiles of actions_per_prompt by expertise (issue 12 item 4:
+// <= 10 ms p50 at 400k sessions), planning, keyed bounding, partition
+// selection, contributor gate and CSPRNG noise included. Last argument 0:
+// the same query with a session count instead, the floor of the scan.
+void BM_ExecuteBoxPlotByExpertise(benchmark::State& state) {
+  const uint64_t sessions = state.range(0);
+  if (!GuardMemory(state, sessions)) return;
+  ColumnarIndex& index = IndexOf(sessions, state.range(1));
+  static const Config* const config = [] {
+    auto* c = new Config();
+    c->datasets.push_back(SessionsSpec());
+    return c;
+  }();
+  cohortd::v1::AggregateRequest request;
+  request.set_dataset("sessions");
+  request.add_group_by("expertise");
+  if (state.range(2) != 0) {
+    auto* quantiles = request.add_metrics();
+    quantiles->set_kind(cohortd::v1::Metric::QUANTILES);
+    quantiles->set_measure("actions_per_prompt");
+  } else {
+    request.add_metrics()->set_kind(cohortd::v1::Metric::SESSIONS);
+  }
+  size_t released = 0;
+  for (auto _ : state) {
+    auto plan = PlanQuery(*config, request);
+    CHECK_OK(plan.status());
+    auto releaser = MakeReleaser(*plan);
+    CHECK_OK(releaser.status());
+    auto view = index.Read("sessions");
+    CHECK_OK(view.status());
+    auto result = ExecuteQuery(*plan, **view, *releaser, "0123456789abcdef",
+                               SecureRandomWords());
+    CHECK_OK(result.status());
+    released = result->cohorts.size();
+  }
+  state.counters["released_cohorts"] = static_cast<double>(released);
+}
+
 void RegisterAll(bool large) {
   struct Size {
     const char* name;
@@ -500,6 +544,12 @@ void RegisterAll(bool large) {
             .c_str(),
         BM_ExecuteVerifiedSuccessByOccupation)
         ->Args({size.sessions, size.accounts})
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(
+        absl::StrFormat("BM_ExecuteBoxPlotByExpertise/%s", size.name).c_str(),
+        BM_ExecuteBoxPlotByExpertise)
+        ->Args({size.sessions, size.accounts, 1})
+        ->Args({size.sessions, size.accounts, 0})
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(
         absl::StrFormat("BM_GroupByOccupationRowScan/%s", size.name).c_str(),

@@ -3,11 +3,16 @@
 // request distinct: a new release, charged) and of cache hits (the same
 // request again: served from the release cache and audited).
 //
-//   query_load --target HOST:PORT [--queries N] [--seal]
+//   query_load --target HOST:PORT [--queries N] [--seal] [--box-plot]
+//              [--epsilon E]
 //
 // The analyst token comes from $COHORTD_ANALYST_TOKEN; --seal (admin token
 // from $COHORTD_ADMIN_TOKEN) seals a snapshot first, so the queries read
 // what was pushed. The principal needs a budget for N releases.
+// --box-plot asks README's Figure 3 instead: the five default quantiles of
+// actions_per_prompt by expertise (issue 12 item 4). Query i asks epsilon
+// E + 1e-4 i (E = 0.5 by default): pick another E to repeat a run against
+// the same data without hitting the release cache.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +29,17 @@ namespace {
 std::string Env(const char* name) {
   const char* value = std::getenv(name);
   return value == nullptr ? "" : value;
+}
+
+cohortd::v1::AggregateRequest BoxPlotRequest(double epsilon) {
+  cohortd::v1::AggregateRequest request;
+  request.set_dataset("sessions");
+  request.add_group_by("expertise");
+  request.set_epsilon(epsilon);
+  auto* quantiles = request.add_metrics();
+  quantiles->set_kind(cohortd::v1::Metric::QUANTILES);
+  quantiles->set_measure("actions_per_prompt");
+  return request;
 }
 
 cohortd::v1::AggregateRequest Request(double epsilon) {
@@ -58,6 +74,8 @@ int main(int argc, char** argv) {
   std::string target;
   int queries = 200;
   bool seal = false;
+  bool box_plot = false;
+  double base_epsilon = 0.5;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--target" && i + 1 < argc) {
@@ -66,15 +84,21 @@ int main(int argc, char** argv) {
       queries = std::atoi(argv[++i]);
     } else if (arg == "--seal") {
       seal = true;
+    } else if (arg == "--box-plot") {
+      box_plot = true;
+    } else if (arg == "--epsilon" && i + 1 < argc) {
+      base_epsilon = std::atof(argv[++i]);
     } else {
       std::fprintf(stderr,
                    "usage: query_load --target HOST:PORT [--queries N] "
-                   "[--seal]\n");
+                   "[--seal] [--box-plot] [--epsilon E]\n");
       return 2;
     }
   }
-  if (target.empty() || queries < 1) {
-    std::fprintf(stderr, "query_load: --target and --queries >= 1 needed\n");
+  if (target.empty() || queries < 1 || !(base_epsilon > 0)) {
+    std::fprintf(stderr,
+                 "query_load: --target, --queries >= 1 and --epsilon > 0 "
+                 "needed\n");
     return 2;
   }
   auto channel =
@@ -104,7 +128,9 @@ int main(int argc, char** argv) {
   int cohorts = 0;
   for (int i = 0; i < queries; ++i) {
     // A distinct epsilon per query: a distinct canonical request.
-    const cohortd::v1::AggregateRequest request = Request(0.5 + 1e-4 * i);
+    const double epsilon = base_epsilon + 1e-4 * i;
+    const cohortd::v1::AggregateRequest request =
+        box_plot ? BoxPlotRequest(epsilon) : Request(epsilon);
     for (std::vector<double>* out : {&miss, &hit}) {
       cohortd::v1::AggregateResponse response;
       const auto start = std::chrono::steady_clock::now();

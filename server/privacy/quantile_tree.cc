@@ -1,8 +1,8 @@
 #include "server/privacy/quantile_tree.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -12,108 +12,236 @@
 namespace cohortd::privacy {
 namespace {
 
-int64_t Pow8(int e) { return int64_t{1} << (3 * e); }
+// How the release reads the prefix of the first p leaves (p < leaves) for
+// quantile q: bit l of `minus` set = level l uses "parent minus right
+// siblings" instead of "left siblings"; v = the variance proxy of G~(p)'s
+// noise in units of sigma^2 (the sum of the squared node coefficients).
+struct Decomposition {
+  double v = 0;
+  uint32_t minus = 0;
+};
 
-// No node count reaches it: counts are <= 2^63 / 2 and noise < 2^62.
-constexpr int64_t kNotDrawn = INT64_MIN;
+// The digits of p: d[l] = the position (0 .. b-1) of the node containing
+// leaf p among its siblings at level l = 1 .. D.
+void Digits(const QuantileLeafGrid& grid, int64_t p, int64_t* d) {
+  for (int l = grid.depth; l >= 1; --l) {
+    d[l] = p % grid.branching;
+    p /= grid.branching;
+  }
+}
+
+// The minimum-variance choice, per level, between the two ways to count
+// the mass between the start of the level-(l-1) node containing leaf p
+// and the start of the level-l node containing it (Qardaji, Yang & Li
+// 2013, Sec. 4: a b-ary prefix needs at most ~b/2 nodes per level this
+// way instead of b - 1):
+//   left  (m_l = 0): the d_l left siblings, each +1;
+//   minus (m_l = 1): the parent (level l-1) +1, and the b - d_l children
+//                    from position d_l on, each -1.
+// The parent's +1 cancels the -1 it gets when level l-1 also uses the
+// minus form, so the coefficients of level l's nodes are
+//   m_l = 0: d_l nodes +1, and node d_l itself m_{l+1};
+//   m_l = 1: b - 1 - d_l nodes -1, and node d_l itself m_{l+1} - 1,
+// i.e. a cost (sum of squares) of d_l + m_{l+1} or
+// b - 1 - d_l + 1 - m_{l+1}. Level 1 has no parent: G~ = F~ - q N~ with
+// N~ the sum of the b top nodes gives coefficients 1 - q (left of d_1),
+// m_2 - q (node d_1) and -q (right of it). A two-state dynamic program over
+// the levels finds the minimum. It depends only on (p, q): public.
+Decomposition Decompose(const QuantileLeafGrid& grid, int64_t p, double q) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const int depth = grid.depth;
+  const int64_t b = grid.branching;
+  int64_t d[17];
+  Digits(grid, p, d);
+  // h[m] = the least cost of levels l .. D given m_l = m; next[l][m] the
+  // m_{l+1} achieving it.
+  const int forms = grid.min_variance_prefixes ? 2 : 1;
+  double h[2] = {0, kInf};  // level D + 1: m = 0 only
+  uint8_t next[17][2] = {};
+  for (int l = depth; l >= 2; --l) {
+    double nh[2] = {kInf, kInf};
+    for (int m = 0; m < forms; ++m) {
+      for (int m1 = 0; m1 < forms; ++m1) {
+        const double cost = m == 0 ? static_cast<double>(d[l] + m1)
+                                   : static_cast<double>(b - 1 - d[l] + 1 - m1);
+        if (cost + h[m1] < nh[m]) {
+          nh[m] = cost + h[m1];
+          next[l][m] = static_cast<uint8_t>(m1);
+        }
+      }
+    }
+    h[0] = nh[0];
+    h[1] = nh[1];
+  }
+  Decomposition best;
+  best.v = kInf;
+  for (int m2 = 0; m2 < (depth >= 2 ? forms : 1); ++m2) {
+    const double top = d[1] * (1 - q) * (1 - q) +
+                       static_cast<double>(b - 1 - d[1]) * q * q +
+                       (m2 - q) * (m2 - q);
+    if (top + h[m2] < best.v) {
+      best.v = top + h[m2];
+      best.minus = 0;
+      int m = m2;
+      for (int l = 2; l <= depth; ++l) {
+        if (m == 1) best.minus |= uint32_t{1} << l;
+        m = next[l][m];
+      }
+    }
+  }
+  return best;
+}
 
 }  // namespace
 
 // The tree of one release. Levels 1..D; node i of level l covers leaves
-// [i s, (i + 1) s) with s = 8^(D - l). Noisy counts are drawn on first use
+// [i s, (i + 1) s) with s = b^(D - l). Its true count comes from the
+// cumulative leaf counts in O(1); its noisy count is drawn on first use
 // and memoised, so every read of a node sees the same value.
 class QuantileTree::Noisy {
  public:
-  Noisy(const QuantileTree& tree, std::vector<int64_t> sorted, RandomWords& rng)
-      : tree_(tree), sorted_(std::move(sorted)), rng_(rng) {
-    int64_t total = 0;
-    for (int l = 1; l <= tree.depth_; ++l) {
-      offset_.push_back(total);
-      total += Pow8(l);
+  Noisy(const QuantileTree& tree, absl::Span<const int64_t> leaf_counts,
+        RandomWords& rng)
+      : tree_(tree), grid_(tree.grid_), rng_(rng) {
+    cumulative_.resize(leaf_counts.size() + 1);
+    cumulative_[0] = 0;
+    for (size_t j = 0; j < leaf_counts.size(); ++j) {
+      cumulative_[j + 1] = cumulative_[j] + leaf_counts[j];
     }
-    value_.assign(total, kNotDrawn);
+    int64_t total = 0, width = 1;
+    span_.assign(grid_.depth + 1, 0);
+    offset_.assign(grid_.depth + 1, 0);
+    for (int l = grid_.depth; l >= 1; --l) {
+      span_[l] = width;
+      width *= grid_.branching;
+    }
+    for (int64_t l = 1, n = grid_.branching; l <= grid_.depth;
+         ++l, n *= grid_.branching) {
+      offset_[l] = total;
+      total += n;
+    }
+    drawn_.reserve(256);
   }
 
   // Noisy count of node `i` at level `l`, or false on randomness failure.
   bool Node(int l, int64_t i, int64_t* out) {
-    int64_t& value = value_[offset_[l - 1] + i];
-    if (value == kNotDrawn) {
-      const int64_t span = Pow8(tree_.depth_ - l) * tree_.leaf_width_;
-      const int64_t lo = tree_.domain_.lower_fp + i * span;
-      const int64_t truth =
-          std::lower_bound(sorted_.begin(), sorted_.end(), lo + span) -
-          std::lower_bound(sorted_.begin(), sorted_.end(), lo);
+    auto [it, inserted] = drawn_.try_emplace(offset_[l] + i, 0);
+    if (inserted) {
+      const int64_t s = span_[l];
+      const int64_t truth = cumulative_[(i + 1) * s] - cumulative_[i * s];
       absl::StatusOr<int64_t> z = tree_.noise_.Sample(rng_);
-      if (!z.ok()) return false;
-      value = truth + *z;
+      if (!z.ok()) {
+        drawn_.erase(it);
+        return false;
+      }
+      it->second = truth + *z;
     }
-    *out = value;
+    *out = it->second;
     return true;
   }
 
-  // G~ = F~(p) - q N~ for the prefix of the first p leaves, and its
-  // variance proxy in units of sigma^2. The q-free parts are memoised per p:
-  // all quantiles' bisections start at the same midpoints.
-  bool Prefix(int64_t p, double q, double* g, double* v) {
-    auto it = prefixes_.find(p);
-    if (it == prefixes_.end()) {
-      PrefixSum sum;
-      if (!ComputePrefix(p, &sum)) return false;
-      it = prefixes_.emplace(p, sum).first;
+  // N~: the sum of the top-level nodes.
+  bool Total(double* total) {
+    if (!total_drawn_) {
+      for (int64_t i = 0; i < grid_.branching; ++i) {
+        int64_t c;
+        if (!Node(1, i, &c)) return false;
+        total_ += static_cast<double>(c);
+      }
+      total_drawn_ = true;
     }
-    const PrefixSum& sum = it->second;
-    // N~ is the sum of the 8 top-level nodes; those inside the prefix get
-    // coefficient 1 - q, the others -q.
-    *g = sum.noisy_count - q * total_;
-    *v = sum.inner_nodes + sum.top_nodes * (1 - q) * (1 - q) +
-         (kBranching - sum.top_nodes) * q * q;
+    *total = total_;
+    return true;
+  }
+
+  // G~(p) = F~(p) - q N~ for the prefix of the first p leaves
+  // (0 <= p <= leaves), and its variance proxy in units of sigma^2.
+  bool Prefix(int64_t p, double q, double* g, double* v) {
+    double total;
+    if (!Total(&total)) return false;
+    if (p == 0) {
+      *g = -q * total;
+      *v = grid_.branching * q * q;
+      return true;
+    }
+    if (p == grid_.leaves) {
+      *g = (1 - q) * total;
+      *v = grid_.branching * (1 - q) * (1 - q);
+      return true;
+    }
+    const Decomposition dec = Decompose(grid_, p, q);
+    int64_t d[17];
+    Digits(grid_, p, d);
+    double f = 0;
+    int64_t parent = 0;  // the level-(l-1) node containing leaf p
+    for (int l = 1; l <= grid_.depth; ++l) {
+      const int64_t first = parent * grid_.branching;
+      int64_t c;
+      if (dec.minus & (uint32_t{1} << l)) {
+        if (!Node(l - 1, parent, &c)) return false;
+        f += static_cast<double>(c);
+        for (int64_t i = d[l]; i < grid_.branching; ++i) {
+          if (!Node(l, first + i, &c)) return false;
+          f -= static_cast<double>(c);
+        }
+      } else {
+        for (int64_t i = 0; i < d[l]; ++i) {
+          if (!Node(l, first + i, &c)) return false;
+          f += static_cast<double>(c);
+        }
+      }
+      parent = first + d[l];
+    }
+    *g = f - q * total;
+    *v = dec.v;
     return true;
   }
 
  private:
-  struct PrefixSum {
-    double noisy_count = 0;   // F~(p): sum of the nodes covering the prefix
-    int64_t inner_nodes = 0;  // how many of them are below the top level
-    int64_t top_nodes = 0;    // how many are top-level nodes
-  };
-
-  bool ComputePrefix(int64_t p, PrefixSum* sum) {
-    const int depth = tree_.depth_;
-    if (!total_drawn_) {
-      for (int64_t i = 0; i < kBranching; ++i) {
-        int64_t c;
-        if (!Node(1, i, &c)) return false;
-        total_ += c;
-      }
-      total_drawn_ = true;
-    }
-    for (int l = 1; l <= depth; ++l) {
-      const int64_t s = Pow8(depth - l);
-      const int64_t hi = p / s;
-      const int64_t lo = l == 1 ? 0 : (p / (s * kBranching)) * kBranching;
-      for (int64_t i = lo; i < hi; ++i) {
-        int64_t c;
-        if (!Node(l, i, &c)) return false;
-        sum->noisy_count += c;
-        ++(l == 1 ? sum->top_nodes : sum->inner_nodes);
-      }
-    }
-    return true;
-  }
-
   const QuantileTree& tree_;
-  std::vector<int64_t> sorted_;
+  const QuantileLeafGrid& grid_;
   RandomWords& rng_;
-  std::vector<int64_t> offset_;
-  std::vector<int64_t> value_;  // kNotDrawn until first read
-  absl::flat_hash_map<int64_t, PrefixSum> prefixes_;
-  double total_ = 0;  // N~
+  std::vector<int64_t> cumulative_;  // cumulative_[j]: sessions in leaves < j
+  std::vector<int64_t> span_;        // leaves per node, by level
+  std::vector<int64_t> offset_;      // first node id of each level
+  absl::flat_hash_map<int64_t, int64_t> drawn_;  // node id -> noisy count
+  double total_ = 0;                             // N~
   bool total_drawn_ = false;
 };
 
+absl::StatusOr<QuantileLeafGrid> QuantileTree::Grid(
+    const MeasureDomain& domain, const QuantileTreeShape& shape) {
+  if (shape.branching < 2 || shape.branching > 256 || shape.max_depth < 1 ||
+      shape.max_depth > 16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "QuantileTree: branching %d not in [2, 256] or max_depth %d not in "
+        "[1, 16]",
+        shape.branching, shape.max_depth));
+  }
+  QuantileLeafGrid grid;
+  grid.branching = shape.branching;
+  grid.min_variance_prefixes = shape.min_variance_prefixes;
+  grid.lower_fp = domain.lower_fp;
+  grid.upper_fp = domain.upper_fp;
+  const int64_t points = domain.upper_fp - domain.lower_fp + 1;
+  grid.depth = 1;
+  grid.leaves = shape.branching;
+  while (grid.depth < shape.max_depth && grid.leaves < points) {
+    ++grid.depth;
+    grid.leaves *= shape.branching;
+    if (grid.leaves > (int64_t{1} << 24)) {
+      return absl::InvalidArgumentError("QuantileTree: more than 2^24 leaves");
+    }
+  }
+  grid.leaf_width = (points + grid.leaves - 1) / grid.leaves;
+  grid.inverse_width = 1.0 / static_cast<double>(grid.leaf_width);
+  return grid;
+}
+
 absl::StatusOr<QuantileTree> QuantileTree::Create(
     const ContributionBounds& bounds, const MeasureDomain& domain,
-    std::vector<double> quantiles, double rho, double confidence) {
+    std::vector<double> quantiles, double rho, double confidence,
+    const QuantileTreeShape& shape) {
   absl::Status status = ValidateBounds(bounds);
   if (!status.ok()) return status;
   if (quantiles.empty() || !(confidence > 0) || !(confidence < 1) ||
@@ -127,43 +255,62 @@ absl::StatusOr<QuantileTree> QuantileTree::Create(
           absl::StrFormat("QuantileTree: quantile %g not in [0, 1]", q));
     }
   }
-  const int64_t grid = domain.upper_fp - domain.lower_fp + 1;
-  int depth = 1;
-  while (depth < kMaxDepth && Pow8(depth) < grid) ++depth;
-  const int64_t leaf_width = (grid + Pow8(depth) - 1) / Pow8(depth);
+  absl::StatusOr<QuantileLeafGrid> grid = Grid(domain, shape);
+  if (!grid.ok()) return grid.status();
   absl::StatusOr<DiscreteGaussian> noise = DiscreteGaussian::CreateAtLeast(
-      HistogramL2Squared(bounds, depth) / (2 * rho));
+      HistogramL2Squared(bounds, grid->depth) / (2 * rho));
   if (!noise.ok()) return noise.status();
-  // Simultaneous over the Pow8(depth) prefixes a bisection may visit
-  // (union bound; see the header).
-  const double leaves = static_cast<double>(Pow8(depth));
-  return QuantileTree(domain, std::move(quantiles), *noise, depth, leaf_width,
+  // Simultaneous over the L prefixes a bisection may visit (union bound;
+  // see the header).
+  const double leaves = static_cast<double>(grid->leaves);
+  return QuantileTree(domain, std::move(quantiles), *noise, *grid,
                       2 * std::log(2 * leaves / (1 - confidence)));
+}
+
+double QuantileTree::PrefixVariance(int64_t p, double q) const {
+  if (p >= grid_.leaves) return grid_.branching * (1 - q) * (1 - q);
+  return Decompose(grid_, p, q).v;
 }
 
 absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::Release(
     absl::Span<const int64_t> values_fp, RandomWords& rng) const {
-  std::vector<int64_t> sorted(values_fp.begin(), values_fp.end());
-  for (int64_t& v : sorted) {
-    v = std::clamp(v, domain_.lower_fp, domain_.upper_fp);
+  std::vector<int64_t> counts(grid_.leaves, 0);
+  for (int64_t v : values_fp) ++counts[grid_.LeafOf(v)];
+  return ReleaseLeafCounts(counts, rng);
+}
+
+absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::ReleaseLeafCounts(
+    absl::Span<const int64_t> leaf_counts, RandomWords& rng) const {
+  if (static_cast<int64_t>(leaf_counts.size()) != grid_.leaves) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("QuantileTree: %d leaf counts for %d leaves",
+                        leaf_counts.size(), grid_.leaves));
   }
-  if (!std::is_sorted(sorted.begin(), sorted.end())) {
-    std::sort(sorted.begin(), sorted.end());
+  // Counts are sessions (< 2^32 each in practice); bound their sum so the
+  // cumulative counts and node sums cannot overflow.
+  int64_t sum = 0;
+  for (int64_t c : leaf_counts) {
+    if (c < 0 || c > (int64_t{1} << 40) - sum) {
+      return absl::InvalidArgumentError(
+          "QuantileTree: leaf count negative or above 2^40 in total");
+    }
+    sum += c;
   }
-  Noisy tree(*this, std::move(sorted), rng);
-  const int64_t leaves = Pow8(depth_);
+  Noisy tree(*this, leaf_counts, rng);
+  const int64_t leaves = grid_.leaves;
   const double sigma = std::sqrt(noise_.sigma2());
   auto leaf_value = [&](double leaf_position) {
     // Leaf position in [0, leaves] -> fixed point value, clamped.
-    const double fp = domain_.lower_fp + leaf_position * leaf_width_;
+    const double fp = domain_.lower_fp + leaf_position * grid_.leaf_width;
     return domain_.ToValue(std::clamp(fp, static_cast<double>(domain_.lower_fp),
                                       static_cast<double>(domain_.upper_fp)));
   };
 
   std::vector<QuantileEstimate> out;
+  out.reserve(quantiles_.size());
   for (double q : quantiles_) {
     // First leaf j (bisection over [0, leaves)) whose prefix through j
-    // satisfies G~ >= offset(v) = factor * sigma sqrt(v log_term).
+    // satisfies G~ >= factor * sigma sqrt(v log_term).
     auto first_crossing = [&](double factor, int64_t* leaf) -> bool {
       int64_t lo = 0, hi = leaves;
       while (lo < hi) {
@@ -188,12 +335,11 @@ absl::StatusOr<std::vector<QuantileEstimate>> QuantileTree::Release(
     // Interpolate inside the crossing leaf between G~ before and after it.
     double position = static_cast<double>(value_leaf);
     if (value_leaf < leaves) {
-      double g_before = 0, g_after, v;
-      if (value_leaf > 0 && !tree.Prefix(value_leaf, q, &g_before, &v)) {
+      double g_before, g_after, v;
+      if (!tree.Prefix(value_leaf, q, &g_before, &v) ||
+          !tree.Prefix(value_leaf + 1, q, &g_after, &v)) {
         return rng.status();
       }
-      if (!tree.Prefix(value_leaf + 1, q, &g_after, &v)) return rng.status();
-      if (value_leaf == 0) g_before = std::min(0.0, -q * g_after);
       if (g_after > g_before) {
         position += std::clamp(-g_before / (g_after - g_before), 0.0, 1.0);
       }

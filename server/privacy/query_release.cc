@@ -154,7 +154,8 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
       estimate = m->Release(in.matching, in.sessions, rng);
     } else if (const auto* m = std::get_if<QuantileTree>(&mechanisms_[i])) {
       absl::StatusOr<std::vector<QuantileEstimate>> q =
-          m->Release(in.values_fp, rng);
+          in.leaf_counts.empty() ? m->Release(in.values_fp, rng)
+                                 : m->ReleaseLeafCounts(in.leaf_counts, rng);
       if (!q.ok()) return q.status();
       out.quantiles = std::move(*q);
       continue;

@@ -82,6 +82,9 @@ struct MetricInput {
   __int128 sum_fp = 0;   // kSum, kMean (128 bits: cannot overflow)
   int64_t matching = 0;  // kRate: sessions matching the predicate
   absl::Span<const int64_t> values_fp;  // kQuantiles (borrowed)
+  // kQuantiles, instead of values_fp when not empty: sessions per leaf of
+  // the metric's QuantileTree::Grid(domain) (borrowed).
+  absl::Span<const int64_t> leaf_counts;
 };
 
 struct MetricOutput {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/privacy/contribution_bounding.h"
+#include "server/privacy/quantile_tree.h"
 
 namespace cohortd {
 namespace {
@@ -63,7 +64,50 @@ struct MetricSlot {
   // rows of fixed-point values below 2^40), so no error depends on it.
   std::vector<__int128> sum;
   std::vector<int64_t> a, b;
-  std::vector<std::vector<int64_t>> values;  // QUANTILES
+  // QUANTILES: sessions are counted into the quantile tree's leaves, not
+  // kept as values (no sort per cohort): each row's leaf, computed in one
+  // column pass (kNoLeaf: measure absent), then per cohort either a
+  // histogram counted directly (when cohorts x leaves is small: a few
+  // closed dimensions) or the leaves of its kept sessions, counted into a
+  // scratch histogram at release (memory bounded by the sessions, e.g.
+  // for an open-domain group-by).
+  static constexpr uint32_t kNoLeaf = UINT32_MAX;
+  static constexpr uint64_t kMaxHistogramCells = uint64_t{1} << 20;
+  privacy::QuantileLeafGrid grid;
+  bool histograms = false;
+  std::vector<uint32_t> row_leaf;
+  std::vector<int64_t> histogram;  // cohort c's at [c L, (c + 1) L)
+  std::vector<std::vector<uint32_t>> leaves;
+  std::vector<int64_t> leaf_counts;
+
+  // QUANTILES: each row's leaf in `grid` (values clamped into the domain);
+  // `max_cohorts`: how many cohorts the query can have at most.
+  void ComputeRowLeaves(uint32_t num_rows, uint64_t max_cohorts) {
+    histograms =
+        max_cohorts <= kMaxHistogramCells / static_cast<uint64_t>(grid.leaves);
+    row_leaf.resize(num_rows);
+    column->Visit([&](const auto* stored, auto absent) {
+      const int64_t lower = column->fixed_lower();
+      for (uint32_t r = 0; r < num_rows; ++r) {
+        row_leaf[r] = stored[r] == absent
+                          ? kNoLeaf
+                          : static_cast<uint32_t>(grid.LeafOf(
+                                static_cast<int64_t>(stored[r]) + lower));
+      }
+    });
+    leaf_counts.assign(grid.leaves, 0);
+  }
+
+  // QUANTILES: cohort c's sessions per leaf.
+  absl::Span<const int64_t> LeafCounts(uint32_t c) {
+    if (histograms) {
+      return absl::MakeConstSpan(histogram).subspan(c * grid.leaves,
+                                                    grid.leaves);
+    }
+    std::fill(leaf_counts.begin(), leaf_counts.end(), 0);
+    for (uint32_t leaf : leaves[c]) ++leaf_counts[leaf];
+    return leaf_counts;
+  }
 
   void Grow(size_t cohorts) {
     a.resize(cohorts, 0);
@@ -71,24 +115,32 @@ struct MetricSlot {
     if (spec->kind() == Metric::SUM || spec->kind() == Metric::MEAN) {
       sum.resize(cohorts, 0);
     }
-    if (spec->kind() == Metric::QUANTILES) values.resize(cohorts);
+    if (spec->kind() == Metric::QUANTILES) {
+      if (histograms) {
+        histogram.resize(cohorts * grid.leaves, 0);
+      } else {
+        leaves.resize(cohorts);
+      }
+    }
   }
 
   // Adds one kept session of cohort `c`.
   void Add(uint32_t c, uint32_t row) {
     switch (spec->kind()) {
-      case Metric::SUM:
-      case Metric::MEAN:
-      case Metric::QUANTILES: {
-        if (!column->Has(row)) return;  // absent measures do not count
-        const int64_t v = std::clamp(column->Fixed(row), domain.lower_fp,
-                                     domain.upper_fp);
-        if (spec->kind() == Metric::QUANTILES) {
-          values[c].push_back(v);
+      case Metric::QUANTILES:
+        if (row_leaf[row] == kNoLeaf) return;
+        if (histograms) {
+          ++histogram[c * grid.leaves + row_leaf[row]];
         } else {
-          sum[c] += v;
-          b[c] += 1;
+          leaves[c].push_back(row_leaf[row]);
         }
+        return;
+      case Metric::SUM:
+      case Metric::MEAN: {
+        if (!column->Has(row)) return;  // absent measures do not count
+        sum[c] +=
+            std::clamp(column->Fixed(row), domain.lower_fp, domain.upper_fp);
+        b[c] += 1;
         return;
       }
       case Metric::RATE:
@@ -288,6 +340,10 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       s.column = &view.measure(index);
       ASSIGN_OR_RETURN(s.domain, privacy::MeasureDomain::Create(
                                      m->lower, m->upper, m->granularity));
+      if (s.spec->kind() == Metric::QUANTILES) {
+        ASSIGN_OR_RETURN(s.grid, privacy::QuantileTree::Grid(s.domain));
+        s.ComputeRowLeaves(view.num_sessions(), keyer.num_cohorts());
+      }
     }
     if (s.spec->kind() == Metric::RATE) {
       s.rate_dim = view.FindDimension(s.spec->rate_of().dimension());
@@ -490,7 +546,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       gate_accounts[g] = gates[g].accounts[c];
     }
     for (size_t i = 0; i < slots.size(); ++i) {
-      const MetricSlot& s = slots[i];
+      MetricSlot& s = slots[i];
       privacy::MetricInput& in = inputs[i];
       in = privacy::MetricInput();
       switch (s.spec->kind()) {
@@ -509,7 +565,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
           in.sessions = s.b[c];
           break;
         case Metric::QUANTILES:
-          in.values_fp = s.values[c];
+          in.leaf_counts = s.LeafCounts(c);
           break;
         default:
           break;

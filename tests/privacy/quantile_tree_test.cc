@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -172,6 +174,156 @@ TEST(QuantileTreeTest, IntervalsCoverOnAdversarialCdfs) {
   }
 }
 
+// Positive control for the coverage check above: leaf counts misplaced by
+// a binning error (every session counted 8 leaves to the right, as an
+// off-by-a-leaf-width bug in LeafOf would do) must make it fail, so the
+// check has the power to catch what counting into leaves could break.
+TEST(QuantileTreeTest, CoverageCheckCatchesMisbinnedLeafCounts) {
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 200, 1));
+  const std::vector<double> qs = {0.25, 0.5, 0.75};
+  constexpr double kConfidence = 0.9;
+  ASSERT_OK_AND_ASSIGN(
+      QuantileTree tree,
+      QuantileTree::Create(kBounds, domain, qs, 0.5, kConfidence));
+  const std::vector<int64_t> values(4000, 77);  // the point mass
+  std::vector<int64_t> shifted(tree.grid().leaves, 0);
+  shifted[tree.grid().LeafOf(77) + 8] = static_cast<int64_t>(values.size());
+  constexpr int kTrials = 300;
+  const double alpha = 1 - kConfidence;
+  const double max_misses =
+      kTrials * alpha + kZ * std::sqrt(kTrials * alpha * (1 - alpha));
+  DeterministicRandom source(24);
+  RandomWords rng(&source);
+  for (size_t i = 0; i < qs.size(); ++i) {
+    int misses = 0;
+    for (int t = 0; t < kTrials; ++t) {
+      ASSERT_OK_AND_ASSIGN(std::vector<QuantileEstimate> r,
+                           tree.ReleaseLeafCounts(shifted, rng));
+      misses += !(r[i].estimate.ci_low <= 77 && 77 <= r[i].estimate.ci_high);
+    }
+    EXPECT_GT(misses, max_misses) << "q=" << qs[i];
+  }
+}
+
+TEST(QuantileTreeTest, ReleaseLeafCountsIsReleaseOfTheValues) {
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain,
+                       MeasureDomain::Create(0, 200, 0.01));
+  ASSERT_OK_AND_ASSIGN(
+      QuantileTree tree,
+      QuantileTree::Create(kBounds, domain, {0.05, 0.5, 0.95}, 0.5, 0.95));
+  const std::vector<int64_t> values = SkewedValues(5000);
+  std::vector<int64_t> counts(tree.grid().leaves, 0);
+  for (int64_t v : values) ++counts[tree.grid().LeafOf(v)];
+  DeterministicRandom a(25), b(25);
+  RandomWords rng_a(&a), rng_b(&b);
+  ASSERT_OK_AND_ASSIGN(auto from_values, tree.Release(values, rng_a));
+  ASSERT_OK_AND_ASSIGN(auto from_counts, tree.ReleaseLeafCounts(counts, rng_b));
+  ASSERT_EQ(from_values.size(), from_counts.size());
+  for (size_t i = 0; i < from_values.size(); ++i) {
+    EXPECT_EQ(from_values[i].estimate.value, from_counts[i].estimate.value);
+    EXPECT_EQ(from_values[i].estimate.ci_low, from_counts[i].estimate.ci_low);
+    EXPECT_EQ(from_values[i].estimate.ci_high, from_counts[i].estimate.ci_high);
+  }
+  EXPECT_THAT(tree.ReleaseLeafCounts(absl::MakeSpan(counts).subspan(1), rng_a),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  counts[3] = -1;
+  EXPECT_THAT(tree.ReleaseLeafCounts(counts, rng_a),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// LeafOf divides by multiplying with the reciprocal: it must equal the
+// integer quotient everywhere, also for offsets near the domain's 2^41.
+TEST(QuantileTreeTest, LeafOfIsTheExactQuotient) {
+  for (double granularity : {1.0, 0.01, 0.001, 0.37}) {
+    for (double upper : {200.0, 20000.0, 1e9}) {
+      if (upper / granularity >= 0x1p40) continue;
+      ASSERT_OK_AND_ASSIGN(MeasureDomain domain,
+                           MeasureDomain::Create(-3, upper, granularity));
+      ASSERT_OK_AND_ASSIGN(QuantileLeafGrid grid, QuantileTree::Grid(domain));
+      auto check = [&](int64_t fp) {
+        const int64_t clamped =
+            std::clamp(fp, domain.lower_fp, domain.upper_fp);
+        ASSERT_EQ(grid.LeafOf(fp),
+                  (clamped - domain.lower_fp) / grid.leaf_width)
+            << fp << " width " << grid.leaf_width;
+        ASSERT_LT(grid.LeafOf(fp), grid.leaves);
+      };
+      for (int64_t fp = domain.lower_fp - 5; fp < domain.lower_fp + 50000;
+           ++fp) {
+        check(fp);
+      }
+      for (int64_t fp = domain.upper_fp - 50000; fp <= domain.upper_fp + 5;
+           ++fp) {
+        check(fp);
+      }
+      for (int64_t j = 0; j < grid.leaves; ++j) {  // every leaf edge
+        check(domain.lower_fp + j * grid.leaf_width - 1);
+        check(domain.lower_fp + j * grid.leaf_width);
+      }
+    }
+  }
+}
+
+// The variance proxy v(p, q) the thresholds use is exactly the least sum of
+// squared node coefficients over every way of mixing "left siblings" and
+// "parent minus right siblings" per level, computed here independently by
+// enumerating all 2^(D-1) mixes with explicit coefficients per node; and
+// never above the left-siblings-only reading (so never wider intervals).
+TEST(QuantileTreeTest, PrefixVarianceIsTheLeastOverAllDecompositions) {
+  struct Case {
+    int branching, depth;
+  };
+  for (const Case& c : {Case{2, 5}, Case{4, 3}, Case{8, 3}, Case{16, 2}}) {
+    int64_t leaves = 1;
+    for (int l = 0; l < c.depth; ++l) leaves *= c.branching;
+    ASSERT_OK_AND_ASSIGN(MeasureDomain domain,
+                         MeasureDomain::Create(0, leaves - 1, 1));
+    for (double q : {0.0, 0.05, 0.5, 0.95, 1.0}) {
+      ASSERT_OK_AND_ASSIGN(QuantileTree tree,
+                           QuantileTree::Create(kBounds, domain, {q}, 0.5, 0.9,
+                                                {c.branching, c.depth, true}));
+      ASSERT_OK_AND_ASSIGN(QuantileTree left_only,
+                           QuantileTree::Create(kBounds, domain, {q}, 0.5, 0.9,
+                                                {c.branching, c.depth, false}));
+      ASSERT_EQ(tree.depth(), c.depth);
+      for (int64_t p = 1; p < leaves; ++p) {
+        std::vector<int64_t> digit(c.depth + 1);
+        for (int l = c.depth, x = static_cast<int>(p); l >= 1; --l) {
+          digit[l] = x % c.branching;
+          x /= c.branching;
+        }
+        double best = 1e300, left = 0;
+        for (int mask = 0; mask < (1 << (c.depth - 1)); ++mask) {
+          // Coefficients of G~(p) = F~(p) - q N~ per (level, node).
+          std::map<std::pair<int, int64_t>, double> coef;
+          for (int64_t i = 0; i < c.branching; ++i) coef[{1, i}] -= q;
+          int64_t parent = 0;
+          for (int l = 1; l <= c.depth; ++l) {
+            const bool minus = l >= 2 && (mask >> (l - 2)) & 1;
+            const int64_t first = parent * c.branching;
+            if (minus) {
+              coef[{l - 1, parent}] += 1;
+              for (int64_t i = digit[l]; i < c.branching; ++i) {
+                coef[{l, first + i}] -= 1;
+              }
+            } else {
+              for (int64_t i = 0; i < digit[l]; ++i) coef[{l, first + i}] += 1;
+            }
+            parent = first + digit[l];
+          }
+          double v = 0;
+          for (const auto& [node, x] : coef) v += x * x;
+          best = std::min(best, v);
+          if (mask == 0) left = v;
+        }
+        ASSERT_NEAR(tree.PrefixVariance(p, q), best, 1e-9)
+            << c.branching << "^" << c.depth << " p=" << p << " q=" << q;
+        ASSERT_NEAR(left_only.PrefixVariance(p, q), left, 1e-9);
+      }
+    }
+  }
+}
+
 TEST(QuantileTreeTest, ValuesStayInTheDomainForEmptyAndClampedInput) {
   ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 1, 0.01));
   ASSERT_OK_AND_ASSIGN(
@@ -196,6 +348,13 @@ TEST(QuantileTreeTest, RejectsBadParameters) {
   EXPECT_THAT(QuantileTree::Create(kBounds, domain, {1.5}, 0.1, 0.95),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(QuantileTree::Create(kBounds, domain, {0.5}, 0, 0.95),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(QuantileTree::Create(kBounds, domain, {0.5}, 0.1, 0.95, {1, 4}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(QuantileTree::Grid(domain, {8, 0}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(MeasureDomain huge, MeasureDomain::Create(0, 1e9, 1));
+  EXPECT_THAT(QuantileTree::Grid(huge, {256, 16}),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

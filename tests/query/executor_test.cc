@@ -210,6 +210,39 @@ TEST_F(ExecutorTest, SumsMeansAndQuantilesUseClampedFixedPoint) {
   EXPECT_NEAR(quantiles.quantiles(1).value(), 200, 1);
 }
 
+// Quantiles count sessions into leaves either in per-cohort histograms
+// (few possible cohorts) or in per-cohort leaf lists (many, e.g. an
+// open-domain group-by): both must release the same. One cohort of 40
+// accounts is asked by work_mode (9 possible cohorts: histograms) and by
+// task_topic (300 more topics, below k: lists); its topic sorts first, so
+// its noise draws come first and the same seed gives the same draws.
+TEST_F(ExecutorTest, QuantilesAreTheSameFromHistogramsAndLeafLists) {
+  for (int a = 0; a < 40; ++a) {
+    Add(absl::StrCat("a", a), 2, {{"work_mode", "fix"}, {"task_topic", "aaa"}},
+        {{"actions_per_prompt", 1.5 * a}});
+  }
+  for (int t = 0; t < 300; ++t) {
+    Add(absl::StrCat("t", t), 1, {{"task_topic", absl::StrCat("t", t)}},
+        {{"actions_per_prompt", 3.0}});
+  }
+  Metric q = Kind(Metric::QUANTILES, "actions_per_prompt");
+  AggregateRequest by_mode = ByWorkMode({q});
+  AggregateRequest by_topic = by_mode;
+  by_topic.set_group_by(0, "task_topic");
+  ASSERT_OK_AND_ASSIGN(ExecutionResult histograms, Run(by_mode, 9));
+  ASSERT_OK_AND_ASSIGN(ExecutionResult lists, Run(by_topic, 9));
+  ASSERT_EQ(histograms.cohorts.size(), 1u);
+  ASSERT_EQ(lists.cohorts.size(), 1u);
+  ASSERT_EQ(histograms.cohorts[0].estimates_size(), 1);
+  ASSERT_EQ(lists.cohorts[0].estimates_size(), 1);
+  const cohortd::v1::Estimate& h = histograms.cohorts[0].estimates(0);
+  EXPECT_EQ(h.quantiles_size(), 5);
+  EXPECT_EQ(h.SerializeAsString(),
+            lists.cohorts[0].estimates(0).SerializeAsString());
+  // The median of 0, 1.5, ..., 58.5 (each twice) is 28.5 or 30.
+  EXPECT_NEAR(h.value(), 29, 2);
+}
+
 TEST_F(ExecutorTest, SameQuerySameSeedSameRelease) {
   for (int a = 0; a < 30; ++a) Add(absl::StrCat("a", a), 12, {{"work_mode", "fix"}});
   const auto request = ByWorkMode({Kind(Metric::SESSIONS)});
