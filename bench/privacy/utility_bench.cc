@@ -7,7 +7,8 @@
 // program prints:
 //   * the session count's half-width (SESSIONS metric);
 //   * the mean width of the rate interval at several cohort sizes
-//     (RATE metric, true rate 0.5 and 0.8, simulated with the CSPRNG);
+//     (RATE metric, true rate 0.5 and 0.8, simulated with the CSPRNG),
+//     and of a [0, 200] measure's mean (MEAN metric with its gate);
 //   * the smallest cohort (accounts) released with p >= 0.5 and >= 0.95,
 //     exactly from the selection's distribution, and the share released in
 //     a CSPRNG simulation at the 0.95 size as a check;
@@ -86,6 +87,23 @@ double RateWidth(const QueryReleaser& r, int64_t sessions, double rate,
   return sum / trials;
 }
 
+// Mean width of a gated mean over `trials` releases of a cohort with
+// `sessions` sessions averaging `value` (fixed point = value, step 1).
+double MeanWidth(const QueryReleaser& r, int64_t sessions, int64_t value,
+                 int trials) {
+  MetricInput in;
+  in.sessions = sessions;
+  in.sum_fp = static_cast<__int128>(sessions) * value;
+  const int64_t gate[1] = {kHuge};
+  double sum = 0;
+  for (int i = 0; i < trials; ++i) {
+    const CohortRelease c = OrDie(
+        r.ReleaseCohort(kHuge, gate, {&in, 1}, SecureRandomWords()), "mean");
+    sum += c.metrics[0].estimate.ci_high - c.metrics[0].estimate.ci_low;
+  }
+  return sum / trials;
+}
+
 std::string Fmt(double v, const char* format) {
   if (v < 0) return "-";
   char buf[64];
@@ -137,6 +155,21 @@ void Run(const ParamSet& p, int trials) {
         RateWidth(rate, s.sessions, 0.5, trials),
         RateWidth(rate, s.sessions, 0.8, trials),
         Fmt(s.google, "%.3f").c_str());
+  }
+
+  // One query: selection + a gated MEAN of a [0, 200] measure.
+  const MeasureDomain mean_domain =
+      OrDie(MeasureDomain::Create(0, 200, 1), "mean domain");
+  const QueryReleaser mean =
+      OrDie(QueryReleaser::Create(params,
+                                  {{MetricKind::kMean, mean_domain, {}, 0}}, 1),
+            "mean query");
+  for (int64_t n : {200, 2000, 20000}) {
+    std::printf(
+        "| mean width, [0, 200], %lld sessions (mean 50 / 100) | "
+        "%.1f / %.1f | - |\n",
+        static_cast<long long>(n), MeanWidth(mean, n, 50, trials),
+        MeanWidth(mean, n, 100, trials));
   }
 
   // Selection: exact sizes, and a simulated check at the 0.95 size.
