@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
@@ -120,6 +121,7 @@ std::string ReadToken(const Options& options) {
   std::string line;
   while (std::getline(in, line)) {
     absl::string_view view = absl::StripAsciiWhitespace(line);
+    if (absl::StartsWith(view, "#")) continue;  // a comment
     if (absl::ConsumePrefix(&view, "COHORTD_INGEST_TOKEN=") ||
         view.find('=') == absl::string_view::npos) {
       if (!view.empty()) return std::string(view);

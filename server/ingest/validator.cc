@@ -65,8 +65,8 @@ std::string AllowedValues(const DimensionSpec& dim) {
 }
 
 std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
-                                           const std::string& name,
-                                           const std::string& value) {
+                                           absl::string_view name,
+                                           absl::string_view value) {
   const std::string field = absl::StrCat("labels.", EchoName(name));
   const DimensionSpec* dim = dataset.FindDimension(name);
   if (dim == nullptr) {
@@ -115,7 +115,7 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
 }
 
 std::optional<ObservationError> CheckMeasure(const DatasetSpec& dataset,
-                                             const std::string& name,
+                                             absl::string_view name,
                                              double value) {
   const std::string field = absl::StrCat("measures.", EchoName(name));
   const MeasureSpec* measure = dataset.FindMeasure(name);
@@ -148,51 +148,89 @@ std::optional<ObservationError> CheckMeasure(const DatasetSpec& dataset,
   return std::nullopt;
 }
 
-template <typename Map>
-std::vector<std::string> SortedKeys(const Map& map) {
-  std::vector<std::string> keys;
-  keys.reserve(map.size());
-  for (const auto& [key, value] : map) keys.push_back(key);
-  std::sort(keys.begin(), keys.end());
-  return keys;
+// Sorts `entries` by name, keeping the last of equal names. Insertion
+// sort: an observation has a handful of names.
+template <typename Entry>
+void SortUniqueByName(std::vector<Entry>* entries) {
+  auto& v = *entries;
+  for (size_t i = 1; i < v.size(); ++i) {
+    // Stable: an equal name stays after the earlier one.
+    for (size_t j = i; j > 0 && v[j].first < v[j - 1].first; --j) {
+      std::swap(v[j], v[j - 1]);
+    }
+  }
+  size_t out = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i + 1 < v.size() && v[i + 1].first == v[i].first) continue;
+    if (out != i) v[out] = v[i];
+    ++out;
+  }
+  v.resize(out);
 }
 
 }  // namespace
 
+void ObservationRef::SortNames() {
+  SortUniqueByName(&labels);
+  SortUniqueByName(&measures);
+}
+
+ObservationRef ObservationRef::Of(const cohortd::v1::Observation& observation) {
+  ObservationRef ref;
+  ref.session_id = observation.session_id();
+  ref.account_id = observation.account_id();
+  ref.source = observation.source();
+  ref.has_session_start = observation.has_session_start();
+  ref.session_start_seconds = observation.session_start().seconds();
+  ref.session_start_nanos = observation.session_start().nanos();
+  ref.labels.reserve(observation.labels().size());
+  for (const auto& [name, value] : observation.labels()) {
+    ref.labels.emplace_back(name, value);
+  }
+  ref.measures.reserve(observation.measures().size());
+  for (const auto& [name, value] : observation.measures()) {
+    ref.measures.emplace_back(name, value);
+  }
+  ref.SortNames();
+  return ref;
+}
+
 std::optional<ObservationError> ValidateObservation(
     const DatasetSpec& dataset, const cohortd::v1::Observation& observation) {
+  return ValidateObservation(dataset, ObservationRef::Of(observation));
+}
+
+std::optional<ObservationError> ValidateObservation(
+    const DatasetSpec& dataset, const ObservationRef& observation) {
   if (auto e =
-          CheckId("session_id", observation.session_id(), kMaxSessionIdBytes)) {
+          CheckId("session_id", observation.session_id, kMaxSessionIdBytes)) {
     return e;
   }
   if (auto e =
-          CheckId("account_id", observation.account_id(), kMaxAccountIdBytes)) {
+          CheckId("account_id", observation.account_id, kMaxAccountIdBytes)) {
     return e;
   }
-  if (!observation.has_session_start()) {
+  if (!observation.has_session_start) {
     return Error("session_start", "is required", "missing_field");
   }
-  const auto& ts = observation.session_start();
-  if (ts.seconds() < kMinSessionStart || ts.seconds() >= kMaxSessionStart ||
-      ts.nanos() < 0 || ts.nanos() > 999999999) {
+  const int64_t seconds = observation.session_start_seconds;
+  const int32_t nanos = observation.session_start_nanos;
+  if (seconds < kMinSessionStart || seconds >= kMaxSessionStart || nanos < 0 ||
+      nanos > 999999999) {
     return Error("session_start",
-                 absl::StrCat(ts.seconds(), "s ", ts.nanos(),
+                 absl::StrCat(seconds, "s ", nanos,
                               "ns is not a time between 2000-01-01 and "
                               "2100-01-01 (UTC)"),
                  "invalid_timestamp");
   }
-  if (auto e = CheckId("source", observation.source(), kMaxSourceBytes)) {
+  if (auto e = CheckId("source", observation.source, kMaxSourceBytes)) {
     return e;
   }
-  for (const std::string& name : SortedKeys(observation.labels())) {
-    if (auto e = CheckLabel(dataset, name, observation.labels().at(name))) {
-      return e;
-    }
+  for (const auto& [name, value] : observation.labels) {
+    if (auto e = CheckLabel(dataset, name, value)) return e;
   }
-  for (const std::string& name : SortedKeys(observation.measures())) {
-    if (auto e = CheckMeasure(dataset, name, observation.measures().at(name))) {
-      return e;
-    }
+  for (const auto& [name, value] : observation.measures) {
+    if (auto e = CheckMeasure(dataset, name, value)) return e;
   }
   return std::nullopt;
 }

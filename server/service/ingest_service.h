@@ -66,11 +66,11 @@ class IngestService final : public grpc::Service {
 
  private:
   // Checks the dataset and size, charges the rate limit, drops (as
-  // rejections) observations that are not valid UTF-8 and pushes the rest.
-  // Consumes `request`'s contents.
+  // rejections) observations that are not valid UTF-8 and pushes the rest
+  // (as views of `request`: no string is copied).
   grpc::Status PushOne(grpc::ServerContext* context,
                        const std::string& principal,
-                       cohortd::internal::WirePushRequest* request,
+                       const cohortd::internal::WirePushRequest& request,
                        cohortd::v1::PushResponse* response);
   bool shutting_down() const;
 
