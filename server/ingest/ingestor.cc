@@ -826,13 +826,9 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
 
   sequence_ = sequence;
-  if (listener_ != nullptr) {
-    for (const auto& [dataset, sessions] : committed) {
-      listener_->OnCommitted(*dataset, sessions);
-    }
-  }
-  for (const auto& [dataset, sessions] : committed) {
+  for (auto& [dataset, sessions] : committed) {
     NoteForDeletions(*dataset, sessions);
+    if (listener_ != nullptr) listener_->OnCommittedMoved(*dataset, &sessions);
   }
   group_size_->Observe(observations);
   commit_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start));

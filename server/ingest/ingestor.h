@@ -91,6 +91,13 @@ class IngestListener {
   // yields the store's merged view.
   virtual void OnCommitted(const DatasetSpec& dataset,
                            const std::vector<CommittedSession>& sessions) = 0;
+  // What the Ingestor calls: OnCommitted, for a listener that keeps the
+  // deltas without copying them. It may move from `*sessions`, which the
+  // Ingestor does not read afterwards. By default calls OnCommitted.
+  virtual void OnCommittedMoved(const DatasetSpec& dataset,
+                                std::vector<CommittedSession>* sessions) {
+    OnCommitted(dataset, *sessions);
+  }
   // Called on the committer thread after a deletion
   // (Ingestor::DeleteSessions) is durable and before it is acknowledged,
   // when it removed at least one session, in commit order with
