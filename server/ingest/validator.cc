@@ -67,7 +67,8 @@ std::string AllowedValues(const DimensionSpec& dim) {
 std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
                                            absl::string_view name,
                                            absl::string_view value) {
-  const std::string field = absl::StrCat("labels.", EchoName(name));
+  // Built only for a rejection: valid observations are the common case.
+  auto field = [&] { return absl::StrCat("labels.", EchoName(name)); };
   const DimensionSpec* dim = dataset.FindDimension(name);
   if (dim == nullptr) {
     std::vector<std::string> names;
@@ -75,30 +76,30 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
       if (!d.derived) names.push_back(d.name);
     }
     return Error(
-        field,
+        field(),
         absl::StrCat("unknown dimension of dataset '", dataset.name, "'",
                      kDimensionsMarker, absl::StrJoin(names, ", ")),
         "unknown_dimension");
   }
   if (dim->derived) {
-    return Error(field,
+    return Error(field(),
                  "is derived by the server (from session_start) and cannot "
                  "be pushed",
                  "derived_dimension");
   }
   if (dim->open_domain) {
     if (value.empty()) {
-      return Error(field, "is empty", "missing_field");
+      return Error(field(), "is empty", "missing_field");
     }
     if (value.size() > static_cast<size_t>(dim->max_length)) {
-      return Error(field,
+      return Error(field(),
                    absl::StrFormat("is %d bytes; at most %d allowed",
                                    value.size(), dim->max_length),
                    "value_too_long");
     }
     for (char c : value) {
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-        return Error(field, "contains a control character",
+        return Error(field(), "contains a control character",
                      "invalid_characters");
       }
     }
@@ -106,7 +107,7 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
   }
   if (std::find(dim->values.begin(), dim->values.end(), value) ==
       dim->values.end()) {
-    return Error(field,
+    return Error(field(),
                  absl::StrCat("'", EchoName(value), "' is not an allowed value",
                               kAllowedMarker, AllowedValues(*dim)),
                  "value_not_in_domain");
@@ -117,25 +118,25 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
 std::optional<ObservationError> CheckMeasure(const DatasetSpec& dataset,
                                              absl::string_view name,
                                              double value) {
-  const std::string field = absl::StrCat("measures.", EchoName(name));
+  auto field = [&] { return absl::StrCat("measures.", EchoName(name)); };
   const MeasureSpec* measure = dataset.FindMeasure(name);
   if (measure == nullptr) {
     std::vector<std::string> names;
     for (const auto& m : dataset.measures) names.push_back(m.name);
-    return Error(field,
+    return Error(field(),
                  absl::StrCat("unknown measure of dataset '", dataset.name, "'",
                               kMeasuresMarker, absl::StrJoin(names, ", ")),
                  "unknown_measure");
   }
   if (!std::isfinite(value)) {
-    return Error(field, absl::StrCat(value, " is not a finite number"),
+    return Error(field(), absl::StrCat(value, " is not a finite number"),
                  "not_finite");
   }
   const bool below = measure->valid_min && value < *measure->valid_min;
   const bool above = measure->valid_max && value > *measure->valid_max;
   if (below || above) {
     return Error(
-        field,
+        field(),
         absl::StrCat(value, " is outside the valid range [",
                      measure->valid_min ? absl::StrCat(*measure->valid_min)
                                         : std::string("-inf"),
