@@ -7,10 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/arena.h"
 #include "grpc/grpc.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/impl/rpc_service_method.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/method_handler.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "server/common/logging.h"
 #include "server/ingest/validator.h"
 #include "server/service/grpc_status.h"
@@ -80,7 +83,7 @@ IngestService::IngestService(const Config* config, const Authenticator* auth,
   AddMethod(new grpc::internal::RpcServiceMethod(
       "/cohortd.v1.Ingest/PushStream",
       grpc::internal::RpcMethod::BIDI_STREAMING,
-      new grpc::internal::BidiStreamingHandler<IngestService, WirePushRequest,
+      new grpc::internal::BidiStreamingHandler<IngestService, grpc::ByteBuffer,
                                                cohortd::v1::PushResponse>(
           [](IngestService* service, grpc::ServerContext* context,
              PushStreamType* stream) {
@@ -217,7 +220,7 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
       !d.ok()) {
     return recorder.Finish(ToGrpcStatusWithRetry(d, context));
   }
-  WirePushRequest request;
+  grpc::ByteBuffer bytes;
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -227,7 +230,7 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
       }
       idle_streams_.insert(context);
     }
-    const bool got = stream->Read(&request);
+    const bool got = stream->Read(&bytes);
     bool cancelled_by_shutdown;
     {
       absl::MutexLock lock(&mu_);
@@ -240,9 +243,24 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
               ? grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)
               : grpc::Status::OK);
     }
+    // Room for the parsed request in one or two blocks.
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.start_block_size = bytes.Length() + (size_t{64} << 10);
+    arena_options.max_block_size = 4 * arena_options.start_block_size;
+    google::protobuf::Arena arena(arena_options);
+    auto* request =
+        google::protobuf::Arena::CreateMessage<WirePushRequest>(&arena);
+    grpc::ProtoBufferReader reader(&bytes);
+    if (!request->ParseFromZeroCopyStream(&reader)) {
+      return recorder.Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       "request: not a cohortd.v1.PushRequest (the bytes do "
+                       "not parse)"));
+    }
+    bytes.Clear();
     cohortd::v1::PushResponse response;
     grpc::Status status =
-        PushOne(context, (*principal)->name, request, &response);
+        PushOne(context, (*principal)->name, *request, &response);
     if (!status.ok()) return recorder.Finish(status);
     if (!stream->Write(response)) {
       return recorder.Finish(
