@@ -250,14 +250,19 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
     google::protobuf::Arena arena(arena_options);
     auto* request =
         google::protobuf::Arena::CreateMessage<WirePushRequest>(&arena);
-    grpc::ProtoBufferReader reader(&bytes);
-    if (!request->ParseFromZeroCopyStream(&reader)) {
+    bool parsed;
+    {
+      // The reader refers to `bytes`: it must go before they are cleared.
+      grpc::ProtoBufferReader reader(&bytes);
+      parsed = request->ParseFromZeroCopyStream(&reader);
+    }
+    bytes.Clear();
+    if (!parsed) {
       return recorder.Finish(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        "request: not a cohortd.v1.PushRequest (the bytes do "
                        "not parse)"));
     }
-    bytes.Clear();
     cohortd::v1::PushResponse response;
     grpc::Status status =
         PushOne(context, (*principal)->name, *request, &response);
