@@ -9,8 +9,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/common/status_macros.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/quantile_tree.h"
@@ -30,9 +30,9 @@ struct CodeSet {
   bool Contains(uint32_t row) const { return accepts[(*column)[row]] != 0; }
 };
 
-CodeSet MakeCodeSet(const DatasetView& view, int dim,
-                    const google::protobuf::RepeatedPtrField<std::string>&
-                        values) {
+CodeSet MakeCodeSet(
+    const DatasetView& view, int dim,
+    const google::protobuf::RepeatedPtrField<std::string>& values) {
   CodeSet set;
   set.column = &view.codes(dim);
   set.accepts.assign(view.dictionary(dim).cardinality(), 0);
@@ -109,6 +109,41 @@ struct MetricSlot {
     return leaf_counts;
   }
 
+  // NOISE_AND_SAMPLING: per cohort, each account's kept totals (the
+  // cluster = account of the sampling variance, privacy/sampling_interval.h).
+  bool sampling = false;
+  std::vector<std::vector<privacy::AccountTotal>> account_totals;
+
+  // The accumulators of cohort `c` before an account's sessions are added.
+  struct Mark {
+    __int128 sum = 0;
+    int64_t a = 0, b = 0;
+  };
+  Mark MarkOf(uint32_t c) const {
+    return {sum.empty() ? 0 : sum[c], a[c], b[c]};
+  }
+  // Records one account's totals in cohort `c`: what it added since
+  // `before` (`sessions` kept sessions, for SESSIONS).
+  void RecordAccount(uint32_t c, const Mark& before, int64_t sessions) {
+    privacy::AccountTotal t;
+    switch (spec->kind()) {
+      case Metric::SESSIONS:
+        t = {sessions, sessions};
+        break;
+      case Metric::SUM:
+      case Metric::MEAN:
+        // At most Linf values below 2^40 in magnitude: fits 64 bits.
+        t = {static_cast<int64_t>(sum[c] - before.sum), b[c] - before.b};
+        break;
+      case Metric::RATE:
+        t = {a[c] - before.a, b[c] - before.b};
+        break;
+      default:
+        return;
+    }
+    if (t.n > 0) account_totals[c].push_back(t);
+  }
+
   void Grow(size_t cohorts) {
     a.resize(cohorts, 0);
     b.resize(cohorts, 0);
@@ -122,6 +157,7 @@ struct MetricSlot {
         leaves.resize(cohorts);
       }
     }
+    if (sampling) account_totals.resize(cohorts);
   }
 
   // Adds one kept session of cohort `c`.
@@ -226,10 +262,12 @@ absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
       const MeasureSpec* spec = ds.FindMeasure(m.measure());
       if (spec == nullptr) return absl::InternalError("unplanned measure");
       ASSIGN_OR_RETURN(r.domain,
-                       privacy::MeasureDomain::Create(
-                           spec->lower, spec->upper, spec->granularity));
+                       privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                      spec->granularity));
     }
     r.quantiles.assign(m.quantiles().begin(), m.quantiles().end());
+    r.sampling_interval =
+        plan.canonical.interval() == cohortd::v1::NOISE_AND_SAMPLING;
     in.metrics.push_back(std::move(r));
   }
   return in;
@@ -263,6 +301,7 @@ std::string MemoKey(const ReleaserInputs& in) {
     AppendBits(&key, m.domain.lower_fp);
     AppendBits(&key, m.domain.upper_fp);
     AppendBits(&key, m.domain.granularity);
+    AppendBits(&key, m.sampling_interval);
     AppendBits(&key, m.quantiles.size());
     for (double q : m.quantiles) AppendBits(&key, q);
   }
@@ -331,6 +370,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   for (int i = 0; i < req.metrics_size(); ++i) {
     MetricSlot& s = slots[i];
     s.spec = &req.metrics(i);
+    s.sampling = req.interval() == cohortd::v1::NOISE_AND_SAMPLING;
     if (!s.spec->measure().empty()) {
       const MeasureSpec* m = ds.FindMeasure(s.spec->measure());
       const int index = view.FindMeasure(s.spec->measure());
@@ -433,6 +473,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
   std::vector<size_t> cohort_begin;
   std::vector<uint32_t> selected_cohorts, selected_sessions;
+  std::vector<MetricSlot::Mark> marks;
   const size_t max_cohorts = plan.max_cohorts_per_account;
   const size_t max_sessions = ds.privacy.max_sessions_per_cohort;
   // Positions 0..n-1: what the bounder selects when nothing exceeds its
@@ -507,9 +548,18 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       }
       cohort_accounts[c] += 1;
       cohort_sessions[c] += static_cast<int64_t>(selected_sessions.size());
+      marks.clear();
+      for (const MetricSlot& s : slots) {
+        marks.push_back(s.sampling ? s.MarkOf(c) : MetricSlot::Mark());
+      }
       for (uint32_t j : selected_sessions) {
         const uint32_t row = matched[begin + j].second;
         for (MetricSlot& s : slots) s.Add(c, row);
+      }
+      for (size_t i = 0; i < slots.size(); ++i) {
+        if (!slots[i].sampling) continue;
+        slots[i].RecordAccount(c, marks[i],
+                               static_cast<int64_t>(selected_sessions.size()));
       }
       // An account counts for a gate when one of its kept sessions in the
       // cohort contributes to the gate's metrics.
@@ -549,6 +599,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       MetricSlot& s = slots[i];
       privacy::MetricInput& in = inputs[i];
       in = privacy::MetricInput();
+      if (s.sampling) in.account_totals = s.account_totals[c];
       switch (s.spec->kind()) {
         case Metric::SESSIONS:
           in.sessions = cohort_sessions[c];

@@ -37,12 +37,14 @@ struct QueryPlan {
   std::string canonical_bytes;  // deterministic serialization of canonical
   std::string canonical_json;   // readable form, for the audit log
   double epsilon = 0;
-  double delta = 0;       // the dataset's per-query delta
+  double delta = 0;  // the dataset's per-query delta
   double confidence = 0;
   // Months the query reads (its month filter's values); empty means all.
   std::vector<std::string> months;
   // Metrics that draw noise of their own (all but ACCOUNTS), which share
-  // the query's budget with partition selection.
+  // the query's budget with partition selection; with interval
+  // NOISE_AND_SAMPLING each counts twice (it also releases its private
+  // sampling-variance estimate).
   int noisy_metrics = 0;
   // The L0 the query's sensitivities and partition selection's delta use:
   // min(configured L0, the number of cohorts the public domains allow),
