@@ -31,6 +31,14 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   for (size_t i = 0; i < metrics.size(); ++i) {
     const MetricRequest& m = metrics[i];
     noisy += m.kind != MetricKind::kAccounts;
+    if (m.adjusted &&
+        ((m.kind != MetricKind::kRate && m.kind != MetricKind::kMean) ||
+         m.sampling_interval)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "metric %d: only RATE and MEAN with noise intervals can be "
+          "adjusted",
+          i));
+    }
     if (m.sampling_interval) {
       if (m.kind == MetricKind::kAccounts || m.kind == MetricKind::kQuantiles) {
         return absl::InvalidArgumentError(absl::StrFormat(
@@ -153,6 +161,8 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
                          std::move(mechanisms), std::move(metric_gate),
                          std::move(sampling));
   releaser.confidence_ = conf;
+  for (const MetricRequest& m : metrics)
+    releaser.adjusted_.push_back(m.adjusted);
   return releaser;
 }
 
@@ -206,6 +216,10 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
     MetricOutput& out = release.metrics[i];
     if (metric_gate_[i] != MetricRequest::kNoGate && !passed[metric_gate_[i]]) {
       out.suppressed = true;
+      continue;
+    }
+    if (adjusted_[i]) {
+      out.deferred = true;
       continue;
     }
     absl::StatusOr<Estimate> estimate = decision->accounts;

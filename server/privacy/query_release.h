@@ -66,6 +66,10 @@ struct MetricRequest {
   // kRate. Such a metric spends a second rho share on its private
   // variance estimate.
   bool sampling_interval = false;
+  // Metric.adjust_for (kRate, kMean): the releaser only decides the gate
+  // and marks the output `deferred`; the metric's rho share is spent by
+  // the caller's AdjustedRegression over the released cohorts.
+  bool adjusted = false;
 };
 
 // The public privacy parameters of one query (from the dataset's config
@@ -101,6 +105,9 @@ struct MetricOutput {
   // True when the metric's contributor gate failed: nothing of it may be
   // published (estimate and quantiles are empty).
   bool suppressed = false;
+  // An adjusted metric that passed its gate: its estimate is computed by
+  // the caller (adjusted_regression.h) once every cohort is decided.
+  bool deferred = false;
   Estimate estimate;                        // all but kQuantiles
   std::vector<QuantileEstimate> quantiles;  // kQuantiles
 };
@@ -190,6 +197,7 @@ class QueryReleaser {
   std::vector<Mechanism> mechanisms_;   // monostate = kAccounts
   std::vector<int> metric_gate_;        // per metric; kNoGate = none
   std::vector<SamplingSpec> sampling_;  // per metric; empty variance = none
+  std::vector<bool> adjusted_;          // per metric
   double confidence_ = 0.95;
 };
 

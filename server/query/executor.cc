@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/common/status_macros.h"
+#include "server/privacy/adjusted_regression.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/quantile_tree.h"
 
@@ -51,6 +52,27 @@ uint64_t Fnv1a(uint64_t h, absl::string_view bytes) {
   }
   return h;
 }
+
+// One control of an adjusted metric (Metric.adjust_for): a session's
+// level among the plan's public levels, or -1 when it has none.
+struct ControlLevels {
+  const CodeColumn* codes = nullptr;       // a dimension
+  std::vector<int32_t> level_of_code;      // by code; -1 = not a level
+  const MeasureColumn* measure = nullptr;  // a band of this measure
+  privacy::MeasureDomain domain;
+  std::vector<int64_t> edges_fp;  // the band's edges in fixed point
+
+  int32_t LevelOf(uint32_t row) const {
+    if (codes != nullptr) return level_of_code[(*codes)[row]];
+    if (!measure->Has(row)) return -1;
+    // Integers only: edges and values on the measure's fixed-point grid.
+    const int64_t v =
+        std::clamp(measure->Fixed(row), domain.lower_fp, domain.upper_fp);
+    return static_cast<int32_t>(
+        std::upper_bound(edges_fp.begin(), edges_fp.end(), v) -
+        edges_fp.begin());
+  }
+};
 
 // Accumulators and mechanism of one metric.
 struct MetricSlot {
@@ -113,6 +135,25 @@ struct MetricSlot {
   // cluster = account of the sampling variance, privacy/sampling_interval.h).
   bool sampling = false;
   std::vector<std::vector<privacy::AccountTotal>> account_totals;
+  // Adjusted metrics: the regression's rows (kept sessions carrying the
+  // metric and a level of every control): cohort, levels, centred y.
+  std::vector<ControlLevels> controls;
+  std::vector<int32_t> adjusted_cohort, adjusted_levels;
+  std::vector<int64_t> adjusted_y;
+
+  void RecordAdjusted(uint32_t c, uint32_t row, int64_t y) {
+    const size_t mark = adjusted_levels.size();
+    for (const ControlLevels& control : controls) {
+      const int32_t level = control.LevelOf(row);
+      if (level < 0) {
+        adjusted_levels.resize(mark);
+        return;
+      }
+      adjusted_levels.push_back(level);
+    }
+    adjusted_cohort.push_back(static_cast<int32_t>(c));
+    adjusted_y.push_back(y);
+  }
 
   // The accumulators of cohort `c` before an account's sessions are added.
   struct Mark {
@@ -174,9 +215,13 @@ struct MetricSlot {
       case Metric::SUM:
       case Metric::MEAN: {
         if (!column->Has(row)) return;  // absent measures do not count
-        sum[c] +=
+        const int64_t v =
             std::clamp(column->Fixed(row), domain.lower_fp, domain.upper_fp);
+        sum[c] += v;
         b[c] += 1;
+        if (!controls.empty()) {
+          RecordAdjusted(c, row, 2 * v - domain.lower_fp - domain.upper_fp);
+        }
         return;
       }
       case Metric::RATE:
@@ -185,6 +230,9 @@ struct MetricSlot {
         if ((*rate_of.column)[row] == 0) return;
         a[c] += rate_of.Contains(row) ? 1 : 0;
         b[c] += 1;
+        if (!controls.empty()) {
+          RecordAdjusted(c, row, rate_of.Contains(row) ? 1 : -1);
+        }
         return;
       default:
         return;
@@ -268,6 +316,7 @@ absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
     r.quantiles.assign(m.quantiles().begin(), m.quantiles().end());
     r.sampling_interval =
         plan.canonical.interval() == cohortd::v1::NOISE_AND_SAMPLING;
+    r.adjusted = !plan.ControlsOf(i).empty();
     in.metrics.push_back(std::move(r));
   }
   return in;
@@ -302,10 +351,98 @@ std::string MemoKey(const ReleaserInputs& in) {
     AppendBits(&key, m.domain.upper_fp);
     AppendBits(&key, m.domain.granularity);
     AppendBits(&key, m.sampling_interval);
+    AppendBits(&key, m.adjusted);
     AppendBits(&key, m.quantiles.size());
     for (double q : m.quantiles) AppendBits(&key, q);
   }
   return key;
+}
+
+// An adjusted metric's placeholder Estimate: its slot, the released
+// cohort (index into the result) and estimate it sits at, and the cohort's
+// accumulator number.
+struct Deferred {
+  size_t slot, cohort, estimate;
+  uint32_t c;
+};
+
+// Fills the adjusted metrics' placeholders (Metric.adjust_for): one
+// AdjustedRegression per adjusted metric over the rows of the cohorts
+// where it was released (partition selection and its gate passed), with
+// the metric's rho share. When the noisy system is not solvable the
+// placeholders are removed (the estimate is suppressed).
+absl::Status ReleaseAdjusted(const QueryPlan& plan,
+                             const privacy::QueryReleaser& releaser,
+                             const std::vector<MetricSlot>& slots,
+                             const std::vector<Deferred>& deferred,
+                             RandomWords& rng, ExecutionResult* result) {
+  std::vector<std::pair<size_t, size_t>> removed;  // (cohort, estimate)
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const MetricSlot& s = slots[i];
+    if (s.controls.empty()) continue;
+    // Released cohorts of this metric, numbered densely in release order.
+    std::vector<const Deferred*> mine;
+    absl::flat_hash_map<uint32_t, int32_t> dense;
+    for (const Deferred& d : deferred) {
+      if (d.slot != i) continue;
+      dense[d.c] = static_cast<int32_t>(mine.size());
+      mine.push_back(&d);
+    }
+    if (mine.empty()) continue;
+    const size_t controls = s.controls.size();
+    std::vector<int32_t> cohort, levels;
+    std::vector<int64_t> y;
+    for (size_t r = 0; r < s.adjusted_cohort.size(); ++r) {
+      auto it = dense.find(static_cast<uint32_t>(s.adjusted_cohort[r]));
+      if (it == dense.end()) continue;
+      cohort.push_back(it->second);
+      levels.insert(levels.end(), s.adjusted_levels.begin() + r * controls,
+                    s.adjusted_levels.begin() + (r + 1) * controls);
+      y.push_back(s.adjusted_y[r]);
+    }
+    std::vector<int> control_levels;
+    for (const QueryPlan::Control& c : plan.ControlsOf(static_cast<int>(i))) {
+      control_levels.push_back(static_cast<int>(c.levels.size()));
+    }
+    const bool is_rate = s.spec->kind() == Metric::RATE;
+    const int64_t max_abs_y =
+        is_rate ? 1 : s.domain.upper_fp - s.domain.lower_fp;
+    ASSIGN_OR_RETURN(privacy::AdjustedRegression regression,
+                     privacy::AdjustedRegression::Create(
+                         {plan.max_cohorts_per_account,
+                          plan.dataset->privacy.max_sessions_per_cohort},
+                         control_levels, max_abs_y,
+                         releaser.budget().rho_per_metric, plan.confidence));
+    ASSIGN_OR_RETURN(std::vector<privacy::Estimate> estimates,
+                     regression.Release(static_cast<int>(mine.size()), cohort,
+                                        levels, y, rng));
+    // Back from the centred unit: rate (y + 1) / 2; mean (y + lo + hi) / 2
+    // in fixed point.
+    auto value = [&](double centred) {
+      return is_rate
+                 ? std::clamp((centred + 1) / 2, 0.0, 1.0)
+                 : s.domain.ToValue(
+                       (centred + s.domain.lower_fp + s.domain.upper_fp) / 2);
+    };
+    for (size_t k = 0; k < mine.size(); ++k) {
+      if (estimates.empty()) {
+        removed.emplace_back(mine[k]->cohort, mine[k]->estimate);
+        continue;
+      }
+      cohortd::v1::Estimate* e =
+          result->cohorts[mine[k]->cohort].mutable_estimates(mine[k]->estimate);
+      e->set_value(value(estimates[k].value));
+      e->set_ci_low(value(estimates[k].ci_low));
+      e->set_ci_high(value(estimates[k].ci_high));
+    }
+  }
+  // Last first, so earlier positions stay valid.
+  std::sort(removed.rbegin(), removed.rend());
+  for (const auto& [c, e] : removed) {
+    result->cohorts[c].mutable_estimates()->DeleteSubrange(static_cast<int>(e),
+                                                           1);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -391,6 +528,34 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
         return absl::InternalError("planned dimension not indexed");
       }
       s.rate_of = MakeCodeSet(view, s.rate_dim, s.spec->rate_of().any_of());
+    }
+    for (const QueryPlan::Control& control : plan.ControlsOf(i)) {
+      ControlLevels levels;
+      if (control.band != nullptr) {
+        const MeasureSpec* m = ds.FindMeasure(control.band->measure);
+        const int index = view.FindMeasure(control.band->measure);
+        if (m == nullptr || index < 0) {
+          return absl::InternalError("planned band measure not indexed");
+        }
+        levels.measure = &view.measure(index);
+        ASSIGN_OR_RETURN(
+            levels.domain,
+            privacy::MeasureDomain::Create(m->lower, m->upper, m->granularity));
+        for (double e : control.band->edges) {
+          levels.edges_fp.push_back(std::llround(e / m->granularity));
+        }
+      } else {
+        const int dim = view.FindDimension(control.name);
+        if (dim < 0) return absl::InternalError("planned control not indexed");
+        levels.codes = &view.codes(dim);
+        levels.level_of_code.assign(view.dictionary(dim).cardinality(), -1);
+        for (size_t l = 0; l < control.levels.size(); ++l) {
+          if (auto code = view.DimensionCode(dim, control.levels[l])) {
+            levels.level_of_code[*code] = static_cast<int32_t>(l);
+          }
+        }
+      }
+      s.controls.push_back(std::move(levels));
     }
   }
   // Contributor gates: the accounts that reach each gated metric.
@@ -589,6 +754,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
 
   ExecutionResult result;
   result.candidate_cohorts = order.size();
+  std::vector<Deferred> deferred;
   std::vector<privacy::MetricInput> inputs(slots.size());
   std::vector<int64_t> gate_accounts(gates.size());
   for (const auto& [values, c] : order) {
@@ -635,6 +801,10 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       // A metric whose contributor gate failed is omitted: the cohort
       // carries no Estimate with its name (API: a suppressed estimate).
       if (out.suppressed) continue;
+      if (out.deferred) {
+        deferred.push_back({i, result.cohorts.size(),
+                            static_cast<size_t>(cohort.estimates_size()), c});
+      }
       cohortd::v1::Estimate* e = cohort.add_estimates();
       e->set_metric(slots[i].spec->name());
       SetEstimate(out.estimate, e);
@@ -650,6 +820,8 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     }
     result.cohorts.push_back(std::move(cohort));
   }
+  RETURN_IF_ERROR(
+      ReleaseAdjusted(plan, releaser, slots, deferred, rng, &result));
   return result;
 }
 

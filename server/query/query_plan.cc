@@ -134,11 +134,10 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
                      "must be one of SESSIONS, ACCOUNTS, SUM, MEAN, RATE, "
                      "QUANTILES");
   }
-  if (!m->adjust_for().empty()) {
-    return absl::UnimplementedError(
-        absl::StrCat(field,
-                     ".adjust_for: adjusted metrics are not supported by this "
-                     "cohortd yet"));
+  if (!m->adjust_for().empty() && m->kind() != Metric::RATE &&
+      m->kind() != Metric::MEAN) {
+    return Invalid(absl::StrCat(field, ".adjust_for"),
+                   "only RATE and MEAN can be adjusted");
   }
   if (needs_measure) {
     if (ds.FindMeasure(m->measure()) == nullptr) {
@@ -189,7 +188,77 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
     return Invalid(absl::StrCat(field, ".quantiles"),
                    "only QUANTILES takes quantiles");
   }
-  if (m->name().empty()) m->set_name(DefaultName(*m));
+  if (m->name().empty()) {
+    m->set_name(absl::StrCat(DefaultName(*m),
+                             m->adjust_for().empty() ? "" : "_adjusted"));
+  }
+  return absl::OkStatus();
+}
+
+// Metric.adjust_for (issue 11 item 4): validates the controls of canonical
+// metric `i`, sorts them, and records their public levels in the plan.
+absl::Status PlanAdjustment(
+    const DatasetSpec& ds, const std::set<std::string>& group_by,
+    const std::map<std::string, std::vector<std::string>>& filters, int i,
+    Metric* m, QueryPlan* plan) {
+  if (m->adjust_for().empty()) return absl::OkStatus();
+  std::vector<QueryPlan::Control> controls;
+  const std::string field =
+      absl::StrCat("metrics['", m->name(), "'].adjust_for");
+  std::set<std::string> names;
+  for (const std::string& name : m->adjust_for()) {
+    if (!names.insert(name).second) {
+      return Invalid(field, absl::StrCat("'", name, "' is repeated"));
+    }
+    if (group_by.count(name) > 0) {
+      return Invalid(field, absl::StrCat("'", name,
+                                         "' is grouped by: a cohort cannot "
+                                         "be adjusted for its own key"));
+    }
+    if (m->kind() == Metric::RATE && m->rate_of().dimension() == name) {
+      return Invalid(field,
+                     absl::StrCat("'", name, "' is the rate's own label"));
+    }
+  }
+  if (names.size() > 8) return Invalid(field, "at most 8 controls");
+  for (const std::string& name : names) {
+    QueryPlan::Control control;
+    control.name = name;
+    if (const BandSpec* band = ds.FindBand(name)) {
+      control.band = band;
+      control.levels = band->levels;
+    } else if (const DimensionSpec* dim = ds.FindDimension(name)) {
+      auto filtered = filters.find(name);
+      if (filtered != filters.end()) {
+        control.levels = filtered->second;
+      } else if (dim->open_domain) {
+        return Invalid(field, absl::StrCat("'", name,
+                                           "' has an open domain; filter it "
+                                           "to listed values to adjust for "
+                                           "it"));
+      } else if (dim->derived) {
+        return Invalid(field, absl::StrCat("adjusting for '", name,
+                                           "' needs a filter on it listing "
+                                           "its months (public levels)"));
+      } else {
+        control.levels = dim->values;
+      }
+    } else {
+      std::vector<std::string> bands;
+      for (const auto& b : ds.bands) bands.push_back(b.name);
+      return Invalid(field,
+                     absl::StrCat("unknown dimension or band '", name,
+                                  "'; dimensions: ", DimensionNames(ds),
+                                  "; bands: ", absl::StrJoin(bands, ", ")));
+    }
+    controls.push_back(std::move(control));
+  }
+  m->clear_adjust_for();
+  for (const std::string& name : names) m->add_adjust_for(name);
+  if (plan->metric_controls.size() <= static_cast<size_t>(i)) {
+    plan->metric_controls.resize(i + 1);
+  }
+  plan->metric_controls[i] = std::move(controls);
   return absl::OkStatus();
 }
 
@@ -274,6 +343,10 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       metrics.begin(), metrics.end(),
       [](const Metric& a, const Metric& b) { return a.name() < b.name(); });
   for (auto& m : metrics) *c.add_metrics() = std::move(m);
+  for (int i = 0; i < c.metrics_size(); ++i) {
+    RETURN_IF_ERROR(
+        PlanAdjustment(ds, group_by, filters, i, c.mutable_metrics(i), &plan));
+  }
 
   // How many cohorts can exist: caps the L0 of the sensitivities.
   int64_t possible = 1;
@@ -344,6 +417,14 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
                            "and RATE; metric '",
                            m.name(), "' is ", Metric::Kind_Name(m.kind()),
                            " (ask it in a separate NOISE query)"));
+        }
+      }
+      for (const Metric& m : c.metrics()) {
+        if (!m.adjust_for().empty()) {
+          return absl::UnimplementedError(absl::StrCat(
+              "interval: NOISE_AND_SAMPLING is not supported for adjusted "
+              "metrics yet (metric '",
+              m.name(), "'); their intervals cover the noise (NOISE)"));
         }
       }
       c.set_interval(cohortd::v1::NOISE_AND_SAMPLING);

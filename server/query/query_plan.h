@@ -67,6 +67,22 @@ struct QueryPlan {
   // dimension is grouped by, filtered or derived, so every session of the
   // cohort carries it).
   std::vector<int> metric_gates;
+  // Metric.adjust_for: per canonical metric (shorter when no later metric
+  // is adjusted), its controls in canonical (sorted) order with their
+  // public levels: a band's, a filtered dimension's listed values, or a
+  // closed dimension's domain.
+  struct Control {
+    std::string name;
+    const BandSpec* band = nullptr;  // borrowed from the config
+    std::vector<std::string> levels;
+  };
+  std::vector<std::vector<Control>> metric_controls;
+  // The controls of canonical metric `i` (empty: not adjusted).
+  const std::vector<Control>& ControlsOf(int i) const {
+    static const std::vector<Control>* const kNone = new std::vector<Control>;
+    return static_cast<size_t>(i) < metric_controls.size() ? metric_controls[i]
+                                                           : *kNone;
+  }
 };
 
 // Errors: InvalidArgument naming the field (e.g. "metrics[1].measure") and
