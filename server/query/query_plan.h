@@ -37,12 +37,14 @@ struct QueryPlan {
   std::string canonical_bytes;  // deterministic serialization of canonical
   std::string canonical_json;   // readable form, for the audit log
   double epsilon = 0;
-  double delta = 0;       // the dataset's per-query delta
+  double delta = 0;  // the dataset's per-query delta
   double confidence = 0;
   // Months the query reads (its month filter's values); empty means all.
   std::vector<std::string> months;
   // Metrics that draw noise of their own (all but ACCOUNTS), which share
-  // the query's budget with partition selection.
+  // the query's budget with partition selection; with interval
+  // NOISE_AND_SAMPLING each counts twice (it also releases its private
+  // sampling-variance estimate).
   int noisy_metrics = 0;
   // The L0 the query's sensitivities and partition selection's delta use:
   // min(configured L0, the number of cohorts the public domains allow),
@@ -65,6 +67,22 @@ struct QueryPlan {
   // dimension is grouped by, filtered or derived, so every session of the
   // cohort carries it).
   std::vector<int> metric_gates;
+  // Metric.adjust_for: per canonical metric (shorter when no later metric
+  // is adjusted), its controls in canonical (sorted) order with their
+  // public levels: a band's, a filtered dimension's listed values, or a
+  // closed dimension's domain.
+  struct Control {
+    std::string name;
+    const BandSpec* band = nullptr;  // borrowed from the config
+    std::vector<std::string> levels;
+  };
+  std::vector<std::vector<Control>> metric_controls;
+  // The controls of canonical metric `i` (empty: not adjusted).
+  const std::vector<Control>& ControlsOf(int i) const {
+    static const std::vector<Control>* const kNone = new std::vector<Control>;
+    return static_cast<size_t>(i) < metric_controls.size() ? metric_controls[i]
+                                                           : *kNone;
+  }
 };
 
 // Errors: InvalidArgument naming the field (e.g. "metrics[1].measure") and
