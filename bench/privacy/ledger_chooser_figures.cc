@@ -47,7 +47,7 @@ void OneQuery(const char* label, const QueryReleaser& r) {
   const std::vector<double> widths = r.Widths();
   std::printf(
       "%-7s noise %-17s selection %-9s count +-%-4.0f kept w.p.0.5 at %3lld, "
-      "w.p.0.95 at %3lld accounts; P[keep 37] = %.3f; reported eps %.10g\n",
+      "w.p.0.95 at %3lld accounts; P[keep 37] = %.3f; reported eps %.12g\n",
       label, count,
       r.partition_selector().is_optimal() ? "optimal" : "Gaussian",
       widths.back() - 1,
@@ -76,7 +76,7 @@ int main() {
   OneQuery("after", Releaser(google, Family::kAuto));
   // The previous accountant reported EpsilonFromRho(rho_total) rounded up.
   const double rho = *RhoFromEpsilonDelta(1.0, 0.5e-5);
-  std::printf("before: reported eps of a request of 1 = %.10g\n",
+  std::printf("before: reported eps of a request of 1 = %.12g\n",
               *EpsilonFromRho(rho, 0.5e-5, Rounding::kUp));
 
   std::printf(
