@@ -419,7 +419,7 @@ ReportedCost BudgetLedger::ReportedSpent() const {
   const double qe = ReportQuantum(epsilon_), qd = ReportQuantum(delta_),
                qr = ReportQuantum(rho_total_);
   auto up = [](double x, double q) {
-    if (x == 0) return 0.0;
+    if (x == 0 || !std::isfinite(x)) return x;  // infinite: capped below
     // The smallest grid point whose double is >= x.
     double n = std::round(x / q);
     while (n > 0 && (n - 1) * q >= x) --n;

@@ -327,5 +327,17 @@ TEST(BudgetLedgerTest, RepetitionsAffordableCountsWhatTheLedgerAccepts) {
   EXPECT_GT(n, 20);  // far more than basic composition's 20
 }
 
+// A config whose budget shrank below what was spent (budgets come from the
+// config at every start): everything reads as spent, nothing more fits.
+TEST(BudgetLedgerTest, BudgetShrunkBelowTheSpendReadsAsAllSpent) {
+  ASSERT_OK_AND_ASSIGN(
+      BudgetLedger ledger,
+      BudgetLedger::FromSpent(1.0, 1e-6, PrivacyCharge::FromZcdp(5.0, 2e-6)));
+  EXPECT_EQ(ledger.ReportedSpent().epsilon, 1.0);
+  EXPECT_EQ(ledger.ReportedRemaining().epsilon, 0);
+  EXPECT_EQ(ledger.ReportedRemaining().delta, 0);
+  EXPECT_FALSE(ledger.CanAfford(PrivacyCharge::FromZcdp(1e-9, 0)));
+}
+
 }  // namespace
 }  // namespace cohortd::privacy
