@@ -416,8 +416,7 @@ ReportedCost BudgetLedger::ReportedTotal() const {
 ReportedCost BudgetLedger::ReportedSpent() const {
   ReportedCost spent = SpentBound(spent_);
   // Up to the decimal grid: spent + remaining is then exact on it.
-  const double qe = ReportQuantum(epsilon_), qd = ReportQuantum(delta_),
-               qr = ReportQuantum(rho_total_);
+  const double qe = ReportQuantum(epsilon_), qd = ReportQuantum(delta_);
   auto up = [](double x, double q) {
     if (x == 0 || !std::isfinite(x)) return x;  // infinite: capped below
     // The smallest grid point whose double is >= x.
@@ -428,7 +427,8 @@ ReportedCost BudgetLedger::ReportedSpent() const {
   };
   spent.epsilon = std::min(up(spent.epsilon, qe), epsilon_);
   spent.delta = std::min(up(spent.delta, qd), delta_);
-  spent.rho = up(spent.rho, qr);
+  // rho (already rounded up by Rho()) is the zCDP view, not additive after
+  // pure-DP spending: not put on the grid.
   return spent;
 }
 
@@ -441,7 +441,7 @@ ReportedCost BudgetLedger::ReportedRemaining() const {
     return std::max(0.0, n) * q;
   };
   return {minus(epsilon_, spent.epsilon), minus(delta_, spent.delta),
-          minus(rho_total_, spent.rho)};
+          RoundRemaining(rho_total_ - spent.rho)};
 }
 
 }  // namespace cohortd::privacy

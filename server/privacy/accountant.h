@@ -245,9 +245,10 @@ class BudgetLedger {
   double delta() const { return delta_; }
 
   // For the API's Budget message. Total is the stated (epsilon, delta) and
-  // RhoFromEpsilonDelta(epsilon, delta/2); spent is rounded up to the
-  // decimal grid; remaining = total - spent in every unit (rho remaining
-  // is floored at 0 when a pure-DP-heavy spend exceeds the zCDP view).
+  // RhoFromEpsilonDelta(epsilon, delta/2); spent epsilon and delta are
+  // rounded up to the decimal grid and remaining = total - spent on it.
+  // rho, the zCDP view (PrivacyCharge::Rho), is not on the grid and its
+  // remaining is floored at 0 (a pure-DP-heavy spend can exceed it).
   ReportedCost ReportedTotal() const;
   ReportedCost ReportedSpent() const;
   ReportedCost ReportedRemaining() const;
