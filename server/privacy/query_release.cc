@@ -110,8 +110,28 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   for (size_t i = 0; i < metrics.size(); ++i) {
     const MetricRequest& m = metrics[i];
     noisy += m.kind != MetricKind::kAccounts;
-    laplace_capable =
-        laplace_capable && LaplaceCapable(m.kind) && L1Of(params, m) > 0;
+    // Sampling intervals and adjusted metrics spend rho (their private
+    // variance, their regression): the Gaussian family only.
+    laplace_capable = laplace_capable && LaplaceCapable(m.kind) &&
+                      L1Of(params, m) > 0 && !m.sampling_interval &&
+                      !m.adjusted;
+    if (m.adjusted &&
+        ((m.kind != MetricKind::kRate && m.kind != MetricKind::kMean) ||
+         m.sampling_interval)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "metric %d: only RATE and MEAN with noise intervals can be "
+          "adjusted",
+          i));
+    }
+    if (m.sampling_interval) {
+      if (m.kind == MetricKind::kAccounts || m.kind == MetricKind::kQuantiles) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "metric %d: sampling intervals cover SESSIONS, SUM, MEAN and "
+            "RATE only",
+            i));
+      }
+      ++noisy;  // its private variance estimate
+    }
     const bool needs_gate = m.kind == MetricKind::kSum ||
                             m.kind == MetricKind::kMean ||
                             m.kind == MetricKind::kQuantiles;
@@ -421,7 +441,8 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
           Estimate{static_cast<double>(std::max<int64_t>(*noisy, k)),
                    static_cast<double>(std::max<int64_t>(*noisy - c, k)),
                    static_cast<double>(std::max<int64_t>(*noisy + c, k))};
-    } else if (const auto* m = std::get_if<SessionCountMetric>(&mechanisms_[i])) {
+    } else if (const auto* m =
+                   std::get_if<SessionCountMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.sessions, rng);
     } else if (const auto* m = std::get_if<SumMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.sum_fp, rng);
