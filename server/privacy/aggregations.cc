@@ -51,6 +51,18 @@ absl::StatusOr<SessionCountMetric> SessionCountMetric::Create(
   return SessionCountMetric(*noise);
 }
 
+absl::StatusOr<SessionCountMetric> SessionCountMetric::CreateLaplace(
+    const ContributionBounds& bounds, double epsilon, double confidence) {
+  absl::Status status = ValidateBounds(bounds);
+  if (!status.ok()) return status;
+  absl::StatusOr<LaplaceMechanism> noise = LaplaceMechanism::Create(
+      static_cast<int64_t>(bounds.max_cohorts_per_account) *
+          bounds.max_sessions_per_cohort,
+      epsilon, confidence);
+  if (!noise.ok()) return noise.status();
+  return SessionCountMetric(*noise);
+}
+
 absl::StatusOr<Estimate> SessionCountMetric::Release(int64_t sessions,
                                                      RandomWords& rng) const {
   absl::StatusOr<int64_t> noisy = noise_.AddNoise(sessions, rng);
@@ -65,6 +77,22 @@ absl::StatusOr<SumMetric> SumMetric::Create(const ContributionBounds& bounds,
   if (!status.ok()) return status;
   absl::StatusOr<GaussianMechanism> noise =
       GaussianMechanism::Create(SumL2Squared(bounds, domain), rho, confidence);
+  if (!noise.ok()) return noise.status();
+  return SumMetric(domain, *noise);
+}
+
+absl::StatusOr<SumMetric> SumMetric::CreateLaplace(
+    const ContributionBounds& bounds, const MeasureDomain& domain,
+    double epsilon, double confidence) {
+  absl::Status status = ValidateBounds(bounds);
+  if (!status.ok()) return status;
+  const __int128 l1 = static_cast<__int128>(bounds.max_cohorts_per_account) *
+                      bounds.max_sessions_per_cohort * domain.MaxAbs();
+  if (l1 > (static_cast<__int128>(1) << 62)) {
+    return absl::InvalidArgumentError("SumMetric: L1 sensitivity too large");
+  }
+  absl::StatusOr<LaplaceMechanism> noise =
+      LaplaceMechanism::Create(static_cast<int64_t>(l1), epsilon, confidence);
   if (!noise.ok()) return noise.status();
   return SumMetric(domain, *noise);
 }

@@ -26,6 +26,7 @@
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/gaussian_mechanism.h"
 #include "server/privacy/ratio_interval.h"
+#include "server/privacy/noise_mechanism.h"
 
 namespace cohortd::privacy {
 
@@ -39,37 +40,45 @@ struct Estimate {
 // Number of sessions. Noise sigma^2 = L0 Linf^2 / (2 rho). Interval:
 // value +- c with P[|Z| <= c] >= confidence (exact discrete quantile),
 // clipped at 0. The value is clipped at 0 too (post-processing).
+// CreateLaplace: discrete Laplace noise instead, scale L0 Linf / epsilon
+// (L1 sensitivity L0 Linf), same interval construction.
 class SessionCountMetric {
  public:
   static absl::StatusOr<SessionCountMetric> Create(
       const ContributionBounds& bounds, double rho, double confidence);
+  static absl::StatusOr<SessionCountMetric> CreateLaplace(
+      const ContributionBounds& bounds, double epsilon, double confidence);
   absl::StatusOr<Estimate> Release(int64_t sessions, RandomWords& rng) const;
-  const GaussianMechanism& noise() const { return noise_; }
+  const NoiseMechanism& noise() const { return noise_; }
 
  private:
-  explicit SessionCountMetric(GaussianMechanism noise) : noise_(noise) {}
-  GaussianMechanism noise_;
+  explicit SessionCountMetric(NoiseMechanism noise) : noise_(noise) {}
+  NoiseMechanism noise_;
 };
 
 // Sum of a measure: noise on the fixed-point sum with
 // sigma^2 = L0 (Linf MaxAbs)^2 / (2 rho). Interval: value +- c (exact
 // discrete quantile), not clipped (the session count is not known here).
-// Reported in measure units (fixed point * granularity).
+// Reported in measure units (fixed point * granularity). CreateLaplace:
+// discrete Laplace noise, scale L0 Linf MaxAbs / epsilon.
 class SumMetric {
  public:
   static absl::StatusOr<SumMetric> Create(const ContributionBounds& bounds,
                                           const MeasureDomain& domain,
                                           double rho, double confidence);
+  static absl::StatusOr<SumMetric> CreateLaplace(
+      const ContributionBounds& bounds, const MeasureDomain& domain,
+      double epsilon, double confidence);
   // `sum_fp`: sum of the cohort's bounded fixed-point values, in 128 bits
   // (no sum of int64 values can overflow it here). Errors: randomness.
   absl::StatusOr<Estimate> Release(__int128 sum_fp, RandomWords& rng) const;
-  const GaussianMechanism& noise() const { return noise_; }
+  const NoiseMechanism& noise() const { return noise_; }
 
  private:
-  SumMetric(MeasureDomain domain, GaussianMechanism noise)
+  SumMetric(MeasureDomain domain, NoiseMechanism noise)
       : domain_(domain), noise_(noise) {}
   MeasureDomain domain_;
-  GaussianMechanism noise_;
+  NoiseMechanism noise_;
 };
 
 // The sessions at which MeanCountShare() minimises the mean's interval

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
@@ -19,6 +21,82 @@ absl::Status QueryReleaser::Append(absl::StatusOr<T> mechanism,
   return absl::OkStatus();
 }
 
+namespace {
+
+bool LaplaceCapable(MetricKind kind) {
+  return kind == MetricKind::kSessions || kind == MetricKind::kSum ||
+         kind == MetricKind::kAccounts;
+}
+
+// The L1 sensitivity of a Laplace-capable metric (0 if too large).
+int64_t L1Of(const QueryPrivacyParams& p, const MetricRequest& m) {
+  const __int128 l0 = p.bounds.max_cohorts_per_account;
+  const __int128 linf = p.bounds.max_sessions_per_cohort;
+  __int128 l1 = l0;
+  if (m.kind == MetricKind::kSessions) l1 = l0 * linf;
+  if (m.kind == MetricKind::kSum) l1 = l0 * linf * m.domain.MaxAbs();
+  return l1 > (static_cast<__int128>(1) << 40) ? 0 : static_cast<int64_t>(l1);
+}
+
+// Accounts above k - 1 the optimal selection keeps with p >= 0.95.
+absl::StatusOr<double> OptimalSelectionWidth(const QueryPrivacyParams& p,
+                                             double epsilon, double delta) {
+  absl::StatusOr<PartitionSelector> s = PartitionSelector::CreateOptimal(
+      p.k, p.bounds.max_cohorts_per_account, epsilon, delta);
+  if (!s.ok()) return s.status();
+  return static_cast<double>(s->MinCohortSizeReleasedWith(0.95) - (p.k - 1));
+}
+
+// The Laplace family's selection share: minimises the largest width ratio
+// (class comment) on a grid of 0.01. Errors: none fits.
+absl::StatusOr<double> ChooseSelectionShare(
+    const QueryPrivacyParams& p, const std::vector<MetricRequest>& metrics,
+    int noisy, int gates) {
+  const double delta_share = gates > 0 ? p.delta / (gates + 1) : p.delta;
+  absl::StatusOr<double> full_selection =
+      OptimalSelectionWidth(p, p.epsilon, delta_share);
+  if (!full_selection.ok()) return full_selection.status();
+  std::vector<int64_t> l1s;
+  std::vector<double> full_widths;
+  for (const MetricRequest& m : metrics) {
+    const int64_t l1 = L1Of(p, m);
+    l1s.push_back(l1);
+    full_widths.push_back(
+        DiscreteLaplaceHalfWidth(static_cast<double>(l1) / p.epsilon,
+                                 p.confidence) +
+        1.0);
+  }
+  double best_share = -1, best = std::numeric_limits<double>::infinity();
+  for (int i = 1; i < 100; ++i) {
+    const double s = i / 100.0;
+    const double metric_share = (1 - (1 + gates) * s) / noisy;
+    if (!(metric_share > 0)) break;
+    absl::StatusOr<double> selection =
+        OptimalSelectionWidth(p, s * p.epsilon, delta_share);
+    if (!selection.ok()) continue;
+    double worst = *selection / *full_selection;
+    for (size_t j = 0; j < metrics.size(); ++j) {
+      const double b = static_cast<double>(l1s[j]) / (metric_share * p.epsilon);
+      if (!(b < 2147483648.0)) {
+        worst = std::numeric_limits<double>::infinity();
+        break;
+      }
+      worst = std::max(worst, (DiscreteLaplaceHalfWidth(b, p.confidence) + 1) /
+                                  full_widths[j]);
+    }
+    if (worst < best) {
+      best = worst;
+      best_share = s;
+    }
+  }
+  if (best_share < 0) {
+    return absl::InvalidArgumentError("no Laplace plan fits this budget");
+  }
+  return best_share;
+}
+
+}  // namespace
+
 absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     const QueryPrivacyParams& params, std::vector<MetricRequest> metrics,
     int gates) {
@@ -26,11 +104,17 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   if (!status.ok()) return status;
   if (gates < 0) return absl::InvalidArgumentError("gates must be >= 0");
   int noisy = 0;
+  bool laplace_capable = true;
   std::vector<int> metric_gate;
   std::vector<bool> gate_used(gates, false);
   for (size_t i = 0; i < metrics.size(); ++i) {
     const MetricRequest& m = metrics[i];
     noisy += m.kind != MetricKind::kAccounts;
+    // Sampling intervals and adjusted metrics spend rho (their private
+    // variance, their regression): the Gaussian family only.
+    laplace_capable = laplace_capable && LaplaceCapable(m.kind) &&
+                      L1Of(params, m) > 0 && !m.sampling_interval &&
+                      !m.adjusted;
     if (m.adjusted &&
         ((m.kind != MetricKind::kRate && m.kind != MetricKind::kMean) ||
          m.sampling_interval)) {
@@ -70,28 +154,90 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
           absl::StrFormat("contributor gate %d is named by no metric", g));
     }
   }
-  absl::StatusOr<QueryBudget> budget =
-      PlanQueryBudget(params.epsilon, params.delta, noisy, gates);
-  if (!budget.ok()) return budget.status();
-  absl::StatusOr<PartitionSelector> selector = PartitionSelector::Create(
-      params.k, params.bounds.max_cohorts_per_account,
-      budget->rho_partition_selection, budget->delta_partition_selection,
-      params.confidence);
+  using Family = QueryPrivacyParams::Family;
+  std::optional<QueryReleaser> gaussian;
+  if (params.family != Family::kLaplace) {
+    absl::StatusOr<QueryBudget> budget =
+        PlanQueryBudget(params.epsilon, params.delta, noisy, gates);
+    if (!budget.ok()) return budget.status();
+    absl::StatusOr<QueryReleaser> built =
+        Build(params, metrics, metric_gate, *budget, noisy);
+    if (!built.ok()) return built.status();
+    if (params.family == Family::kGaussian || !laplace_capable ||
+        metrics.empty()) {
+      return built;
+    }
+    gaussian = *std::move(built);
+  } else if (!laplace_capable || metrics.empty()) {
+    return absl::InvalidArgumentError(
+        "the Laplace family needs only SESSIONS, SUM and ACCOUNTS metrics");
+  }
+  // The Laplace family: ACCOUNTS needs its own noise there.
+  const int laplace_noisy = static_cast<int>(metrics.size());
+  absl::StatusOr<QueryReleaser> laplace =
+      [&]() -> absl::StatusOr<QueryReleaser> {
+    absl::StatusOr<double> share =
+        ChooseSelectionShare(params, metrics, laplace_noisy, gates);
+    if (!share.ok()) return share.status();
+    absl::StatusOr<QueryBudget> budget = PlanLaplaceBudget(
+        params.epsilon, params.delta, laplace_noisy, gates, *share);
+    if (!budget.ok()) return budget.status();
+    return Build(params, metrics, metric_gate, *budget, laplace_noisy);
+  }();
+  if (!gaussian.has_value()) return laplace;
+  if (!laplace.ok()) return *std::move(gaussian);
+  // Narrower everywhere, and no fewer queries in the reference budget.
+  const std::vector<double> g = gaussian->Widths(), l = laplace->Widths();
+  bool narrower = g.size() == l.size();
+  for (size_t i = 0; narrower && i < g.size(); ++i) {
+    narrower = l[i] < g[i];
+  }
+  if (narrower && params.reference_budget_epsilon > 0) {
+    narrower = RepetitionsAffordable(laplace->budget().Charge(),
+                                     params.reference_budget_epsilon,
+                                     params.reference_budget_delta) >=
+               RepetitionsAffordable(gaussian->budget().Charge(),
+                                     params.reference_budget_epsilon,
+                                     params.reference_budget_delta);
+  }
+  return narrower ? *std::move(laplace) : *std::move(gaussian);
+}
+
+absl::StatusOr<QueryReleaser> QueryReleaser::Build(
+    const QueryPrivacyParams& params, std::vector<MetricRequest> metrics,
+    std::vector<int> metric_gate, QueryBudget budget, int noisy) {
+  const bool laplace = budget.family == NoiseFamily::kLaplace;
+  const int l0 = params.bounds.max_cohorts_per_account;
+  const int gates = budget.gates;
+  auto make_selector = [&](double rho, double epsilon, double delta) {
+    return laplace
+               ? PartitionSelector::CreateOptimal(params.k, l0, epsilon, delta)
+               : PartitionSelector::Create(params.k, l0, rho, delta,
+                                           params.confidence);
+  };
+  absl::StatusOr<PartitionSelector> selector = make_selector(
+      budget.rho_partition_selection, budget.epsilon_partition_selection,
+      budget.delta_partition_selection);
   if (!selector.ok()) return selector.status();
   std::vector<PartitionSelector> gate_selectors;
+  PrivacyCharge charge = selector->Charge();
   for (int g = 0; g < gates; ++g) {
     // Same construction as the cohort's selection, on the metric's own
     // contributing-account count (sensitivity 1 in each of <= L0 cohorts).
-    absl::StatusOr<PartitionSelector> gate = PartitionSelector::Create(
-        params.k, params.bounds.max_cohorts_per_account, budget->rho_per_gate,
-        budget->delta_per_gate, params.confidence);
+    absl::StatusOr<PartitionSelector> gate = make_selector(
+        budget.rho_per_gate, budget.epsilon_per_gate, budget.delta_per_gate);
     if (!gate.ok()) return gate.status();
+    charge = Compose(charge, gate->Charge());
     gate_selectors.push_back(*gate);
   }
 
   std::vector<Mechanism> mechanisms;
-  const double rho = budget->rho_per_metric;
+  const double rho = budget.rho_per_metric;
+  const double eps = budget.epsilon_per_metric;
   const double conf = params.confidence;
+  absl::Status status;
+  // Sampling intervals (Gaussian family only; Create() keeps such queries
+  // there).
   std::vector<SamplingSpec> sampling(metrics.size());
   for (size_t i = 0; i < metrics.size(); ++i) {
     const MetricRequest& m = metrics[i];
@@ -131,15 +277,27 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   for (MetricRequest& m : metrics) {
     switch (m.kind) {
       case MetricKind::kAccounts:
-        mechanisms.emplace_back(std::monostate{});
+        if (laplace) {
+          absl::StatusOr<LaplaceMechanism> noise =
+              LaplaceMechanism::Create(l0, eps, conf);
+          status = Append(std::move(noise), &mechanisms);
+        } else {
+          mechanisms.emplace_back(std::monostate{});
+        }
         break;
       case MetricKind::kSessions:
-        status = Append(SessionCountMetric::Create(params.bounds, rho, conf),
-                        &mechanisms);
+        status = Append(
+            laplace
+                ? SessionCountMetric::CreateLaplace(params.bounds, eps, conf)
+                : SessionCountMetric::Create(params.bounds, rho, conf),
+            &mechanisms);
         break;
       case MetricKind::kSum:
-        status = Append(SumMetric::Create(params.bounds, m.domain, rho, conf),
-                        &mechanisms);
+        status = Append(
+            laplace
+                ? SumMetric::CreateLaplace(params.bounds, m.domain, eps, conf)
+                : SumMetric::Create(params.bounds, m.domain, rho, conf),
+            &mechanisms);
         break;
       case MetricKind::kMean:
         status = Append(MeanMetric::Create(params.bounds, m.domain, rho, conf),
@@ -157,13 +315,63 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     }
     if (!status.ok()) return status;
   }
-  QueryReleaser releaser(*budget, *selector, std::move(gate_selectors),
+  if (laplace) {
+    // The exact curves of every part; the basic bound is the plan's.
+    for (const Mechanism& mech : mechanisms) {
+      PrivacyCharge part;
+      if (const auto* a = std::get_if<LaplaceMechanism>(&mech)) {
+        part.rdp = a->Curve();
+      } else if (const auto* c = std::get_if<SessionCountMetric>(&mech)) {
+        part.rdp = c->noise().Curve();
+      } else if (const auto* sum = std::get_if<SumMetric>(&mech)) {
+        part.rdp = sum->noise().Curve();
+      }
+      part.dp_epsilon = 0;
+      charge = Compose(charge, part);
+    }
+    charge.dp_epsilon = budget.reported.epsilon;
+    charge.dp_delta = budget.reported.delta;
+    // The RDP view may not beat the basic one at the query's own delta
+    // (its approximate part is all of it), so `rho` reports the curve only.
+    budget.reported.rho = charge.Rho();
+    budget.charge = charge;
+  }
+  (void)noisy;
+  QueryReleaser releaser(budget, *selector, std::move(gate_selectors),
                          std::move(mechanisms), std::move(metric_gate),
                          std::move(sampling));
   releaser.confidence_ = conf;
-  for (const MetricRequest& m : metrics)
+  for (const MetricRequest& m : metrics) {
     releaser.adjusted_.push_back(m.adjusted);
+  }
   return releaser;
+}
+
+std::vector<double> QueryReleaser::Widths() const {
+  // +1 so that a zero-width interval still compares.
+  std::vector<double> widths;
+  auto selection_width = [](const PartitionSelector& s) {
+    return static_cast<double>(s.MinCohortSizeReleasedWith(0.95) - (s.k() - 1));
+  };
+  widths.push_back(selection_width(selector_));
+  for (const PartitionSelector& g : gates_)
+    widths.push_back(selection_width(g));
+  for (const Mechanism& mech : mechanisms_) {
+    double w = 0;
+    if (std::holds_alternative<std::monostate>(mech)) {
+      w = static_cast<double>(selector_.HalfWidth());
+    } else if (const auto* a = std::get_if<LaplaceMechanism>(&mech)) {
+      w = static_cast<double>(a->HalfWidth());
+    } else if (const auto* c = std::get_if<SessionCountMetric>(&mech)) {
+      w = static_cast<double>(c->noise().HalfWidth());
+    } else if (const auto* sum = std::get_if<SumMetric>(&mech)) {
+      w = static_cast<double>(sum->noise().HalfWidth());
+    } else {
+      continue;  // not compared (only the Gaussian family has them)
+    }
+    widths.push_back(w + 1);
+  }
+  return widths;
 }
 
 absl::StatusOr<Estimate> QueryReleaser::AddSampling(size_t i,
@@ -223,7 +431,18 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
       continue;
     }
     absl::StatusOr<Estimate> estimate = decision->accounts;
-    if (const auto* m = std::get_if<SessionCountMetric>(&mechanisms_[i])) {
+    if (const auto* a = std::get_if<LaplaceMechanism>(&mechanisms_[i])) {
+      // ACCOUNTS with its own noise; the cohort has >= k accounts.
+      absl::StatusOr<int64_t> noisy = a->AddNoise(distinct_accounts, rng);
+      if (!noisy.ok()) return noisy.status();
+      const int64_t c = a->HalfWidth();
+      const int64_t k = selector_.k();
+      estimate =
+          Estimate{static_cast<double>(std::max<int64_t>(*noisy, k)),
+                   static_cast<double>(std::max<int64_t>(*noisy - c, k)),
+                   static_cast<double>(std::max<int64_t>(*noisy + c, k))};
+    } else if (const auto* m =
+                   std::get_if<SessionCountMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.sessions, rng);
     } else if (const auto* m = std::get_if<SumMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.sum_fp, rng);

@@ -2,7 +2,7 @@
 // contributor gates and every metric, per cohort. The entry point for the
 // query executor.
 //
-// QueryReleaser::Create() plans the budget (accountant.h PlanQueryBudget)
+// QueryReleaser::Create() plans the budget and chooses the noise (below),
 // and builds each mechanism once; ReleaseCohort() then runs, for one
 // cohort's exact bounded statistics, the k-anonymity + DP partition
 // selection and — only if the cohort is released — each metric. Keeping
@@ -23,9 +23,25 @@
 // the cohort's key or filters require) needs none; Create() refuses a
 // SUM, MEAN or QUANTILES without a gate.
 //
-// Whole-query privacy: partition selection, the gates and the metrics
-// compose (BS16 Lemma 8.3) to delta_approximate-approximately
-// rho_total-zCDP, i.e. exactly budget().Charge(); report
+// Mechanism choice (docs/privacy.md "Choosing the noise"), data-
+// independent (a function of the params and the metrics' kinds):
+//  * Gaussian family: Gaussian-threshold selection and gates, discrete
+//    Gaussian metrics (accountant.h PlanQueryBudget);
+//  * Laplace family, when every noisy metric is SESSIONS, SUM or ACCOUNTS:
+//    optimal (epsilon, delta) selection and gates, discrete Laplace
+//    metrics with their L1 sensitivities (PlanLaplaceBudget), the
+//    selection share s chosen on a grid of 0.01 to minimise the largest
+//    ratio, over selection, gates and metrics, of the interval (for a
+//    selection: the accounts above k - 1 kept with p >= 0.95) to what it
+//    would be with the whole budget.
+// The Laplace family is chosen when every one of these widths is
+// narrower than the Gaussian family's, and (when the params name a
+// reference budget) that budget affords at least as many such queries
+// (RepetitionsAffordable): one query's width is never bought with the
+// analyst's number of queries.
+//
+// Whole-query privacy: budget().Charge() is the composition of every
+// part's curve and delta, and its basic (epsilon, delta) guarantee; report
 // budget().Reported() as the API's PrivacyCost.
 //
 // Thread-safety: immutable after Create(); ReleaseCohort() may run on many
@@ -83,6 +99,13 @@ struct QueryPrivacyParams {
   double epsilon = 1.0;
   double delta = 1e-7;
   double confidence = 0.95;
+  // The principal budget the chooser protects (public config; zero
+  // epsilon = none): see the file comment.
+  double reference_budget_epsilon = 0;
+  double reference_budget_delta = 0;
+  // Which noise family may be chosen: kAuto lets the chooser decide.
+  enum class Family { kAuto, kGaussian, kLaplace };
+  Family family = Family::kAuto;
 };
 
 // Exact statistics of one cohort for one metric, over the sessions kept by
@@ -156,6 +179,10 @@ class QueryReleaser {
   // Gate `i`'s selector (0 <= i < gates()).
   const PartitionSelector& gate(int i) const { return gates_[i]; }
   int gates() const { return static_cast<int>(gates_.size()); }
+  // The widths the chooser compares (file comment): the selection's, then
+  // each gate's accounts above k - 1 kept w.p. 0.95, then the half-width
+  // + 1 of each SESSIONS, SUM and ACCOUNTS metric, in request order.
+  std::vector<double> Widths() const;
 
  private:
   // A metric's sampling-variance estimator and how its units map to the
@@ -172,8 +199,17 @@ class QueryReleaser {
                                        const Estimate& estimate,
                                        RandomWords& rng) const;
 
-  using Mechanism = std::variant<std::monostate, SessionCountMetric, SumMetric,
-                                 MeanMetric, RateMetric, QuantileTree>;
+  // monostate = ACCOUNTS from the selection's noisy count; a
+  // LaplaceMechanism = ACCOUNTS with its own noise (Laplace family).
+  using Mechanism =
+      std::variant<std::monostate, SessionCountMetric, SumMetric, MeanMetric,
+                   RateMetric, QuantileTree, LaplaceMechanism>;
+
+  // Builds the releaser of one family's plan.
+  static absl::StatusOr<QueryReleaser> Build(const QueryPrivacyParams& params,
+                                             std::vector<MetricRequest> metrics,
+                                             std::vector<int> metric_gate,
+                                             QueryBudget budget, int noisy);
 
   // Moves a successfully built mechanism into `out`.
   template <typename T>

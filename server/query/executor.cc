@@ -296,6 +296,10 @@ absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
   in.params.epsilon = plan.epsilon;
   in.params.delta = plan.delta;
   in.params.confidence = plan.confidence;
+  // The noise chooser keeps at least as many such queries affordable in
+  // the default per-principal budget (public config) as the Gaussian plan.
+  in.params.reference_budget_epsilon = ds.privacy.principal_budget.epsilon;
+  in.params.reference_budget_delta = ds.privacy.principal_budget.delta;
   in.gates = static_cast<int>(plan.gates.size());
   if (plan.metric_gates.size() !=
       static_cast<size_t>(plan.canonical.metrics_size())) {
@@ -342,6 +346,8 @@ std::string MemoKey(const ReleaserInputs& in) {
   AppendBits(&key, in.params.epsilon);
   AppendBits(&key, in.params.delta);
   AppendBits(&key, in.params.confidence);
+  AppendBits(&key, in.params.reference_budget_epsilon);
+  AppendBits(&key, in.params.reference_budget_delta);
   AppendBits(&key, in.gates);
   AppendBits(&key, in.metrics.size());
   for (const privacy::MetricRequest& m : in.metrics) {

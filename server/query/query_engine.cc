@@ -58,7 +58,7 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
   const Snapshot snapshot = std::move(read.snapshot);
 
   ASSIGN_OR_RETURN(privacy::QueryReleaser releaser, MakeReleaser(plan));
-  const privacy::ZcdpCharge charge = releaser.budget().Charge();
+  const privacy::PrivacyCharge charge = releaser.budget().Charge();
   const privacy::ReportedCost cost = releaser.budget().Reported();
   RETURN_IF_ERROR(journal_->CheckAffordable(principal, dataset, charge, cost));
 

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -19,8 +20,8 @@ namespace cohortd {
 namespace {
 
 using privacy::BudgetLedger;
+using privacy::PrivacyCharge;
 using privacy::ReportedCost;
-using privacy::ZcdpCharge;
 
 constexpr int kDefaultAuditLimit = 100;
 constexpr int kMaxAuditLimit = 10000;
@@ -45,11 +46,46 @@ cohortd::v1::Budget BudgetProto(const std::string& principal,
   return budget;
 }
 
-std::string SpentValue(const ZcdpCharge& spent) {
+std::string SpentValue(const PrivacyCharge& spent) {
   internal::StoredBudgetSpent stored;
-  stored.set_rho(spent.rho);
+  stored.set_rho(spent.Rho());
   stored.set_delta(spent.delta);
+  stored.set_rdp_orders_version(privacy::kRdpOrdersVersion);
+  for (double x : spent.rdp) stored.add_rdp(x);
+  if (std::isfinite(spent.dp_epsilon)) {
+    stored.set_has_dp_bound(true);
+    stored.set_dp_epsilon(spent.dp_epsilon);
+    stored.set_dp_delta(spent.dp_delta);
+  }
   return stored.SerializeAsString();
+}
+
+// The spent charge of a stored ledger entry, in either format (see
+// storage.proto): a format-1 zCDP rho is the RDP curve rho * alpha.
+absl::StatusOr<PrivacyCharge> ParseSpent(
+    const internal::StoredBudgetSpent& stored) {
+  if (stored.rdp_orders_version() == 0) {
+    if (!(stored.rho() >= 0) || !std::isfinite(stored.rho())) {
+      return absl::DataLossError("negative or non-finite rho");
+    }
+    return PrivacyCharge::FromZcdp(stored.rho(), stored.delta());
+  }
+  if (stored.rdp_orders_version() != privacy::kRdpOrdersVersion ||
+      stored.rdp_size() != privacy::kRdpOrderCount) {
+    return absl::DataLossError(absl::StrCat(
+        "RDP orders version ", stored.rdp_orders_version(), " with ",
+        stored.rdp_size(), " orders is not this build's version ",
+        privacy::kRdpOrdersVersion));
+  }
+  PrivacyCharge spent;
+  for (int i = 0; i < privacy::kRdpOrderCount; ++i)
+    spent.rdp[i] = stored.rdp(i);
+  spent.delta = stored.delta();
+  if (stored.has_dp_bound()) {
+    spent.dp_epsilon = stored.dp_epsilon();
+    spent.dp_delta = stored.dp_delta();
+  }
+  return spent;
 }
 
 // The release cache key of `canonical_request` on `dataset`.
@@ -258,8 +294,11 @@ absl::Status ReleaseJournal::Load() {
         const BudgetSpec& budget = is_dataset
                                        ? privacy.dataset_budget
                                        : privacy.PrincipalBudget(principal);
-        absl::StatusOr<BudgetLedger> ledger = BudgetLedger::FromSpent(
-            budget.epsilon, budget.delta, {stored.rho(), stored.delta()});
+        absl::StatusOr<PrivacyCharge> spent = ParseSpent(stored);
+        absl::StatusOr<BudgetLedger> ledger =
+            spent.ok()
+                ? BudgetLedger::FromSpent(budget.epsilon, budget.delta, *spent)
+                : spent.status();
         if (!ledger.ok()) {
           parse_status = absl::DataLossError(
               absl::StrCat("budget ledger entry at '", key,
@@ -365,7 +404,7 @@ absl::Status ReleaseJournal::CheckBoth(const BudgetLedger& principal_ledger,
                                        const BudgetLedger& dataset_ledger,
                                        const std::string& principal,
                                        const std::string& dataset,
-                                       const ZcdpCharge& charge,
+                                       const PrivacyCharge& charge,
                                        const ReportedCost& asked) {
   if (!principal_ledger.CanAfford(charge)) {
     return absl::ResourceExhaustedError(
@@ -386,7 +425,7 @@ absl::Status ReleaseJournal::CheckBoth(const BudgetLedger& principal_ledger,
 
 absl::Status ReleaseJournal::CheckAffordable(const std::string& principal,
                                              const std::string& dataset,
-                                             const ZcdpCharge& charge,
+                                             const PrivacyCharge& charge,
                                              const ReportedCost& asked) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(DatasetLedgers * ledgers, FindDataset(dataset));
@@ -400,12 +439,15 @@ absl::Status ReleaseJournal::CommitRelease(
     const std::string& principal, const std::string& dataset,
     absl::string_view canonical_request,
     const std::string& canonical_request_json, absl::string_view snapshot_id,
-    absl::Time data_as_of, const ZcdpCharge& charge, const ReportedCost& cost,
-    cohortd::v1::AggregateResponse* response) {
+    absl::Time data_as_of, const PrivacyCharge& charge,
+    const ReportedCost& cost, cohortd::v1::AggregateResponse* response) {
   if (snapshot_id.empty()) {
     return absl::InvalidArgumentError("a release needs its snapshot id");
   }
-  if (!(charge.rho >= 0) || !(charge.delta >= 0)) {
+  bool valid =
+      charge.delta >= 0 && charge.dp_epsilon >= 0 && charge.dp_delta >= 0;
+  for (double x : charge.rdp) valid = valid && x >= 0;
+  if (!valid) {
     return absl::InvalidArgumentError("a privacy charge must be >= 0");
   }
   absl::MutexLock lock(&mu_);

@@ -1,6 +1,7 @@
 // The release journal: the durable, storage-facing side of answering a
 // query (issue 4 items 2-4). It keeps, in the Store,
-//   - the budget ledger: zCDP spent per (principal, dataset) and per
+//   - the budget ledger: privacy spent (an RDP curve and a basic
+//     (epsilon, delta) bound) per (principal, dataset) and per
 //     dataset as a whole, against the (epsilon, delta) budgets of the config;
 //   - the release cache: each release under the hash of its canonical
 //     request, with the sealed snapshot it read (server/query/snapshot.h)
@@ -107,7 +108,7 @@ class ReleaseJournal {
   // InvalidArgument for a dataset not in the config.
   absl::Status CheckAffordable(const std::string& principal,
                                const std::string& dataset,
-                               const privacy::ZcdpCharge& charge,
+                               const privacy::PrivacyCharge& charge,
                                const privacy::ReportedCost& asked);
 
   // Charges `charge` to `principal` on `dataset` and to the dataset, stores
@@ -139,7 +140,7 @@ class ReleaseJournal {
                              const std::string& canonical_request_json,
                              absl::string_view snapshot_id,
                              absl::Time data_as_of,
-                             const privacy::ZcdpCharge& charge,
+                             const privacy::PrivacyCharge& charge,
                              const privacy::ReportedCost& cost,
                              cohortd::v1::AggregateResponse* response);
 
@@ -217,7 +218,7 @@ class ReleaseJournal {
                          const privacy::BudgetLedger& dataset_ledger,
                          const std::string& principal,
                          const std::string& dataset,
-                         const privacy::ZcdpCharge& charge,
+                         const privacy::PrivacyCharge& charge,
                          const privacy::ReportedCost& asked)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -176,5 +176,92 @@ TEST(PartitionSelectorTest, RejectsBadParameters) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// ------------------------------------------ optimal (epsilon, delta)
+
+// Every DP constraint between neighbouring counts holds for the keep
+// probabilities actually used (the words, not the real-valued pi), per
+// cohort at (epsilon / L0, delta / L0), and the absent -> one-account step
+// is at most delta / L0. The check is in doubles, whose rounding of the
+// 64-bit words (up to 2^-53, amplified by e^eps1 on the right-hand side)
+// exceeds the construction's margin of delta * 1e-6 at delta = 1e-10:
+// allowed (1 + e^eps1) 2.3e-16 absolute.
+TEST(PartitionSelectorTest, OptimalKeepProbabilitiesMeetEveryDpConstraint) {
+  for (double epsilon : {0.1, 0.47, 1.0, 3.0}) {
+    for (double delta : {1e-10, 1e-5, 0.01}) {
+      for (int l0 : {1, 4}) {
+        ASSERT_OK_AND_ASSIGN(
+            PartitionSelector s,
+            PartitionSelector::CreateOptimal(10, l0, epsilon, delta));
+        const double e1 = std::exp(epsilon / l0), d1 = delta / l0;
+        EXPECT_EQ(s.KeepProbability(9), 0);
+        EXPECT_LE(s.KeepProbability(10), d1);
+        for (int64_t n = 10; s.KeepProbability(n) < 1; ++n) {
+          const double p = s.KeepProbability(n), q = s.KeepProbability(n + 1);
+          EXPECT_LE(p, q);
+          const double tol = (1 + e1) * 2.3e-16;
+          EXPECT_LE(q, e1 * p + d1 + tol) << n;
+          EXPECT_LE(1 - p, e1 * (1 - q) + d1 + tol) << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(PartitionSelectorTest, OptimalBelowKDrawsOneWordAndIsNeverReleased) {
+  ASSERT_OK_AND_ASSIGN(PartitionSelector s,
+                       PartitionSelector::CreateOptimal(10, 1, 100, 0.5));
+  DeterministicRandom a(3), b(3);
+  RandomWords ra(&a), rb(&b);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto below, s.Decide(9, ra));
+    EXPECT_FALSE(below.released);
+    ASSERT_OK_AND_ASSIGN(auto at_k, s.Decide(10, rb));
+    (void)at_k;
+  }
+  // Both consumed the same words: the streams are still in step.
+  uint64_t x, y;
+  ASSERT_TRUE(ra.Next(&x));
+  ASSERT_TRUE(rb.Next(&y));
+  EXPECT_EQ(x, y);
+}
+
+TEST(PartitionSelectorTest, OptimalReleaseFrequencyMatchesKeepProbability) {
+  ASSERT_OK_AND_ASSIGN(PartitionSelector s,
+                       PartitionSelector::CreateOptimal(10, 1, 0.5, 1e-3));
+  DeterministicRandom source(11);
+  RandomWords rng(&source);
+  for (int64_t n : {10, 15, 20, 25}) {
+    constexpr int64_t kTrials = 40000;
+    int64_t released = 0;
+    for (int64_t i = 0; i < kTrials; ++i) {
+      ASSERT_OK_AND_ASSIGN(auto d, s.Decide(n, rng));
+      released += d.released;
+      EXPECT_FALSE(d.released && s.provides_accounts());
+    }
+    ExpectBinomial(released, kTrials, s.KeepProbability(n));
+  }
+}
+
+// Google DP's parameters (L0 = 1, delta = 1e-5, k = 10): the optimal
+// selection at the share the chooser picks (0.47 of epsilon 1) keeps a
+// 37-account cohort with p >= 0.95; the Gaussian selection of the zCDP
+// plan kept it about half the time.
+TEST(PartitionSelectorTest, OptimalKeepsA37AccountCohortAtGooglesParameters) {
+  ASSERT_OK_AND_ASSIGN(PartitionSelector s,
+                       PartitionSelector::CreateOptimal(10, 1, 0.47, 1e-5));
+  EXPECT_GE(s.KeepProbability(37), 0.95);
+  EXPECT_LE(s.MinCohortSizeReleasedWith(0.95), 37);
+  EXPECT_TRUE(s.is_optimal());
+  EXPECT_FALSE(s.provides_accounts());
+  const PrivacyCharge c = s.Charge();
+  EXPECT_EQ(c.dp_epsilon, 0.47);
+  EXPECT_EQ(c.dp_delta, 1e-5);
+  EXPECT_EQ(c.delta, 1e-5);
+  EXPECT_THAT(PartitionSelector::CreateOptimal(10, 1, 0, 1e-5),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(PartitionSelector::CreateOptimal(10, 1, 1, 1e-20),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 }  // namespace
 }  // namespace cohortd::privacy

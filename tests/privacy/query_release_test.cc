@@ -263,5 +263,119 @@ TEST(QueryReleaserTest, RejectsBadInput) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// ------------------------------------------------ choosing the noise
+
+QueryPrivacyParams ParamsAt(int l0, int linf, double epsilon, double delta) {
+  QueryPrivacyParams p;
+  p.k = 10;
+  p.bounds = {l0, linf};
+  p.epsilon = epsilon;
+  p.delta = delta;
+  p.confidence = 0.95;
+  return p;
+}
+
+std::vector<MetricRequest> SessionsOnly() {
+  return {{MetricKind::kSessions, {}, {}}};
+}
+
+// The target, at Google DP's parameters (L0 = 1, Linf = 5, delta
+// 1e-5, 95%, k = 10), one query selecting cohorts and releasing a session
+// count at a total epsilon of 1, that query being the whole budget:
+// Google's library gives +-30.0 and keeps ~37 accounts w.p. 0.95.
+TEST(QueryReleaserTest, ChooserBeatsGooglesLaplaceAtItsParameters) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-5);
+  p.reference_budget_epsilon = 1.0;
+  p.reference_budget_delta = 1e-5;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  EXPECT_EQ(r.budget().family, NoiseFamily::kLaplace);
+  const std::vector<double> widths = r.Widths();
+  ASSERT_EQ(widths.size(), 2u);
+  EXPECT_LE(widths[1] - 1, 30);  // the count's half-width
+  EXPECT_GE(r.partition_selector().KeepProbability(37), 0.95);
+  EXPECT_LE(r.budget().Reported().epsilon, 1.0);
+  EXPECT_EQ(r.budget().Reported().delta, 1e-5);
+  // The whole query is charged, and fits a budget of exactly itself.
+  ASSERT_OK_AND_ASSIGN(BudgetLedger ledger, BudgetLedger::Create(1.0, 1e-5));
+  EXPECT_OK(ledger.Charge(r.budget().Charge()));
+  EXPECT_FALSE(ledger.CanAfford(r.budget().Charge()));
+  // The Gaussian plan is wider on both counts.
+  p.family = QueryPrivacyParams::Family::kGaussian;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser g,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  EXPECT_GT(g.Widths()[1], widths[1]);
+  EXPECT_LT(g.partition_selector().KeepProbability(37), 0.95);
+}
+
+// At delta 1e-7 the Laplace plan is narrower for one query, but a budget
+// of (20, 1e-5) would afford far fewer of them: the chooser keeps the
+// Gaussian plan, so no fewer queries fit than before.
+TEST(QueryReleaserTest, ChooserNeverTradesQueriesPerBudgetForWidth) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-7);
+  ASSERT_OK_AND_ASSIGN(QueryReleaser unguarded,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  EXPECT_EQ(unguarded.budget().family, NoiseFamily::kLaplace);
+  p.reference_budget_epsilon = 20;
+  p.reference_budget_delta = 1e-5;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  EXPECT_EQ(r.budget().family, NoiseFamily::kGaussian);
+  EXPECT_GE(RepetitionsAffordable(r.budget().Charge(), 20, 1e-5),
+            RepetitionsAffordable(unguarded.budget().Charge(), 20, 1e-5));
+}
+
+TEST(QueryReleaserTest, RatesMeansAndQuantilesStayGaussian) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-5);
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
+                       QueryReleaser::Create(p, AllMetrics(), kGates));
+  EXPECT_EQ(r.budget().family, NoiseFamily::kGaussian);
+  p.family = QueryPrivacyParams::Family::kLaplace;
+  EXPECT_THAT(QueryReleaser::Create(p, AllMetrics(), kGates),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// The Laplace family end to end: ACCOUNTS has its own noise (the optimal
+// selection releases no count), floored at k, a SUM behind its gate, and
+// cohorts below k are never released.
+TEST(QueryReleaserTest, LaplaceFamilyReleasesAccountsSessionsAndGatedSums) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 2.0, 1e-5);
+  p.family = QueryPrivacyParams::Family::kLaplace;
+  const MeasureDomain domain = *MeasureDomain::Create(0, 10, 1);
+  std::vector<MetricRequest> metrics = {{MetricKind::kAccounts, {}, {}},
+                                        {MetricKind::kSessions, {}, {}},
+                                        {MetricKind::kSum, domain, {}, 0}};
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r, QueryReleaser::Create(p, metrics, 1));
+  const QueryBudget& b = r.budget();
+  EXPECT_EQ(b.family, NoiseFamily::kLaplace);
+  EXPECT_LE(2 * b.epsilon_partition_selection + 3 * b.epsilon_per_metric, 2.0);
+  EXPECT_LE(b.delta_partition_selection + b.delta_per_gate, 1e-5);
+  EXPECT_TRUE(r.gate(0).is_optimal());
+  DeterministicRandom source(31);
+  RandomWords rng(&source);
+  MetricInput in;
+  in.sessions = 5000;
+  in.sum_fp = 20000;
+  const std::vector<MetricInput> inputs(3, in);
+  const int64_t gate_accounts[] = {1000};
+  int released = 0;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_OK_AND_ASSIGN(CohortRelease c,
+                         r.ReleaseCohort(1000, gate_accounts, inputs, rng));
+    if (!c.released) continue;
+    ++released;
+    EXPECT_GE(c.metrics[0].estimate.ci_low, 10);
+    EXPECT_NEAR(c.metrics[0].estimate.value, 1000, 200);
+    EXPECT_NEAR(c.metrics[1].estimate.value, 5000, 500);
+    EXPECT_FALSE(c.metrics[2].suppressed);
+  }
+  EXPECT_EQ(released, 200);
+  const int64_t few[] = {9};
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_OK_AND_ASSIGN(CohortRelease c, r.ReleaseCohort(9, few, inputs, rng));
+    EXPECT_FALSE(c.released);
+  }
+}
+
 }  // namespace
 }  // namespace cohortd::privacy

@@ -26,8 +26,8 @@ namespace cohortd {
 namespace {
 
 using ::cohortd::testing::StatusIs;
+using privacy::PrivacyCharge;
 using privacy::ReportedCost;
-using privacy::ZcdpCharge;
 using ::testing::AllOf;
 using ::testing::DoubleNear;
 using ::testing::HasSubstr;
@@ -53,9 +53,22 @@ Config JournalConfig() {
 
 // A charge of which exactly `n` fit into `budget` (n / (n + 0.5) of it fits,
 // (n + 1) / (n + 0.5) does not, far beyond the accountant's rounding).
-ZcdpCharge ChargeAffordingExactly(const BudgetSpec& budget, int n) {
-  auto ledger = privacy::BudgetLedger::Create(budget.epsilon, budget.delta);
-  return {ledger->capacity().rho / (n + 0.5), 0};
+// A zCDP charge (the RDP curve rho * alpha) with approximate part `delta`.
+PrivacyCharge Zcdp(double rho, double delta) {
+  return PrivacyCharge::FromZcdp(rho, delta);
+}
+
+PrivacyCharge ChargeAffordingExactly(const BudgetSpec& budget, int n) {
+  // The largest rho whose curve converts within the budget, by bisection.
+  double lo = 0, hi = 100;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = (lo + hi) / 2;
+    (privacy::RdpEpsilon(privacy::ZcdpCurve(mid), 0, budget.delta) <=
+             budget.epsilon
+         ? lo
+         : hi) = mid;
+  }
+  return Zcdp(lo / (n + 0.5), 0);
 }
 
 cohortd::v1::AggregateResponse SomeResponse(double value) {
@@ -92,7 +105,7 @@ class ReleaseJournalTest : public ::testing::Test {
   // Commits `request` as a release of snapshot `snapshot`.
   absl::StatusOr<cohortd::v1::AggregateResponse> Commit(
       const std::string& principal, const std::string& request,
-      const ZcdpCharge& charge, const std::string& snapshot = kSnapshot) {
+      const PrivacyCharge& charge, const std::string& snapshot = kSnapshot) {
     cohortd::v1::AggregateResponse response = SomeResponse(42);
     absl::Status status =
         journal_->CommitRelease(principal, kDataset, request, request, snapshot,
@@ -124,7 +137,7 @@ class ReleaseJournalTest : public ::testing::Test {
 // ------------------------------------------------------------- budgets
 
 TEST_F(ReleaseJournalTest, CommitChargesPrincipalAndDatasetAndFillsResponse) {
-  const ZcdpCharge charge{0.002, 1e-8};
+  const PrivacyCharge charge = Zcdp(0.002, 1e-8);
   ASSERT_OK_AND_ASSIGN(auto response, Commit("alice", "q1", charge));
   EXPECT_THAT(response.release_id(), MatchesRegex("[0-9a-f]{32}"));
   EXPECT_FALSE(response.from_cache());
@@ -132,14 +145,15 @@ TEST_F(ReleaseJournalTest, CommitChargesPrincipalAndDatasetAndFillsResponse) {
   EXPECT_EQ(response.cost().rho(), kCost.rho);
   ASSERT_EQ(response.cohorts_size(), 1);
   EXPECT_EQ(response.budget().principal(), "alice");
-  EXPECT_THAT(response.budget().spent().rho(), DoubleNear(0.002, 1e-9));
+  EXPECT_THAT(response.budget().spent().rho(), DoubleNear(0.002, 1e-8));
+  // The conversion half of what the approximate part leaves, plus it.
   EXPECT_THAT(response.budget().spent().delta(),
-              DoubleNear(1e-8 + 0.5e-6, 1e-15));
+              DoubleNear((1e-6 + 1e-8) / 2, 1e-13));
 
-  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.002, 1e-9));
+  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.002, 1e-8));
   EXPECT_EQ(SpentRho("bob"), 0);
   ASSERT_OK_AND_ASSIGN(auto dataset_budget, journal_->DatasetBudget(kDataset));
-  EXPECT_THAT(dataset_budget.spent().rho(), DoubleNear(0.002, 1e-9));
+  EXPECT_THAT(dataset_budget.spent().rho(), DoubleNear(0.002, 1e-8));
   EXPECT_EQ(dataset_budget.principal(), "");
   EXPECT_GT(store_.Stats().wal_syncs, 0u);
 }
@@ -149,10 +163,10 @@ TEST_F(ReleaseJournalTest, UnknownPrincipalHasTheFullConfiguredBudget) {
   auto ledger = privacy::BudgetLedger::Create(1.0, 1e-6);
   EXPECT_EQ(budget.total().rho(), ledger->ReportedTotal().rho);
   EXPECT_EQ(budget.total().epsilon(), ledger->ReportedTotal().epsilon);
-  // Remaining is rounded down by the accountant's relative margin.
+  // Nothing spent: the remaining is the total.
   EXPECT_EQ(budget.remaining().rho(), ledger->ReportedRemaining().rho);
-  EXPECT_THAT(budget.remaining().rho(),
-              DoubleNear(budget.total().rho(), 1e-8 * budget.total().rho()));
+  EXPECT_EQ(budget.remaining().epsilon(), budget.total().epsilon());
+  EXPECT_EQ(budget.remaining().delta(), budget.total().delta());
   EXPECT_EQ(budget.spent().rho(), 0);
 }
 
@@ -161,13 +175,14 @@ TEST_F(ReleaseJournalTest, UnknownDatasetIsInvalidArgument) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown dataset 'nope'")));
   cohortd::v1::AggregateResponse response;
-  EXPECT_THAT(journal_->CommitRelease("alice", "nope", "q", "q", kSnapshot,
-                                      kSealedAt, {0.001, 0}, kCost, &response),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      journal_->CommitRelease("alice", "nope", "q", "q", kSnapshot, kSealedAt,
+                              Zcdp(0.001, 0), kCost, &response),
+      StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(ReleaseJournalTest, ExhaustedPrincipalBudgetSaysRemainingAndAsked) {
-  const ZcdpCharge charge =
+  const PrivacyCharge charge =
       ChargeAffordingExactly(config_.datasets[0].privacy.principal_budget, 2);
   ASSERT_OK(Commit("alice", "q1", charge));
   ASSERT_OK(Commit("alice", "q2", charge));
@@ -192,7 +207,7 @@ TEST_F(ReleaseJournalTest, DatasetBudgetBindsAllPrincipalsTogether) {
   config_.datasets[0].privacy.principal_budget = {2.0, 1e-6};
   config_.datasets[0].privacy.dataset_budget = {1.0, 1e-6};
   Reopen();
-  const ZcdpCharge charge =
+  const PrivacyCharge charge =
       ChargeAffordingExactly(config_.datasets[0].privacy.dataset_budget, 3);
   ASSERT_OK(Commit("alice", "q1", charge));
   ASSERT_OK(Commit("bob", "q2", charge));
@@ -206,7 +221,7 @@ TEST_F(ReleaseJournalTest, DatasetBudgetBindsAllPrincipalsTogether) {
 TEST_F(ReleaseJournalTest, ConcurrentCommitsOfOnePrincipalNeverOverspend) {
   constexpr int kAffordable = 5;
   constexpr int kThreads = 24;
-  const ZcdpCharge charge = ChargeAffordingExactly(
+  const PrivacyCharge charge = ChargeAffordingExactly(
       config_.datasets[0].privacy.principal_budget, kAffordable);
   std::atomic<int> ok{0}, exhausted{0}, other{0};
   std::vector<std::thread> threads;
@@ -229,18 +244,18 @@ TEST_F(ReleaseJournalTest, ConcurrentCommitsOfOnePrincipalNeverOverspend) {
   EXPECT_EQ(ok.load(), kAffordable);
   EXPECT_EQ(exhausted.load(), kThreads - kAffordable);
   EXPECT_EQ(other.load(), 0);
-  EXPECT_THAT(SpentRho("alice"), DoubleNear(kAffordable * charge.rho, 1e-9));
+  EXPECT_THAT(SpentRho("alice"), DoubleNear(kAffordable * charge.Rho(), 1e-8));
   ASSERT_OK_AND_ASSIGN(auto audit, journal_->ListAudit(0, 0));
   EXPECT_TRUE(audit.chain_valid()) << audit.chain_error();
   EXPECT_EQ(audit.entries_size(), kAffordable);
 
   // What was stored agrees with memory.
   Reopen();
-  EXPECT_THAT(SpentRho("alice"), DoubleNear(kAffordable * charge.rho, 1e-9));
+  EXPECT_THAT(SpentRho("alice"), DoubleNear(kAffordable * charge.Rho(), 1e-8));
 }
 
 TEST_F(ReleaseJournalTest, StoreFailureChargesStoresAndAuditsNothing) {
-  const ZcdpCharge charge{0.003, 0};
+  const PrivacyCharge charge = Zcdp(0.003, 0);
   store_.fail = true;
   EXPECT_THAT(Commit("alice", "q1", charge),
               StatusIs(absl::StatusCode::kUnavailable));
@@ -253,7 +268,7 @@ TEST_F(ReleaseJournalTest, StoreFailureChargesStoresAndAuditsNothing) {
   // The retry is charged exactly once and starts the chain at 1.
   store_.fail = false;
   ASSERT_OK(Commit("alice", "q1", charge));
-  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.003, 1e-9));
+  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.003, 1e-8));
   ASSERT_OK_AND_ASSIGN(audit, journal_->ListAudit(0, 0));
   ASSERT_EQ(audit.entries_size(), 1);
   EXPECT_EQ(audit.entries(0).sequence(), 1);
@@ -261,21 +276,76 @@ TEST_F(ReleaseJournalTest, StoreFailureChargesStoresAndAuditsNothing) {
 }
 
 TEST_F(ReleaseJournalTest, SpentBudgetsSurviveReopening) {
-  ASSERT_OK(Commit("alice", "q1", {0.004, 1e-8}));
-  ASSERT_OK(Commit("bob", "q2", {0.001, 0}));
+  ASSERT_OK(Commit("alice", "q1", Zcdp(0.004, 1e-8)));
+  ASSERT_OK(Commit("bob", "q2", Zcdp(0.001, 0)));
   Reopen();
-  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.004, 1e-9));
-  EXPECT_THAT(SpentRho("bob"), DoubleNear(0.001, 1e-9));
+  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.004, 1e-8));
+  EXPECT_THAT(SpentRho("bob"), DoubleNear(0.001, 1e-8));
   ASSERT_OK_AND_ASSIGN(auto dataset_budget, journal_->DatasetBudget(kDataset));
-  EXPECT_THAT(dataset_budget.spent().rho(), DoubleNear(0.005, 1e-9));
+  EXPECT_THAT(dataset_budget.spent().rho(), DoubleNear(0.005, 1e-8));
+}
+
+// A ledger written by the zCDP build (format 1: rho and delta only) reads
+// back as the RDP curve rho * alpha, keeps charging on top of it, and is
+// rewritten in format 2 (the curve and the basic bound) by that charge.
+TEST_F(ReleaseJournalTest, ZcdpLedgerStoredBeforeTheRdpLedgerReadsBack) {
+  internal::StoredBudgetSpent old_format;
+  old_format.set_rho(0.004);
+  old_format.set_delta(1e-8);
+  WriteBatch batch;
+  batch.Put(keys::PrincipalBudgetKey(kDataset, "alice"),
+            old_format.SerializeAsString());
+  batch.Put(keys::DatasetBudgetKey(kDataset), old_format.SerializeAsString());
+  ASSERT_OK(store_.Write(batch, /*sync=*/true));
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(auto budget, journal_->GetBudget("alice", kDataset));
+  EXPECT_THAT(budget.spent().rho(), DoubleNear(0.004, 1e-8));
+  auto expected = privacy::BudgetLedger::FromSpent(
+      1.0, 1e-6, privacy::PrivacyCharge::FromZcdp(0.004, 1e-8));
+  ASSERT_OK(expected);
+  EXPECT_EQ(budget.spent().epsilon(), expected->ReportedSpent().epsilon);
+  EXPECT_GT(budget.spent().epsilon(), 0.1);
+  EXPECT_THAT(budget.spent().delta(), DoubleNear((1e-6 + 1e-8) / 2, 1e-13));
+
+  // A charge with its own (epsilon, delta) guarantee: the basic bound
+  // restarts from the migrated ledger's reported spend.
+  PrivacyCharge charge = Zcdp(0.001, 0);
+  charge.dp_epsilon = 0.1;
+  ASSERT_OK(Commit("alice", "q1", charge));
+  ASSERT_OK_AND_ASSIGN(std::string value,
+                       store_.Get(keys::PrincipalBudgetKey(kDataset, "alice")));
+  internal::StoredBudgetSpent rewritten;
+  ASSERT_TRUE(rewritten.ParseFromString(value));
+  EXPECT_EQ(rewritten.rdp_orders_version(), privacy::kRdpOrdersVersion);
+  ASSERT_EQ(rewritten.rdp_size(), privacy::kRdpOrderCount);
+  EXPECT_THAT(rewritten.rdp(0),
+              DoubleNear(0.005 * privacy::RdpOrders()[0], 1e-8));
+  EXPECT_TRUE(rewritten.has_dp_bound());
+  EXPECT_THAT(rewritten.dp_epsilon(),
+              DoubleNear(expected->ReportedSpent().epsilon + 0.1, 1e-6));
+  Reopen();
+  EXPECT_THAT(SpentRho("alice"), DoubleNear(0.005, 1e-8));
+}
+
+TEST_F(ReleaseJournalTest, LedgerOfAnotherOrderGridIsDataLoss) {
+  internal::StoredBudgetSpent stored;
+  stored.set_rdp_orders_version(privacy::kRdpOrdersVersion + 1);
+  stored.add_rdp(0.1);
+  WriteBatch batch;
+  batch.Put(keys::PrincipalBudgetKey(kDataset, "alice"),
+            stored.SerializeAsString());
+  ASSERT_OK(store_.Write(batch, /*sync=*/true));
+  EXPECT_THAT(
+      ReleaseJournal::Open(&config_, &store_, &clock_),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("RDP orders version")));
 }
 
 TEST_F(ReleaseJournalTest, NamesWithSeparatorsKeepTheirOwnLedgers) {
-  ASSERT_OK(Commit("team/a%b", "q1", {0.004, 0}));
-  ASSERT_OK(Commit("team", "q2", {0.001, 0}));
+  ASSERT_OK(Commit("team/a%b", "q1", Zcdp(0.004, 0)));
+  ASSERT_OK(Commit("team", "q2", Zcdp(0.001, 0)));
   Reopen();
-  EXPECT_THAT(SpentRho("team/a%b"), DoubleNear(0.004, 1e-9));
-  EXPECT_THAT(SpentRho("team"), DoubleNear(0.001, 1e-9));
+  EXPECT_THAT(SpentRho("team/a%b"), DoubleNear(0.004, 1e-8));
+  EXPECT_THAT(SpentRho("team"), DoubleNear(0.001, 1e-8));
   EXPECT_EQ(SpentRho("team/a"), 0);
 }
 
@@ -294,7 +364,7 @@ TEST(ReleaseJournalRocksDbTest, ChargesAndChainSurviveReopeningTheDatabase) {
     ASSERT_OK(journal);
     cohortd::v1::AggregateResponse response = SomeResponse(1);
     ASSERT_OK((*journal)->CommitRelease("alice", kDataset, "q", "q", kSnapshot,
-                                        kSealedAt, {0.004, 0}, kCost,
+                                        kSealedAt, Zcdp(0.004, 0), kCost,
                                         &response));
     auto audit = (*journal)->ListAudit(0, 0);
     ASSERT_OK(audit);
@@ -306,10 +376,11 @@ TEST(ReleaseJournalRocksDbTest, ChargesAndChainSurviveReopeningTheDatabase) {
   ASSERT_OK(journal);
   auto budget = (*journal)->GetBudget("alice", kDataset);
   ASSERT_OK(budget);
-  EXPECT_THAT(budget->spent().rho(), DoubleNear(0.004, 1e-9));
+  EXPECT_THAT(budget->spent().rho(), DoubleNear(0.004, 1e-8));
   cohortd::v1::AggregateResponse response = SomeResponse(2);
   ASSERT_OK((*journal)->CommitRelease("alice", kDataset, "q2", "q2", kSnapshot,
-                                      kSealedAt, {0.001, 0}, kCost, &response));
+                                      kSealedAt, Zcdp(0.001, 0), kCost,
+                                      &response));
   auto audit = (*journal)->ListAudit(0, 0);
   ASSERT_OK(audit);
   ASSERT_EQ(audit->entries_size(), 2);
@@ -323,7 +394,7 @@ TEST(ReleaseJournalRocksDbTest, ChargesAndChainSurviveReopeningTheDatabase) {
 // ------------------------------------------------------------- release cache
 
 TEST_F(ReleaseJournalTest, IdenticalRequestOnTheSameSnapshotIsAFreeHit) {
-  ASSERT_OK_AND_ASSIGN(auto released, Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK_AND_ASSIGN(auto released, Commit("alice", "q", Zcdp(0.002, 0)));
   EXPECT_EQ(released.data_as_of().seconds(), absl::ToUnixSeconds(kSealedAt));
   ASSERT_OK_AND_ASSIGN(auto cached, Find("q", kSnapshot, "carol"));
   ASSERT_TRUE(cached.has_value());
@@ -342,11 +413,11 @@ TEST_F(ReleaseJournalTest, IdenticalRequestOnTheSameSnapshotIsAFreeHit) {
 // Every seal has a new snapshot id: the stored release no longer hits,
 // whether or not any record changed (the journal cannot even tell).
 TEST_F(ReleaseJournalTest, ANewSnapshotIsAMiss) {
-  ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK(Commit("alice", "q", Zcdp(0.002, 0)));
   EXPECT_THAT(Find("q", "fedcba9876543210fedcba9876543210"), IsMiss());
   // Recomputed on the new snapshot: charged again, and the new release
   // takes the request's slot.
-  ASSERT_OK_AND_ASSIGN(auto second, Commit("alice", "q", {0.002, 0},
+  ASSERT_OK_AND_ASSIGN(auto second, Commit("alice", "q", Zcdp(0.002, 0),
                                            "fedcba9876543210fedcba9876543210"));
   EXPECT_FALSE(second.from_cache());
   EXPECT_THAT(Find("q"), IsMiss());
@@ -357,9 +428,10 @@ TEST_F(ReleaseJournalTest, ANewSnapshotIsAMiss) {
 
 TEST_F(ReleaseJournalTest, ReleaseNeedsASnapshotAndOneWithoutNeverHits) {
   cohortd::v1::AggregateResponse response = SomeResponse(1);
-  EXPECT_THAT(journal_->CommitRelease("alice", kDataset, "q", "q", "",
-                                      kSealedAt, {0.002, 0}, kCost, &response),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      journal_->CommitRelease("alice", kDataset, "q", "q", "", kSealedAt,
+                              Zcdp(0.002, 0), kCost, &response),
+      StatusIs(absl::StatusCode::kInvalidArgument));
   // A release stored before snapshots existed (no id) is never served.
   internal::StoredRelease legacy;
   legacy.set_canonical_request("q");
@@ -394,7 +466,7 @@ TEST_F(ReleaseJournalTest, AChangedAnswerConfigIsAMissAfterRestart) {
     config_ = original;
     Reopen();
     const std::string request = absl::StrCat("q", i);
-    ASSERT_OK(Commit("alice", request, {0.0001, 0}));
+    ASSERT_OK(Commit("alice", request, Zcdp(0.0001, 0)));
     ASSERT_OK_AND_ASSIGN(auto hit, Find(request));
     EXPECT_TRUE(hit.has_value());
     changes[i](&config_.datasets[0]);
@@ -406,7 +478,7 @@ TEST_F(ReleaseJournalTest, AChangedAnswerConfigIsAMissAfterRestart) {
 // Budgets and the description change no answer: a restart with another
 // budget still serves the release.
 TEST_F(ReleaseJournalTest, BudgetAndDescriptionAreNotInTheCacheKey) {
-  ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK(Commit("alice", "q", Zcdp(0.002, 0)));
   config_.datasets[0].privacy.principal_budget = {5.0, 1e-6};
   config_.datasets[0].description = "renamed";
   Reopen();
@@ -429,15 +501,15 @@ TEST_F(ReleaseJournalTest, CacheIsPerDataset) {
   config_.datasets.push_back(config_.datasets[0]);
   config_.datasets[1].name = "other";
   Reopen();
-  ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK(Commit("alice", "q", Zcdp(0.002, 0)));
   EXPECT_THAT(journal_->ServeCached("alice", "other", "q", "q", kSnapshot),
               IsMiss());
 }
 
 TEST_F(ReleaseJournalTest, RacingIdenticalRequestGetsTheStoredReleaseFree) {
-  ASSERT_OK_AND_ASSIGN(auto first, Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK_AND_ASSIGN(auto first, Commit("alice", "q", Zcdp(0.002, 0)));
   // bob's identical request missed the cache before alice committed.
-  ASSERT_OK_AND_ASSIGN(auto second, Commit("bob", "q", {0.002, 0}));
+  ASSERT_OK_AND_ASSIGN(auto second, Commit("bob", "q", Zcdp(0.002, 0)));
   EXPECT_TRUE(second.from_cache());
   EXPECT_EQ(second.release_id(), first.release_id());
   EXPECT_EQ(second.cost().rho(), 0);
@@ -476,7 +548,7 @@ TEST_F(ReleaseJournalTest, BudgetOfOneMaxEpsilonQueryCanBeSpent) {
 // ------------------------------------------------------------- cache-hit audit
 
 TEST_F(ReleaseJournalTest, CacheHitsAreAuditedWithTheReleaseServedAndNoCost) {
-  ASSERT_OK_AND_ASSIGN(auto released, Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK_AND_ASSIGN(auto released, Commit("alice", "q", Zcdp(0.002, 0)));
   clock_.Advance(absl::Seconds(5));
   ASSERT_OK_AND_ASSIGN(auto hit, Find("q", kSnapshot, "carol"));
   ASSERT_TRUE(hit.has_value());
@@ -513,7 +585,7 @@ TEST_F(ReleaseJournalTest, CacheHitsAreAuditedWithTheReleaseServedAndNoCost) {
 }
 
 TEST_F(ReleaseJournalTest, AHitIsNotServedWhenItsAuditEntryCannotBeWritten) {
-  ASSERT_OK(Commit("alice", "q", {0.002, 0}));
+  ASSERT_OK(Commit("alice", "q", Zcdp(0.002, 0)));
   store_.fail = true;
   EXPECT_THAT(Find("q"), StatusIs(absl::StatusCode::kUnavailable));
   store_.fail = false;
@@ -528,7 +600,7 @@ TEST_F(ReleaseJournalTest, AHitIsNotServedWhenItsAuditEntryCannotBeWritten) {
 TEST_F(ReleaseJournalTest, ChainVerifiesAndRecordsEachRelease) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_OK(
-        Commit(i % 2 ? "bob" : "alice", absl::StrCat("q", i), {0.001, 0}));
+        Commit(i % 2 ? "bob" : "alice", absl::StrCat("q", i), Zcdp(0.001, 0)));
     clock_.Advance(absl::Seconds(1));
   }
   ASSERT_OK_AND_ASSIGN(auto audit, journal_->ListAudit(0, 0));
@@ -554,7 +626,7 @@ TEST_F(ReleaseJournalTest, ChainVerifiesAndRecordsEachRelease) {
 
 TEST_F(ReleaseJournalTest, ListAuditPagesAndVerifiesUpToTheLastListed) {
   for (int i = 0; i < 6; ++i) {
-    ASSERT_OK(Commit("alice", absl::StrCat("q", i), {0.001, 0}));
+    ASSERT_OK(Commit("alice", absl::StrCat("q", i), Zcdp(0.001, 0)));
   }
   ASSERT_OK_AND_ASSIGN(auto page, journal_->ListAudit(3, 2));
   ASSERT_EQ(page.entries_size(), 2);
@@ -576,11 +648,11 @@ TEST_F(ReleaseJournalTest, ListAuditPagesAndVerifiesUpToTheLastListed) {
 }
 
 TEST_F(ReleaseJournalTest, ReopenedJournalContinuesTheChain) {
-  ASSERT_OK(Commit("alice", "q1", {0.001, 0}));
-  ASSERT_OK(Commit("alice", "q2", {0.001, 0}));
+  ASSERT_OK(Commit("alice", "q1", Zcdp(0.001, 0)));
+  ASSERT_OK(Commit("alice", "q2", Zcdp(0.001, 0)));
   ASSERT_OK_AND_ASSIGN(auto before, journal_->ListAudit(0, 0));
   Reopen();
-  ASSERT_OK(Commit("bob", "q3", {0.001, 0}));
+  ASSERT_OK(Commit("bob", "q3", Zcdp(0.001, 0)));
   ASSERT_OK_AND_ASSIGN(auto after, journal_->ListAudit(0, 0));
   ASSERT_EQ(after.entries_size(), 3);
   EXPECT_EQ(after.entries(2).sequence(), 3);
@@ -590,7 +662,7 @@ TEST_F(ReleaseJournalTest, ReopenedJournalContinuesTheChain) {
 
 TEST_F(ReleaseJournalTest, TamperingWithAStoredEntryIsDetectedWhereItIs) {
   for (int i = 0; i < 5; ++i) {
-    ASSERT_OK(Commit("alice", absl::StrCat("q", i), {0.001, 0}));
+    ASSERT_OK(Commit("alice", absl::StrCat("q", i), Zcdp(0.001, 0)));
   }
   // Rewrite entry 3's principal, keeping its stored hash.
   ASSERT_OK_AND_ASSIGN(std::string value, store_.Get(keys::AuditKey(3)));
@@ -625,7 +697,7 @@ TEST_F(ReleaseJournalTest, TamperingWithAStoredEntryIsDetectedWhereItIs) {
 
 TEST_F(ReleaseJournalTest, DroppedEntriesAreDetected) {
   for (int i = 0; i < 4; ++i) {
-    ASSERT_OK(Commit("alice", absl::StrCat("q", i), {0.001, 0}));
+    ASSERT_OK(Commit("alice", absl::StrCat("q", i), Zcdp(0.001, 0)));
   }
   absl::StatusOr<std::string> saved = store_.Get(keys::AuditKey(2));
   ASSERT_OK(saved);

@@ -289,5 +289,161 @@ TEST(DpAuditTest, GateExistingMetricsStayUnderClaim) {
   EXPECT_GT(a.epsilon_lower_bound, 0.2);  // the audit has power
 }
 
+// ------------------------------------------------ the Laplace family
+// The chooser's other noise family (query_release.h): discrete Laplace
+// metrics and the optimal (epsilon, delta) partition selection. Pure
+// epsilon-DP claims are audited at the same delta = 1e-3 (a weaker claim).
+// The Laplace metrics use L0 = 1 so that the whole L1 sensitivity lands on
+// one coordinate, where the threshold events are the most powerful test.
+const ContributionBounds kOneCohort{1, 8};
+
+AuditResult AuditLaplaceCount(double epsilon_used, uint64_t seed) {
+  const SessionCountMetric m =
+      *SessionCountMetric::CreateLaplace(kOneCohort, epsilon_used, 0.95);
+  auto stat = [&](int64_t sessions) {
+    return [&m, sessions](RandomWords& rng) {
+      return m.Release(sessions, rng)->value;
+    };
+  };
+  DeterministicRandom source(seed);
+  RandomWords rng(&source);
+  // Claimed scale b = 8 / 1: thresholds around the shift in units of b.
+  return AuditEpsilon(stat(1000), stat(1000 + 8), rng, kTrials,
+                      Thresholds(1000, 8), kDelta, kAlpha);
+}
+
+TEST(DpAuditTest, LaplaceSessionCountStaysUnderClaimedEpsilon) {
+  const AuditResult r = AuditLaplaceCount(1.0, 21);
+  std::printf("Laplace count: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_LE(r.epsilon_lower_bound, 1.0);
+  EXPECT_GT(r.epsilon_lower_bound, 0.5);  // the audit has power
+}
+
+TEST(DpAuditTest, PositiveControlMisScaledLaplaceIsFlagged) {
+  // Scale for epsilon 2 (half the noise) while claiming epsilon 1.
+  const AuditResult r = AuditLaplaceCount(2.0, 22);
+  std::printf("Laplace count, half scale: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_GT(r.epsilon_lower_bound, 1.0);
+}
+
+TEST(DpAuditTest, LaplaceSumStaysUnderClaimedEpsilon) {
+  const MeasureDomain domain = *MeasureDomain::Create(0, 10, 1);
+  const SumMetric m = *SumMetric::CreateLaplace(kOneCohort, domain, 1.0, 0.95);
+  // The new account adds Linf * 10 = 80 to the sum: b = 80.
+  auto stat = [&](int64_t sum) {
+    return [&m, sum](RandomWords& rng) { return m.Release(sum, rng)->value; };
+  };
+  DeterministicRandom source(23);
+  RandomWords rng(&source);
+  const AuditResult r = AuditEpsilon(stat(5000), stat(5080), rng, kTrials,
+                                     Thresholds(5000, 80), kDelta, kAlpha);
+  std::printf("Laplace sum: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_LE(r.epsilon_lower_bound, 1.0);
+  EXPECT_GT(r.epsilon_lower_bound, 0.5);
+}
+
+// ACCOUNTS with its own Laplace noise (the optimal selection releases no
+// count), through the Laplace-family releaser; cohorts of 1000 accounts
+// are always kept, so the statistic is the released accounts estimate.
+TEST(DpAuditTest, LaplaceAccountsThroughTheReleaserStayUnderClaim) {
+  QueryPrivacyParams p;
+  p.k = 10;
+  p.bounds = kOneCohort;
+  p.epsilon = 2.0;
+  p.delta = 1e-3;
+  p.family = QueryPrivacyParams::Family::kLaplace;
+  MetricRequest accounts;
+  accounts.kind = MetricKind::kAccounts;
+  const QueryReleaser r = *QueryReleaser::Create(p, {accounts});
+  ASSERT_EQ(r.budget().family, NoiseFamily::kLaplace);
+  const double eps_metric = r.budget().epsilon_per_metric;
+  auto stat = [&](int64_t n) {
+    return [&r, n](RandomWords& rng) {
+      absl::StatusOr<CohortRelease> c =
+          r.ReleaseCohort(n, {MetricInput{}}, rng);
+      return c->released ? c->metrics[0].estimate.value : -1.0;
+    };
+  };
+  DeterministicRandom source(24);
+  RandomWords rng(&source);
+  const double b = 1 / eps_metric;
+  const AuditResult result = AuditEpsilon(stat(1000), stat(1001), rng, kTrials,
+                                          Thresholds(1000, b), kDelta, kAlpha);
+  std::printf("Laplace accounts: epsilon_lb=%.3f claimed=%.3f\n",
+              result.epsilon_lower_bound, eps_metric);
+  EXPECT_LE(result.epsilon_lower_bound, eps_metric);
+  EXPECT_GT(result.epsilon_lower_bound, 0.3 * eps_metric);
+}
+
+// The optimal selection at epsilon 2, delta 0.008 over L0 = 4 cohorts: per
+// cohort (0.5, 0.002), measurable, and small enough that the tight events
+// (all four kept) are far more likely than delta.
+PartitionSelector OptimalAuditSelector(double epsilon, double delta) {
+  return *PartitionSelector::CreateOptimal(10, kCohorts, epsilon, delta);
+}
+
+TEST(DpAuditTest, OptimalSelectionNewCohortsStayWithinDelta) {
+  const PartitionSelector s = OptimalAuditSelector(2.0, 0.008);
+  DeterministicRandom source(25);
+  RandomWords rng(&source);
+  const AuditResult r =
+      AuditEpsilon([&](RandomWords& g) { return ReleasedCount(s, 9, g); },
+                   [&](RandomWords& g) { return ReleasedCount(s, 10, g); }, rng,
+                   kTrials, {1, 2}, 0.008 + kDelta, kAlpha);
+  std::printf("optimal selection (new cohorts): epsilon_lb=%.3f\n",
+              r.epsilon_lower_bound);
+  EXPECT_LE(r.epsilon_lower_bound, 2.0);
+}
+
+TEST(DpAuditTest, PositiveControlOptimalSelectionWithWrongDeltaIsFlagged) {
+  // Keep probabilities computed for delta 0.6 while claiming 0.008.
+  const PartitionSelector loose = OptimalAuditSelector(2.0, 0.6);
+  DeterministicRandom source(26);
+  RandomWords rng(&source);
+  const AuditResult r =
+      AuditEpsilon([&](RandomWords& g) { return ReleasedCount(loose, 9, g); },
+                   [&](RandomWords& g) { return ReleasedCount(loose, 10, g); },
+                   rng, kTrials, {1, 2}, 0.008 + kDelta, kAlpha);
+  std::printf("optimal selection, loose delta: epsilon_lb=%.3f\n",
+              r.epsilon_lower_bound);
+  EXPECT_GT(r.epsilon_lower_bound, 2.0);
+}
+
+// Existing cohorts in the multiplicative regime of pi (pi(n'+1) =
+// e^{eps1} pi(n') + delta1), where the claim is tight: all 4 cohorts kept
+// is about e^{4 eps1} = e^2 times likelier in D' (exact computation of the
+// events' probabilities: the honest lower bound can reach ~1.9 at best).
+AuditResult AuditOptimalExisting(const PartitionSelector& s, uint64_t seed) {
+  int64_t n = 10;
+  while (s.KeepProbability(n) < 0.2) ++n;
+  DeterministicRandom source(seed);
+  RandomWords rng(&source);
+  return AuditEpsilon(
+      [&](RandomWords& g) { return ReleasedCount(s, n, g); },
+      [&](RandomWords& g) { return ReleasedCount(s, n + 1, g); }, rng, kTrials,
+      {1, 2, 3, 4}, 0.008 + kDelta, kAlpha);
+}
+
+TEST(DpAuditTest, OptimalSelectionExistingCohortsStayUnderClaim) {
+  const AuditResult r =
+      AuditOptimalExisting(OptimalAuditSelector(2.0, 0.008), 27);
+  std::printf("optimal selection (existing): epsilon_lb=%.3f claimed=2\n",
+              r.epsilon_lower_bound);
+  EXPECT_LE(r.epsilon_lower_bound, 2.0);
+  EXPECT_GT(r.epsilon_lower_bound, 0.5);
+}
+
+TEST(DpAuditTest, PositiveControlOptimalSelectionWithWrongEpsilonIsFlagged) {
+  // Keep probabilities for epsilon 6 while claiming 2.
+  const AuditResult r =
+      AuditOptimalExisting(OptimalAuditSelector(6.0, 0.008), 28);
+  std::printf("optimal selection, epsilon 6 as 2: epsilon_lb=%.3f\n",
+              r.epsilon_lower_bound);
+  EXPECT_GT(r.epsilon_lower_bound, 2.0);
+}
+
 }  // namespace
 }  // namespace cohortd::privacy
