@@ -313,10 +313,24 @@ void CohortdServer::PublishStoreStats() {
   }
 }
 
+absl::Status CohortdServer::data_loss() const {
+  absl::MutexLock lock(&data_loss_mu_);
+  return data_loss_;
+}
+
 void CohortdServer::WatchStoreHealth() {
   bool serving = true;
   do {
     const absl::Status health = store_->Health();
+    if (absl::IsDataLoss(health)) {
+      // Never SERVING again: the process is about to stop (main.cc).
+      grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+      LogError("server", "health NOT_SERVING, stopping: %s",
+               health.ToString());
+      absl::MutexLock lock(&data_loss_mu_);
+      data_loss_ = health;
+      return;
+    }
     if (health.ok() != serving) {
       serving = health.ok();
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
