@@ -54,13 +54,13 @@ for run in $(seq 1 "$RUNS"); do
   echo "  after ${SETTLE} s (background rebuild done): CPU $(cpu_seconds $pid) s; RSS $(rss $pid)"
   before=$(rss_kib $pid)
   "$QUERY_LOAD" --target "$TARGET" --queries "$QUERIES" \
-    --epsilon "0.$((start % 100000 + 10000))" | sed 's/^/  /'
+    --epsilon "1.$(printf %02d $((RANDOM % 90)))" | sed 's/^/  /'
   after=$(rss_kib $pid)
   echo "  after $QUERIES misses + $QUERIES hits: RSS $(rss $pid);" \
     "$(awk -v a="$after" -v b="$before" -v q="$QUERIES" \
       'BEGIN { printf "%+.1f KiB per query (miss+hit)", (a - b) / q }')"
-  grep -E "restored sealed snapshot|loaded from the store|verified the checksums" \
-    "$LOG" | sed 's/^/  log: /'
+  grep -E "opening store|restored sealed snapshot|image read|loaded from the store|verified the checksums|serving gRPC" \
+    "$LOG" | cut -c1-200 | sed 's/^/  log: /'
   kill -TERM $pid
   wait $pid || true
   pid=
