@@ -67,7 +67,8 @@ constexpr char kUsage[] =
     "exit status: 0 stopped cleanly (--verify: store intact); 1 cannot\n"
     "start or check (e.g. address in use, store locked); 2 bad flags or\n"
     "config; 3 the store is damaged (DATA_LOSS naming the file): cohortd\n"
-    "refuses to start on it; see docs/storage.md.\n";
+    "refuses to start on it, or stops when it finds damage while running;\n"
+    "see docs/storage.md.\n";
 
 // Exit status when the store is damaged (DATA_LOSS), at start or --verify.
 constexpr int kExitDataLoss = 3;
@@ -265,8 +266,14 @@ int main(int argc, char** argv) {
       cohortd::OperatorMetricsRequireToken(*config) ? "admin token required"
                                                     : "no token: loopback");
 
-  auto server = cohortd::CohortdServer::Start(
-      *std::move(config), dashboard_metrics.get(), operator_metrics.get());
+  // The full checksum pass over the store runs beside the start, not
+  // before it (a restart then reads only what it needs; damage found
+  // stops the process with DATA_LOSS, exit status 3).
+  cohortd::RocksDbStoreOptions store_options;
+  store_options.verify_checksums_in_background = true;
+  auto server =
+      cohortd::CohortdServer::Start(*std::move(config), dashboard_metrics.get(),
+                                    operator_metrics.get(), store_options);
   if (!server.ok()) {
     std::fprintf(stderr, "cohortd: cannot start: %s\n",
                  server.status().ToString().c_str());
@@ -283,11 +290,31 @@ int main(int argc, char** argv) {
   std::printf("cohortd: listening on port %d\n", (*server)->port());
   std::fflush(stdout);
 
+  // Waits for a stop signal, or for the store to report corruption while
+  // running (CohortdServer::data_loss), which stops the process as a
+  // damaged store stops a start: exit status 3.
   int signal = 0;
-  sigwait(&stop_signals, &signal);
-  cohortd::LogInfo("main", "received %s", strsignal(signal));
-  (*server)->Shutdown(absl::Seconds(flags.shutdown_grace_seconds));
+  absl::Status data_loss;
+  for (;;) {
+    const timespec poll = {0, 200 * 1000 * 1000};
+    signal = sigtimedwait(&stop_signals, nullptr, &poll);
+    if (signal > 0) break;
+    data_loss = (*server)->data_loss();
+    if (!data_loss.ok()) break;
+  }
+  if (signal > 0) cohortd::LogInfo("main", "received %s", strsignal(signal));
+  (*server)->Shutdown(data_loss.ok()
+                          ? absl::Seconds(flags.shutdown_grace_seconds)
+                          : absl::Seconds(1));
   (*operator_server)->Stop();
   (*dashboard_server)->Stop();
-  return 0;
+  // Damage found during the shutdown counts too.
+  if (data_loss.ok()) data_loss = (*server)->data_loss();
+  if (data_loss.ok()) return 0;
+  std::fprintf(stderr,
+               "cohortd: stopped: %s\n"
+               "cohortd: the store is damaged and was left as it is; "
+               "`cohortd --verify` checks it (docs/storage.md)\n",
+               data_loss.ToString().c_str());
+  return kExitDataLoss;
 }

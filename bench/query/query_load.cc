@@ -5,6 +5,7 @@
 //
 //   query_load --target HOST:PORT [--queries N] [--seal] [--box-plot]
 //              [--epsilon E]
+//   query_load --target HOST:PORT --first-answer-since UNIX_NANOS
 //
 // The analyst token comes from $COHORTD_ANALYST_TOKEN; --seal (admin token
 // from $COHORTD_ADMIN_TOKEN) seals a snapshot first, so the queries read
@@ -13,11 +14,16 @@
 // actions_per_prompt by expertise (issue 12 item 4). Query i asks epsilon
 // E + 1e-4 i (E = 0.5 by default): pick another E to repeat a run against
 // the same data without hitting the release cache.
+//
+// --first-answer-since (for bench/query/restart_bench.sh): asks one
+// question every 5 ms until it is answered, and prints the time from
+// UNIX_NANOS (when the server was started) to that first answer.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -76,6 +82,7 @@ int main(int argc, char** argv) {
   bool seal = false;
   bool box_plot = false;
   double base_epsilon = 0.5;
+  int64_t first_answer_since = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--target" && i + 1 < argc) {
@@ -88,10 +95,13 @@ int main(int argc, char** argv) {
       box_plot = true;
     } else if (arg == "--epsilon" && i + 1 < argc) {
       base_epsilon = std::atof(argv[++i]);
+    } else if (arg == "--first-answer-since" && i + 1 < argc) {
+      first_answer_since = std::atoll(argv[++i]);
     } else {
       std::fprintf(stderr,
                    "usage: query_load --target HOST:PORT [--queries N] "
-                   "[--seal] [--box-plot] [--epsilon E]\n");
+                   "[--seal] [--box-plot] [--epsilon E] "
+                   "[--first-answer-since NS]\n");
       return 2;
     }
   }
@@ -101,8 +111,14 @@ int main(int argc, char** argv) {
                  "needed\n");
     return 2;
   }
-  auto channel =
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  // Reconnect within milliseconds while the server starts (the default
+  // backoff waits a second or more after a refused connection).
+  grpc::ChannelArguments channel_args;
+  channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 5);
+  channel_args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5);
+  channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 20);
+  auto channel = grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), channel_args);
   auto query = cohortd::v1::Query::NewStub(channel);
   auto call = [&](const cohortd::v1::AggregateRequest& request,
                   cohortd::v1::AggregateResponse* response) {
@@ -111,6 +127,35 @@ int main(int argc, char** argv) {
                         "Bearer " + Env("COHORTD_ANALYST_TOKEN"));
     return query->Aggregate(&context, request, response);
   };
+  if (first_answer_since > 0) {
+    for (;;) {
+      cohortd::v1::AggregateResponse response;
+      grpc::ClientContext context;
+      context.AddMetadata("authorization",
+                          "Bearer " + Env("COHORTD_ANALYST_TOKEN"));
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(10));
+      const grpc::Status s =
+          query->Aggregate(&context, Request(base_epsilon), &response);
+      if (s.ok()) {
+        const int64_t now =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        std::printf(
+            "first answer %.3f s after start (from_cache %s, %d "
+            "cohorts)\n",
+            (now - first_answer_since) / 1e9,
+            response.from_cache() ? "true" : "false", response.cohorts_size());
+        return 0;
+      }
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        std::fprintf(stderr, "query_load: %s\n", s.error_message().c_str());
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   if (seal) {
     auto admin = cohortd::v1::Admin::NewStub(channel);
     grpc::ClientContext context;

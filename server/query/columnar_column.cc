@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
@@ -25,6 +26,24 @@ void PermuteVector(std::vector<T>* v, const std::vector<uint32_t>& new_to_old,
   out.reserve(std::max(capacity, new_to_old.size()));
   for (uint32_t old_row : new_to_old) out.push_back((*v)[old_row]);
   v->swap(out);
+}
+
+template <typename T>
+absl::string_view BytesOf(const std::vector<T>& v, uint32_t size) {
+  return absl::string_view(reinterpret_cast<const char*>(v.data()),
+                           size_t{size} * sizeof(T));
+}
+
+template <typename T>
+bool AssignBytes(std::vector<T>* v, uint32_t size, absl::string_view bytes,
+                 size_t capacity) {
+  if (bytes.size() != size_t{size} * sizeof(T)) return false;
+  std::vector<T> out;
+  out.reserve(std::max<size_t>(capacity, size));
+  out.resize(size);
+  if (size > 0) std::memcpy(out.data(), bytes.data(), bytes.size());
+  v->swap(out);
+  return true;
 }
 
 template <typename T>
@@ -114,6 +133,39 @@ void CodeColumn::Reserve(size_t rows) {
   }
 }
 
+absl::string_view CodeColumn::RawBytes() const {
+  switch (width_) {
+    case 1:
+      return BytesOf(u8_, size_);
+    case 2:
+      return BytesOf(u16_, size_);
+    default:
+      return BytesOf(u32_, size_);
+  }
+}
+
+bool CodeColumn::AssignRaw(int width, uint32_t size, absl::string_view bytes,
+                           size_t capacity) {
+  CodeColumn column;
+  column.width_ = width;
+  switch (width) {
+    case 1:
+      if (!AssignBytes(&column.u8_, size, bytes, capacity)) return false;
+      break;
+    case 2:
+      if (!AssignBytes(&column.u16_, size, bytes, capacity)) return false;
+      break;
+    case 4:
+      if (!AssignBytes(&column.u32_, size, bytes, capacity)) return false;
+      break;
+    default:
+      return false;
+  }
+  column.size_ = size;
+  *this = std::move(column);
+  return true;
+}
+
 size_t CodeColumn::MemoryBytes() const {
   return VectorBytes(u8_) + VectorBytes(u16_) + VectorBytes(u32_);
 }
@@ -128,9 +180,9 @@ absl::StatusOr<MeasureColumn> MeasureColumn::Create(const MeasureSpec& spec) {
   constexpr double kMaxSteps = 4611686018427387904.0;  // 2^62
   if (std::fabs(spec.lower) / spec.granularity >= kMaxSteps ||
       std::fabs(spec.upper) / spec.granularity >= kMaxSteps) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "measure %s: bounds [%g, %g] exceed 2^62 steps of %g", spec.name,
-        spec.lower, spec.upper, spec.granularity));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("measure %s: bounds [%g, %g] exceed 2^62 steps of %g",
+                        spec.name, spec.lower, spec.upper, spec.granularity));
   }
   MeasureColumn column;
   column.lower_ = spec.lower;
@@ -253,6 +305,43 @@ void MeasureColumn::Reserve(size_t rows) {
     default:
       u64_.reserve(rows);
   }
+}
+
+absl::string_view MeasureColumn::RawBytes() const {
+  switch (width_) {
+    case 1:
+      return BytesOf(u8_, size_);
+    case 2:
+      return BytesOf(u16_, size_);
+    case 4:
+      return BytesOf(u32_, size_);
+    default:
+      return BytesOf(u64_, size_);
+  }
+}
+
+bool MeasureColumn::AssignRaw(int width, uint32_t size, absl::string_view bytes,
+                              size_t capacity) {
+  if (width != width_) return false;
+  bool ok = false;
+  switch (width) {
+    case 1:
+      ok = AssignBytes(&u8_, size, bytes, capacity);
+      break;
+    case 2:
+      ok = AssignBytes(&u16_, size, bytes, capacity);
+      break;
+    case 4:
+      ok = AssignBytes(&u32_, size, bytes, capacity);
+      break;
+    case 8:
+      ok = AssignBytes(&u64_, size, bytes, capacity);
+      break;
+    default:
+      return false;
+  }
+  if (ok) size_ = size;
+  return ok;
 }
 
 size_t MeasureColumn::MemoryBytes() const {

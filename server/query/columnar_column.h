@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/optional.h"
 #include "server/config/config.h"
 
@@ -63,6 +64,15 @@ class CodeColumn {
   // column, then reserves room for `capacity` rows.
   void Permute(const std::vector<uint32_t>& new_to_old, size_t capacity);
   void Reserve(size_t rows);
+
+  // Persistence (query/sealed_index.h). The codes as size() * width()
+  // bytes in host byte order; valid until the next mutation.
+  absl::string_view RawBytes() const;
+  // Replaces the contents with `size` codes of `width` bytes each, as
+  // RawBytes gave them, reserving room for `capacity` rows. False (and
+  // unchanged) when width is not 1, 2 or 4 or the byte count is wrong.
+  bool AssignRaw(int width, uint32_t size, absl::string_view bytes,
+                 size_t capacity);
 
   size_t MemoryBytes() const;
 
@@ -131,6 +141,12 @@ class MeasureColumn {
   // As CodeColumn::Permute.
   void Permute(const std::vector<uint32_t>& new_to_old, size_t capacity);
   void Reserve(size_t rows);
+
+  // Persistence, as CodeColumn's (widths 1, 2, 4 or 8; AssignRaw also
+  // fails when `width` is not the one this column's bounds give).
+  absl::string_view RawBytes() const;
+  bool AssignRaw(int width, uint32_t size, absl::string_view bytes,
+                 size_t capacity);
 
   size_t MemoryBytes() const;
 

@@ -594,6 +594,7 @@ std::vector<uint32_t> CohortKeyer::Decode(uint64_t key) const {
 absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Create(
     const std::vector<const DatasetSpec*>& datasets, const Options& options) {
   std::unique_ptr<ColumnarIndex> index(new ColumnarIndex());
+  index->options_ = options;
   for (const DatasetSpec* spec : datasets) {
     if (index->Find(spec->name) != nullptr) {
       return absl::InvalidArgumentError(
@@ -605,6 +606,95 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Create(
   return index;
 }
 
+absl::Status LoadDatasetFromStore(ColumnarDataset* dataset, Store* store,
+                                  const ColumnarIndexOptions& options,
+                                  const std::function<bool()>& cancel) {
+  const std::string& name = dataset->spec().name;
+  const absl::Time start = absl::Now();
+  absl::Time last_log = start;
+  uint64_t loaded = 0;
+  uint64_t next_log = options.progress_every_sessions;
+  absl::Status parse_status;
+  // Format 2 keeps a session's header first and its contributions right
+  // after it (storage/keys.h), so one pass merges each session.
+  bool open = false;
+  StoredSessionHeader header;
+  std::string key_dataset;
+  std::string session_id;
+  std::string open_session;
+  std::string source;
+  auto flush = [&] {
+    if (!open) return;
+    dataset->LoadEnd(open_session, header.account_pseudonym(),
+                     header.session_start_unix_seconds());
+    open = false;
+    ++loaded;
+  };
+  RETURN_IF_ERROR(store->Scan(
+      keys::SessionPrefix(name),
+      [&](absl::string_view key, absl::string_view value) {
+        if (!keys::ParseSessionRecordKey(key, &key_dataset, &session_id,
+                                         &source)) {
+          parse_status = absl::DataLossError(
+              absl::StrFormat("session key %s is not in storage format %d",
+                              std::string(key.data(), key.size()),
+                              keys::kStorageFormatVersion));
+          return false;
+        }
+        if (source.empty()) {
+          flush();
+          if (!header.ParseFromArray(value.data(),
+                                     static_cast<int>(value.size()))) {
+            parse_status = absl::DataLossError(
+                absl::StrFormat("session record %s does not parse",
+                                std::string(key.data(), key.size())));
+            return false;
+          }
+          dataset->LoadBegin();
+          open_session.swap(session_id);
+          open = true;
+        } else {
+          if (!open || session_id != open_session ||
+              !dataset->LoadContribution(source, value)) {
+            parse_status = absl::DataLossError(absl::StrFormat(
+                "session record %s does not parse or has no header",
+                std::string(key.data(), key.size())));
+            return false;
+          }
+          return true;
+        }
+        // Looking at the clock (and the cancel flag) every 4096 sessions
+        // keeps them off the per-session cost.
+        if (loaded < next_log && (loaded & 4095) != 0) return true;
+        if (cancel && cancel()) {
+          parse_status = absl::CancelledError(
+              absl::StrFormat("loading dataset %s was cancelled", name));
+          return false;
+        }
+        const absl::Time now = absl::Now();
+        if (loaded >= next_log || now - last_log >= options.progress_interval) {
+          const double seconds = absl::ToDoubleSeconds(now - start);
+          LogInfo("index", "dataset %s: %d sessions loaded (%.0f/s)", name,
+                  loaded, loaded / std::max(seconds, 1e-9));
+          next_log = loaded + options.progress_every_sessions;
+          last_log = now;
+        }
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_status);
+  flush();
+  dataset->FinishLoad();
+
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const size_t bytes = dataset->MemoryBytes();
+  LogInfo("index",
+          "dataset %s: %d sessions loaded from the store in %.1f s; "
+          "%.1f MiB (%.1f bytes/session)",
+          name, loaded, seconds, bytes / (1024.0 * 1024.0),
+          loaded == 0 ? 0.0 : static_cast<double>(bytes) / loaded);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
     const Config& config, Store* store, const Options& options) {
   std::vector<const DatasetSpec*> specs;
@@ -612,89 +702,8 @@ absl::StatusOr<std::unique_ptr<ColumnarIndex>> ColumnarIndex::Build(
   ASSIGN_OR_RETURN(std::unique_ptr<ColumnarIndex> index,
                    Create(specs, options));
   RETURN_IF_ERROR(CheckSessionFormatCurrent(store));
-
   for (const auto& dataset : index->datasets_) {
-    const std::string& name = dataset->spec().name;
-    const absl::Time start = absl::Now();
-    absl::Time last_log = start;
-    uint64_t loaded = 0;
-    uint64_t next_log = options.progress_every_sessions;
-    absl::Status parse_status;
-    // Format 2 keeps a session's header first and its contributions right
-    // after it (storage/keys.h), so one pass merges each session.
-    bool open = false;
-    StoredSessionHeader header;
-    std::string key_dataset;
-    std::string session_id;
-    std::string open_session;
-    std::string source;
-    auto flush = [&] {
-      if (!open) return;
-      dataset->LoadEnd(open_session, header.account_pseudonym(),
-                       header.session_start_unix_seconds());
-      open = false;
-      ++loaded;
-    };
-    RETURN_IF_ERROR(store->Scan(
-        keys::SessionPrefix(name),
-        [&](absl::string_view key, absl::string_view value) {
-          if (!keys::ParseSessionRecordKey(key, &key_dataset, &session_id,
-                                           &source)) {
-            parse_status = absl::DataLossError(
-                absl::StrFormat("session key %s is not in storage format %d",
-                                std::string(key.data(), key.size()),
-                                keys::kStorageFormatVersion));
-            return false;
-          }
-          if (source.empty()) {
-            flush();
-            if (!header.ParseFromArray(value.data(),
-                                       static_cast<int>(value.size()))) {
-              parse_status = absl::DataLossError(
-                  absl::StrFormat("session record %s does not parse",
-                                  std::string(key.data(), key.size())));
-              return false;
-            }
-            dataset->LoadBegin();
-            open_session.swap(session_id);
-            open = true;
-          } else {
-            if (!open || session_id != open_session ||
-                !dataset->LoadContribution(source, value)) {
-              parse_status = absl::DataLossError(absl::StrFormat(
-                  "session record %s does not parse or has no header",
-                  std::string(key.data(), key.size())));
-              return false;
-            }
-            return true;
-          }
-          // Looking at the clock every 4096 sessions keeps it off the
-          // per-session cost.
-          if (loaded < next_log && (loaded & 4095) != 0) return true;
-          const absl::Time now = absl::Now();
-          if (loaded >= next_log ||
-              now - last_log >= options.progress_interval) {
-            const double seconds = absl::ToDoubleSeconds(now - start);
-            LogInfo("index", "dataset %s: %d sessions loaded (%.0f/s)", name,
-                    loaded, loaded / std::max(seconds, 1e-9));
-            next_log = loaded + options.progress_every_sessions;
-            last_log = now;
-          }
-          return true;
-        }));
-    RETURN_IF_ERROR(parse_status);
-    flush();
-    dataset->FinishLoad();
-
-    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    const size_t bytes = dataset->MemoryBytes();
-    auto view = index->Read(name);
-    LogInfo("index",
-            "dataset %s: %d sessions from %d accounts loaded in %.1f s; "
-            "%.1f MiB (%.1f bytes/session)",
-            name, loaded, (*view)->num_accounts(), seconds,
-            bytes / (1024.0 * 1024.0),
-            loaded == 0 ? 0.0 : static_cast<double>(bytes) / loaded);
+    RETURN_IF_ERROR(LoadDatasetFromStore(dataset.get(), store, options));
   }
   return index;
 }

@@ -37,6 +37,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -151,6 +152,25 @@ class ColumnarDataset {
                const std::string& account_pseudonym, int64_t session_start)
       ABSL_LOCKS_EXCLUDED(mu_);
   void FinishLoad() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Persistence of a sealed snapshot (query/sealed_index.h;
+  // columnar_index_persist.cc). Appends the whole dataset (dictionaries,
+  // columns, accounts, session fingerprints; host byte order) to `out`.
+  // Takes the reader lock.
+  void Serialize(std::string* out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Replaces this dataset's rows with what Serialize wrote for a dataset
+  // of the same spec. Errors: DataLoss when `in` is malformed or
+  // inconsistent (this dataset is then left empty). Takes the writer lock.
+  absl::Status Deserialize(absl::string_view in) ABSL_LOCKS_EXCLUDED(mu_);
+  // Replaces this dataset's rows with `other`'s (same spec), leaving
+  // `other` empty. O(sessions) for the session and account sets, which
+  // are rebuilt. Takes both writer locks; `other` must not be visible to
+  // readers.
+  void ReplaceWith(ColumnarDataset* other) ABSL_LOCKS_EXCLUDED(mu_);
+  // The values of open-domain (or derived) dimension `dim`, in code order.
+  // Takes the reader lock.
+  std::vector<std::string> DimensionValues(int dim) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Approximate heap bytes. Takes the reader lock.
   size_t MemoryBytes() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -267,6 +287,12 @@ class ColumnarDataset {
     return row_fingerprint_[session_row_[number]];
   }
   size_t MemoryBytesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Rebuilds accounts_ and sessions_ from the vectors they index.
+  void RebuildSets() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Empties the rows (dictionaries back to the spec's).
+  void ClearRows() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DeserializeLocked(absl::string_view in)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const DatasetSpec* const spec_;
   const ColumnarIndexOptions options_;
@@ -459,6 +485,17 @@ class CohortKeyer {
   uint64_t num_cohorts_ = 1;
 };
 
+// Loads every stored session of `dataset`'s spec from `store` (borrowed,
+// used only during the call) into `dataset`, which must be empty and not
+// yet visible to readers, logging progress; then compacts it. `cancel`,
+// when given, is polled between sessions: once it returns true the load
+// stops with Cancelled. Errors: the store's Scan errors (DataLoss on a
+// damaged block); DataLoss for a record that does not parse (naming its
+// key); Cancelled.
+absl::Status LoadDatasetFromStore(ColumnarDataset* dataset, Store* store,
+                                  const ColumnarIndexOptions& options,
+                                  const std::function<bool()>& cancel = {});
+
 // Every configured dataset's ColumnarDataset; the Ingestor's listener and
 // its catalog of open-domain values (for ingest.max_open_domain_values).
 class ColumnarIndex : public IngestListener, public OpenDomainCatalog {
@@ -506,10 +543,19 @@ class ColumnarIndex : public IngestListener, public OpenDomainCatalog {
   // Approximate heap bytes of all datasets. Thread-safe.
   size_t MemoryBytes() const;
 
+  // The options the index was created with.
+  const Options& options() const { return options_; }
+
+  // The dataset named `dataset`, or null. Owned by the index.
+  ColumnarDataset* FindDataset(absl::string_view dataset) const {
+    return Find(dataset);
+  }
+
  private:
   ColumnarIndex() = default;
   ColumnarDataset* Find(absl::string_view dataset) const;
 
+  Options options_;
   // Fixed after Create; each dataset locks itself.
   std::vector<std::unique_ptr<ColumnarDataset>> datasets_;
 };

@@ -10,6 +10,8 @@
 #include "server/common/status_macros.h"
 #include "server/crypto/csprng.h"
 #include "server/crypto/pseudonymizer.h"
+#include "server/ingest/session_merge.h"
+#include "server/query/sealed_index.h"
 
 namespace cohortd {
 namespace {
@@ -32,13 +34,64 @@ int64_t PeriodOf(absl::Time t, absl::Duration period) {
 }  // namespace
 
 SnapshotIndex::SnapshotIndex(const Config* config, ColumnarIndex* index,
-                             Clock* clock)
-    : config_(config), index_(index), clock_(clock) {}
+                             Store* store, Clock* clock)
+    : config_(config), index_(index), store_(store), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<SnapshotIndex>> SnapshotIndex::Open(
+    const Config* config, ColumnarIndex* index, Store* store, Clock* clock) {
+  std::unique_ptr<SnapshotIndex> snapshots(
+      new SnapshotIndex(config, index, store, clock));
+  bool format_checked = false;
+  for (const DatasetSpec& spec : config->datasets) {
+    ColumnarDataset* dataset = index->FindDataset(spec.name);
+    if (dataset == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dataset ", spec.name, " is not in the index"));
+    }
+    auto state = std::make_unique<DatasetState>();
+    state->spec = &spec;
+    const absl::Time start = absl::Now();
+    ASSIGN_OR_RETURN(absl::optional<SealedIndexInfo> restored,
+                     LoadSealedIndex(store, spec, dataset));
+    if (restored.has_value()) {
+      LogInfo("snapshot",
+              "dataset %s: restored sealed snapshot %s of %s (%d sessions, "
+              "%.1f MiB image) in %.3f s; what was committed after it stays "
+              "buffered until the next seal",
+              spec.name, restored->snapshot_id,
+              absl::FormatTime(absl::RFC3339_full, restored->sealed_at,
+                               absl::UTCTimeZone()),
+              restored->sessions, restored->image_bytes / (1024.0 * 1024.0),
+              absl::ToDoubleSeconds(absl::Now() - start));
+      {
+        absl::MutexLock lock(&state->seal_mu);
+        state->snapshot = Snapshot{restored->snapshot_id, restored->sealed_at};
+      }
+      absl::MutexLock lock(&state->mu);
+      state->restored = true;
+    } else {
+      if (!format_checked) {
+        RETURN_IF_ERROR(CheckSessionFormatCurrent(store));
+        format_checked = true;
+      }
+      RETURN_IF_ERROR(LoadDatasetFromStore(dataset, store, index->options()));
+      ASSIGN_OR_RETURN(std::string id, NewSnapshotId());
+      Snapshot snapshot{std::move(id), clock->Now()};
+      {
+        absl::MutexLock lock(&state->seal_mu);
+        state->snapshot = snapshot;
+      }
+      snapshots->Persist(state.get(), snapshot);
+    }
+    snapshots->datasets_.emplace(spec.name, std::move(state));
+  }
+  return snapshots;
+}
 
 absl::StatusOr<std::unique_ptr<SnapshotIndex>> SnapshotIndex::Create(
     const Config* config, ColumnarIndex* index, Clock* clock) {
   std::unique_ptr<SnapshotIndex> snapshots(
-      new SnapshotIndex(config, index, clock));
+      new SnapshotIndex(config, index, /*store=*/nullptr, clock));
   for (const DatasetSpec& spec : config->datasets) {
     auto state = std::make_unique<DatasetState>();
     state->spec = &spec;
@@ -180,14 +233,36 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
     return absl::InvalidArgumentError(
         absl::StrCat("dataset: unknown dataset '", dataset, "'"));
   }
+  absl::MutexLock persist(&state->persist_mu);
+  // After a restart: the rebuild must be in before anything is applied
+  // (it holds what was committed between the restored seal and the
+  // restart). Waited for before seal_mu, so queries go on meanwhile.
+  {
+    absl::MutexLock lock(&state->mu);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
+      return !state->restored || state->rebuilt != nullptr ||
+             !state->rebuild_error.ok() || stop_.HasBeenNotified();
+    };
+    state->mu.Await(absl::Condition(&ready));
+    if (state->restored && state->rebuilt == nullptr) {
+      return state->rebuild_error.ok() ? absl::UnavailableError(absl::StrCat(
+                                             "dataset ", dataset,
+                                             ": shutting down before the "
+                                             "index was rebuilt; not sealed"))
+                                       : state->rebuild_error;
+    }
+  }
   // The id first: if the DRBG fails, nothing has moved.
   ASSIGN_OR_RETURN(std::string id, NewSnapshotId());
-  absl::MutexLock seal(&state->seal_mu);
+  absl::ReleasableMutexLock seal(&state->seal_mu);
   std::vector<PendingChanges> pending;
+  std::unique_ptr<ColumnarDataset> rebuilt;
   absl::Time sealed_at;
   {
     absl::MutexLock lock(&state->mu);
     pending.swap(state->pending);
+    rebuilt = std::move(state->rebuilt);
+    state->restored = false;
     // Read under the buffer lock: every push acknowledged before this
     // instant had its commit buffered before it (the Ingestor calls
     // OnCommitted before acknowledging), so it is in `pending` or was
@@ -195,7 +270,14 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
     sealed_at = clock_->Now();
   }
   size_t changes = 0;
-  if (!pending.empty()) {
+  const bool replaced = rebuilt != nullptr;
+  if (replaced) {
+    // The store as of the rebuild's scan; the commits since the restart
+    // follow (some already in it: re-applying them changes nothing).
+    index_->FindDataset(state->spec->name)->ReplaceWith(rebuilt.get());
+    rebuilt.reset();
+  }
+  if (!pending.empty() || replaced) {
     // In commit order. Waits for the views open on the dataset (queries of
     // the previous snapshot); no new view can open while seal_mu is held.
     for (const PendingChanges& run : pending) {
@@ -220,13 +302,86 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
     }
   }
   state->snapshot = Snapshot{std::move(id), sealed_at};
+  const Snapshot snapshot = state->snapshot;
+  seal.Release();
   LogInfo("snapshot",
           "sealed %s at %s: %d session change(s) since the last "
           "seal",
           state->spec->name,
           absl::FormatTime(absl::RFC3339_full, sealed_at, absl::UTCTimeZone()),
           changes);
-  return state->snapshot;
+  Persist(state, snapshot);
+  return snapshot;
+}
+
+void SnapshotIndex::Persist(DatasetState* state, const Snapshot& snapshot) {
+  if (store_ == nullptr) return;
+  const absl::Time start = absl::Now();
+  // Reads the dataset under its reader lock (queries go on); only seals
+  // change it, and they wait for persist_mu.
+  absl::StatusOr<uint64_t> bytes =
+      SaveSealedIndex(store_, *state->spec, snapshot.id, snapshot.sealed_at,
+                      *index_->FindDataset(state->spec->name));
+  if (!bytes.ok()) {
+    LogWarning("snapshot",
+               "dataset %s: snapshot %s sealed but not persisted (%s); a "
+               "restart before the next seal would serve the previous one",
+               state->spec->name, snapshot.id, bytes.status().ToString());
+    return;
+  }
+  LogInfo("snapshot", "dataset %s: snapshot %s persisted (%.1f MiB) in %.3f s",
+          state->spec->name, snapshot.id, *bytes / (1024.0 * 1024.0),
+          absl::ToDoubleSeconds(absl::Now() - start));
+}
+
+void SnapshotIndex::RebuildLoop() {
+  for (const auto& [name, state] : datasets_) {
+    {
+      absl::MutexLock lock(&state->mu);
+      if (!state->restored) continue;
+    }
+    while (!stop_.HasBeenNotified()) {
+      absl::StatusOr<std::unique_ptr<ColumnarDataset>> rebuilt =
+          ColumnarDataset::Create(state->spec, index_->options());
+      absl::Status status = rebuilt.status();
+      if (status.ok()) {
+        status =
+            LoadDatasetFromStore(rebuilt->get(), store_, index_->options(),
+                                 [this] { return stop_.HasBeenNotified(); });
+      }
+      if (absl::IsCancelled(status)) return;
+      if (status.ok()) {
+        // Values the rebuild brings count toward the open-domain cap now,
+        // as if they had been buffered by the commits that brought them.
+        std::map<int, std::vector<std::string>> values;
+        const DatasetSpec& spec = *state->spec;
+        for (int dim = 0; dim < static_cast<int>(spec.dimensions.size());
+             ++dim) {
+          if (spec.dimensions[dim].open_domain) {
+            values[dim] = (*rebuilt)->DimensionValues(dim);
+          }
+        }
+        absl::MutexLock lock(&state->mu);
+        for (const auto& [dim, dim_values] : values) {
+          for (const std::string& value : dim_values) {
+            if (!index_->HasValue(spec, dim, value)) {
+              state->new_values[dim].insert(value);
+            }
+          }
+        }
+        state->rebuilt = *std::move(rebuilt);
+        break;
+      }
+      LogError("snapshot", "dataset %s: rebuilding the index failed: %s", name,
+               status.ToString());
+      if (absl::IsDataLoss(status) || absl::IsFailedPrecondition(status)) {
+        absl::MutexLock lock(&state->mu);
+        state->rebuild_error = status;
+        break;
+      }
+      stop_.WaitForNotificationWithTimeout(absl::Seconds(1));
+    }
+  }
 }
 
 absl::StatusOr<int> SnapshotIndex::SealDue(absl::Time now) {
@@ -255,14 +410,47 @@ absl::StatusOr<int> SnapshotIndex::SealDue(absl::Time now) {
 void SnapshotIndex::Start() {
   if (thread_.joinable()) return;
   // Records the current period, so the first scheduled seal is at the
-  // next boundary (the start itself was a seal).
+  // next boundary (the start itself was a seal)...
   (void)SealDue(clock_->Now());
+  bool any_restored = false;
+  absl::Time oldest = absl::InfiniteFuture();
+  for (const auto& [name, state] : datasets_) {
+    {
+      absl::MutexLock lock(&state->mu);
+      if (!state->restored) continue;
+    }
+    any_restored = true;
+    absl::ReaderMutexLock lock(&state->seal_mu);
+    oldest = std::min(oldest, state->snapshot.sealed_at);
+  }
+  if (any_restored) {
+    // ... unless a restored snapshot was sealed in an earlier period: the
+    // schedule passed a boundary while the server was down, so a seal is
+    // due now, as it would have been (a matter of time, not of data).
+    absl::MutexLock lock(&schedule_mu_);
+    last_period_ =
+        std::min(last_period_, PeriodOf(oldest, config_->snapshot_every));
+    rebuild_thread_ = std::thread([this] { RebuildLoop(); });
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
 void SnapshotIndex::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  // A seal waiting for a rebuild re-checks its condition when the mutex
+  // is released.
+  for (const auto& [name, state] : datasets_) {
+    absl::MutexLock lock(&state->mu);
+  }
   if (thread_.joinable()) thread_.join();
+  if (rebuild_thread_.joinable()) rebuild_thread_.join();
+}
+
+bool SnapshotIndex::Restored(absl::string_view dataset) const {
+  DatasetState* state = Find(dataset);
+  if (state == nullptr) return false;
+  absl::MutexLock lock(&state->mu);
+  return state->restored;
 }
 
 void SnapshotIndex::Loop() {

@@ -11,10 +11,26 @@
 //     of that period since the Unix epoch (UTC), so the schedule does not
 //     depend on when the server started;
 //   - Admin.SealSnapshot (an operator's call, audit-worthy but not data);
-//   - a start: the index is rebuilt from the store, which seals everything
-//     acknowledged before it.
+//   - the first start on a store (or after a config change that alters the
+//     dataset's answers): the index is built from the store and sealed.
 // Every seal gets a new id, whether or not anything was pushed since the
 // last one: an id that changed only when data changed would leak again.
+//
+// Restart (issue 13). Every seal is persisted with its id and seal time
+// (query/sealed_index.h, in the store). A restart loads that image and
+// serves the SAME snapshot (same id, same sealed_at, hence the same cached
+// answers) instead of sealing: a restart is not a seal any more. What was
+// committed after that seal must then stay invisible until the next
+// scheduled or admin seal, exactly as if the server had not restarted, and
+// the restart must not reveal whether anything was: so, unconditionally,
+// a background thread rebuilds the dataset from the store (as the first
+// start does) and the next seal replaces the index with that rebuild
+// before applying the commits buffered since the restart (re-applying a
+// commit the rebuild already holds is harmless: a delta sets merged
+// values, in commit order). The next seal waits for the rebuild; queries
+// never do. If the schedule passed a boundary while the server was down,
+// the first scheduled seal is due at once (as it would have been).
+// Erasures committed after the seal stay buffered like any other change.
 //
 // How. SnapshotIndex sits between the Ingestor and the ColumnarIndex: it is
 // the Ingestor's listener and buffers each commit's session deltas and each
@@ -58,14 +74,16 @@
 #include "server/config/config.h"
 #include "server/ingest/ingestor.h"
 #include "server/query/columnar_index.h"
+#include "server/storage/store.h"
 
 namespace cohortd {
 
 // One sealed snapshot of a dataset.
 struct Snapshot {
   // 32 lower-case hex digits, 128 bits from OpenSSL's DRBG per seal: never
-  // equal to an id of an earlier seal, in this process or any before it
-  // (so a restart, which seals, never revives a cached release).
+  // equal to an id of an earlier seal. A restart restores the last sealed
+  // snapshot with its id (the same data, so its cached releases stay
+  // valid).
   std::string id;
   // When it was sealed: it holds every push acknowledged before this time.
   absl::Time sealed_at;
@@ -89,6 +107,20 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // it. Errors: Internal when no randomness is available for the ids.
   static absl::StatusOr<std::unique_ptr<SnapshotIndex>> Create(
       const Config* config, ColumnarIndex* index, Clock* clock);
+
+  // The server's way in: for each dataset of `config`, loads the sealed
+  // index persisted in `store` into `index` (created empty over
+  // config->datasets) and restores its snapshot (id, sealed_at); Start()
+  // then rebuilds the dataset from the store in the background for the
+  // next seal. A dataset with no usable image (first start, config
+  // changed) is built from the store now and sealed with a new id, as
+  // Create does. Every seal is then persisted to `store`. Everything
+  // borrowed must outlive the result.
+  // Errors: DataLoss when a persisted image is damaged (naming its key) or
+  // a record does not parse; FailedPrecondition when the store is not at
+  // the current storage format; the store's errors; as Create.
+  static absl::StatusOr<std::unique_ptr<SnapshotIndex>> Open(
+      const Config* config, ColumnarIndex* index, Store* store, Clock* clock);
 
   // Stops the schedule thread if started.
   ~SnapshotIndex() override;
@@ -117,10 +149,15 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   size_t NumValues(const DatasetSpec& dataset, int dim) const override;
 
   // Seals `dataset` now: applies its buffer to the index (waiting for the
-  // queries reading it to finish), then publishes a new snapshot. Returns
-  // it. Errors: InvalidArgument for a dataset not in the config; Internal
+  // queries reading it to finish), then publishes a new snapshot and (when
+  // opened over a store) persists it. Returns it. After a restart, first
+  // waits for the background rebuild (see the file comment). A failed
+  // persist is logged, not an error: the store keeps the previous image,
+  // which a restart would serve until the next seal.
+  // Errors: InvalidArgument for a dataset not in the config; Internal
   // when no randomness is available (the buffer is then kept for the next
-  // seal and the previous snapshot stays current).
+  // seal and the previous snapshot stays current); the rebuild's error
+  // (e.g. DataLoss) and Unavailable when stopped while waiting for it.
   absl::StatusOr<Snapshot> Seal(absl::string_view dataset);
 
   // Seals every dataset whose schedule has a boundary in (last check,
@@ -130,8 +167,9 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // fake clock. Errors: as Seal (the other datasets are still sealed).
   absl::StatusOr<int> SealDue(absl::Time now);
 
-  // Starts a thread that calls SealDue on the configured schedule; Stop
-  // ends it. Both idempotent.
+  // Starts a thread that calls SealDue on the configured schedule (and,
+  // after a restart, the rebuild thread); Stop ends them. Both
+  // idempotent.
   void Start();
   void Stop();
 
@@ -153,6 +191,10 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // published figure.
   size_t PendingSessions(absl::string_view dataset) const;
 
+  // Whether `dataset`'s snapshot was restored from the store at Open and
+  // not sealed since (its rebuild then awaits the next seal).
+  bool Restored(absl::string_view dataset) const;
+
  private:
   // A run of consecutive buffered changes of one kind: commits (deltas) or
   // deletions, exactly one of the two non-empty.
@@ -162,9 +204,12 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   };
   struct DatasetState {
     const DatasetSpec* spec = nullptr;
+    // Held by Seal from start to the end of its persist, so seals (and
+    // their images) are stored in order. Acquired before seal_mu.
+    absl::Mutex persist_mu;
     // Held exclusively by Seal across apply + publish, shared by Read, so
     // that a view and its snapshot always match. Acquired before mu.
-    mutable absl::Mutex seal_mu;
+    mutable absl::Mutex seal_mu ABSL_ACQUIRED_AFTER(persist_mu);
     Snapshot snapshot ABSL_GUARDED_BY(seal_mu);
     // The commits and deletions since the last seal, in commit order.
     mutable absl::Mutex mu ABSL_ACQUIRED_AFTER(seal_mu);
@@ -173,18 +218,30 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
     // a seal) that the index did not hold when they were buffered.
     std::map<int, absl::flat_hash_set<std::string>> new_values
         ABSL_GUARDED_BY(mu);
+    // After a restart: true until the seal that applies the rebuild;
+    // `rebuilt` is the background rebuild once done; `rebuild_error` its
+    // lasting failure.
+    bool restored ABSL_GUARDED_BY(mu) = false;
+    std::unique_ptr<ColumnarDataset> rebuilt ABSL_GUARDED_BY(mu);
+    absl::Status rebuild_error ABSL_GUARDED_BY(mu);
   };
 
-  SnapshotIndex(const Config* config, ColumnarIndex* index, Clock* clock);
+  SnapshotIndex(const Config* config, ColumnarIndex* index, Store* store,
+                Clock* clock);
   DatasetState* Find(absl::string_view dataset) const;
   // Adds the open-domain values of `session` the index lacks to
   // state->new_values.
   void NoteNewValues(DatasetState* state, const CommittedSession& session) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu);
   void Loop();
+  // Rebuilds every restored dataset from the store, for its next seal.
+  void RebuildLoop();
+  // Writes the sealed state of `state`'s dataset to the store.
+  void Persist(DatasetState* state, const Snapshot& snapshot);
 
   const Config* const config_;
   ColumnarIndex* const index_;
+  Store* const store_;  // null: seals are not persisted (Create)
   Clock* const clock_;
   // Fixed after Create; each state locks itself.
   std::map<std::string, std::unique_ptr<DatasetState>, std::less<>> datasets_;
@@ -196,6 +253,7 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
 
   absl::Notification stop_;
   std::thread thread_;
+  std::thread rebuild_thread_;
 };
 
 }  // namespace cohortd

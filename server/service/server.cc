@@ -180,16 +180,21 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   // Session records of an older storage format are rewritten before
   // anything reads them (a no-op on a current store).
   RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
-  // The index is built before the ingestor starts, and sealed as the first
-  // snapshot (a start is a seal); the snapshot layer is the ingestor's
+  // The index is loaded before the ingestor starts: the last sealed
+  // snapshot as persisted in the store (a restart serves the same
+  // snapshot; query/snapshot.h "Restart"), or, on a first start, built
+  // from the records and sealed. The snapshot layer is the ingestor's
   // listener (and its open-domain catalog: the index plus what awaits the
   // next seal), so no commit is missed and none is seen before a seal.
-  ASSIGN_OR_RETURN(server->index_,
-                   ColumnarIndex::Build(cfg, server->store_.get(),
-                                        ColumnarIndex::Options()));
-  ASSIGN_OR_RETURN(
-      server->snapshots_,
-      SnapshotIndex::Create(&cfg, server->index_.get(), Clock::Real()));
+  {
+    std::vector<const DatasetSpec*> specs;
+    for (const DatasetSpec& spec : cfg.datasets) specs.push_back(&spec);
+    ASSIGN_OR_RETURN(server->index_,
+                     ColumnarIndex::Create(specs, ColumnarIndex::Options()));
+  }
+  ASSIGN_OR_RETURN(server->snapshots_,
+                   SnapshotIndex::Open(&cfg, server->index_.get(),
+                                       server->store_.get(), Clock::Real()));
   ASSIGN_OR_RETURN(
       server->ingestor_,
       Ingestor::Create(&cfg, server->store_.get(), server->pseudonymizer_.get(),
@@ -308,10 +313,24 @@ void CohortdServer::PublishStoreStats() {
   }
 }
 
+absl::Status CohortdServer::data_loss() const {
+  absl::MutexLock lock(&data_loss_mu_);
+  return data_loss_;
+}
+
 void CohortdServer::WatchStoreHealth() {
   bool serving = true;
   do {
     const absl::Status health = store_->Health();
+    if (absl::IsDataLoss(health)) {
+      // Never SERVING again: the process is about to stop (main.cc).
+      grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+      LogError("server", "health NOT_SERVING, stopping: %s",
+               health.ToString());
+      absl::MutexLock lock(&data_loss_mu_);
+      data_loss_ = health;
+      return;
+    }
     if (health.ok() != serving) {
       serving = health.ok();
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);

@@ -68,6 +68,12 @@ class CohortdServer {
   int port() const { return port_; }
   const Config& config() const { return config_; }
 
+  // OK, or the DataLoss the store reported while running (a corruption
+  // met by a read, a write, compaction or the background checksum pass).
+  // Health is NOT_SERVING from then on; main.cc stops the process with
+  // exit status 3, as at start. Thread-safe.
+  absl::Status data_loss() const;
+
   // Stops accepting calls, cancels every PushStream waiting for a request
   // with UNAVAILABLE, lets in-flight calls finish for up to `grace` (then
   // cancels them), commits every push already received, and closes the
@@ -112,6 +118,8 @@ class CohortdServer {
   std::thread stats_thread_;
   absl::Notification stop_health_;
   std::thread health_thread_;
+  mutable absl::Mutex data_loss_mu_;
+  absl::Status data_loss_ ABSL_GUARDED_BY(data_loss_mu_);
 };
 
 }  // namespace cohortd

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
 #include "server/query/columnar_index.h"
+#include "server/query/sealed_index.h"
 #include "server/storage/rocksdb_store.h"
 
 namespace cohortd {
@@ -36,6 +37,20 @@ absl::Status VerifyStoreOffline(const Config& config, std::FILE* out) {
                      index->Read(dataset.name));
     absl::FPrintF(out, "  dataset %s: %d session record(s) parse\n",
                   dataset.name, view->num_sessions());
+    ASSIGN_OR_RETURN(absl::optional<SealedIndexInfo> sealed,
+                     VerifySealedIndex(verified.store.get(), dataset));
+    if (sealed.has_value()) {
+      absl::FPrintF(out,
+                    "  dataset %s: sealed index of snapshot %s (%d sessions, "
+                    "%.2f MiB) intact, SHA-256 verified\n",
+                    dataset.name, sealed->snapshot_id, sealed->sessions,
+                    sealed->image_bytes / kMiB);
+    } else {
+      absl::FPrintF(out,
+                    "  dataset %s: no sealed index for this config (the "
+                    "next start builds one)\n",
+                    dataset.name);
+    }
   }
   absl::FPrintF(out, "store %s is intact\n", config.data_dir);
   return absl::OkStatus();

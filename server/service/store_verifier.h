@@ -15,7 +15,8 @@ namespace cohortd {
 
 // Opens the store in config.data_dir read-only (replaying every WAL
 // record), verifies the checksum of every block of every live SST, reads
-// every key, and parses every session record of config.datasets. Prints
+// every key, parses every session record of config.datasets, and checks
+// each dataset's persisted sealed index (query/sealed_index.h). Prints
 // what it checked to `out`, one line per step. Modifies nothing.
 // Errors: NotFound when there is no store; DataLoss naming the damaged
 // file or record; as OpenRocksDbStore otherwise.

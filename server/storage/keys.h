@@ -59,6 +59,10 @@ inline constexpr absl::string_view kAuditPrefix = "a/";         // audit log
 // cache, which now keys on sealed snapshots, query/snapshot.h); no longer
 // written, and kept reserved so old stores never meet a new meaning.
 inline constexpr absl::string_view kDataVersionPrefix = "v/";
+// The sealed columnar index of each dataset (query/sealed_index.h):
+// "x/<escaped dataset>/h" -> header, "x/<escaped dataset>/c/<chunk as 8
+// decimal digits>" -> the image's chunks.
+inline constexpr absl::string_view kSealedIndexPrefix = "x/";
 
 // '%' -> "%25", '/' -> "%2F"; every other byte unchanged. Injective, so
 // distinct components give distinct keys.

@@ -292,9 +292,14 @@ class ErrorListener : public rocksdb::EventListener {
   }
 
   void Set(const rocksdb::Status& s) {
-    absl::Status status = FromRocks(s, "store stopped by a background error");
+    absl::Status status =
+        FromRocks(s, s.IsCorruption() ? "store is damaged"
+                                      : "store stopped by a background error");
     absl::MutexLock lock(&mu_);
-    if (error_.ok() || absl::IsDataLoss(status)) {
+    // Corruption is never recovered from and its first report, naming
+    // the file, is kept.
+    if (error_.ok() ||
+        (absl::IsDataLoss(status) && !absl::IsDataLoss(error_))) {
       LogError("store", "%s", status.ToString());
       error_ = std::move(status);
     }
@@ -335,6 +340,7 @@ class RocksDbStore : public Store {
   ~RocksDbStore() override {
     stop_.Notify();
     if (resume_thread_.joinable()) resume_thread_.join();
+    if (verify_thread_.joinable()) verify_thread_.join();
     if (db_ == nullptr) return;
     if (!read_only_) {
       // A flushed store replays no WAL at the next start.
@@ -358,6 +364,7 @@ class RocksDbStore : public Store {
     if (s.IsNotFound()) {
       return absl::NotFoundError(absl::StrCat("no key ", key));
     }
+    if (s.IsCorruption()) listener_->Set(s);
     RETURN_IF_ERROR(FromRocks(s, "rocksdb get"));
     return value;
   }
@@ -384,7 +391,7 @@ class RocksDbStore : public Store {
     const rocksdb::Status s = db_->Write(options, &wb);
     // A failed WAL write stops the database until it is resumed; make sure
     // Health() and the resume thread know even if no listener call came.
-    if (s.IsIOError()) listener_->Set(s);
+    if (s.IsIOError() || s.IsCorruption()) listener_->Set(s);
     RETURN_IF_ERROR(FromRocks(s, "rocksdb write"));
     if (sync) wal_syncs_.fetch_add(1, std::memory_order_relaxed);
     return absl::OkStatus();
@@ -396,6 +403,11 @@ class RocksDbStore : public Store {
     // An iterator reads from the implicit snapshot taken when it is
     // created, so the scan is consistent without an explicit snapshot.
     rocksdb::ReadOptions options = MakeReadOptions();
+    // Scans are bulk reads (the index rebuild, erasure, the sealed index
+    // image): keeping their blocks would fill the block cache with data
+    // read once and push out the index and filter blocks point reads need
+    // (docs/storage.md "Memory").
+    options.fill_cache = false;
     const std::string upper = PrefixSuccessor(prefix);
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) options.iterate_upper_bound = &upper_slice;
@@ -409,6 +421,7 @@ class RocksDbStore : public Store {
         break;
       }
     }
+    if (it->status().IsCorruption()) listener_->Set(it->status());
     return FromRocks(it->status(), "rocksdb scan");
   }
 
@@ -435,6 +448,28 @@ class RocksDbStore : public Store {
 
   rocksdb::DB* db() { return db_.get(); }
 
+  // Verifies every SST block on a thread of its own; damage becomes the
+  // store's lasting DataLoss (Health()). `dir` names the store in logs.
+  void VerifyInBackground(const std::string& dir) {
+    verify_thread_ = std::thread([this, dir] {
+      const absl::Time start = absl::Now();
+      rocksdb::ReadOptions read = MakeReadOptions();
+      read.fill_cache = false;  // a full pass: nothing in it is hot
+      const rocksdb::Status s = db_->VerifyChecksum(read);
+      if (s.IsCorruption()) {
+        listener_->Set(s);
+      } else if (!s.ok()) {
+        LogWarning("store", "background checksum pass on %s: %s", dir,
+                   s.ToString());
+      } else {
+        LogInfo("store",
+                "verified the checksums of every SST block in %.2f s (in "
+                "the background)",
+                absl::ToDoubleSeconds(absl::Now() - start));
+      }
+    });
+  }
+
  private:
   // While the database is stopped by a recoverable background error (disk
   // full, I/O error), asks RocksDB to resume every resume_interval_; Resume
@@ -456,6 +491,7 @@ class RocksDbStore : public Store {
   const absl::Duration resume_interval_;
   absl::Notification stop_;
   std::thread resume_thread_;
+  std::thread verify_thread_;
   // Synced Write() calls; group commit may serve several with one fsync.
   std::atomic<uint64_t> wal_syncs_{0};
 };
@@ -574,7 +610,10 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenStore(
   RETURN_IF_ERROR(NameDamagedFile(
       FromRocks(opened, absl::StrCat("cannot open store ", dir)), dir));
   store->Start(std::unique_ptr<rocksdb::DB>(raw));
-  if (options.verify_checksums_at_open) {
+  if (options.verify_checksums_at_open &&
+      options.verify_checksums_in_background) {
+    store->VerifyInBackground(dir);
+  } else if (options.verify_checksums_at_open) {
     const absl::Time start = absl::Now();
     RETURN_IF_ERROR(FromRocks(store->db()->VerifyChecksum(MakeReadOptions()),
                               absl::StrCat("store ", dir, " is damaged")));

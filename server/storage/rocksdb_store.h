@@ -2,7 +2,9 @@
 // This file and rocksdb_store.cc are the only places cohortd includes
 // RocksDB, and the only place RocksDB statuses become absl ones.
 //
-// Integrity (docs/storage.md): every read verifies block checksums; WAL
+// Integrity (docs/storage.md): every read verifies block checksums, and a
+// corruption met by any read, write or background job makes Health()
+// DataLoss for good (the server stops on it); WAL
 // recovery stops with DataLoss on any damaged record except an incomplete
 // last record (a write that never completed, hence was never synced nor
 // acknowledged); corruption anywhere is DataLoss naming the file.
@@ -40,6 +42,13 @@ struct RocksDbStoreOptions {
   // each block is still verified whenever it is read, and the start-up
   // index build reads every session record.
   bool verify_checksums_at_open = true;
+  // With verify_checksums_at_open: run that pass on a background thread
+  // right after the open instead of before it returns (the server's
+  // choice: a restart then waits for no full read of the store). Damage it
+  // finds makes Health() DataLoss for good, naming the file; the server
+  // then stops with DATA_LOSS (exit status 3). Until it is done, every
+  // read still verifies the blocks it reads.
+  bool verify_checksums_in_background = false;
   // Open without writing anything (for `cohortd --verify`): the WAL is
   // replayed into memory only, no flush, compaction or format-version
   // record. Write() fails with FailedPrecondition.

@@ -1,8 +1,9 @@
 // Admin.Backup and `cohortd --restore-from` through the real binary: a
 // restored store has the same budgets, the same valid audit chain and the
-// same data (the same cohorts are released; a start is a seal, so these
-// are new releases, never cached ones: server/query/snapshot.h); the
-// pseudonymisation key is never in a backup; nothing is overwritten.
+// same snapshot (the sealed index is in the backup with its id, so the same
+// questions are answered from the cache, identically and for free:
+// server/query/sealed_index.h); the pseudonymisation key is never in a
+// backup; nothing is overwritten.
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -267,17 +268,32 @@ TEST_F(BackupRestoreTest, RoundTripKeepsCachedAnswersBudgetsAndAudit) {
   // the backup is not in it.
   EXPECT_EQ(analyst_entries, 3);
 
-  // The same data: the same cohorts are released. The start sealed a new
-  // snapshot, so these are new releases (the cache never outlives its
-  // snapshot), charged on B.
+  // The backup holds the sealed index with its snapshot id (query/
+  // sealed_index.h), so B serves A's snapshot: the same questions are
+  // answered from the cache, identically, and charge nothing.
   for (const auto& [request, original] :
        {std::make_pair(ByOccupation(), occupation),
         std::make_pair(ByWorkMode(), work_mode)}) {
     const cohortd::v1::AggregateResponse again = Query(b, cb, request);
-    EXPECT_FALSE(again.from_cache());
-    EXPECT_NE(again.release_id(), original.release_id());
+    EXPECT_TRUE(again.from_cache());
+    EXPECT_EQ(again.release_id(), original.release_id());
+    EXPECT_EQ(again.data_as_of().seconds(), original.data_as_of().seconds());
+    EXPECT_EQ(again.data_as_of().nanos(), original.data_as_of().nanos());
     EXPECT_EQ(Keys(again), Keys(original));
+    ASSERT_EQ(again.cohorts_size(), original.cohorts_size());
+    for (int i = 0; i < original.cohorts_size(); ++i) {
+      ASSERT_EQ(again.cohorts(i).estimates_size(),
+                original.cohorts(i).estimates_size());
+      for (int e = 0; e < original.cohorts(i).estimates_size(); ++e) {
+        EXPECT_EQ(again.cohorts(i).estimates(e).value(),
+                  original.cohorts(i).estimates(e).value());
+      }
+    }
+    EXPECT_EQ(again.cost().rho(), 0);
   }
+  // Cache hits are free: the budgets are still those of the backup.
+  EXPECT_TRUE(MessageDifferencer::Equals(Budget(b, cb), budget))
+      << Budget(b, cb).DebugString() << " vs " << budget.DebugString();
   ASSERT_OK(b.Stop());
 }
 

@@ -393,21 +393,93 @@ TEST_F(QueryIntegrationTest, NeighbourPushBetweenSealsIsInvisibleUntilSeal) {
   EXPECT_EQ(hits, 1);
 }
 
-// A restart is a seal: it rebuilds the index from everything acknowledged,
-// and no release of an earlier snapshot is served after it.
-TEST_F(QueryIntegrationTest, RestartIsASeal) {
+// Issue 13: a restart is not a seal. It serves the last sealed snapshot
+// again (same id, so the same cached answers), and what was pushed after
+// that seal stays invisible until the next seal, exactly as without the
+// restart: the restart variant of
+// NeighbourPushBetweenSealsIsInvisibleUntilSeal, through a clean stop and
+// through kill -9.
+TEST_F(QueryIntegrationTest, NeighbourPushBeforeRestartIsInvisibleUntilSeal) {
   Start();
   PushPopulation();
-  cohortd::v1::AggregateResponse before;
-  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &before).ok());
+  cohortd::v1::AggregateResponse first;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &first).ok());
+  EXPECT_FALSE(first.from_cache());
+
+  // The neighbour, and a whole new cohort far above the release threshold.
+  cohortd::v1::PushRequest more;
+  more.set_dataset("sessions");
+  for (int s = 0; s < 8; ++s) {
+    *more.add_observations() =
+        Session(absl::StrCat("neighbour-s", s), "neighbour", "legal", true,
+                kJan2026 + 7 * s);
+  }
+  for (int a = 0; a < 400; ++a) {
+    *more.add_observations() =
+        Session(absl::StrCat("sales-", a), absl::StrCat("sales-acct-", a),
+                "sales", a % 3 == 0, kJan2026 + a);
+  }
+  Push(more);
+
+  auto expect_first_snapshot = [&](absl::string_view after) {
+    SCOPED_TRACE(after);
+    cohortd::v1::AggregateResponse again;
+    ASSERT_TRUE(Aggregate(ByOccupation(1.0), &again).ok());
+    EXPECT_TRUE(again.from_cache());
+    EXPECT_EQ(again.release_id(), first.release_id());
+    EXPECT_EQ(again.data_as_of().seconds(), first.data_as_of().seconds());
+    EXPECT_EQ(again.data_as_of().nanos(), first.data_as_of().nanos());
+    ASSERT_EQ(again.cohorts_size(), first.cohorts_size());
+    for (int i = 0; i < first.cohorts_size(); ++i) {
+      EXPECT_EQ(again.cohorts(i).estimates(0).value(),
+                first.cohorts(i).estimates(0).value());
+    }
+    // A new question computed now still reads the restored snapshot.
+    cohortd::v1::AggregateResponse fresh;
+    ASSERT_TRUE(Aggregate(ByOccupation(0.5), &fresh).ok());
+    EXPECT_EQ(fresh.data_as_of().seconds(), first.data_as_of().seconds());
+    for (const auto& cohort : fresh.cohorts()) {
+      EXPECT_NE(cohort.key().at("occupation"), "sales");
+    }
+  };
+
   ASSERT_OK(server_->Stop());
   ASSERT_OK(server_->Start());
   Connect();
+  expect_first_snapshot("after a clean stop");
+
+  // One more push, then a crash: still the same snapshot.
+  cohortd::v1::PushRequest late;
+  late.set_dataset("sessions");
+  *late.add_observations() =
+      Session("late-s0", "late-acct", "legal", true, kJan2026 + 5);
+  Push(late);
+  server_->Kill();
+  ASSERT_OK(server_->Start());
+  Connect();
+  expect_first_snapshot("after kill -9");
+
+  // The next seal makes everything acknowledged visible.
+  const absl::Time sealed = Seal();
   cohortd::v1::AggregateResponse after;
   ASSERT_TRUE(Aggregate(ByOccupation(1.0), &after).ok());
   EXPECT_FALSE(after.from_cache());
-  EXPECT_NE(after.release_id(), before.release_id());
-  EXPECT_GT(after.data_as_of().seconds(), 0);
+  EXPECT_NE(after.release_id(), first.release_id());
+  EXPECT_EQ(after.data_as_of().seconds(), absl::ToUnixSeconds(sealed));
+  bool sales_released = false;
+  for (const auto& cohort : after.cohorts()) {
+    sales_released |= cohort.key().at("occupation") == "sales";
+  }
+  EXPECT_TRUE(sales_released);
+
+  // And that seal is what the next restart serves.
+  ASSERT_OK(server_->Stop());
+  ASSERT_OK(server_->Start());
+  Connect();
+  cohortd::v1::AggregateResponse restarted;
+  ASSERT_TRUE(Aggregate(ByOccupation(1.0), &restarted).ok());
+  EXPECT_TRUE(restarted.from_cache());
+  EXPECT_EQ(restarted.release_id(), after.release_id());
 }
 
 // Issue 9, item 5: a restart with a changed answer-config (here k and
@@ -507,12 +579,13 @@ TEST_F(QueryIntegrationTest, KillNineAfterReleaseKeepsItChargedAndAudited) {
   }
   EXPECT_EQ(found, 1);
 
-  // The restart was a seal: the same question is a new release of the new
-  // snapshot (RestartIsASeal), never the stored one.
+  // The restart served the same sealed snapshot: the same question is
+  // the stored release, free (NeighbourPushBeforeRestartIsInvisibleUntilSeal).
   cohortd::v1::AggregateResponse again;
   ASSERT_TRUE(Aggregate(ByOccupation(1.0), &again).ok());
-  EXPECT_FALSE(again.from_cache());
-  EXPECT_NE(again.release_id(), response.release_id());
+  EXPECT_TRUE(again.from_cache());
+  EXPECT_EQ(again.release_id(), response.release_id());
+  EXPECT_EQ(again.cost().rho(), 0);
 }
 
 TEST_F(QueryIntegrationTest, RolesAndRequestErrors) {

@@ -205,6 +205,23 @@ absl::StatusOr<int> ServerProcess::Stop() {
   return WEXITSTATUS(status);
 }
 
+absl::StatusOr<int> ServerProcess::WaitForExit(absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  const absl::Time deadline = absl::Now() + timeout;
+  int status = 0;
+  while (waitpid(pid_, &status, WNOHANG) != pid_) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError("cohortd is still running");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  pid_ = -1;
+  if (!WIFEXITED(status)) {
+    return absl::InternalError(absl::StrCat("cohortd died: ", status));
+  }
+  return WEXITSTATUS(status);
+}
+
 void ServerProcess::Kill() {
   if (pid_ <= 0) return;
   kill(pid_, SIGKILL);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -44,6 +45,9 @@ class ServerProcess {
   absl::StatusOr<int> Stop();
   // SIGKILL and wait: a crash.
   void Kill();
+  // Waits up to `timeout` for the server to exit by itself; returns its
+  // exit status, or DeadlineExceeded (it keeps running).
+  absl::StatusOr<int> WaitForExit(absl::Duration timeout);
 
   int port() const { return port_; }
   // The dashboards' endpoint (server.metrics_listen).
