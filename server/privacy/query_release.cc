@@ -1,5 +1,6 @@
 #include "server/privacy/query_release.h"
 
+#include <type_traits>
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
@@ -30,7 +31,8 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     noisy += m.kind != MetricKind::kAccounts;
     const bool needs_gate = m.kind == MetricKind::kSum ||
                             m.kind == MetricKind::kMean ||
-                            m.kind == MetricKind::kQuantiles;
+                            m.kind == MetricKind::kQuantiles ||
+                            m.kind == MetricKind::kGeometricMean;
     const bool may_gate = needs_gate || m.kind == MetricKind::kRate;
     if (m.gate == MetricRequest::kNoGate
             ? needs_gate
@@ -93,6 +95,11 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
         status =
             Append(RateMetric::Create(params.bounds, rho, conf), &mechanisms);
         break;
+      case MetricKind::kGeometricMean:
+        status = Append(
+            GeometricMeanMetric::Create(params.bounds, m.domain, rho, conf),
+            &mechanisms);
+        break;
       case MetricKind::kQuantiles:
         status = Append(QuantileTree::Create(params.bounds, m.domain,
                                              std::move(m.quantiles), rho, conf),
@@ -152,6 +159,9 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
       estimate = m->Release(in.sum_fp, in.sessions, rng);
     } else if (const auto* m = std::get_if<RateMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.matching, in.sessions, rng);
+    } else if (const auto* m =
+                   std::get_if<GeometricMeanMetric>(&mechanisms_[i])) {
+      estimate = m->Release(in.sum_fp, in.sessions, rng);
     } else if (const auto* m = std::get_if<QuantileTree>(&mechanisms_[i])) {
       absl::StatusOr<std::vector<QuantileEstimate>> q =
           in.leaf_counts.empty() ? m->Release(in.values_fp, rng)
@@ -165,6 +175,33 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
   }
   release.released = true;
   return release;
+}
+
+absl::StatusOr<double> QueryReleaser::PredictedHalfWidth(
+    size_t metric, int64_t cohort_sessions) const {
+  if (metric >= mechanisms_.size()) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("metric %d of %d", metric, mechanisms_.size()));
+  }
+  const Mechanism& m = mechanisms_[metric];
+  if (std::holds_alternative<std::monostate>(m)) {
+    return static_cast<double>(selector_.AccountsHalfWidth());
+  }
+  if (std::holds_alternative<QuantileTree>(m)) {
+    return absl::InvalidArgumentError(
+        "QUANTILES has no data-independent interval width in measure units");
+  }
+  return std::visit(
+      [&](const auto& mechanism) -> double {
+        using T = std::decay_t<decltype(mechanism)>;
+        if constexpr (std::is_same_v<T, std::monostate> ||
+                      std::is_same_v<T, QuantileTree>) {
+          return 0;  // handled above
+        } else {
+          return mechanism.PredictedHalfWidth(cohort_sessions);
+        }
+      },
+      m);
 }
 
 }  // namespace cohortd::privacy
