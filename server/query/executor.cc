@@ -260,10 +260,19 @@ struct MetricSlot {
 struct GateSlot {
   const MeasureColumn* measure = nullptr;
   const CodeColumn* label = nullptr;
+  // An adjusted metric's controls: a contributing session also has a level
+  // of each (the regression's rows, MetricSlot::RecordAdjusted).
+  std::vector<ControlLevels> controls;
   std::vector<int64_t> accounts;  // per cohort
 
   bool Contributes(uint32_t row) const {
-    return measure != nullptr ? measure->Has(row) : (*label)[row] != 0;
+    if (measure != nullptr ? !measure->Has(row) : (*label)[row] == 0) {
+      return false;
+    }
+    for (const ControlLevels& control : controls) {
+      if (control.LevelOf(row) < 0) return false;
+    }
+    return true;
   }
 };
 
@@ -752,6 +761,12 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
         return absl::InternalError("planned dimension not indexed");
       }
       gates[g].label = &view.codes(dim);
+    }
+    if (plan.gates[g].controls_of >= 0) {
+      gates[g].controls = slots[plan.gates[g].controls_of].controls;
+      if (gates[g].controls.size() != plan.gates[g].controls.size()) {
+        return absl::InternalError("planned controls not indexed");
+      }
     }
   }
   // Cohort registry: keyer key -> dense cohort number, and each key's

@@ -452,16 +452,21 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       static_cast<int>(std::max<int64_t>(1, std::min(l0, possible)));
 
   // Contributor gates of the canonical metrics.
-  for (const Metric& m : c.metrics()) {
+  for (int i = 0; i < c.metrics_size(); ++i) {
+    const Metric& m = c.metrics(i);
     PlanGate gate;
+    const std::vector<QueryPlan::Control>& controls = plan.ControlsOf(i);
     if (m.kind() == Metric::SUM || m.kind() == Metric::MEAN ||
         m.kind() == Metric::QUANTILES || m.kind() == Metric::GEOMETRIC_MEAN) {
       gate.measure = m.measure();
     } else if (m.kind() == Metric::RATE) {
       const std::string& label = m.rate_of().dimension();
       const DimensionSpec* dim = ds.FindDimension(label);
-      if (group_by.count(label) == 0 && filters.count(label) == 0 &&
-          !dim->derived) {
+      // An adjusted rate is gated even when every session carries its
+      // label: not every one carries a level of every control.
+      if ((group_by.count(label) == 0 && filters.count(label) == 0 &&
+           !dim->derived) ||
+          !controls.empty()) {
         gate.label = label;
       }
     }
@@ -469,8 +474,13 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       plan.metric_gates.push_back(-1);
       continue;
     }
+    for (const QueryPlan::Control& control : controls) {
+      gate.controls.push_back(control.name);
+    }
+    if (!controls.empty()) gate.controls_of = i;
     auto same = [&](const PlanGate& other) {
-      return other.measure == gate.measure && other.label == gate.label;
+      return other.measure == gate.measure && other.label == gate.label &&
+             other.controls == gate.controls;
     };
     auto it = std::find_if(plan.gates.begin(), plan.gates.end(), same);
     plan.metric_gates.push_back(static_cast<int>(it - plan.gates.begin()));

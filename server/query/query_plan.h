@@ -57,15 +57,22 @@ struct QueryPlan {
   // metric reads are those carrying `measure` (SUM, MEAN, QUANTILES) or,
   // when `measure` is empty, a value of dimension `label` (RATE). One gate
   // per distinct set, in first-use order of the canonical metrics.
+  // An adjusted metric's gate (Metric.adjust_for) also requires a level of
+  // every control: it counts the accounts whose kept sessions enter the
+  // regression, so no adjusted value rests on fewer than k accounts
+  // (`controls`: the control names, canonical order; `controls_of`: a
+  // canonical metric with those controls, whose levels the executor uses).
   struct ContributorGate {
     std::string measure;
     std::string label;
+    std::vector<std::string> controls;
+    int controls_of = -1;
   };
   std::vector<ContributorGate> gates;
   // Per canonical metric: its gate's index, or -1 when its contributing
-  // accounts are the cohort's (SESSIONS, ACCOUNTS, and a RATE whose label
-  // dimension is grouped by, filtered or derived, so every session of the
-  // cohort carries it).
+  // accounts are the cohort's (SESSIONS, ACCOUNTS, and an unadjusted RATE
+  // whose label dimension is grouped by, filtered or derived, so every
+  // session of the cohort carries it).
   std::vector<int> metric_gates;
   // Metric.adjust_for: per canonical metric (shorter when no later metric
   // is adjusted), its controls in canonical (sorted) order with their
