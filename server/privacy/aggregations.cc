@@ -241,4 +241,92 @@ absl::StatusOr<Estimate> RateMetric::Release(int64_t matching, int64_t total,
   return e;
 }
 
+double SessionCountMetric::PredictedHalfWidth(int64_t /*sessions*/) const {
+  return static_cast<double>(noise_.HalfWidth());
+}
+
+double SumMetric::PredictedHalfWidth(int64_t /*sessions*/) const {
+  return domain_.ToValue(static_cast<double>(noise_.HalfWidth()));
+}
+
+double MeanMetric::PredictedHalfWidth(int64_t sessions) const {
+  const double lo = static_cast<double>(domain_.lower_fp);
+  const double hi = static_cast<double>(domain_.upper_fp);
+  const double width = hi - lo;
+  if (sessions <= 0) return domain_.ToValue(width / 2);
+  const double n = static_cast<double>(sessions);
+  // The released interval at zero noise draws (Release() with the noisy
+  // pair equal to the exact one), widest over a grid of cohort values:
+  // theta = 2 (mean - mid) in [-W, W], centred sum theta n.
+  double widest = 0;
+  for (int j = 0; j <= kPredictionGrid; ++j) {
+    const double theta = -width + 2 * width * j / kPredictionGrid;
+    const ParameterInterval t = interval_.Compute(theta * n, n, theta);
+    const double low = std::clamp(t.low / 2, -width / 2, width / 2);
+    const double high = std::clamp(t.high / 2, -width / 2, width / 2);
+    widest = std::max(widest, (high - low) / 2);
+  }
+  return domain_.ToValue(widest);
+}
+
+double RateMetric::PredictedHalfWidth(int64_t sessions) const {
+  if (sessions <= 0) return 0.5;
+  const double n = static_cast<double>(sessions);
+  // As MeanMetric's: the zero-noise interval, widest over the rates.
+  double widest = 0;
+  for (int j = 0; j <= kPredictionGrid; ++j) {
+    const double r = static_cast<double>(j) / kPredictionGrid;
+    const ParameterInterval t = interval_.Compute(r * n, (1 - r) * n, r);
+    widest = std::max(widest, (t.high - t.low) / 2);
+  }
+  return std::min(widest, 0.5);
+}
+
+int64_t GeometricMeanMetric::FloorFixedPoint(const MeasureDomain& domain) {
+  return std::max<int64_t>(domain.lower_fp, 1);
+}
+
+absl::StatusOr<GeometricMeanMetric> GeometricMeanMetric::Create(
+    const ContributionBounds& bounds, const MeasureDomain& domain, double rho,
+    double confidence) {
+  const int64_t floor_fp = FloorFixedPoint(domain);
+  if (domain.upper_fp <= floor_fp) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "geometric mean: the measure's upper bound %g is not above its "
+        "positive floor %g",
+        domain.ToValue(domain.upper_fp), domain.ToValue(floor_fp)));
+  }
+  absl::StatusOr<MeasureDomain> log_domain = MeasureDomain::Create(
+      std::log(domain.ToValue(floor_fp)),
+      std::log(domain.ToValue(domain.upper_fp)), kLogGranularity);
+  if (!log_domain.ok()) return log_domain.status();
+  absl::StatusOr<MeanMetric> log_mean =
+      MeanMetric::Create(bounds, *log_domain, rho, confidence);
+  if (!log_mean.ok()) return log_mean.status();
+  return GeometricMeanMetric(domain, floor_fp, *log_domain, *log_mean);
+}
+
+int64_t GeometricMeanMetric::LogFixedPoint(int64_t value_fp) const {
+  const int64_t v = std::clamp(value_fp, floor_fp_, domain_.upper_fp);
+  // The clamp into the log domain is what the sensitivity relies on; ln
+  // itself only has to be deterministic.
+  return log_domain_.ToFixedPoint(std::log(domain_.ToValue(v)));
+}
+
+absl::StatusOr<Estimate> GeometricMeanMetric::Release(__int128 log_sum_fp,
+                                                      int64_t count,
+                                                      RandomWords& rng) const {
+  absl::StatusOr<Estimate> log_mean = log_mean_.Release(log_sum_fp, count, rng);
+  if (!log_mean.ok()) return log_mean.status();
+  return Estimate{std::exp(log_mean->value), std::exp(log_mean->ci_low),
+                  std::exp(log_mean->ci_high)};
+}
+
+double GeometricMeanMetric::PredictedHalfWidth(int64_t sessions) const {
+  const double h = log_mean_.PredictedHalfWidth(sessions);
+  const double low = log_domain_.ToValue(log_domain_.lower_fp);
+  const double high = log_domain_.ToValue(log_domain_.upper_fp);
+  return (std::exp(high) - std::exp(std::max(high - 2 * h, low))) / 2;
+}
+
 }  // namespace cohortd::privacy

@@ -8,6 +8,14 @@
 // contribution_bounding.h, so each metric is rho-zCDP over the whole
 // group-by (all cohorts together).
 //
+// Predicted half-widths (accuracy-first queries, query_plan.h): each
+// metric's PredictedHalfWidth(n) is a data-independent prediction of its
+// interval's half-width, (ci_high - ci_low) / 2, for a cohort of n
+// sessions: the half-width the interval has when every noise draw is
+// zero, for the least favourable cohort value (an upper bound over the
+// values). It depends only on the mechanism and n, never on records, and
+// does not increase with rho.
+//
 // What the intervals cover: the exact statistic of the *bounded* data (after
 // contribution bounding and clamping), i.e. what the query would return
 // with no noise. They account for the noise only, not for bounding bias or
@@ -50,6 +58,9 @@ class SessionCountMetric {
       const ContributionBounds& bounds, double epsilon, double confidence);
   absl::StatusOr<Estimate> Release(int64_t sessions, RandomWords& rng) const;
   const NoiseMechanism& noise() const { return noise_; }
+  // Predicted half-width (see "Predicted half-widths" above): the noise's
+  // half-width c, whatever the cohort's size.
+  double PredictedHalfWidth(int64_t sessions) const;
 
  private:
   explicit SessionCountMetric(NoiseMechanism noise) : noise_(noise) {}
@@ -73,6 +84,8 @@ class SumMetric {
   // (no sum of int64 values can overflow it here). Errors: randomness.
   absl::StatusOr<Estimate> Release(__int128 sum_fp, RandomWords& rng) const;
   const NoiseMechanism& noise() const { return noise_; }
+  // Predicted half-width: c in measure units, whatever the cohort's size.
+  double PredictedHalfWidth(int64_t sessions) const;
 
  private:
   SumMetric(MeasureDomain domain, NoiseMechanism noise)
@@ -85,6 +98,11 @@ class SumMetric {
 // width: the log-midpoint of the cohort sizes analysts read (200 to
 // 20,000 sessions; bench/privacy/utility_bench prints all three).
 inline constexpr double kTypicalMeanSessions = 2000;
+
+// How many steps of the cohort value (rate, mean) MeanMetric and
+// RateMetric's PredictedHalfWidth scan for the widest zero-noise
+// interval.
+inline constexpr int kPredictionGrid = 64;
 
 // The share f of a mean's rho given to its noisy count (the centred sum
 // gets 1 - f), chosen from public parameters only: the f in
@@ -122,6 +140,13 @@ class MeanMetric {
   // depends on the data. Errors: randomness failure.
   absl::StatusOr<Estimate> Release(__int128 sum_fp, int64_t count,
                                    RandomWords& rng) const;
+  // Predicted half-width for a cohort of `sessions` sessions carrying the
+  // measure, in measure units: the half-width of the interval Release()
+  // gives with zero noise draws (the Fieller interval of the exact pair),
+  // the widest over kPredictionGrid + 1 evenly spaced cohort means in
+  // [lo, hi]. R / 2 (R = hi - lo) for sessions <= 0.
+  double PredictedHalfWidth(int64_t sessions) const;
+  const MeasureDomain& domain() const { return domain_; }
 
   const GaussianMechanism& count_noise() const { return count_noise_; }
   const GaussianMechanism& sum_noise() const { return sum_noise_; }
@@ -155,6 +180,11 @@ class RateMetric {
   // Errors: InvalidArgument if matching > total or either is negative.
   absl::StatusOr<Estimate> Release(int64_t matching, int64_t total,
                                    RandomWords& rng) const;
+  // Predicted half-width for a cohort of `sessions` labelled sessions:
+  // the half-width of the Fieller interval Release() gives with zero noise
+  // draws, the widest over kPredictionGrid + 1 evenly spaced rates in
+  // [0, 1]; at most 1/2 (1/2 for sessions <= 0).
+  double PredictedHalfWidth(int64_t sessions) const;
 
   const GaussianMechanism& noise() const { return noise_; }
 
@@ -163,6 +193,64 @@ class RateMetric {
       : noise_(noise), interval_(std::move(interval)) {}
   GaussianMechanism noise_;
   RatioInterval interval_;
+};
+
+// Geometric mean of a measure, exp(mean(ln x)), over a positive clamping
+// range. Zeros and values below the floor: each session's fixed-point
+// value is raised to the floor, the smallest positive grid point of the
+// measure's domain (its lower bound when that is positive, otherwise its
+// granularity, e.g. 1 line or 0.01 actions), so a zero counts as the
+// floor. ln of the floored value is rounded to kLogGranularity and
+// clamped to [ln floor, ln hi] in fixed point (LogFixedPoint), and a
+// MeanMetric over that log domain releases the mean of logs: its
+// sensitivity is the log-clamp range's (centred sum D = Linf (ln hi -
+// ln floor)), same rho and k/contributor gate as MEAN. Value and
+// interval are exp of the mean-of-logs value and interval (exp is
+// increasing, so the interval keeps its coverage), within [floor, hi].
+class GeometricMeanMetric {
+ public:
+  // ln values are rounded to this step: a relative error <= 5e-5 per
+  // value, and a log range of ~1e5 steps, like the other measures.
+  static constexpr double kLogGranularity = 1e-4;
+
+  // `domain`: the measure's domain. Errors: InvalidArgument when the
+  // domain has no positive range (upper bound <= its floor) or for the
+  // parameters MeanMetric refuses.
+  static absl::StatusOr<GeometricMeanMetric> Create(
+      const ContributionBounds& bounds, const MeasureDomain& domain, double rho,
+      double confidence);
+
+  // The smallest positive fixed-point value of `domain`: zeros and
+  // smaller values are raised to it.
+  static int64_t FloorFixedPoint(const MeasureDomain& domain);
+  // Fixed-point ln of one session's (clamped) fixed-point value, floored,
+  // in the log domain: what the executor sums per cohort.
+  int64_t LogFixedPoint(int64_t value_fp) const;
+
+  // `log_sum_fp`: the sum of LogFixedPoint over the cohort's bounded
+  // sessions carrying the measure, `count` their number.
+  // Errors: randomness failure.
+  absl::StatusOr<Estimate> Release(__int128 log_sum_fp, int64_t count,
+                                   RandomWords& rng) const;
+  // Predicted half-width in measure units for a cohort of `sessions`
+  // sessions: with h the log mean's predicted half-width, the widest
+  // interval [exp(max(mu - h, L)), exp(min(mu + h, H))] over mu in [L, H]
+  // (L = ln floor, H = ln hi) is at mu = H - h: (e^H - e^max(H - 2h, L))
+  // / 2.
+  double PredictedHalfWidth(int64_t sessions) const;
+  const MeasureDomain& log_domain() const { return log_domain_; }
+
+ private:
+  GeometricMeanMetric(MeasureDomain domain, int64_t floor_fp,
+                      MeasureDomain log_domain, MeanMetric log_mean)
+      : domain_(domain),
+        floor_fp_(floor_fp),
+        log_domain_(log_domain),
+        log_mean_(log_mean) {}
+  MeasureDomain domain_;
+  int64_t floor_fp_;
+  MeasureDomain log_domain_;
+  MeanMetric log_mean_;
 };
 
 }  // namespace cohortd::privacy

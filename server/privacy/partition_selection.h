@@ -123,6 +123,9 @@ class PartitionSelector {
   // the "reliably released" cohort size to document for a configuration.
   int64_t MinCohortSizeReleasedWith(double probability) const;
   int k() const { return k_; }
+  // The half-width of the ACCOUNTS interval (Decision::accounts), the
+  // same for every cohort: its predicted half-width (aggregations.h).
+  int64_t AccountsHalfWidth() const { return noise_.HalfWidth(); }
 
  private:
   PartitionSelector(int k, GaussianMechanism noise, int64_t threshold,

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <limits>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
@@ -126,15 +127,16 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     if (m.sampling_interval) {
       if (m.kind == MetricKind::kAccounts || m.kind == MetricKind::kQuantiles) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "metric %d: sampling intervals cover SESSIONS, SUM, MEAN and "
-            "RATE only",
+            "metric %d: sampling intervals cover SESSIONS, SUM, MEAN, RATE "
+            "and GEOMETRIC_MEAN only",
             i));
       }
       ++noisy;  // its private variance estimate
     }
     const bool needs_gate = m.kind == MetricKind::kSum ||
                             m.kind == MetricKind::kMean ||
-                            m.kind == MetricKind::kQuantiles;
+                            m.kind == MetricKind::kQuantiles ||
+                            m.kind == MetricKind::kGeometricMean;
     const bool may_gate = needs_gate || m.kind == MetricKind::kRate;
     if (m.gate == MetricRequest::kNoGate
             ? needs_gate
@@ -265,6 +267,20 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Build(
         target = SamplingTarget::kRatio;
         spec.hi = 1;
         break;
+      case MetricKind::kGeometricMean: {
+        // The mean of ln values (account totals are sums of LogFixedPoint).
+        absl::StatusOr<GeometricMeanMetric> g =
+            GeometricMeanMetric::Create(params.bounds, m.domain, rho, conf);
+        if (!g.ok()) return g.status();
+        const MeasureDomain& log_domain = g->log_domain();
+        target = SamplingTarget::kRatio;
+        bound = static_cast<double>(log_domain.upper_fp - log_domain.lower_fp);
+        spec.scale = log_domain.granularity;
+        spec.lo = log_domain.ToValue(static_cast<double>(log_domain.lower_fp));
+        spec.hi = log_domain.ToValue(static_cast<double>(log_domain.upper_fp));
+        spec.log = true;
+        break;
+      }
       default:
         break;
     }
@@ -306,6 +322,11 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Build(
       case MetricKind::kRate:
         status =
             Append(RateMetric::Create(params.bounds, rho, conf), &mechanisms);
+        break;
+      case MetricKind::kGeometricMean:
+        status = Append(
+            GeometricMeanMetric::Create(params.bounds, m.domain, rho, conf),
+            &mechanisms);
         break;
       case MetricKind::kQuantiles:
         status = Append(QuantileTree::Create(params.bounds, m.domain,
@@ -379,13 +400,22 @@ absl::StatusOr<Estimate> QueryReleaser::AddSampling(size_t i,
                                                     const Estimate& estimate,
                                                     RandomWords& rng) const {
   const SamplingSpec& spec = sampling_[i];
+  // GEOMETRIC_MEAN: back to the mean of ln values (value and bounds are
+  // exp of the log mean's, all positive).
+  const Estimate base =
+      spec.log ? Estimate{std::log(estimate.value), std::log(estimate.ci_low),
+                          std::log(estimate.ci_high)}
+               : estimate;
   // The released ratio in y-per-session units (fixed point for a mean).
-  const double ratio = estimate.value / spec.scale;
+  const double ratio = base.value / spec.scale;
   absl::StatusOr<double> se =
       spec.variance->ReleaseStandardError(in.account_totals, ratio, rng);
   if (!se.ok()) return se.status();
-  return CombineNoiseAndSampling(estimate, *se * spec.scale, confidence_,
-                                 spec.lo, spec.hi);
+  const Estimate combined = CombineNoiseAndSampling(
+      base, *se * spec.scale, confidence_, spec.lo, spec.hi);
+  if (!spec.log) return combined;
+  return Estimate{estimate.value, std::exp(combined.ci_low),
+                  std::exp(combined.ci_high)};
 }
 
 absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
@@ -450,6 +480,9 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
       estimate = m->Release(in.sum_fp, in.sessions, rng);
     } else if (const auto* m = std::get_if<RateMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.matching, in.sessions, rng);
+    } else if (const auto* m =
+                   std::get_if<GeometricMeanMetric>(&mechanisms_[i])) {
+      estimate = m->Release(in.sum_fp, in.sessions, rng);
     } else if (const auto* m = std::get_if<QuantileTree>(&mechanisms_[i])) {
       absl::StatusOr<std::vector<QuantileEstimate>> q =
           in.leaf_counts.empty() ? m->Release(in.values_fp, rng)
@@ -467,6 +500,33 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
   }
   release.released = true;
   return release;
+}
+
+absl::StatusOr<double> QueryReleaser::PredictedHalfWidth(
+    size_t metric, int64_t cohort_sessions) const {
+  if (metric >= mechanisms_.size()) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("metric %d of %d", metric, mechanisms_.size()));
+  }
+  const Mechanism& m = mechanisms_[metric];
+  if (std::holds_alternative<std::monostate>(m)) {
+    return static_cast<double>(selector_.AccountsHalfWidth());
+  }
+  if (std::holds_alternative<QuantileTree>(m)) {
+    return absl::InvalidArgumentError(
+        "QUANTILES has no data-independent interval width in measure units");
+  }
+  return std::visit(
+      [&](const auto& mechanism) -> double {
+        using T = std::decay_t<decltype(mechanism)>;
+        if constexpr (std::is_same_v<T, std::monostate> ||
+                      std::is_same_v<T, QuantileTree>) {
+          return 0;  // handled above
+        } else {
+          return mechanism.PredictedHalfWidth(cohort_sessions);
+        }
+      },
+      m);
 }
 
 }  // namespace cohortd::privacy

@@ -66,11 +66,19 @@
 
 namespace cohortd::privacy {
 
-enum class MetricKind { kSessions, kAccounts, kSum, kMean, kRate, kQuantiles };
+enum class MetricKind {
+  kSessions,
+  kAccounts,
+  kSum,
+  kMean,
+  kRate,
+  kQuantiles,
+  kGeometricMean,
+};
 
 struct MetricRequest {
   MetricKind kind = MetricKind::kSessions;
-  MeasureDomain domain;           // kSum, kMean, kQuantiles
+  MeasureDomain domain;           // kSum, kMean, kQuantiles, kGeometricMean
   std::vector<double> quantiles;  // kQuantiles
   // The contributor gate this metric's estimate must pass: an index into
   // the query's gates (0 .. gates - 1), or kNoGate when the metric's
@@ -112,8 +120,11 @@ struct QueryPrivacyParams {
 // contribution bounding, measures in fixed point. Fields a kind does not
 // use are ignored.
 struct MetricInput {
-  int64_t sessions = 0;  // kSessions; kMean (count); kRate (denominator)
-  __int128 sum_fp = 0;   // kSum, kMean (128 bits: cannot overflow)
+  // kSessions; kMean, kGeometricMean (count); kRate (denominator)
+  int64_t sessions = 0;
+  // kSum, kMean (128 bits: cannot overflow); kGeometricMean: the sum of
+  // GeometricMeanMetric::LogFixedPoint of the values.
+  __int128 sum_fp = 0;
   int64_t matching = 0;  // kRate: sessions matching the predicate
   absl::Span<const int64_t> values_fp;  // kQuantiles (borrowed)
   // kQuantiles, instead of values_fp when not empty: sessions per leaf of
@@ -173,6 +184,24 @@ class QueryReleaser {
     return ReleaseCohort(distinct_accounts, {}, inputs, rng);
   }
 
+  // The predicted half-width of metric `metric`'s interval for a cohort
+  // of `cohort_sessions` sessions (aggregations.h "Predicted
+  // half-widths"; ACCOUNTS: partition selection's). Data-independent: a
+  // function of the mechanisms only, so accuracy-first queries can search
+  // epsilon with it whatever mechanism the releaser uses. Errors:
+  // OutOfRange for a bad index; InvalidArgument for QUANTILES, whose
+  // interval in measure units depends on the data.
+  absl::StatusOr<double> PredictedHalfWidth(size_t metric,
+                                            int64_t cohort_sessions) const;
+
+  // The geometric-mean mechanism of metric `metric`, or nullptr (the
+  // executor sums its LogFixedPoint per session).
+  const GeometricMeanMetric* geometric_mean(size_t metric) const {
+    return metric < mechanisms_.size()
+               ? std::get_if<GeometricMeanMetric>(&mechanisms_[metric])
+               : nullptr;
+  }
+
   // The budget plan: Charge() for the ledger, Reported() for the API.
   const QueryBudget& budget() const { return budget_; }
   const PartitionSelector& partition_selector() const { return selector_; }
@@ -187,12 +216,15 @@ class QueryReleaser {
  private:
   // A metric's sampling-variance estimator and how its units map to the
   // released value's: value = y-unit * scale; the interval is clipped to
-  // [lo, hi].
+  // [lo, hi]. With `log` (GEOMETRIC_MEAN) y, scale, lo and hi are those of
+  // the mean of ln values: the estimate is taken to ln units, widened
+  // there and exp'ed back (exp is increasing).
   struct SamplingSpec {
     std::optional<ClusteredSamplingVariance> variance;
     double scale = 1;
     double lo = 0;
     double hi = 0;
+    bool log = false;
   };
   // Widens `estimate` by the sampling part of metric `i`.
   absl::StatusOr<Estimate> AddSampling(size_t i, const MetricInput& in,
@@ -203,7 +235,8 @@ class QueryReleaser {
   // LaplaceMechanism = ACCOUNTS with its own noise (Laplace family).
   using Mechanism =
       std::variant<std::monostate, SessionCountMetric, SumMetric, MeanMetric,
-                   RateMetric, QuantileTree, LaplaceMechanism>;
+                   RateMetric, QuantileTree, LaplaceMechanism,
+                   GeometricMeanMetric>;
 
   // Builds the releaser of one family's plan.
   static absl::StatusOr<QueryReleaser> Build(const QueryPrivacyParams& params,

@@ -1,8 +1,10 @@
 #include "server/query/executor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -80,6 +82,10 @@ struct MetricSlot {
   const MeasureColumn* column = nullptr;  // SUM, MEAN, QUANTILES
   privacy::MeasureDomain domain;          // SUM, MEAN, QUANTILES
   CodeSet rate_of;                        // RATE
+  // GEOMETRIC_MEAN: the releaser's mechanism, whose LogFixedPoint of each
+  // clamped value is summed (borrowed from the releaser); it uses
+  // `column` and `domain` too.
+  const privacy::GeometricMeanMetric* geometric = nullptr;
   int rate_dim = -1;
   // Per cohort: SUM/MEAN (sum, count); RATE (matching a, labelled b).
   // Sums accumulate in 128 bits: no data can overflow them (at most 2^32
@@ -173,6 +179,7 @@ struct MetricSlot {
         break;
       case Metric::SUM:
       case Metric::MEAN:
+      case Metric::GEOMETRIC_MEAN:  // sums of ln values in fixed point
         // At most Linf values below 2^40 in magnitude: fits 64 bits.
         t = {static_cast<int64_t>(sum[c] - before.sum), b[c] - before.b};
         break;
@@ -188,7 +195,8 @@ struct MetricSlot {
   void Grow(size_t cohorts) {
     a.resize(cohorts, 0);
     b.resize(cohorts, 0);
-    if (spec->kind() == Metric::SUM || spec->kind() == Metric::MEAN) {
+    if (spec->kind() == Metric::SUM || spec->kind() == Metric::MEAN ||
+        spec->kind() == Metric::GEOMETRIC_MEAN) {
       sum.resize(cohorts, 0);
     }
     if (spec->kind() == Metric::QUANTILES) {
@@ -224,6 +232,13 @@ struct MetricSlot {
         }
         return;
       }
+      case Metric::GEOMETRIC_MEAN: {
+        if (!column->Has(row)) return;  // absent measures do not count
+        sum[c] += geometric->LogFixedPoint(
+            std::clamp(column->Fixed(row), domain.lower_fp, domain.upper_fp));
+        b[c] += 1;
+        return;
+      }
       case Metric::RATE:
         // The share among sessions that carry the predicate's label at
         // all: an unclassified session is neither a match nor a miss.
@@ -245,10 +260,19 @@ struct MetricSlot {
 struct GateSlot {
   const MeasureColumn* measure = nullptr;
   const CodeColumn* label = nullptr;
+  // An adjusted metric's controls: a contributing session also has a level
+  // of each (the regression's rows, MetricSlot::RecordAdjusted).
+  std::vector<ControlLevels> controls;
   std::vector<int64_t> accounts;  // per cohort
 
   bool Contributes(uint32_t row) const {
-    return measure != nullptr ? measure->Has(row) : (*label)[row] != 0;
+    if (measure != nullptr ? !measure->Has(row) : (*label)[row] == 0) {
+      return false;
+    }
+    for (const ControlLevels& control : controls) {
+      if (control.LevelOf(row) < 0) return false;
+    }
+    return true;
   }
 };
 
@@ -276,6 +300,8 @@ privacy::MetricKind KindOf(Metric::Kind kind) {
       return privacy::MetricKind::kMean;
     case Metric::RATE:
       return privacy::MetricKind::kRate;
+    case Metric::GEOMETRIC_MEAN:
+      return privacy::MetricKind::kGeometricMean;
     default:
       return privacy::MetricKind::kQuantiles;
   }
@@ -481,6 +507,164 @@ absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
   return releaser;
 }
 
+absl::StatusOr<std::vector<double>> PredictHalfWidths(const QueryPlan& plan,
+                                                      double epsilon,
+                                                      int64_t cohort_sessions) {
+  ASSIGN_OR_RETURN(ReleaserInputs inputs, InputsOf(plan));
+  inputs.params.epsilon = epsilon;
+  ASSIGN_OR_RETURN(privacy::QueryReleaser releaser,
+                   privacy::QueryReleaser::Create(
+                       inputs.params, std::move(inputs.metrics), inputs.gates));
+  std::vector<double> widths;
+  for (int i = 0; i < plan.canonical.metrics_size(); ++i) {
+    absl::StatusOr<double> w = releaser.PredictedHalfWidth(i, cohort_sessions);
+    if (!w.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric '", plan.canonical.metrics(i).name(),
+                       "': ", w.status().message()));
+    }
+    widths.push_back(*w);
+  }
+  return widths;
+}
+
+namespace {
+
+// The search of ChooseEpsilonForAccuracy, uncached.
+absl::StatusOr<double> SearchEpsilon(const QueryPlan& plan, double wanted,
+                                     int64_t n) {
+  const double max_epsilon = plan.dataset->privacy.max_epsilon;
+  // How far the widest metric is from the accuracy, in log units: > 0
+  // misses it, <= 0 meets it; non-increasing in epsilon. Parameters the
+  // core refuses (an epsilon so small that sigma exceeds the sampler's
+  // range) miss every accuracy.
+  auto miss = [&](double epsilon) -> absl::StatusOr<double> {
+    absl::StatusOr<std::vector<double>> widths =
+        PredictHalfWidths(plan, epsilon, n);
+    if (!widths.ok()) {
+      if (epsilon == max_epsilon) return widths.status();
+      return std::numeric_limits<double>::infinity();
+    }
+    double widest = 0;
+    for (double w : *widths) widest = std::max(widest, w);
+    return std::log(widest / wanted);
+  };
+  // A metric without a data-independent width is the caller's error,
+  // whatever the epsilon: the first probe, at the maximum, tells.
+  absl::StatusOr<double> at_max = miss(max_epsilon);
+  if (!at_max.ok()) {
+    return absl::Status(at_max.status().code(),
+                        absl::StrCat("accuracy: ", at_max.status().message(),
+                                     "; ask for an epsilon instead"));
+  }
+  // Below a millionth of the maximum is not worth telling apart; above
+  // 2^20 times it, no accuracy is worth naming.
+  const double floor = max_epsilon * 1e-6;
+  const double ceiling = max_epsilon * 0x1p20;
+  // Widths fall about as 1 / epsilon, so the first guess is the maximum
+  // scaled by the miss; steps of 1.5x then bracket the answer as
+  // [low (misses), high (meets)].
+  double guess = std::clamp(max_epsilon * std::exp(*at_max), floor, ceiling);
+  double f_guess = guess == max_epsilon ? *at_max : *miss(guess);
+  double low, f_low, high, f_high;
+  if (f_guess <= 0) {
+    high = guess;
+    f_high = f_guess;
+    low = guess;
+    f_low = f_guess;
+    while (f_low <= 0) {
+      if (low <= floor) return floor;
+      high = low;
+      f_high = f_low;
+      low = std::max(low / 1.5, floor);
+      f_low = *miss(low);
+    }
+  } else {
+    low = guess;
+    f_low = f_guess;
+    high = guess;
+    f_high = f_guess;
+    while (f_high > 0) {
+      if (high >= ceiling) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "accuracy: no epsilon up to ", ceiling,
+            " gives every metric a half-width of ", wanted, " for cohorts of ",
+            n, " sessions; ask for a wider interval or larger cohorts"));
+      }
+      low = high;
+      f_low = f_high;
+      high = std::min(high * 1.5, ceiling);
+      f_high = *miss(high);  // only the maximum's probe can fail
+    }
+  }
+  // Shrinks the bracket on log(epsilon) to a relative width of 1e-4 by
+  // false position (Illinois variant), with a bisection step every third
+  // probe so the count is bounded whatever the shape (half-widths move in
+  // integer steps).
+  int side = 0;
+  for (int probe = 0; high / low > 1 + 1e-4 && probe < 100; ++probe) {
+    const double a = std::log(low), b = std::log(high);
+    double x = 0.5 * (a + b);
+    if (probe % 3 != 2 && std::isfinite(f_low) && f_low != f_high) {
+      x = b - f_high * (b - a) / (f_high - f_low);
+    }
+    const double margin = 1e-3 * (b - a);  // strictly inside
+    const double e = std::exp(std::clamp(x, a + margin, b - margin));
+    const double f = *miss(e);
+    if (f > 0) {
+      low = e;
+      f_low = f;
+      if (side == -1) f_high /= 2;
+      side = -1;
+    } else {
+      high = e;
+      f_high = f;
+      if (side == 1) f_low /= 2;
+      side = 1;
+    }
+  }
+  // 4 significant digits, rounded up (so it still meets the accuracy).
+  const double scale = std::pow(10.0, std::floor(std::log10(high)) - 3);
+  const double rounded = std::ceil(high / scale - 1e-9) * scale;
+  if (high > max_epsilon) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "accuracy: a half-width of ", wanted, " for cohorts of ", n,
+        " sessions needs epsilon ", rounded,
+        ", above this dataset's per-query maximum of ", max_epsilon));
+  }
+  if (rounded <= max_epsilon && *miss(rounded) <= 0) return rounded;
+  return high;
+}
+
+}  // namespace
+
+absl::StatusOr<double> ChooseEpsilonForAccuracy(
+    const QueryPlan& plan, const cohortd::v1::Accuracy& accuracy) {
+  // The search builds a releaser per probe (tens of milliseconds each),
+  // and a repeated question (e.g. one the release cache answers) would
+  // search again: memoise on every input of the search (bounded,
+  // thread-safe).
+  ASSIGN_OR_RETURN(ReleaserInputs inputs, InputsOf(plan));
+  std::string key = MemoKey(inputs);
+  AppendBits(&key, plan.dataset->privacy.max_epsilon);
+  AppendBits(&key, accuracy.half_width());
+  AppendBits(&key, accuracy.cohort_sessions());
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* memo ABSL_GUARDED_BY(mu) =
+      new absl::flat_hash_map<std::string, absl::StatusOr<double>>();
+  {
+    absl::MutexLock lock(&mu);
+    auto it = memo->find(key);
+    if (it != memo->end()) return it->second;
+  }
+  absl::StatusOr<double> epsilon =
+      SearchEpsilon(plan, accuracy.half_width(), accuracy.cohort_sessions());
+  absl::MutexLock lock(&mu);
+  if (memo->size() >= 1024) memo->clear();
+  memo->emplace(std::move(key), epsilon);
+  return epsilon;
+}
+
 absl::StatusOr<ExecutionResult> ExecuteQuery(
     const QueryPlan& plan, const DatasetView& view,
     const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
@@ -526,6 +710,12 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       if (s.spec->kind() == Metric::QUANTILES) {
         ASSIGN_OR_RETURN(s.grid, privacy::QuantileTree::Grid(s.domain));
         s.ComputeRowLeaves(view.num_sessions(), keyer.num_cohorts());
+      }
+    }
+    if (s.spec->kind() == Metric::GEOMETRIC_MEAN) {
+      s.geometric = releaser.geometric_mean(i);
+      if (s.geometric == nullptr) {
+        return absl::InternalError("releaser of another plan");
       }
     }
     if (s.spec->kind() == Metric::RATE) {
@@ -577,6 +767,12 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
         return absl::InternalError("planned dimension not indexed");
       }
       gates[g].label = &view.codes(dim);
+    }
+    if (plan.gates[g].controls_of >= 0) {
+      gates[g].controls = slots[plan.gates[g].controls_of].controls;
+      if (gates[g].controls.size() != plan.gates[g].controls.size()) {
+        return absl::InternalError("planned controls not indexed");
+      }
     }
   }
   // Cohort registry: keyer key -> dense cohort number, and each key's
@@ -663,6 +859,23 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   for (const CodeSet& f : filters) {
     f.column->Visit([&](const auto* codes) {
       for (uint32_t r = 0; r < num_rows; ++r) passes[r] &= f.accepts[codes[r]];
+    });
+  }
+  // Measure filters: the session carries the measure and its stored
+  // (clamped, fixed-point) value is in the planned range.
+  for (const QueryPlan::MeasureRange& range : plan.measure_ranges) {
+    const int index = view.FindMeasure(range.measure);
+    if (index < 0) return absl::InternalError("planned measure not indexed");
+    const MeasureColumn& column = view.measure(index);
+    // Stored values are offsets from fixed_lower(); the range's too.
+    const int64_t base = column.fixed_lower();
+    const uint64_t low = static_cast<uint64_t>(range.lower_fp - base);
+    const uint64_t high = static_cast<uint64_t>(range.upper_fp - base);
+    column.Visit([&](const auto* stored, auto absent) {
+      for (uint32_t r = 0; r < num_rows; ++r) {
+        const uint64_t v = stored[r];
+        passes[r] &= stored[r] != absent && v >= low && v <= high;
+      }
     });
   }
   std::vector<uint64_t> row_key(num_rows, 0);
@@ -780,6 +993,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
           in.sum_fp = s.sum[c];
           break;
         case Metric::MEAN:
+        case Metric::GEOMETRIC_MEAN:
           in.sum_fp = s.sum[c];
           in.sessions = s.b[c];
           break;

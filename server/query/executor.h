@@ -46,6 +46,28 @@ struct ExecutionResult {
 // Errors: InvalidArgument for parameters the core refuses.
 absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan);
 
+// Each metric's predicted interval half-width (privacy/query_release.h
+// PredictedHalfWidth) for a cohort of `cohort_sessions` sessions if
+// `plan` ran at `epsilon`: data-independent, from the releaser the plan
+// would get (whatever its mechanisms and budget split). Not memoised.
+// Errors: InvalidArgument when the core refuses the parameters or a
+// metric has no data-independent half-width (QUANTILES).
+absl::StatusOr<std::vector<double>> PredictHalfWidths(const QueryPlan& plan,
+                                                      double epsilon,
+                                                      int64_t cohort_sessions);
+
+// Accuracy-first: the smallest epsilon (to 4 significant digits, rounded
+// up) at which every metric's predicted half-width for a cohort of
+// accuracy.cohort_sessions sessions is <= accuracy.half_width, found by a
+// bracketing search on log(epsilon) (false position with bisection steps)
+// over PredictHalfWidths, which does not increase with epsilon; at least
+// max_epsilon / 10^6. Depends only on the plan and the config.
+// Errors: FailedPrecondition naming the epsilon needed when it exceeds the
+// dataset's max_epsilon (or that none up to 2^20 max_epsilon suffices);
+// InvalidArgument for a QUANTILES metric.
+absl::StatusOr<double> ChooseEpsilonForAccuracy(
+    const QueryPlan& plan, const cohortd::v1::Accuracy& accuracy);
+
 // Runs `plan` over `view`, releasing through `releaser` (MakeReleaser of
 // the same plan), which guards every cohort with k + partition selection.
 // `bounding_key` (16 secret bytes) keys the contribution bounder; derive it

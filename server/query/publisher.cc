@@ -29,6 +29,8 @@ std::string GaugeName(Metric::Kind kind) {
       return "cohortd_published_mean";
     case Metric::RATE:
       return "cohortd_published_rate";
+    case Metric::GEOMETRIC_MEAN:
+      return "cohortd_published_geometric_mean";
     default:
       return "cohortd_published_quantile";
   }

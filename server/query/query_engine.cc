@@ -60,7 +60,16 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
   ASSIGN_OR_RETURN(privacy::QueryReleaser releaser, MakeReleaser(plan));
   const privacy::PrivacyCharge charge = releaser.budget().Charge();
   const privacy::ReportedCost cost = releaser.budget().Reported();
-  RETURN_IF_ERROR(journal_->CheckAffordable(principal, dataset, charge, cost));
+  absl::Status affordable =
+      journal_->CheckAffordable(principal, dataset, charge, cost);
+  if (plan.accuracy_first && absl::IsResourceExhausted(affordable)) {
+    // API.md: an accuracy the remaining budget cannot pay for is a
+    // precondition the analyst must change, naming the epsilon needed.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "accuracy: needs epsilon ", plan.epsilon,
+        ", more than the remaining budget: ", affordable.message()));
+  }
+  RETURN_IF_ERROR(affordable);
 
   // The bounding key depends on the canonical request only, so the same
   // question bounds the same way whenever it is recomputed.

@@ -39,6 +39,8 @@ class QueryEngine {
   // (response.data_as_of = its seal time), or the stored release of the
   // identical request on that snapshot (from_cache, free, audited).
   // Errors: InvalidArgument (request), ResourceExhausted (budget),
+  // FailedPrecondition (an accuracy-first request needing more epsilon
+  // than max_epsilon or the remaining budget; names the epsilon),
   // Unavailable (storage), Internal.
   absl::StatusOr<cohortd::v1::AggregateResponse> Aggregate(
       const std::string& principal,

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,8 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/common/status_macros.h"
+#include "server/privacy/aggregations.h"
+#include "server/query/executor.h"
 
 namespace cohortd {
 namespace {
@@ -106,6 +109,8 @@ std::string DefaultName(const Metric& m) {
                           absl::StrJoin(m.rate_of().any_of(), "_"));
     case Metric::QUANTILES:
       return absl::StrCat("quantiles_", m.measure());
+    case Metric::GEOMETRIC_MEAN:
+      return absl::StrCat("geomean_", m.measure());
     default:
       return "metric";
   }
@@ -113,9 +118,9 @@ std::string DefaultName(const Metric& m) {
 
 absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
   const std::string field = absl::StrCat("metrics[", i, "]");
-  const bool needs_measure = m->kind() == Metric::SUM ||
-                             m->kind() == Metric::MEAN ||
-                             m->kind() == Metric::QUANTILES;
+  const bool needs_measure =
+      m->kind() == Metric::SUM || m->kind() == Metric::MEAN ||
+      m->kind() == Metric::QUANTILES || m->kind() == Metric::GEOMETRIC_MEAN;
   switch (m->kind()) {
     case Metric::SESSIONS:
     case Metric::ACCOUNTS:
@@ -123,16 +128,12 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
     case Metric::MEAN:
     case Metric::RATE:
     case Metric::QUANTILES:
-      break;
     case Metric::GEOMETRIC_MEAN:
-      return absl::UnimplementedError(
-          absl::StrCat(field,
-                       ".kind: GEOMETRIC_MEAN is not supported by this cohortd "
-                       "yet"));
+      break;
     default:
       return Invalid(absl::StrCat(field, ".kind"),
                      "must be one of SESSIONS, ACCOUNTS, SUM, MEAN, RATE, "
-                     "QUANTILES");
+                     "QUANTILES, GEOMETRIC_MEAN");
   }
   if (!m->adjust_for().empty() && m->kind() != Metric::RATE &&
       m->kind() != Metric::MEAN) {
@@ -150,7 +151,22 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
     }
   } else if (!m->measure().empty()) {
     return Invalid(absl::StrCat(field, ".measure"),
-                   "only SUM, MEAN and QUANTILES take a measure");
+                   "only SUM, MEAN, GEOMETRIC_MEAN and QUANTILES take a "
+                   "measure");
+  }
+  if (m->kind() == Metric::GEOMETRIC_MEAN) {
+    const MeasureSpec* spec = ds.FindMeasure(m->measure());
+    ASSIGN_OR_RETURN(privacy::MeasureDomain domain,
+                     privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                    spec->granularity));
+    const int64_t floor_fp =
+        privacy::GeometricMeanMetric::FloorFixedPoint(domain);
+    if (domain.upper_fp <= floor_fp) {
+      return Invalid(
+          absl::StrCat(field, ".measure"),
+          absl::StrCat("GEOMETRIC_MEAN needs a positive range; '", m->measure(),
+                       "' has bounds [", spec->lower, ", ", spec->upper, "]"));
+    }
   }
   if (m->kind() == Metric::RATE) {
     const std::string rate_field = absl::StrCat(field, ".rate_of");
@@ -262,6 +278,74 @@ absl::Status PlanAdjustment(
   return absl::OkStatus();
 }
 
+// The fixed-point range [lower_fp, upper_fp] of the stored values (clamped
+// to the bounds, step g) a measure filter keeps. A stored value is
+// fp * g, so with 1e-9 slack for decimal steps (as MeasureDomain):
+//   v >= t  <=>  fp >= ceil(t / g)       v >  t  <=>  fp >= floor(t / g) + 1
+//   v <= t  <=>  fp <= floor(t / g)      v <  t  <=>  fp <= ceil(t / g) - 1
+absl::StatusOr<QueryPlan::MeasureRange> PlanMeasureFilter(
+    const DatasetSpec& ds, int i, const cohortd::v1::MeasureFilter& f) {
+  const std::string field = absl::StrCat("measure_filters[", i, "]");
+  const MeasureSpec* spec = ds.FindMeasure(f.measure());
+  if (spec == nullptr) {
+    return Invalid(
+        absl::StrCat(field, ".measure"),
+        absl::StrCat(f.measure().empty()
+                         ? std::string("is required")
+                         : absl::StrCat("unknown measure '", f.measure(), "'"),
+                     "; measures: ", MeasureNames(ds)));
+  }
+  if (f.has_above() && f.has_at_least()) {
+    return Invalid(field, "set at most one of above and at_least");
+  }
+  if (f.has_below() && f.has_at_most()) {
+    return Invalid(field, "set at most one of below and at_most");
+  }
+  if (!f.has_above() && !f.has_at_least() && !f.has_below() &&
+      !f.has_at_most()) {
+    return Invalid(field,
+                   "set at least one of above, at_least, below, at_most");
+  }
+  for (const auto& [name, has, value] :
+       {std::make_tuple("above", f.has_above(), f.above()),
+        std::make_tuple("at_least", f.has_at_least(), f.at_least()),
+        std::make_tuple("below", f.has_below(), f.below()),
+        std::make_tuple("at_most", f.has_at_most(), f.at_most())}) {
+    if (has && !std::isfinite(value)) {
+      return Invalid(absl::StrCat(field, ".", name), "must be a finite number");
+    }
+  }
+  const double g = spec->granularity;
+  const int64_t bound_lower = std::llround(spec->lower / g);
+  const int64_t bound_upper = std::llround(spec->upper / g);
+  // In double until clamped to the bounds, so no threshold overflows.
+  double lower = static_cast<double>(bound_lower);
+  double upper = static_cast<double>(bound_upper);
+  if (f.has_at_least()) {
+    lower = std::max(lower, std::ceil(f.at_least() / g - 1e-9));
+  }
+  if (f.has_above()) {
+    lower = std::max(lower, std::floor(f.above() / g + 1e-9) + 1);
+  }
+  if (f.has_at_most()) {
+    upper = std::min(upper, std::floor(f.at_most() / g + 1e-9));
+  }
+  if (f.has_below()) {
+    upper = std::min(upper, std::ceil(f.below() / g - 1e-9) - 1);
+  }
+  if (lower > upper) {
+    return Invalid(field,
+                   absl::StrCat("keeps no value: the range is empty within '",
+                                spec->name, "''s bounds [", spec->lower, ", ",
+                                spec->upper, "] in steps of ", g));
+  }
+  QueryPlan::MeasureRange range;
+  range.measure = spec->name;
+  range.lower_fp = static_cast<int64_t>(lower);
+  range.upper_fp = static_cast<int64_t>(upper);
+  return range;
+}
+
 }  // namespace
 
 absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
@@ -368,16 +452,21 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       static_cast<int>(std::max<int64_t>(1, std::min(l0, possible)));
 
   // Contributor gates of the canonical metrics.
-  for (const Metric& m : c.metrics()) {
+  for (int i = 0; i < c.metrics_size(); ++i) {
+    const Metric& m = c.metrics(i);
     PlanGate gate;
+    const std::vector<QueryPlan::Control>& controls = plan.ControlsOf(i);
     if (m.kind() == Metric::SUM || m.kind() == Metric::MEAN ||
-        m.kind() == Metric::QUANTILES) {
+        m.kind() == Metric::QUANTILES || m.kind() == Metric::GEOMETRIC_MEAN) {
       gate.measure = m.measure();
     } else if (m.kind() == Metric::RATE) {
       const std::string& label = m.rate_of().dimension();
       const DimensionSpec* dim = ds.FindDimension(label);
-      if (group_by.count(label) == 0 && filters.count(label) == 0 &&
-          !dim->derived) {
+      // An adjusted rate is gated even when every session carries its
+      // label: not every one carries a level of every control.
+      if ((group_by.count(label) == 0 && filters.count(label) == 0 &&
+           !dim->derived) ||
+          !controls.empty()) {
         gate.label = label;
       }
     }
@@ -385,21 +474,22 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       plan.metric_gates.push_back(-1);
       continue;
     }
+    for (const QueryPlan::Control& control : controls) {
+      gate.controls.push_back(control.name);
+    }
+    if (!controls.empty()) gate.controls_of = i;
     auto same = [&](const PlanGate& other) {
-      return other.measure == gate.measure && other.label == gate.label;
+      return other.measure == gate.measure && other.label == gate.label &&
+             other.controls == gate.controls;
     };
     auto it = std::find_if(plan.gates.begin(), plan.gates.end(), same);
     plan.metric_gates.push_back(static_cast<int>(it - plan.gates.begin()));
     if (it == plan.gates.end()) plan.gates.push_back(std::move(gate));
   }
 
-  // Round 2 request fields this cohortd does not implement yet are refused
-  // rather than ignored, so no client mistakes an unfiltered or noise-only
-  // answer for the one it asked.
-  if (!req.measure_filters().empty()) {
-    return absl::UnimplementedError(
-        "measure_filters: not supported by this cohortd yet");
-  }
+  // Interval kinds: a metric whose interval cannot include sampling is
+  // refused rather than given a noise-only one, so no client mistakes it
+  // for the interval it asked.
   switch (req.interval()) {
     case cohortd::v1::NOISE:
       break;
@@ -410,11 +500,12 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       for (int i = 0; i < c.metrics_size(); ++i) {
         const Metric& m = c.metrics(i);
         if (m.kind() != Metric::SESSIONS && m.kind() != Metric::SUM &&
-            m.kind() != Metric::MEAN && m.kind() != Metric::RATE) {
+            m.kind() != Metric::MEAN && m.kind() != Metric::RATE &&
+            m.kind() != Metric::GEOMETRIC_MEAN) {
           return Invalid(
               "interval",
-              absl::StrCat("NOISE_AND_SAMPLING covers SESSIONS, SUM, MEAN "
-                           "and RATE; metric '",
+              absl::StrCat("NOISE_AND_SAMPLING covers SESSIONS, SUM, MEAN, "
+                           "RATE and GEOMETRIC_MEAN; metric '",
                            m.name(), "' is ", Metric::Kind_Name(m.kind()),
                            " (ask it in a separate NOISE query)"));
         }
@@ -433,9 +524,29 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
     default:
       return Invalid("interval", "must be NOISE or NOISE_AND_SAMPLING");
   }
-  if (req.has_accuracy()) {
-    return absl::UnimplementedError(
-        "accuracy: not supported by this cohortd yet");
+
+  // measure filters
+  for (int i = 0; i < req.measure_filters_size(); ++i) {
+    ASSIGN_OR_RETURN(QueryPlan::MeasureRange range,
+                     PlanMeasureFilter(ds, i, req.measure_filters(i)));
+    for (const auto& other : plan.measure_ranges) {
+      if (other.measure == range.measure) {
+        return Invalid(absl::StrCat("measure_filters[", i, "]"),
+                       absl::StrCat("measure '", range.measure,
+                                    "' is filtered twice; give its range in "
+                                    "one filter"));
+      }
+    }
+    plan.measure_ranges.push_back(std::move(range));
+  }
+  std::sort(plan.measure_ranges.begin(), plan.measure_ranges.end(),
+            [](const auto& a, const auto& b) { return a.measure < b.measure; });
+  for (const auto& range : plan.measure_ranges) {
+    const double g = ds.FindMeasure(range.measure)->granularity;
+    cohortd::v1::MeasureFilter* f = c.add_measure_filters();
+    f->set_measure(range.measure);
+    f->set_at_least(static_cast<double>(range.lower_fp) * g);
+    f->set_at_most(static_cast<double>(range.upper_fp) * g);
   }
 
   // privacy parameters
@@ -456,6 +567,41 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
   }
   plan.confidence = req.confidence() == 0 ? 0.95 : req.confidence();
   plan.delta = privacy.delta;
+  if (req.has_accuracy()) {
+    if (req.epsilon() != 0) {
+      return Invalid("epsilon",
+                     "must be 0 with accuracy: cohortd chooses the epsilon");
+    }
+    const cohortd::v1::Accuracy& a = req.accuracy();
+    if (!(a.half_width() > 0) || !std::isfinite(a.half_width())) {
+      return Invalid("accuracy.half_width",
+                     "must be a positive number, in the metrics' units");
+    }
+    if (a.cohort_sessions() < 1) {
+      return Invalid("accuracy.cohort_sessions",
+                     "must be a positive number of sessions");
+    }
+    // The predicted widths are the noise intervals' (data-independent);
+    // a sampling part or an adjusted metric's regression interval depends
+    // on the data, so no epsilon could promise them.
+    if (c.interval() == cohortd::v1::NOISE_AND_SAMPLING) {
+      return Invalid("accuracy",
+                     "needs interval NOISE: a NOISE_AND_SAMPLING interval's "
+                     "sampling part depends on the data, so no epsilon "
+                     "guarantees its width");
+    }
+    for (const Metric& m : c.metrics()) {
+      if (!m.adjust_for().empty()) {
+        return Invalid("accuracy",
+                       absl::StrCat("metric '", m.name(),
+                                    "' is adjusted (adjust_for): its "
+                                    "interval depends on the data, so no "
+                                    "epsilon guarantees its width"));
+      }
+    }
+    ASSIGN_OR_RETURN(plan.epsilon, ChooseEpsilonForAccuracy(plan, a));
+    plan.accuracy_first = true;
+  }
   c.set_epsilon(plan.epsilon);
   c.set_confidence(plan.confidence);
 

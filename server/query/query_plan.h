@@ -57,15 +57,22 @@ struct QueryPlan {
   // metric reads are those carrying `measure` (SUM, MEAN, QUANTILES) or,
   // when `measure` is empty, a value of dimension `label` (RATE). One gate
   // per distinct set, in first-use order of the canonical metrics.
+  // An adjusted metric's gate (Metric.adjust_for) also requires a level of
+  // every control: it counts the accounts whose kept sessions enter the
+  // regression, so no adjusted value rests on fewer than k accounts
+  // (`controls`: the control names, canonical order; `controls_of`: a
+  // canonical metric with those controls, whose levels the executor uses).
   struct ContributorGate {
     std::string measure;
     std::string label;
+    std::vector<std::string> controls;
+    int controls_of = -1;
   };
   std::vector<ContributorGate> gates;
   // Per canonical metric: its gate's index, or -1 when its contributing
-  // accounts are the cohort's (SESSIONS, ACCOUNTS, and a RATE whose label
-  // dimension is grouped by, filtered or derived, so every session of the
-  // cohort carries it).
+  // accounts are the cohort's (SESSIONS, ACCOUNTS, and an unadjusted RATE
+  // whose label dimension is grouped by, filtered or derived, so every
+  // session of the cohort carries it).
   std::vector<int> metric_gates;
   // Metric.adjust_for: per canonical metric (shorter when no later metric
   // is adjusted), its controls in canonical (sorted) order with their
@@ -83,10 +90,34 @@ struct QueryPlan {
     return static_cast<size_t>(i) < metric_controls.size() ? metric_controls[i]
                                                            : *kNone;
   }
+  // Measure filters (AggregateRequest.measure_filters), sorted by measure:
+  // a session is kept only if it carries the measure and its stored
+  // (clamped, fixed-point) value v satisfies lower_fp <= v <= upper_fp.
+  // They apply before contribution bounding: the filtered sessions are
+  // the population the query reads. The canonical request lists each as
+  // {measure, at_least: lower_fp * g, at_most: upper_fp * g}, so filters
+  // that keep the same values are one question ("above 0" and "at_least
+  // 1" for a measure in whole units).
+  struct MeasureRange {
+    std::string measure;
+    int64_t lower_fp = 0;
+    int64_t upper_fp = 0;
+  };
+  std::vector<MeasureRange> measure_ranges;
+  // Accuracy-first (AggregateRequest.accuracy): the epsilon was chosen by
+  // ChooseEpsilonForAccuracy and is the canonical epsilon; the request's
+  // accuracy is not part of the canonical form (the same epsilon asked
+  // directly is the same release).
+  bool accuracy_first = false;
 };
 
+// With `accuracy` set (and epsilon 0) the epsilon is the smallest that
+// gives every metric a predicted interval half-width <= accuracy.half_width
+// for a cohort of accuracy.cohort_sessions sessions (executor.h
+// ChooseEpsilonForAccuracy); it must not exceed max_epsilon.
 // Errors: InvalidArgument naming the field (e.g. "metrics[1].measure") and
-// the allowed values or range. Thread-safe.
+// the allowed values or range; FailedPrecondition naming the epsilon
+// needed when an accuracy needs more than max_epsilon. Thread-safe.
 absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
                                     const cohortd::v1::AggregateRequest& req);
 

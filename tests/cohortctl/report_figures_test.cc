@@ -90,9 +90,10 @@ TEST(StudyFiguresTest, SevenFiguresWithinTheQueryAndTotalBudget) {
     }
   }
   EXPECT_DOUBLE_EQ(total, 9.5);
-  // Figure 7 is about problem sessions only.
-  ASSERT_EQ(figures[6].queries[0].filters_size(), 1);
-  EXPECT_EQ(figures[6].queries[0].filters(0).dimension(), "work_mode");
+  // Figure 7 is about problem sessions only: failure signal > 3.
+  ASSERT_EQ(figures[6].queries[0].measure_filters_size(), 1);
+  EXPECT_EQ(figures[6].queries[0].measure_filters(0).measure(),
+            "failure_signal");
 }
 
 TEST(BuildFigureTest, WorkModeSharesByMonthWithTruthAndSuppression) {

@@ -319,6 +319,78 @@ TEST_F(SamplingAdjustIntegrationTest, AdjustedRateRemovesPlantedConfounding) {
             half("expert") + half("novice") + 0.02);
 }
 
+// Invariant 2 for adjusted metrics: the k rule counts the accounts whose
+// sessions carry the rate's label and a level of every control (the rows
+// the regression reads). Every novice session has an outcome, but only 3
+// novice accounts (k = 10) report a work mode: novices get their raw rate
+// and no adjusted one; experts, whose sessions all carry a work mode, get
+// both.
+TEST_F(SamplingAdjustIntegrationTest, AdjustedRateNeedsKAccountsWithControls) {
+  uint64_t state = 11;
+  cohortd::v1::PushRequest request;
+  request.set_dataset("sessions");
+  constexpr int kAccounts = 5000;
+  for (int a = 0; a < kAccounts; ++a) {
+    const bool expert = a % 2 == 0;
+    for (int s = 0; s < 4; ++s) {
+      cohortd::v1::Observation* obs = request.add_observations();
+      const std::string account = absl::StrCat("acct-", a);
+      obs->set_session_id(absl::StrCat(account, "-s", s));
+      obs->set_account_id(account);
+      obs->mutable_session_start()->set_seconds(kJan2026 + serial_++);
+      obs->set_source("test_classifier@1");
+      (*obs->mutable_labels())["expertise"] = expert ? "expert" : "novice";
+      (*obs->mutable_labels())["outcome"] =
+          Uniform(&state) < 0.3 ? "success" : "failure";
+      if (expert || a < 6) {
+        (*obs->mutable_labels())["work_mode"] =
+            Uniform(&state) < 0.5 ? "build" : "fix";
+      }
+    }
+    if (request.observations_size() >= 4000 || a == kAccounts - 1) {
+      cohortd::v1::PushResponse response;
+      auto context = AuthContext(server_->tokens().ingest);
+      const grpc::Status status =
+          ingest_->Push(context.get(), request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ASSERT_EQ(response.rejected_size(), 0);
+      request.clear_observations();
+    }
+  }
+  Seal();
+  AggregateRequest query;
+  query.set_dataset("sessions");
+  query.add_group_by("expertise");
+  query.set_epsilon(2);
+  Metric raw;
+  raw.set_kind(Metric::RATE);
+  raw.set_name("raw");
+  raw.mutable_rate_of()->set_dimension("outcome");
+  raw.mutable_rate_of()->add_any_of("success");
+  Metric adjusted = raw;
+  adjusted.set_name("adjusted");
+  adjusted.add_adjust_for("work_mode");
+  *query.add_metrics() = raw;
+  *query.add_metrics() = adjusted;
+  AggregateResponse response;
+  const grpc::Status status = Aggregate(query, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::map<std::string, std::map<std::string, Estimate>> t;
+  for (const auto& c : response.cohorts()) {
+    for (const Estimate& e : c.estimates()) {
+      t[c.key().at("expertise")][e.metric()] = e;
+    }
+  }
+  ASSERT_EQ(t.count("novice"), 1u);
+  ASSERT_EQ(t.count("expert"), 1u);
+  EXPECT_EQ(t["novice"].count("raw"), 1u);
+  EXPECT_EQ(t["novice"].count("adjusted"), 0u);
+  EXPECT_EQ(t["expert"].count("raw"), 1u);
+  ASSERT_EQ(t["expert"].count("adjusted"), 1u);
+  // A success rate of 0.3 in both modes; the noise sd here is ~0.03.
+  EXPECT_NEAR(t["expert"]["adjusted"].value(), 0.3, 0.15);
+}
+
 TEST_F(SamplingAdjustIntegrationTest, AdjustForRefusesWhatItCannotAdjust) {
   auto ask = [&](std::function<void(AggregateRequest*)> edit) {
     AggregateRequest request = RateAndMean(cohortd::v1::NOISE);

@@ -136,5 +136,70 @@ TEST(SamplingIntervalTest, ChargedAsASecondMetricShare) {
   EXPECT_DOUBLE_EQ(with.budget().rho_total, two.budget().rho_total);
 }
 
+// GEOMETRIC_MEAN under NOISE_AND_SAMPLING: the sampling part is the ratio
+// case on ln values, combined in log units and exp'ed back. Accounts with
+// 4 sessions each at 2 or at 32 (half each): geometric mean 8; the
+// per-account mean of ln differs from ln 8 by ln 4, so the clustered SE of
+// the log mean over m accounts is ln 4 / sqrt(m) (times sqrt(m/(m-1))).
+TEST(SamplingIntervalTest, GeometricMeanWidensOnTheLogScale) {
+  QueryPrivacyParams params;
+  params.bounds = {4, 8};
+  params.epsilon = 50;  // little noise: the sampling part dominates
+  absl::StatusOr<MeasureDomain> domain = MeasureDomain::Create(0, 200, 0.01);
+  ASSERT_OK(domain);
+  MetricRequest geo{MetricKind::kGeometricMean, *domain, {}};
+  geo.gate = 0;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser noise_only,
+                       QueryReleaser::Create(params, {geo}, 1));
+  geo.sampling_interval = true;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser sampled,
+                       QueryReleaser::Create(params, {geo}, 1));
+  const GeometricMeanMetric* mechanism = sampled.geometric_mean(0);
+  ASSERT_NE(mechanism, nullptr);
+
+  constexpr int kAccounts = 400;
+  std::vector<AccountTotal> totals;
+  MetricInput in;
+  for (int a = 0; a < kAccounts; ++a) {
+    const int64_t log_fp = mechanism->LogFixedPoint(a % 2 == 0 ? 200 : 3200);
+    totals.push_back({4 * log_fp, 4});
+    in.sum_fp += 4 * log_fp;
+    in.sessions += 4;
+  }
+  in.account_totals = totals;
+  const double se = std::log(4.0) / std::sqrt(kAccounts - 1.0);
+  const double z = TwoSidedNormalQuantile(0.95);
+
+  DeterministicRandom source(7);
+  RandomWords rng(&source);
+  for (int trial = 0; trial < 20; ++trial) {
+    ASSERT_OK_AND_ASSIGN(
+        CohortRelease plain,
+        noise_only.ReleaseCohort(kAccounts, {kAccounts}, {in}, rng));
+    ASSERT_OK_AND_ASSIGN(
+        CohortRelease wide,
+        sampled.ReleaseCohort(kAccounts, {kAccounts}, {in}, rng));
+    ASSERT_TRUE(plain.released && wide.released);
+    const Estimate& p = plain.metrics[0].estimate;
+    const Estimate& w = wide.metrics[0].estimate;
+    // Within the metric's domain [floor, hi] = [0.01, 200].
+    EXPECT_GE(w.ci_low, 0.01 * (1 - 1e-9));
+    EXPECT_LE(w.ci_high, 200 * (1 + 1e-9));
+    EXPECT_LT(w.ci_low, w.value);
+    EXPECT_GT(w.ci_high, w.value);
+    // In log units each side is about z SE (an upper confidence value:
+    // low only when Q's noise is below -c_Q; 0.9 leaves room for that)
+    // and not far above it with the noise added.
+    const double up = std::log(w.ci_high / w.value);
+    const double down = std::log(w.value / w.ci_low);
+    const double noise = std::log(p.ci_high / p.ci_low) / 2;
+    EXPECT_GE(up, z * se * 0.9) << trial;
+    EXPECT_GE(down, z * se * 0.9) << trial;
+    EXPECT_LE(up, std::hypot(2 * z * se, 2 * noise)) << trial;
+    EXPECT_LE(down, std::hypot(2 * z * se, 2 * noise)) << trial;
+    EXPECT_GT(w.ci_high - w.ci_low, p.ci_high - p.ci_low);
+  }
+}
+
 }  // namespace
 }  // namespace cohortd::privacy

@@ -1,6 +1,7 @@
 #include "tools/cohortctl/metric_spec.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -93,6 +94,15 @@ absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec) {
     metric.set_measure(std::string(measure));
     return metric;
   }
+  if (kind == "geomean") {
+    const absl::string_view measure = absl::StripAsciiWhitespace(argument);
+    if (measure.empty() || measure.find(':') != absl::string_view::npos) {
+      return NeedsArgument(kind, "geomean:MEASURE");
+    }
+    metric.set_kind(Metric::GEOMETRIC_MEAN);
+    metric.set_measure(std::string(measure));
+    return metric;
+  }
   if (kind == "rate") {
     if (!has_argument) return NeedsArgument(kind, "rate:DIMENSION=V1,V2");
     absl::StatusOr<cohortd::v1::Filter> rate_of = ParseFilterSpec(argument);
@@ -130,7 +140,8 @@ absl::StatusOr<cohortd::v1::Metric> ParseMetricSpec(absl::string_view spec) {
   return absl::InvalidArgumentError(
       absl::StrCat("unknown metric '", kind,
                    "'; metrics: sessions, accounts, sum:MEASURE, mean:MEASURE, "
-                   "rate:DIMENSION=V1,V2, quantiles:MEASURE[:Q1,Q2,...]"));
+                   "geomean:MEASURE, rate:DIMENSION=V1,V2, "
+                   "quantiles:MEASURE[:Q1,Q2,...]"));
 }
 
 std::string MetricOutputName(const cohortd::v1::Metric& metric) {
@@ -149,6 +160,8 @@ std::string MetricOutputName(const cohortd::v1::Metric& metric) {
                           absl::StrJoin(metric.rate_of().any_of(), "_"));
     case Metric::QUANTILES:
       return absl::StrCat("quantiles_", metric.measure());
+    case Metric::GEOMETRIC_MEAN:
+      return absl::StrCat("geomean_", metric.measure());
     default:
       return "";
   }
@@ -166,6 +179,80 @@ absl::StatusOr<std::vector<std::string>> ParseGroupBy(absl::string_view spec) {
     }
   }
   return dimensions;
+}
+
+bool IsMeasureFilterSpec(absl::string_view spec) {
+  return spec.find_first_of("<>") != absl::string_view::npos;
+}
+
+absl::Status AddMeasureFilterSpec(absl::string_view spec,
+                                  cohortd::v1::AggregateRequest* request) {
+  const size_t at = spec.find_first_of("<>");
+  if (at == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measure filter '", spec, "' needs one of >, >=, <, <="));
+  }
+  const std::string measure(absl::StripAsciiWhitespace(spec.substr(0, at)));
+  const bool greater = spec[at] == '>';
+  const bool inclusive = at + 1 < spec.size() && spec[at + 1] == '=';
+  const absl::string_view number =
+      absl::StripAsciiWhitespace(spec.substr(at + (inclusive ? 2 : 1)));
+  double value;
+  const bool name_ok =
+      !measure.empty() &&
+      std::all_of(measure.begin(), measure.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+      });
+  if (!name_ok || !absl::SimpleAtod(number, &value) || !std::isfinite(value)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measure filter '", spec,
+        "' must read MEASURE>V, MEASURE>=V, MEASURE<V or MEASURE<=V with a "
+        "number V"));
+  }
+  cohortd::v1::MeasureFilter* filter = nullptr;
+  for (auto& f : *request->mutable_measure_filters()) {
+    if (f.measure() == measure) filter = &f;
+  }
+  if (filter == nullptr) {
+    filter = request->add_measure_filters();
+    filter->set_measure(measure);
+  }
+  const bool has_side = greater ? filter->has_above() || filter->has_at_least()
+                                : filter->has_below() || filter->has_at_most();
+  if (has_side) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measure '", measure, "' has two ", greater ? "lower" : "upper",
+        " bounds; give one"));
+  }
+  if (greater) {
+    inclusive ? filter->set_at_least(value) : filter->set_above(value);
+  } else {
+    inclusive ? filter->set_at_most(value) : filter->set_below(value);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<cohortd::v1::Accuracy> ParseAccuracySpec(
+    absl::string_view spec) {
+  const size_t at = spec.find('@');
+  double half_width;
+  int64_t sessions;
+  if (at == absl::string_view::npos ||
+      !absl::SimpleAtod(absl::StripAsciiWhitespace(spec.substr(0, at)),
+                        &half_width) ||
+      !(half_width > 0) || !std::isfinite(half_width) ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(spec.substr(at + 1)),
+                        &sessions) ||
+      sessions < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--accuracy '", spec,
+        "' must read HALF_WIDTH@SESSIONS, e.g. 0.05@2000 (a positive "
+        "half-width for cohorts of a positive number of sessions)"));
+  }
+  cohortd::v1::Accuracy accuracy;
+  accuracy.set_half_width(half_width);
+  accuracy.set_cohort_sessions(sessions);
+  return accuracy;
 }
 
 }  // namespace cohortd::cohortctl

@@ -1,8 +1,10 @@
 // The small languages of `cohortctl query`'s flags, parsed into the
 // request's protos:
 //   --metric   [NAME=]sessions | accounts | sum:MEASURE | mean:MEASURE |
-//              rate:DIM=V1,V2 | quantiles:MEASURE[:Q1,Q2,...]
-//   --filter   DIM=V1,V2
+//              geomean:MEASURE | rate:DIM=V1,V2 |
+//              quantiles:MEASURE[:Q1,Q2,...]
+//   --filter   DIM=V1,V2 | MEASURE>V | MEASURE>=V | MEASURE<V | MEASURE<=V
+//   --accuracy HALF_WIDTH@SESSIONS
 //   --group-by DIM1,DIM2
 // Only the syntax is checked here; whether a dimension or measure exists is
 // the server's call (its INVALID_ARGUMENT names the allowed values).
@@ -38,6 +40,21 @@ std::string MetricOutputName(const cohortd::v1::Metric& metric);
 // Parses "DIM=V1,V2" (one --filter, or rate's argument). Values are kept
 // verbatim (trimmed); empty ones are an error.
 absl::StatusOr<cohortd::v1::Filter> ParseFilterSpec(absl::string_view spec);
+
+// True when a --filter is a measure filter (it contains '<' or '>').
+bool IsMeasureFilterSpec(absl::string_view spec);
+
+// Adds one measure --filter ("lines_added>0", "failure_signal>=3",
+// "prompts<10", "task_value_usd<=500") to `request`: two filters on one
+// measure make one range (e.g. "x>=1" and "x<5"). Fails with
+// INVALID_ARGUMENT on bad syntax or a second lower (upper) bound.
+absl::Status AddMeasureFilterSpec(absl::string_view spec,
+                                  cohortd::v1::AggregateRequest* request);
+
+// Parses --accuracy "HALF_WIDTH@SESSIONS" (e.g. "0.05@2000"): the
+// interval half-width wanted for cohorts of that many sessions.
+// INVALID_ARGUMENT unless both are positive.
+absl::StatusOr<cohortd::v1::Accuracy> ParseAccuracySpec(absl::string_view spec);
 
 // Parses "DIM1,DIM2". A dimension named twice is an error.
 absl::StatusOr<std::vector<std::string>> ParseGroupBy(absl::string_view spec);

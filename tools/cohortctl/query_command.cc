@@ -24,6 +24,11 @@ absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
     }
   }
   for (const std::string& spec : flags.GetAll("filter")) {
+    if (IsMeasureFilterSpec(spec)) {
+      absl::Status added = AddMeasureFilterSpec(spec, &request);
+      if (!added.ok()) return added;
+      continue;
+    }
     absl::StatusOr<cohortd::v1::Filter> filter = ParseFilterSpec(spec);
     if (!filter.ok()) return filter.status();
     *request.add_filters() = *std::move(filter);
@@ -44,6 +49,17 @@ absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
     return absl::InvalidArgumentError("--epsilon must be positive");
   }
   request.set_epsilon(*epsilon);
+  if (flags.Has("accuracy")) {
+    if (*epsilon != 0) {
+      return absl::InvalidArgumentError(
+          "--accuracy and --epsilon exclude each other: with --accuracy "
+          "cohortd chooses the epsilon");
+    }
+    absl::StatusOr<cohortd::v1::Accuracy> accuracy =
+        ParseAccuracySpec(flags.Get("accuracy"));
+    if (!accuracy.ok()) return accuracy.status();
+    *request.mutable_accuracy() = *accuracy;
+  }
   absl::StatusOr<double> confidence = flags.GetDouble("confidence", 0);
   if (!confidence.ok()) return confidence.status();
   if (*confidence < 0 || *confidence >= 1) {
@@ -117,9 +133,21 @@ Command QueryCommand() {
       "  accounts                       number of distinct accounts\n"
       "  sum:MEASURE                    sum of a measure\n"
       "  mean:MEASURE                   mean of a measure\n"
+      "  geomean:MEASURE                geometric mean (zeros count as the\n"
+      "                                 measure's smallest positive step)\n"
       "  rate:DIM=V1,V2                 share of sessions with DIM in V1,V2\n"
       "  quantiles:MEASURE[:Q1,Q2,..]   quantiles (default 0.05,0.25,0.5,\n"
       "                                 0.75,0.95)\n"
+      "\n"
+      "filters (--filter, repeatable, all must hold): DIM=V1,V2 keeps\n"
+      "sessions with DIM in V1,V2; MEASURE>V, >=, <, <= keep sessions\n"
+      "carrying MEASURE in that range (two make one range), before\n"
+      "contribution bounding.\n"
+      "\n"
+      "--accuracy HALF_WIDTH@SESSIONS asks for intervals of that half-width\n"
+      "(each metric in its own unit) for cohorts of SESSIONS sessions:\n"
+      "cohortd charges the smallest epsilon that predicts it, or refuses\n"
+      "(FAILED_PRECONDITION) naming the epsilon it would need.\n"
       "\n"
       "example: verified success by expertise\n"
       "  cohortctl query --group-by expertise --metric sessions \\\n"
@@ -133,9 +161,12 @@ Command QueryCommand() {
   command.role = Role::kAnalyst;
   command.flags = {
       {"group-by", "DIM1,DIM2", "dimensions to group by"},
-      {"filter", "DIM=V1,V2", "keep sessions with DIM in V1,V2", true},
+      {"filter", "DIM=V1,V2|MEASURE>V",
+       "keep sessions with DIM in V1,V2 / MEASURE in range", true},
       {"metric", "SPEC", "a metric, see above", true},
       {"epsilon", "E", "privacy budget to spend (default: the dataset's)"},
+      {"accuracy", "W@N",
+       "half-width W wanted for cohorts of N sessions; cohortd picks epsilon"},
       {"confidence", "C", "confidence level of intervals (default 0.95)"},
       {"format", "FORMAT", "table, csv or json (default table)"},
   };

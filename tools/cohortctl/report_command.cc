@@ -47,6 +47,7 @@ int RunReport(const CommandEnv& env) {
       return kExitError;
     }
     truth = *std::move(read);
+    truth->SetGeometricFloors(description);
     out << "truth: " << truth->sessions() << " sessions read from "
         << env.flags.Get("truth") << "\n";
   }

@@ -297,10 +297,11 @@ std::vector<FigureSpec> StudyFigures(const std::string& dataset) {
                                "actions_per_prompt"),
                  MeasureMetric(Metric::QUANTILES, "words_per_prompt",
                                "words_per_prompt"),
-                 MeasureMetric(Metric::MEAN, "mean_actions_per_prompt",
+                 MeasureMetric(Metric::GEOMETRIC_MEAN,
+                               "geomean_actions_per_prompt",
                                "actions_per_prompt"),
-                 MeasureMetric(Metric::MEAN, "mean_words_per_prompt",
-                               "words_per_prompt")},
+                 MeasureMetric(Metric::GEOMETRIC_MEAN,
+                               "geomean_words_per_prompt", "words_per_prompt")},
                 1.5)}});
   figures.push_back(
       {4,
@@ -309,13 +310,21 @@ std::vector<FigureSpec> StudyFigures(const std::string& dataset) {
                 {Rate("verified_success", "verified_success", {"true"}),
                  Rate("at_least_partial", "outcome", {"success", "partial"})},
                 1.0)}});
-  figures.push_back(
-      {5,
-       "Verified success by occupation (top 10 by sessions)",
-       {Request(dataset, {"occupation"},
-                {Sessions("sessions"),
-                 Rate("verified_success", "verified_success", {"true"})},
-                1.5)}});
+  {
+    // As in the study: among sessions that added at least one line.
+    FigureSpec f{5,
+                 "Verified success by occupation, sessions with >= 1 line "
+                 "added (top 10 by sessions)",
+                 {Request(dataset, {"occupation"},
+                          {Sessions("sessions"),
+                           Rate("verified_success", "verified_success",
+                                {"true"})},
+                          1.5)}};
+    auto* lines = f.queries[0].add_measure_filters();
+    lines->set_measure("lines_added");
+    lines->set_at_least(1);
+    figures.push_back(std::move(f));
+  }
   figures.push_back({6,
                      "Average task value by month and work mode",
                      {Request(dataset, {"month", "work_mode"},
@@ -323,13 +332,15 @@ std::vector<FigureSpec> StudyFigures(const std::string& dataset) {
                                              "task_value_usd")},
                               2.0)}});
   {
+    // Problem sessions as in the study: failure signal above 3.
     FigureSpec f{7,
-                 "Abandonment among problem (fix) sessions by expertise",
+                 "Abandonment among problem sessions (failure signal > 3) "
+                 "by expertise",
                  {Request(dataset, {"expertise"},
                           {Rate("abandoned", "abandoned", {"true"})}, 1.0)}};
-    auto* filter = f.queries[0].add_filters();
-    filter->set_dimension("work_mode");
-    filter->add_any_of("fix");
+    auto* problem = f.queries[0].add_measure_filters();
+    problem->set_measure("failure_signal");
+    problem->set_above(3);
     figures.push_back(std::move(f));
   }
   return figures;
@@ -433,21 +444,26 @@ absl::StatusOr<FigureResult> BuildFigure(
       const std::vector<std::string> quantiles(expertise.size(),
                                                "actions_per_prompt");
       const std::vector<std::string> means(expertise.size(),
-                                           "mean_actions_per_prompt");
+                                           "geomean_actions_per_prompt");
       figure.panels.push_back(BoxPanel(
           "Actions per prompt", "expertise", "actions per prompt", false,
           releases[0], expertise_keys, expertise, quantiles, means));
       const std::vector<std::string> words(expertise.size(),
                                            "words_per_prompt");
       const std::vector<std::string> word_means(expertise.size(),
-                                                "mean_words_per_prompt");
+                                                "geomean_words_per_prompt");
       figure.panels.push_back(
           BoxPanel("Words per prompt", "expertise", "words per prompt", false,
                    releases[0], expertise_keys, expertise, words, word_means));
+      for (size_t p = figure.panels.size() - 2; p < figure.panels.size();
+           ++p) {
+        figure.panels[p].columns[5] = "geometric mean";
+      }
       figure.notes.push_back(
-          "The study shows the geometric mean; the schema has no log "
-          "measure to average, so the arithmetic mean is shown instead "
-          "(pulled up by the long tail).");
+          "The dot is the geometric mean, as in the study: exp of the DP "
+          "mean of ln(x), x clamped to its public bounds with zeros raised "
+          "to the measure's smallest positive step (0.01 actions, 0.1 "
+          "words); its interval is exp of the mean-of-logs interval.");
       break;
     }
     case 4: {
@@ -479,10 +495,10 @@ absl::StatusOr<FigureResult> BuildFigure(
       for (const auto& [unused, occupation] : by_sessions) {
         rows.push_back(occupation);
       }
-      Panel panel = MakePanel("Verified success by occupation",
-                              ChartKind::kHorizontalBars, "occupation",
-                              "verified success (% of sessions)", true, rows,
-                              {"verified success", "sessions"});
+      Panel panel = MakePanel(
+          "Verified success by occupation", ChartKind::kHorizontalBars,
+          "occupation", "verified success (% of sessions with >= 1 line added)",
+          true, rows, {"verified success", "sessions"});
       for (size_t r = 0; r < rows.size(); ++r) {
         panel.cells[r][0] = releases[0].Get({rows[r]}, "verified_success");
         panel.cells[r][1] = releases[0].Get({rows[r]}, "sessions");
@@ -515,10 +531,10 @@ absl::StatusOr<FigureResult> BuildFigure(
       break;
     }
     case 7: {
-      Panel panel =
-          MakePanel("Abandonment among fix sessions", ChartKind::kGroupedBars,
-                    "expertise", "abandoned (% of fix sessions)", true,
-                    expertise, {"abandoned"});
+      Panel panel = MakePanel(
+          "Abandonment among problem sessions", ChartKind::kGroupedBars,
+          "expertise", "abandoned (% of sessions with failure signal > 3)",
+          true, expertise, {"abandoned"});
       for (size_t r = 0; r < expertise.size(); ++r) {
         panel.cells[r][0] = releases[0].Get(expertise_keys[r], "abandoned");
       }
@@ -529,7 +545,56 @@ absl::StatusOr<FigureResult> BuildFigure(
       return absl::InvalidArgumentError(
           absl::StrCat("no figure number ", spec.number));
   }
+  for (std::string& line : ErrorBarNotes(spec)) {
+    figure.notes.push_back(std::move(line));
+  }
   return figure;
+}
+
+std::vector<std::string> ErrorBarNotes(const FigureSpec& spec) {
+  // One line per distinct (level, kind, population) among the queries.
+  std::vector<std::string> lines;
+  for (const AggregateRequest& q : spec.queries) {
+    const double level = q.confidence() == 0 ? 0.95 : q.confidence();
+    // Figure 1's shares: at least 95% from counts at kShareConfidence.
+    std::string line =
+        level == kShareConfidence
+            ? std::string("Error bars: at least 95% intervals ")
+            : absl::StrCat("Error bars: ", absl::StrFormat("%.4g", level * 100),
+                           "% intervals ");
+    if (q.interval() == cohortd::v1::NOISE_AND_SAMPLING) {
+      absl::StrAppend(&line,
+                      "for the population value: the DP noise and the "
+                      "sampling error clustered by account.");
+    } else {
+      absl::StrAppend(&line,
+                      "of the DP noise only: they cover the value this data "
+                      "gives after contribution bounding and clamping, not "
+                      "sampling error (a study's clustered 95% intervals are "
+                      "wider).");
+    }
+    std::vector<std::string> filters;
+    for (const auto& f : q.measure_filters()) {
+      std::string range = f.measure();
+      if (f.has_above()) absl::StrAppend(&range, " > ", f.above());
+      if (f.has_at_least()) absl::StrAppend(&range, " >= ", f.at_least());
+      if (f.has_below()) absl::StrAppend(&range, " < ", f.below());
+      if (f.has_at_most()) absl::StrAppend(&range, " <= ", f.at_most());
+      filters.push_back(std::move(range));
+    }
+    for (const auto& f : q.filters()) {
+      filters.push_back(
+          absl::StrCat(f.dimension(), " in ", absl::StrJoin(f.any_of(), ",")));
+    }
+    if (!filters.empty()) {
+      absl::StrAppend(&line, " Population: sessions with ",
+                      absl::StrJoin(filters, " and "), ".");
+    }
+    if (std::find(lines.begin(), lines.end(), line) == lines.end()) {
+      lines.push_back(std::move(line));
+    }
+  }
+  return lines;
 }
 
 std::vector<std::string> CohortsBelowK(const AggregateRequest& request,

@@ -89,6 +89,13 @@ absl::StatusOr<FigureResult> BuildFigure(
     const std::vector<TruthByCohort>& truths,
     const cohortd::v1::DatasetDescription& description);
 
+// What the error bars of `spec` cover, one line per distinct kind among
+// its queries (BuildFigure appends them to the notes): the confidence
+// level, NOISE (the DP noise only, on the bounded data) or
+// NOISE_AND_SAMPLING (the population value), and the population the
+// filters and measure filters select.
+std::vector<std::string> ErrorBarNotes(const FigureSpec& spec);
+
 // Shares of one group's counts: share_i = c_i / sum_j c_j (negative noisy
 // counts taken as 0), with the conservative interval
 //   [lo_i / (lo_i + sum_{j!=i} hi_j),  hi_i / (hi_i + sum_{j!=i} lo_j)]

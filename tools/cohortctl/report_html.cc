@@ -267,10 +267,14 @@ std::string BoxPlot(const Panel& panel) {
     }
     absl::StrAppend(&out, "</g>");
   }
+  // The diamond is the panel's sixth column: the mean, or the geometric
+  // mean where the study marks that (figure 3).
   absl::StrAppend(&out, "<text class=\"legend\" x=\"", Num(kPlotLeft),
                   "\" y=\"", Num(plot_bottom + 48),
                   "\">box: 25th-75th percentile, line: median, whiskers: "
-                  "5th-95th percentile, diamond: mean</text></svg>");
+                  "5th-95th percentile, diamond: ",
+                  Escape(panel.columns.size() > 5 ? panel.columns[5] : "mean"),
+                  "</text></svg>");
   return out;
 }
 

@@ -210,6 +210,28 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
     }
   }
 
+  // Measure filters: the session carries the measure, raw value in range.
+  struct MeasureRange {
+    const std::vector<double>* values;
+    cohortd::v1::MeasureFilter filter;
+    bool Keeps(size_t row) const {
+      const double v = (*values)[row];
+      return !std::isnan(v) && (!filter.has_above() || v > filter.above()) &&
+             (!filter.has_at_least() || v >= filter.at_least()) &&
+             (!filter.has_below() || v < filter.below()) &&
+             (!filter.has_at_most() || v <= filter.at_most());
+    }
+  };
+  std::vector<MeasureRange> ranges;
+  for (const cohortd::v1::MeasureFilter& f : request.measure_filters()) {
+    auto it = measures_.find(f.measure());
+    if (it == measures_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "truth CSV has no measure column '", f.measure(), "'"));
+    }
+    ranges.push_back({&it->second, f});
+  }
+
   std::map<std::vector<uint32_t>, CohortAccumulator> cohorts;
   std::vector<uint32_t> key(group_by.size());
   for (size_t row = 0; row < accounts_.size(); ++row) {
@@ -217,6 +239,7 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
     for (const auto& [dimension, accepts] : filters) {
       keep = keep && accepts[dimension->codes[row]];
     }
+    for (const MeasureRange& range : ranges) keep = keep && range.Keeps(row);
     for (size_t g = 0; keep && g < group_by.size(); ++g) {
       key[g] = group_by[g]->codes[row];
       keep = key[g] != 0;
@@ -238,6 +261,12 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
         const double value = (*source.measure)[row];
         if (std::isnan(value)) continue;
         ++acc.count;
+        if (request.metrics(m).kind() == Metric::GEOMETRIC_MEAN) {
+          auto floor = geometric_floors_.find(request.metrics(m).measure());
+          acc.sum += std::log(std::max(
+              value, floor == geometric_floors_.end() ? 0.0 : floor->second));
+          continue;
+        }
         acc.sum += value;
         if (request.metrics(m).kind() == Metric::QUANTILES) {
           acc.values.push_back(value);
@@ -274,6 +303,10 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
         case Metric::MEAN:
           out.value = values.count == 0 ? kNaN : values.sum / values.count;
           break;
+        case Metric::GEOMETRIC_MEAN:
+          out.value =
+              values.count == 0 ? kNaN : std::exp(values.sum / values.count);
+          break;
         case Metric::RATE:
           out.value = values.count == 0
                           ? kNaN
@@ -292,6 +325,14 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
     }
   }
   return result;
+}
+
+void GroundTruth::SetGeometricFloors(
+    const cohortd::v1::DatasetDescription& description) {
+  for (const auto& measure : description.measures()) {
+    geometric_floors_[measure.name()] =
+        std::max(measure.lower(), measure.granularity());
+  }
 }
 
 }  // namespace cohortd::cohortctl

@@ -59,8 +59,15 @@ class GroundTruth {
   // carrying the measure, RATE those carrying the predicate's label.
   // Fails with INVALID_ARGUMENT naming a dimension or measure the CSV
   // lacks.
+  // Measure filters compare the raw value. GEOMETRIC_MEAN is exp of the
+  // mean of ln(max(value, floor)), with the server's floor for zeros (the
+  // measure's smallest positive step, SetGeometricFloors), 0 when unset.
   absl::StatusOr<TruthByCohort> Compute(
       const cohortd::v1::AggregateRequest& request) const;
+
+  // The floors GEOMETRIC_MEAN raises zeros to, as the server does: per
+  // measure of `description`, max(lower bound, granularity).
+  void SetGeometricFloors(const cohortd::v1::DatasetDescription& description);
 
  private:
   struct Dimension {
@@ -73,6 +80,7 @@ class GroundTruth {
   std::vector<uint32_t> accounts_;  // per session, dictionary code
   std::map<std::string, Dimension, std::less<>> dimensions_;
   std::map<std::string, std::vector<double>, std::less<>> measures_;
+  std::map<std::string, double, std::less<>> geometric_floors_;
 };
 
 }  // namespace cohortd::cohortctl
