@@ -42,6 +42,8 @@ TEST(ReportAnalystTest, FiguresAskWhatTheStudyShowed) {
   ASSERT_EQ(five.measure_filters_size(), 1);
   EXPECT_EQ(five.measure_filters(0).measure(), "lines_added");
   EXPECT_EQ(five.measure_filters(0).at_least(), 1);
+  // With the study's kind of interval: noise and clustered sampling.
+  EXPECT_EQ(five.interval(), cohortd::v1::NOISE_AND_SAMPLING);
   // Figure 7: problem sessions are those with failure signal > 3.
   const AggregateRequest& seven = Figure(figures, 7).queries[0];
   ASSERT_EQ(seven.measure_filters_size(), 1);

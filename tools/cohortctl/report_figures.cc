@@ -359,6 +359,9 @@ std::vector<FigureSpec> StudyFigures(const std::string& dataset) {
                  {Sessions("sessions"),
                   Rate("verified_success", "verified_success", {"true"})},
                  1.5)}};
+    // As the study's 95% intervals: for the population value, sampling
+    // error clustered by account included.
+    f.queries[0].set_interval(cohortd::v1::NOISE_AND_SAMPLING);
     auto* lines = f.queries[0].add_measure_filters();
     lines->set_measure("lines_added");
     lines->set_at_least(1);
