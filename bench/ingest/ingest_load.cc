@@ -4,8 +4,12 @@
 // syncs before answering), so the rate printed is a durable rate.
 //
 //   ingest_load --target 127.0.0.1:7443 --observations 1000000 --streams 8
-//               [--batch 2000] [--dataset sessions] [--seed 1]
+//               [--batch 2000] [--sources 5] [--dataset sessions] [--seed 1]
 //               [--abuse-sources N] [--probe P]
+// --sources K (1 to 5, default 5: the held-out shape of issue 13) is the
+// number of observations (one per source) of each session. Requests are
+// built and serialized before the clock starts and written as bytes, so
+// the rate is the server's, not the load generator's.
 // --abuse-sources N adds one stream that pushes N distinct sources to one
 // session (batches of --batch), as the abusive client of issue 13 did;
 // raise ingest.max_sources_per_session above N to measure the layout
@@ -21,11 +25,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
@@ -41,6 +47,7 @@ struct Options {
   long observations = 1000000;
   int streams = 8;
   int batch = 2000;
+  int sources = 5;
   uint64_t seed = 1;
   long abuse_sources = 0;
   long probe = 0;
@@ -50,8 +57,9 @@ void Usage() {
   std::fputs(
       "usage: ingest_load [--target HOST:PORT] [--observations N] "
       "[--streams M]\n"
-      "                   [--batch B] [--dataset NAME] [--seed S] "
-      "[--token-file F]\n"
+      "                   [--batch B] [--sources K] [--dataset NAME] "
+      "[--seed S]\n"
+      "                   [--token-file F]\n"
       "                   [--abuse-sources N] [--probe P]\n"
       "Token: $COHORTD_INGEST_TOKEN, or --token-file (the token, or a "
       "COHORTD_INGEST_TOKEN=... line).\n",
@@ -78,37 +86,62 @@ const char* const kExpertise[] = {"novice", "beginner", "intermediate",
                                   "advanced", "expert"};
 const char* const kOutcomes[] = {"success", "partial", "failure", "unclear"};
 
-// Observation i of a run: session i/3, one of three sources, so that
-// sessions are merged from several pushes as in production.
-void MakeObservation(long i, uint64_t seed, cohortd::v1::Observation* obs) {
+// Observation i of a run: session i/K, one of its K sources, so that
+// sessions are merged from several pushes as in production. The five
+// sources carry the labels and measures of the held-out shape.
+void MakeObservation(long i, int sources, uint64_t seed,
+                     cohortd::v1::Observation* obs) {
   SplitMix rng{seed * 1000003 + static_cast<uint64_t>(i)};
-  const long session = i / 3;
+  const long session = i / sources;
   obs->set_session_id(absl::StrCat("load-", seed, "-", session));
   obs->set_account_id(absl::StrCat("acct-", seed, "-", session % 235000));
   obs->mutable_session_start()->set_seconds(1759276800 +
                                             (session * 37) % 18000000);
   auto* labels = obs->mutable_labels();
   auto* measures = obs->mutable_measures();
-  switch (i % 3) {
+  switch (i % sources) {
     case 0:
       obs->set_source("work_mode_classifier@3");
       (*labels)["work_mode"] = kWorkModes[rng.Below(9)];
-      (*labels)["expertise"] = kExpertise[rng.Below(5)];
       break;
     case 1:
-      obs->set_source("outcome_classifier@2");
+      obs->set_source("expertise_classifier@2");
+      (*labels)["expertise"] = kExpertise[rng.Below(5)];
+      break;
+    case 2:
+      obs->set_source("outcome_classifier@4");
       (*labels)["outcome"] = kOutcomes[rng.Below(4)];
       (*labels)["verified_success"] = rng.Below(4) == 0 ? "true" : "false";
       (*measures)["success_signal"] = rng.Below(6);
       break;
-    default:
+    case 3:
       obs->set_source("telemetry");
       (*labels)["client"] = rng.Below(2) == 0 ? "cli" : "desktop";
       (*measures)["actions_per_prompt"] = 1 + rng.Below(40);
       (*measures)["prompts"] = 1 + rng.Below(12);
       (*measures)["lines_added"] = rng.Below(500);
       break;
+    default:
+      obs->set_source("occupation_classifier@1");
+      (*labels)["occupation"] = rng.Below(3) == 0 ? "unclassified" : "sales";
+      break;
   }
+}
+
+// A PushStream whose requests are written as pre-serialized bytes.
+using RawStream =
+    grpc::ClientReaderWriter<grpc::ByteBuffer, cohortd::v1::PushResponse>;
+std::unique_ptr<RawStream> OpenRawStream(
+    const std::shared_ptr<grpc::Channel>& channel,
+    grpc::ClientContext* context) {
+  static const grpc::internal::RpcMethod method(
+      "/cohortd.v1.Ingest/PushStream",
+      grpc::internal::RpcMethod::BIDI_STREAMING, channel);
+  return std::unique_ptr<RawStream>(
+      grpc::internal::ClientReaderWriterFactory<
+          grpc::ByteBuffer, cohortd::v1::PushResponse>::Create(channel.get(),
+                                                               method,
+                                                               context));
 }
 
 std::string ReadToken(const Options& options) {
@@ -120,6 +153,7 @@ std::string ReadToken(const Options& options) {
   std::string line;
   while (std::getline(in, line)) {
     absl::string_view view = absl::StripAsciiWhitespace(line);
+    if (absl::StartsWith(view, "#")) continue;  // a comment
     if (absl::ConsumePrefix(&view, "COHORTD_INGEST_TOKEN=") ||
         view.find('=') == absl::string_view::npos) {
       if (!view.empty()) return std::string(view);
@@ -146,6 +180,8 @@ bool ParseOptions(int argc, char** argv, Options* o) {
       o->streams = std::atoi(value.c_str());
     else if (arg == "--batch")
       o->batch = std::atoi(value.c_str());
+    else if (arg == "--sources")
+      o->sources = std::atoi(value.c_str());
     else if (arg == "--seed")
       o->seed = std::strtoull(value.c_str(), nullptr, 10);
     else if (arg == "--abuse-sources")
@@ -156,8 +192,8 @@ bool ParseOptions(int argc, char** argv, Options* o) {
       return false;
   }
   return o->observations >= 0 && o->streams > 0 && o->batch > 0 &&
-         o->abuse_sources >= 0 && o->probe >= 0 &&
-         o->observations + o->abuse_sources + o->probe > 0;
+         o->sources >= 1 && o->sources <= 5 && o->abuse_sources >= 0 &&
+         o->probe >= 0 && o->observations + o->abuse_sources + o->probe > 0;
 }
 
 }  // namespace
@@ -200,14 +236,18 @@ int main(int argc, char** argv) {
   // generating data.
   const long batches =
       (options.observations + options.batch - 1) / options.batch;
-  std::vector<cohortd::v1::PushRequest> requests(batches);
+  std::vector<grpc::ByteBuffer> requests(batches);
   for (long b = 0; b < batches; ++b) {
-    requests[b].set_dataset(options.dataset);
+    cohortd::v1::PushRequest request;
+    request.set_dataset(options.dataset);
     const long end =
         std::min(options.observations, (b + 1) * long{options.batch});
     for (long i = b * options.batch; i < end; ++i) {
-      MakeObservation(i, options.seed, requests[b].add_observations());
+      MakeObservation(i, options.sources, options.seed,
+                      request.add_observations());
     }
+    grpc::Slice slice(request.SerializeAsString());
+    requests[b] = grpc::ByteBuffer(&slice, 1);
   }
 
   std::atomic<long> next{0};
@@ -219,10 +259,9 @@ int main(int argc, char** argv) {
   std::vector<std::thread> workers;
   for (int s = 0; s < options.streams; ++s) {
     workers.emplace_back([&] {
-      auto stub = cohortd::v1::Ingest::NewStub(channel);
       grpc::ClientContext context;
       context.AddMetadata("authorization", "Bearer " + token);
-      auto stream = stub->PushStream(&context);
+      auto stream = OpenRawStream(channel, &context);
       std::vector<double> mine;
       for (long b; (b = next++) < batches && !failed;) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -308,7 +347,7 @@ int main(int argc, char** argv) {
       for (long p = 0; (p < options.probe || !abuse_done) && !failed; ++p) {
         cohortd::v1::PushRequest request;
         request.set_dataset(options.dataset);
-        MakeObservation(p, options.seed + 7777, request.add_observations());
+        MakeObservation(p, 1, options.seed + 7777, request.add_observations());
         const auto t0 = std::chrono::steady_clock::now();
         cohortd::v1::PushResponse response;
         if (!stream->Write(request) || !stream->Read(&response)) {
@@ -339,13 +378,14 @@ int main(int argc, char** argv) {
   };
   const long total = accepted + unchanged + rejected;
   std::printf(
-      "ingest_load: %ld observations in %ld batches of %d over %d streams in "
-      "%.2f s\n"
+      "ingest_load: %ld observations (%d per session) in %ld batches of %d "
+      "over %d streams in %.2f s\n"
       "  rate        %.0f observations/s (durable)\n"
       "  batch p50   %.1f ms   p99 %.1f ms\n"
       "  accepted %ld  unchanged %ld  rejected %ld\n",
-      total, batches, options.batch, options.streams, seconds, total / seconds,
-      pct(0.50), pct(0.99), accepted.load(), unchanged.load(), rejected.load());
+      total, options.sources, batches, options.batch, options.streams, seconds,
+      total / seconds, pct(0.50), pct(0.99), accepted.load(), unchanged.load(),
+      rejected.load());
   if (options.abuse_sources > 0) {
     std::printf(
         "  abuser      %ld sources to one session in %.2f s, %ld rejected\n",

@@ -289,6 +289,10 @@ class Parser {
                               DimensionSpec* dimension);
   absl::Status ParseMeasure(const Node& node, const std::string& path,
                             MeasureSpec* measure);
+  // After the measures: each band cuts one of them; `names` is the
+  // dataset's namespace of dimensions and measures.
+  absl::Status ParseBands(const Node& node, const std::string& path,
+                          std::set<std::string>* names, DatasetSpec* dataset);
   absl::Status ParsePrivacy(const Node& node, const std::string& path,
                             PrivacySpec* privacy);
   absl::Status ParseBudget(const Node& node, const std::string& path,
@@ -1005,7 +1009,7 @@ absl::Status Parser::ParseDataset(const Node& node, const std::string& list,
   std::string path = ItemPath(list, index, "");
   RETURN_IF_ERROR(CheckMap(node, path,
                            {"name", "description", "dimensions", "measures",
-                            "privacy", "retention"}));
+                            "bands", "privacy", "retention"}));
   Node n;
   RETURN_IF_ERROR(Required(node, "name", path, &n));
   RETURN_IF_ERROR(ReadString(n, Join(path, "name"), &dataset->name));
@@ -1059,6 +1063,10 @@ absl::Status Parser::ParseDataset(const Node& node, const std::string& list,
                                    measure.name));
     }
     dataset->measures.push_back(std::move(measure));
+  }
+
+  if (Node bands = Child(node, "bands"); Present(bands)) {
+    RETURN_IF_ERROR(ParseBands(bands, Join(path, "bands"), &names, dataset));
   }
 
   if (Node r = Child(node, "retention"); Present(r)) {
@@ -1208,6 +1216,70 @@ absl::Status Parser::ParseMeasure(const Node& node, const std::string& path,
   return absl::OkStatus();
 }
 
+absl::Status Parser::ParseBands(const Node& node, const std::string& path,
+                                std::set<std::string>* names,
+                                DatasetSpec* dataset) {
+  if (!node.IsSequence()) {
+    return Error(node, path, "must be a list of {name, measure, edges: [...]}");
+  }
+  for (size_t i = 0; i < node.size(); ++i) {
+    std::string item = ItemPath(path, i, "");
+    RETURN_IF_ERROR(CheckMap(node[i], item, {"name", "measure", "edges"}));
+    BandSpec band;
+    Node n;
+    RETURN_IF_ERROR(Required(node[i], "name", item, &n));
+    RETURN_IF_ERROR(ReadString(n, Join(item, "name"), &band.name));
+    if (!IsIdentifier(band.name)) {
+      return Error(n, Join(item, "name"),
+                   absl::StrFormat("\"%s\" is not an identifier", band.name));
+    }
+    item = ItemPath(path, i, band.name);
+    if (!names->insert(band.name).second) {
+      return Error(n, Join(item, "name"),
+                   absl::StrFormat("name \"%s\" is used twice among this "
+                                   "dataset's dimensions, measures and bands",
+                                   band.name));
+    }
+    RETURN_IF_ERROR(Required(node[i], "measure", item, &n));
+    RETURN_IF_ERROR(ReadString(n, Join(item, "measure"), &band.measure));
+    const MeasureSpec* measure = dataset->FindMeasure(band.measure);
+    if (measure == nullptr) {
+      return Error(n, Join(item, "measure"),
+                   absl::StrFormat("unknown measure \"%s\"", band.measure));
+    }
+    RETURN_IF_ERROR(Required(node[i], "edges", item, &n));
+    const std::string edges_path = Join(item, "edges");
+    if (!n.IsSequence() || n.size() < 1 || n.size() > 31) {
+      return Error(n, edges_path, "must be a list of 1 to 31 numbers");
+    }
+    for (size_t e = 0; e < n.size(); ++e) {
+      double edge = 0;
+      RETURN_IF_ERROR(ReadDouble(n[e], edges_path, &edge));
+      if (!(edge > measure->lower && edge < measure->upper)) {
+        return Error(n[e], edges_path,
+                     absl::StrFormat("edge %g is not inside the bounds "
+                                     "(%g, %g) of %s",
+                                     edge, measure->lower, measure->upper,
+                                     measure->name));
+      }
+      if (!band.edges.empty() && !(edge > band.edges.back())) {
+        return Error(n[e], edges_path,
+                     absl::StrFormat("edges must increase: %g after %g", edge,
+                                     band.edges.back()));
+      }
+      band.edges.push_back(edge);
+    }
+    band.levels.push_back(absl::StrFormat("<%g", band.edges.front()));
+    for (size_t e = 1; e < band.edges.size(); ++e) {
+      band.levels.push_back(
+          absl::StrFormat("%g-%g", band.edges[e - 1], band.edges[e]));
+    }
+    band.levels.push_back(absl::StrFormat(">=%g", band.edges.back()));
+    dataset->bands.push_back(std::move(band));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Parser::ParseBudget(const Node& node, const std::string& path,
                                  BudgetSpec* budget) {
   RETURN_IF_ERROR(CheckMap(node, path, {"epsilon", "delta"}));
@@ -1325,6 +1397,18 @@ const MeasureSpec* DatasetSpec::FindMeasure(absl::string_view name) const {
     if (m.name == name) return &m;
   }
   return nullptr;
+}
+
+const BandSpec* DatasetSpec::FindBand(absl::string_view name) const {
+  for (const BandSpec& b : bands) {
+    if (b.name == name) return &b;
+  }
+  return nullptr;
+}
+
+int BandSpec::LevelOf(double value) const {
+  return static_cast<int>(std::upper_bound(edges.begin(), edges.end(), value) -
+                          edges.begin());
 }
 
 const DatasetSpec* Config::FindDataset(absl::string_view name) const {

@@ -8,8 +8,8 @@
 #define COHORTD_SERVER_CONFIG_CONFIG_H_
 
 #include <array>
-#include <map>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +61,21 @@ struct MeasureSpec {
   double granularity = 1;
 };
 
+// A derived band dimension (issue 11 item 4): a measure cut at public
+// edges, so the measure can be a control of an adjusted metric
+// (Metric.adjust_for). Band i holds values v with edges[i-1] <= v <
+// edges[i] (clamped to the measure's bounds first); `levels` names them
+// "<e1", "e1-e2", ..., ">=en". Sessions without the measure have no band.
+struct BandSpec {
+  std::string name;
+  std::string measure;
+  std::vector<double> edges;        // strictly increasing, inside bounds
+  std::vector<std::string> levels;  // edges.size() + 1 names
+
+  // The band of `value` (0 .. edges.size()).
+  int LevelOf(double value) const;
+};
+
 // A budget stated as (epsilon, delta); the ledger keeps it as zCDP.
 struct BudgetSpec {
   double epsilon = 0;
@@ -71,13 +86,13 @@ struct PrivacySpec {
   // Minimum number of distinct accounts for a cohort to be released; a
   // pre-threshold in front of DP partition selection. >= 1.
   int k = 10;
-  double default_epsilon = 1.0;  // per query when a request says 0
-  double max_epsilon = 2.0;      // per query cap, >= default_epsilon
-  double delta = 1e-7;           // per query, in (0, 1e-3]
-  int max_cohorts_per_account = 4;   // L0 contribution bound, >= 1
-  int max_sessions_per_cohort = 8;   // Linf contribution bound, >= 1
-  BudgetSpec principal_budget;       // per principal per dataset
-  BudgetSpec dataset_budget;         // all principals together
+  double default_epsilon = 1.0;     // per query when a request says 0
+  double max_epsilon = 2.0;         // per query cap, >= default_epsilon
+  double delta = 1e-7;              // per query, in (0, 1e-3]
+  int max_cohorts_per_account = 4;  // L0 contribution bound, >= 1
+  int max_sessions_per_cohort = 8;  // Linf contribution bound, >= 1
+  BudgetSpec principal_budget;      // per principal per dataset
+  BudgetSpec dataset_budget;        // all principals together
   // Budgets of particular principals in place of principal_budget; each
   // publication's own budget is here, under its principal
   // (PublicationPrincipal).
@@ -96,11 +111,14 @@ struct DatasetSpec {
   // Sessions that started longer ago than this are deleted by the
   // retention job (server/ingest/retention.h); zero keeps them forever.
   absl::Duration retention = absl::ZeroDuration();
+  // Derived band dimensions (config key `bands`), usable in adjust_for.
+  std::vector<BandSpec> bands;
 
   // Null when there is no such dimension / measure. The returned pointer
   // borrows from this spec.
   const DimensionSpec* FindDimension(absl::string_view name) const;
   const MeasureSpec* FindMeasure(absl::string_view name) const;
+  const BandSpec* FindBand(absl::string_view name) const;
 };
 
 // A figure cohortd releases on its own, on a schedule, and exposes on
@@ -108,7 +126,7 @@ struct DatasetSpec {
 // path (budget ledger, release cache, audit log) under its own principal
 // and budget; scrapes only read the stored release.
 struct PublicationSpec {
-  std::string name;     // identifier; also the `publication` metric label
+  std::string name;  // identifier; also the `publication` metric label
   std::string dataset;
   // The AggregateRequest as protobuf JSON (from the YAML `request:`
   // mapping); validated against the dataset when the server starts.

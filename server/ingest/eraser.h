@@ -4,9 +4,9 @@
 // audit entry written atomically with the deletion.
 //
 // What an erasure means for releases made before it is in README.md
-// ("Erasure and retention"): they stay released; the deletion bumps the
-// data versions of the months it touches, so the release cache never
-// serves a pre-erasure answer as describing the data after it.
+// ("Erasure and retention"): they stay released; the deletion reaches
+// answers at the next seal, which changes the release cache's key, so the
+// cache never serves a pre-erasure answer as describing the data after it.
 #ifndef COHORTD_SERVER_INGEST_ERASER_H_
 #define COHORTD_SERVER_INGEST_ERASER_H_
 

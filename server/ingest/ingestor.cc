@@ -1,11 +1,12 @@
 #include "server/ingest/ingestor.h"
 
 #include <algorithm>
+#include <cstring>
+#include <deque>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/container/node_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -39,19 +40,163 @@ absl::StatusOr<uint64_t> ReadCounter(Store* store, absl::string_view key) {
   return counter;
 }
 
-template <typename Map>
-bool SameMap(const Map& a, const Map& b) {
-  if (a.size() != b.size()) return false;
-  for (const auto& [key, value] : a) {
-    auto it = b.find(key);
-    if (it == b.end() || !(it->second == value)) return false;
+// --- The stored encoding of a contribution -------------------------------
+// A SourceContribution in protobuf wire format, written by hand in one
+// canonical form (labels, then measures, each sorted by name, then the
+// sequence) straight from the request's views: no protobuf maps are built
+// on the ingest path. Any protobuf parser reads it (map entries are
+// messages with key 1 and value 2); readers never depend on the order.
+
+void AppendVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t n = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void AppendLengthDelimited(uint8_t tag, absl::string_view bytes,
+                           std::string* out) {
+  out->push_back(static_cast<char>(tag));
+  AppendVarint(bytes.size(), out);
+  out->append(bytes.data(), bytes.size());
+}
+
+// Tags: SourceContribution.labels = 1 and .measures = 2 (length-delimited),
+// .sequence = 3 (varint); in a map entry, key = 1 (length-delimited) and
+// value = 2 (length-delimited for a string, 64-bit for a double).
+constexpr uint8_t kLabelsTag = (1 << 3) | 2;
+constexpr uint8_t kMeasuresTag = (2 << 3) | 2;
+constexpr uint8_t kSequenceTag = (3 << 3) | 0;
+constexpr uint8_t kEntryKeyTag = (1 << 3) | 2;
+constexpr uint8_t kEntryStringTag = (2 << 3) | 2;
+constexpr uint8_t kEntryDoubleTag = (2 << 3) | 1;
+
+// The contribution of `obs` without its sequence (AppendSequence adds it).
+void EncodeContribution(const ObservationRef& obs, std::string* out) {
+  size_t size = 0;
+  for (const auto& [name, value] : obs.labels) {
+    const size_t entry = 2 + VarintSize(name.size()) + name.size() +
+                         VarintSize(value.size()) + value.size();
+    size += 1 + VarintSize(entry) + entry;
+  }
+  for (const auto& [name, value] : obs.measures) {
+    const size_t entry = 1 + VarintSize(name.size()) + name.size() + 9;
+    size += 1 + VarintSize(entry) + entry;
+  }
+  out->clear();
+  out->reserve(size + 11);
+  for (const auto& [name, value] : obs.labels) {
+    out->push_back(static_cast<char>(kLabelsTag));
+    AppendVarint(2 + VarintSize(name.size()) + name.size() +
+                     VarintSize(value.size()) + value.size(),
+                 out);
+    AppendLengthDelimited(kEntryKeyTag, name, out);
+    AppendLengthDelimited(kEntryStringTag, value, out);
+  }
+  for (const auto& [name, value] : obs.measures) {
+    out->push_back(static_cast<char>(kMeasuresTag));
+    AppendVarint(1 + VarintSize(name.size()) + name.size() + 9, out);
+    AppendLengthDelimited(kEntryKeyTag, name, out);
+    out->push_back(static_cast<char>(kEntryDoubleTag));
+    uint64_t bits;
+    static_assert(sizeof(bits) == sizeof(value));
+    std::memcpy(&bits, &value, sizeof(bits));
+    for (int b = 0; b < 8; ++b) {
+      out->push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
+    }
+  }
+}
+
+void AppendSequence(uint64_t sequence, std::string* out) {
+  out->push_back(static_cast<char>(kSequenceTag));
+  AppendVarint(sequence, out);
+}
+
+// Whether `stored` is exactly `body` followed by a sequence field: the
+// same content, as this encoder writes it.
+bool IsBodyWithSequence(absl::string_view stored, absl::string_view body) {
+  if (stored.size() < body.size() + 2 ||
+      stored.substr(0, body.size()) != body ||
+      static_cast<uint8_t>(stored[body.size()]) != kSequenceTag) {
+    return false;
+  }
+  absl::string_view rest = stored.substr(body.size() + 1);
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if ((static_cast<uint8_t>(rest[i]) & 0x80) == 0) {
+      return i + 1 == rest.size() && i < 10;
+    }
+  }
+  return false;
+}
+
+// Whether the stored contribution has exactly the labels and measures of
+// `obs` (whose names are sorted and unique).
+bool SameContent(const SourceContribution& stored, const ObservationRef& obs) {
+  if (static_cast<size_t>(stored.labels().size()) != obs.labels.size() ||
+      static_cast<size_t>(stored.measures().size()) != obs.measures.size()) {
+    return false;
+  }
+  for (const auto& [name, value] : obs.labels) {
+    auto it = stored.labels().find(std::string(name));
+    if (it == stored.labels().end() || it->second != value) return false;
+  }
+  for (const auto& [name, value] : obs.measures) {
+    auto it = stored.measures().find(std::string(name));
+    if (it == stored.measures().end() || !(it->second == value)) return false;
   }
   return true;
 }
 
-bool SameContent(const cohortd::internal::SourceContribution& a,
-                 const cohortd::internal::SourceContribution& b) {
-  return SameMap(a.labels(), b.labels()) && SameMap(a.measures(), b.measures());
+// Whether sorted `names` holds `name`.
+template <typename Entry>
+bool HasName(const std::vector<Entry>& names, absl::string_view name) {
+  auto it = std::lower_bound(
+      names.begin(), names.end(), name,
+      [](const Entry& e, absl::string_view n) { return e.first < n; });
+  return it != names.end() && it->first == name;
+}
+
+// A small map from name to value kept as a vector: a session's merged
+// delta has a few dozen names at most.
+template <typename V>
+V* FindOrAdd(std::vector<std::pair<absl::string_view, V>>* entries,
+             absl::string_view name) {
+  for (auto& [n, v] : *entries) {
+    if (n == name) return &v;
+  }
+  return &entries->emplace_back(name, V()).second;
+}
+
+void EraseName(std::vector<absl::string_view>* names, absl::string_view name) {
+  auto it = std::find(names->begin(), names->end(), name);
+  if (it != names->end()) names->erase(it);
+}
+
+void AddName(std::vector<absl::string_view>* names, absl::string_view name) {
+  if (std::find(names->begin(), names->end(), name) == names->end()) {
+    names->push_back(name);
+  }
+}
+
+template <typename V>
+void EraseEntry(std::vector<std::pair<absl::string_view, V>>* entries,
+                absl::string_view name) {
+  for (auto it = entries->begin(); it != entries->end(); ++it) {
+    if (it->first == name) {
+      entries->erase(it);
+      return;
+    }
+  }
 }
 
 // Per dataset, the open-domain dimensions by name.
@@ -123,32 +268,67 @@ void Ingestor::Shutdown() {
       this));
 }
 
-absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
-    const cohortd::v1::PushRequest& request) {
-  const absl::Time start = absl::Now();
-  const DatasetSpec* dataset = config_->FindDataset(request.dataset());
+absl::StatusOr<const DatasetSpec*> Ingestor::CheckRequest(
+    absl::string_view dataset_name, size_t observations) const {
+  const DatasetSpec* dataset = config_->FindDataset(dataset_name);
   if (dataset == nullptr) {
     std::vector<std::string> names;
     for (const auto& d : config_->datasets) names.push_back(d.name);
     return absl::InvalidArgumentError(
-        absl::StrCat("dataset: unknown dataset '", request.dataset(),
+        absl::StrCat("dataset: unknown dataset '", EchoName(dataset_name),
                      "'; datasets: ", absl::StrJoin(names, ", ")));
   }
-  if (request.observations_size() > config_->max_batch_size) {
+  if (observations > static_cast<size_t>(config_->max_batch_size)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "observations: batch of ", request.observations_size(),
+        "observations: batch of ", observations,
         " observations is larger than the maximum of ", config_->max_batch_size,
         "; split it into smaller pushes"));
   }
+  return dataset;
+}
 
+absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
+    const cohortd::v1::PushRequest& request) {
+  ASSIGN_OR_RETURN(
+      const DatasetSpec* dataset,
+      CheckRequest(request.dataset(),
+                   static_cast<size_t>(request.observations_size())));
+  std::vector<ObservationRef> refs;
+  refs.reserve(request.observations_size());
+  for (const cohortd::v1::Observation& obs : request.observations()) {
+    refs.push_back(ObservationRef::Of(obs));
+  }
+  return PushValid(dataset, refs);
+}
+
+absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
+    absl::string_view dataset_name,
+    absl::Span<const ObservationRef> observations) {
+  ASSIGN_OR_RETURN(const DatasetSpec* dataset,
+                   CheckRequest(dataset_name, observations.size()));
+  return PushValid(dataset, observations);
+}
+
+absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
+    const DatasetSpec* dataset, absl::Span<const ObservationRef> observations) {
+  const absl::Time start = absl::Now();
+  const int n = static_cast<int>(observations.size());
   cohortd::v1::PushResponse response;
   Pending pending;
   pending.dataset = dataset;
-  pending.items.reserve(request.observations_size());
+  pending.items.reserve(n);
   std::map<std::string, int> rejected_by_class;
-  absl::flat_hash_map<absl::string_view, std::string> pseudonyms;
-  for (int i = 0; i < request.observations_size(); ++i) {
-    const cohortd::v1::Observation& obs = request.observations(i);
+  // A batch often carries several sources of one session, hence one
+  // account many times; HMAC each distinct id once per push. The map
+  // lives only for this call and holds nothing beyond the request; the
+  // pseudonyms' storage is reserved up front, so views of them stay valid.
+  absl::flat_hash_map<absl::string_view, size_t> pseudonym_of;
+  std::vector<Digest256> pseudonyms;
+  pseudonyms.reserve(n);
+  const std::string dataset_prefix = absl::StrCat(
+      keys::kSessionPrefix, keys::EscapeKeyComponent(dataset->name), "/");
+  for (int i = 0; i < n; ++i) {
+    const ObservationRef& obs = observations[i];
     if (auto error = ValidateObservation(*dataset, obs)) {
       cohortd::v1::Rejection* r = response.add_rejected();
       r->set_index(i);
@@ -159,27 +339,24 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
     }
     Item& item = pending.items.emplace_back();
     item.index = i;
-    item.session_id = obs.session_id();
-    item.key = keys::SessionHeaderKey(dataset->name, obs.session_id());
-    item.contribution_key =
-        keys::ContributionKey(dataset->name, obs.session_id(), obs.source());
-    // A batch often carries several sources of one session, hence one
-    // account many times; HMAC each distinct id once per push. The map
-    // lives only for this call and holds nothing beyond the request.
+    item.obs = &obs;
+    // "s/<dataset>/<session>/" and that plus the source (storage/keys.h).
+    item.key = dataset_prefix;
+    keys::AppendEscapedKeyComponent(obs.session_id, &item.key);
+    item.key.push_back('/');
+    item.contribution_key.reserve(item.key.size() + obs.source.size() + 2);
+    item.contribution_key = item.key;
+    keys::AppendEscapedKeyComponent(obs.source, &item.contribution_key);
     auto [known, inserted] =
-        pseudonyms.try_emplace(absl::string_view(obs.account_id()));
+        pseudonym_of.try_emplace(obs.account_id, pseudonyms.size());
     if (inserted) {
-      const Digest256 digest = pseudonymizer_->Pseudonymize(obs.account_id());
-      known->second.assign(reinterpret_cast<const char*>(digest.data()),
-                           digest.size());
+      pseudonyms.push_back(pseudonymizer_->Pseudonymize(obs.account_id));
     }
-    item.account_pseudonym = known->second;
-    item.session_start = obs.session_start().seconds();
-    item.source = obs.source();
-    item.contribution.mutable_labels()->insert(obs.labels().begin(),
-                                               obs.labels().end());
-    item.contribution.mutable_measures()->insert(obs.measures().begin(),
-                                                 obs.measures().end());
+    const Digest256& digest = pseudonyms[known->second];
+    item.account_pseudonym = absl::string_view(
+        reinterpret_cast<const char*>(digest.data()), digest.size());
+    item.session_start = obs.session_start_seconds;
+    EncodeContribution(obs, &item.value);
   }
 
   if (!pending.items.empty()) {
@@ -192,6 +369,7 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
   }
   if (!pending.status.ok()) return pending.status;
 
+  const int validation_rejections = response.rejected_size();
   for (const Item& item : pending.items) {
     switch (item.outcome) {
       case Item::Outcome::kAccepted:
@@ -211,9 +389,13 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
     }
   }
   // Validation rejections were appended first; present all in index order.
-  std::sort(response.mutable_rejected()->begin(),
-            response.mutable_rejected()->end(),
-            [](const auto& a, const auto& b) { return a.index() < b.index(); });
+  if (validation_rejections > 0 &&
+      response.rejected_size() > validation_rejections) {
+    std::sort(
+        response.mutable_rejected()->begin(),
+        response.mutable_rejected()->end(),
+        [](const auto& a, const auto& b) { return a.index() < b.index(); });
+  }
 
   metrics_
       ->GetCounter("cohortd_ingest_observations_total",
@@ -282,36 +464,53 @@ void Ingestor::CommitterLoop() {
 absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   const absl::Time start = absl::Now();
   // Sessions touched by this group: the stored header with this group's
-  // changes, and the delta of the merged view for the listener.
+  // changes, and the delta of the merged view for the listener. Names and
+  // values are views of the items (which outlive the group) or of
+  // `keep` below.
   struct Touched {
     const DatasetSpec* dataset = nullptr;
-    std::string session_id;
-    StoredSessionHeader header;
+    absl::string_view key;  // of the header: the session's prefix
+    absl::string_view session_id;
+    std::string account_pseudonym;
+    int64_t session_start = 0;
+    uint32_t source_count = 0;
     bool exists = false;  // stored, or created by this group
     bool header_dirty = false;
     bool changed = false;
-    // Contribution keys of this session in `contributions` below.
-    std::vector<const std::string*> contribution_keys;
+    // This session's entries in `contributions` below.
+    std::vector<int> contributions;
     // The merged values this group set, and the names a replaced
     // contribution dropped while no later one set them again: those are
     // recomputed from the session's other contributions at the end.
-    absl::flat_hash_map<std::string, absl::optional<std::string>> labels;
-    absl::flat_hash_map<std::string, absl::optional<double>> measures;
-    absl::flat_hash_set<std::string> dropped_labels;
-    absl::flat_hash_set<std::string> dropped_measures;
+    std::vector<std::pair<absl::string_view, absl::optional<absl::string_view>>>
+        labels;
+    std::vector<std::pair<absl::string_view, absl::optional<double>>> measures;
+    std::vector<absl::string_view> dropped_labels;
+    std::vector<absl::string_view> dropped_measures;
   };
   // (session, source) contributions read or written by this group.
   struct Contribution {
     bool exists = false;
     bool dirty = false;
-    std::string source;
-    SourceContribution value;
+    absl::string_view key;
+    absl::string_view source;
+    // Its content: this group's latest item for it, else as stored.
+    const Item* item = nullptr;
+    uint64_t sequence = 0;  // assigned to `item`
+    std::string stored;
   };
-  // Node maps: `order`, `written` and contribution_keys point into them.
-  absl::node_hash_map<std::string, Touched> touched;
-  std::vector<const std::string*> order;  // first-touch order
-  absl::node_hash_map<std::string, Contribution> contributions;
-  std::vector<const std::string*> written;  // dirty contributions, in order
+  size_t observations = 0;
+  for (const Pending* pending : group) observations += pending->items.size();
+  std::vector<Touched> touched;  // in first-touch order
+  absl::flat_hash_map<absl::string_view, size_t> touched_at;
+  touched_at.reserve(observations);
+  std::vector<Contribution> contributions;
+  absl::flat_hash_map<absl::string_view, size_t> contribution_at;
+  contribution_at.reserve(observations);
+  // Replaced stored contributions and recomputed values: what views of
+  // names and values outside the items point into (deque: stable).
+  std::deque<SourceContribution> replaced;
+  std::deque<std::string> keep;
   // Open-domain values this group adds, per (dataset, dimension).
   absl::flat_hash_map<std::pair<const DatasetSpec*, int>,
                       absl::flat_hash_set<std::string>>
@@ -321,44 +520,48 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   const size_t max_values =
       static_cast<size_t>(config_->ingest.max_open_domain_values);
   uint64_t sequence = sequence_;
-  size_t observations = 0;
-  std::vector<std::pair<int, const std::string*>> adding;  // scratch
+  std::vector<std::pair<int, absl::string_view>> adding;  // scratch
+  StoredSessionHeader header;                             // scratch
 
   for (Pending* pending : group) {
     const DatasetSpec* dataset = pending->dataset;
     const auto& open_dims = open_dimensions_[dataset];
     for (Item& item : pending->items) {
-      ++observations;
-      auto [it, first_touch] = touched.try_emplace(item.key);
-      Touched& t = it->second;
+      const ObservationRef& obs = *item.obs;
+      auto [tit, first_touch] =
+          touched_at.try_emplace(item.key, touched.size());
       if (first_touch) {
+        Touched& t = touched.emplace_back();
         t.dataset = dataset;
-        t.session_id = item.session_id;
-        order.push_back(&it->first);
+        t.key = item.key;
+        t.session_id = obs.session_id;
         absl::StatusOr<std::string> stored = store_->Get(item.key);
         if (stored.ok()) {
-          if (!t.header.ParseFromString(*stored)) {
+          if (!header.ParseFromString(*stored)) {
             return absl::DataLossError(
                 absl::StrCat("stored header of a session in dataset '",
                              dataset->name, "' cannot be parsed"));
           }
+          t.account_pseudonym = header.account_pseudonym();
+          t.session_start = header.session_start_unix_seconds();
+          t.source_count = header.source_count();
           t.exists = true;
         } else if (!absl::IsNotFound(stored.status())) {
           return stored.status();
         }
       }
-      if (t.exists && t.header.account_pseudonym() != item.account_pseudonym) {
+      Touched& t = touched[tit->second];
+      if (t.exists && t.account_pseudonym != item.account_pseudonym) {
         item.outcome = Item::Outcome::kConflict;
         item.conflict_class = "conflict";
         item.conflict_field = "account_id";
         item.conflict_reason = absl::StrCat(
-            "session '", item.session_id,
+            "session '", obs.session_id,
             "' is already stored under a different account; a session "
             "belongs to exactly one account");
         continue;
       }
-      if (t.exists &&
-          t.header.session_start_unix_seconds() != item.session_start) {
+      if (t.exists && t.session_start != item.session_start) {
         item.outcome = Item::Outcome::kConflict;
         item.conflict_class = "conflict";
         item.conflict_field = "session_start";
@@ -366,52 +569,69 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
         // API returns raw records (another worker may have pushed it).
         item.conflict_reason = absl::StrCat(
             "differs from the session_start already stored for session '",
-            item.session_id, "'; a session's start never changes");
+            obs.session_id, "'; a session's start never changes");
         continue;
       }
 
-      auto [cit, first_read] = contributions.try_emplace(item.contribution_key);
-      Contribution& c = cit->second;
+      auto [cit, first_read] = contribution_at.try_emplace(
+          item.contribution_key, contributions.size());
       if (first_read) {
-        c.source = item.source;
-        t.contribution_keys.push_back(&cit->first);
+        Contribution& c = contributions.emplace_back();
+        c.key = item.contribution_key;
+        c.source = obs.source;
+        t.contributions.push_back(static_cast<int>(cit->second));
         // A session that does not exist has no contributions: its header
         // and contributions are only ever written together.
         if (t.exists) {
           absl::StatusOr<std::string> stored =
               store_->Get(item.contribution_key);
           if (stored.ok()) {
-            if (!c.value.ParseFromString(*stored)) {
-              return absl::DataLossError(
-                  absl::StrCat("stored contribution of a session in dataset '",
-                               dataset->name, "' cannot be parsed"));
-            }
+            c.stored = std::move(stored).value();
             c.exists = true;
           } else if (!absl::IsNotFound(stored.status())) {
             return stored.status();
           }
         }
       }
-      if (c.exists && SameContent(c.value, item.contribution)) {
-        item.outcome = Item::Outcome::kUnchanged;
-        continue;
+      Contribution& c = contributions[cit->second];
+      // The stored form of what it holds, parsed only when needed.
+      const SourceContribution* old = nullptr;
+      if (c.exists) {
+        bool same = false;
+        if (c.item != nullptr) {
+          same = c.item->value == item.value;
+        } else if (IsBodyWithSequence(c.stored, item.value)) {
+          same = true;
+        } else {
+          SourceContribution& parsed = replaced.emplace_back();
+          if (!parsed.ParseFromString(c.stored)) {
+            return absl::DataLossError(
+                absl::StrCat("stored contribution of a session in dataset '",
+                             dataset->name, "' cannot be parsed"));
+          }
+          old = &parsed;
+          same = SameContent(parsed, obs);
+        }
+        if (same) {
+          item.outcome = Item::Outcome::kUnchanged;
+          continue;
+        }
       }
 
       // Caps, checked before anything of the item is applied.
-      if (!c.exists && t.header.source_count() >= max_sources) {
+      if (!c.exists && t.source_count >= max_sources) {
         item.outcome = Item::Outcome::kConflict;
         item.conflict_class = "limit";
         item.conflict_field = "source";
         item.conflict_reason = absl::StrCat(
-            "session '", item.session_id, "' already has ",
-            t.header.source_count(),
+            "session '", obs.session_id, "' already has ", t.source_count,
             " sources, the limit (ingest.max_sources_per_session = ",
             max_sources, "); a new source is not stored");
         continue;
       }
       adding.clear();
       if (domains_ != nullptr && !open_dims.empty()) {
-        for (const auto& [name, value] : item.contribution.labels()) {
+        for (const auto& [name, value] : obs.labels) {
           auto dim = open_dims.find(name);
           if (dim == open_dims.end()) continue;
           auto& added = new_values[{dataset, dim->second}];
@@ -433,56 +653,65 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
                 max_values, ")");
             break;
           }
-          adding.emplace_back(dim->second, &value);
+          adding.emplace_back(dim->second, value);
         }
         if (item.outcome == Item::Outcome::kConflict) continue;
         for (const auto& [dim, value] : adding) {
-          new_values[{dataset, dim}].insert(*value);
+          new_values[{dataset, dim}].emplace(value);
         }
       }
 
       if (!t.exists) {
         t.exists = true;
-        t.header.set_account_pseudonym(item.account_pseudonym);
-        t.header.set_session_start_unix_seconds(item.session_start);
+        t.account_pseudonym.assign(item.account_pseudonym.data(),
+                                   item.account_pseudonym.size());
+        t.session_start = item.session_start;
         t.header_dirty = true;
+        t.labels.reserve(16);
+        t.measures.reserve(16);
       }
       if (!c.exists) {
-        t.header.set_source_count(t.header.source_count() + 1);
+        ++t.source_count;
         t.header_dirty = true;
       }
       // The new contribution has the highest sequence, so it wins every
       // name it has; a name only the replaced one had may fall back to
       // another source.
       if (c.exists) {
-        for (const auto& [name, value] : c.value.labels()) {
-          if (item.contribution.labels().count(name) == 0) {
-            t.labels.erase(name);
-            t.dropped_labels.insert(name);
+        auto drop_label = [&](absl::string_view name) {
+          if (HasName(obs.labels, name)) return;
+          EraseEntry(&t.labels, name);
+          AddName(&t.dropped_labels, name);
+        };
+        auto drop_measure = [&](absl::string_view name) {
+          if (HasName(obs.measures, name)) return;
+          EraseEntry(&t.measures, name);
+          AddName(&t.dropped_measures, name);
+        };
+        if (c.item != nullptr) {
+          for (const auto& entry : c.item->obs->labels) drop_label(entry.first);
+          for (const auto& entry : c.item->obs->measures) {
+            drop_measure(entry.first);
           }
+        } else {
+          // Parsed by the comparison above (equal bytes would have made
+          // the item unchanged).
+          for (const auto& entry : old->labels()) drop_label(entry.first);
+          for (const auto& entry : old->measures()) drop_measure(entry.first);
         }
-        for (const auto& [name, value] : c.value.measures()) {
-          if (item.contribution.measures().count(name) == 0) {
-            t.measures.erase(name);
-            t.dropped_measures.insert(name);
-          }
-        }
       }
-      for (const auto& [name, value] : item.contribution.labels()) {
-        t.labels[name] = value;
-        if (!t.dropped_labels.empty()) t.dropped_labels.erase(name);
+      for (const auto& [name, value] : obs.labels) {
+        *FindOrAdd(&t.labels, name) = value;
+        if (!t.dropped_labels.empty()) EraseName(&t.dropped_labels, name);
       }
-      for (const auto& [name, value] : item.contribution.measures()) {
-        t.measures[name] = value;
-        if (!t.dropped_measures.empty()) t.dropped_measures.erase(name);
+      for (const auto& [name, value] : obs.measures) {
+        *FindOrAdd(&t.measures, name) = value;
+        if (!t.dropped_measures.empty()) EraseName(&t.dropped_measures, name);
       }
-      item.contribution.set_sequence(++sequence);
-      c.value = std::move(item.contribution);
+      c.item = &item;
+      c.sequence = ++sequence;
       c.exists = true;
-      if (!c.dirty) {
-        c.dirty = true;
-        written.push_back(&cit->first);
-      }
+      c.dirty = true;
       t.changed = true;
       item.outcome = Item::Outcome::kAccepted;
     }
@@ -490,123 +719,116 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
 
   // Names dropped by a replaced contribution: the latest other source that
   // has them wins, or nobody does. Reads that session's contributions only.
-  for (const std::string* key : order) {
-    Touched& t = touched.at(*key);
+  for (Touched& t : touched) {
     if (t.dropped_labels.empty() && t.dropped_measures.empty()) continue;
     SessionMerger merger;
     absl::flat_hash_set<absl::string_view> overlaid;
-    for (const std::string* ckey : t.contribution_keys) {
-      const Contribution& c = contributions.at(*ckey);
-      overlaid.insert(*ckey);
-      if (c.exists) merger.Add(c.source, c.value);
+    SourceContribution value;
+    for (int ci : t.contributions) {
+      const Contribution& c = contributions[ci];
+      overlaid.insert(c.key);
+      if (!c.exists) continue;
+      const bool parsed = c.item != nullptr
+                              ? value.ParseFromString(c.item->value)
+                              : value.ParseFromString(c.stored);
+      if (!parsed) {
+        return absl::DataLossError(
+            absl::StrCat("stored contribution of a session in dataset '",
+                         t.dataset->name, "' cannot be parsed"));
+      }
+      if (c.item != nullptr) value.set_sequence(c.sequence);
+      merger.Add(c.source, value);
     }
     absl::Status scan_status;
     std::string ds, session, source;
-    SourceContribution stored;
-    RETURN_IF_ERROR(store_->Scan(
-        keys::SessionRecordPrefix(t.dataset->name, t.session_id),
-        [&](absl::string_view k, absl::string_view v) {
+    RETURN_IF_ERROR(
+        store_->Scan(t.key, [&](absl::string_view k, absl::string_view v) {
           if (overlaid.contains(k)) return true;
           if (!keys::ParseSessionRecordKey(k, &ds, &session, &source)) {
             return true;
           }
           if (source.empty()) return true;  // the header
-          if (!stored.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+          if (!value.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
             scan_status = absl::DataLossError(
                 absl::StrCat("stored contribution of a session in dataset '",
                              t.dataset->name, "' cannot be parsed"));
             return false;
           }
-          merger.Add(source, stored);
+          merger.Add(source, value);
           return true;
         }));
     RETURN_IF_ERROR(scan_status);
     CommittedSession merged;
     merger.Finish(&merged);
-    absl::flat_hash_map<std::string, std::string> merged_labels;
-    for (auto& [name, value] : merged.labels) {
-      if (t.dropped_labels.contains(name)) merged_labels[name] = *value;
+    for (absl::string_view name : t.dropped_labels) {
+      absl::optional<absl::string_view> found;
+      for (const auto& [n, v] : merged.labels) {
+        if (n == name) found = keep.emplace_back(*v);
+      }
+      *FindOrAdd(&t.labels, name) = found;
     }
-    absl::flat_hash_map<std::string, double> merged_measures;
-    for (auto& [name, value] : merged.measures) {
-      if (t.dropped_measures.contains(name)) merged_measures[name] = *value;
-    }
-    for (const std::string& name : t.dropped_labels) {
-      auto found = merged_labels.find(name);
-      t.labels[name] = found == merged_labels.end()
-                           ? absl::nullopt
-                           : absl::optional<std::string>(found->second);
-    }
-    for (const std::string& name : t.dropped_measures) {
-      auto found = merged_measures.find(name);
-      t.measures[name] = found == merged_measures.end()
-                             ? absl::nullopt
-                             : absl::optional<double>(found->second);
+    for (absl::string_view name : t.dropped_measures) {
+      absl::optional<double> found;
+      for (const auto& [n, v] : merged.measures) {
+        if (n == name) found = *v;
+      }
+      *FindOrAdd(&t.measures, name) = found;
     }
   }
 
   WriteBatch batch;
-  std::map<std::pair<std::string, std::string>, uint64_t> new_versions;
   std::map<const DatasetSpec*, std::vector<CommittedSession>> committed;
-  for (const std::string* key : order) {
-    Touched& t = touched.at(*key);
+  for (Touched& t : touched) {
     if (!t.changed) continue;
-    if (t.header_dirty) batch.Put(*key, t.header.SerializeAsString());
+    if (t.header_dirty) {
+      header.set_account_pseudonym(t.account_pseudonym);
+      header.set_session_start_unix_seconds(t.session_start);
+      header.set_source_count(t.source_count);
+      batch.Put(t.key, header.SerializeAsString());
+    }
+    // One session's keys in key order, after its header: RocksDB's
+    // memtable inserts neighbouring keys faster.
+    std::sort(t.contributions.begin(), t.contributions.end(),
+              [&](int a, int b) {
+                return contributions[a].key < contributions[b].key;
+              });
+    for (int ci : t.contributions) {
+      const Contribution& c = contributions[ci];
+      if (!c.dirty) continue;
+      std::string value;
+      value.reserve(c.item->value.size() + 11);
+      value = c.item->value;
+      AppendSequence(c.sequence, &value);
+      batch.PutValue(c.key, std::move(value));
+    }
     CommittedSession& session = committed[t.dataset].emplace_back();
-    session.session_id = t.session_id;
-    session.account_pseudonym = t.header.account_pseudonym();
-    session.session_start_unix_seconds = t.header.session_start_unix_seconds();
+    session.session_id = std::string(t.session_id);
+    session.account_pseudonym = t.account_pseudonym;
+    session.session_start_unix_seconds = t.session_start;
     session.labels.reserve(t.labels.size());
-    for (auto& [name, value] : t.labels) {
-      session.labels.emplace_back(name, std::move(value));
+    for (const auto& [name, value] : t.labels) {
+      session.labels.emplace_back(std::string(name),
+                                  value.has_value()
+                                      ? absl::optional<std::string>(*value)
+                                      : absl::nullopt);
     }
     session.measures.reserve(t.measures.size());
-    for (auto& [name, value] : t.measures) {
-      session.measures.emplace_back(name, value);
+    for (const auto& [name, value] : t.measures) {
+      session.measures.emplace_back(std::string(name), value);
     }
-    // Every change to a session bumps the data version of its month, which
-    // invalidates cached releases that read that month (query/).
-    const auto month_key = std::make_pair(
-        t.dataset->name, MonthOf(t.header.session_start_unix_seconds()));
-    if (new_versions.count(month_key) == 0) {
-      auto known = versions_.find(month_key);
-      uint64_t version = 0;
-      if (known != versions_.end()) {
-        version = known->second;
-      } else {
-        ASSIGN_OR_RETURN(version, ReadCounter(store_, keys::DataVersionKey(
-                                                          month_key.first,
-                                                          month_key.second)));
-      }
-      new_versions[month_key] = version + 1;
-    }
-  }
-  for (const std::string* key : written) {
-    batch.Put(*key, contributions.at(*key).value.SerializeAsString());
   }
   if (batch.empty()) {
     group_size_->Observe(observations);
     return absl::OkStatus();
-  }
-  for (const auto& [month_key, version] : new_versions) {
-    batch.Put(keys::DataVersionKey(month_key.first, month_key.second),
-              absl::StrCat(version));
   }
   batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
   absl::WriterMutexLock fence(&commit_fence_);
   RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
 
   sequence_ = sequence;
-  for (const auto& [month_key, version] : new_versions) {
-    versions_[month_key] = version;
-  }
-  if (listener_ != nullptr) {
-    for (const auto& [dataset, sessions] : committed) {
-      listener_->OnCommitted(*dataset, sessions);
-    }
-  }
-  for (const auto& [dataset, sessions] : committed) {
+  for (auto& [dataset, sessions] : committed) {
     NoteForDeletions(*dataset, sessions);
+    if (listener_ != nullptr) listener_->OnCommittedMoved(*dataset, &sessions);
   }
   group_size_->Observe(observations);
   commit_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -711,14 +933,6 @@ void Ingestor::NoteForDeletions(const DatasetSpec& dataset,
   }
 }
 
-absl::StatusOr<uint64_t> Ingestor::CurrentVersion(
-    const std::pair<std::string, std::string>& month_key) {
-  auto known = versions_.find(month_key);
-  if (known != versions_.end()) return known->second;
-  return ReadCounter(store_,
-                     keys::DataVersionKey(month_key.first, month_key.second));
-}
-
 absl::Status Ingestor::CommitDeletion(Pending* pending) {
   const DatasetSpec& dataset = *pending->dataset;
   Deletion& deletion = *pending->deletion;
@@ -757,23 +971,7 @@ absl::Status Ingestor::CommitDeletion(Pending* pending) {
   if (doomed.empty() && deletion.writer == nullptr) return absl::OkStatus();
 
   WriteBatch batch;
-  std::map<std::pair<std::string, std::string>, uint64_t> new_versions;
   for (const std::string& key : doomed_keys) batch.Delete(key);
-  for (const DeletedSession& d : doomed) {
-    // As for a push: a changed month invalidates the cached releases that
-    // read it (query/), so no later answer is served from before the
-    // deletion.
-    const auto month_key =
-        std::make_pair(dataset.name, MonthOf(d.session_start_unix_seconds));
-    if (new_versions.count(month_key) == 0) {
-      ASSIGN_OR_RETURN(const uint64_t version, CurrentVersion(month_key));
-      new_versions[month_key] = version + 1;
-    }
-  }
-  for (const auto& [month_key, version] : new_versions) {
-    batch.Put(keys::DataVersionKey(month_key.first, month_key.second),
-              absl::StrCat(version));
-  }
   const int64_t count = static_cast<int64_t>(doomed.size());
   absl::WriterMutexLock fence(&commit_fence_);
   auto write = [&] { return store_->Write(batch, /*sync=*/true); };
@@ -781,9 +979,6 @@ absl::Status Ingestor::CommitDeletion(Pending* pending) {
     RETURN_IF_ERROR(deletion.writer(count, &batch, write));
   } else {
     RETURN_IF_ERROR(write());
-  }
-  for (const auto& [month_key, version] : new_versions) {
-    versions_[month_key] = version;
   }
   deletion.deleted = count;
   if (listener_ != nullptr && !doomed.empty()) {

@@ -37,10 +37,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/optional.h"
+#include "absl/types/span.h"
 #include "cohortd/internal/storage.pb.h"
 #include "cohortd/v1/cohortd.pb.h"
 #include "server/config/config.h"
 #include "server/crypto/pseudonymizer.h"
+#include "server/ingest/validator.h"
 #include "server/metrics/metrics.h"
 #include "server/storage/store.h"
 
@@ -89,6 +91,13 @@ class IngestListener {
   // yields the store's merged view.
   virtual void OnCommitted(const DatasetSpec& dataset,
                            const std::vector<CommittedSession>& sessions) = 0;
+  // What the Ingestor calls: OnCommitted, for a listener that keeps the
+  // deltas without copying them. It may move from `*sessions`, which the
+  // Ingestor does not read afterwards. By default calls OnCommitted.
+  virtual void OnCommittedMoved(const DatasetSpec& dataset,
+                                std::vector<CommittedSession>* sessions) {
+    OnCommitted(dataset, *sessions);
+  }
   // Called on the committer thread after a deletion
   // (Ingestor::DeleteSessions) is durable and before it is acknowledged,
   // when it removed at least one session, in commit order with
@@ -160,11 +169,18 @@ class Ingestor {
   absl::StatusOr<cohortd::v1::PushResponse> Push(
       const cohortd::v1::PushRequest& request);
 
+  // The same for a request already read into views (IngestService reads
+  // them straight from the wire message): `observations[i]` is
+  // observation i of the request, its names sorted (SortNames). The views
+  // and what they point into are borrowed until the call returns; nothing
+  // of them is kept. Same answers and errors as above. Thread-safe.
+  absl::StatusOr<cohortd::v1::PushResponse> Push(
+      absl::string_view dataset, absl::Span<const ObservationRef> observations);
+
   // Deletes every session of `dataset` for which `predicate` holds, as one
   // durable write made by the committer between two push groups (so a push
-  // is ordered entirely before or after it), bumping the data version of
-  // each month it touches (cached releases of those months no longer
-  // match) and telling the listener (OnDeleted). Returns the number of
+  // is ordered entirely before or after it), and tells the listener
+  // (OnDeleted; answers see it at the next seal). Returns the number of
   // sessions deleted. `writer`, when given, makes the write (see
   // DeletionWriter) and is called even when nothing matches; without it
   // nothing is written when nothing matches. The whole dataset is scanned
@@ -183,9 +199,7 @@ class Ingestor {
   // A lock the committer holds exclusively from just before each durable
   // write until the listener has seen it. A reader holding it shared sees
   // the store and the listener's state (e.g. the index) at the same
-  // commit: the query path reads data versions and opens its index view
-  // under it, so a release is never labelled with versions newer than the
-  // data it was computed on. Hold it briefly; never while pushing.
+  // commit. Hold it briefly; never while pushing.
   absl::Mutex* commit_fence() { return &commit_fence_; }
 
   // Makes later pushes fail with Unavailable and waits until every push
@@ -193,16 +207,18 @@ class Ingestor {
   void Shutdown();
 
  private:
-  // One valid observation on its way to the committer.
+  // One valid observation on its way to the committer. Views point into
+  // the request and the push's pseudonyms, which outlive the commit.
   struct Item {
     int index = 0;  // position in the request
-    std::string session_id;
+    const ObservationRef* obs = nullptr;
     std::string key;  // storage key of the session header
     std::string contribution_key;
-    std::string account_pseudonym;
+    absl::string_view account_pseudonym;
     int64_t session_start = 0;
-    std::string source;
-    cohortd::internal::SourceContribution contribution;
+    // The stored contribution without its sequence (the committer adds
+    // it): canonical bytes, so equal content is equal bytes.
+    std::string value;
     // Set by the committer.
     enum class Outcome {
       kAccepted,
@@ -241,6 +257,15 @@ class Ingestor {
            IngestListener* listener, const OpenDomainCatalog* domains,
            uint64_t sequence);
 
+  // The dataset of a push, or InvalidArgument for an unknown dataset or a
+  // batch above max_batch_size.
+  absl::StatusOr<const DatasetSpec*> CheckRequest(absl::string_view dataset,
+                                                  size_t observations) const;
+  // Push, once the request passed CheckRequest.
+  absl::StatusOr<cohortd::v1::PushResponse> PushValid(
+      const DatasetSpec* dataset,
+      absl::Span<const ObservationRef> observations);
+
   void CommitterLoop();
   // Merges and durably writes one group; sets each item's outcome. Returns
   // the write's status, which applies to every pending of the group.
@@ -257,11 +282,6 @@ class Ingestor {
   // `dataset`'s pending deletions.
   void NoteForDeletions(const DatasetSpec& dataset,
                         const std::vector<CommittedSession>& sessions);
-  // The data version of `month_key` as last written (from the store on
-  // first use). Committer thread only.
-  absl::StatusOr<uint64_t> CurrentVersion(
-      const std::pair<std::string, std::string>& month_key);
-
   const Config* const config_;
   Store* const store_;
   const Pseudonymizer* const pseudonymizer_;
@@ -280,9 +300,6 @@ class Ingestor {
 
   // Owned by the committer thread.
   uint64_t sequence_;  // last ingest sequence number written
-  // Data version of each (dataset, month) touched since start; loaded from
-  // the store on first use.
-  std::map<std::pair<std::string, std::string>, uint64_t> versions_;
   // Per dataset, its open-domain dimensions by name (for the value cap).
   std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
       open_dimensions_;

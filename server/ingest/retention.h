@@ -1,7 +1,7 @@
 // RetentionJob: enforces each dataset's `retention` (config): sessions that
 // started longer ago than that are deleted, by a background thread every
 // `retention_interval`, through the ingestor's committer like any other
-// deletion (data versions bumped, index updated, audit entry under the
+// deletion (index updated at the next seal, audit entry under the
 // principal "cohortd/retention"). It logs what it deleted as counts per
 // dataset, never session or account ids.
 //

@@ -65,9 +65,10 @@ std::string AllowedValues(const DimensionSpec& dim) {
 }
 
 std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
-                                           const std::string& name,
-                                           const std::string& value) {
-  const std::string field = absl::StrCat("labels.", EchoName(name));
+                                           absl::string_view name,
+                                           absl::string_view value) {
+  // Built only for a rejection: valid observations are the common case.
+  auto field = [&] { return absl::StrCat("labels.", EchoName(name)); };
   const DimensionSpec* dim = dataset.FindDimension(name);
   if (dim == nullptr) {
     std::vector<std::string> names;
@@ -75,30 +76,30 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
       if (!d.derived) names.push_back(d.name);
     }
     return Error(
-        field,
+        field(),
         absl::StrCat("unknown dimension of dataset '", dataset.name, "'",
                      kDimensionsMarker, absl::StrJoin(names, ", ")),
         "unknown_dimension");
   }
   if (dim->derived) {
-    return Error(field,
+    return Error(field(),
                  "is derived by the server (from session_start) and cannot "
                  "be pushed",
                  "derived_dimension");
   }
   if (dim->open_domain) {
     if (value.empty()) {
-      return Error(field, "is empty", "missing_field");
+      return Error(field(), "is empty", "missing_field");
     }
     if (value.size() > static_cast<size_t>(dim->max_length)) {
-      return Error(field,
+      return Error(field(),
                    absl::StrFormat("is %d bytes; at most %d allowed",
                                    value.size(), dim->max_length),
                    "value_too_long");
     }
     for (char c : value) {
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-        return Error(field, "contains a control character",
+        return Error(field(), "contains a control character",
                      "invalid_characters");
       }
     }
@@ -106,7 +107,7 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
   }
   if (std::find(dim->values.begin(), dim->values.end(), value) ==
       dim->values.end()) {
-    return Error(field,
+    return Error(field(),
                  absl::StrCat("'", EchoName(value), "' is not an allowed value",
                               kAllowedMarker, AllowedValues(*dim)),
                  "value_not_in_domain");
@@ -115,27 +116,27 @@ std::optional<ObservationError> CheckLabel(const DatasetSpec& dataset,
 }
 
 std::optional<ObservationError> CheckMeasure(const DatasetSpec& dataset,
-                                             const std::string& name,
+                                             absl::string_view name,
                                              double value) {
-  const std::string field = absl::StrCat("measures.", EchoName(name));
+  auto field = [&] { return absl::StrCat("measures.", EchoName(name)); };
   const MeasureSpec* measure = dataset.FindMeasure(name);
   if (measure == nullptr) {
     std::vector<std::string> names;
     for (const auto& m : dataset.measures) names.push_back(m.name);
-    return Error(field,
+    return Error(field(),
                  absl::StrCat("unknown measure of dataset '", dataset.name, "'",
                               kMeasuresMarker, absl::StrJoin(names, ", ")),
                  "unknown_measure");
   }
   if (!std::isfinite(value)) {
-    return Error(field, absl::StrCat(value, " is not a finite number"),
+    return Error(field(), absl::StrCat(value, " is not a finite number"),
                  "not_finite");
   }
   const bool below = measure->valid_min && value < *measure->valid_min;
   const bool above = measure->valid_max && value > *measure->valid_max;
   if (below || above) {
     return Error(
-        field,
+        field(),
         absl::StrCat(value, " is outside the valid range [",
                      measure->valid_min ? absl::StrCat(*measure->valid_min)
                                         : std::string("-inf"),
@@ -148,51 +149,89 @@ std::optional<ObservationError> CheckMeasure(const DatasetSpec& dataset,
   return std::nullopt;
 }
 
-template <typename Map>
-std::vector<std::string> SortedKeys(const Map& map) {
-  std::vector<std::string> keys;
-  keys.reserve(map.size());
-  for (const auto& [key, value] : map) keys.push_back(key);
-  std::sort(keys.begin(), keys.end());
-  return keys;
+// Sorts `entries` by name, keeping the last of equal names. Insertion
+// sort: an observation has a handful of names.
+template <typename Entry>
+void SortUniqueByName(std::vector<Entry>* entries) {
+  auto& v = *entries;
+  for (size_t i = 1; i < v.size(); ++i) {
+    // Stable: an equal name stays after the earlier one.
+    for (size_t j = i; j > 0 && v[j].first < v[j - 1].first; --j) {
+      std::swap(v[j], v[j - 1]);
+    }
+  }
+  size_t out = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i + 1 < v.size() && v[i + 1].first == v[i].first) continue;
+    if (out != i) v[out] = v[i];
+    ++out;
+  }
+  v.resize(out);
 }
 
 }  // namespace
 
+void ObservationRef::SortNames() {
+  SortUniqueByName(&labels);
+  SortUniqueByName(&measures);
+}
+
+ObservationRef ObservationRef::Of(const cohortd::v1::Observation& observation) {
+  ObservationRef ref;
+  ref.session_id = observation.session_id();
+  ref.account_id = observation.account_id();
+  ref.source = observation.source();
+  ref.has_session_start = observation.has_session_start();
+  ref.session_start_seconds = observation.session_start().seconds();
+  ref.session_start_nanos = observation.session_start().nanos();
+  ref.labels.reserve(observation.labels().size());
+  for (const auto& [name, value] : observation.labels()) {
+    ref.labels.emplace_back(name, value);
+  }
+  ref.measures.reserve(observation.measures().size());
+  for (const auto& [name, value] : observation.measures()) {
+    ref.measures.emplace_back(name, value);
+  }
+  ref.SortNames();
+  return ref;
+}
+
 std::optional<ObservationError> ValidateObservation(
     const DatasetSpec& dataset, const cohortd::v1::Observation& observation) {
+  return ValidateObservation(dataset, ObservationRef::Of(observation));
+}
+
+std::optional<ObservationError> ValidateObservation(
+    const DatasetSpec& dataset, const ObservationRef& observation) {
   if (auto e =
-          CheckId("session_id", observation.session_id(), kMaxSessionIdBytes)) {
+          CheckId("session_id", observation.session_id, kMaxSessionIdBytes)) {
     return e;
   }
   if (auto e =
-          CheckId("account_id", observation.account_id(), kMaxAccountIdBytes)) {
+          CheckId("account_id", observation.account_id, kMaxAccountIdBytes)) {
     return e;
   }
-  if (!observation.has_session_start()) {
+  if (!observation.has_session_start) {
     return Error("session_start", "is required", "missing_field");
   }
-  const auto& ts = observation.session_start();
-  if (ts.seconds() < kMinSessionStart || ts.seconds() >= kMaxSessionStart ||
-      ts.nanos() < 0 || ts.nanos() > 999999999) {
+  const int64_t seconds = observation.session_start_seconds;
+  const int32_t nanos = observation.session_start_nanos;
+  if (seconds < kMinSessionStart || seconds >= kMaxSessionStart || nanos < 0 ||
+      nanos > 999999999) {
     return Error("session_start",
-                 absl::StrCat(ts.seconds(), "s ", ts.nanos(),
+                 absl::StrCat(seconds, "s ", nanos,
                               "ns is not a time between 2000-01-01 and "
                               "2100-01-01 (UTC)"),
                  "invalid_timestamp");
   }
-  if (auto e = CheckId("source", observation.source(), kMaxSourceBytes)) {
+  if (auto e = CheckId("source", observation.source, kMaxSourceBytes)) {
     return e;
   }
-  for (const std::string& name : SortedKeys(observation.labels())) {
-    if (auto e = CheckLabel(dataset, name, observation.labels().at(name))) {
-      return e;
-    }
+  for (const auto& [name, value] : observation.labels) {
+    if (auto e = CheckLabel(dataset, name, value)) return e;
   }
-  for (const std::string& name : SortedKeys(observation.measures())) {
-    if (auto e = CheckMeasure(dataset, name, observation.measures().at(name))) {
-      return e;
-    }
+  for (const auto& [name, value] : observation.measures) {
+    if (auto e = CheckMeasure(dataset, name, value)) return e;
   }
   return std::nullopt;
 }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "cohortd/internal/ingest_wire.pb.h"
@@ -29,12 +31,37 @@ struct ObservationError {
   std::string reason_class;
 };
 
+// One pushed observation as the ingest path reads it: views of the
+// strings of a request that the holder keeps alive (no copies), so the
+// server never builds protobuf maps on the way in. Once SortNames() ran,
+// labels and measures are sorted by name and each name is there once.
+struct ObservationRef {
+  absl::string_view session_id;
+  absl::string_view account_id;
+  absl::string_view source;
+  bool has_session_start = false;
+  int64_t session_start_seconds = 0;
+  int32_t session_start_nanos = 0;
+  std::vector<std::pair<absl::string_view, absl::string_view>> labels;
+  std::vector<std::pair<absl::string_view, double>> measures;
+
+  // Sorts labels and measures by name; of a name given several times the
+  // last one is kept, as a protobuf map does when parsing.
+  void SortNames();
+  // Views of `observation`'s fields, names sorted; `observation` must
+  // outlive the result.
+  static ObservationRef Of(const cohortd::v1::Observation& observation);
+};
+
 // Checks one observation against `dataset`. Returns the first problem
 // found, checking fields in a fixed order (ids, time, source, then labels
 // and measures by name) so the same input always gets the same answer; or
 // nullopt when the observation is valid. Thread-safe.
 std::optional<ObservationError> ValidateObservation(
     const DatasetSpec& dataset, const cohortd::v1::Observation& observation);
+// The same for an ObservationRef whose names are sorted (SortNames).
+std::optional<ObservationError> ValidateObservation(
+    const DatasetSpec& dataset, const ObservationRef& observation);
 
 // "YYYY-MM" (UTC) of a Unix time in seconds: the derived `month` dimension.
 std::string MonthOf(int64_t unix_seconds);

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "server/privacy/accountant.h"
 
 namespace cohortd::privacy {
 namespace {
@@ -17,9 +18,20 @@ absl::Status CheckConfidence(double confidence) {
   return absl::OkStatus();
 }
 
-// The per-noise confidence when two independent noises must both be within
-// their half-widths: (1 - alpha/2) each, union bound.
-double HalfAlpha(double confidence) { return 1 - (1 - confidence) / 2; }
+// The standard normal quantile at p in (0.5, 1), by bisection on erfc
+// (used only to choose a budget split, not for any interval).
+double NormalQuantile(double p) {
+  double low = 0, high = 40;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = (low + high) / 2;
+    if (0.5 * std::erfc(mid / std::sqrt(2.0)) > 1 - p) {
+      low = mid;
+    } else {
+      high = mid;
+    }
+  }
+  return high;
+}
 
 Estimate CountEstimate(int64_t noisy, int64_t c) {
   return {static_cast<double>(std::max<int64_t>(noisy, 0)),
@@ -67,6 +79,36 @@ absl::StatusOr<Estimate> SumMetric::Release(__int128 sum_fp,
                   domain_.ToValue(v + c)};
 }
 
+double MeanCountShare(const ContributionBounds& bounds, double rho,
+                      double confidence) {
+  // Widths scale with W = hi - lo (sigma_s and theta both carry it), so
+  // work with W = 1. c = L0 Linf^2 / (2 rho): sigma_n^2 = c / f,
+  // sigma_s^2 = c / (1 - f).
+  const double c = SessionCountL2Squared(bounds) / (2 * rho);
+  const double z = NormalQuantile(1 - (1 - confidence) / 2);
+  const double n = kTypicalMeanSessions;
+  constexpr int kThetas = 64;
+  double best_f = 0.5, best_width = INFINITY;
+  for (int step = 1; step <= 99; ++step) {
+    const double f = step / 100.0;
+    const double sn2 = c / f, ss2 = c / (1 - f);
+    const double den = n * n - z * z * sn2;
+    double width = 0;
+    for (int j = 0; j < kThetas; ++j) {
+      const double theta = -1 + (2 * j + 1) / static_cast<double>(kThetas);
+      const double rad =
+          ss2 * n * n + sn2 * theta * theta * n * n - z * z * sn2 * ss2;
+      const double w = den > 0 && rad > 0 ? 2 * z * std::sqrt(rad) / den : 2;
+      width += std::min(w, 2.0);
+    }
+    if (width < best_width) {
+      best_width = width;
+      best_f = f;
+    }
+  }
+  return best_f;
+}
+
 absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
                                               const MeasureDomain& domain,
                                               double rho, double confidence) {
@@ -74,14 +116,31 @@ absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
   if (!status.ok()) return status;
   status = CheckConfidence(confidence);
   if (!status.ok()) return status;
-  // Sequential composition inside the metric: rho/2 + rho/2 = rho.
+  if (!(rho > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("MeanMetric: rho must be > 0, got %g", rho));
+  }
+  // Sequential composition inside the metric: the shares are rounded down,
+  // so rho_count + rho_sum <= rho.
+  const double f = MeanCountShare(bounds, rho, confidence);
   absl::StatusOr<GaussianMechanism> count_noise = GaussianMechanism::Create(
-      SessionCountL2Squared(bounds), rho / 2, HalfAlpha(confidence));
+      SessionCountL2Squared(bounds), RoundRemaining(rho * f), confidence);
   if (!count_noise.ok()) return count_noise.status();
-  absl::StatusOr<GaussianMechanism> sum_noise = GaussianMechanism::Create(
-      CenteredSumL2Squared(bounds, domain), rho / 2, HalfAlpha(confidence));
+  absl::StatusOr<GaussianMechanism> sum_noise =
+      GaussianMechanism::Create(CenteredSumL2Squared(bounds, domain),
+                                RoundRemaining(rho * (1 - f)), confidence);
   if (!sum_noise.ok()) return sum_noise.status();
-  return MeanMetric(domain, *count_noise, *sum_noise);
+  absl::StatusOr<NoiseLaw> sum_law =
+      NoiseLaw::DiscreteGaussian(sum_noise->sigma2());
+  if (!sum_law.ok()) return sum_law.status();
+  absl::StatusOr<NoiseLaw> count_law =
+      NoiseLaw::DiscreteGaussian(count_noise->sigma2());
+  if (!count_law.ok()) return count_law.status();
+  absl::StatusOr<RatioInterval> interval = RatioInterval::ForMean(
+      *sum_law, *count_law,
+      static_cast<double>(domain.upper_fp - domain.lower_fp), confidence);
+  if (!interval.ok()) return interval.status();
+  return MeanMetric(domain, *count_noise, *sum_noise, *interval);
 }
 
 absl::StatusOr<Estimate> MeanMetric::Release(__int128 sum_fp, int64_t count,
@@ -103,28 +162,13 @@ absl::StatusOr<Estimate> MeanMetric::Release(__int128 sum_fp, int64_t count,
   auto clamp = [&](double x) { return std::clamp(x, lo, hi); };
   const double n = static_cast<double>(*noisy_count);
   const double s = static_cast<double>(*noisy_sum);
+  const double value = n > 0 ? clamp(mid + s / (2 * n)) : mid;
+  // theta = S / n = 2 (mean - mid): the interval of the pivot S - theta n.
+  const ParameterInterval theta = interval_.Compute(s, n, 2 * (value - mid));
   Estimate e;
-  e.value = domain_.ToValue(n > 0 ? clamp(mid + s / (2 * n)) : mid);
-  const double cn = static_cast<double>(count_noise_.HalfWidth());
-  const double cs = static_cast<double>(sum_noise_.HalfWidth());
-  // A cohort has >= 1 session, so the box's n may be floored at 1.
-  const double n_low = std::max(n - cn, 1.0);
-  const double n_high = n + cn;
-  if (n_high < 1) {
-    e.ci_low = domain_.ToValue(lo);
-    e.ci_high = domain_.ToValue(hi);
-    return e;
-  }
-  double low = hi, high = lo;
-  for (double ns : {n_low, n_high}) {
-    for (double ss : {s - cs, s + cs}) {
-      const double m = clamp(mid + ss / (2 * ns));
-      low = std::min(low, m);
-      high = std::max(high, m);
-    }
-  }
-  e.ci_low = domain_.ToValue(low);
-  e.ci_high = domain_.ToValue(high);
+  e.value = domain_.ToValue(value);
+  e.ci_low = domain_.ToValue(clamp(mid + theta.low / 2));
+  e.ci_high = domain_.ToValue(clamp(mid + theta.high / 2));
   return e;
 }
 
@@ -134,10 +178,15 @@ absl::StatusOr<RateMetric> RateMetric::Create(const ContributionBounds& bounds,
   if (!status.ok()) return status;
   status = CheckConfidence(confidence);
   if (!status.ok()) return status;
-  absl::StatusOr<GaussianMechanism> noise = GaussianMechanism::Create(
-      RatePairL2Squared(bounds), rho, HalfAlpha(confidence));
+  absl::StatusOr<GaussianMechanism> noise =
+      GaussianMechanism::Create(RatePairL2Squared(bounds), rho, confidence);
   if (!noise.ok()) return noise.status();
-  return RateMetric(*noise);
+  absl::StatusOr<NoiseLaw> law = NoiseLaw::DiscreteGaussian(noise->sigma2());
+  if (!law.ok()) return law.status();
+  absl::StatusOr<RatioInterval> interval =
+      RatioInterval::ForRate(*law, *law, confidence);
+  if (!interval.ok()) return interval.status();
+  return RateMetric(*noise, *interval);
 }
 
 absl::StatusOr<Estimate> RateMetric::Release(int64_t matching, int64_t total,
@@ -152,21 +201,15 @@ absl::StatusOr<Estimate> RateMetric::Release(int64_t matching, int64_t total,
   if (!a.ok()) return a.status();
   absl::StatusOr<int64_t> b = noise_.AddNoise(total - matching, rng);
   if (!b.ok()) return b.status();
-  const double c = static_cast<double>(noise_.HalfWidth());
-  // True counts are >= 0, so clipping the box at 0 keeps them inside it.
-  auto pos = [](double x) { return std::max(x, 0.0); };
-  auto ratio = [](double num, double den, double if_empty) {
-    return den > 0 ? num / den : if_empty;
-  };
-  const double na = pos(static_cast<double>(*a));
-  const double nb = pos(static_cast<double>(*b));
+  const double na = std::max(static_cast<double>(*a), 0.0);
+  const double nb = std::max(static_cast<double>(*b), 0.0);
   Estimate e;
   // 0.5 is the uninformative midpoint when both noisy counts are <= 0.
-  e.value = ratio(na, na + nb, 0.5);
-  const double a_low = pos(*a - c), a_high = pos(*a + c);
-  const double b_low = pos(*b - c), b_high = pos(*b + c);
-  e.ci_low = ratio(a_low, a_low + b_high, 0.0);
-  e.ci_high = ratio(a_high, a_high + b_low, 1.0);
+  e.value = na + nb > 0 ? na / (na + nb) : 0.5;
+  const ParameterInterval r = interval_.Compute(
+      static_cast<double>(*a), static_cast<double>(*b), e.value);
+  e.ci_low = r.low;
+  e.ci_high = r.high;
   return e;
 }
 
@@ -179,20 +222,36 @@ double SumMetric::PredictedHalfWidth(int64_t /*sessions*/) const {
 }
 
 double MeanMetric::PredictedHalfWidth(int64_t sessions) const {
-  const double range = static_cast<double>(domain_.upper_fp - domain_.lower_fp);
-  const double cn = static_cast<double>(count_noise_.HalfWidth());
-  const double cs = static_cast<double>(sum_noise_.HalfWidth());
+  const double lo = static_cast<double>(domain_.lower_fp);
+  const double hi = static_cast<double>(domain_.upper_fp);
+  const double width = hi - lo;
+  if (sessions <= 0) return domain_.ToValue(width / 2);
   const double n = static_cast<double>(sessions);
-  // As in Release(): the box's n is floored at 1.
-  const double box = (cs + range * cn) / (2 * std::max(n - cn, 1.0));
-  return domain_.ToValue(std::min(box, range / 2));
+  // The released interval at zero noise draws (Release() with the noisy
+  // pair equal to the exact one), widest over a grid of cohort values:
+  // theta = 2 (mean - mid) in [-W, W], centred sum theta n.
+  double widest = 0;
+  for (int j = 0; j <= kPredictionGrid; ++j) {
+    const double theta = -width + 2 * width * j / kPredictionGrid;
+    const ParameterInterval t = interval_.Compute(theta * n, n, theta);
+    const double low = std::clamp(t.low / 2, -width / 2, width / 2);
+    const double high = std::clamp(t.high / 2, -width / 2, width / 2);
+    widest = std::max(widest, (high - low) / 2);
+  }
+  return domain_.ToValue(widest);
 }
 
 double RateMetric::PredictedHalfWidth(int64_t sessions) const {
   if (sessions <= 0) return 0.5;
-  return std::min(
-      static_cast<double>(noise_.HalfWidth()) / static_cast<double>(sessions),
-      0.5);
+  const double n = static_cast<double>(sessions);
+  // As MeanMetric's: the zero-noise interval, widest over the rates.
+  double widest = 0;
+  for (int j = 0; j <= kPredictionGrid; ++j) {
+    const double r = static_cast<double>(j) / kPredictionGrid;
+    const ParameterInterval t = interval_.Compute(r * n, (1 - r) * n, r);
+    widest = std::max(widest, (t.high - t.low) / 2);
+  }
+  return std::min(widest, 0.5);
 }
 
 int64_t GeometricMeanMetric::FloorFixedPoint(const MeasureDomain& domain) {

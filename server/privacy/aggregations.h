@@ -27,11 +27,13 @@
 #define COHORTD_SERVER_PRIVACY_AGGREGATIONS_H_
 
 #include <cstdint>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "server/crypto/csprng.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/gaussian_mechanism.h"
+#include "server/privacy/ratio_interval.h"
 
 namespace cohortd::privacy {
 
@@ -83,15 +85,42 @@ class SumMetric {
   GaussianMechanism noise_;
 };
 
-// Mean of a measure, as in Google's BoundedMean: rho is split in halves
-// between a noisy count n~ and a noisy centred sum S~ of (2v - lo - hi)
-// (whose sensitivity is Linf (hi - lo), about half that of the raw sum);
+// The sessions at which MeanCountShare() minimises the mean's interval
+// width: the log-midpoint of the cohort sizes analysts read (200 to
+// 20,000 sessions; bench/privacy/utility_bench prints all three).
+inline constexpr double kTypicalMeanSessions = 2000;
+
+// How many steps of the cohort value (rate, mean) MeanMetric and
+// RateMetric's PredictedHalfWidth scan for the widest zero-noise
+// interval.
+inline constexpr int kPredictionGrid = 64;
+
+// The share f of a mean's rho given to its noisy count (the centred sum
+// gets 1 - f), chosen from public parameters only: the f in
+// {0.01, ..., 0.99} minimising the Fieller interval's width at the
+// noiseless pair, averaged over a mean uniform on [lo, hi]:
+//   width(theta) = 2 z sqrt(s_s^2 n^2 + s_n^2 theta^2 n^2 - z^2 s_n^2 s_s^2)
+//                  / (n^2 - z^2 s_n^2),          capped at the domain (2W),
+// with n = kTypicalMeanSessions, theta = 2 (mean - mid) in [-W, W],
+// s_n^2 = L0 Linf^2 / (2 f rho), s_s^2 = L0 Linf^2 W^2 / (2 (1 - f) rho),
+// z the normal (1 + confidence)/2 quantile (the normal approximation of
+// ratio_interval.h's test, solved for theta). W cancels, so f depends on
+// (L0, Linf, rho, confidence) only. At large cohorts it tends to
+// 1 / (1 + sqrt(3)) = 0.37 (minimising s_s^2 + E[theta^2] s_n^2 with
+// E[theta^2] = W^2 / 3); small cohorts pay for count noise in the
+// denominator and shift budget to the count.
+double MeanCountShare(const ContributionBounds& bounds, double rho,
+                      double confidence);
+
+// Mean of a measure, as in Google's BoundedMean: a noisy count n~ and a
+// noisy centred sum S~ of (2v - lo - hi) (whose sensitivity is
+// Linf (hi - lo), about half that of the raw sum), with rho split
+// f : 1 - f by MeanCountShare() (not halves);
 // mean = (lo + hi)/2 + S~ / (2 n~), clamped to [lo, hi].
-// Interval: each of the two noises is within its (1 - alpha/2) half-width
-// with probability >= 1 - alpha/2, so with probability >= 1 - alpha both
-// are; the interval is the range of (lo+hi)/2 + S / (2 n) over that box
-// (monotone in each coordinate, so its corners), intersected with
-// [lo, hi]; it is [lo, hi] when the box allows n <= 0.
+// Interval: ratio_interval.h's test inversion for theta = S / n over
+// [-(hi - lo), hi - lo] (pivot S~ - theta n~), mapped to
+// mean = mid + theta / 2, intersected with [lo, hi]; it contains the
+// value. Covers with probability >= confidence for every data set.
 class MeanMetric {
  public:
   static absl::StatusOr<MeanMetric> Create(const ContributionBounds& bounds,
@@ -103,31 +132,37 @@ class MeanMetric {
   absl::StatusOr<Estimate> Release(__int128 sum_fp, int64_t count,
                                    RandomWords& rng) const;
   // Predicted half-width for a cohort of `sessions` sessions carrying the
-  // measure, in measure units: with zero noise draws, count n and centred
-  // sum s with |s| <= n R (R = hi - lo), the box's corners lie within
-  //   (cs + R cn) / (2 max(n - cn, 1))
-  // of the value (cn, cs: the two noises' half-widths), and the interval
-  // within [lo, hi]: the minimum of that and R / 2, for any cohort value.
+  // measure, in measure units: the half-width of the interval Release()
+  // gives with zero noise draws (the Fieller interval of the exact pair),
+  // the widest over kPredictionGrid + 1 evenly spaced cohort means in
+  // [lo, hi]. R / 2 (R = hi - lo) for sessions <= 0.
   double PredictedHalfWidth(int64_t sessions) const;
   const MeasureDomain& domain() const { return domain_; }
 
+  const GaussianMechanism& count_noise() const { return count_noise_; }
+  const GaussianMechanism& sum_noise() const { return sum_noise_; }
+
  private:
   MeanMetric(MeasureDomain domain, GaussianMechanism count_noise,
-             GaussianMechanism sum_noise)
-      : domain_(domain), count_noise_(count_noise), sum_noise_(sum_noise) {}
+             GaussianMechanism sum_noise, RatioInterval interval)
+      : domain_(domain),
+        count_noise_(count_noise),
+        sum_noise_(sum_noise),
+        interval_(std::move(interval)) {}
   MeasureDomain domain_;
   GaussianMechanism count_noise_;
   GaussianMechanism sum_noise_;
+  RatioInterval interval_;
 };
 
 // Share of sessions matching a predicate: noisy matching a~ and
 // non-matching b~ counts, both with sigma^2 = L0 Linf^2 / (2 rho) (the
 // pair has L2 sensitivity Linf per cohort: a^2 + b^2 <= (a + b)^2);
-// rate = a~ / (a~ + b~) clamped to [0, 1].
-// Interval: as for the mean, each noise at level 1 - alpha/2; the rate is
-// increasing in a and decreasing in b, so the extremes are
-// (a~ - c) / (a~ - c + b~ + c) and (a~ + c) / (a~ + c + b~ - c) with
-// negative counts clipped to 0, intersected with [0, 1].
+// rate = a~ / (a~ + b~) with negative counts read as 0 (0.5 if both are).
+// Interval: ratio_interval.h's test inversion (Fieller) for r in [0, 1]
+// with pivot (1 - r) a~ - r b~, whose noise at the true r is
+// (1 - r) X - r Y; it contains the value. Covers with probability
+// >= confidence for every (a, b).
 class RateMetric {
  public:
   static absl::StatusOr<RateMetric> Create(const ContributionBounds& bounds,
@@ -137,13 +172,18 @@ class RateMetric {
   absl::StatusOr<Estimate> Release(int64_t matching, int64_t total,
                                    RandomWords& rng) const;
   // Predicted half-width for a cohort of `sessions` labelled sessions:
-  // with zero noise draws the interval is [(a - c) / n, (a + c) / n]
-  // before clipping, so c / n, at most 1/2.
+  // the half-width of the Fieller interval Release() gives with zero noise
+  // draws, the widest over kPredictionGrid + 1 evenly spaced rates in
+  // [0, 1]; at most 1/2 (1/2 for sessions <= 0).
   double PredictedHalfWidth(int64_t sessions) const;
 
+  const GaussianMechanism& noise() const { return noise_; }
+
  private:
-  explicit RateMetric(GaussianMechanism noise) : noise_(noise) {}
+  RateMetric(GaussianMechanism noise, RatioInterval interval)
+      : noise_(noise), interval_(std::move(interval)) {}
   GaussianMechanism noise_;
+  RatioInterval interval_;
 };
 
 // Geometric mean of a measure, exp(mean(ln x)), over a positive clamping

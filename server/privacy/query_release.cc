@@ -1,5 +1,8 @@
 #include "server/privacy/query_release.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -29,6 +32,23 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   for (size_t i = 0; i < metrics.size(); ++i) {
     const MetricRequest& m = metrics[i];
     noisy += m.kind != MetricKind::kAccounts;
+    if (m.adjusted &&
+        ((m.kind != MetricKind::kRate && m.kind != MetricKind::kMean) ||
+         m.sampling_interval)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "metric %d: only RATE and MEAN with noise intervals can be "
+          "adjusted",
+          i));
+    }
+    if (m.sampling_interval) {
+      if (m.kind == MetricKind::kAccounts || m.kind == MetricKind::kQuantiles) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "metric %d: sampling intervals cover SESSIONS, SUM, MEAN, RATE "
+            "and GEOMETRIC_MEAN only",
+            i));
+      }
+      ++noisy;  // its private variance estimate
+    }
     const bool needs_gate = m.kind == MetricKind::kSum ||
                             m.kind == MetricKind::kMean ||
                             m.kind == MetricKind::kQuantiles ||
@@ -74,6 +94,56 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   std::vector<Mechanism> mechanisms;
   const double rho = budget->rho_per_metric;
   const double conf = params.confidence;
+  std::vector<SamplingSpec> sampling(metrics.size());
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    const MetricRequest& m = metrics[i];
+    if (!m.sampling_interval) continue;
+    SamplingSpec& spec = sampling[i];
+    SamplingTarget target = SamplingTarget::kTotal;
+    double bound = 1;  // kSessions, kRate: one session, one match
+    spec.lo = 0;
+    spec.hi = HUGE_VAL;
+    switch (m.kind) {
+      case MetricKind::kSum:
+        bound = static_cast<double>(
+            std::max(std::abs(m.domain.lower_fp), std::abs(m.domain.upper_fp)));
+        spec.scale = m.domain.granularity;
+        spec.lo = -HUGE_VAL;
+        break;
+      case MetricKind::kMean:
+        target = SamplingTarget::kRatio;
+        bound = static_cast<double>(m.domain.upper_fp - m.domain.lower_fp);
+        spec.scale = m.domain.granularity;
+        spec.lo = m.domain.ToValue(static_cast<double>(m.domain.lower_fp));
+        spec.hi = m.domain.ToValue(static_cast<double>(m.domain.upper_fp));
+        break;
+      case MetricKind::kRate:
+        target = SamplingTarget::kRatio;
+        spec.hi = 1;
+        break;
+      case MetricKind::kGeometricMean: {
+        // The mean of ln values (account totals are sums of LogFixedPoint).
+        absl::StatusOr<GeometricMeanMetric> g =
+            GeometricMeanMetric::Create(params.bounds, m.domain, rho, conf);
+        if (!g.ok()) return g.status();
+        const MeasureDomain& log_domain = g->log_domain();
+        target = SamplingTarget::kRatio;
+        bound = static_cast<double>(log_domain.upper_fp - log_domain.lower_fp);
+        spec.scale = log_domain.granularity;
+        spec.lo = log_domain.ToValue(static_cast<double>(log_domain.lower_fp));
+        spec.hi = log_domain.ToValue(static_cast<double>(log_domain.upper_fp));
+        spec.log = true;
+        break;
+      }
+      default:
+        break;
+    }
+    absl::StatusOr<ClusteredSamplingVariance> variance =
+        ClusteredSamplingVariance::Create(params.bounds, target, bound,
+                                          params.k, rho, conf);
+    if (!variance.ok()) return variance.status();
+    spec.variance = *variance;
+  }
   for (MetricRequest& m : metrics) {
     switch (m.kind) {
       case MetricKind::kAccounts:
@@ -108,8 +178,36 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     }
     if (!status.ok()) return status;
   }
-  return QueryReleaser(*budget, *selector, std::move(gate_selectors),
-                       std::move(mechanisms), std::move(metric_gate));
+  QueryReleaser releaser(*budget, *selector, std::move(gate_selectors),
+                         std::move(mechanisms), std::move(metric_gate),
+                         std::move(sampling));
+  releaser.confidence_ = conf;
+  for (const MetricRequest& m : metrics)
+    releaser.adjusted_.push_back(m.adjusted);
+  return releaser;
+}
+
+absl::StatusOr<Estimate> QueryReleaser::AddSampling(size_t i,
+                                                    const MetricInput& in,
+                                                    const Estimate& estimate,
+                                                    RandomWords& rng) const {
+  const SamplingSpec& spec = sampling_[i];
+  // GEOMETRIC_MEAN: back to the mean of ln values (value and bounds are
+  // exp of the log mean's, all positive).
+  const Estimate base =
+      spec.log ? Estimate{std::log(estimate.value), std::log(estimate.ci_low),
+                          std::log(estimate.ci_high)}
+               : estimate;
+  // The released ratio in y-per-session units (fixed point for a mean).
+  const double ratio = base.value / spec.scale;
+  absl::StatusOr<double> se =
+      spec.variance->ReleaseStandardError(in.account_totals, ratio, rng);
+  if (!se.ok()) return se.status();
+  const Estimate combined = CombineNoiseAndSampling(
+      base, *se * spec.scale, confidence_, spec.lo, spec.hi);
+  if (!spec.log) return combined;
+  return Estimate{estimate.value, std::exp(combined.ci_low),
+                  std::exp(combined.ci_high)};
 }
 
 absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
@@ -150,6 +248,10 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
       out.suppressed = true;
       continue;
     }
+    if (adjusted_[i]) {
+      out.deferred = true;
+      continue;
+    }
     absl::StatusOr<Estimate> estimate = decision->accounts;
     if (const auto* m = std::get_if<SessionCountMetric>(&mechanisms_[i])) {
       estimate = m->Release(in.sessions, rng);
@@ -171,6 +273,10 @@ absl::StatusOr<CohortRelease> QueryReleaser::ReleaseCohort(
       continue;
     }
     if (!estimate.ok()) return estimate.status();
+    if (sampling_[i].variance.has_value()) {
+      estimate = AddSampling(i, in, *estimate, rng);
+      if (!estimate.ok()) return estimate.status();
+    }
     out.estimate = *estimate;
   }
   release.released = true;

@@ -34,6 +34,7 @@
 #define COHORTD_SERVER_PRIVACY_QUERY_RELEASE_H_
 
 #include <cstdint>
+#include <optional>
 #include <variant>
 #include <vector>
 
@@ -45,6 +46,7 @@
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/partition_selection.h"
 #include "server/privacy/quantile_tree.h"
+#include "server/privacy/sampling_interval.h"
 
 namespace cohortd::privacy {
 
@@ -67,6 +69,15 @@ struct MetricRequest {
   // contributing accounts are the cohort's (see the file comment).
   int gate = -1;
   static constexpr int kNoGate = -1;
+  // NOISE_AND_SAMPLING (sampling_interval.h): the interval also covers the
+  // account-clustered sampling error, for kSessions, kSum, kMean and
+  // kRate. Such a metric spends a second rho share on its private
+  // variance estimate.
+  bool sampling_interval = false;
+  // Metric.adjust_for (kRate, kMean): the releaser only decides the gate
+  // and marks the output `deferred`; the metric's rho share is spent by
+  // the caller's AdjustedRegression over the released cohorts.
+  bool adjusted = false;
 };
 
 // The public privacy parameters of one query (from the dataset's config
@@ -96,12 +107,18 @@ struct MetricInput {
   // kQuantiles, instead of values_fp when not empty: sessions per leaf of
   // the metric's QuantileTree::Grid(domain) (borrowed).
   absl::Span<const int64_t> leaf_counts;
+  // sampling_interval metrics: the cohort's per-account kept totals of
+  // this metric (borrowed; accounts that carry nothing may be left out).
+  absl::Span<const AccountTotal> account_totals;
 };
 
 struct MetricOutput {
   // True when the metric's contributor gate failed: nothing of it may be
   // published (estimate and quantiles are empty).
   bool suppressed = false;
+  // An adjusted metric that passed its gate: its estimate is computed by
+  // the caller (adjusted_regression.h) once every cohort is decided.
+  bool deferred = false;
   Estimate estimate;                        // all but kQuantiles
   std::vector<QuantileEstimate> quantiles;  // kQuantiles
 };
@@ -117,7 +134,9 @@ class QueryReleaser {
   // 0 .. gates - 1 must be named by at least one metric. Errors:
   // InvalidArgument for bad parameters (k < 1, epsilon <= 0, delta
   // outside (0, 1), confidence outside (0, 1), bad bounds or quantiles, a
-  // SUM, MEAN or QUANTILES without a gate, a gate out of range or unused).
+  // SUM, MEAN or QUANTILES without a gate, a gate out of range or unused,
+  // a sampling interval on kAccounts or kQuantiles). The budget counts
+  // each sampling-interval metric as two noisy metrics.
   static absl::StatusOr<QueryReleaser> Create(
       const QueryPrivacyParams& params, std::vector<MetricRequest> metrics,
       int gates = 0);
@@ -168,6 +187,23 @@ class QueryReleaser {
   int gates() const { return static_cast<int>(gates_.size()); }
 
  private:
+  // A metric's sampling-variance estimator and how its units map to the
+  // released value's: value = y-unit * scale; the interval is clipped to
+  // [lo, hi]. With `log` (GEOMETRIC_MEAN) y, scale, lo and hi are those of
+  // the mean of ln values: the estimate is taken to ln units, widened
+  // there and exp'ed back (exp is increasing).
+  struct SamplingSpec {
+    std::optional<ClusteredSamplingVariance> variance;
+    double scale = 1;
+    double lo = 0;
+    double hi = 0;
+    bool log = false;
+  };
+  // Widens `estimate` by the sampling part of metric `i`.
+  absl::StatusOr<Estimate> AddSampling(size_t i, const MetricInput& in,
+                                       const Estimate& estimate,
+                                       RandomWords& rng) const;
+
   using Mechanism =
       std::variant<std::monostate, SessionCountMetric, SumMetric, MeanMetric,
                    RateMetric, QuantileTree, GeometricMeanMetric>;
@@ -179,18 +215,23 @@ class QueryReleaser {
 
   QueryReleaser(QueryBudget budget, PartitionSelector selector,
                 std::vector<PartitionSelector> gates,
-                std::vector<Mechanism> mechanisms, std::vector<int> metric_gate)
+                std::vector<Mechanism> mechanisms, std::vector<int> metric_gate,
+                std::vector<SamplingSpec> sampling)
       : budget_(budget),
         selector_(selector),
         gates_(std::move(gates)),
         mechanisms_(std::move(mechanisms)),
-        metric_gate_(std::move(metric_gate)) {}
+        metric_gate_(std::move(metric_gate)),
+        sampling_(std::move(sampling)) {}
 
   QueryBudget budget_;
   PartitionSelector selector_;
   std::vector<PartitionSelector> gates_;
-  std::vector<Mechanism> mechanisms_;  // monostate = kAccounts
-  std::vector<int> metric_gate_;       // per metric; kNoGate = none
+  std::vector<Mechanism> mechanisms_;   // monostate = kAccounts
+  std::vector<int> metric_gate_;        // per metric; kNoGate = none
+  std::vector<SamplingSpec> sampling_;  // per metric; empty variance = none
+  std::vector<bool> adjusted_;          // per metric
+  double confidence_ = 0.95;
 };
 
 }  // namespace cohortd::privacy

@@ -11,9 +11,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/common/status_macros.h"
+#include "server/privacy/adjusted_regression.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/quantile_tree.h"
 
@@ -32,9 +33,9 @@ struct CodeSet {
   bool Contains(uint32_t row) const { return accepts[(*column)[row]] != 0; }
 };
 
-CodeSet MakeCodeSet(const DatasetView& view, int dim,
-                    const google::protobuf::RepeatedPtrField<std::string>&
-                        values) {
+CodeSet MakeCodeSet(
+    const DatasetView& view, int dim,
+    const google::protobuf::RepeatedPtrField<std::string>& values) {
   CodeSet set;
   set.column = &view.codes(dim);
   set.accepts.assign(view.dictionary(dim).cardinality(), 0);
@@ -53,6 +54,27 @@ uint64_t Fnv1a(uint64_t h, absl::string_view bytes) {
   }
   return h;
 }
+
+// One control of an adjusted metric (Metric.adjust_for): a session's
+// level among the plan's public levels, or -1 when it has none.
+struct ControlLevels {
+  const CodeColumn* codes = nullptr;       // a dimension
+  std::vector<int32_t> level_of_code;      // by code; -1 = not a level
+  const MeasureColumn* measure = nullptr;  // a band of this measure
+  privacy::MeasureDomain domain;
+  std::vector<int64_t> edges_fp;  // the band's edges in fixed point
+
+  int32_t LevelOf(uint32_t row) const {
+    if (codes != nullptr) return level_of_code[(*codes)[row]];
+    if (!measure->Has(row)) return -1;
+    // Integers only: edges and values on the measure's fixed-point grid.
+    const int64_t v =
+        std::clamp(measure->Fixed(row), domain.lower_fp, domain.upper_fp);
+    return static_cast<int32_t>(
+        std::upper_bound(edges_fp.begin(), edges_fp.end(), v) -
+        edges_fp.begin());
+  }
+};
 
 // Accumulators and mechanism of one metric.
 struct MetricSlot {
@@ -115,6 +137,61 @@ struct MetricSlot {
     return leaf_counts;
   }
 
+  // NOISE_AND_SAMPLING: per cohort, each account's kept totals (the
+  // cluster = account of the sampling variance, privacy/sampling_interval.h).
+  bool sampling = false;
+  std::vector<std::vector<privacy::AccountTotal>> account_totals;
+  // Adjusted metrics: the regression's rows (kept sessions carrying the
+  // metric and a level of every control): cohort, levels, centred y.
+  std::vector<ControlLevels> controls;
+  std::vector<int32_t> adjusted_cohort, adjusted_levels;
+  std::vector<int64_t> adjusted_y;
+
+  void RecordAdjusted(uint32_t c, uint32_t row, int64_t y) {
+    const size_t mark = adjusted_levels.size();
+    for (const ControlLevels& control : controls) {
+      const int32_t level = control.LevelOf(row);
+      if (level < 0) {
+        adjusted_levels.resize(mark);
+        return;
+      }
+      adjusted_levels.push_back(level);
+    }
+    adjusted_cohort.push_back(static_cast<int32_t>(c));
+    adjusted_y.push_back(y);
+  }
+
+  // The accumulators of cohort `c` before an account's sessions are added.
+  struct Mark {
+    __int128 sum = 0;
+    int64_t a = 0, b = 0;
+  };
+  Mark MarkOf(uint32_t c) const {
+    return {sum.empty() ? 0 : sum[c], a[c], b[c]};
+  }
+  // Records one account's totals in cohort `c`: what it added since
+  // `before` (`sessions` kept sessions, for SESSIONS).
+  void RecordAccount(uint32_t c, const Mark& before, int64_t sessions) {
+    privacy::AccountTotal t;
+    switch (spec->kind()) {
+      case Metric::SESSIONS:
+        t = {sessions, sessions};
+        break;
+      case Metric::SUM:
+      case Metric::MEAN:
+      case Metric::GEOMETRIC_MEAN:  // sums of ln values in fixed point
+        // At most Linf values below 2^40 in magnitude: fits 64 bits.
+        t = {static_cast<int64_t>(sum[c] - before.sum), b[c] - before.b};
+        break;
+      case Metric::RATE:
+        t = {a[c] - before.a, b[c] - before.b};
+        break;
+      default:
+        return;
+    }
+    if (t.n > 0) account_totals[c].push_back(t);
+  }
+
   void Grow(size_t cohorts) {
     a.resize(cohorts, 0);
     b.resize(cohorts, 0);
@@ -129,6 +206,7 @@ struct MetricSlot {
         leaves.resize(cohorts);
       }
     }
+    if (sampling) account_totals.resize(cohorts);
   }
 
   // Adds one kept session of cohort `c`.
@@ -145,9 +223,13 @@ struct MetricSlot {
       case Metric::SUM:
       case Metric::MEAN: {
         if (!column->Has(row)) return;  // absent measures do not count
-        sum[c] +=
+        const int64_t v =
             std::clamp(column->Fixed(row), domain.lower_fp, domain.upper_fp);
+        sum[c] += v;
         b[c] += 1;
+        if (!controls.empty()) {
+          RecordAdjusted(c, row, 2 * v - domain.lower_fp - domain.upper_fp);
+        }
         return;
       }
       case Metric::GEOMETRIC_MEAN: {
@@ -163,6 +245,9 @@ struct MetricSlot {
         if ((*rate_of.column)[row] == 0) return;
         a[c] += rate_of.Contains(row) ? 1 : 0;
         b[c] += 1;
+        if (!controls.empty()) {
+          RecordAdjusted(c, row, rate_of.Contains(row) ? 1 : -1);
+        }
         return;
       default:
         return;
@@ -175,10 +260,19 @@ struct MetricSlot {
 struct GateSlot {
   const MeasureColumn* measure = nullptr;
   const CodeColumn* label = nullptr;
+  // An adjusted metric's controls: a contributing session also has a level
+  // of each (the regression's rows, MetricSlot::RecordAdjusted).
+  std::vector<ControlLevels> controls;
   std::vector<int64_t> accounts;  // per cohort
 
   bool Contributes(uint32_t row) const {
-    return measure != nullptr ? measure->Has(row) : (*label)[row] != 0;
+    if (measure != nullptr ? !measure->Has(row) : (*label)[row] == 0) {
+      return false;
+    }
+    for (const ControlLevels& control : controls) {
+      if (control.LevelOf(row) < 0) return false;
+    }
+    return true;
   }
 };
 
@@ -242,10 +336,13 @@ absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
       const MeasureSpec* spec = ds.FindMeasure(m.measure());
       if (spec == nullptr) return absl::InternalError("unplanned measure");
       ASSIGN_OR_RETURN(r.domain,
-                       privacy::MeasureDomain::Create(
-                           spec->lower, spec->upper, spec->granularity));
+                       privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                      spec->granularity));
     }
     r.quantiles.assign(m.quantiles().begin(), m.quantiles().end());
+    r.sampling_interval =
+        plan.canonical.interval() == cohortd::v1::NOISE_AND_SAMPLING;
+    r.adjusted = !plan.ControlsOf(i).empty();
     in.metrics.push_back(std::move(r));
   }
   return in;
@@ -279,10 +376,99 @@ std::string MemoKey(const ReleaserInputs& in) {
     AppendBits(&key, m.domain.lower_fp);
     AppendBits(&key, m.domain.upper_fp);
     AppendBits(&key, m.domain.granularity);
+    AppendBits(&key, m.sampling_interval);
+    AppendBits(&key, m.adjusted);
     AppendBits(&key, m.quantiles.size());
     for (double q : m.quantiles) AppendBits(&key, q);
   }
   return key;
+}
+
+// An adjusted metric's placeholder Estimate: its slot, the released
+// cohort (index into the result) and estimate it sits at, and the cohort's
+// accumulator number.
+struct Deferred {
+  size_t slot, cohort, estimate;
+  uint32_t c;
+};
+
+// Fills the adjusted metrics' placeholders (Metric.adjust_for): one
+// AdjustedRegression per adjusted metric over the rows of the cohorts
+// where it was released (partition selection and its gate passed), with
+// the metric's rho share. When the noisy system is not solvable the
+// placeholders are removed (the estimate is suppressed).
+absl::Status ReleaseAdjusted(const QueryPlan& plan,
+                             const privacy::QueryReleaser& releaser,
+                             const std::vector<MetricSlot>& slots,
+                             const std::vector<Deferred>& deferred,
+                             RandomWords& rng, ExecutionResult* result) {
+  std::vector<std::pair<size_t, size_t>> removed;  // (cohort, estimate)
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const MetricSlot& s = slots[i];
+    if (s.controls.empty()) continue;
+    // Released cohorts of this metric, numbered densely in release order.
+    std::vector<const Deferred*> mine;
+    absl::flat_hash_map<uint32_t, int32_t> dense;
+    for (const Deferred& d : deferred) {
+      if (d.slot != i) continue;
+      dense[d.c] = static_cast<int32_t>(mine.size());
+      mine.push_back(&d);
+    }
+    if (mine.empty()) continue;
+    const size_t controls = s.controls.size();
+    std::vector<int32_t> cohort, levels;
+    std::vector<int64_t> y;
+    for (size_t r = 0; r < s.adjusted_cohort.size(); ++r) {
+      auto it = dense.find(static_cast<uint32_t>(s.adjusted_cohort[r]));
+      if (it == dense.end()) continue;
+      cohort.push_back(it->second);
+      levels.insert(levels.end(), s.adjusted_levels.begin() + r * controls,
+                    s.adjusted_levels.begin() + (r + 1) * controls);
+      y.push_back(s.adjusted_y[r]);
+    }
+    std::vector<int> control_levels;
+    for (const QueryPlan::Control& c : plan.ControlsOf(static_cast<int>(i))) {
+      control_levels.push_back(static_cast<int>(c.levels.size()));
+    }
+    const bool is_rate = s.spec->kind() == Metric::RATE;
+    const int64_t max_abs_y =
+        is_rate ? 1 : s.domain.upper_fp - s.domain.lower_fp;
+    ASSIGN_OR_RETURN(privacy::AdjustedRegression regression,
+                     privacy::AdjustedRegression::Create(
+                         {plan.max_cohorts_per_account,
+                          plan.dataset->privacy.max_sessions_per_cohort},
+                         control_levels, max_abs_y,
+                         releaser.budget().rho_per_metric, plan.confidence));
+    ASSIGN_OR_RETURN(std::vector<privacy::Estimate> estimates,
+                     regression.Release(static_cast<int>(mine.size()), cohort,
+                                        levels, y, rng));
+    // Back from the centred unit: rate (y + 1) / 2; mean (y + lo + hi) / 2
+    // in fixed point.
+    auto value = [&](double centred) {
+      return is_rate
+                 ? std::clamp((centred + 1) / 2, 0.0, 1.0)
+                 : s.domain.ToValue(
+                       (centred + s.domain.lower_fp + s.domain.upper_fp) / 2);
+    };
+    for (size_t k = 0; k < mine.size(); ++k) {
+      if (estimates.empty()) {
+        removed.emplace_back(mine[k]->cohort, mine[k]->estimate);
+        continue;
+      }
+      cohortd::v1::Estimate* e =
+          result->cohorts[mine[k]->cohort].mutable_estimates(mine[k]->estimate);
+      e->set_value(value(estimates[k].value));
+      e->set_ci_low(value(estimates[k].ci_low));
+      e->set_ci_high(value(estimates[k].ci_high));
+    }
+  }
+  // Last first, so earlier positions stay valid.
+  std::sort(removed.rbegin(), removed.rend());
+  for (const auto& [c, e] : removed) {
+    result->cohorts[c].mutable_estimates()->DeleteSubrange(static_cast<int>(e),
+                                                           1);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -505,6 +691,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   for (int i = 0; i < req.metrics_size(); ++i) {
     MetricSlot& s = slots[i];
     s.spec = &req.metrics(i);
+    s.sampling = req.interval() == cohortd::v1::NOISE_AND_SAMPLING;
     if (!s.spec->measure().empty()) {
       const MeasureSpec* m = ds.FindMeasure(s.spec->measure());
       const int index = view.FindMeasure(s.spec->measure());
@@ -532,6 +719,34 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       }
       s.rate_of = MakeCodeSet(view, s.rate_dim, s.spec->rate_of().any_of());
     }
+    for (const QueryPlan::Control& control : plan.ControlsOf(i)) {
+      ControlLevels levels;
+      if (control.band != nullptr) {
+        const MeasureSpec* m = ds.FindMeasure(control.band->measure);
+        const int index = view.FindMeasure(control.band->measure);
+        if (m == nullptr || index < 0) {
+          return absl::InternalError("planned band measure not indexed");
+        }
+        levels.measure = &view.measure(index);
+        ASSIGN_OR_RETURN(
+            levels.domain,
+            privacy::MeasureDomain::Create(m->lower, m->upper, m->granularity));
+        for (double e : control.band->edges) {
+          levels.edges_fp.push_back(std::llround(e / m->granularity));
+        }
+      } else {
+        const int dim = view.FindDimension(control.name);
+        if (dim < 0) return absl::InternalError("planned control not indexed");
+        levels.codes = &view.codes(dim);
+        levels.level_of_code.assign(view.dictionary(dim).cardinality(), -1);
+        for (size_t l = 0; l < control.levels.size(); ++l) {
+          if (auto code = view.DimensionCode(dim, control.levels[l])) {
+            levels.level_of_code[*code] = static_cast<int32_t>(l);
+          }
+        }
+      }
+      s.controls.push_back(std::move(levels));
+    }
   }
   // Contributor gates: the accounts that reach each gated metric.
   std::vector<GateSlot> gates(plan.gates.size());
@@ -546,6 +761,12 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
         return absl::InternalError("planned dimension not indexed");
       }
       gates[g].label = &view.codes(dim);
+    }
+    if (plan.gates[g].controls_of >= 0) {
+      gates[g].controls = slots[plan.gates[g].controls_of].controls;
+      if (gates[g].controls.size() != plan.gates[g].controls.size()) {
+        return absl::InternalError("planned controls not indexed");
+      }
     }
   }
   // Cohort registry: keyer key -> dense cohort number, and each key's
@@ -613,6 +834,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
   std::vector<size_t> cohort_begin;
   std::vector<uint32_t> selected_cohorts, selected_sessions;
+  std::vector<MetricSlot::Mark> marks;
   const size_t max_cohorts = plan.max_cohorts_per_account;
   const size_t max_sessions = ds.privacy.max_sessions_per_cohort;
   // Positions 0..n-1: what the bounder selects when nothing exceeds its
@@ -704,9 +926,18 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       }
       cohort_accounts[c] += 1;
       cohort_sessions[c] += static_cast<int64_t>(selected_sessions.size());
+      marks.clear();
+      for (const MetricSlot& s : slots) {
+        marks.push_back(s.sampling ? s.MarkOf(c) : MetricSlot::Mark());
+      }
       for (uint32_t j : selected_sessions) {
         const uint32_t row = matched[begin + j].second;
         for (MetricSlot& s : slots) s.Add(c, row);
+      }
+      for (size_t i = 0; i < slots.size(); ++i) {
+        if (!slots[i].sampling) continue;
+        slots[i].RecordAccount(c, marks[i],
+                               static_cast<int64_t>(selected_sessions.size()));
       }
       // An account counts for a gate when one of its kept sessions in the
       // cohort contributes to the gate's metrics.
@@ -736,6 +967,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
 
   ExecutionResult result;
   result.candidate_cohorts = order.size();
+  std::vector<Deferred> deferred;
   std::vector<privacy::MetricInput> inputs(slots.size());
   std::vector<int64_t> gate_accounts(gates.size());
   for (const auto& [values, c] : order) {
@@ -746,6 +978,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       MetricSlot& s = slots[i];
       privacy::MetricInput& in = inputs[i];
       in = privacy::MetricInput();
+      if (s.sampling) in.account_totals = s.account_totals[c];
       switch (s.spec->kind()) {
         case Metric::SESSIONS:
           in.sessions = cohort_sessions[c];
@@ -782,6 +1015,10 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       // A metric whose contributor gate failed is omitted: the cohort
       // carries no Estimate with its name (API: a suppressed estimate).
       if (out.suppressed) continue;
+      if (out.deferred) {
+        deferred.push_back({i, result.cohorts.size(),
+                            static_cast<size_t>(cohort.estimates_size()), c});
+      }
       cohortd::v1::Estimate* e = cohort.add_estimates();
       e->set_metric(slots[i].spec->name());
       SetEstimate(out.estimate, e);
@@ -797,6 +1034,8 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     }
     result.cohorts.push_back(std::move(cohort));
   }
+  RETURN_IF_ERROR(
+      ReleaseAdjusted(plan, releaser, slots, deferred, rng, &result));
   return result;
 }
 

@@ -60,34 +60,34 @@ bool IsMonth(absl::string_view v) {
 }
 
 // Validates a filter's values for `dim` and returns them sorted, unique.
-absl::StatusOr<std::vector<std::string>> FilterValues(
-    const DimensionSpec& dim, absl::string_view field, const Filter& filter) {
+absl::StatusOr<std::vector<std::string>> FilterValues(const DimensionSpec& dim,
+                                                      absl::string_view field,
+                                                      const Filter& filter) {
   if (filter.any_of().empty()) {
     return Invalid(field, "any_of must list at least one value");
   }
   if (filter.any_of_size() > kMaxFilterValues) {
-    return Invalid(field, absl::StrCat("at most ", kMaxFilterValues,
-                                       " values allowed"));
+    return Invalid(
+        field, absl::StrCat("at most ", kMaxFilterValues, " values allowed"));
   }
   std::set<std::string> values;
   for (const std::string& v : filter.any_of()) {
     if (dim.derived) {
       if (!IsMonth(v)) {
-        return Invalid(field, absl::StrCat("'", v,
-                                           "' is not a month (YYYY-MM)"));
+        return Invalid(field,
+                       absl::StrCat("'", v, "' is not a month (YYYY-MM)"));
       }
     } else if (dim.open_domain) {
       if (v.empty() || v.size() > static_cast<size_t>(dim.max_length)) {
-        return Invalid(field, absl::StrCat("values of '", dim.name,
-                                           "' have 1 to ", dim.max_length,
-                                           " bytes"));
+        return Invalid(field,
+                       absl::StrCat("values of '", dim.name, "' have 1 to ",
+                                    dim.max_length, " bytes"));
       }
     } else if (std::find(dim.values.begin(), dim.values.end(), v) ==
                dim.values.end()) {
-      return Invalid(field,
-                     absl::StrCat("'", v, "' is not a value of '", dim.name,
-                                  "'; allowed: ",
-                                  absl::StrJoin(dim.values, ", ")));
+      return Invalid(
+          field, absl::StrCat("'", v, "' is not a value of '", dim.name,
+                              "'; allowed: ", absl::StrJoin(dim.values, ", ")));
     }
     values.insert(v);
   }
@@ -135,19 +135,19 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
                      "must be one of SESSIONS, ACCOUNTS, SUM, MEAN, RATE, "
                      "QUANTILES, GEOMETRIC_MEAN");
   }
-  if (!m->adjust_for().empty()) {
-    return absl::UnimplementedError(absl::StrCat(
-        field, ".adjust_for: adjusted metrics are not supported by this "
-               "cohortd yet"));
+  if (!m->adjust_for().empty() && m->kind() != Metric::RATE &&
+      m->kind() != Metric::MEAN) {
+    return Invalid(absl::StrCat(field, ".adjust_for"),
+                   "only RATE and MEAN can be adjusted");
   }
   if (needs_measure) {
     if (ds.FindMeasure(m->measure()) == nullptr) {
-      return Invalid(absl::StrCat(field, ".measure"),
-                     absl::StrCat(m->measure().empty()
-                                      ? std::string("is required")
-                                      : absl::StrCat("unknown measure '",
-                                                     m->measure(), "'"),
-                                  "; measures: ", MeasureNames(ds)));
+      return Invalid(
+          absl::StrCat(field, ".measure"),
+          absl::StrCat(m->measure().empty() ? std::string("is required")
+                                            : absl::StrCat("unknown measure '",
+                                                           m->measure(), "'"),
+                       "; measures: ", MeasureNames(ds)));
     }
   } else if (!m->measure().empty()) {
     return Invalid(absl::StrCat(field, ".measure"),
@@ -204,7 +204,77 @@ absl::Status PlanMetric(const DatasetSpec& ds, int i, Metric* m) {
     return Invalid(absl::StrCat(field, ".quantiles"),
                    "only QUANTILES takes quantiles");
   }
-  if (m->name().empty()) m->set_name(DefaultName(*m));
+  if (m->name().empty()) {
+    m->set_name(absl::StrCat(DefaultName(*m),
+                             m->adjust_for().empty() ? "" : "_adjusted"));
+  }
+  return absl::OkStatus();
+}
+
+// Metric.adjust_for (issue 11 item 4): validates the controls of canonical
+// metric `i`, sorts them, and records their public levels in the plan.
+absl::Status PlanAdjustment(
+    const DatasetSpec& ds, const std::set<std::string>& group_by,
+    const std::map<std::string, std::vector<std::string>>& filters, int i,
+    Metric* m, QueryPlan* plan) {
+  if (m->adjust_for().empty()) return absl::OkStatus();
+  std::vector<QueryPlan::Control> controls;
+  const std::string field =
+      absl::StrCat("metrics['", m->name(), "'].adjust_for");
+  std::set<std::string> names;
+  for (const std::string& name : m->adjust_for()) {
+    if (!names.insert(name).second) {
+      return Invalid(field, absl::StrCat("'", name, "' is repeated"));
+    }
+    if (group_by.count(name) > 0) {
+      return Invalid(field, absl::StrCat("'", name,
+                                         "' is grouped by: a cohort cannot "
+                                         "be adjusted for its own key"));
+    }
+    if (m->kind() == Metric::RATE && m->rate_of().dimension() == name) {
+      return Invalid(field,
+                     absl::StrCat("'", name, "' is the rate's own label"));
+    }
+  }
+  if (names.size() > 8) return Invalid(field, "at most 8 controls");
+  for (const std::string& name : names) {
+    QueryPlan::Control control;
+    control.name = name;
+    if (const BandSpec* band = ds.FindBand(name)) {
+      control.band = band;
+      control.levels = band->levels;
+    } else if (const DimensionSpec* dim = ds.FindDimension(name)) {
+      auto filtered = filters.find(name);
+      if (filtered != filters.end()) {
+        control.levels = filtered->second;
+      } else if (dim->open_domain) {
+        return Invalid(field, absl::StrCat("'", name,
+                                           "' has an open domain; filter it "
+                                           "to listed values to adjust for "
+                                           "it"));
+      } else if (dim->derived) {
+        return Invalid(field, absl::StrCat("adjusting for '", name,
+                                           "' needs a filter on it listing "
+                                           "its months (public levels)"));
+      } else {
+        control.levels = dim->values;
+      }
+    } else {
+      std::vector<std::string> bands;
+      for (const auto& b : ds.bands) bands.push_back(b.name);
+      return Invalid(field,
+                     absl::StrCat("unknown dimension or band '", name,
+                                  "'; dimensions: ", DimensionNames(ds),
+                                  "; bands: ", absl::StrJoin(bands, ", ")));
+    }
+    controls.push_back(std::move(control));
+  }
+  m->clear_adjust_for();
+  for (const std::string& name : names) m->add_adjust_for(name);
+  if (plan->metric_controls.size() <= static_cast<size_t>(i)) {
+    plan->metric_controls.resize(i + 1);
+  }
+  plan->metric_controls[i] = std::move(controls);
   return absl::OkStatus();
 }
 
@@ -285,9 +355,9 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
   if (plan.dataset == nullptr) {
     std::vector<std::string> names;
     for (const auto& d : config.datasets) names.push_back(d.name);
-    return Invalid("dataset", absl::StrCat("unknown dataset '", req.dataset(),
-                                           "'; datasets: ",
-                                           absl::StrJoin(names, ", ")));
+    return Invalid("dataset",
+                   absl::StrCat("unknown dataset '", req.dataset(),
+                                "'; datasets: ", absl::StrJoin(names, ", ")));
   }
   const DatasetSpec& ds = *plan.dataset;
   const PrivacySpec& privacy = ds.privacy;
@@ -301,9 +371,9 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
   }
   std::set<std::string> group_by;
   for (int i = 0; i < req.group_by_size(); ++i) {
-    RETURN_IF_ERROR(FindDimension(ds, absl::StrCat("group_by[", i, "]"),
-                                  req.group_by(i))
-                        .status());
+    RETURN_IF_ERROR(
+        FindDimension(ds, absl::StrCat("group_by[", i, "]"), req.group_by(i))
+            .status());
     if (!group_by.insert(req.group_by(i)).second) {
       return Invalid(absl::StrCat("group_by[", i, "]"),
                      absl::StrCat("'", req.group_by(i), "' is repeated"));
@@ -338,8 +408,8 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
     return Invalid("metrics", "at least one metric is required");
   }
   if (req.metrics_size() > kMaxMetrics) {
-    return Invalid("metrics", absl::StrCat("at most ", kMaxMetrics,
-                                           " metrics allowed"));
+    return Invalid("metrics",
+                   absl::StrCat("at most ", kMaxMetrics, " metrics allowed"));
   }
   std::vector<Metric> metrics(req.metrics().begin(), req.metrics().end());
   std::set<std::string> names;
@@ -353,11 +423,14 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
     }
     if (metrics[i].kind() != Metric::ACCOUNTS) ++plan.noisy_metrics;
   }
-  std::sort(metrics.begin(), metrics.end(),
-            [](const Metric& a, const Metric& b) {
-              return a.name() < b.name();
-            });
+  std::sort(
+      metrics.begin(), metrics.end(),
+      [](const Metric& a, const Metric& b) { return a.name() < b.name(); });
   for (auto& m : metrics) *c.add_metrics() = std::move(m);
+  for (int i = 0; i < c.metrics_size(); ++i) {
+    RETURN_IF_ERROR(
+        PlanAdjustment(ds, group_by, filters, i, c.mutable_metrics(i), &plan));
+  }
 
   // How many cohorts can exist: caps the L0 of the sensitivities.
   int64_t possible = 1;
@@ -379,16 +452,21 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       static_cast<int>(std::max<int64_t>(1, std::min(l0, possible)));
 
   // Contributor gates of the canonical metrics.
-  for (const Metric& m : c.metrics()) {
+  for (int i = 0; i < c.metrics_size(); ++i) {
+    const Metric& m = c.metrics(i);
     PlanGate gate;
+    const std::vector<QueryPlan::Control>& controls = plan.ControlsOf(i);
     if (m.kind() == Metric::SUM || m.kind() == Metric::MEAN ||
         m.kind() == Metric::QUANTILES || m.kind() == Metric::GEOMETRIC_MEAN) {
       gate.measure = m.measure();
     } else if (m.kind() == Metric::RATE) {
       const std::string& label = m.rate_of().dimension();
       const DimensionSpec* dim = ds.FindDimension(label);
-      if (group_by.count(label) == 0 && filters.count(label) == 0 &&
-          !dim->derived) {
+      // An adjusted rate is gated even when every session carries its
+      // label: not every one carries a level of every control.
+      if ((group_by.count(label) == 0 && filters.count(label) == 0 &&
+           !dim->derived) ||
+          !controls.empty()) {
         gate.label = label;
       }
     }
@@ -396,20 +474,55 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
       plan.metric_gates.push_back(-1);
       continue;
     }
+    for (const QueryPlan::Control& control : controls) {
+      gate.controls.push_back(control.name);
+    }
+    if (!controls.empty()) gate.controls_of = i;
     auto same = [&](const PlanGate& other) {
-      return other.measure == gate.measure && other.label == gate.label;
+      return other.measure == gate.measure && other.label == gate.label &&
+             other.controls == gate.controls;
     };
     auto it = std::find_if(plan.gates.begin(), plan.gates.end(), same);
     plan.metric_gates.push_back(static_cast<int>(it - plan.gates.begin()));
     if (it == plan.gates.end()) plan.gates.push_back(std::move(gate));
   }
 
-  // Round 2 request fields this cohortd does not implement yet are refused
-  // rather than ignored, so no client mistakes an unfiltered or noise-only
-  // answer for the one it asked.
-  if (req.interval() != cohortd::v1::NOISE) {
-    return absl::UnimplementedError(
-        "interval: only NOISE is supported by this cohortd yet");
+  // Interval kinds: a metric whose interval cannot include sampling is
+  // refused rather than given a noise-only one, so no client mistakes it
+  // for the interval it asked.
+  switch (req.interval()) {
+    case cohortd::v1::NOISE:
+      break;
+    case cohortd::v1::NOISE_AND_SAMPLING:
+      // The account-clustered sampling variance is defined for totals and
+      // ratios (privacy/sampling_interval.h); other metrics would silently
+      // keep a noise-only interval, so they are refused.
+      for (int i = 0; i < c.metrics_size(); ++i) {
+        const Metric& m = c.metrics(i);
+        if (m.kind() != Metric::SESSIONS && m.kind() != Metric::SUM &&
+            m.kind() != Metric::MEAN && m.kind() != Metric::RATE &&
+            m.kind() != Metric::GEOMETRIC_MEAN) {
+          return Invalid(
+              "interval",
+              absl::StrCat("NOISE_AND_SAMPLING covers SESSIONS, SUM, MEAN, "
+                           "RATE and GEOMETRIC_MEAN; metric '",
+                           m.name(), "' is ", Metric::Kind_Name(m.kind()),
+                           " (ask it in a separate NOISE query)"));
+        }
+      }
+      for (const Metric& m : c.metrics()) {
+        if (!m.adjust_for().empty()) {
+          return absl::UnimplementedError(absl::StrCat(
+              "interval: NOISE_AND_SAMPLING is not supported for adjusted "
+              "metrics yet (metric '",
+              m.name(), "'); their intervals cover the noise (NOISE)"));
+        }
+      }
+      c.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+      plan.noisy_metrics *= 2;  // each also releases its variance
+      break;
+    default:
+      return Invalid("interval", "must be NOISE or NOISE_AND_SAMPLING");
   }
 
   // measure filters
@@ -442,10 +555,10 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
   }
   plan.epsilon = req.epsilon() == 0 ? privacy.default_epsilon : req.epsilon();
   if (plan.epsilon > privacy.max_epsilon) {
-    return Invalid("epsilon",
-                   absl::StrCat(plan.epsilon, " is above this dataset's "
-                                              "per-query maximum of ",
-                                privacy.max_epsilon));
+    return Invalid("epsilon", absl::StrCat(plan.epsilon,
+                                           " is above this dataset's "
+                                           "per-query maximum of ",
+                                           privacy.max_epsilon));
   }
   if (std::isnan(req.confidence()) || req.confidence() < 0 ||
       req.confidence() >= 1) {
@@ -467,6 +580,24 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
     if (a.cohort_sessions() < 1) {
       return Invalid("accuracy.cohort_sessions",
                      "must be a positive number of sessions");
+    }
+    // The predicted widths are the noise intervals' (data-independent);
+    // a sampling part or an adjusted metric's regression interval depends
+    // on the data, so no epsilon could promise them.
+    if (c.interval() == cohortd::v1::NOISE_AND_SAMPLING) {
+      return Invalid("accuracy",
+                     "needs interval NOISE: a NOISE_AND_SAMPLING interval's "
+                     "sampling part depends on the data, so no epsilon "
+                     "guarantees its width");
+    }
+    for (const Metric& m : c.metrics()) {
+      if (!m.adjust_for().empty()) {
+        return Invalid("accuracy",
+                       absl::StrCat("metric '", m.name(),
+                                    "' is adjusted (adjust_for): its "
+                                    "interval depends on the data, so no "
+                                    "epsilon guarantees its width"));
+      }
     }
     ASSIGN_OR_RETURN(plan.epsilon, ChooseEpsilonForAccuracy(plan, a));
     plan.accuracy_first = true;

@@ -37,12 +37,14 @@ struct QueryPlan {
   std::string canonical_bytes;  // deterministic serialization of canonical
   std::string canonical_json;   // readable form, for the audit log
   double epsilon = 0;
-  double delta = 0;       // the dataset's per-query delta
+  double delta = 0;  // the dataset's per-query delta
   double confidence = 0;
   // Months the query reads (its month filter's values); empty means all.
   std::vector<std::string> months;
   // Metrics that draw noise of their own (all but ACCOUNTS), which share
-  // the query's budget with partition selection.
+  // the query's budget with partition selection; with interval
+  // NOISE_AND_SAMPLING each counts twice (it also releases its private
+  // sampling-variance estimate).
   int noisy_metrics = 0;
   // The L0 the query's sensitivities and partition selection's delta use:
   // min(configured L0, the number of cohorts the public domains allow),
@@ -55,16 +57,39 @@ struct QueryPlan {
   // metric reads are those carrying `measure` (SUM, MEAN, QUANTILES) or,
   // when `measure` is empty, a value of dimension `label` (RATE). One gate
   // per distinct set, in first-use order of the canonical metrics.
+  // An adjusted metric's gate (Metric.adjust_for) also requires a level of
+  // every control: it counts the accounts whose kept sessions enter the
+  // regression, so no adjusted value rests on fewer than k accounts
+  // (`controls`: the control names, canonical order; `controls_of`: a
+  // canonical metric with those controls, whose levels the executor uses).
   struct ContributorGate {
     std::string measure;
     std::string label;
+    std::vector<std::string> controls;
+    int controls_of = -1;
   };
   std::vector<ContributorGate> gates;
   // Per canonical metric: its gate's index, or -1 when its contributing
-  // accounts are the cohort's (SESSIONS, ACCOUNTS, and a RATE whose label
-  // dimension is grouped by, filtered or derived, so every session of the
-  // cohort carries it).
+  // accounts are the cohort's (SESSIONS, ACCOUNTS, and an unadjusted RATE
+  // whose label dimension is grouped by, filtered or derived, so every
+  // session of the cohort carries it).
   std::vector<int> metric_gates;
+  // Metric.adjust_for: per canonical metric (shorter when no later metric
+  // is adjusted), its controls in canonical (sorted) order with their
+  // public levels: a band's, a filtered dimension's listed values, or a
+  // closed dimension's domain.
+  struct Control {
+    std::string name;
+    const BandSpec* band = nullptr;  // borrowed from the config
+    std::vector<std::string> levels;
+  };
+  std::vector<std::vector<Control>> metric_controls;
+  // The controls of canonical metric `i` (empty: not adjusted).
+  const std::vector<Control>& ControlsOf(int i) const {
+    static const std::vector<Control>* const kNone = new std::vector<Control>;
+    return static_cast<size_t>(i) < metric_controls.size() ? metric_controls[i]
+                                                           : *kNone;
+  }
   // Measure filters (AggregateRequest.measure_filters), sorted by measure:
   // a session is kept only if it carries the measure and its stored
   // (clamped, fixed-point) value v satisfies lower_fp <= v <= upper_fp.

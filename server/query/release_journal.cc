@@ -194,6 +194,18 @@ std::string ReleaseConfigFingerprint(const DatasetSpec& spec) {
   AppendDouble(p.delta, &in);
   AppendUint64(static_cast<uint64_t>(p.max_cohorts_per_account), &in);
   AppendUint64(static_cast<uint64_t>(p.max_sessions_per_cohort), &in);
+  // Band dimensions change adjusted answers; absent, the fingerprint is the
+  // one configs without bands always had.
+  if (!spec.bands.empty()) {
+    AppendBytes("bands", &in);
+    AppendUint64(spec.bands.size(), &in);
+    for (const BandSpec& b : spec.bands) {
+      AppendBytes(b.name, &in);
+      AppendBytes(b.measure, &in);
+      AppendUint64(b.edges.size(), &in);
+      for (double e : b.edges) AppendDouble(e, &in);
+    }
+  }
   return HexEncode(Sha256(in));
 }
 

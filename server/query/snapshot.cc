@@ -77,6 +77,22 @@ void SnapshotIndex::OnCommitted(const DatasetSpec& dataset,
   }
 }
 
+void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
+                                     std::vector<CommittedSession>* sessions) {
+  DatasetState* state = Find(dataset.name);
+  if (state == nullptr) return;
+  if (sessions->empty()) return;
+  absl::MutexLock lock(&state->mu);
+  if (state->pending.empty() || !state->pending.back().deletions.empty()) {
+    state->pending.emplace_back();
+  }
+  std::vector<CommittedSession>& commits = state->pending.back().commits;
+  for (CommittedSession& session : *sessions) {
+    NoteNewValues(state, session);
+    commits.push_back(std::move(session));
+  }
+}
+
 void SnapshotIndex::OnDeleted(const DatasetSpec& dataset,
                               const std::vector<DeletedSession>& sessions) {
   DatasetState* state = Find(dataset.name);

@@ -98,6 +98,10 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // Ingestor only commits configured datasets).
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
+  // The same, keeping the deltas by moving them (no copy on ingest's
+  // committer thread).
+  void OnCommittedMoved(const DatasetSpec& dataset,
+                        std::vector<CommittedSession>* sessions) override;
   // IngestListener: buffers the deletion, in order with the commits, until
   // the next seal, and drops the buffered deltas of the deleted sessions
   // (so they never reach the index). Queries see the sessions until the

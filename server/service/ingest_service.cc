@@ -7,10 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/arena.h"
 #include "grpc/grpc.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/impl/rpc_service_method.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/method_handler.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "server/common/logging.h"
 #include "server/ingest/validator.h"
 #include "server/service/grpc_status.h"
@@ -25,24 +28,27 @@ using cohortd::internal::WirePushRequest;
 constexpr char kShuttingDown[] =
     "cohortd is shutting down; reconnect and resend unacknowledged batches";
 
-// Moves a wire observation (already checked to be valid UTF-8) into the
-// public message the Ingestor takes. As in a protobuf map, the last of
-// repeated label or measure keys wins.
-void MoveToObservation(WireObservation* wire, cohortd::v1::Observation* obs) {
-  obs->mutable_session_id()->swap(*wire->mutable_session_id());
-  obs->mutable_account_id()->swap(*wire->mutable_account_id());
-  if (wire->has_session_start()) {
-    obs->mutable_session_start()->Swap(wire->mutable_session_start());
+// Views of a wire observation (already checked to be valid UTF-8) as the
+// Ingestor takes them; the wire message must outlive the views. As in a
+// protobuf map, the last of repeated label or measure names wins.
+void ViewObservation(const WireObservation& wire, ObservationRef* obs) {
+  obs->session_id = wire.session_id();
+  obs->account_id = wire.account_id();
+  obs->source = wire.source();
+  obs->has_session_start = wire.has_session_start();
+  if (obs->has_session_start) {
+    obs->session_start_seconds = wire.session_start().seconds();
+    obs->session_start_nanos = wire.session_start().nanos();
   }
-  obs->mutable_source()->swap(*wire->mutable_source());
-  auto& labels = *obs->mutable_labels();
-  for (auto& label : *wire->mutable_labels()) {
-    labels[label.key()].swap(*label.mutable_value());
+  obs->labels.reserve(wire.labels_size());
+  for (const auto& label : wire.labels()) {
+    obs->labels.emplace_back(label.key(), label.value());
   }
-  auto& measures = *obs->mutable_measures();
-  for (const auto& measure : wire->measures()) {
-    measures[measure.key()] = measure.value();
+  obs->measures.reserve(wire.measures_size());
+  for (const auto& measure : wire.measures()) {
+    obs->measures.emplace_back(measure.key(), measure.value());
   }
+  obs->SortNames();
 }
 
 }  // namespace
@@ -77,7 +83,7 @@ IngestService::IngestService(const Config* config, const Authenticator* auth,
   AddMethod(new grpc::internal::RpcServiceMethod(
       "/cohortd.v1.Ingest/PushStream",
       grpc::internal::RpcMethod::BIDI_STREAMING,
-      new grpc::internal::BidiStreamingHandler<IngestService, WirePushRequest,
+      new grpc::internal::BidiStreamingHandler<IngestService, grpc::ByteBuffer,
                                                cohortd::v1::PushResponse>(
           [](IngestService* service, grpc::ServerContext* context,
              PushStreamType* stream) {
@@ -108,18 +114,18 @@ void IngestService::BeginShutdown() {
 
 grpc::Status IngestService::PushOne(grpc::ServerContext* context,
                                     const std::string& principal,
-                                    WirePushRequest* request,
+                                    const WirePushRequest& request,
                                     cohortd::v1::PushResponse* response) {
-  const DatasetSpec* dataset = config_->FindDataset(request->dataset());
+  const DatasetSpec* dataset = config_->FindDataset(request.dataset());
   if (dataset == nullptr) {
     std::vector<std::string> names;
     for (const auto& d : config_->datasets) names.push_back(d.name);
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("dataset: unknown dataset '", EchoName(request->dataset()),
+        absl::StrCat("dataset: unknown dataset '", EchoName(request.dataset()),
                      "'; datasets: ", absl::StrJoin(names, ", ")));
   }
-  const int n = request->observations_size();
+  const int n = request.observations_size();
   if (n > config_->max_batch_size) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
@@ -134,22 +140,21 @@ grpc::Status IngestService::PushOne(grpc::ServerContext* context,
 
   // Observations with invalid UTF-8 become rejections here; the others go
   // on, and `original[i]` maps index i of what the Ingestor sees back.
-  cohortd::v1::PushRequest valid;
-  valid.set_dataset(dataset->name);
-  valid.mutable_observations()->Reserve(n);
+  std::vector<ObservationRef> valid;
+  valid.reserve(n);
   std::vector<int> original;
   original.reserve(n);
   std::vector<cohortd::v1::Rejection> utf8_rejections;
   for (int i = 0; i < n; ++i) {
-    WireObservation* wire = request->mutable_observations(i);
-    if (auto error = ValidateUtf8(*wire)) {
+    const WireObservation& wire = request.observations(i);
+    if (auto error = ValidateUtf8(wire)) {
       cohortd::v1::Rejection& r = utf8_rejections.emplace_back();
       r.set_index(i);
       r.set_field(std::move(error->field));
       r.set_reason(std::move(error->reason));
       continue;
     }
-    MoveToObservation(wire, valid.add_observations());
+    ViewObservation(wire, &valid.emplace_back());
     original.push_back(i);
   }
   if (!utf8_rejections.empty()) {
@@ -160,7 +165,8 @@ grpc::Status IngestService::PushOne(grpc::ServerContext* context,
         ->Increment(utf8_rejections.size());
   }
 
-  absl::StatusOr<cohortd::v1::PushResponse> result = ingestor_->Push(valid);
+  absl::StatusOr<cohortd::v1::PushResponse> result =
+      ingestor_->Push(dataset->name, valid);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(result).value();
   if (!utf8_rejections.empty()) {
@@ -197,11 +203,8 @@ grpc::Status IngestService::Push(grpc::ServerContext* context,
       !d.ok()) {
     return recorder.Finish(ToGrpcStatusWithRetry(d, context));
   }
-  // The handler owns the request it deserialised and reads it no more
-  // after this call, so its strings may be moved out rather than copied.
-  return recorder.Finish(PushOne(context, (*principal)->name,
-                                 const_cast<WirePushRequest*>(request),
-                                 response));
+  return recorder.Finish(
+      PushOne(context, (*principal)->name, *request, response));
 }
 
 grpc::Status IngestService::PushStream(grpc::ServerContext* context,
@@ -217,7 +220,7 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
       !d.ok()) {
     return recorder.Finish(ToGrpcStatusWithRetry(d, context));
   }
-  WirePushRequest request;
+  grpc::ByteBuffer bytes;
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -227,7 +230,7 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
       }
       idle_streams_.insert(context);
     }
-    const bool got = stream->Read(&request);
+    const bool got = stream->Read(&bytes);
     bool cancelled_by_shutdown;
     {
       absl::MutexLock lock(&mu_);
@@ -240,9 +243,29 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
               ? grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)
               : grpc::Status::OK);
     }
+    // Room for the parsed request in one or two blocks.
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.start_block_size = bytes.Length() + (size_t{64} << 10);
+    arena_options.max_block_size = 4 * arena_options.start_block_size;
+    google::protobuf::Arena arena(arena_options);
+    auto* request =
+        google::protobuf::Arena::CreateMessage<WirePushRequest>(&arena);
+    bool parsed;
+    {
+      // The reader refers to `bytes`: it must go before they are cleared.
+      grpc::ProtoBufferReader reader(&bytes);
+      parsed = request->ParseFromZeroCopyStream(&reader);
+    }
+    bytes.Clear();
+    if (!parsed) {
+      return recorder.Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       "request: not a cohortd.v1.PushRequest (the bytes do "
+                       "not parse)"));
+    }
     cohortd::v1::PushResponse response;
     grpc::Status status =
-        PushOne(context, (*principal)->name, &request, &response);
+        PushOne(context, (*principal)->name, *request, &response);
     if (!status.ok()) return recorder.Finish(status);
     if (!stream->Write(response)) {
       return recorder.Finish(

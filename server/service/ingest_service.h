@@ -34,9 +34,10 @@ namespace cohortd {
 // (i.e. the grpc::Server it is registered with).
 class IngestService final : public grpc::Service {
  public:
+  // Requests arrive as bytes: each is parsed into a message on an arena
+  // of its own, so a batch's thousands of strings cost no malloc/free.
   using PushStreamType =
-      grpc::ServerReaderWriter<cohortd::v1::PushResponse,
-                               cohortd::internal::WirePushRequest>;
+      grpc::ServerReaderWriter<cohortd::v1::PushResponse, grpc::ByteBuffer>;
 
   IngestService(const Config* config, const Authenticator* auth,
                 Ingestor* ingestor, RateLimiter* limiter,
@@ -54,7 +55,8 @@ class IngestService final : public grpc::Service {
   // error (unknown dataset, oversized batch, rate limit, storage failure)
   // ends the stream with that status; responses already sent stand. On
   // shutdown the stream ends with UNAVAILABLE: at once if it is waiting for
-  // a request, else after answering the request in hand.
+  // a request, else after answering the request in hand. A request that is
+  // not a PushRequest on the wire ends it with INVALID_ARGUMENT.
   grpc::Status PushStream(grpc::ServerContext* context, PushStreamType* stream);
 
   // Starts the shutdown: later calls and later requests on open streams
@@ -66,11 +68,11 @@ class IngestService final : public grpc::Service {
 
  private:
   // Checks the dataset and size, charges the rate limit, drops (as
-  // rejections) observations that are not valid UTF-8 and pushes the rest.
-  // Consumes `request`'s contents.
+  // rejections) observations that are not valid UTF-8 and pushes the rest
+  // (as views of `request`: no string is copied).
   grpc::Status PushOne(grpc::ServerContext* context,
                        const std::string& principal,
-                       cohortd::internal::WirePushRequest* request,
+                       const cohortd::internal::WirePushRequest& request,
                        cohortd::v1::PushResponse* response);
   bool shutting_down() const;
 

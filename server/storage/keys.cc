@@ -10,17 +10,27 @@ namespace keys {
 
 std::string EscapeKeyComponent(absl::string_view component) {
   std::string out;
-  out.reserve(component.size());
-  for (char c : component) {
+  AppendEscapedKeyComponent(component, &out);
+  return out;
+}
+
+void AppendEscapedKeyComponent(absl::string_view component, std::string* out) {
+  // Most components need no escape: one append.
+  size_t clean = 0;
+  while (clean < component.size() && component[clean] != '%' &&
+         component[clean] != '/') {
+    ++clean;
+  }
+  out->append(component.data(), clean);
+  for (char c : component.substr(clean)) {
     if (c == '%') {
-      out += "%25";
+      out->append("%25");
     } else if (c == '/') {
-      out += "%2F";
+      out->append("%2F");
     } else {
-      out.push_back(c);
+      out->push_back(c);
     }
   }
-  return out;
 }
 
 bool UnescapeKeyComponent(absl::string_view escaped, std::string* out) {
@@ -91,11 +101,6 @@ bool ParseSessionKey(absl::string_view key, std::string* dataset,
          UnescapeKeyComponent(key.substr(slash + 1), session_id);
 }
 
-std::string DataVersionKey(absl::string_view dataset, absl::string_view month) {
-  return absl::StrCat(kDataVersionPrefix, EscapeKeyComponent(dataset), "/",
-                      EscapeKeyComponent(month));
-}
-
 std::string DatasetBudgetKey(absl::string_view dataset) {
   return absl::StrCat(kBudgetLedgerPrefix, EscapeKeyComponent(dataset), "/d");
 }
@@ -140,10 +145,6 @@ bool ParseAuditKey(absl::string_view key, uint64_t* sequence) {
     if (c < '0' || c > '9') return false;
   }
   return absl::SimpleAtoi(key, sequence);
-}
-
-std::string DataVersionPrefix(absl::string_view dataset) {
-  return absl::StrCat(kDataVersionPrefix, EscapeKeyComponent(dataset), "/");
 }
 
 }  // namespace keys

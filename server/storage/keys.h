@@ -55,11 +55,16 @@ inline constexpr absl::string_view kSessionPrefix = "s/";
 inline constexpr absl::string_view kBudgetLedgerPrefix = "b/";  // DP budget
 inline constexpr absl::string_view kReleasePrefix = "r/";       // releases
 inline constexpr absl::string_view kAuditPrefix = "a/";         // audit log
-inline constexpr absl::string_view kDataVersionPrefix = "v/";   // data versions
+// Formerly per-month data versions (bumped by ingest for the release
+// cache, which now keys on sealed snapshots, query/snapshot.h); no longer
+// written, and kept reserved so old stores never meet a new meaning.
+inline constexpr absl::string_view kDataVersionPrefix = "v/";
 
 // '%' -> "%25", '/' -> "%2F"; every other byte unchanged. Injective, so
 // distinct components give distinct keys.
 std::string EscapeKeyComponent(absl::string_view component);
+// Appends EscapeKeyComponent(component) to *out (no temporary string).
+void AppendEscapedKeyComponent(absl::string_view component, std::string* out);
 
 // Inverse of EscapeKeyComponent. Returns false on input it cannot have
 // produced ('/', or '%' not followed by "25" or "2F").
@@ -98,12 +103,6 @@ inline std::string IngestSequenceKey() {
   return std::string(kIngestSequenceKey);
 }
 
-// "v/<escaped dataset>/<month>" -> decimal data version of that month,
-// bumped by every ingest commit that changes a session starting in it; the
-// release cache (query/) compares them to decide whether a stored release
-// still describes the data.
-std::string DataVersionKey(absl::string_view dataset, absl::string_view month);
-
 // Splits a key built by SessionKey (format 1). Returns false for any other
 // key, format-2 keys included.
 bool ParseSessionKey(absl::string_view key, std::string* dataset,
@@ -135,10 +134,6 @@ std::string AuditKey(uint64_t sequence);
 
 // Inverse of AuditKey. Returns false for any other key.
 bool ParseAuditKey(absl::string_view key, uint64_t* sequence);
-
-// "v/<escaped dataset>/": the prefix of exactly that dataset's data
-// versions (DataVersionKey); the rest of each key is the escaped month.
-std::string DataVersionPrefix(absl::string_view dataset);
 
 }  // namespace keys
 }  // namespace cohortd

@@ -366,7 +366,13 @@ class RocksDbStore : public Store {
     if (read_only_) {
       return absl::FailedPreconditionError("store is open read-only");
     }
-    rocksdb::WriteBatch wb;
+    // The batch's encoding is sized up front: growing it by appends copies
+    // a group commit's megabytes over and over.
+    size_t bytes = 12;  // header: sequence and count
+    for (const WriteBatch::Op& op : batch.ops()) {
+      bytes += 1 + 2 * 5 + op.key.size() + op.value.size();  // tag, lengths
+    }
+    rocksdb::WriteBatch wb(bytes);
     for (const WriteBatch::Op& op : batch.ops()) {
       rocksdb::Status s = op.is_delete
                               ? wb.Delete(ToSlice(op.key))

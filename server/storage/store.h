@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +35,10 @@ class WriteBatch {
   };
   void Put(absl::string_view key, absl::string_view value) {
     ops_.push_back({false, std::string(key), std::string(value)});
+  }
+  // As Put, taking `value`'s storage instead of copying it.
+  void PutValue(absl::string_view key, std::string&& value) {
+    ops_.push_back({false, std::string(key), std::move(value)});
   }
   void Delete(absl::string_view key) {
     ops_.push_back({true, std::string(key), std::string()});

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -303,28 +304,73 @@ TEST_F(IngestorTest, WholeCallErrors) {
                        HasSubstr("maximum of 1000")));
 }
 
-TEST_F(IngestorTest, DataVersionMovesOnlyForTouchedMonth) {
+// The release cache keys on sealed snapshots (query/snapshot.h), so ingest
+// writes no per-month data versions any more: only sessions and the
+// ingest sequence.
+TEST_F(IngestorTest, WritesOnlySessionsAndTheSequence) {
   cohortd::v1::PushRequest request;
   request.set_dataset("sessions");
   *request.add_observations() = Obs("jan", "a", "t", kJan2026);
+  *request.add_observations() = Obs("feb", "a", "t", kFeb2026);
   MustPush(request);
-  const std::string jan = keys::DataVersionKey("sessions", "2026-01");
-  const std::string feb = keys::DataVersionKey("sessions", "2026-02");
-  EXPECT_EQ(store_.Get(jan).value_or(""), "1");
+  std::vector<std::string> others;
+  ASSERT_OK(store_.Scan("", [&](absl::string_view k, absl::string_view) {
+    if (!absl::StartsWith(k, keys::kSessionPrefix)) others.emplace_back(k);
+    return true;
+  }));
+  EXPECT_THAT(others, ::testing::ElementsAre(keys::IngestSequenceKey()));
+}
 
-  request.mutable_observations(0)->set_session_id("feb");
-  request.mutable_observations(0)->mutable_session_start()->set_seconds(
-      kFeb2026);
-  MustPush(request);
-  EXPECT_EQ(store_.Get(jan).value_or(""), "1");
-  EXPECT_EQ(store_.Get(feb).value_or(""), "1");
+// A contribution written in another valid encoding (field order, map
+// order: e.g. protobuf's serializer) with the same content is recognised as
+// unchanged, and a changed one replaces it.
+TEST_F(IngestorTest, SameContentInAnotherEncodingIsUnchanged) {
+  auto obs = Obs("s1", "acct", "telemetry");
+  (*obs.mutable_labels())["outcome"] = "success";
+  (*obs.mutable_labels())["work_mode"] = "fix";
+  (*obs.mutable_measures())["lines_added"] = 3;
+  (*obs.mutable_measures())["actions_per_prompt"] = 12.5;
+  cohortd::v1::PushRequest request;
+  request.set_dataset("sessions");
+  *request.add_observations() = obs;
+  ASSERT_EQ(MustPush(request).accepted(), 1);
 
-  // An unchanged push moves nothing; the version survives a restart.
-  MustPush(request);
-  Reopen();
-  (*request.mutable_observations(0)->mutable_labels())["work_mode"] = "fix";
-  MustPush(request);
-  EXPECT_EQ(store_.Get(feb).value_or(""), "2");
+  const std::string key = keys::ContributionKey("sessions", "s1", "telemetry");
+  ASSERT_OK_AND_ASSIGN(std::string stored, store_.Get(key));
+  cohortd::internal::SourceContribution parsed;
+  ASSERT_TRUE(parsed.ParseFromString(stored));
+  EXPECT_EQ(parsed.labels().at("work_mode"), "fix");
+  EXPECT_EQ(parsed.measures().at("actions_per_prompt"), 12.5);
+  EXPECT_GT(parsed.sequence(), 0u);
+  // The sequence first, then the maps in reverse name order.
+  cohortd::internal::SourceContribution sequence_only;
+  sequence_only.set_sequence(parsed.sequence());
+  std::string reordered = sequence_only.SerializeAsString();
+  for (const char* name : {"work_mode", "outcome"}) {
+    cohortd::internal::SourceContribution one;
+    (*one.mutable_labels())[name] = parsed.labels().at(name);
+    reordered += one.SerializeAsString();
+  }
+  for (const char* name : {"lines_added", "actions_per_prompt"}) {
+    cohortd::internal::SourceContribution one;
+    (*one.mutable_measures())[name] = parsed.measures().at(name);
+    reordered += one.SerializeAsString();
+  }
+  ASSERT_NE(reordered, stored);
+  WriteBatch batch;
+  batch.Put(key, reordered);
+  ASSERT_OK(store_.Write(batch, /*sync=*/true));
+
+  cohortd::v1::PushResponse again = MustPush(request);
+  EXPECT_EQ(again.unchanged(), 1);
+  EXPECT_EQ(again.accepted(), 0);
+  EXPECT_EQ(store_.Get(key).value_or(""), reordered);
+
+  (*request.mutable_observations(0)->mutable_labels()).erase("work_mode");
+  ASSERT_EQ(MustPush(request).accepted(), 1);
+  EXPECT_EQ(Stored("s1").sources().at("telemetry").labels_size(), 1);
+  EXPECT_EQ(listener_.views["s1"].labels.count("work_mode"), 0u);
+  EXPECT_EQ(listener_.views["s1"].measures.at("lines_added"), 3);
 }
 
 TEST_F(IngestorTest, ConcurrentPushesAllCommit) {
@@ -395,8 +441,8 @@ TEST_F(IngestorTest, ManySourcesOnOneSessionEachPushWritesOnlyItself) {
   }
   const std::vector<size_t> bytes = store_.write_bytes();
   ASSERT_EQ(bytes.size(), kSources);
-  // Key and value of one contribution, the header (32-byte pseudonym), the
-  // ingest sequence and the month's data version: about 200 bytes. The
+  // Key and value of one contribution, the header (32-byte pseudonym) and
+  // the ingest sequence: about 150 bytes. The
   // whole session record would be over 20,000 x 20 bytes by the end.
   constexpr size_t kMaxBytesPerPush = 300;
   for (int i = 0; i < kSources; ++i) {

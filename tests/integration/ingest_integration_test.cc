@@ -8,6 +8,7 @@
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/storage/keys.h"
 #include "server/storage/rocksdb_store.h"
@@ -90,8 +91,7 @@ TEST_F(IngestIntegrationTest, HealthAnswersWithoutToken) {
   grpc::health::v1::HealthCheckResponse response;
   auto context = AuthContext("");
   ASSERT_TRUE(health->Check(context.get(), request, &response).ok());
-  EXPECT_EQ(response.status(),
-            grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
 TEST_F(IngestIntegrationTest, ThousandWithTenBadThenRepeatSurvivesRestart) {
@@ -121,9 +121,9 @@ TEST_F(IngestIntegrationTest, KillNineLosesNothingAcknowledged) {
   int acknowledged = 0;
   for (int round = 0; round < 5; ++round) {
     cohortd::v1::PushResponse response;
-    ASSERT_TRUE(Push(Batch(400, 0, round * 400), &response,
-                     server_->tokens().ingest)
-                    .ok());
+    ASSERT_TRUE(
+        Push(Batch(400, 0, round * 400), &response, server_->tokens().ingest)
+            .ok());
     acknowledged += response.accepted();
   }
   ASSERT_EQ(acknowledged, 2000);
@@ -132,9 +132,9 @@ TEST_F(IngestIntegrationTest, KillNineLosesNothingAcknowledged) {
   Restart();
   for (int round = 0; round < 5; ++round) {
     cohortd::v1::PushResponse response;
-    ASSERT_TRUE(Push(Batch(400, 0, round * 400), &response,
-                     server_->tokens().ingest)
-                    .ok());
+    ASSERT_TRUE(
+        Push(Batch(400, 0, round * 400), &response, server_->tokens().ingest)
+            .ok());
     EXPECT_EQ(response.unchanged(), 400);
   }
 }
@@ -188,6 +188,38 @@ TEST_F(IngestIntegrationTest, PushStreamAnswersEachRequestInOrder) {
   }
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+// The server reads PushStream requests as bytes (parsed on an arena):
+// bytes that are not a PushRequest end the stream with INVALID_ARGUMENT,
+// after the valid requests before them were answered.
+TEST_F(IngestIntegrationTest, PushStreamRefusesBytesThatAreNotARequest) {
+  auto context = AuthContext(server_->tokens().ingest);
+  // One channel: a method is registered with the channel it is used on.
+  const std::shared_ptr<grpc::Channel> channel = server_->Channel();
+  const grpc::internal::RpcMethod method(
+      "/cohortd.v1.Ingest/PushStream",
+      grpc::internal::RpcMethod::BIDI_STREAMING, channel);
+  std::unique_ptr<
+      grpc::ClientReaderWriter<grpc::ByteBuffer, cohortd::v1::PushResponse>>
+      stream(grpc::internal::ClientReaderWriterFactory<
+             grpc::ByteBuffer, cohortd::v1::PushResponse>::Create(channel.get(),
+                                                                  method,
+                                                                  context
+                                                                      .get()));
+  grpc::Slice valid(Batch(10, 0).SerializeAsString());
+  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&valid, 1)));
+  cohortd::v1::PushResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.accepted(), 10);
+  // Field 2 (observations), length-delimited, claiming 100 bytes of 3.
+  grpc::Slice garbage(std::string("\x12\x64abc"));
+  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&garbage, 1)));
+  EXPECT_FALSE(stream->Read(&response));
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("not a cohortd.v1.PushRequest"));
 }
 
 }  // namespace

@@ -111,17 +111,43 @@ TEST(MeanMetricTest, CoversAndHasTheDeltaMethodVariance) {
   ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 200, 1));
   ASSERT_OK_AND_ASSIGN(MeanMetric m,
                        MeanMetric::Create(kBounds, domain, 0.5, 0.95));
+  // The sum's share (1 - f) rho: sigma_s^2 = L0 (Linf 200)^2 / (2 (1 - f)
+  // 0.5), up to the sampler's rounding up (< 2^-16).
+  const double f = MeanCountShare(kBounds, 0.5, 0.95);
+  const double sigma_s2 = 4 * 1600.0 * 1600 / (1 - f);
+  EXPECT_NEAR(m.sum_noise().sigma2(), sigma_s2, 1e-6 * sigma_s2);
+  EXPECT_LE(m.sum_noise().rho() + m.count_noise().rho(), 0.5 * (1 + 1e-9));
   // n = 10000 sessions all at 100 (the midpoint): S = 0 and
-  // mean ~ 100 + S~ / (2 n), Var ~ sigma_s^2 / (4 n^2) with
-  // sigma_s^2 = L0 (Linf 200)^2 / (2 * 0.25) = 2.048e7. The noisy count's
-  // relative sd (22.6 / 10000) changes this by < 1e-4 relative.
+  // mean ~ 100 + S~ / (2 n), Var ~ sigma_s^2 / (4 n^2). The noisy count's
+  // relative sd (< 40 / 10000) changes this by < 1e-4 relative.
   const int64_t n = 10000;
   std::vector<double> values;
   const double coverage =
       Coverage([&](RandomWords& rng) { return *m.Release(100 * n, n, rng); },
                100, &values, 4);
   ExpectCoverageAtLeast(coverage, 0.95);
-  ExpectVariance(values, 2.048e7 / (4.0 * n * n), 0.001);
+  ExpectVariance(values, sigma_s2 / (4.0 * n * n), 0.001);
+}
+
+TEST(MeanMetricTest, CountShareIsChosenByTheBounds) {
+  // Large cohorts against the noise (huge rho): near 1 / (1 + sqrt 3) =
+  // 0.366, which minimises the mean variance sigma_s^2 + E[theta^2]
+  // sigma_n^2 for a mean uniform on the domain (the mean width, an
+  // expectation of a square root, puts its optimum at 0.35).
+  EXPECT_NEAR(MeanCountShare(kBounds, 1e4, 0.95), 0.366, 0.03);
+  // At the defaults' metric share (rho ~ 0.004, sigma_n ~ 200 at f = 1/2)
+  // a 2,000-session cohort's count noise is felt in the denominator:
+  // more goes to the count, and the choice is data-independent (no
+  // argument but public parameters).
+  const double f = MeanCountShare(kBounds, 0.004, 0.95);
+  EXPECT_GT(f, 0.37);
+  EXPECT_LT(f, 0.99);
+  // Equal to the domain-free definition for any domain.
+  ASSERT_OK_AND_ASSIGN(MeasureDomain small, MeasureDomain::Create(0, 1, 0.001));
+  ASSERT_OK_AND_ASSIGN(MeanMetric m,
+                       MeanMetric::Create(kBounds, small, 0.004, 0.95));
+  EXPECT_NEAR(m.count_noise().sigma2(), 4 * 64 / (2 * 0.004 * f),
+              1e-6 * 4 * 64 / (2 * 0.004 * f));
 }
 
 TEST(MeanMetricTest, CoversForSmallSkewedCohorts) {

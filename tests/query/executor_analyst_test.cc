@@ -196,5 +196,61 @@ TEST_F(ExecutorAnalystTest, GeometricMeanOfFlooredClampedValues) {
   EXPECT_NEAR(t["build"]["geomean_actions_per_prompt"].value(), 1, 0.1);
 }
 
+// Invariant 2 for adjusted metrics: the regression reads only sessions
+// that carry the rate's label AND a level of every control, so the
+// contributor gate counts the accounts of those sessions. A cohort whose
+// sessions all carry the label but whose controls are carried by fewer
+// than k accounts gets no adjusted estimate (its raw rate is released).
+TEST_F(ExecutorAnalystTest, AdjustedMetricGateCountsAccountsCarryingControls) {
+  for (int a = 0; a < 60; ++a) {
+    for (const char* cohort : {"expert", "advanced"}) {
+      Add(absl::StrCat(cohort, a), 2,
+          {{"expertise", cohort},
+           {"outcome", a % 3 == 0 ? "success" : "failure"},
+           {"work_mode", a % 2 == 0 ? "build" : "fix"}});
+    }
+    // Novices: every session has an outcome, only 3 accounts a work mode
+    // (k = 10).
+    std::map<std::string, std::string> labels = {
+        {"expertise", "novice"},
+        {"outcome", a % 2 == 0 ? "success" : "failure"}};
+    if (a < 3) labels["work_mode"] = "build";
+    Add(absl::StrCat("novice", a), 2, labels);
+  }
+  AggregateRequest r;
+  r.set_dataset("sessions");
+  r.add_group_by("expertise");
+  r.set_epsilon(5000);
+  Metric raw;
+  raw.set_kind(Metric::RATE);
+  raw.set_name("raw");
+  raw.mutable_rate_of()->set_dimension("outcome");
+  raw.mutable_rate_of()->add_any_of("success");
+  Metric adjusted = raw;
+  adjusted.set_name("adjusted");
+  adjusted.add_adjust_for("work_mode");
+  *r.add_metrics() = raw;
+  *r.add_metrics() = adjusted;
+
+  ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config_, r));
+  // Canonical metrics are sorted by name: "adjusted", then "raw".
+  ASSERT_EQ(plan.canonical.metrics(0).name(), "adjusted");
+  const int gate = plan.metric_gates[0];
+  ASSERT_GE(gate, 0);
+  EXPECT_EQ(plan.gates[gate].label, "outcome");
+  EXPECT_THAT(plan.gates[gate].controls, ::testing::ElementsAre("work_mode"));
+  EXPECT_NE(plan.metric_gates[1], gate);
+
+  ASSERT_OK_AND_ASSIGN(ExecutionResult result, Run(r));
+  auto t = Table(result, "expertise");
+  ASSERT_EQ(t.count("novice"), 1u);
+  EXPECT_EQ(t["novice"].count("raw"), 1u);
+  EXPECT_EQ(t["novice"].count("adjusted"), 0u);
+  for (const char* cohort : {"expert", "advanced"}) {
+    ASSERT_EQ(t[cohort].count("adjusted"), 1u) << cohort;
+    EXPECT_NEAR(t[cohort]["adjusted"].value(), 20.0 / 60, 0.05) << cohort;
+  }
+}
+
 }  // namespace
 }  // namespace cohortd

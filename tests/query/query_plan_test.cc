@@ -13,10 +13,10 @@ namespace cohortd {
 namespace {
 
 using ::cohortd::testing::StatusIs;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using cohortd::v1::AggregateRequest;
 using cohortd::v1::Metric;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 AggregateRequest Request() {
   AggregateRequest r;
@@ -92,9 +92,9 @@ TEST_F(QueryPlanTest, MonthFilterListsTheMonthsRead) {
   ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config_, r));
   EXPECT_THAT(plan.months, ElementsAre("2026-01", "2026-02"));
   f->add_any_of("2026-13");
-  EXPECT_THAT(PlanQuery(config_, r),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("not a month")));
+  EXPECT_THAT(
+      PlanQuery(config_, r),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a month")));
 }
 
 TEST_F(QueryPlanTest, PreciseErrors) {
@@ -126,8 +126,10 @@ TEST_F(QueryPlanTest, PreciseErrors) {
          r->mutable_metrics(0)->set_kind(Metric::KIND_UNSPECIFIED);
        },
        "metrics[0].kind: must be one of"},
-      {[](AggregateRequest* r) { r->mutable_metrics(0)->set_name("sessions");
-                                 r->mutable_metrics(1)->set_name("sessions"); },
+      {[](AggregateRequest* r) {
+         r->mutable_metrics(0)->set_name("sessions");
+         r->mutable_metrics(1)->set_name("sessions");
+       },
        "'sessions' names two metrics"},
       {[](AggregateRequest* r) { r->set_epsilon(-1); },
        "epsilon: must be positive"},
@@ -139,9 +141,9 @@ TEST_F(QueryPlanTest, PreciseErrors) {
   for (const Case& c : cases) {
     AggregateRequest r = Request();
     c.edit(&r);
-    EXPECT_THAT(PlanQuery(config_, r),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr(c.message)));
+    EXPECT_THAT(
+        PlanQuery(config_, r),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)));
   }
 }
 
@@ -230,6 +232,65 @@ TEST_F(QueryPlanTest, GatesTheMetricsThatReadOnlySomeSessions) {
   Filter(&r, "outcome", {"success", "failure"});
   ASSERT_OK_AND_ASSIGN(QueryPlan filtered, PlanQuery(config_, r));
   EXPECT_EQ(filtered.gates.size(), 2u);
+}
+
+}  // namespace
+}  // namespace cohortd
+
+namespace cohortd {
+namespace {
+
+// Issue 11 items 3 and 4: the canonical form carries the interval kind and
+// the sorted controls, so they are part of the cache key.
+TEST(QueryPlanSamplingAdjustTest, CanonicalIntervalAndControls) {
+  const Config config = testing::TestConfig();
+  AggregateRequest r;
+  r.set_dataset("sessions");
+  r.add_group_by("expertise");
+  auto* rate = r.add_metrics();
+  rate->set_kind(Metric::RATE);
+  rate->mutable_rate_of()->set_dimension("outcome");
+  rate->mutable_rate_of()->add_any_of("success");
+  rate->add_adjust_for("work_mode");
+  rate->add_adjust_for("task_topic");
+  // An open domain is a control only with listed values.
+  AggregateRequest open = r;
+  EXPECT_THAT(
+      PlanQuery(config, open).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("open domain")));
+  auto* topics = r.add_filters();
+  topics->set_dimension("task_topic");
+  topics->add_any_of("web");
+  topics->add_any_of("data");
+  ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config, r));
+  EXPECT_EQ(plan.canonical.metrics(0).name(), "rate_outcome_success_adjusted");
+  EXPECT_THAT(plan.canonical.metrics(0).adjust_for(),
+              ElementsAre("task_topic", "work_mode"));
+  ASSERT_EQ(plan.ControlsOf(0).size(), 2u);
+  EXPECT_THAT(plan.ControlsOf(0)[0].levels, ElementsAre("data", "web"));
+  EXPECT_EQ(plan.ControlsOf(0)[1].levels.size(),
+            config.datasets[0].FindDimension("work_mode")->values.size());
+
+  AggregateRequest s = r;
+  s.mutable_metrics(0)->clear_adjust_for();
+  s.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+  ASSERT_OK_AND_ASSIGN(QueryPlan sampled, PlanQuery(config, s));
+  EXPECT_EQ(sampled.canonical.interval(), cohortd::v1::NOISE_AND_SAMPLING);
+  EXPECT_EQ(sampled.noisy_metrics, 2);
+  s.set_interval(cohortd::v1::NOISE);
+  ASSERT_OK_AND_ASSIGN(QueryPlan plain, PlanQuery(config, s));
+  EXPECT_NE(plain.canonical_bytes, sampled.canonical_bytes);
+
+  AggregateRequest bad = r;
+  bad.mutable_metrics(0)->add_adjust_for("work_mode");
+  EXPECT_THAT(
+      PlanQuery(config, bad).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("repeated")));
+  bad = r;
+  bad.mutable_metrics(0)->add_adjust_for("outcome");
+  EXPECT_THAT(PlanQuery(config, bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rate's own label")));
 }
 
 }  // namespace
