@@ -89,8 +89,9 @@ inline constexpr const char* kValueBandMeasure = "task_value_usd";
 inline constexpr double kValueBandEdges[] = {50, 200, 1000};
 
 // The figures, in DOMAIN.md's order, on `dataset`. Figures 4 and 7 ask
-// each rate twice, raw and adjusted for kAdjustControls, in one release.
-// Their epsilons add up to 10.5 (at most 2 per query); repeating the
+// each rate twice: raw with NOISE_AND_SAMPLING intervals (query 0), and
+// adjusted for kAdjustControls (query 1, noise-only intervals, epsilon 2).
+// Their epsilons add up to 13.5 (at most 2 per query); repeating the
 // report on unchanged data is free.
 std::vector<FigureSpec> StudyFigures(const std::string& dataset);
 
