@@ -1,5 +1,6 @@
 // cohortctl's analyst syntax (issue 11): geomean:MEASURE, measure filters
-// (--filter MEASURE>V ...) and --accuracy HALF_WIDTH@SESSIONS.
+// (--filter MEASURE>V ...), --accuracy HALF_WIDTH@SESSIONS, --interval and
+// --adjust-for.
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
@@ -69,6 +70,75 @@ TEST(AnalystSpecTest, Accuracy) {
                          HasSubstr("HALF_WIDTH@SESSIONS")))
         << bad;
   }
+}
+
+TEST(AnalystSpecTest, IntervalKinds) {
+  ASSERT_OK_AND_ASSIGN(cohortd::v1::IntervalKind noise,
+                       ParseIntervalSpec("noise"));
+  EXPECT_EQ(noise, cohortd::v1::NOISE);
+  ASSERT_OK_AND_ASSIGN(cohortd::v1::IntervalKind both,
+                       ParseIntervalSpec(" Noise_And_Sampling "));
+  EXPECT_EQ(both, cohortd::v1::NOISE_AND_SAMPLING);
+  for (const char* bad : {"", "sampling", "noise_and", "clustered"}) {
+    EXPECT_THAT(ParseIntervalSpec(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("noise_and_sampling")))
+        << bad;
+  }
+}
+
+AggregateRequest ExpertiseQuery() {
+  AggregateRequest r;
+  r.add_group_by("expertise");
+  for (const char* spec : {"sessions", "vs=rate:verified_success=true",
+                           "mean:task_value_usd", "quantiles:prompts"}) {
+    *r.add_metrics() = *ParseMetricSpec(spec);
+  }
+  return r;
+}
+
+TEST(AnalystSpecTest, AdjustForAppliesToRatesAndMeansOnly) {
+  AggregateRequest r = ExpertiseQuery();
+  ASSERT_OK(ApplyAdjustFor("work_mode, task_value_band,occupation", &r));
+  const std::vector<std::string> controls = {"work_mode", "task_value_band",
+                                             "occupation"};
+  EXPECT_EQ(r.metrics(0).adjust_for_size(), 0);  // sessions
+  EXPECT_EQ(std::vector<std::string>(r.metrics(1).adjust_for().begin(),
+                                     r.metrics(1).adjust_for().end()),
+            controls);
+  EXPECT_EQ(r.metrics(2).adjust_for_size(), 3);  // mean
+  EXPECT_EQ(r.metrics(3).adjust_for_size(), 0);  // quantiles
+  // Applying again replaces, not appends.
+  ASSERT_OK(ApplyAdjustFor("work_mode", &r));
+  EXPECT_EQ(r.metrics(1).adjust_for_size(), 1);
+}
+
+TEST(AnalystSpecTest, AdjustForErrors) {
+  AggregateRequest r = ExpertiseQuery();
+  EXPECT_THAT(ApplyAdjustFor("", &r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must list dimensions")));
+  EXPECT_THAT(ApplyAdjustFor("work_mode,,month", &r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must list dimensions")));
+  EXPECT_THAT(ApplyAdjustFor("work_mode,work_mode", &r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'work_mode' more than once")));
+  EXPECT_THAT(ApplyAdjustFor("work_mode,expertise", &r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'expertise' is also in --group-by")));
+  AggregateRequest sampling = ExpertiseQuery();
+  sampling.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+  EXPECT_THAT(
+      ApplyAdjustFor("work_mode", &sampling),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("noise-only")));
+  AggregateRequest counts;
+  *counts.add_metrics() = *ParseMetricSpec("sessions");
+  EXPECT_THAT(ApplyAdjustFor("work_mode", &counts),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rate: and mean:")));
+  // A failed call leaves the metrics untouched.
+  EXPECT_EQ(r.metrics(1).adjust_for_size(), 0);
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 // The command line without a server: help, usage errors and token rules,
 // all of which must be settled before anything is sent.
-#include "tests/cohortctl/run_in_process.h"
 #include "tools/cohortctl/cli.h"
 
 #include <map>
@@ -8,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/cohortctl/run_in_process.h"
 
 namespace cohortd::cohortctl {
 namespace {
@@ -95,6 +95,13 @@ TEST_F(CliTest, BadQueriesFailBeforeAnyCall) {
   EXPECT_EQ(with({"--metric", "sessions", "--format", "xml"}), kExitUsage);
   EXPECT_EQ(with({"--metric", "sessions", "--confidence", "95"}), kExitUsage);
   EXPECT_EQ(with({"--metric", "sessions", "--filter", "outcome"}), kExitUsage);
+  EXPECT_EQ(with({"--metric", "sessions", "--interval", "sampling"}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("noise_and_sampling"));
+  EXPECT_EQ(with({"--group-by", "expertise", "--metric", "rate:abandoned=true",
+                  "--adjust-for", "expertise"}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("also in --group-by"));
 }
 
 TEST_F(CliTest, SyntaxErrorsComeBeforeTheMissingToken) {

@@ -89,7 +89,7 @@ TEST(StudyFiguresTest, SevenFiguresWithinTheQueryAndTotalBudget) {
       total += query.epsilon();
     }
   }
-  EXPECT_DOUBLE_EQ(total, 9.5);
+  EXPECT_DOUBLE_EQ(total, 13.5);
   // Figure 7 is about problem sessions only: failure signal > 3.
   ASSERT_EQ(figures[6].queries[0].measure_filters_size(), 1);
   EXPECT_EQ(figures[6].queries[0].measure_filters(0).measure(),

@@ -1,8 +1,10 @@
 #include "tools/cohortctl/truth.h"
 
 #include <cmath>
+#include <map>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
@@ -118,6 +120,78 @@ TEST(TruthTest, UnknownColumnsAndBadRowsAreErrors) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("account_id")));
   EXPECT_THAT(GroundTruth::ReadFile("/nonexistent/truth.csv"),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A planted additive model, y = alpha_g + beta_mode + gamma_band exactly,
+// with the mode confounded with the cohort: the raw means mix the modes'
+// effects in, the fit recovers alpha_g + the overall mix of the controls.
+TEST(TruthTest, AdjustedMeansRecoverAPlantedAdditiveModel) {
+  const std::map<std::string, double> alpha = {{"a", 1}, {"b", 3}};
+  const std::map<std::string, double> beta = {{"x", 0}, {"y", 2}, {"z", 5}};
+  struct Cell {
+    const char* group;
+    const char* mode;
+    double value;  // the band's measure: < 10 low (+0), >= 10 high (+10)
+    int count;
+  };
+  const Cell cells[] = {{"a", "x", 5, 6},  {"a", "y", 20, 2}, {"a", "z", 5, 1},
+                        {"a", "x", 20, 1}, {"b", "x", 20, 1}, {"b", "y", 5, 3},
+                        {"b", "z", 20, 4}, {"b", "y", 20, 1}, {"b", "x", 5, 1}};
+  std::string csv = "account_id,group,mode,value,y\n";
+  double mix = 0;
+  int n = 0, session = 0;
+  std::map<std::string, std::pair<double, int>> raw;
+  for (const Cell& c : cells) {
+    const double effects = beta.at(c.mode) + (c.value >= 10 ? 10 : 0);
+    const double y = alpha.at(c.group) + effects;
+    for (int i = 0; i < c.count; ++i) {
+      csv += absl::StrCat("acc", session++, ",", c.group, ",", c.mode, ",",
+                          c.value, ",", y, "\n");
+      mix += effects;
+      ++n;
+      raw[c.group].first += y;
+      ++raw[c.group].second;
+    }
+  }
+  mix /= n;
+  std::istringstream in(csv);
+  ASSERT_OK_AND_ASSIGN(GroundTruth truth, GroundTruth::Parse(in));
+  truth.AddBand("value_band", "value", {10});
+  AggregateRequest request;
+  request.add_group_by("group");
+  Metric* adjusted = request.add_metrics();
+  adjusted->set_kind(Metric::MEAN);
+  adjusted->set_name("adjusted");
+  adjusted->set_measure("y");
+  adjusted->add_adjust_for("mode");
+  adjusted->add_adjust_for("value_band");
+  Metric* plain = request.add_metrics();
+  plain->set_kind(Metric::MEAN);
+  plain->set_name("raw");
+  plain->set_measure("y");
+  ASSERT_OK_AND_ASSIGN(TruthByCohort cohorts, truth.Compute(request));
+  for (const auto& [group, a] : alpha) {
+    const CohortTruth& cohort = cohorts.at({group});
+    EXPECT_NEAR(cohort.metrics.at("adjusted").value, a + mix, 1e-9) << group;
+    EXPECT_NEAR(cohort.metrics.at("raw").value,
+                raw[group].first / raw[group].second, 1e-9);
+  }
+  // The confounding is real: the raw difference is not alpha's.
+  EXPECT_GT(std::fabs((cohorts.at({"b"}).metrics.at("raw").value -
+                       cohorts.at({"a"}).metrics.at("raw").value) -
+                      2.0),
+            0.5);
+
+  // A control that is the cohort itself leaves nothing to separate them.
+  adjusted->clear_adjust_for();
+  adjusted->add_adjust_for("group");
+  ASSERT_OK_AND_ASSIGN(TruthByCohort singular, truth.Compute(request));
+  EXPECT_TRUE(std::isnan(singular.at({"a"}).metrics.at("adjusted").value));
+  adjusted->clear_adjust_for();
+  adjusted->add_adjust_for("nope");
+  EXPECT_THAT(truth.Compute(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no dimension column 'nope'")));
 }
 
 }  // namespace

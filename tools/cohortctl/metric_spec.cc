@@ -189,8 +189,8 @@ absl::Status AddMeasureFilterSpec(absl::string_view spec,
                                   cohortd::v1::AggregateRequest* request) {
   const size_t at = spec.find_first_of("<>");
   if (at == absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "measure filter '", spec, "' needs one of >, >=, <, <="));
+    return absl::InvalidArgumentError(
+        absl::StrCat("measure filter '", spec, "' needs one of >, >=, <, <="));
   }
   const std::string measure(absl::StripAsciiWhitespace(spec.substr(0, at)));
   const bool greater = spec[at] == '>';
@@ -220,9 +220,9 @@ absl::Status AddMeasureFilterSpec(absl::string_view spec,
   const bool has_side = greater ? filter->has_above() || filter->has_at_least()
                                 : filter->has_below() || filter->has_at_most();
   if (has_side) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "measure '", measure, "' has two ", greater ? "lower" : "upper",
-        " bounds; give one"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("measure '", measure, "' has two ",
+                     greater ? "lower" : "upper", " bounds; give one"));
   }
   if (greater) {
     inclusive ? filter->set_at_least(value) : filter->set_above(value);
@@ -253,6 +253,68 @@ absl::StatusOr<cohortd::v1::Accuracy> ParseAccuracySpec(
   accuracy.set_half_width(half_width);
   accuracy.set_cohort_sessions(sessions);
   return accuracy;
+}
+
+absl::StatusOr<cohortd::v1::IntervalKind> ParseIntervalSpec(
+    absl::string_view spec) {
+  const std::string kind =
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(spec));
+  if (kind == "noise") return cohortd::v1::NOISE;
+  if (kind == "noise_and_sampling" || kind == "noise+sampling") {
+    return cohortd::v1::NOISE_AND_SAMPLING;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--interval '", spec,
+      "' must be noise (the DP noise only) or noise_and_sampling (the "
+      "population value: noise and sampling error clustered by account)"));
+}
+
+absl::Status ApplyAdjustFor(absl::string_view spec,
+                            cohortd::v1::AggregateRequest* request) {
+  absl::StatusOr<std::vector<std::string>> controls =
+      SplitList(spec, "dimension");
+  if (!controls.ok() || controls->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--adjust-for '", spec,
+                     "' must list dimensions, e.g. work_mode,task_value_band"));
+  }
+  for (const std::string& control : *controls) {
+    if (std::count(controls->begin(), controls->end(), control) > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--adjust-for names '", control, "' more than once"));
+    }
+  }
+  for (const std::string& control : *controls) {
+    for (const std::string& group : request->group_by()) {
+      if (control == group) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--adjust-for '", control,
+            "' is also in --group-by: a control must vary within a cohort"));
+      }
+    }
+  }
+  if (request->interval() == cohortd::v1::NOISE_AND_SAMPLING) {
+    return absl::InvalidArgumentError(
+        "--adjust-for with --interval noise_and_sampling: adjusted metrics "
+        "have noise-only intervals; ask the raw metrics with "
+        "noise_and_sampling in a separate query");
+  }
+  int adjusted = 0;
+  for (cohortd::v1::Metric& metric : *request->mutable_metrics()) {
+    if (metric.kind() != cohortd::v1::Metric::RATE &&
+        metric.kind() != cohortd::v1::Metric::MEAN) {
+      continue;
+    }
+    metric.clear_adjust_for();
+    for (const std::string& control : *controls) metric.add_adjust_for(control);
+    ++adjusted;
+  }
+  if (adjusted == 0) {
+    return absl::InvalidArgumentError(
+        "--adjust-for applies to rate: and mean: metrics, and the query has "
+        "none");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace cohortd::cohortctl

@@ -5,6 +5,8 @@
 //              quantiles:MEASURE[:Q1,Q2,...]
 //   --filter   DIM=V1,V2 | MEASURE>V | MEASURE>=V | MEASURE<V | MEASURE<=V
 //   --accuracy HALF_WIDTH@SESSIONS
+//   --interval noise | noise_and_sampling
+//   --adjust-for DIM1,DIM2   (every RATE and MEAN metric)
 //   --group-by DIM1,DIM2
 // Only the syntax is checked here; whether a dimension or measure exists is
 // the server's call (its INVALID_ARGUMENT names the allowed values).
@@ -55,6 +57,24 @@ absl::Status AddMeasureFilterSpec(absl::string_view spec,
 // interval half-width wanted for cohorts of that many sessions.
 // INVALID_ARGUMENT unless both are positive.
 absl::StatusOr<cohortd::v1::Accuracy> ParseAccuracySpec(absl::string_view spec);
+
+// Parses --interval: "noise" (the DP noise only, the default) or
+// "noise_and_sampling" (the population value: noise and the sampling error
+// clustered by account). Case-insensitive; anything else is
+// INVALID_ARGUMENT naming both.
+absl::StatusOr<cohortd::v1::IntervalKind> ParseIntervalSpec(
+    absl::string_view spec);
+
+// Applies --adjust-for "DIM1,DIM2" to `request`: every RATE and MEAN metric
+// gets Metric.adjust_for = the listed controls (fixed effects; the value
+// is reported at the overall mix of the controls). Call after the metrics,
+// group_by and interval are set. INVALID_ARGUMENT when the list is empty
+// or names a dimension twice, when no metric is a RATE or MEAN, when a
+// control is also grouped by (it would be constant within a cohort), or
+// when the interval is NOISE_AND_SAMPLING (cohortd gives adjusted metrics
+// noise-only intervals and refuses that combination).
+absl::Status ApplyAdjustFor(absl::string_view spec,
+                            cohortd::v1::AggregateRequest* request);
 
 // Parses "DIM1,DIM2". A dimension named twice is an error.
 absl::StatusOr<std::vector<std::string>> ParseGroupBy(absl::string_view spec);

@@ -101,9 +101,12 @@ constexpr double kOtherFactor = 0.975;
 // Share of non-successes that fail (the rest are unclear).
 constexpr double kFailureOfRest = 0.65;
 // Figure 7: abandonment among problem sessions, ~19% for novices and 5-7%
-// otherwise. A "problem session" is one whose work mode is `fix` (the user
-// brought a problem to solve); abandoned ones fail with no code written.
+// otherwise. A "problem session" is one with failure signal > 3, as in the
+// study; among them, whatever the work mode, each is abandoned with this
+// probability by expertise, so that the planted rates are exactly the
+// published ones (abandoned sessions fail with no code written).
 constexpr std::array<double, 5> kAbandon = {0.19, 0.07, 0.065, 0.06, 0.05};
+constexpr double kProblemFailureSignal = 3;
 
 // Figure 3: actions and words per prompt by expertise, lognormal; the
 // sigmas give a 95th percentile ~4x the median and an occasional action
@@ -492,23 +495,15 @@ SimSession Population::SessionAt(int64_t index) const {
   s.client = rng.Bernoulli(kMainClientShare) ? account.client
                                              : static_cast<int>(rng.Below(3));
 
-  // Outcome. In fix sessions abandonment is drawn first; the other
-  // outcomes are then drawn with probabilities scaled by 1 / (1 - a), so
-  // that the success figures by expertise hold for every work mode.
+  // Outcome; abandonment is drawn after the failure signal (below).
   const int e = s.expertise;
-  double scale = 1.0;
-  if (s.work_mode == kFix) {
-    s.abandoned = rng.Bernoulli(kAbandon[e]);
-    scale = 1.0 / (1.0 - kAbandon[e]);
-  }
+  const double scale = 1.0;
   const double verified =
       kVerified[e] *
       (s.occupation == kSoftware ? kSoftwareFactor : kOtherFactor);
   const double success = verified / kVerifiedOfSuccess;
   const double u = rng.Uniform();
-  if (s.abandoned) {
-    s.outcome = kFailure;
-  } else if (u < verified * scale) {
+  if (u < verified * scale) {
     s.outcome = kSuccess;
     s.verified_success = true;
   } else if (u < success * scale) {
@@ -569,6 +564,18 @@ SimSession Population::SessionAt(int64_t index) const {
   for (int i = 0; i < kNumMeasures; ++i) {
     m[i] = std::clamp(RoundTo(m[i], specs[i].granularity), 0.0,
                       specs[i].valid_max);
+  }
+  // Problem sessions (the stored failure signal above 3, as the report's
+  // measure filter sees it) are abandoned at kAbandon[e]: an abandoned one
+  // fails, unverified, with no code written (no lines, commits or tests).
+  // Successes rarely have such a signal (mean 0.5, sd 0.8), so the success
+  // figures by expertise move by well under a point.
+  if (m[kFailureSignal] > kProblemFailureSignal &&
+      rng.Bernoulli(kAbandon[e])) {
+    s.abandoned = true;
+    s.outcome = kFailure;
+    s.verified_success = false;
+    m[kLinesAdded] = m[kLinesRemoved] = m[kCommits] = m[kTestsPassed] = 0;
   }
   return s;
 }

@@ -60,6 +60,16 @@ absl::StatusOr<cohortd::v1::AggregateRequest> BuildRequest(
     if (!accuracy.ok()) return accuracy.status();
     *request.mutable_accuracy() = *accuracy;
   }
+  if (flags.Has("interval")) {
+    absl::StatusOr<cohortd::v1::IntervalKind> interval =
+        ParseIntervalSpec(flags.Get("interval"));
+    if (!interval.ok()) return interval.status();
+    request.set_interval(*interval);
+  }
+  if (flags.Has("adjust-for")) {
+    absl::Status adjusted = ApplyAdjustFor(flags.Get("adjust-for"), &request);
+    if (!adjusted.ok()) return adjusted;
+  }
   absl::StatusOr<double> confidence = flags.GetDouble("confidence", 0);
   if (!confidence.ok()) return confidence.status();
   if (*confidence < 0 || *confidence >= 1) {
@@ -149,6 +159,18 @@ Command QueryCommand() {
       "cohortd charges the smallest epsilon that predicts it, or refuses\n"
       "(FAILED_PRECONDITION) naming the epsilon it would need.\n"
       "\n"
+      "--interval noise (default) gives intervals for the DP noise only:\n"
+      "they cover the value this data gives after contribution bounding.\n"
+      "--interval noise_and_sampling covers the population value: the\n"
+      "noise and the sampling error clustered by account (sessions, sum,\n"
+      "mean, rate; wider for large cohorts).\n"
+      "\n"
+      "--adjust-for DIM1,DIM2 adjusts every rate: and mean: metric for\n"
+      "those dimensions (a linear model with fixed effects, reported at the\n"
+      "overall mix of the controls), e.g. work_mode,task_value_band,\n"
+      "occupation; the month needs a --filter month=... listing the months.\n"
+      "A control cannot be grouped by; adjusted intervals are noise-only.\n"
+      "\n"
       "example: verified success by expertise\n"
       "  cohortctl query --group-by expertise --metric sessions \\\n"
       "    --metric vs=rate:verified_success=true --epsilon 0.5\n"
@@ -167,6 +189,10 @@ Command QueryCommand() {
       {"epsilon", "E", "privacy budget to spend (default: the dataset's)"},
       {"accuracy", "W@N",
        "half-width W wanted for cohorts of N sessions; cohortd picks epsilon"},
+      {"interval", "KIND",
+       "noise (default) or noise_and_sampling (the population value)"},
+      {"adjust-for", "DIM1,DIM2",
+       "adjust rate: and mean: metrics for these dimensions"},
       {"confidence", "C", "confidence level of intervals (default 0.95)"},
       {"format", "FORMAT", "table, csv or json (default table)"},
   };

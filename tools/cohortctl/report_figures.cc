@@ -42,6 +42,13 @@ Metric Rate(const std::string& name, const std::string& dimension,
   return metric;
 }
 
+// `metric`, adjusted for kAdjustControls, named `name`.
+Metric Adjusted(Metric metric, const std::string& name) {
+  metric.set_name(name);
+  for (const char* control : kAdjustControls) metric.add_adjust_for(control);
+  return metric;
+}
+
 Metric MeasureMetric(Metric::Kind kind, const std::string& name,
                      const std::string& measure) {
   Metric metric;
@@ -114,6 +121,11 @@ class Release {
       cell = {quantile.value(), quantile.ci_low(), quantile.ci_high(), {}};
     }
     cell.truth = Truth(key, name, q);
+    for (const Metric& metric : request_.metrics()) {
+      if (MetricOutputName(metric) == name) {
+        cell.adjusted = !metric.adjust_for().empty();
+      }
+    }
     return cell;
   }
 
@@ -260,6 +272,25 @@ Panel BoxPanel(const std::string& title, const std::string& row_label,
   return panel;
 }
 
+// What the adjusted columns of `query` are, naming its controls.
+std::string AdjustmentNote(const AggregateRequest& query) {
+  std::vector<std::string> controls;
+  for (const Metric& metric : query.metrics()) {
+    if (!metric.adjust_for().empty()) {
+      controls.assign(metric.adjust_for().begin(), metric.adjust_for().end());
+    }
+  }
+  if (controls.empty()) return "Not adjusted.";
+  return absl::StrCat(
+      "Adjusted columns: a linear model with fixed effects for ",
+      absl::StrJoin(controls, ", "),
+      " (comparing sessions alike in those), fitted on noisy sufficient "
+      "statistics and reported at the overall mix of the controls; their "
+      "error bars cover the DP noise of that fit only (the model is "
+      "assumed, sampling error is not included), so they are wider than "
+      "the raw ones but not comparable to a study's clustered intervals.");
+}
+
 std::string FormatNumber(double value, bool percent) {
   return percent ? absl::StrFormat("%.1f", value * 100) : HumanNumber(value);
 }
@@ -292,34 +323,49 @@ std::vector<FigureSpec> StudyFigures(const std::string& dataset) {
   figures.push_back(
       {3,
        "Actions and words per prompt by expertise",
-       {Request(dataset, {"expertise"},
-                {MeasureMetric(Metric::QUANTILES, "actions_per_prompt",
-                               "actions_per_prompt"),
-                 MeasureMetric(Metric::QUANTILES, "words_per_prompt",
-                               "words_per_prompt"),
-                 MeasureMetric(Metric::GEOMETRIC_MEAN,
-                               "geomean_actions_per_prompt",
-                               "actions_per_prompt"),
-                 MeasureMetric(Metric::GEOMETRIC_MEAN,
-                               "geomean_words_per_prompt", "words_per_prompt")},
-                1.5)}});
-  figures.push_back(
-      {4,
-       "Success by expertise",
-       {Request(dataset, {"expertise"},
-                {Rate("verified_success", "verified_success", {"true"}),
-                 Rate("at_least_partial", "outcome", {"success", "partial"})},
-                1.0)}});
+       {Request(
+           dataset, {"expertise"},
+           {MeasureMetric(Metric::QUANTILES, "actions_per_prompt",
+                          "actions_per_prompt"),
+            MeasureMetric(Metric::QUANTILES, "words_per_prompt",
+                          "words_per_prompt"),
+            MeasureMetric(Metric::GEOMETRIC_MEAN, "geomean_actions_per_prompt",
+                          "actions_per_prompt"),
+            MeasureMetric(Metric::GEOMETRIC_MEAN, "geomean_words_per_prompt",
+                          "words_per_prompt")},
+           1.5)}});
+  {
+    // Two releases: the raw rates with the study's kind of interval (noise
+    // and clustered sampling), and the adjusted ones, which cohortd gives
+    // noise-only intervals, at the largest epsilon a query may spend (the
+    // fit's noise grows with the number of controls).
+    const Metric verified =
+        Rate("verified_success", "verified_success", {"true"});
+    const Metric partial =
+        Rate("at_least_partial", "outcome", {"success", "partial"});
+    FigureSpec f{4,
+                 "Success by expertise, raw and adjusted",
+                 {Request(dataset, {"expertise"}, {verified, partial}, 1.0),
+                  Request(dataset, {"expertise"},
+                          {Adjusted(verified, "verified_success_adjusted"),
+                           Adjusted(partial, "at_least_partial_adjusted")},
+                          2.0)}};
+    f.queries[0].set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+    figures.push_back(std::move(f));
+  }
   {
     // As in the study: among sessions that added at least one line.
-    FigureSpec f{5,
-                 "Verified success by occupation, sessions with >= 1 line "
-                 "added (top 10 by sessions)",
-                 {Request(dataset, {"occupation"},
-                          {Sessions("sessions"),
-                           Rate("verified_success", "verified_success",
-                                {"true"})},
-                          1.5)}};
+    FigureSpec f{
+        5,
+        "Verified success by occupation, sessions with >= 1 line "
+        "added (top 10 by sessions)",
+        {Request(dataset, {"occupation"},
+                 {Sessions("sessions"),
+                  Rate("verified_success", "verified_success", {"true"})},
+                 1.5)}};
+    // As the study's 95% intervals: for the population value, sampling
+    // error clustered by account included.
+    f.queries[0].set_interval(cohortd::v1::NOISE_AND_SAMPLING);
     auto* lines = f.queries[0].add_measure_filters();
     lines->set_measure("lines_added");
     lines->set_at_least(1);
@@ -333,17 +379,50 @@ std::vector<FigureSpec> StudyFigures(const std::string& dataset) {
                               2.0)}});
   {
     // Problem sessions as in the study: failure signal above 3.
+    const Metric abandoned = Rate("abandoned", "abandoned", {"true"});
     FigureSpec f{7,
                  "Abandonment among problem sessions (failure signal > 3) "
-                 "by expertise",
-                 {Request(dataset, {"expertise"},
-                          {Rate("abandoned", "abandoned", {"true"})}, 1.0)}};
-    auto* problem = f.queries[0].add_measure_filters();
-    problem->set_measure("failure_signal");
-    problem->set_above(3);
+                 "by expertise, raw and adjusted",
+                 {Request(dataset, {"expertise"}, {abandoned}, 1.0),
+                  Request(dataset, {"expertise"},
+                          {Adjusted(abandoned, "abandoned_adjusted")}, 2.0)}};
+    f.queries[0].set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+    for (AggregateRequest& q : f.queries) {
+      auto* problem = q.add_measure_filters();
+      problem->set_measure("failure_signal");
+      problem->set_above(3);
+    }
     figures.push_back(std::move(f));
   }
   return figures;
+}
+
+std::vector<std::string> ReleasedMonths(const AggregateResponse& response) {
+  std::set<std::string> months;
+  for (const Cohort& cohort : response.cohorts()) {
+    auto it = cohort.key().find("month");
+    if (it != cohort.key().end()) months.insert(it->second);
+  }
+  return {months.begin(), months.end()};
+}
+
+void AdjustForMonths(const std::vector<std::string>& months, FigureSpec* spec) {
+  if (months.empty()) return;
+  for (AggregateRequest& query : spec->queries) {
+    bool adjusted = false;
+    for (Metric& metric : *query.mutable_metrics()) {
+      if (metric.adjust_for().empty()) continue;
+      if (std::find(metric.adjust_for().begin(), metric.adjust_for().end(),
+                    "month") == metric.adjust_for().end()) {
+        metric.add_adjust_for("month");
+      }
+      adjusted = true;
+    }
+    if (!adjusted) continue;
+    auto* filter = query.add_filters();
+    filter->set_dimension("month");
+    for (const std::string& month : months) filter->add_any_of(month);
+  }
 }
 
 std::vector<Cell> SharesOf(const std::vector<Cell>& counts) {
@@ -455,8 +534,7 @@ absl::StatusOr<FigureResult> BuildFigure(
       figure.panels.push_back(
           BoxPanel("Words per prompt", "expertise", "words per prompt", false,
                    releases[0], expertise_keys, expertise, words, word_means));
-      for (size_t p = figure.panels.size() - 2; p < figure.panels.size();
-           ++p) {
+      for (size_t p = figure.panels.size() - 2; p < figure.panels.size(); ++p) {
         figure.panels[p].columns[5] = "geometric mean";
       }
       figure.notes.push_back(
@@ -467,18 +545,21 @@ absl::StatusOr<FigureResult> BuildFigure(
       break;
     }
     case 4: {
+      const std::vector<std::string> names = {
+          "verified_success", "verified_success_adjusted", "at_least_partial",
+          "at_least_partial_adjusted"};
       Panel panel = MakePanel("Success by expertise", ChartKind::kGroupedBars,
                               "expertise", "sessions (%)", true, expertise,
-                              {"verified success", "at least partial"});
+                              {"verified success", "verified, adjusted",
+                               "at least partial", "partial+, adjusted"});
       for (size_t r = 0; r < expertise.size(); ++r) {
-        panel.cells[r][0] =
-            releases[0].Get(expertise_keys[r], "verified_success");
-        panel.cells[r][1] =
-            releases[0].Get(expertise_keys[r], "at_least_partial");
+        for (size_t c = 0; c < names.size(); ++c) {
+          // Raw columns from the first release, adjusted from the second.
+          panel.cells[r][c] = releases[c % 2].Get(expertise_keys[r], names[c]);
+        }
       }
       figure.panels.push_back(std::move(panel));
-      figure.notes.push_back(
-          "Not adjusted for work mode, value band, month or topic.");
+      figure.notes.push_back(AdjustmentNote(spec.queries[1]));
       break;
     }
     case 5: {
@@ -534,11 +615,14 @@ absl::StatusOr<FigureResult> BuildFigure(
       Panel panel = MakePanel(
           "Abandonment among problem sessions", ChartKind::kGroupedBars,
           "expertise", "abandoned (% of sessions with failure signal > 3)",
-          true, expertise, {"abandoned"});
+          true, expertise, {"abandoned", "abandoned, adjusted"});
       for (size_t r = 0; r < expertise.size(); ++r) {
         panel.cells[r][0] = releases[0].Get(expertise_keys[r], "abandoned");
+        panel.cells[r][1] =
+            releases[1].Get(expertise_keys[r], "abandoned_adjusted");
       }
       figure.panels.push_back(std::move(panel));
+      figure.notes.push_back(AdjustmentNote(spec.queries[1]));
       break;
     }
     default:
@@ -634,6 +718,35 @@ Coverage CoverageOf(const FigureResult& figure) {
     }
   }
   return coverage;
+}
+
+std::vector<std::string> AdjustedHonesty(const FigureResult& figure,
+                                         int* misses) {
+  std::vector<std::string> lines;
+  for (const Panel& panel : figure.panels) {
+    for (size_t r = 0; r < panel.rows.size(); ++r) {
+      for (size_t c = 0; c < panel.columns.size(); ++c) {
+        const std::optional<Cell>& cell = panel.cells[r][c];
+        if (!cell || !cell->adjusted || !cell->truth) continue;
+        const bool pct = panel.percent[c];
+        const double distance = *cell->truth - cell->value;
+        // The tolerance is the released interval's reach on the truth's side.
+        const double reach =
+            distance >= 0 ? cell->high - cell->value : cell->value - cell->low;
+        const bool inside = std::fabs(distance) <= reach;
+        if (!inside && misses != nullptr) ++*misses;
+        lines.push_back(absl::StrCat(
+            "figure ", figure.number, " ", panel.rows[r], " ", panel.columns[c],
+            ": released ", FormatNumber(cell->value, pct),
+            ", fixed-effects "
+            "truth ",
+            FormatNumber(*cell->truth, pct), ", off by ",
+            FormatNumber(std::fabs(distance), pct), " of a tolerance ",
+            FormatNumber(reach, pct), inside ? " (inside)" : " (OUTSIDE)"));
+      }
+    }
+  }
+  return lines;
 }
 
 std::string FormatFigureText(const FigureResult& figure) {

@@ -38,6 +38,9 @@ struct Cell {
   double low = 0;
   double high = 0;
   std::optional<double> truth;
+  // An adjusted metric (Metric.adjust_for): its truth is the exact
+  // fixed-effects fit on the truth rows (GroundTruth::Compute).
+  bool adjusted = false;
 };
 
 // A table of cells, [row][column]; a missing cell was not released.
@@ -73,10 +76,35 @@ struct FigureResult {
   std::vector<std::string> suppression;
 };
 
-// The figures, in DOMAIN.md's order, on `dataset`. Their epsilons add up
-// to 9.5 (at most 2 per query), leaving room to run the report twice on
-// the default budget of 20; repeating it on unchanged data is free.
+// The controls of the adjusted figures 4 and 7, as in the study ("the same
+// work mode, task-value band, month, ... and user type"): the work mode,
+// the config's band of task_value_usd (kValueBand, edges kValueBandEdges,
+// config/cohortd.yaml `bands`) and the occupation (the user type: software
+// or not, and finer). The month is added by AdjustForMonths, since
+// cohortd adjusts for it only over listed months.
+inline constexpr const char* kAdjustControls[] = {
+    "work_mode", "task_value_band", "occupation"};
+inline constexpr const char* kValueBand = "task_value_band";
+inline constexpr const char* kValueBandMeasure = "task_value_usd";
+inline constexpr double kValueBandEdges[] = {50, 200, 1000};
+
+// The figures, in DOMAIN.md's order, on `dataset`. Figures 4 and 7 ask
+// each rate twice: raw with NOISE_AND_SAMPLING intervals (query 0), and
+// adjusted for kAdjustControls (query 1, noise-only intervals, epsilon 2).
+// Their epsilons add up to 13.5 (at most 2 per query); repeating the
+// report on unchanged data is free.
 std::vector<FigureSpec> StudyFigures(const std::string& dataset);
+
+// The months among `response`'s cohort keys, sorted (a DP output: figure
+// 1's released months).
+std::vector<std::string> ReleasedMonths(
+    const cohortd::v1::AggregateResponse& response);
+
+// Adds the month to the controls of every adjusted metric of `spec`, with
+// the filter month in `months` that cohortd needs to know its levels (so
+// the figure's population is the sessions of those months). No-op when
+// `months` is empty or no metric is adjusted.
+void AdjustForMonths(const std::vector<std::string>& months, FigureSpec* spec);
 
 // Builds figure `spec` from `responses` (one per spec.queries, same order).
 // `truths` is empty, or holds GroundTruth::Compute of each query; then
@@ -119,6 +147,15 @@ struct Coverage {
   int checked = 0;
 };
 Coverage CoverageOf(const FigureResult& figure);
+
+// The honesty check of the adjusted cells of `figure`, one line each:
+// the release, the exact fixed-effects fit on the truth (the simulation's
+// planted effects as this model sees them) and whether their distance is
+// within the released interval's reach on that side (the tolerance is the
+// interval: a 95% interval misses by chance 1 time in 20). `misses` (may
+// be null) is incremented per adjusted cell outside.
+std::vector<std::string> AdjustedHonesty(const FigureResult& figure,
+                                         int* misses);
 
 // The figure as text: a heading, each panel as an aligned table (shares
 // and rates in percent; "v [lo, hi]" cells, "v ±h" with h the larger

@@ -18,6 +18,117 @@ using cohortd::v1::Metric;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// One row of a fixed-effects fit: its session, cohort and outcome.
+struct FitRow {
+  size_t row = 0;
+  size_t cohort = 0;
+  double y = 0;
+};
+
+// Solves a x = b (n x n, row-major) by Gaussian elimination with partial
+// pivoting; false when a pivot vanishes (relative to the matrix's scale).
+bool Solve(std::vector<double> a, std::vector<double> b, size_t n,
+           std::vector<double>* x) {
+  double scale = 0;
+  for (double v : a) scale = std::max(scale, std::fabs(v));
+  for (size_t k = 0; k < n; ++k) {
+    size_t pivot = k;
+    for (size_t i = k + 1; i < n; ++i) {
+      if (std::fabs(a[i * n + k]) > std::fabs(a[pivot * n + k])) pivot = i;
+    }
+    if (std::fabs(a[pivot * n + k]) <= 1e-12 * scale) return false;
+    if (pivot != k) {
+      for (size_t j = 0; j < n; ++j) std::swap(a[k * n + j], a[pivot * n + j]);
+      std::swap(b[k], b[pivot]);
+    }
+    for (size_t i = k + 1; i < n; ++i) {
+      const double f = a[i * n + k] / a[k * n + k];
+      if (f == 0) continue;
+      for (size_t j = k; j < n; ++j) a[i * n + j] -= f * a[k * n + j];
+      b[i] -= f * b[k];
+    }
+  }
+  x->assign(n, 0);
+  for (size_t k = n; k-- > 0;) {
+    double sum = b[k];
+    for (size_t j = k + 1; j < n; ++j) sum -= a[k * n + j] * (*x)[j];
+    (*x)[k] = sum / a[k * n + k];
+  }
+  return true;
+}
+
+// The least-squares fit of y = alpha_cohort + sum_d beta_{d, level} over
+// `rows` (every row has a level, code >= 1, of every control), and per
+// cohort alpha_c + sum_d sum_l w_{d,l} beta_{d,l}, w the levels' shares
+// among all rows. Per control the most frequent level is the reference
+// and absent levels have no column, as in the server. NaN for a cohort
+// without rows, or everywhere when the system is singular.
+std::vector<double> FixedEffectsFit(
+    const std::vector<FitRow>& rows, size_t num_cohorts,
+    const std::vector<std::vector<uint32_t>>& controls) {
+  std::vector<double> out(num_cohorts, kNaN);
+  if (rows.empty()) return out;
+  // Column of (control d, level code l), or -1 for the reference/absent.
+  std::vector<std::vector<int64_t>> column(controls.size());
+  std::vector<std::vector<double>> share(controls.size());
+  size_t p = num_cohorts;
+  for (size_t d = 0; d < controls.size(); ++d) {
+    std::vector<int64_t> counts;
+    for (const FitRow& r : rows) {
+      const uint32_t l = controls[d][r.row];
+      if (counts.size() <= l) counts.resize(l + 1, 0);
+      ++counts[l];
+    }
+    const size_t reference =
+        std::max_element(counts.begin(), counts.end()) - counts.begin();
+    column[d].assign(counts.size(), -1);
+    share[d].assign(counts.size(), 0);
+    for (size_t l = 1; l < counts.size(); ++l) {
+      share[d][l] = static_cast<double>(counts[l]) / rows.size();
+      if (counts[l] > 0 && l != reference) column[d][l] = p++;
+    }
+  }
+  std::vector<double> xtx(p * p, 0), xty(p, 0);
+  std::vector<int64_t> cohort_rows(num_cohorts, 0);
+  std::vector<size_t> ones;
+  for (const FitRow& r : rows) {
+    ones.assign(1, r.cohort);
+    ++cohort_rows[r.cohort];
+    for (size_t d = 0; d < controls.size(); ++d) {
+      const int64_t c = column[d][controls[d][r.row]];
+      if (c >= 0) ones.push_back(c);
+    }
+    for (size_t i : ones) {
+      xty[i] += r.y;
+      for (size_t j : ones) xtx[i * p + j] += 1;
+    }
+  }
+  // A cohort without rows has an empty column: leave it out of the system.
+  std::vector<size_t> kept;
+  for (size_t i = 0; i < p; ++i) {
+    if (xtx[i * p + i] > 0) kept.push_back(i);
+  }
+  const size_t n = kept.size();
+  std::vector<double> a(n * n), b(n), theta_kept;
+  for (size_t i = 0; i < n; ++i) {
+    b[i] = xty[kept[i]];
+    for (size_t j = 0; j < n; ++j) a[i * n + j] = xtx[kept[i] * p + kept[j]];
+  }
+  if (!Solve(std::move(a), std::move(b), n, &theta_kept)) return out;
+  std::vector<double> theta(p, 0);
+  for (size_t i = 0; i < n; ++i) theta[kept[i]] = theta_kept[i];
+  double mix = 0;
+  for (size_t d = 0; d < controls.size(); ++d) {
+    for (size_t l = 1; l < column[d].size(); ++l) {
+      if (column[d][l] >= 0) mix += share[d][l] * theta[column[d][l]];
+    }
+  }
+  for (size_t c = 0; c < num_cohorts; ++c) {
+    if (cohort_rows[c] > 0) out[c] = theta[c] + mix;
+  }
+  return out;
+}
+
 // Splits one CSV line (RFC 4180 quoting, no embedded line breaks).
 std::vector<std::string> SplitCsvLine(const std::string& line) {
   std::vector<std::string> fields(1);
@@ -226,25 +337,29 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
   for (const cohortd::v1::MeasureFilter& f : request.measure_filters()) {
     auto it = measures_.find(f.measure());
     if (it == measures_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "truth CSV has no measure column '", f.measure(), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("truth CSV has no measure column '", f.measure(), "'"));
     }
     ranges.push_back({&it->second, f});
   }
 
-  std::map<std::vector<uint32_t>, CohortAccumulator> cohorts;
-  std::vector<uint32_t> key(group_by.size());
-  for (size_t row = 0; row < accounts_.size(); ++row) {
+  // Whether `row` is in the query, and its cohort's codes in `key`.
+  auto row_key = [&](size_t row, std::vector<uint32_t>* key) {
     bool keep = true;
     for (const auto& [dimension, accepts] : filters) {
       keep = keep && accepts[dimension->codes[row]];
     }
     for (const MeasureRange& range : ranges) keep = keep && range.Keeps(row);
     for (size_t g = 0; keep && g < group_by.size(); ++g) {
-      key[g] = group_by[g]->codes[row];
-      keep = key[g] != 0;
+      (*key)[g] = group_by[g]->codes[row];
+      keep = (*key)[g] != 0;
     }
-    if (!keep) continue;
+    return keep;
+  };
+  std::map<std::vector<uint32_t>, CohortAccumulator> cohorts;
+  std::vector<uint32_t> key(group_by.size());
+  for (size_t row = 0; row < accounts_.size(); ++row) {
+    if (!row_key(row, &key)) continue;
     CohortAccumulator& cohort = cohorts[key];
     cohort.metrics.resize(sources.size());
     cohort.accounts.push_back(accounts_[row]);
@@ -275,6 +390,45 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
     }
   }
 
+  // Adjusted metrics: the exact fixed-effects fit (AdjustedValues).
+  std::vector<std::vector<double>> adjusted(request.metrics_size());
+  std::map<std::vector<uint32_t>, size_t> cohort_index;
+  for (const auto& [codes, unused] : cohorts) {
+    cohort_index.emplace(codes, cohort_index.size());
+  }
+  for (int m = 0; m < request.metrics_size(); ++m) {
+    const Metric& metric = request.metrics(m);
+    if (metric.adjust_for().empty()) continue;
+    std::vector<std::vector<uint32_t>> controls;
+    for (const std::string& name : metric.adjust_for()) {
+      absl::StatusOr<std::vector<uint32_t>> levels = ControlLevels(name);
+      if (!levels.ok()) return levels.status();
+      controls.push_back(*std::move(levels));
+    }
+    std::vector<FitRow> rows;
+    for (size_t row = 0; row < accounts_.size(); ++row) {
+      if (!row_key(row, &key)) continue;
+      FitRow fit;
+      fit.row = row;
+      fit.cohort = cohort_index.at(key);
+      const MetricSource& source = sources[m];
+      if (source.rate_dimension != nullptr) {
+        const uint32_t code = source.rate_dimension->codes[row];
+        if (code == 0) continue;
+        fit.y = source.rate_accepts[code] ? 1 : 0;
+      } else if (source.measure != nullptr) {
+        fit.y = (*source.measure)[row];
+        if (std::isnan(fit.y)) continue;
+      } else {
+        continue;
+      }
+      bool complete = true;
+      for (const auto& levels : controls) complete = complete && levels[row];
+      if (complete) rows.push_back(fit);
+    }
+    adjusted[m] = FixedEffectsFit(rows, cohort_index.size(), controls);
+  }
+
   TruthByCohort result;
   for (auto& [codes, acc] : cohorts) {
     CohortKey cohort_key;
@@ -302,6 +456,9 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
           break;
         case Metric::MEAN:
           out.value = values.count == 0 ? kNaN : values.sum / values.count;
+          if (!metric.adjust_for().empty()) {
+            out.value = adjusted[m][cohort_index.at(codes)];
+          }
           break;
         case Metric::GEOMETRIC_MEAN:
           out.value =
@@ -311,6 +468,9 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
           out.value = values.count == 0
                           ? kNaN
                           : static_cast<double>(values.matches) / values.count;
+          if (!metric.adjust_for().empty()) {
+            out.value = adjusted[m][cohort_index.at(codes)];
+          }
           break;
         case Metric::QUANTILES:
           std::sort(values.values.begin(), values.values.end());
@@ -325,6 +485,39 @@ absl::StatusOr<TruthByCohort> GroundTruth::Compute(
     }
   }
   return result;
+}
+
+absl::StatusOr<std::vector<uint32_t>> GroundTruth::ControlLevels(
+    const std::string& name) const {
+  if (auto band = bands_.find(name); band != bands_.end()) {
+    auto measure = measures_.find(band->second.measure);
+    if (measure == measures_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("truth CSV has no measure column '",
+                       band->second.measure, "' for band '", name, "'"));
+    }
+    const std::vector<double>& edges = band->second.edges;
+    std::vector<uint32_t> levels(measure->second.size(), 0);
+    for (size_t row = 0; row < levels.size(); ++row) {
+      const double v = measure->second[row];
+      if (std::isnan(v)) continue;
+      levels[row] = 1 + static_cast<uint32_t>(
+                            std::upper_bound(edges.begin(), edges.end(), v) -
+                            edges.begin());
+    }
+    return levels;
+  }
+  auto dimension = dimensions_.find(name);
+  if (dimension == dimensions_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "truth CSV has no dimension column '", name, "' and no band so named"));
+  }
+  return dimension->second.codes;
+}
+
+void GroundTruth::AddBand(const std::string& name, const std::string& measure,
+                          const std::vector<double>& edges) {
+  bands_[name] = {measure, edges};
 }
 
 void GroundTruth::SetGeometricFloors(

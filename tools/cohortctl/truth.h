@@ -65,6 +65,20 @@ class GroundTruth {
   absl::StatusOr<TruthByCohort> Compute(
       const cohortd::v1::AggregateRequest& request) const;
 
+  // Metrics with adjust_for (RATE, MEAN) get the exact least-squares fit of
+  // the server's model, without noise, bounding or clamping: y = alpha_c +
+  // sum_d beta_{d, level} over the rows of every cohort that carry y and a
+  // level of every control, reported as alpha_c + sum_d sum_l w_{d,l}
+  // beta_{d,l} at the overall mix w of those rows (the server's mix is
+  // over its released cohorts only). NaN when the system is singular or a
+  // cohort has no such row. A control is a dimension column or a band
+  // (AddBand).
+
+  // Makes `name` a control level of `measure` cut at `edges` (ascending),
+  // as the server's config `bands` does: "<e0", "[e0,e1)", ..., ">=eN".
+  void AddBand(const std::string& name, const std::string& measure,
+               const std::vector<double>& edges);
+
   // The floors GEOMETRIC_MEAN raises zeros to, as the server does: per
   // measure of `description`, max(lower bound, granularity).
   void SetGeometricFloors(const cohortd::v1::DatasetDescription& description);
@@ -77,10 +91,20 @@ class GroundTruth {
 
   GroundTruth() = default;
 
+  // Per session, the level code (0 = absent) of control `name`: a band
+  // (AddBand) or a dimension column. INVALID_ARGUMENT if neither.
+  absl::StatusOr<std::vector<uint32_t>> ControlLevels(
+      const std::string& name) const;
+
   std::vector<uint32_t> accounts_;  // per session, dictionary code
   std::map<std::string, Dimension, std::less<>> dimensions_;
   std::map<std::string, std::vector<double>, std::less<>> measures_;
   std::map<std::string, double, std::less<>> geometric_floors_;
+  struct Band {
+    std::string measure;
+    std::vector<double> edges;
+  };
+  std::map<std::string, Band, std::less<>> bands_;
 };
 
 }  // namespace cohortd::cohortctl
