@@ -522,6 +522,9 @@ absl::StatusOr<double> QueryReleaser::PredictedHalfWidth(
         if constexpr (std::is_same_v<T, std::monostate> ||
                       std::is_same_v<T, QuantileTree>) {
           return 0;  // handled above
+        } else if constexpr (std::is_same_v<T, LaplaceMechanism>) {
+          // ACCOUNTS with its own noise: the noise's half-width.
+          return static_cast<double>(mechanism.HalfWidth());
         } else {
           return mechanism.PredictedHalfWidth(cohort_sessions);
         }
