@@ -172,8 +172,11 @@ void Run(const ParamSet& p, int trials) {
         MeanWidth(mean, n, 100, trials));
   }
 
-  // Selection: exact sizes, and a simulated check at the 0.95 size.
-  const PartitionSelector& sel = rate.partition_selector();
+  // Selection of the equal-work query (cohorts + one session
+  // count): exact sizes, and a simulated check at the 0.95 size. The noise
+  // chooser may give that query another family (and selection) than the
+  // rate and mean queries above.
+  const PartitionSelector& sel = count.partition_selector();
   const int64_t n50 = sel.MinCohortSizeReleasedWith(0.5);
   const int64_t n95 = sel.MinCohortSizeReleasedWith(0.95);
   int64_t kept = 0;
@@ -181,15 +184,17 @@ void Run(const ParamSet& p, int trials) {
     kept += OrDie(sel.Decide(n95, SecureRandomWords()), "select").released;
   }
   std::printf(
-      "| smallest cohort released w.p. >= 0.5 (accounts) | %lld | - "
+      "| count query: smallest cohort released w.p. >= 0.5 (accounts) | "
+      "%lld | - "
       "|\n",
       static_cast<long long>(n50));
   std::printf(
-      "| smallest cohort released w.p. >= 0.95 (accounts; simulated "
+      "| count query: smallest cohort released w.p. >= 0.95 (accounts; "
+      "simulated "
       "share there) | %lld (%.3f) | %s |\n",
       static_cast<long long>(n95), static_cast<double>(kept) / trials,
       Fmt(p.google_kept_95, "~%.0f").c_str());
-  std::printf("| 37-account cohort released w.p. | ");
+  std::printf("| count query: 37-account cohort released w.p. | ");
   kept = 0;
   for (int i = 0; i < trials; ++i) {
     kept += OrDie(sel.Decide(37, SecureRandomWords()), "select").released;
