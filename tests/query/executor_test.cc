@@ -16,6 +16,7 @@
 #include "tests/common/status_matchers.h"
 #include "tests/common/test_config.h"
 #include "tests/privacy/deterministic_random.h"
+#include "tests/query/executor_fixture.h"
 
 namespace cohortd {
 namespace {
@@ -23,90 +24,8 @@ namespace {
 using cohortd::v1::AggregateRequest;
 using cohortd::v1::Metric;
 
-constexpr int64_t kJan2026 = 1767225600;
-constexpr char kKey[] = "0123456789abcdef";
 
-class ExecutorTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    config_ = testing::TestConfig();
-    // Noise of a fraction of a unit: values are the bounded truth +- 1.
-    config_.datasets[0].privacy.max_epsilon = 5000;
-    auto index = ColumnarIndex::Create({&config_.datasets[0]},
-                                       ColumnarIndex::Options());
-    ASSERT_OK(index);
-    index_ = *std::move(index);
-  }
-
-  // Adds `n` sessions of `account` with the given labels.
-  void Add(const std::string& account, int n,
-           std::map<std::string, std::string> labels,
-           std::map<std::string, double> measures = {}) {
-    for (int i = 0; i < n; ++i) {
-      cohortd::internal::StoredSession record;
-      record.set_account_pseudonym(absl::StrCat(account, std::string(32, '#'))
-                                       .substr(0, 32));
-      record.set_session_start_unix_seconds(kJan2026 + serial_);
-      auto& source = (*record.mutable_sources())["test@1"];
-      for (const auto& [k, v] : labels) (*source.mutable_labels())[k] = v;
-      for (const auto& [k, v] : measures) (*source.mutable_measures())[k] = v;
-      records_.push_back(std::move(record));
-      ids_.push_back(absl::StrCat("session-", serial_++));
-    }
-  }
-
-  absl::StatusOr<ExecutionResult> Run(const AggregateRequest& request,
-                                      uint64_t seed = 1) {
-    std::vector<CommittedSession> sessions;
-    for (size_t i = 0; i < records_.size(); ++i) {
-      sessions.push_back(CommittedSession::FromRecord(ids_[i], records_[i]));
-    }
-    index_->OnCommitted(config_.datasets[0], sessions);
-    auto plan = PlanQuery(config_, request);
-    if (!plan.ok()) return plan.status();
-    auto releaser = MakeReleaser(*plan);
-    if (!releaser.ok()) return releaser.status();
-    auto view = index_->Read("sessions");
-    if (!view.ok()) return view.status();
-    testing::DeterministicRandom source(seed);
-    RandomWords rng(&source);
-    return ExecuteQuery(*plan, **view, *releaser, kKey, rng);
-  }
-
-  static AggregateRequest ByWorkMode(std::vector<Metric> metrics) {
-    AggregateRequest r;
-    r.set_dataset("sessions");
-    r.add_group_by("work_mode");
-    r.set_epsilon(5000);
-    for (auto& m : metrics) *r.add_metrics() = m;
-    return r;
-  }
-
-  static Metric Kind(Metric::Kind kind, std::string measure = "") {
-    Metric m;
-    m.set_kind(kind);
-    m.set_measure(measure);
-    return m;
-  }
-
-  // cohort value -> metric name -> estimate
-  static std::map<std::string, std::map<std::string, cohortd::v1::Estimate>>
-  Table(const ExecutionResult& result, const std::string& dimension) {
-    std::map<std::string, std::map<std::string, cohortd::v1::Estimate>> t;
-    for (const auto& c : result.cohorts) {
-      for (const auto& e : c.estimates()) {
-        t[c.key().at(dimension)][e.metric()] = e;
-      }
-    }
-    return t;
-  }
-
-  Config config_;
-  std::unique_ptr<ColumnarIndex> index_;
-  std::vector<cohortd::internal::StoredSession> records_;
-  std::vector<std::string> ids_;
-  int serial_ = 0;
-};
+class ExecutorTest : public testing::ExecutorFixture {};
 
 TEST_F(ExecutorTest, ReleasesBoundedCountsAndSuppressesCohortsBelowK) {
   for (int a = 0; a < 20; ++a) Add(absl::StrCat("fix", a), 2, {{"work_mode", "fix"}});
