@@ -1,11 +1,11 @@
 // The datasets[].bands key: derived band dimensions for adjust_for.
 #include <string>
 
-#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/config/config.h"
 #include "tests/common/status_matchers.h"
+#include "tests/config/small_config.h"
 
 namespace cohortd {
 namespace {
@@ -13,34 +13,10 @@ namespace {
 using ::cohortd::testing::StatusIs;
 using ::testing::HasSubstr;
 
+// The small config with `bands` (lines inside the dataset) when given.
 absl::StatusOr<Config> Parse(const std::string& bands) {
-  std::string yaml = R"(
-server:
-  data_dir: data
-  pseudonymization_key_file: secret/key
-principals:
-  - {name: alice, role: analyst, token_sha256: )" +
-                     std::string(64, 'b') + R"(}
-datasets:
-  - name: sessions
-    dimensions:
-      - {name: work_mode, values: [build, fix]}
-    measures:
-      - {name: task_value_usd, bounds: [0, 5000], granularity: 0.01}
-$BANDS
-    privacy:
-      k: 10
-      epsilon_per_query: 1.0
-      max_epsilon_per_query: 2.0
-      delta_per_query: 1.0e-7
-      max_cohorts_per_account: 4
-      max_sessions_per_cohort: 8
-      budget:
-        per_principal: {epsilon: 20, delta: 1.0e-5}
-        dataset: {epsilon: 100, delta: 1.0e-4}
-)";
-  return ParseConfig(absl::StrReplaceAll(yaml, {{"$BANDS", bands}}),
-                     "test.yaml", "/base");
+  return ParseConfig(testing::SmallConfigYaml("", bands), "test.yaml",
+                     "/base");
 }
 
 TEST(ConfigBandsTest, AbsentMeansNone) {

@@ -35,6 +35,7 @@ datasets:
       - {name: work_mode, values: [build, fix]}
     measures:
       - {name: prompts, bounds: [0, 200], granularity: 1}
+      - {name: task_value_usd, bounds: [0, 5000], granularity: 0.01}
     privacy:
       k: 10
       epsilon_per_query: 1.0
