@@ -156,6 +156,39 @@ class SamplingAdjustIntegrationTest : public ::testing::Test {
     return request;
   }
 
+  // The success rate by expertise, raw and adjusted for `controls`, at
+  // epsilon 2.
+  static AggregateRequest RawAndAdjustedByExpertise(
+      const std::vector<std::string>& controls) {
+    AggregateRequest query;
+    query.set_dataset("sessions");
+    query.add_group_by("expertise");
+    query.set_epsilon(2);
+    Metric raw;
+    raw.set_kind(Metric::RATE);
+    raw.set_name("raw");
+    raw.mutable_rate_of()->set_dimension("outcome");
+    raw.mutable_rate_of()->add_any_of("success");
+    Metric adjusted = raw;
+    adjusted.set_name("adjusted");
+    for (const std::string& c : controls) adjusted.add_adjust_for(c);
+    *query.add_metrics() = raw;
+    *query.add_metrics() = adjusted;
+    return query;
+  }
+
+  // expertise -> metric -> estimate.
+  static std::map<std::string, std::map<std::string, Estimate>> ByExpertise(
+      const AggregateResponse& response) {
+    std::map<std::string, std::map<std::string, Estimate>> t;
+    for (const auto& c : response.cohorts()) {
+      for (const Estimate& e : c.estimates()) {
+        t[c.key().at("expertise")][e.metric()] = e;
+      }
+    }
+    return t;
+  }
+
   static std::map<std::string, Estimate> Estimates(
       const AggregateResponse& response) {
     std::map<std::string, Estimate> out;
@@ -266,31 +299,13 @@ TEST_F(SamplingAdjustIntegrationTest, AdjustedRateRemovesPlantedConfounding) {
     }
   }
   Seal();
-  AggregateRequest query;
-  query.set_dataset("sessions");
-  query.add_group_by("expertise");
-  query.set_epsilon(2);
+  AggregateRequest query =
+      RawAndAdjustedByExpertise({"work_mode", "task_value_band"});
   query.set_confidence(0.999);
-  Metric raw;
-  raw.set_kind(Metric::RATE);
-  raw.set_name("raw");
-  raw.mutable_rate_of()->set_dimension("outcome");
-  raw.mutable_rate_of()->add_any_of("success");
-  Metric adjusted = raw;
-  adjusted.set_name("adjusted");
-  adjusted.add_adjust_for("work_mode");
-  adjusted.add_adjust_for("task_value_band");
-  *query.add_metrics() = raw;
-  *query.add_metrics() = adjusted;
   AggregateResponse response;
   const grpc::Status status = Aggregate(query, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  std::map<std::string, std::map<std::string, Estimate>> t;
-  for (const auto& c : response.cohorts()) {
-    for (const Estimate& e : c.estimates()) {
-      t[c.key().at("expertise")][e.metric()] = e;
-    }
-  }
+  auto t = ByExpertise(response);
   ASSERT_EQ(t.size(), 2u);
   for (const auto& [cohort, estimates] : t) {
     ASSERT_EQ(estimates.count("adjusted"), 1u) << cohort;
@@ -358,29 +373,11 @@ TEST_F(SamplingAdjustIntegrationTest, AdjustedRateNeedsKAccountsWithControls) {
     }
   }
   Seal();
-  AggregateRequest query;
-  query.set_dataset("sessions");
-  query.add_group_by("expertise");
-  query.set_epsilon(2);
-  Metric raw;
-  raw.set_kind(Metric::RATE);
-  raw.set_name("raw");
-  raw.mutable_rate_of()->set_dimension("outcome");
-  raw.mutable_rate_of()->add_any_of("success");
-  Metric adjusted = raw;
-  adjusted.set_name("adjusted");
-  adjusted.add_adjust_for("work_mode");
-  *query.add_metrics() = raw;
-  *query.add_metrics() = adjusted;
+  const AggregateRequest query = RawAndAdjustedByExpertise({"work_mode"});
   AggregateResponse response;
   const grpc::Status status = Aggregate(query, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  std::map<std::string, std::map<std::string, Estimate>> t;
-  for (const auto& c : response.cohorts()) {
-    for (const Estimate& e : c.estimates()) {
-      t[c.key().at("expertise")][e.metric()] = e;
-    }
-  }
+  auto t = ByExpertise(response);
   ASSERT_EQ(t.count("novice"), 1u);
   ASSERT_EQ(t.count("expert"), 1u);
   EXPECT_EQ(t["novice"].count("raw"), 1u);
