@@ -433,6 +433,27 @@ void BM_GroupByOccupationRowScan(benchmark::State& state) {
   }
 }
 
+// The timed loop of the executor benchmarks: plan, releaser, read, execute
+// (keyed bounding, selection and CSPRNG noise included), as a query does.
+void RunQueryLoop(benchmark::State& state, const Config& config,
+                  ColumnarIndex& index,
+                  const cohortd::v1::AggregateRequest& request) {
+  size_t released = 0;
+  for (auto _ : state) {
+    auto plan = PlanQuery(config, request);
+    CHECK_OK(plan.status());
+    auto releaser = MakeReleaser(*plan);
+    CHECK_OK(releaser.status());
+    auto view = index.Read("sessions");
+    CHECK_OK(view.status());
+    auto result = ExecuteQuery(*plan, **view, *releaser, "0123456789abcdef",
+                               SecureRandomWords());
+    CHECK_OK(result.status());
+    released = result->cohorts.size();
+  }
+  state.counters["released_cohorts"] = static_cast<double>(released);
+}
+
 // The real query path minus the gRPC edge and the synced ledger write:
 // PlanQuery, the privacy core's releaser, and ExecuteQuery with keyed
 // contribution bounding and CSPRNG noise, for "verified success rate by
@@ -461,20 +482,7 @@ void BM_ExecuteVerifiedSuccessByOccupation(benchmark::State& state) {
   rate->mutable_rate_of()->add_any_of("true");
   request.add_metrics()->set_kind(cohortd::v1::Metric::SESSIONS);
   request.add_metrics()->set_kind(cohortd::v1::Metric::ACCOUNTS);
-  size_t released = 0;
-  for (auto _ : state) {
-    auto plan = PlanQuery(*config, request);
-    CHECK_OK(plan.status());
-    auto releaser = MakeReleaser(*plan);
-    CHECK_OK(releaser.status());
-    auto view = index.Read("sessions");
-    CHECK_OK(view.status());
-    auto result = ExecuteQuery(*plan, **view, *releaser, "0123456789abcdef",
-                               SecureRandomWords());
-    CHECK_OK(result.status());
-    released = result->cohorts.size();
-  }
-  state.counters["released_cohorts"] = static_cast<double>(released);
+  RunQueryLoop(state, *config, index, request);
 }
 
 // The box plot of README's Figure 3 through the real executor: the five
@@ -501,20 +509,7 @@ void BM_ExecuteBoxPlotByExpertise(benchmark::State& state) {
   } else {
     request.add_metrics()->set_kind(cohortd::v1::Metric::SESSIONS);
   }
-  size_t released = 0;
-  for (auto _ : state) {
-    auto plan = PlanQuery(*config, request);
-    CHECK_OK(plan.status());
-    auto releaser = MakeReleaser(*plan);
-    CHECK_OK(releaser.status());
-    auto view = index.Read("sessions");
-    CHECK_OK(view.status());
-    auto result = ExecuteQuery(*plan, **view, *releaser, "0123456789abcdef",
-                               SecureRandomWords());
-    CHECK_OK(result.status());
-    released = result->cohorts.size();
-  }
-  state.counters["released_cohorts"] = static_cast<double>(released);
+  RunQueryLoop(state, *config, index, request);
 }
 
 void RegisterAll(bool large) {
