@@ -43,9 +43,9 @@
 #include "server/common/check.h"
 #include "server/config/config.h"
 #include "server/crypto/csprng.h"
-#include "server/query/columnar_index.h"
-#include "server/query/executor.h"
-#include "server/query/query_plan.h"
+#include "server/index/columnar_index.h"
+#include "server/engine/executor.h"
+#include "server/engine/query_plan.h"
 
 namespace cohortd {
 namespace {

@@ -2,8 +2,8 @@
 // hash: fixed-width big-endian integers, doubles by their exact IEEE-754
 // bits, and length-prefixed byte strings, so that no two different field
 // sequences encode to the same bytes. Used by the audit chain
-// (query/audit_chain.cc, whose known-answer hashes pin this format) and the
-// release cache's config fingerprint (query/release_journal.cc).
+// (ledger/audit_chain.cc, whose known-answer hashes pin this format) and the
+// release cache's config fingerprint (ledger/release_journal.cc).
 #ifndef COHORTD_SERVER_COMMON_HASH_INPUT_H_
 #define COHORTD_SERVER_COMMON_HASH_INPUT_H_
 

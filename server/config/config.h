@@ -207,7 +207,7 @@ struct Config {
   // 32 random bytes; created with mode 0600 on first start if absent.
   std::string pseudonymization_key_file;
   int max_batch_size = 10000;  // observations per PushRequest
-  // Queries read sealed snapshots (server/query/snapshot.h): every dataset
+  // Queries read sealed snapshots (server/index/snapshot.h): every dataset
   // is sealed at each multiple of this period since the Unix epoch, besides
   // Admin.SealSnapshot and every start. >= 1s.
   absl::Duration snapshot_every = absl::Hours(1);

@@ -1,7 +1,7 @@
 // The cohortd.v1.Query and cohortd.v1.Admin gRPC services.
 //
 // Aggregate authenticates (analyst or admin) and hands the request to the
-// QueryEngine (server/query/query_engine.h); statuses are converted here.
+// QueryEngine (server/engine/query_engine.h); statuses are converted here.
 #ifndef COHORTD_SERVER_SERVICE_QUERY_SERVICE_H_
 #define COHORTD_SERVER_SERVICE_QUERY_SERVICE_H_
 
@@ -12,9 +12,9 @@
 #include "server/config/config.h"
 #include "server/ingest/eraser.h"
 #include "server/metrics/metrics.h"
-#include "server/query/query_engine.h"
-#include "server/query/release_journal.h"
-#include "server/query/snapshot.h"
+#include "server/engine/query_engine.h"
+#include "server/ledger/release_journal.h"
+#include "server/index/snapshot.h"
 #include "server/service/auth.h"
 #include "server/service/rate_limiter.h"
 #include "server/storage/store.h"

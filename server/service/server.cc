@@ -182,7 +182,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   RETURN_IF_ERROR(MigrateSessionStore(server->store_.get()));
   // The index is loaded before the ingestor starts: the last sealed
   // snapshot as persisted in the store (a restart serves the same
-  // snapshot; query/snapshot.h "Restart"), or, on a first start, built
+  // snapshot; index/snapshot.h "Restart"), or, on a first start, built
   // from the records and sealed. The snapshot layer is the ingestor's
   // listener (and its open-domain catalog: the index plus what awaits the
   // next seal), so no commit is missed and none is seen before a seal.

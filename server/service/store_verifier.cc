@@ -6,8 +6,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/query/columnar_index.h"
-#include "server/query/sealed_index.h"
+#include "server/index/columnar_index.h"
+#include "server/index/sealed_index.h"
 #include "server/storage/rocksdb_store.h"
 
 namespace cohortd {

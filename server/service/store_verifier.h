@@ -16,7 +16,7 @@ namespace cohortd {
 // Opens the store in config.data_dir read-only (replaying every WAL
 // record), verifies the checksum of every block of every live SST, reads
 // every key, parses every session record of config.datasets, and checks
-// each dataset's persisted sealed index (query/sealed_index.h). Prints
+// each dataset's persisted sealed index (index/sealed_index.h). Prints
 // what it checked to `out`, one line per step. Modifies nothing.
 // Errors: NotFound when there is no store; DataLoss naming the damaged
 // file or record; as OpenRocksDbStore otherwise.

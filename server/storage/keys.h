@@ -56,10 +56,10 @@ inline constexpr absl::string_view kBudgetLedgerPrefix = "b/";  // DP budget
 inline constexpr absl::string_view kReleasePrefix = "r/";       // releases
 inline constexpr absl::string_view kAuditPrefix = "a/";         // audit log
 // Formerly per-month data versions (bumped by ingest for the release
-// cache, which now keys on sealed snapshots, query/snapshot.h); no longer
+// cache, which now keys on sealed snapshots, index/snapshot.h); no longer
 // written, and kept reserved so old stores never meet a new meaning.
 inline constexpr absl::string_view kDataVersionPrefix = "v/";
-// The sealed columnar index of each dataset (query/sealed_index.h):
+// The sealed columnar index of each dataset (index/sealed_index.h):
 // "x/<escaped dataset>/h" -> header, "x/<escaped dataset>/c/<chunk as 8
 // decimal digits>" -> the image's chunks.
 inline constexpr absl::string_view kSealedIndexPrefix = "x/";
@@ -112,7 +112,7 @@ inline std::string IngestSequenceKey() {
 bool ParseSessionKey(absl::string_view key, std::string* dataset,
                      std::string* session_id);
 
-// --- Release journal (query/release_journal.h) ----------------------------
+// --- Release journal (ledger/release_journal.h) ----------------------------
 // Budget ledger: what has been spent, as a cohortd.internal.StoredBudgetSpent.
 // "b/<escaped dataset>/d" for the dataset as a whole and
 // "b/<escaped dataset>/p/<escaped principal>" per principal.

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/ingest/ingestor.h"
-#include "server/query/columnar_index.h"
+#include "server/index/columnar_index.h"
 #include "server/storage/keys.h"
 #include "server/storage/mem_store.h"
 #include "tests/common/status_matchers.h"

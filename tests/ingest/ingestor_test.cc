@@ -304,7 +304,7 @@ TEST_F(IngestorTest, WholeCallErrors) {
                        HasSubstr("maximum of 1000")));
 }
 
-// The release cache keys on sealed snapshots (query/snapshot.h), so ingest
+// The release cache keys on sealed snapshots (index/snapshot.h), so ingest
 // writes no per-month data versions any more: only sessions and the
 // ingest sequence.
 TEST_F(IngestorTest, WritesOnlySessionsAndTheSequence) {

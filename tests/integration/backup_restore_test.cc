@@ -2,7 +2,7 @@
 // restored store has the same budgets, the same valid audit chain and the
 // same snapshot (the sealed index is in the backup with its id, so the same
 // questions are answered from the cache, identically and for free:
-// server/query/sealed_index.h); the pseudonymisation key is never in a
+// server/index/sealed_index.h); the pseudonymisation key is never in a
 // backup; nothing is overwritten.
 #include <sys/wait.h>
 

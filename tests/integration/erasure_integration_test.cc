@@ -157,7 +157,7 @@ TEST_F(ErasureIntegrationTest, ErasedCohortDisappearsFromLaterAnswers) {
   EXPECT_NE(after.release_id(), before.release_id());
   EXPECT_EQ(Occupations(after), std::set<std::string>{"management"});
 
-  // Durable: a restart serves the sealed snapshot again (query/snapshot.h
+  // Durable: a restart serves the sealed snapshot again (index/snapshot.h
   // "Restart"), which no longer holds them: the same release, from the
   // cache.
   ASSERT_OK(server_->Stop());
