@@ -9,8 +9,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/common/status_macros.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/quantile_tree.h"
@@ -30,9 +30,9 @@ struct CodeSet {
   bool Contains(uint32_t row) const { return accepts[(*column)[row]] != 0; }
 };
 
-CodeSet MakeCodeSet(const DatasetView& view, int dim,
-                    const google::protobuf::RepeatedPtrField<std::string>&
-                        values) {
+CodeSet MakeCodeSet(
+    const DatasetView& view, int dim,
+    const google::protobuf::RepeatedPtrField<std::string>& values) {
   CodeSet set;
   set.column = &view.codes(dim);
   set.accepts.assign(view.dictionary(dim).cardinality(), 0);
@@ -226,8 +226,8 @@ absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
       const MeasureSpec* spec = ds.FindMeasure(m.measure());
       if (spec == nullptr) return absl::InternalError("unplanned measure");
       ASSIGN_OR_RETURN(r.domain,
-                       privacy::MeasureDomain::Create(
-                           spec->lower, spec->upper, spec->granularity));
+                       privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                      spec->granularity));
     }
     r.quantiles.assign(m.quantiles().begin(), m.quantiles().end());
     in.metrics.push_back(std::move(r));
@@ -299,10 +299,9 @@ absl::StatusOr<privacy::QueryReleaser> MakeReleaser(const QueryPlan& plan) {
   return releaser;
 }
 
-absl::StatusOr<ExecutionResult> ExecuteQuery(
+absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     const QueryPlan& plan, const DatasetView& view,
-    const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
-    RandomWords& rng) {
+    absl::string_view bounding_key) {
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
   ASSIGN_OR_RETURN(
@@ -524,7 +523,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     }
   });
 
-  // Release, in the order of the cohorts' values.
+  // The statistics, in the order of the cohorts' values.
   std::vector<std::pair<std::vector<std::string>, uint32_t>> order;
   order.reserve(cohort_keys.size());
   for (uint32_t c = 0; c < cohort_keys.size(); ++c) {
@@ -537,55 +536,118 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   }
   std::sort(order.begin(), order.end());
 
-  ExecutionResult result;
-  result.candidate_cohorts = order.size();
-  std::vector<privacy::MetricInput> inputs(slots.size());
-  std::vector<int64_t> gate_accounts(gates.size());
-  for (const auto& [values, c] : order) {
-    for (size_t g = 0; g < gates.size(); ++g) {
-      gate_accounts[g] = gates[g].accounts[c];
+  BoundedStatistics stats;
+  stats.cohorts.reserve(order.size());
+  for (auto& [values, c] : order) {
+    CohortStatistics cohort;
+    cohort.key = std::move(values);
+    cohort.accounts = cohort_accounts[c];
+    cohort.sessions = cohort_sessions[c];
+    for (const GateSlot& g : gates) {
+      cohort.gate_accounts.push_back(g.accounts[c]);
     }
+    cohort.metrics.resize(slots.size());
     for (size_t i = 0; i < slots.size(); ++i) {
       MetricSlot& s = slots[i];
-      privacy::MetricInput& in = inputs[i];
-      in = privacy::MetricInput();
+      MetricStatistics& m = cohort.metrics[i];
       switch (s.spec->kind()) {
         case Metric::SESSIONS:
-          in.sessions = cohort_sessions[c];
+          m.sessions = cohort_sessions[c];
           break;
         case Metric::SUM:
-          in.sum_fp = s.sum[c];
+          m.sum_fp = s.sum[c];
           break;
         case Metric::MEAN:
-          in.sum_fp = s.sum[c];
-          in.sessions = s.b[c];
+          m.sum_fp = s.sum[c];
+          m.sessions = s.b[c];
           break;
         case Metric::RATE:
-          in.matching = s.a[c];
-          in.sessions = s.b[c];
+          m.matching = s.a[c];
+          m.sessions = s.b[c];
           break;
-        case Metric::QUANTILES:
-          in.leaf_counts = s.LeafCounts(c);
+        case Metric::QUANTILES: {
+          const absl::Span<const int64_t> counts = s.LeafCounts(c);
+          for (size_t leaf = 0; leaf < counts.size(); ++leaf) {
+            if (counts[leaf] > 0) {
+              m.leaf_counts.emplace_back(static_cast<int64_t>(leaf),
+                                         counts[leaf]);
+            }
+          }
           break;
+        }
         default:
           break;
       }
     }
+    stats.cohorts.push_back(std::move(cohort));
+  }
+  return stats;
+}
+
+absl::StatusOr<ExecutionResult> ReleaseStatistics(
+    const QueryPlan& plan, const BoundedStatistics& stats,
+    const privacy::QueryReleaser& releaser, RandomWords& rng) {
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  const size_t num_metrics = static_cast<size_t>(req.metrics_size());
+  // Each QUANTILES metric's leaf grid, to expand its sparse histogram into
+  // the dense leaf counts the quantile tree releases from.
+  std::vector<int64_t> leaves(num_metrics, 0);
+  for (size_t i = 0; i < num_metrics; ++i) {
+    const Metric& m = req.metrics(static_cast<int>(i));
+    if (m.kind() != Metric::QUANTILES) continue;
+    const MeasureSpec* spec = plan.dataset->FindMeasure(m.measure());
+    if (spec == nullptr) return absl::InternalError("unplanned measure");
+    ASSIGN_OR_RETURN(privacy::MeasureDomain domain,
+                     privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                    spec->granularity));
+    ASSIGN_OR_RETURN(privacy::QuantileLeafGrid grid,
+                     privacy::QuantileTree::Grid(domain));
+    leaves[i] = grid.leaves;
+  }
+
+  ExecutionResult result;
+  result.candidate_cohorts = stats.cohorts.size();
+  std::vector<privacy::MetricInput> inputs(num_metrics);
+  std::vector<std::vector<int64_t>> dense(num_metrics);
+  for (const CohortStatistics& c : stats.cohorts) {
+    if (c.metrics.size() != num_metrics ||
+        c.gate_accounts.size() != plan.gates.size() ||
+        c.key.size() != static_cast<size_t>(req.group_by_size())) {
+      return absl::InternalError("backend statistics do not fit the plan");
+    }
+    for (size_t i = 0; i < num_metrics; ++i) {
+      const MetricStatistics& m = c.metrics[i];
+      privacy::MetricInput& in = inputs[i];
+      in = privacy::MetricInput();
+      in.sessions = m.sessions;
+      in.sum_fp = m.sum_fp;
+      in.matching = m.matching;
+      if (leaves[i] > 0) {
+        dense[i].assign(static_cast<size_t>(leaves[i]), 0);
+        for (const auto& [leaf, count] : m.leaf_counts) {
+          if (leaf < 0 || leaf >= leaves[i] || count < 0) {
+            return absl::InternalError("backend histogram outside the grid");
+          }
+          dense[i][static_cast<size_t>(leaf)] += count;
+        }
+        in.leaf_counts = dense[i];
+      }
+    }
     ASSIGN_OR_RETURN(
         privacy::CohortRelease release,
-        releaser.ReleaseCohort(cohort_accounts[c], gate_accounts, inputs, rng));
+        releaser.ReleaseCohort(c.accounts, c.gate_accounts, inputs, rng));
     if (!release.released) continue;
     cohortd::v1::Cohort cohort;
-    for (size_t i = 0; i < values.size(); ++i) {
-      (*cohort.mutable_key())[req.group_by(i)] = values[i];
+    for (size_t i = 0; i < c.key.size(); ++i) {
+      (*cohort.mutable_key())[req.group_by(static_cast<int>(i))] = c.key[i];
     }
-    for (size_t i = 0; i < slots.size(); ++i) {
+    for (size_t i = 0; i < num_metrics; ++i) {
       const privacy::MetricOutput& out = release.metrics[i];
       // A metric whose contributor gate failed is omitted: the cohort
       // carries no Estimate with its name (API: a suppressed estimate).
       if (out.suppressed) continue;
       cohortd::v1::Estimate* e = cohort.add_estimates();
-      e->set_metric(slots[i].spec->name());
+      e->set_metric(req.metrics(static_cast<int>(i)).name());
       SetEstimate(out.estimate, e);
       for (const auto& q : out.quantiles) {
         cohortd::v1::Quantile* p = e->add_quantiles();
@@ -600,6 +662,15 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     result.cohorts.push_back(std::move(cohort));
   }
   return result;
+}
+
+absl::StatusOr<ExecutionResult> ExecuteQuery(
+    const QueryPlan& plan, const DatasetView& view,
+    const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
+    RandomWords& rng) {
+  ASSIGN_OR_RETURN(BoundedStatistics stats,
+                   ComputeBoundedStatistics(plan, view, bounding_key));
+  return ReleaseStatistics(plan, stats, releaser, rng);
 }
 
 }  // namespace cohortd
