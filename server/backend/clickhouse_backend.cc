@@ -1,0 +1,624 @@
+#include "server/backend/clickhouse_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/privacy/contribution_bounding.h"
+#include "server/query/columnar_index.h"
+
+namespace cohortd {
+namespace {
+
+using cohortd::v1::Metric;
+
+// Sums of fixed-point values travel as two parts, x = hi * 2^20 + lo with
+// hi = intDiv(x, 2^20) and lo = x % 2^20 (both truncating, so the identity
+// holds for negative x too): each part's sum stays far below 2^63 for any
+// 2^32 sessions of values below 2^40, where a plain Int64 sum could wrap.
+constexpr int64_t kSumSplit = int64_t{1} << 20;
+
+// The 128-bit account key the columnar index derives from a pseudonym
+// (columnar_index.cc AccountOf): the 32 bytes folded to two words; shorter
+// pseudonyms (tests only) zero-padded with their length in the last byte.
+std::pair<uint64_t, uint64_t> AccountKeyOf(const std::string& pseudonym) {
+  uint64_t words[4] = {0, 0, 0, 0};
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(words);
+  if (pseudonym.size() >= sizeof(words)) {
+    std::memcpy(bytes, pseudonym.data(), sizeof(words));
+  } else {
+    std::memcpy(bytes, pseudonym.data(), pseudonym.size());
+    bytes[sizeof(words) - 1] = static_cast<unsigned char>(pseudonym.size());
+  }
+  return {words[0] ^ words[2], words[1] ^ words[3]};
+}
+
+uint64_t Bits(double x) {
+  uint64_t b;
+  std::memcpy(&b, &x, sizeof(b));
+  return b;
+}
+
+// An exact Float64 literal: its bits, reinterpreted (no decimal parsing).
+std::string F64(double x) {
+  return absl::StrCat("reinterpretAsFloat64(reinterpretAsString(toUInt64(",
+                      Bits(x), ")))");
+}
+
+// YYYYMM of a Unix time, UTC: the partition.
+int64_t MonthNumber(int64_t unix_seconds) {
+  const absl::CivilSecond civil = absl::ToCivilSecond(
+      absl::FromUnixSeconds(unix_seconds), absl::UTCTimeZone());
+  return civil.year() * 100 + civil.month();
+}
+
+// The executor's cohort fingerprint (executor.cc): FNV-1a over each value
+// followed by a NUL.
+uint64_t CohortFingerprint(const std::vector<std::string>& values) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](absl::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  for (const std::string& v : values) {
+    mix(v);
+    mix(absl::string_view("\0", 1));
+  }
+  return h;
+}
+
+uint64_t LoadLe64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// Wraps `inner` (a SELECT with UInt64 columns `a` and `b`) in the ten
+// SipHash-2-4 rounds of privacy::SipHash24(k0, k1, a, b), one subquery per
+// round (ClickHouse expands aliases, so the rounds cannot share one level),
+// adding the column `out`.
+std::string WrapSipHash(const std::string& inner, uint64_t k0, uint64_t k1,
+                        const std::string& a, const std::string& b,
+                        const std::string& out, const std::string& prefix) {
+  auto u = [](uint64_t x) { return absl::StrCat("toUInt64(", x, ")"); };
+  std::string sql = inner;
+  int level = 0;
+  std::vector<std::string> v = {
+      u(k0 ^ 0x736f6d6570736575ULL), u(k1 ^ 0x646f72616e646f6dULL),
+      u(k0 ^ 0x6c7967656e657261ULL), u(k1 ^ 0x7465646279746573ULL)};
+  // One SipRound on v (after v3 ^= pre, or v2 ^= 0xff), then v0 ^= post.
+  auto round = [&](const std::string& pre, const std::string& post,
+                   bool finalise) {
+    std::string v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+    if (!pre.empty()) v3 = absl::StrCat("bitXor(", v3, ", ", pre, ")");
+    if (finalise) v2 = absl::StrCat("bitXor(", v2, ", toUInt64(255))");
+    const std::string a0 = absl::StrCat("(", v0, " + ", v1, ")");
+    const std::string b1 =
+        absl::StrCat("bitXor(bitRotateLeft(", v1, ", 13), ", a0, ")");
+    const std::string c0 = absl::StrCat("bitRotateLeft(", a0, ", 32)");
+    const std::string a2 = absl::StrCat("(", v2, " + ", v3, ")");
+    const std::string b3 =
+        absl::StrCat("bitXor(bitRotateLeft(", v3, ", 16), ", a2, ")");
+    std::string d0 = absl::StrCat("(", c0, " + ", b3, ")");
+    const std::string e3 =
+        absl::StrCat("bitXor(bitRotateLeft(", b3, ", 21), ", d0, ")");
+    const std::string f2 = absl::StrCat("(", a2, " + ", b1, ")");
+    const std::string g1 =
+        absl::StrCat("bitXor(bitRotateLeft(", b1, ", 17), ", f2, ")");
+    const std::string h2 = absl::StrCat("bitRotateLeft(", f2, ", 32)");
+    if (!post.empty()) d0 = absl::StrCat("bitXor(", d0, ", ", post, ")");
+    ++level;
+    std::vector<std::string> names;
+    for (int i = 0; i < 4; ++i) {
+      names.push_back(absl::StrCat(prefix, level, "_", i));
+    }
+    sql = absl::StrCat("SELECT *, ", d0, " AS ", names[0], ", ", g1, " AS ",
+                       names[1], ", ", h2, " AS ", names[2], ", ", e3, " AS ",
+                       names[3], " FROM (", sql, ")");
+    v = names;
+  };
+  for (const std::string& m : {a, b, u(uint64_t{16} << 56)}) {
+    round(m, "", false);
+    round("", m, false);
+  }
+  round("", "", true);
+  for (int i = 0; i < 3; ++i) round("", "", false);
+  return absl::StrCat("SELECT *, bitXor(bitXor(", v[0], ", ", v[1],
+                      "), bitXor(", v[2], ", ", v[3], ")) AS ", out, " FROM (",
+                      sql, ")");
+}
+
+std::string Dim(int i) { return absl::StrCat("d", i); }
+std::string Has(int j) { return absl::StrCat("h", j); }
+std::string Fixed(int j) { return absl::StrCat("m", j); }
+
+std::string InList(const google::protobuf::RepeatedPtrField<std::string>& v) {
+  std::vector<std::string> quoted;
+  for (const std::string& s : v) quoted.push_back(QuoteSql(s));
+  return absl::StrCat("(", absl::StrJoin(quoted, ", "), ")");
+}
+
+// The SQL pieces of one plan.
+struct PlanSql {
+  std::vector<int> group_dims;  // dataset dimension indices, group_by order
+  std::string matched;          // SELECT of the matched sessions, with ck
+  std::vector<privacy::MeasureDomain> domains;  // per dataset measure
+};
+
+absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
+                                     const std::string& table) {
+  const DatasetSpec& ds = *plan.dataset;
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  auto dim_index = [&](const std::string& name) -> absl::StatusOr<int> {
+    for (size_t i = 0; i < ds.dimensions.size(); ++i) {
+      if (ds.dimensions[i].name == name) return static_cast<int>(i);
+    }
+    return absl::InternalError(absl::StrCat("unplanned dimension ", name));
+  };
+  auto measure_index = [&](const std::string& name) -> absl::StatusOr<int> {
+    for (size_t j = 0; j < ds.measures.size(); ++j) {
+      if (ds.measures[j].name == name) return static_cast<int>(j);
+    }
+    return absl::InternalError(absl::StrCat("unplanned measure ", name));
+  };
+  PlanSql out;
+  for (const MeasureSpec& m : ds.measures) {
+    ASSIGN_OR_RETURN(
+        privacy::MeasureDomain d,
+        privacy::MeasureDomain::Create(m.lower, m.upper, m.granularity));
+    out.domains.push_back(d);
+  }
+  std::vector<bool> dims(ds.dimensions.size(), false);
+  std::vector<bool> measures(ds.measures.size(), false);
+  for (const std::string& g : req.group_by()) {
+    ASSIGN_OR_RETURN(int i, dim_index(g));
+    out.group_dims.push_back(i);
+    dims[i] = true;
+  }
+  std::vector<std::string> where;
+  for (const auto& f : req.filters()) {
+    ASSIGN_OR_RETURN(int i, dim_index(f.dimension()));
+    dims[i] = true;
+    where.push_back(absl::StrCat(Dim(i), " IN ", InList(f.any_of())));
+  }
+  for (int i : out.group_dims) where.push_back(absl::StrCat(Dim(i), " != ''"));
+  for (const Metric& m : req.metrics()) {
+    if (!m.measure().empty()) {
+      ASSIGN_OR_RETURN(int j, measure_index(m.measure()));
+      measures[j] = true;
+    }
+    if (m.kind() == Metric::RATE) {
+      ASSIGN_OR_RETURN(int i, dim_index(m.rate_of().dimension()));
+      dims[i] = true;
+    }
+  }
+  for (const QueryPlan::ContributorGate& g : plan.gates) {
+    if (!g.measure.empty()) {
+      ASSIGN_OR_RETURN(int j, measure_index(g.measure));
+      measures[j] = true;
+    } else {
+      ASSIGN_OR_RETURN(int i, dim_index(g.label));
+      dims[i] = true;
+    }
+  }
+
+  // Rows -> fields: the latest version of each (session, name).
+  std::vector<std::string> names = {"''"};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] && !ds.dimensions[i].derived) {
+      names.push_back(QuoteSql(ds.dimensions[i].name));
+    }
+  }
+  for (size_t j = 0; j < measures.size(); ++j) {
+    if (measures[j]) names.push_back(QuoteSql(ds.measures[j].name));
+  }
+  const std::string fields = absl::StrCat(
+      "SELECT account_hi, account_lo, session, any(session_fp) AS sfp, "
+      "any(start) AS st, name, argMax(present, version) AS p, "
+      "argMax(label, version) AS l, argMax(value_bits, version) AS vb FROM ",
+      table, " WHERE dataset = ", QuoteSql(ds.name), " AND name IN (",
+      absl::StrJoin(names, ", "),
+      ") GROUP BY account_hi, account_lo, session, name");
+  // Fields -> sessions (assembly): one row per live session.
+  std::vector<std::string> cols = {"account_hi", "account_lo",
+                                   "any(sfp) AS sfp", "any(st) AS st"};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (!dims[i] || ds.dimensions[i].derived) continue;
+    cols.push_back(
+        absl::StrCat("anyIf(l, name = ", QuoteSql(ds.dimensions[i].name),
+                     " AND p = 1) AS ", Dim(static_cast<int>(i))));
+  }
+  for (size_t j = 0; j < measures.size(); ++j) {
+    if (!measures[j]) continue;
+    const std::string cond =
+        absl::StrCat("name = ", QuoteSql(ds.measures[j].name), " AND p = 1");
+    cols.push_back(absl::StrCat("toUInt8(countIf(", cond, ") > 0) AS ",
+                                Has(static_cast<int>(j))));
+    cols.push_back(absl::StrCat("anyIf(vb, ", cond, ") AS vb", j));
+  }
+  const std::string sessions = absl::StrCat(
+      "SELECT ", absl::StrJoin(cols, ", "), " FROM (", fields,
+      ") GROUP BY account_hi, account_lo, session HAVING maxIf(p, name = '') "
+      "= 1");
+  // Sessions -> matched: derived dimensions, fixed point, filters, cohort.
+  std::vector<std::string> derived = {"*"};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (!dims[i] || !ds.dimensions[i].derived) continue;
+    // "YYYY-MM", UTC (validator.h MonthOf).
+    const std::string ym = "toString(toYYYYMM(toDateTime(st, 'UTC')))";
+    derived.push_back(absl::StrCat("concat(substring(", ym, ", 1, 4), '-', ",
+                                   "substring(", ym, ", 5, 2)) AS ",
+                                   Dim(static_cast<int>(i))));
+  }
+  for (size_t j = 0; j < measures.size(); ++j) {
+    if (!measures[j]) continue;
+    const MeasureSpec& spec = ds.measures[j];
+    const privacy::MeasureDomain& d = out.domains[j];
+    // MeasureColumn::Encode: llround(clamp(x, lower, upper) / g); then the
+    // executor's clamp to the domain's grid. llround(y) = sign(y) *
+    // (floor(|y|) + (frac(|y|) >= 0.5)), where frac is exact in doubles.
+    const std::string y = absl::StrCat(
+        "(least(greatest(reinterpretAsFloat64(reinterpretAsString(vb", j,
+        ")), ", F64(spec.lower), "), ", F64(spec.upper), ") / ",
+        F64(spec.granularity), ")");
+    auto round_up = [](const std::string& z) {
+      return absl::StrCat("(floor(", z, ") + ((", z, " - floor(", z,
+                          ")) >= 0.5))");
+    };
+    const std::string neg = absl::StrCat("(-", y, ")");
+    derived.push_back(absl::StrCat(
+        "least(greatest(toInt64(if(", y, " >= 0, ", round_up(y), ", -",
+        round_up(neg), ")), toInt64(", d.lower_fp, ")), toInt64(", d.upper_fp,
+        ")) AS ", Fixed(static_cast<int>(j))));
+  }
+  std::vector<std::string> key_parts;
+  for (int i : out.group_dims) {
+    key_parts.push_back(Dim(i));
+    key_parts.push_back("'\\0'");
+  }
+  derived.push_back(
+      key_parts.empty()
+          ? "'' AS ck"
+          : absl::StrCat("concat(", absl::StrJoin(key_parts, ", "), ") AS ck"));
+  out.matched = absl::StrCat("SELECT ", absl::StrJoin(derived, ", "), " FROM (",
+                             sessions, ")");
+  if (!where.empty()) {
+    absl::StrAppend(&out.matched, " WHERE ", absl::StrJoin(where, " AND "));
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> ToInt64(const std::string& s) {
+  int64_t v;
+  if (!absl::SimpleAtoi(s, &v)) {
+    return absl::InternalError(
+        absl::StrCat("clickhouse: bad integer '", s, "'"));
+  }
+  return v;
+}
+
+// "[1,2,3]" -> {1, 2, 3}.
+absl::StatusOr<std::vector<int64_t>> ToArray(const std::string& s) {
+  if (s.size() < 2 || s.front() != '[' || s.back() != ']') {
+    return absl::InternalError(absl::StrCat("clickhouse: bad array '", s, "'"));
+  }
+  std::vector<int64_t> out;
+  const std::string inner = s.substr(1, s.size() - 2);
+  if (inner.empty()) return out;
+  for (absl::string_view part : absl::StrSplit(inner, ',')) {
+    ASSIGN_OR_RETURN(int64_t v, ToInt64(std::string(part)));
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
+    const ClickHouseOptions& options, const Config* config) {
+  (void)config;
+  ASSIGN_OR_RETURN(std::unique_ptr<ClickHouseClient> client,
+                   ClickHouseClient::Create(options.endpoint));
+  const std::string db = absl::StrCat("`", options.database, "`");
+  for (char c : options.database) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("storage.clickhouse.database: '", options.database,
+                       "' must be letters, digits and underscores"));
+    }
+  }
+  RETURN_IF_ERROR(
+      client->Execute(absl::StrCat("CREATE DATABASE IF NOT EXISTS ", db))
+          .status());
+  const std::string table = absl::StrCat(db, ".observations");
+  RETURN_IF_ERROR(
+      client
+          ->Execute(absl::StrCat(
+              "CREATE TABLE IF NOT EXISTS ", table,
+              " (dataset String, month UInt32, account_hi UInt64, "
+              "account_lo UInt64, session String, session_fp UInt64, "
+              "start Int64, name String, present UInt8, label String, "
+              "value_bits UInt64, version UInt64) "
+              "ENGINE = ReplacingMergeTree(version) PARTITION BY month "
+              "ORDER BY (dataset, account_hi, account_lo, session, name)"))
+          .status());
+  return std::unique_ptr<ClickHouseBackend>(
+      new ClickHouseBackend(std::move(client), table));
+}
+
+uint64_t ClickHouseBackend::NextVersion() {
+  // Wall-clock nanoseconds, strictly increasing in this process, so a later
+  // commit of a session always wins argMax, also after a restart.
+  const uint64_t now = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
+  uint64_t last = last_version_.load();
+  uint64_t next;
+  do {
+    next = std::max(now, last + 1);
+  } while (!last_version_.compare_exchange_weak(last, next));
+  return next;
+}
+
+absl::Status ClickHouseBackend::Ship(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  if (sessions.empty()) return absl::OkStatus();
+  const uint64_t version = NextVersion();
+  const std::string ds = EscapeTsv(dataset.name);
+  std::string rows;
+  for (const CommittedSession& s : sessions) {
+    const auto [hi, lo] = AccountKeyOf(s.account_pseudonym);
+    const std::string prefix = absl::StrCat(
+        ds, "\t", MonthNumber(s.session_start_unix_seconds), "\t", hi, "\t", lo,
+        "\t", EscapeTsv(s.session_id), "\t", SessionFingerprint(s.session_id),
+        "\t", s.session_start_unix_seconds, "\t");
+    absl::StrAppend(&rows, prefix, "\t1\t\t0\t", version, "\n");
+    for (const auto& [name, value] : s.labels) {
+      absl::StrAppend(&rows, prefix, EscapeTsv(name), "\t",
+                      value.has_value() ? 1 : 0, "\t",
+                      EscapeTsv(value.value_or("")), "\t0\t", version, "\n");
+    }
+    for (const auto& [name, value] : s.measures) {
+      const bool present = value.has_value() && !std::isnan(*value);
+      absl::StrAppend(&rows, prefix, EscapeTsv(name), "\t", present ? 1 : 0,
+                      "\t\t", present ? Bits(*value) : 0, "\t", version, "\n");
+    }
+  }
+  return client_->Insert(
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"), rows);
+}
+
+absl::Status ClickHouseBackend::ShipDeletions(
+    const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions) {
+  if (sessions.empty()) return absl::OkStatus();
+  const uint64_t version = NextVersion();
+  std::string rows;
+  for (const DeletedSession& s : sessions) {
+    const auto [hi, lo] = AccountKeyOf(s.account_pseudonym);
+    absl::StrAppend(
+        &rows, EscapeTsv(dataset.name), "\t",
+        MonthNumber(s.session_start_unix_seconds), "\t", hi, "\t", lo, "\t",
+        EscapeTsv(s.session_id), "\t", SessionFingerprint(s.session_id), "\t",
+        s.session_start_unix_seconds, "\t\t0\t\t0\t", version, "\n");
+  }
+  return client_->Insert(
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"), rows);
+}
+
+void ClickHouseBackend::OnCommitted(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  absl::Status s = Ship(dataset, sessions);
+  if (!s.ok()) LogError("clickhouse", "ship failed: %s", s.ToString());
+}
+
+void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
+                                  const std::vector<DeletedSession>& sessions) {
+  absl::Status s = ShipDeletions(dataset, sessions);
+  if (!s.ok()) LogError("clickhouse", "ship failed: %s", s.ToString());
+}
+
+absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
+    const QueryPlan& plan, absl::string_view bounding_key) const {
+  const privacy::ContributionBounds bounds = {
+      plan.max_cohorts_per_account,
+      plan.dataset->privacy.max_sessions_per_cohort};
+  RETURN_IF_ERROR(privacy::ValidateBounds(bounds));
+  if (bounding_key.size() != privacy::ContributionBounder::kKeyBytes) {
+    return absl::InvalidArgumentError("bounding key must be 16 bytes");
+  }
+  const uint64_t k0 = LoadLe64(bounding_key.data());
+  const uint64_t k1 = LoadLe64(bounding_key.data() + 8);
+  const DatasetSpec& ds = *plan.dataset;
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  ASSIGN_OR_RETURN(PlanSql p, BuildMatched(plan, table_));
+
+  // Pass 1: the candidate cohorts' values, for their fingerprints.
+  std::vector<std::string> group_cols;
+  for (int i : p.group_dims) group_cols.push_back(Dim(i));
+  ASSIGN_OR_RETURN(std::string keys_tsv,
+                   client_->Execute(absl::StrCat(
+                       "SELECT DISTINCT ck", group_cols.empty() ? "" : ", ",
+                       absl::StrJoin(group_cols, ", "), " FROM (", p.matched,
+                       ") FORMAT TabSeparated")));
+  const std::vector<std::vector<std::string>> key_rows = ParseTsv(keys_tsv);
+  BoundedStatistics stats;
+  if (key_rows.empty()) return stats;
+  std::vector<std::string> from, to;
+  for (const auto& row : key_rows) {
+    if (row.size() != group_cols.size() + 1) {
+      return absl::InternalError("clickhouse: malformed cohort row");
+    }
+    std::vector<std::string> values(row.begin() + 1, row.end());
+    from.push_back(QuoteSql(row[0]));
+    to.push_back(absl::StrCat("toUInt64(", CohortFingerprint(values), ")"));
+  }
+  const std::string with_fp = absl::StrCat(
+      "SELECT *, transform(ck, [", absl::StrJoin(from, ", "), "], [",
+      absl::StrJoin(to, ", "), "], toUInt64(0)) AS cfp FROM (", p.matched, ")");
+
+  // L0: per account, the cohorts with the smallest SipHash(cfp, account).
+  const std::string pairs = WrapSipHash(
+      absl::StrCat("SELECT account_hi, account_lo, ck, any(cfp) AS cfp FROM (",
+                   with_fp, ") GROUP BY account_hi, account_lo, ck"),
+      k0, k1, "cfp", "account_lo", "cprio", "c");
+  const std::string kept_pairs = absl::StrCat(
+      "SELECT account_hi, account_lo, ck FROM (", pairs,
+      ") ORDER BY account_hi, account_lo, cprio LIMIT ",
+      bounds.max_cohorts_per_account, " BY account_hi, account_lo");
+  // Linf: per kept (account, cohort), the sessions with the smallest
+  // SipHash(sfp, cfp).
+  const std::string candidates =
+      WrapSipHash(absl::StrCat("SELECT * FROM (", with_fp,
+                               ") WHERE (account_hi, account_lo, ck) IN (",
+                               kept_pairs, ")"),
+                  k0, k1, "sfp", "cfp", "sprio", "s");
+  const std::string kept = absl::StrCat(
+      "SELECT * FROM (", candidates,
+      ") ORDER BY account_hi, account_lo, ck, sprio LIMIT ",
+      bounds.max_sessions_per_cohort, " BY account_hi, account_lo, ck");
+
+  // Per cohort: the statistics.
+  std::vector<std::string> cols = {"ck"};
+  for (const std::string& g : group_cols) {
+    cols.push_back(absl::StrCat("any(", g, ")"));
+  }
+  cols.push_back("uniqExact(account_hi, account_lo)");
+  cols.push_back("count()");
+  auto dim_of = [&](const std::string& name) {
+    for (size_t i = 0; i < ds.dimensions.size(); ++i) {
+      if (ds.dimensions[i].name == name) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  auto measure_of = [&](const std::string& name) {
+    for (size_t j = 0; j < ds.measures.size(); ++j) {
+      if (ds.measures[j].name == name) return static_cast<int>(j);
+    }
+    return -1;
+  };
+  for (const QueryPlan::ContributorGate& g : plan.gates) {
+    const std::string cond = !g.measure.empty()
+                                 ? Has(measure_of(g.measure))
+                                 : absl::StrCat(Dim(dim_of(g.label)), " != ''");
+    cols.push_back(
+        absl::StrCat("uniqExactIf(account_hi, account_lo, ", cond, ")"));
+  }
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    const Metric& m = req.metrics(i);
+    const int j = m.measure().empty() ? -1 : measure_of(m.measure());
+    switch (m.kind()) {
+      case Metric::SUM:
+      case Metric::MEAN:
+        cols.push_back(absl::StrCat("sumIf(intDiv(", Fixed(j), ", ", kSumSplit,
+                                    "), ", Has(j), ")"));
+        cols.push_back(absl::StrCat("sumIf(", Fixed(j), " % ", kSumSplit, ", ",
+                                    Has(j), ")"));
+        cols.push_back(absl::StrCat("countIf(", Has(j), ")"));
+        break;
+      case Metric::RATE: {
+        const std::string d = Dim(dim_of(m.rate_of().dimension()));
+        cols.push_back(absl::StrCat("countIf(", d, " IN ",
+                                    InList(m.rate_of().any_of()), ")"));
+        cols.push_back(absl::StrCat("countIf(", d, " != '')"));
+        break;
+      }
+      case Metric::QUANTILES: {
+        const QuantileLeaves leaves = QuantileLeaves::Of(p.domains[j]);
+        const std::string map = absl::StrCat("q", i);
+        cols.push_back(absl::StrCat("tupleElement(sumMap([intDiv(", Fixed(j),
+                                    " - toInt64(", leaves.lower_fp, "), ",
+                                    leaves.leaf_width, ")], [toUInt64(", Has(j),
+                                    ")]) AS ", map, ", 1)"));
+        cols.push_back(absl::StrCat("tupleElement(", map, ", 2)"));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  ASSIGN_OR_RETURN(std::string tsv,
+                   client_->Execute(absl::StrCat(
+                       "SELECT ", absl::StrJoin(cols, ", "), " FROM (", kept,
+                       ") GROUP BY ck FORMAT TabSeparated")));
+  for (const std::vector<std::string>& row : ParseTsv(tsv)) {
+    size_t f = 1;
+    auto next = [&]() -> absl::StatusOr<std::string> {
+      if (f >= row.size()) {
+        return absl::InternalError("clickhouse: short statistics row");
+      }
+      return row[f++];
+    };
+    auto next_int = [&]() -> absl::StatusOr<int64_t> {
+      ASSIGN_OR_RETURN(std::string s, next());
+      return ToInt64(s);
+    };
+    CohortStatistics c;
+    for (size_t g = 0; g < group_cols.size(); ++g) {
+      ASSIGN_OR_RETURN(std::string v, next());
+      c.key.push_back(std::move(v));
+    }
+    ASSIGN_OR_RETURN(c.accounts, next_int());
+    ASSIGN_OR_RETURN(c.sessions, next_int());
+    for (size_t g = 0; g < plan.gates.size(); ++g) {
+      ASSIGN_OR_RETURN(int64_t n, next_int());
+      c.gate_accounts.push_back(n);
+    }
+    c.metrics.resize(req.metrics_size());
+    for (int i = 0; i < req.metrics_size(); ++i) {
+      MetricStatistics& s = c.metrics[i];
+      switch (req.metrics(i).kind()) {
+        case Metric::SESSIONS:
+          s.sessions = c.sessions;
+          break;
+        case Metric::SUM:
+        case Metric::MEAN: {
+          ASSIGN_OR_RETURN(int64_t hi, next_int());
+          ASSIGN_OR_RETURN(int64_t lo, next_int());
+          ASSIGN_OR_RETURN(int64_t n, next_int());
+          s.sum_fp = static_cast<__int128>(hi) * kSumSplit + lo;
+          if (req.metrics(i).kind() == Metric::MEAN) s.sessions = n;
+          break;
+        }
+        case Metric::RATE: {
+          ASSIGN_OR_RETURN(s.matching, next_int());
+          ASSIGN_OR_RETURN(s.sessions, next_int());
+          break;
+        }
+        case Metric::QUANTILES: {
+          ASSIGN_OR_RETURN(std::string ks, next());
+          ASSIGN_OR_RETURN(std::string vs, next());
+          ASSIGN_OR_RETURN(std::vector<int64_t> leaves, ToArray(ks));
+          ASSIGN_OR_RETURN(std::vector<int64_t> counts, ToArray(vs));
+          if (leaves.size() != counts.size()) {
+            return absl::InternalError("clickhouse: bad histogram");
+          }
+          for (size_t k = 0; k < leaves.size(); ++k) {
+            if (counts[k] > 0) s.leaf_counts.emplace_back(leaves[k], counts[k]);
+          }
+          std::sort(s.leaf_counts.begin(), s.leaf_counts.end());
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    stats.cohorts.push_back(std::move(c));
+  }
+  std::sort(stats.cohorts.begin(), stats.cohorts.end(),
+            [](const CohortStatistics& a, const CohortStatistics& b) {
+              return a.key < b.key;
+            });
+  return stats;
+}
+
+}  // namespace cohortd

@@ -1,0 +1,102 @@
+// ClickHouseBackend: sessions in ClickHouse, the account-level work of a
+// query pushed down as SQL, privacy kept in cohortd (issue 10).
+//
+// Storage. One table `observations` in the configured database, created if
+// absent: one row per (dataset, account, session, name) version, where
+// name "" is the session's header (its existence; present = 0 deletes
+// it) and any other name a label or measure of the merged session as
+// cohortd's ingest committed it (present = 0: no source has it any more).
+// Accounts appear only as the 128-bit key the columnar index derives from
+// the HMAC pseudonym (never a raw id); sessions carry their id and its
+// stable fingerprint (columnar_index.h SessionFingerprint), because
+// ClickHouse 18.16 cannot compute that hash. ReplacingMergeTree(version),
+// partitioned by month (YYYYMM of the session start), ordered by (dataset,
+// account, session, name); queries take argMax by version, so re-inserting
+// a row (a retried batch) changes nothing: inserts are idempotent.
+// Measures are stored as their IEEE-754 bits, so no decimal round trip
+// can change a value.
+//
+// Queries (Compute). One SQL statement assembles sessions from their rows
+// (argMax per name, then one row per session), applies the filters, keys
+// each session's cohort, keeps per account the L0 cohorts with the
+// smallest SipHash-2-4(bounding key, cohort fingerprint, account
+// fingerprint) (ORDER BY ... LIMIT L0 BY account) and per kept cohort the
+// Linf sessions with the smallest SipHash(key, session fingerprint, cohort
+// fingerprint) (LIMIT Linf BY account, cohort) — the bounder of
+// privacy/contribution_bounding.h, its SipHash rounds written out in SQL
+// since 18.16 has no keyed sipHash — clamps measures and converts them to
+// fixed point exactly as the columnar index does (llround of the clamped
+// value over the granularity, computed with exact floor arithmetic), and
+// aggregates per cohort. Only per-cohort statistics travel back. A first,
+// cheaper statement lists the candidate cohorts' values so cohortd can
+// compute their fingerprints (FNV-1a, as the executor does), which the
+// main statement maps in with transform().
+//
+// Thread-safety: thread-safe.
+#ifndef COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
+#define COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/backend/clickhouse_client.h"
+#include "server/backend/query_backend.h"
+#include "server/config/config.h"
+#include "server/ingest/ingestor.h"
+
+namespace cohortd {
+
+struct ClickHouseOptions {
+  ClickHouseEndpoint endpoint;
+  std::string database = "cohortd";
+};
+
+class ClickHouseBackend : public QueryBackend, public IngestListener {
+ public:
+  // Connects and creates the database and table if absent. `config` is
+  // borrowed and must outlive the backend. Errors: Unavailable when
+  // ClickHouse cannot be reached; Internal when it refuses the schema.
+  static absl::StatusOr<std::unique_ptr<ClickHouseBackend>> Create(
+      const ClickHouseOptions& options, const Config* config);
+
+  // Ships `sessions` (as committed by cohortd's ingest) to ClickHouse in
+  // one insert. Errors: as ClickHouseClient::Insert; nothing is partly
+  // visible to queries in a way that matters, since a retry rewrites the
+  // same rows.
+  absl::Status Ship(const DatasetSpec& dataset,
+                    const std::vector<CommittedSession>& sessions);
+  // Marks the sessions deleted (a header row with present = 0).
+  absl::Status ShipDeletions(const DatasetSpec& dataset,
+                             const std::vector<DeletedSession>& sessions);
+
+  // IngestListener: Ship / ShipDeletions, logging a failure.
+  void OnCommitted(const DatasetSpec& dataset,
+                   const std::vector<CommittedSession>& sessions) override;
+  void OnDeleted(const DatasetSpec& dataset,
+                 const std::vector<DeletedSession>& sessions) override;
+
+  // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
+  // cannot be reached.
+  absl::StatusOr<BoundedStatistics> Compute(
+      const QueryPlan& plan, absl::string_view bounding_key) const override;
+
+  // The fully qualified table ("db.observations").
+  const std::string& table() const { return table_; }
+  const ClickHouseClient& client() const { return *client_; }
+
+ private:
+  ClickHouseBackend(std::unique_ptr<ClickHouseClient> client, std::string table)
+      : client_(std::move(client)), table_(std::move(table)) {}
+  uint64_t NextVersion();
+
+  const std::unique_ptr<ClickHouseClient> client_;
+  const std::string table_;
+  std::atomic<uint64_t> last_version_{0};
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
