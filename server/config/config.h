@@ -8,8 +8,8 @@
 #define COHORTD_SERVER_CONFIG_CONFIG_H_
 
 #include <array>
-#include <map>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,13 +71,13 @@ struct PrivacySpec {
   // Minimum number of distinct accounts for a cohort to be released; a
   // pre-threshold in front of DP partition selection. >= 1.
   int k = 10;
-  double default_epsilon = 1.0;  // per query when a request says 0
-  double max_epsilon = 2.0;      // per query cap, >= default_epsilon
-  double delta = 1e-7;           // per query, in (0, 1e-3]
-  int max_cohorts_per_account = 4;   // L0 contribution bound, >= 1
-  int max_sessions_per_cohort = 8;   // Linf contribution bound, >= 1
-  BudgetSpec principal_budget;       // per principal per dataset
-  BudgetSpec dataset_budget;         // all principals together
+  double default_epsilon = 1.0;     // per query when a request says 0
+  double max_epsilon = 2.0;         // per query cap, >= default_epsilon
+  double delta = 1e-7;              // per query, in (0, 1e-3]
+  int max_cohorts_per_account = 4;  // L0 contribution bound, >= 1
+  int max_sessions_per_cohort = 8;  // Linf contribution bound, >= 1
+  BudgetSpec principal_budget;      // per principal per dataset
+  BudgetSpec dataset_budget;        // all principals together
   // Budgets of particular principals in place of principal_budget; each
   // publication's own budget is here, under its principal
   // (PublicationPrincipal).
@@ -108,7 +108,7 @@ struct DatasetSpec {
 // path (budget ledger, release cache, audit log) under its own principal
 // and budget; scrapes only read the stored release.
 struct PublicationSpec {
-  std::string name;     // identifier; also the `publication` metric label
+  std::string name;  // identifier; also the `publication` metric label
   std::string dataset;
   // The AggregateRequest as protobuf JSON (from the YAML `request:`
   // mapping); validated against the dataset when the server starts.
@@ -180,6 +180,23 @@ struct LimitsSpec {
   double query_burst = 200;
 };
 
+// Where sessions live and the account-level query work runs (issue 10;
+// server/backend/). YAML "storage:"; the shape is fixed for outside
+// tooling. data_dir still holds what stays in cohortd (ledger, cache,
+// audit chain, the synced record of every acknowledged session).
+struct ClickHouseSpec {
+  std::string url = "http://127.0.0.1:8123";
+  std::string database = "cohortd";
+  std::string cluster;  // "" = one node, no Distributed table
+  std::string user = "default";
+  std::string password_file;  // "" = no password
+};
+struct StorageSpec {
+  enum class Engine { kRocksDb, kClickHouse };
+  Engine engine = Engine::kRocksDb;
+  ClickHouseSpec clickhouse;
+};
+
 struct Config {
   std::string listen_address = "127.0.0.1:7443";
   std::string metrics_address = "127.0.0.1:9464";
@@ -213,6 +230,7 @@ struct Config {
   // How often the retention job runs (only when a dataset has a
   // retention). >= 1 s.
   absl::Duration retention_interval = absl::Hours(1);
+  StorageSpec storage;
 
   // Null when there is no such dataset. Borrows from this config.
   const DatasetSpec* FindDataset(absl::string_view name) const;
