@@ -327,8 +327,7 @@ absl::StatusOr<std::vector<int64_t>> ToArray(const std::string& s) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
-    const ClickHouseOptions& options, const Config* config) {
-  (void)config;
+    const ClickHouseOptions& options, MetricsRegistry* metrics) {
   ASSIGN_OR_RETURN(std::unique_ptr<ClickHouseClient> client,
                    ClickHouseClient::Create(options.endpoint));
   const std::string db = absl::StrCat("`", options.database, "`");
@@ -354,8 +353,92 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
               "ENGINE = ReplacingMergeTree(version) PARTITION BY month "
               "ORDER BY (dataset, account_hi, account_lo, session, name)"))
           .status());
-  return std::unique_ptr<ClickHouseBackend>(
-      new ClickHouseBackend(std::move(client), table));
+  return std::unique_ptr<ClickHouseBackend>(new ClickHouseBackend(
+      std::move(client), table, options.retry_every, metrics));
+}
+
+ClickHouseBackend::ClickHouseBackend(std::unique_ptr<ClickHouseClient> client,
+                                     std::string table,
+                                     absl::Duration retry_every,
+                                     MetricsRegistry* metrics)
+    : client_(std::move(client)),
+      table_(std::move(table)),
+      retry_every_(retry_every),
+      metrics_(metrics) {
+  retry_ = std::thread([this] { RetryLoop(); });
+}
+
+ClickHouseBackend::~ClickHouseBackend() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  retry_.join();
+}
+
+void ClickHouseBackend::CountError() const {
+  if (metrics_ == nullptr) return;
+  metrics_
+      ->GetCounter("cohortd_clickhouse_errors_total",
+                   "Statements ClickHouse refused or did not answer.", {})
+      ->Increment();
+}
+
+size_t ClickHouseBackend::outbox_batches() const {
+  absl::MutexLock lock(&mu_);
+  return outbox_.size();
+}
+
+void ClickHouseBackend::Enqueue(std::string rows) {
+  absl::MutexLock lock(&mu_);
+  outbox_.push_back(std::move(rows));
+  if (metrics_ != nullptr) {
+    metrics_
+        ->GetGauge("cohortd_clickhouse_outbox_batches",
+                   "Committed batches not yet confirmed by ClickHouse.", {})
+        ->Set(static_cast<double>(outbox_.size()));
+  }
+}
+
+absl::Status ClickHouseBackend::Drain() {
+  absl::MutexLock drain(&ship_mu_);
+  const std::string insert =
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated");
+  while (true) {
+    std::string rows;
+    {
+      absl::MutexLock lock(&mu_);
+      if (outbox_.empty()) return absl::OkStatus();
+      rows = outbox_.front();
+    }
+    absl::Status status = client_->Insert(insert, rows);
+    if (!status.ok()) {
+      CountError();
+      return status;
+    }
+    absl::MutexLock lock(&mu_);
+    outbox_.pop_front();
+    if (metrics_ != nullptr) {
+      metrics_
+          ->GetGauge("cohortd_clickhouse_outbox_batches",
+                     "Committed batches not yet confirmed by ClickHouse.", {})
+          ->Set(static_cast<double>(outbox_.size()));
+    }
+  }
+}
+
+void ClickHouseBackend::RetryLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stop_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), retry_every_);
+    if (stop_ || outbox_.empty()) continue;
+    mu_.Unlock();
+    absl::Status status = Drain();
+    if (!status.ok()) {
+      LogWarning("clickhouse", "outbox retry: %s", status.ToString());
+    }
+    mu_.Lock();
+  }
 }
 
 uint64_t ClickHouseBackend::NextVersion() {
@@ -370,9 +453,8 @@ uint64_t ClickHouseBackend::NextVersion() {
   return next;
 }
 
-absl::Status ClickHouseBackend::Ship(
+std::string ClickHouseBackend::RenderCommits(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
-  if (sessions.empty()) return absl::OkStatus();
   const uint64_t version = NextVersion();
   const std::string ds = EscapeTsv(dataset.name);
   std::string rows;
@@ -394,13 +476,11 @@ absl::Status ClickHouseBackend::Ship(
                       "\t\t", present ? Bits(*value) : 0, "\t", version, "\n");
     }
   }
-  return client_->Insert(
-      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"), rows);
+  return rows;
 }
 
-absl::Status ClickHouseBackend::ShipDeletions(
+std::string ClickHouseBackend::RenderDeletions(
     const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions) {
-  if (sessions.empty()) return absl::OkStatus();
   const uint64_t version = NextVersion();
   std::string rows;
   for (const DeletedSession& s : sessions) {
@@ -411,20 +491,46 @@ absl::Status ClickHouseBackend::ShipDeletions(
         EscapeTsv(s.session_id), "\t", SessionFingerprint(s.session_id), "\t",
         s.session_start_unix_seconds, "\t\t0\t\t0\t", version, "\n");
   }
+  return rows;
+}
+
+absl::Status ClickHouseBackend::Ship(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  if (sessions.empty()) return absl::OkStatus();
   return client_->Insert(
-      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"), rows);
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
+      RenderCommits(dataset, sessions));
+}
+
+absl::Status ClickHouseBackend::ShipDeletions(
+    const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions) {
+  if (sessions.empty()) return absl::OkStatus();
+  return client_->Insert(
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
+      RenderDeletions(dataset, sessions));
 }
 
 void ClickHouseBackend::OnCommitted(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
-  absl::Status s = Ship(dataset, sessions);
-  if (!s.ok()) LogError("clickhouse", "ship failed: %s", s.ToString());
+  if (sessions.empty()) return;
+  Enqueue(RenderCommits(dataset, sessions));
+  absl::Status s = Drain();
+  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
 }
 
 void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
                                   const std::vector<DeletedSession>& sessions) {
-  absl::Status s = ShipDeletions(dataset, sessions);
-  if (!s.ok()) LogError("clickhouse", "ship failed: %s", s.ToString());
+  if (sessions.empty()) return;
+  Enqueue(RenderDeletions(dataset, sessions));
+  absl::Status s = Drain();
+  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+}
+
+absl::StatusOr<std::string> ClickHouseBackend::Run(
+    const std::string& sql) const {
+  absl::StatusOr<std::string> out = client_->Execute(sql);
+  if (!out.ok()) CountError();
+  return out;
 }
 
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
@@ -436,6 +542,12 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
   if (bounding_key.size() != privacy::ContributionBounder::kKeyBytes) {
     return absl::InvalidArgumentError("bounding key must be 16 bytes");
   }
+  if (const size_t queued = outbox_batches(); queued > 0) {
+    return absl::UnavailableError(
+        absl::StrCat("clickhouse has not confirmed ", queued,
+                     " committed batch(es) yet; retry when it is back"));
+  }
+  const absl::Time start = absl::Now();
   const uint64_t k0 = LoadLe64(bounding_key.data());
   const uint64_t k1 = LoadLe64(bounding_key.data() + 8);
   const DatasetSpec& ds = *plan.dataset;
@@ -445,9 +557,9 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
   // Pass 1: the candidate cohorts' values, for their fingerprints.
   std::vector<std::string> group_cols;
   for (int i : p.group_dims) group_cols.push_back(Dim(i));
-  ASSIGN_OR_RETURN(std::string keys_tsv,
-                   client_->Execute(absl::StrCat(
-                       "SELECT DISTINCT ck", group_cols.empty() ? "" : ", ",
+  ASSIGN_OR_RETURN(
+      std::string keys_tsv,
+      Run(absl::StrCat("SELECT DISTINCT ck", group_cols.empty() ? "" : ", ",
                        absl::StrJoin(group_cols, ", "), " FROM (", p.matched,
                        ") FORMAT TabSeparated")));
   const std::vector<std::vector<std::string>> key_rows = ParseTsv(keys_tsv);
@@ -546,9 +658,9 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
         break;
     }
   }
-  ASSIGN_OR_RETURN(std::string tsv,
-                   client_->Execute(absl::StrCat(
-                       "SELECT ", absl::StrJoin(cols, ", "), " FROM (", kept,
+  ASSIGN_OR_RETURN(
+      std::string tsv,
+      Run(absl::StrCat("SELECT ", absl::StrJoin(cols, ", "), " FROM (", kept,
                        ") GROUP BY ck FORMAT TabSeparated")));
   for (const std::vector<std::string>& row : ParseTsv(tsv)) {
     size_t f = 1;
@@ -618,6 +730,14 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
             [](const CohortStatistics& a, const CohortStatistics& b) {
               return a.key < b.key;
             });
+  if (metrics_ != nullptr) {
+    metrics_
+        ->GetHistogram("cohortd_clickhouse_pushdown_seconds",
+                       "Time ClickHouse took for one query's bounded "
+                       "aggregation (both statements).",
+                       {{"dataset", ds.name}}, LatencyBucketsSeconds())
+        ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
   return stats;
 }
 

@@ -37,64 +37,102 @@
 #define COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/backend/clickhouse_client.h"
 #include "server/backend/query_backend.h"
 #include "server/config/config.h"
 #include "server/ingest/ingestor.h"
+#include "server/metrics/metrics.h"
 
 namespace cohortd {
 
 struct ClickHouseOptions {
   ClickHouseEndpoint endpoint;
   std::string database = "cohortd";
+  // How often a queued batch is retried while ClickHouse refuses it.
+  absl::Duration retry_every = absl::Seconds(1);
 };
 
 class ClickHouseBackend : public QueryBackend, public IngestListener {
  public:
-  // Connects and creates the database and table if absent. `config` is
-  // borrowed and must outlive the backend. Errors: Unavailable when
-  // ClickHouse cannot be reached; Internal when it refuses the schema.
+  // Connects and creates the database and table if absent; starts the
+  // retry thread. `metrics` (borrowed, may be null) receives the operator
+  // series: cohortd_clickhouse_outbox_batches (gauge),
+  // cohortd_clickhouse_errors_total and cohortd_clickhouse_pushdown_seconds.
+  // Errors: Unavailable when ClickHouse cannot be reached; Internal when
+  // it refuses the schema; InvalidArgument for a bad database name.
   static absl::StatusOr<std::unique_ptr<ClickHouseBackend>> Create(
-      const ClickHouseOptions& options, const Config* config);
+      const ClickHouseOptions& options, MetricsRegistry* metrics = nullptr);
+  ~ClickHouseBackend() override;  // stops the retry thread
 
-  // Ships `sessions` (as committed by cohortd's ingest) to ClickHouse in
-  // one insert. Errors: as ClickHouseClient::Insert; nothing is partly
-  // visible to queries in a way that matters, since a retry rewrites the
-  // same rows.
+  // Inserts `sessions` (as committed by cohortd's ingest) now, in one
+  // insert, bypassing the outbox (tests, bulk loads). Errors: as
+  // ClickHouseClient::Insert; a retry rewrites the same rows, so a failed
+  // or repeated insert never changes what queries see beyond the intent.
   absl::Status Ship(const DatasetSpec& dataset,
                     const std::vector<CommittedSession>& sessions);
   // Marks the sessions deleted (a header row with present = 0).
   absl::Status ShipDeletions(const DatasetSpec& dataset,
                              const std::vector<DeletedSession>& sessions);
 
-  // IngestListener: Ship / ShipDeletions, logging a failure.
+  // IngestListener (committer thread, before the push is acknowledged):
+  // renders the commit as one batch with its version, appends it to the
+  // outbox and ships the outbox in order. While ClickHouse refuses, the
+  // batch stays queued and the retry thread re-sends it (identical rows:
+  // idempotent); Compute answers Unavailable until the outbox is empty,
+  // so no release is computed without an acknowledged session.
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
   void OnDeleted(const DatasetSpec& dataset,
                  const std::vector<DeletedSession>& sessions) override;
 
   // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
-  // cannot be reached.
+  // cannot be reached or the outbox is not empty.
   absl::StatusOr<BoundedStatistics> Compute(
       const QueryPlan& plan, absl::string_view bounding_key) const override;
 
+  // Batches waiting for ClickHouse's confirmation.
+  size_t outbox_batches() const;
   // The fully qualified table ("db.observations").
   const std::string& table() const { return table_; }
   const ClickHouseClient& client() const { return *client_; }
 
  private:
-  ClickHouseBackend(std::unique_ptr<ClickHouseClient> client, std::string table)
-      : client_(std::move(client)), table_(std::move(table)) {}
+  ClickHouseBackend(std::unique_ptr<ClickHouseClient> client, std::string table,
+                    absl::Duration retry_every, MetricsRegistry* metrics);
   uint64_t NextVersion();
+  std::string RenderCommits(const DatasetSpec& dataset,
+                            const std::vector<CommittedSession>& sessions);
+  std::string RenderDeletions(const DatasetSpec& dataset,
+                              const std::vector<DeletedSession>& sessions);
+  void Enqueue(std::string rows);
+  // Ships queued batches oldest first; stops at the first failure.
+  absl::Status Drain();
+  void RetryLoop();
+  void CountError() const;
+  // Execute, counting a failure in cohortd_clickhouse_errors_total.
+  absl::StatusOr<std::string> Run(const std::string& sql) const;
 
   const std::unique_ptr<ClickHouseClient> client_;
   const std::string table_;
+  const absl::Duration retry_every_;
+  MetricsRegistry* const metrics_;
   std::atomic<uint64_t> last_version_{0};
+
+  absl::Mutex ship_mu_;  // one drain at a time, so batches stay in order
+  mutable absl::Mutex mu_;
+  std::deque<std::string> outbox_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread retry_;
 };
 
 }  // namespace cohortd

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "cohortd/v1/cohortd.pb.h"
+#include "server/backend/query_backend.h"
 #include "server/config/config.h"
 #include "server/crypto/pseudonymizer.h"
 #include "server/metrics/metrics.h"
@@ -40,6 +41,12 @@ class QueryEngine {
   // identical request on that snapshot (from_cache, free, audited).
   // Errors: InvalidArgument (request), ResourceExhausted (budget),
   // Unavailable (storage), Internal.
+  // Computes the bounded statistics with `backend` (borrowed; must
+  // outlive the engine) instead of the snapshot's columnar index, e.g.
+  // ClickHouse (server/backend/). Call before the first Aggregate; null
+  // (the default) = the embedded index.
+  void UseBackend(const QueryBackend* backend) { backend_ = backend; }
+
   absl::StatusOr<cohortd::v1::AggregateResponse> Aggregate(
       const std::string& principal,
       const cohortd::v1::AggregateRequest& request);
@@ -52,6 +59,7 @@ class QueryEngine {
   ReleaseJournal* const journal_;
   const std::unique_ptr<HmacSha256> bounding_hmac_;
   MetricsRegistry* const metrics_;
+  const QueryBackend* backend_ = nullptr;
 };
 
 // The public description of `dataset` (schema and privacy parameters, all

@@ -90,8 +90,7 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
     options.endpoint.url = server_->url();
     options.database = absl::StrCat(
         "eq_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_OK_AND_ASSIGN(backend_,
-                         ClickHouseBackend::Create(options, &config_));
+    ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
     Load();
   }
 

@@ -1,0 +1,37 @@
+// TeeListener: hands every commit and deletion to two IngestListeners in
+// turn (e.g. the snapshot index, then the ClickHouse backend's outbox), so
+// both have seen a push before it is acknowledged. Borrows both; they must
+// outlive it. Thread-safety: as the listeners'.
+#ifndef COHORTD_SERVER_BACKEND_TEE_LISTENER_H_
+#define COHORTD_SERVER_BACKEND_TEE_LISTENER_H_
+
+#include <vector>
+
+#include "server/ingest/ingestor.h"
+
+namespace cohortd {
+
+class TeeListener : public IngestListener {
+ public:
+  TeeListener(IngestListener* first, IngestListener* second)
+      : first_(first), second_(second) {}
+
+  void OnCommitted(const DatasetSpec& dataset,
+                   const std::vector<CommittedSession>& sessions) override {
+    first_->OnCommitted(dataset, sessions);
+    second_->OnCommitted(dataset, sessions);
+  }
+  void OnDeleted(const DatasetSpec& dataset,
+                 const std::vector<DeletedSession>& sessions) override {
+    first_->OnDeleted(dataset, sessions);
+    second_->OnDeleted(dataset, sessions);
+  }
+
+ private:
+  IngestListener* const first_;
+  IngestListener* const second_;
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_BACKEND_TEE_LISTENER_H_
