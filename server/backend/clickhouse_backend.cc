@@ -1,13 +1,21 @@
 #include "server/backend/clickhouse_backend.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -353,8 +361,59 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
               "ENGINE = ReplacingMergeTree(version) PARTITION BY month "
               "ORDER BY (dataset, account_hi, account_lo, session, name)"))
           .status());
-  return std::unique_ptr<ClickHouseBackend>(new ClickHouseBackend(
+  std::unique_ptr<ClickHouseBackend> backend(new ClickHouseBackend(
       std::move(client), table, options.retry_every, metrics));
+  if (!options.outbox_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.outbox_dir, ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat(
+          "clickhouse outbox ", options.outbox_dir, ": ", ec.message()));
+    }
+    // Batches a previous run wrote but ClickHouse never confirmed, in
+    // version order; a .tmp file was never acknowledged (its rename, which
+    // precedes the acknowledgement, did not happen).
+    std::vector<std::pair<uint64_t, std::string>> found;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(options.outbox_dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (absl::EndsWith(name, ".tmp")) {
+        std::filesystem::remove(entry.path(), ec);
+        continue;
+      }
+      uint64_t version;
+      if (!absl::EndsWith(name, ".tsv") ||
+          !absl::SimpleAtoi(name.substr(0, name.size() - 4), &version)) {
+        return absl::DataLossError(absl::StrCat(
+            "clickhouse outbox: unexpected file ", entry.path().string()));
+      }
+      std::ifstream in(entry.path());
+      std::string rows((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) {
+        return absl::DataLossError(
+            absl::StrCat("clickhouse outbox: cannot read ", name));
+      }
+      found.emplace_back(version, std::move(rows));
+    }
+    if (ec) {
+      return absl::InternalError(absl::StrCat(
+          "clickhouse outbox ", options.outbox_dir, ": ", ec.message()));
+    }
+    std::sort(found.begin(), found.end());
+    backend->outbox_dir_ = options.outbox_dir;
+    absl::MutexLock lock(&backend->mu_);
+    for (auto& batch : found) {
+      backend->last_version_ =
+          std::max<uint64_t>(backend->last_version_, batch.first);
+      backend->outbox_.push_back(std::move(batch));
+    }
+    if (!backend->outbox_.empty()) {
+      LogInfo("clickhouse", "outbox: %d batch(es) from the last run to ship",
+              static_cast<int>(backend->outbox_.size()));
+    }
+  }
+  return backend;
 }
 
 ClickHouseBackend::ClickHouseBackend(std::unique_ptr<ClickHouseClient> client,
@@ -389,15 +448,47 @@ size_t ClickHouseBackend::outbox_batches() const {
   return outbox_.size();
 }
 
-void ClickHouseBackend::Enqueue(std::string rows) {
+std::string ClickHouseBackend::BatchPath(uint64_t version) const {
+  return absl::StrFormat("%s/%020u.tsv", outbox_dir_, version);
+}
+
+absl::Status ClickHouseBackend::Enqueue(uint64_t version, std::string rows) {
+  if (!outbox_dir_.empty()) {
+    const std::string path = BatchPath(version);
+    const std::string tmp = path + ".tmp";
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp));
+    size_t done = 0;
+    while (done < rows.size()) {
+      const ssize_t n = write(fd, rows.data() + done, rows.size() - done);
+      if (n <= 0) {
+        close(fd);
+        return absl::InternalError(absl::StrCat("write ", tmp));
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+      return absl::InternalError(absl::StrCat("fsync ", tmp));
+    }
+    if (rename(tmp.c_str(), path.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("rename ", tmp));
+    }
+    const int dir = open(outbox_dir_.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir < 0 || fsync(dir) != 0) {
+      if (dir >= 0) close(dir);
+      return absl::InternalError(absl::StrCat("fsync ", outbox_dir_));
+    }
+    close(dir);
+  }
   absl::MutexLock lock(&mu_);
-  outbox_.push_back(std::move(rows));
+  outbox_.emplace_back(version, std::move(rows));
   if (metrics_ != nullptr) {
     metrics_
         ->GetGauge("cohortd_clickhouse_outbox_batches",
                    "Committed batches not yet confirmed by ClickHouse.", {})
         ->Set(static_cast<double>(outbox_.size()));
   }
+  return absl::OkStatus();
 }
 
 absl::Status ClickHouseBackend::Drain() {
@@ -405,17 +496,20 @@ absl::Status ClickHouseBackend::Drain() {
   const std::string insert =
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated");
   while (true) {
-    std::string rows;
+    std::pair<uint64_t, std::string> batch;
     {
       absl::MutexLock lock(&mu_);
       if (outbox_.empty()) return absl::OkStatus();
-      rows = outbox_.front();
+      batch = outbox_.front();
     }
-    absl::Status status = client_->Insert(insert, rows);
+    absl::Status status = client_->Insert(insert, batch.second);
     if (!status.ok()) {
       CountError();
       return status;
     }
+    // Confirmed: the batch's file goes (a crash before this re-sends it at
+    // the next start, which is harmless: the same rows).
+    if (!outbox_dir_.empty()) unlink(BatchPath(batch.first).c_str());
     absl::MutexLock lock(&mu_);
     outbox_.pop_front();
     if (metrics_ != nullptr) {
@@ -454,8 +548,8 @@ uint64_t ClickHouseBackend::NextVersion() {
 }
 
 std::string ClickHouseBackend::RenderCommits(
-    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
-  const uint64_t version = NextVersion();
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions,
+    uint64_t version) {
   const std::string ds = EscapeTsv(dataset.name);
   std::string rows;
   for (const CommittedSession& s : sessions) {
@@ -480,8 +574,8 @@ std::string ClickHouseBackend::RenderCommits(
 }
 
 std::string ClickHouseBackend::RenderDeletions(
-    const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions) {
-  const uint64_t version = NextVersion();
+    const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions,
+    uint64_t version) {
   std::string rows;
   for (const DeletedSession& s : sessions) {
     const auto [hi, lo] = AccountKeyOf(s.account_pseudonym);
@@ -499,7 +593,7 @@ absl::Status ClickHouseBackend::Ship(
   if (sessions.empty()) return absl::OkStatus();
   return client_->Insert(
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
-      RenderCommits(dataset, sessions));
+      RenderCommits(dataset, sessions, NextVersion()));
 }
 
 absl::Status ClickHouseBackend::ShipDeletions(
@@ -507,13 +601,21 @@ absl::Status ClickHouseBackend::ShipDeletions(
   if (sessions.empty()) return absl::OkStatus();
   return client_->Insert(
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
-      RenderDeletions(dataset, sessions));
+      RenderDeletions(dataset, sessions, NextVersion()));
 }
 
 void ClickHouseBackend::OnCommitted(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
   if (sessions.empty()) return;
-  Enqueue(RenderCommits(dataset, sessions));
+  const uint64_t version = NextVersion();
+  absl::Status queued =
+      Enqueue(version, RenderCommits(dataset, sessions, version));
+  if (!queued.ok()) {
+    // The commit is durable in cohortd's store but not in the outbox: stop
+    // rather than let ClickHouse silently miss an acknowledged session.
+    LogError("clickhouse", "outbox write failed: %s", queued.ToString());
+    std::abort();
+  }
   absl::Status s = Drain();
   if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
 }
@@ -521,7 +623,13 @@ void ClickHouseBackend::OnCommitted(
 void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
                                   const std::vector<DeletedSession>& sessions) {
   if (sessions.empty()) return;
-  Enqueue(RenderDeletions(dataset, sessions));
+  const uint64_t version = NextVersion();
+  absl::Status queued =
+      Enqueue(version, RenderDeletions(dataset, sessions, version));
+  if (!queued.ok()) {
+    LogError("clickhouse", "outbox write failed: %s", queued.ToString());
+    std::abort();
+  }
   absl::Status s = Drain();
   if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
 }

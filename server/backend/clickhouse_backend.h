@@ -60,6 +60,12 @@ struct ClickHouseOptions {
   std::string database = "cohortd";
   // How often a queued batch is retried while ClickHouse refuses it.
   absl::Duration retry_every = absl::Seconds(1);
+  // Where the outbox keeps each batch until ClickHouse confirms it, one
+  // synced file per batch (written to a temp name, fsynced, renamed, the
+  // folder fsynced): a batch is durable here before its push is
+  // acknowledged, so a kill -9 of cohortd during a ClickHouse outage loses
+  // nothing; Create() re-queues what it finds. "" = memory only (tests).
+  std::string outbox_dir;
 };
 
 class ClickHouseBackend : public QueryBackend, public IngestListener {
@@ -111,10 +117,15 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
                     absl::Duration retry_every, MetricsRegistry* metrics);
   uint64_t NextVersion();
   std::string RenderCommits(const DatasetSpec& dataset,
-                            const std::vector<CommittedSession>& sessions);
+                            const std::vector<CommittedSession>& sessions,
+                            uint64_t version);
   std::string RenderDeletions(const DatasetSpec& dataset,
-                              const std::vector<DeletedSession>& sessions);
-  void Enqueue(std::string rows);
+                              const std::vector<DeletedSession>& sessions,
+                              uint64_t version);
+  std::string BatchPath(uint64_t version) const;
+  // Appends a batch (durably when outbox_dir is set). Errors: Internal
+  // when the batch cannot be written and synced.
+  absl::Status Enqueue(uint64_t version, std::string rows);
   // Ships queued batches oldest first; stops at the first failure.
   absl::Status Drain();
   void RetryLoop();
@@ -130,7 +141,9 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
 
   absl::Mutex ship_mu_;  // one drain at a time, so batches stay in order
   mutable absl::Mutex mu_;
-  std::deque<std::string> outbox_ ABSL_GUARDED_BY(mu_);
+  // (version, rows), oldest first; version names the batch's file.
+  std::deque<std::pair<uint64_t, std::string>> outbox_ ABSL_GUARDED_BY(mu_);
+  std::string outbox_dir_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread retry_;
 };

@@ -199,6 +199,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
     ch.endpoint.url = cfg.storage.clickhouse.url;
     ch.endpoint.user = cfg.storage.clickhouse.user;
     ch.database = cfg.storage.clickhouse.database;
+    ch.outbox_dir = cfg.data_dir + "/clickhouse-outbox";
     if (!cfg.storage.clickhouse.password_file.empty()) {
       std::ifstream in(cfg.storage.clickhouse.password_file);
       if (!in) {

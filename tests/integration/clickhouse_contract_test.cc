@@ -7,8 +7,9 @@
 // ClickHouse its kill -9 during ingest: pushes are still acknowledged
 // (durable in cohortd's store, queued in the outbox), queries answer
 // UNAVAILABLE rather than miss them, and once ClickHouse is back the
-// outbox drains and every acknowledged session is counted. Skipped, with
-// the reason, only when clickhouse-server is absent.
+// outbox drains and every acknowledged session is counted, also when
+// cohortd was killed too meanwhile (the outbox is synced to data_dir). Skipped,
+// with the reason, only when clickhouse-server is absent.
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -244,6 +245,33 @@ TEST_P(ContractTest, KillNineOfClickHouseLosesNothingAcknowledged) {
     absl::SleepFor(absl::Milliseconds(500));
     response.Clear();
     s = Aggregate(ByOccupation(2.0), &response);
+  } while (!s.ok() && absl::Now() < deadline);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ExpectCounts(Released(response), truth);
+}
+
+// Both down in turn: ClickHouse is killed, pushes are acknowledged (their
+// batches synced in cohortd's outbox), then cohortd is killed too. After
+// both restart, the outbox from the last run ships and nothing is lost.
+TEST_P(ContractTest, KillNineOfBothDuringAnOutageLosesNothing) {
+  if (!clickhouse()) GTEST_SKIP() << "only the clickhouse backend has one";
+  std::map<std::string, int> truth = PushPopulation("a", 1);
+  ch_->Kill();
+  for (const auto& [occupation, n] : PushPopulation("b", 1)) {
+    truth[occupation] += n;
+  }
+  server_->Kill();
+  ASSERT_OK(ch_->Restart());
+  ASSERT_OK(server_->Start());
+  Connect();
+  Seal();
+  cohortd::v1::AggregateResponse response;
+  grpc::Status s;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    response.Clear();
+    s = Aggregate(ByOccupation(2.0), &response);
+    if (!s.ok()) absl::SleepFor(absl::Milliseconds(500));
   } while (!s.ok() && absl::Now() < deadline);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ExpectCounts(Released(response), truth);
