@@ -686,34 +686,13 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
       "SELECT *, transform(ck, [", absl::StrJoin(from, ", "), "], [",
       absl::StrJoin(to, ", "), "], toUInt64(0)) AS cfp FROM (", p.matched, ")");
 
-  // L0: per account, the cohorts with the smallest SipHash(cfp, account).
-  const std::string pairs = WrapSipHash(
-      absl::StrCat("SELECT account_hi, account_lo, ck, any(cfp) AS cfp FROM (",
-                   with_fp, ") GROUP BY account_hi, account_lo, ck"),
-      k0, k1, "cfp", "account_lo", "cprio", "c");
-  const std::string kept_pairs = absl::StrCat(
-      "SELECT account_hi, account_lo, ck FROM (", pairs,
-      ") ORDER BY account_hi, account_lo, cprio LIMIT ",
-      bounds.max_cohorts_per_account, " BY account_hi, account_lo");
-  // Linf: per kept (account, cohort), the sessions with the smallest
-  // SipHash(sfp, cfp).
-  const std::string candidates =
-      WrapSipHash(absl::StrCat("SELECT * FROM (", with_fp,
-                               ") WHERE (account_hi, account_lo, ck) IN (",
-                               kept_pairs, ")"),
-                  k0, k1, "sfp", "cfp", "sprio", "s");
-  const std::string kept = absl::StrCat(
-      "SELECT * FROM (", candidates,
-      ") ORDER BY account_hi, account_lo, ck, sprio LIMIT ",
-      bounds.max_sessions_per_cohort, " BY account_hi, account_lo, ck");
-
-  // Per cohort: the statistics.
-  std::vector<std::string> cols = {"ck"};
-  for (const std::string& g : group_cols) {
-    cols.push_back(absl::StrCat("any(", g, ")"));
-  }
-  cols.push_back("uniqExact(account_hi, account_lo)");
-  cols.push_back("count()");
+  // One pass: every matched session gets both priorities (each depends
+  // on its own row only): SipHash(cfp, account) for L0 and SipHash(sfp,
+  // cfp) for Linf. Sessions are then grouped per (account, cohort) with
+  // their priority and the columns the aggregates read; per account the
+  // L0 cohorts with the smallest priority are kept (LIMIT L0 BY account)
+  // and in each the Linf sessions with the smallest (arraySort,
+  // arraySlice), which ARRAY JOIN turns back into rows.
   auto dim_of = [&](const std::string& name) {
     for (size_t i = 0; i < ds.dimensions.size(); ++i) {
       if (ds.dimensions[i].name == name) return static_cast<int>(i);
@@ -726,6 +705,52 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
     }
     return -1;
   };
+  std::vector<std::string> payload = group_cols;
+  auto need = [&payload](const std::string& col) {
+    if (std::find(payload.begin(), payload.end(), col) == payload.end()) {
+      payload.push_back(col);
+    }
+  };
+  for (const QueryPlan::ContributorGate& g : plan.gates) {
+    need(!g.measure.empty() ? Has(measure_of(g.measure))
+                            : Dim(dim_of(g.label)));
+  }
+  for (const Metric& m : req.metrics()) {
+    if (!m.measure().empty()) {
+      need(Has(measure_of(m.measure())));
+      need(Fixed(measure_of(m.measure())));
+    }
+    if (m.kind() == Metric::RATE) need(Dim(dim_of(m.rate_of().dimension())));
+  }
+  const std::string hashed = WrapSipHash(
+      WrapSipHash(with_fp, k0, k1, "cfp", "account_lo", "cprio", "c"), k0, k1,
+      "sfp", "cfp", "sprio", "s");
+  std::string tuple = "tuple(sprio, toUInt8(0)";
+  for (const std::string& c : payload) absl::StrAppend(&tuple, ", ", c);
+  absl::StrAppend(&tuple, ")");
+  const std::string pairs = absl::StrCat(
+      "SELECT account_hi, account_lo, ck, any(cprio) AS cp, groupArray(", tuple,
+      ") AS ss FROM (", hashed,
+      ") GROUP BY account_hi, account_lo, ck ORDER BY account_hi, "
+      "account_lo, cp LIMIT ",
+      bounds.max_cohorts_per_account, " BY account_hi, account_lo");
+  std::vector<std::string> unpack = {"account_hi", "account_lo", "ck"};
+  for (size_t c = 0; c < payload.size(); ++c) {
+    unpack.push_back(
+        absl::StrCat("tupleElement(s, ", c + 3, ") AS ", payload[c]));
+  }
+  const std::string kept =
+      absl::StrCat("SELECT ", absl::StrJoin(unpack, ", "), " FROM (", pairs,
+                   ") ARRAY JOIN arraySlice(arraySort(ss), 1, ",
+                   bounds.max_sessions_per_cohort, ") AS s");
+
+  // Per cohort: the statistics.
+  std::vector<std::string> cols = {"ck"};
+  for (const std::string& g : group_cols) {
+    cols.push_back(absl::StrCat("any(", g, ")"));
+  }
+  cols.push_back("uniqExact(account_hi, account_lo)");
+  cols.push_back("count()");
   for (const QueryPlan::ContributorGate& g : plan.gates) {
     const std::string cond = !g.measure.empty()
                                  ? Has(measure_of(g.measure))
