@@ -23,6 +23,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/privacy/contribution_bounding.h"
+#include "server/privacy/quantile_tree.h"
 #include "server/query/columnar_index.h"
 
 namespace cohortd {
@@ -778,7 +779,10 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
         break;
       }
       case Metric::QUANTILES: {
-        const QuantileLeaves leaves = QuantileLeaves::Of(p.domains[j]);
+        // The leaf of QuantileTree::Grid: (clamped value - lower_fp) /
+        // leaf_width, the value being clamped to the domain already.
+        ASSIGN_OR_RETURN(const privacy::QuantileLeafGrid leaves,
+                         privacy::QuantileTree::Grid(p.domains[j]));
         const std::string map = absl::StrCat("q", i);
         cols.push_back(absl::StrCat("tupleElement(sumMap([intDiv(", Fixed(j),
                                     " - toInt64(", leaves.lower_fp, "), ",
