@@ -21,6 +21,12 @@ class TeeListener : public IngestListener {
     first_->OnCommitted(dataset, sessions);
     second_->OnCommitted(dataset, sessions);
   }
+  // The second reads the deltas before the first may move from them.
+  void OnCommittedMoved(const DatasetSpec& dataset,
+                        std::vector<CommittedSession>* sessions) override {
+    second_->OnCommitted(dataset, *sessions);
+    first_->OnCommittedMoved(dataset, sessions);
+  }
   void OnDeleted(const DatasetSpec& dataset,
                  const std::vector<DeletedSession>& sessions) override {
     first_->OnDeleted(dataset, sessions);
