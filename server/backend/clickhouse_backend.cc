@@ -605,6 +605,31 @@ absl::Status ClickHouseBackend::ShipDeletions(
       RenderDeletions(dataset, sessions, NextVersion()));
 }
 
+void ClickHouseBackend::OnResent(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  // Names the schema has but the stored view lacks are sent absent, so a
+  // lost delta that removed one is repaired too.
+  std::vector<CommittedSession> full = sessions;
+  for (CommittedSession& s : full) {
+    auto has = [](const auto& entries, const std::string& name) {
+      for (const auto& e : entries) {
+        if (e.first == name) return true;
+      }
+      return false;
+    };
+    for (const DimensionSpec& d : dataset.dimensions) {
+      if (!d.derived && !has(s.labels, d.name)) {
+        s.labels.emplace_back(d.name, absl::nullopt);
+      }
+    }
+    for (const MeasureSpec& m : dataset.measures) {
+      if (!has(s.measures, m.name))
+        s.measures.emplace_back(m.name, absl::nullopt);
+    }
+  }
+  OnCommitted(dataset, full);
+}
+
 void ClickHouseBackend::OnCommitted(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
   if (sessions.empty()) return;

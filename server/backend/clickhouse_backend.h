@@ -104,6 +104,15 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
                    const std::vector<CommittedSession>& sessions) override;
   void OnDeleted(const DatasetSpec& dataset,
                  const std::vector<DeletedSession>& sessions) override;
+  // Asks for every session an unchanged re-push touched, and enqueues its
+  // whole merged view as a new batch (plus an absent row for each schema
+  // name it lacks), exactly as OnCommitted: a commit that reached cohortd's
+  // store but not the outbox (a crash in between, so never acknowledged)
+  // reaches ClickHouse when the client retries it unchanged. Idempotent
+  // when ClickHouse had it already (same values, a newer version).
+  bool WantsResent() const override { return true; }
+  void OnResent(const DatasetSpec& dataset,
+                const std::vector<CommittedSession>& sessions) override;
 
   // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
   // cannot be reached or the outbox is not empty.

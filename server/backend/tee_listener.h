@@ -27,6 +27,14 @@ class TeeListener : public IngestListener {
     second_->OnCommitted(dataset, *sessions);
     first_->OnCommittedMoved(dataset, sessions);
   }
+  bool WantsResent() const override {
+    return first_->WantsResent() || second_->WantsResent();
+  }
+  void OnResent(const DatasetSpec& dataset,
+                const std::vector<CommittedSession>& sessions) override {
+    first_->OnResent(dataset, sessions);
+    second_->OnResent(dataset, sessions);
+  }
   void OnDeleted(const DatasetSpec& dataset,
                  const std::vector<DeletedSession>& sessions) override {
     first_->OnDeleted(dataset, sessions);
