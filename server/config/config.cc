@@ -933,8 +933,13 @@ absl::Status Parser::ParseStorage(const Node& node, const std::string& path,
   }
   const std::string chp = Join(path, "clickhouse");
   ClickHouseSpec& spec = storage->clickhouse;
-  RETURN_IF_ERROR(CheckMap(
-      ch, chp, {"url", "database", "cluster", "user", "password_file"}));
+  RETURN_IF_ERROR(CheckMap(ch, chp,
+                           {"url", "database", "cluster", "user",
+                            "password_file", "max_outbox_bytes"}));
+  if (Node n = Child(ch, "max_outbox_bytes"); Present(n)) {
+    RETURN_IF_ERROR(ReadInt(n, Join(chp, "max_outbox_bytes"), 0,
+                            int64_t{1} << 50, &spec.max_outbox_bytes));
+  }
   if (Node n = Child(ch, "url"); Present(n)) {
     RETURN_IF_ERROR(ReadString(n, Join(chp, "url"), &spec.url));
     if (!absl::StartsWith(spec.url, "http://") &&

@@ -190,6 +190,9 @@ struct ClickHouseSpec {
   std::string cluster;  // "" = one node, no Distributed table
   std::string user = "default";
   std::string password_file;  // "" = no password
+  // Bytes of unconfirmed batches in the outbox past which pushes get
+  // UNAVAILABLE (ClickHouse unreachable). 0 = no bound.
+  int64_t max_outbox_bytes = int64_t{1} << 30;
 };
 struct StorageSpec {
   enum class Engine { kRocksDb, kClickHouse };

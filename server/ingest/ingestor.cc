@@ -311,6 +311,7 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
 
 absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
     const DatasetSpec* dataset, absl::Span<const ObservationRef> observations) {
+  if (listener_ != nullptr) RETURN_IF_ERROR(listener_->Admit());
   const absl::Time start = absl::Now();
   const int n = static_cast<int>(observations.size());
   cohortd::v1::PushResponse response;

@@ -98,6 +98,10 @@ class IngestListener {
                                 std::vector<CommittedSession>* sessions) {
     OnCommitted(dataset, *sessions);
   }
+  // Called by Push (any thread) before anything of the push is done: an
+  // error refuses the whole push with it (e.g. Unavailable while the
+  // listener cannot take more). Default: OK.
+  virtual absl::Status Admit() const { return absl::OkStatus(); }
   // Whether the Ingestor should call OnResent. Default false (no cost).
   virtual bool WantsResent() const { return false; }
   // Called on the committer thread, after OnCommitted of the same group
@@ -293,8 +297,7 @@ class Ingestor {
   // stored, into out->labels / out->measures. Errors: DataLoss when a
   // contribution cannot be parsed; the store's read errors.
   absl::Status ReadMergedView(absl::string_view session_key,
-                              absl::string_view dataset,
-                              CommittedSession* out);
+                              absl::string_view dataset, CommittedSession* out);
   // Committer: records `sessions`, just committed, in the watches of
   // `dataset`'s pending deletions.
   void NoteForDeletions(const DatasetSpec& dataset,

@@ -2,6 +2,7 @@
 // and the errors that name the key.
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -67,6 +68,25 @@ TEST(StorageConfigTest, TheIssuesShape) {
   EXPECT_EQ(c.storage.clickhouse.cluster, "");
   EXPECT_EQ(c.storage.clickhouse.user, "default");
   EXPECT_EQ(c.storage.clickhouse.password_file, "");
+  EXPECT_EQ(c.storage.clickhouse.max_outbox_bytes, int64_t{1} << 30);
+}
+
+TEST(StorageConfigTest, MaxOutboxBytes) {
+  ASSERT_OK_AND_ASSIGN(
+      Config c, ParseConfig(Yaml("storage: {clickhouse: {max_outbox_bytes: "
+                                 "4096}}"),
+                            "t.yaml", ""));
+  EXPECT_EQ(c.storage.clickhouse.max_outbox_bytes, 4096);
+  for (const char* bad : {"-1", "lots", "2000000000000000"}) {
+    EXPECT_THAT(
+        ParseConfig(
+            Yaml(absl::StrCat("storage: {clickhouse: {max_outbox_bytes: ", bad,
+                              "}}")),
+            "t.yaml", ""),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 HasSubstr("storage.clickhouse.max_outbox_bytes")))
+        << bad;
+  }
 }
 
 TEST(StorageConfigTest, PasswordFileIsResolvedAgainstTheConfigFolder) {
