@@ -167,7 +167,8 @@ struct PlanSql {
 };
 
 absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
-                                     const std::string& table) {
+                                     const std::string& table,
+                                     uint64_t max_version) {
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
   auto dim_index = [&](const std::string& name) -> absl::StatusOr<int> {
@@ -237,8 +238,10 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
       "SELECT account_hi, account_lo, session, any(session_fp) AS sfp, "
       "any(start) AS st, name, argMax(present, version) AS p, "
       "argMax(label, version) AS l, argMax(value_bits, version) AS vb FROM ",
-      table, " WHERE dataset = ", QuoteSql(ds.name), " AND name IN (",
-      absl::StrJoin(names, ", "),
+      table, " WHERE dataset = ", QuoteSql(ds.name),
+      max_version == 0 ? std::string()
+                       : absl::StrCat(" AND version <= ", max_version),
+      " AND name IN (", absl::StrJoin(names, ", "),
       ") GROUP BY account_hi, account_lo, session, name");
   // Fields -> sessions (assembly): one row per live session.
   std::vector<std::string> cols = {"account_hi", "account_lo",
@@ -360,10 +363,12 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
               "start Int64, name String, present UInt8, label String, "
               "value_bits UInt64, version UInt64) "
               "ENGINE = ReplacingMergeTree(version) PARTITION BY month "
-              "ORDER BY (dataset, account_hi, account_lo, session, name)"))
+              "ORDER BY (dataset, account_hi, account_lo, session, name, "
+              "version)"))
           .status());
   std::unique_ptr<ClickHouseBackend> backend(new ClickHouseBackend(
       std::move(client), table, options.retry_every, metrics));
+  backend->max_outbox_bytes_ = options.max_outbox_bytes;
   if (!options.outbox_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.outbox_dir, ec);
@@ -405,6 +410,7 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
     backend->outbox_dir_ = options.outbox_dir;
     absl::MutexLock lock(&backend->mu_);
     for (auto& batch : found) {
+      backend->outbox_bytes_ += static_cast<int64_t>(batch.second.size());
       backend->last_version_ =
           std::max<uint64_t>(backend->last_version_, batch.first);
       backend->outbox_.push_back(std::move(batch));
@@ -414,6 +420,7 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
               static_cast<int>(backend->outbox_.size()));
     }
   }
+  backend->initial_version_ = backend->NextVersion();
   return backend;
 }
 
@@ -449,6 +456,23 @@ size_t ClickHouseBackend::outbox_batches() const {
   return outbox_.size();
 }
 
+int64_t ClickHouseBackend::outbox_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return outbox_bytes_;
+}
+
+absl::Status ClickHouseBackend::Admit() const {
+  if (max_outbox_bytes_ <= 0) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (outbox_bytes_ < max_outbox_bytes_) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "the ClickHouse outbox is full (", outbox_bytes_, " bytes in ",
+      outbox_.size(),
+      " unconfirmed batch(es), storage.clickhouse.max_outbox_bytes = ",
+      max_outbox_bytes_,
+      ") and ClickHouse is unreachable; retry when it is back"));
+}
+
 std::string ClickHouseBackend::BatchPath(uint64_t version) const {
   return absl::StrFormat("%s/%020u.tsv", outbox_dir_, version);
 }
@@ -482,6 +506,7 @@ absl::Status ClickHouseBackend::Enqueue(uint64_t version, std::string rows) {
     close(dir);
   }
   absl::MutexLock lock(&mu_);
+  outbox_bytes_ += static_cast<int64_t>(rows.size());
   outbox_.emplace_back(version, std::move(rows));
   if (metrics_ != nullptr) {
     metrics_
@@ -512,6 +537,7 @@ absl::Status ClickHouseBackend::Drain() {
     // the next start, which is harmless: the same rows).
     if (!outbox_dir_.empty()) unlink(BatchPath(batch.first).c_str());
     absl::MutexLock lock(&mu_);
+    outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
     outbox_.pop_front();
     if (metrics_ != nullptr) {
       metrics_
@@ -636,6 +662,10 @@ void ClickHouseBackend::OnCommitted(
   const uint64_t version = NextVersion();
   absl::Status queued =
       Enqueue(version, RenderCommits(dataset, sessions, version));
+  if (queued.ok()) {
+    absl::MutexLock lock(&seal_mu_);
+    enqueued_[dataset.name] = version;
+  }
   if (!queued.ok()) {
     // The commit is durable in cohortd's store but not in the outbox: stop
     // rather than let ClickHouse silently miss an acknowledged session.
@@ -652,6 +682,10 @@ void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
   const uint64_t version = NextVersion();
   absl::Status queued =
       Enqueue(version, RenderDeletions(dataset, sessions, version));
+  if (queued.ok()) {
+    absl::MutexLock lock(&seal_mu_);
+    enqueued_[dataset.name] = version;
+  }
   if (!queued.ok()) {
     LogError("clickhouse", "outbox write failed: %s", queued.ToString());
     std::abort();
@@ -667,8 +701,67 @@ absl::StatusOr<std::string> ClickHouseBackend::Run(
   return out;
 }
 
+void ClickHouseBackend::OnBuffered(const DatasetSpec& dataset) {
+  absl::MutexLock lock(&seal_mu_);
+  auto it = enqueued_.find(dataset.name);
+  if (it != enqueued_.end()) buffered_[dataset.name] = it->second;
+}
+
+void ClickHouseBackend::OnSealed(const DatasetSpec& dataset,
+                                 const std::string& id) {
+  absl::MutexLock lock(&seal_mu_);
+  auto it = buffered_.find(dataset.name);
+  const uint64_t version =
+      it == buffered_.end() ? initial_version_ : it->second;
+  auto& seals = sealed_[dataset.name];
+  seals.emplace_back(id, version);
+  // Queries read the current snapshot or, across a seal, the one before.
+  while (seals.size() > 16) seals.pop_front();
+}
+
+absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
+    const QueryPlan& plan, absl::string_view bounding_key,
+    absl::string_view snapshot_id) const {
+  uint64_t version = 0;
+  {
+    absl::MutexLock lock(&seal_mu_);
+    auto it = sealed_.find(plan.dataset->name);
+    if (it != sealed_.end()) {
+      for (const auto& [id, v] : it->second) {
+        if (id == snapshot_id) version = v;
+      }
+    }
+  }
+  if (version == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "snapshot ", snapshot_id, " of dataset '", plan.dataset->name,
+        "' is not known to the ClickHouse backend; retry"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!outbox_.empty() && outbox_.front().first <= version) {
+      return absl::UnavailableError(absl::StrCat(
+          "clickhouse has not confirmed the batches of the sealed snapshot "
+          "yet (",
+          outbox_.size(), " queued); retry when it is back"));
+    }
+  }
+  return ComputeUpTo(plan, bounding_key, version);
+}
+
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
     const QueryPlan& plan, absl::string_view bounding_key) const {
+  if (const size_t queued = outbox_batches(); queued > 0) {
+    return absl::UnavailableError(
+        absl::StrCat("clickhouse has not confirmed ", queued,
+                     " committed batch(es) yet; retry when it is back"));
+  }
+  return ComputeUpTo(plan, bounding_key, 0);
+}
+
+absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
+    const QueryPlan& plan, absl::string_view bounding_key,
+    uint64_t max_version) const {
   const privacy::ContributionBounds bounds = {
       plan.max_cohorts_per_account,
       plan.dataset->privacy.max_sessions_per_cohort};
@@ -676,17 +769,12 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
   if (bounding_key.size() != privacy::ContributionBounder::kKeyBytes) {
     return absl::InvalidArgumentError("bounding key must be 16 bytes");
   }
-  if (const size_t queued = outbox_batches(); queued > 0) {
-    return absl::UnavailableError(
-        absl::StrCat("clickhouse has not confirmed ", queued,
-                     " committed batch(es) yet; retry when it is back"));
-  }
   const absl::Time start = absl::Now();
   const uint64_t k0 = LoadLe64(bounding_key.data());
   const uint64_t k1 = LoadLe64(bounding_key.data() + 8);
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
-  ASSIGN_OR_RETURN(PlanSql p, BuildMatched(plan, table_));
+  ASSIGN_OR_RETURN(PlanSql p, BuildMatched(plan, table_, max_version));
 
   // Pass 1: the candidate cohorts' values, for their fingerprints.
   std::vector<std::string> group_cols;

@@ -11,8 +11,10 @@
 // stable fingerprint (columnar_index.h SessionFingerprint), because
 // ClickHouse 18.16 cannot compute that hash. ReplacingMergeTree(version),
 // partitioned by month (YYYYMM of the session start), ordered by (dataset,
-// account, session, name); queries take argMax by version, so re-inserting
-// a row (a retried batch) changes nothing: inserts are idempotent.
+// account, session, name, version): a re-inserted row (a retried batch,
+// same version) merges away, so inserts are idempotent, while older
+// versions stay for queries of older snapshots (ComputeSealed reads rows
+// up to the snapshot's version and takes argMax by version).
 // Measures are stored as their IEEE-754 bits, so no decimal round trip
 // can change a value.
 //
@@ -48,6 +50,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -56,6 +59,7 @@
 #include "server/config/config.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
+#include "server/query/snapshot.h"
 
 namespace cohortd {
 
@@ -70,9 +74,15 @@ struct ClickHouseOptions {
   // acknowledged, so a kill -9 of cohortd during a ClickHouse outage loses
   // nothing; Create() re-queues what it finds. "" = memory only (tests).
   std::string outbox_dir;
+  // storage.clickhouse.max_outbox_bytes: once the unconfirmed batches hold
+  // this many bytes, Admit refuses pushes (the outbox may exceed it by the
+  // last admitted group). 0 = no bound.
+  int64_t max_outbox_bytes = 0;
 };
 
-class ClickHouseBackend : public QueryBackend, public IngestListener {
+class ClickHouseBackend : public QueryBackend,
+                          public IngestListener,
+                          public SealObserver {
  public:
   // Connects and creates the database and table if absent; starts the
   // retry thread. `metrics` (borrowed, may be null) receives the operator
@@ -111,6 +121,12 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
   // reaches ClickHouse when the client retries it unchanged. Idempotent
   // when ClickHouse had it already (same values, a newer version).
   bool WantsResent() const override { return true; }
+  // Unavailable ("outbox is full and ClickHouse unreachable") while the
+  // unconfirmed batches hold max_outbox_bytes or more; OK otherwise. The
+  // server also turns its health NOT_SERVING while this fails.
+  absl::Status Admit() const override;
+  // Bytes of the batches waiting for ClickHouse's confirmation.
+  int64_t outbox_bytes() const;
   void OnResent(const DatasetSpec& dataset,
                 const std::vector<CommittedSession>& sessions) override;
 
@@ -118,6 +134,20 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
   // cannot be reached or the outbox is not empty.
   absl::StatusOr<BoundedStatistics> Compute(
       const QueryPlan& plan, absl::string_view bounding_key) const override;
+
+  // Reads snapshot `snapshot_id`: only rows of versions up to the highest
+  // this backend had enqueued when that snapshot was sealed (SealObserver),
+  // so the same request on the same snapshot reads the same rows, and a
+  // push after the seal is invisible until the next one. Errors: as
+  // Compute; Unavailable while ClickHouse has not confirmed every batch up
+  // to that version, or for a snapshot it was not told about.
+  absl::StatusOr<BoundedStatistics> ComputeSealed(
+      const QueryPlan& plan, absl::string_view bounding_key,
+      absl::string_view snapshot_id) const override;
+
+  // SealObserver (under the snapshot index's buffer lock).
+  void OnBuffered(const DatasetSpec& dataset) override;
+  void OnSealed(const DatasetSpec& dataset, const std::string& id) override;
 
   // Batches waiting for ClickHouse's confirmation.
   size_t outbox_batches() const;
@@ -143,6 +173,10 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
   absl::Status Drain();
   void RetryLoop();
   void CountError() const;
+  // Statistics of rows with version <= max_version (0: every row).
+  absl::StatusOr<BoundedStatistics> ComputeUpTo(const QueryPlan& plan,
+                                                absl::string_view bounding_key,
+                                                uint64_t max_version) const;
   // Execute, counting a failure in cohortd_clickhouse_errors_total.
   absl::StatusOr<std::string> Run(const std::string& sql) const;
 
@@ -157,6 +191,19 @@ class ClickHouseBackend : public QueryBackend, public IngestListener {
   // (version, rows), oldest first; version names the batch's file.
   std::deque<std::pair<uint64_t, std::string>> outbox_ ABSL_GUARDED_BY(mu_);
   std::string outbox_dir_;
+  int64_t max_outbox_bytes_ = 0;
+  // Versions below it were all written before this process started.
+  uint64_t initial_version_ = 0;
+  mutable absl::Mutex seal_mu_;
+  // Per dataset: the last version enqueued, the last one the snapshot
+  // index has buffered, and the recent seals (id, version), oldest first.
+  absl::flat_hash_map<std::string, uint64_t> enqueued_
+      ABSL_GUARDED_BY(seal_mu_);
+  absl::flat_hash_map<std::string, uint64_t> buffered_
+      ABSL_GUARDED_BY(seal_mu_);
+  absl::flat_hash_map<std::string, std::deque<std::pair<std::string, uint64_t>>>
+      sealed_ ABSL_GUARDED_BY(seal_mu_);
+  int64_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread retry_;
 };

@@ -35,6 +35,15 @@ class QueryBackend {
   // implementation says otherwise.
   virtual absl::StatusOr<BoundedStatistics> Compute(
       const QueryPlan& plan, absl::string_view bounding_key) const = 0;
+  // Compute as of snapshot `snapshot_id` of the plan's dataset (the one
+  // the query is labelled with). Default: Compute, for a backend that is
+  // built over that snapshot's view (EmbeddedBackend). Errors: as
+  // Compute; Unavailable while the snapshot cannot be read yet.
+  virtual absl::StatusOr<BoundedStatistics> ComputeSealed(
+      const QueryPlan& plan, absl::string_view bounding_key,
+      absl::string_view snapshot_id) const {
+    return Compute(plan, bounding_key);
+  }
 };
 
 // The embedded backend: scans one consistent view of the columnar index

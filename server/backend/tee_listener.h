@@ -1,6 +1,8 @@
 // TeeListener: hands every commit and deletion to two IngestListeners in
-// turn (e.g. the snapshot index, then the ClickHouse backend's outbox), so
-// both have seen a push before it is acknowledged. Borrows both; they must
+// turn, the second first (e.g. the ClickHouse backend's outbox, then the
+// snapshot index, which tells the backend under its buffer lock that the
+// change is buffered: SealObserver), so both have seen a push before it
+// is acknowledged. Borrows both; they must
 // outlive it. Thread-safety: as the listeners'.
 #ifndef COHORTD_SERVER_BACKEND_TEE_LISTENER_H_
 #define COHORTD_SERVER_BACKEND_TEE_LISTENER_H_
@@ -18,8 +20,8 @@ class TeeListener : public IngestListener {
 
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override {
-    first_->OnCommitted(dataset, sessions);
     second_->OnCommitted(dataset, sessions);
+    first_->OnCommitted(dataset, sessions);
   }
   // The second reads the deltas before the first may move from them.
   void OnCommittedMoved(const DatasetSpec& dataset,
@@ -27,18 +29,22 @@ class TeeListener : public IngestListener {
     second_->OnCommitted(dataset, *sessions);
     first_->OnCommittedMoved(dataset, sessions);
   }
+  absl::Status Admit() const override {
+    absl::Status first = first_->Admit();
+    return first.ok() ? second_->Admit() : first;
+  }
   bool WantsResent() const override {
     return first_->WantsResent() || second_->WantsResent();
   }
   void OnResent(const DatasetSpec& dataset,
                 const std::vector<CommittedSession>& sessions) override {
-    first_->OnResent(dataset, sessions);
     second_->OnResent(dataset, sessions);
+    first_->OnResent(dataset, sessions);
   }
   void OnDeleted(const DatasetSpec& dataset,
                  const std::vector<DeletedSession>& sessions) override {
-    first_->OnDeleted(dataset, sessions);
     second_->OnDeleted(dataset, sessions);
+    first_->OnDeleted(dataset, sessions);
   }
 
  private:

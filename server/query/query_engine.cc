@@ -72,7 +72,8 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
     // Another backend holds the sessions (issue 10): it returns the exact
     // bounded statistics, released here as the embedded ones would be.
     view.reset();
-    ASSIGN_OR_RETURN(BoundedStatistics stats, backend_->Compute(plan, key16));
+    ASSIGN_OR_RETURN(BoundedStatistics stats,
+                     backend_->ComputeSealed(plan, key16, snapshot.id));
     ASSIGN_OR_RETURN(
         result, ReleaseStatistics(plan, stats, releaser, SecureRandomWords()));
   } else {

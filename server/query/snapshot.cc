@@ -75,6 +75,7 @@ void SnapshotIndex::OnCommitted(const DatasetSpec& dataset,
     // Deltas apply in commit order, so each is kept (they own their data).
     commits.push_back(session);
   }
+  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
 }
 
 void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
@@ -90,6 +91,24 @@ void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
   for (CommittedSession& session : *sessions) {
     NoteNewValues(state, session);
     commits.push_back(std::move(session));
+  }
+  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+}
+
+void SnapshotIndex::OnResent(const DatasetSpec& dataset,
+                             const std::vector<CommittedSession>& sessions) {
+  DatasetState* state = Find(dataset.name);
+  if (state == nullptr || sessions.empty() || observer_ == nullptr) return;
+  absl::MutexLock lock(&state->mu);
+  observer_->OnBuffered(*state->spec);
+}
+
+void SnapshotIndex::SetSealObserver(SealObserver* observer) {
+  observer_ = observer;
+  for (auto& [name, state] : datasets_) {
+    absl::MutexLock seal(&state->seal_mu);
+    absl::MutexLock lock(&state->mu);
+    observer_->OnSealed(*state->spec, state->snapshot.id);
   }
 }
 
@@ -128,6 +147,7 @@ void SnapshotIndex::OnDeleted(const DatasetSpec& dataset,
   }
   std::vector<DeletedSession>& deletions = state->pending.back().deletions;
   deletions.insert(deletions.end(), sessions.begin(), sessions.end());
+  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
 }
 
 void SnapshotIndex::NoteNewValues(DatasetState* state,
@@ -188,6 +208,7 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
   {
     absl::MutexLock lock(&state->mu);
     pending.swap(state->pending);
+    if (observer_ != nullptr) observer_->OnSealed(*state->spec, id);
     // Read under the buffer lock: every push acknowledged before this
     // instant had its commit buffered before it (the Ingestor calls
     // OnCommitted before acknowledging), so it is in `pending` or was

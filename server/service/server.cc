@@ -200,6 +200,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
     ch.endpoint.user = cfg.storage.clickhouse.user;
     ch.database = cfg.storage.clickhouse.database;
     ch.outbox_dir = cfg.data_dir + "/clickhouse-outbox";
+    ch.max_outbox_bytes = cfg.storage.clickhouse.max_outbox_bytes;
     if (!cfg.storage.clickhouse.password_file.empty()) {
       std::ifstream in(cfg.storage.clickhouse.password_file);
       if (!in) {
@@ -218,6 +219,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
             ch.endpoint.url, ch.database);
     ASSIGN_OR_RETURN(server->clickhouse_,
                      ClickHouseBackend::Create(ch, metrics));
+    server->snapshots_->SetSealObserver(server->clickhouse_.get());
     server->clickhouse_tee_ = std::make_unique<TeeListener>(
         server->snapshots_.get(), server->clickhouse_.get());
     listener = server->clickhouse_tee_.get();
@@ -345,7 +347,9 @@ void CohortdServer::PublishStoreStats() {
 void CohortdServer::WatchStoreHealth() {
   bool serving = true;
   do {
-    const absl::Status health = store_->Health();
+    absl::Status health = store_->Health();
+    // Issue 10: a full ClickHouse outbox refuses pushes; say so here too.
+    if (health.ok() && clickhouse_ != nullptr) health = clickhouse_->Admit();
     if (health.ok() != serving) {
       serving = health.ok();
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
