@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <initializer_list>
@@ -230,6 +231,8 @@ class Parser {
   absl::Status Required(const Node& map, absl::string_view key,
                         const std::string& path, Node* out);
 
+  absl::Status ParseStorage(const Node& node, const std::string& path,
+                            StorageSpec* storage);
   absl::Status ReadString(const Node& node, const std::string& path,
                           std::string* out);
   absl::Status ReadBool(const Node& node, const std::string& path, bool* out);
@@ -482,12 +485,15 @@ absl::Status Parser::ParseConfig(const Node& root, Config* config) {
   if (!Present(root)) return Error(root, "(top level)", "the config is empty");
   RETURN_IF_ERROR(CheckMap(root, "",
                            {"server", "principals", "principals_file",
-                            "datasets", "publications", "ingest"}));
+                            "datasets", "publications", "ingest", "storage"}));
   Node server;
   RETURN_IF_ERROR(Required(root, "server", "", &server));
   RETURN_IF_ERROR(ParseServer(server, "server", config));
   if (Node ingest = Child(root, "ingest"); Present(ingest)) {
     RETURN_IF_ERROR(ParseIngestCaps(ingest, "ingest", &config->ingest));
+  }
+  if (Node storage = Child(root, "storage"); Present(storage)) {
+    RETURN_IF_ERROR(ParseStorage(storage, "storage", &config->storage));
   }
 
   if (Node principals = Child(root, "principals"); Present(principals)) {
@@ -900,6 +906,80 @@ absl::Status Parser::ParseIngestCaps(const Node& node, const std::string& path,
   if (Node n = Child(node, "max_open_domain_values"); Present(n)) {
     RETURN_IF_ERROR(ReadInt(n, Join(path, "max_open_domain_values"), 1,
                             100000000, &caps->max_open_domain_values));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseStorage(const Node& node, const std::string& path,
+                                  StorageSpec* storage) {
+  RETURN_IF_ERROR(CheckMap(node, path, {"engine", "clickhouse"}));
+  if (Node n = Child(node, "engine"); Present(n)) {
+    std::string engine;
+    RETURN_IF_ERROR(ReadString(n, Join(path, "engine"), &engine));
+    if (engine == "rocksdb") {
+      storage->engine = StorageSpec::Engine::kRocksDb;
+    } else if (engine == "clickhouse") {
+      storage->engine = StorageSpec::Engine::kClickHouse;
+    } else {
+      return Error(n, Join(path, "engine"),
+                   absl::StrFormat("\"%s\" is not an engine; allowed: "
+                                   "rocksdb, clickhouse",
+                                   engine));
+    }
+  }
+  const Node ch = Child(node, "clickhouse");
+  if (!Present(ch)) {
+    if (storage->engine == StorageSpec::Engine::kClickHouse) {
+      return Error(node, Join(path, "clickhouse"),
+                   "engine clickhouse needs a clickhouse: section with url");
+    }
+    return absl::OkStatus();
+  }
+  const std::string chp = Join(path, "clickhouse");
+  ClickHouseSpec& spec = storage->clickhouse;
+  RETURN_IF_ERROR(CheckMap(ch, chp,
+                           {"url", "database", "cluster", "user",
+                            "password_file", "max_outbox_bytes"}));
+  if (Node n = Child(ch, "max_outbox_bytes"); Present(n)) {
+    RETURN_IF_ERROR(ReadInt(n, Join(chp, "max_outbox_bytes"), 0,
+                            int64_t{1} << 50, &spec.max_outbox_bytes));
+  }
+  if (Node n = Child(ch, "url"); Present(n)) {
+    RETURN_IF_ERROR(ReadString(n, Join(chp, "url"), &spec.url));
+    if (!absl::StartsWith(spec.url, "http://") &&
+        !absl::StartsWith(spec.url, "https://")) {
+      return Error(n, Join(chp, "url"),
+                   absl::StrFormat("\"%s\" is not an http:// or https:// "
+                                   "URL (e.g. http://127.0.0.1:8123)",
+                                   spec.url));
+    }
+  }
+  if (Node n = Child(ch, "database"); Present(n)) {
+    RETURN_IF_ERROR(ReadString(n, Join(chp, "database"), &spec.database));
+    const bool ok =
+        !spec.database.empty() &&
+        std::all_of(spec.database.begin(), spec.database.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+        });
+    if (!ok) {
+      return Error(
+          n, Join(chp, "database"),
+          absl::StrFormat("\"%s\": use letters, digits and _", spec.database));
+    }
+  }
+  if (Node n = Child(ch, "cluster"); Present(n)) {
+    RETURN_IF_ERROR(ReadString(n, Join(chp, "cluster"), &spec.cluster));
+  }
+  if (Node n = Child(ch, "user"); Present(n)) {
+    RETURN_IF_ERROR(ReadString(n, Join(chp, "user"), &spec.user));
+  }
+  if (Node n = Child(ch, "password_file"); Present(n)) {
+    std::string file;
+    RETURN_IF_ERROR(ReadString(n, Join(chp, "password_file"), &file));
+    if (!file.empty()) {
+      RETURN_IF_ERROR(
+          ReadPath(n, Join(chp, "password_file"), &spec.password_file));
+    }
   }
   return absl::OkStatus();
 }

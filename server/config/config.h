@@ -198,6 +198,26 @@ struct LimitsSpec {
   double query_burst = 200;
 };
 
+// Where sessions live and the account-level query work runs (issue 10;
+// server/backend/). YAML "storage:"; the shape is fixed for outside
+// tooling. data_dir still holds what stays in cohortd (ledger, cache,
+// audit chain, the synced record of every acknowledged session).
+struct ClickHouseSpec {
+  std::string url = "http://127.0.0.1:8123";
+  std::string database = "cohortd";
+  std::string cluster;  // "" = one node, no Distributed table
+  std::string user = "default";
+  std::string password_file;  // "" = no password
+  // Bytes of unconfirmed batches in the outbox past which pushes get
+  // UNAVAILABLE (ClickHouse unreachable). 0 = no bound.
+  int64_t max_outbox_bytes = int64_t{1} << 30;
+};
+struct StorageSpec {
+  enum class Engine { kRocksDb, kClickHouse };
+  Engine engine = Engine::kRocksDb;
+  ClickHouseSpec clickhouse;
+};
+
 struct Config {
   std::string listen_address = "127.0.0.1:7443";
   std::string metrics_address = "127.0.0.1:9464";
@@ -231,6 +251,7 @@ struct Config {
   // How often the retention job runs (only when a dataset has a
   // retention). >= 1 s.
   absl::Duration retention_interval = absl::Hours(1);
+  StorageSpec storage;
 
   // Null when there is no such dataset. Borrows from this config.
   const DatasetSpec* FindDataset(absl::string_view name) const;

@@ -161,6 +161,40 @@ struct MetricSlot {
     adjusted_y.push_back(y);
   }
 
+  // The regression rows grouped per cohort (`cohorts` of them) into cells
+  // of equal levels, each cohort's cells ascending by levels.
+  std::vector<std::vector<AdjustedCell>> AdjustedCells(size_t cohorts) const {
+    const size_t d = controls.size();
+    std::vector<uint32_t> rows(adjusted_cohort.size());
+    for (size_t r = 0; r < rows.size(); ++r) rows[r] = static_cast<uint32_t>(r);
+    auto levels_of = [&](uint32_t r) {
+      return absl::MakeConstSpan(adjusted_levels).subspan(r * d, d);
+    };
+    std::sort(rows.begin(), rows.end(), [&](uint32_t x, uint32_t y) {
+      if (adjusted_cohort[x] != adjusted_cohort[y]) {
+        return adjusted_cohort[x] < adjusted_cohort[y];
+      }
+      const auto lx = levels_of(x), ly = levels_of(y);
+      return std::lexicographical_compare(lx.begin(), lx.end(), ly.begin(),
+                                          ly.end());
+    });
+    std::vector<std::vector<AdjustedCell>> cells(cohorts);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const uint32_t r = rows[i];
+      std::vector<AdjustedCell>& mine = cells[adjusted_cohort[r]];
+      const auto levels = levels_of(r);
+      if (i == 0 || adjusted_cohort[rows[i - 1]] != adjusted_cohort[r] ||
+          !std::equal(levels.begin(), levels.end(),
+                      levels_of(rows[i - 1]).begin())) {
+        mine.emplace_back();
+        mine.back().levels.assign(levels.begin(), levels.end());
+      }
+      mine.back().rows += 1;
+      mine.back().sum_y += adjusted_y[r];
+    }
+    return cells;
+  }
+
   // The accumulators of cohort `c` before an account's sessions are added.
   struct Mark {
     __int128 sum = 0;
@@ -390,13 +424,43 @@ std::string MemoKey(const ReleaserInputs& in) {
   return key;
 }
 
-// An adjusted metric's placeholder Estimate: its slot, the released
+// An adjusted metric's placeholder Estimate: its metric, the released
 // cohort (index into the result) and estimate it sits at, and the cohort's
-// accumulator number.
+// index in the statistics.
 struct Deferred {
-  size_t slot, cohort, estimate;
-  uint32_t c;
+  size_t metric, cohort, estimate;
+  size_t c;
 };
+
+// Appends the regression rows of one cohort's cells (MetricStatistics::
+// adjusted) as `cohort`: each cell's `rows` rows at its levels, whose y
+// values sum to the cell's sum_y and are each within [-H, H] (the cell's
+// mean, the remainder spread by one unit). AdjustedRegression reads rows
+// only through the integer sums X'X (cell counts) and X'y (sums of y), so
+// these rows release exactly what the sessions' own rows would.
+void AppendAdjustedRows(const std::vector<AdjustedCell>& cells, int32_t cohort,
+                        std::vector<int32_t>* cohorts,
+                        std::vector<int32_t>* levels, std::vector<int64_t>* y) {
+  for (const AdjustedCell& cell : cells) {
+    if (cell.rows <= 0) continue;
+    const __int128 n = cell.rows;
+    const int64_t base = static_cast<int64_t>(cell.sum_y / n);
+    __int128 remainder = cell.sum_y - static_cast<__int128>(base) * n;
+    for (int64_t r = 0; r < cell.rows; ++r) {
+      int64_t v = base;
+      if (remainder > 0) {
+        ++v;
+        --remainder;
+      } else if (remainder < 0) {
+        --v;
+        ++remainder;
+      }
+      cohorts->push_back(cohort);
+      levels->insert(levels->end(), cell.levels.begin(), cell.levels.end());
+      y->push_back(v);
+    }
+  }
+}
 
 // Fills the adjusted metrics' placeholders (Metric.adjust_for): one
 // AdjustedRegression per adjusted metric over the rows of the cohorts
@@ -405,40 +469,48 @@ struct Deferred {
 // placeholders are removed (the estimate is suppressed).
 absl::Status ReleaseAdjusted(const QueryPlan& plan,
                              const privacy::QueryReleaser& releaser,
-                             const std::vector<MetricSlot>& slots,
+                             const BoundedStatistics& stats,
                              const std::vector<Deferred>& deferred,
                              RandomWords& rng, ExecutionResult* result) {
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
   std::vector<std::pair<size_t, size_t>> removed;  // (cohort, estimate)
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const MetricSlot& s = slots[i];
-    if (s.controls.empty()) continue;
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    const std::vector<QueryPlan::Control>& controls = plan.ControlsOf(i);
+    if (controls.empty()) continue;
     // Released cohorts of this metric, numbered densely in release order.
     std::vector<const Deferred*> mine;
-    absl::flat_hash_map<uint32_t, int32_t> dense;
     for (const Deferred& d : deferred) {
-      if (d.slot != i) continue;
-      dense[d.c] = static_cast<int32_t>(mine.size());
-      mine.push_back(&d);
+      if (d.metric == static_cast<size_t>(i)) mine.push_back(&d);
     }
     if (mine.empty()) continue;
-    const size_t controls = s.controls.size();
     std::vector<int32_t> cohort, levels;
     std::vector<int64_t> y;
-    for (size_t r = 0; r < s.adjusted_cohort.size(); ++r) {
-      auto it = dense.find(static_cast<uint32_t>(s.adjusted_cohort[r]));
-      if (it == dense.end()) continue;
-      cohort.push_back(it->second);
-      levels.insert(levels.end(), s.adjusted_levels.begin() + r * controls,
-                    s.adjusted_levels.begin() + (r + 1) * controls);
-      y.push_back(s.adjusted_y[r]);
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const std::vector<AdjustedCell>& cells =
+          stats.cohorts[mine[k]->c].metrics[i].adjusted;
+      for (const AdjustedCell& cell : cells) {
+        if (cell.levels.size() != controls.size()) {
+          return absl::InternalError(
+              "backend adjusted cells do not fit the plan");
+        }
+      }
+      AppendAdjustedRows(cells, static_cast<int32_t>(k), &cohort, &levels, &y);
     }
     std::vector<int> control_levels;
-    for (const QueryPlan::Control& c : plan.ControlsOf(static_cast<int>(i))) {
+    for (const QueryPlan::Control& c : controls) {
       control_levels.push_back(static_cast<int>(c.levels.size()));
     }
-    const bool is_rate = s.spec->kind() == Metric::RATE;
-    const int64_t max_abs_y =
-        is_rate ? 1 : s.domain.upper_fp - s.domain.lower_fp;
+    const bool is_rate = req.metrics(i).kind() == Metric::RATE;
+    privacy::MeasureDomain domain;
+    if (!is_rate) {
+      const MeasureSpec* spec =
+          plan.dataset->FindMeasure(req.metrics(i).measure());
+      if (spec == nullptr) return absl::InternalError("unplanned measure");
+      ASSIGN_OR_RETURN(domain,
+                       privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                      spec->granularity));
+    }
+    const int64_t max_abs_y = is_rate ? 1 : domain.upper_fp - domain.lower_fp;
     ASSIGN_OR_RETURN(privacy::AdjustedRegression regression,
                      privacy::AdjustedRegression::Create(
                          {plan.max_cohorts_per_account,
@@ -451,10 +523,9 @@ absl::Status ReleaseAdjusted(const QueryPlan& plan,
     // Back from the centred unit: rate (y + 1) / 2; mean (y + lo + hi) / 2
     // in fixed point.
     auto value = [&](double centred) {
-      return is_rate
-                 ? std::clamp((centred + 1) / 2, 0.0, 1.0)
-                 : s.domain.ToValue(
-                       (centred + s.domain.lower_fp + s.domain.upper_fp) / 2);
+      return is_rate ? std::clamp((centred + 1) / 2, 0.0, 1.0)
+                     : domain.ToValue(
+                           (centred + domain.lower_fp + domain.upper_fp) / 2);
     };
     for (size_t k = 0; k < mine.size(); ++k) {
       if (estimates.empty()) {
@@ -665,10 +736,9 @@ absl::StatusOr<double> ChooseEpsilonForAccuracy(
   return epsilon;
 }
 
-absl::StatusOr<ExecutionResult> ExecuteQuery(
+absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     const QueryPlan& plan, const DatasetView& view,
-    const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
-    RandomWords& rng) {
+    absl::string_view bounding_key) {
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
   ASSIGN_OR_RETURN(
@@ -692,6 +762,15 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     filters.push_back(MakeCodeSet(view, dim, f.any_of()));
   }
 
+  // GEOMETRIC_MEAN sums each value's LogFixedPoint, which the plan's
+  // releaser's mechanism defines (data-independent; memoised).
+  std::optional<privacy::QueryReleaser> releaser;
+  for (const Metric& m : req.metrics()) {
+    if (m.kind() == Metric::GEOMETRIC_MEAN && !releaser.has_value()) {
+      ASSIGN_OR_RETURN(releaser, MakeReleaser(plan));
+    }
+  }
+
   // Per-metric columns and accumulators.
   std::vector<MetricSlot> slots(req.metrics_size());
   for (int i = 0; i < req.metrics_size(); ++i) {
@@ -713,7 +792,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
       }
     }
     if (s.spec->kind() == Metric::GEOMETRIC_MEAN) {
-      s.geometric = releaser.geometric_mean(i);
+      s.geometric = releaser->geometric_mean(i);
       if (s.geometric == nullptr) {
         return absl::InternalError("releaser of another plan");
       }
@@ -958,7 +1037,7 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     }
   });
 
-  // Release, in the order of the cohorts' values.
+  // The statistics, in the order of the cohorts' values.
   std::vector<std::pair<std::vector<std::string>, uint32_t>> order;
   order.reserve(cohort_keys.size());
   for (uint32_t c = 0; c < cohort_keys.size(); ++c) {
@@ -971,62 +1050,136 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
   }
   std::sort(order.begin(), order.end());
 
-  ExecutionResult result;
-  result.candidate_cohorts = order.size();
-  std::vector<Deferred> deferred;
-  std::vector<privacy::MetricInput> inputs(slots.size());
-  std::vector<int64_t> gate_accounts(gates.size());
-  for (const auto& [values, c] : order) {
-    for (size_t g = 0; g < gates.size(); ++g) {
-      gate_accounts[g] = gates[g].accounts[c];
+  // Adjusted metrics: each cohort's regression rows as cells.
+  std::vector<std::vector<std::vector<AdjustedCell>>> cells(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (!slots[i].controls.empty()) {
+      cells[i] = slots[i].AdjustedCells(cohort_keys.size());
     }
+  }
+  BoundedStatistics stats;
+  stats.cohorts.reserve(order.size());
+  for (auto& [values, c] : order) {
+    CohortStatistics cohort;
+    cohort.key = std::move(values);
+    cohort.accounts = cohort_accounts[c];
+    cohort.sessions = cohort_sessions[c];
+    for (const GateSlot& g : gates) {
+      cohort.gate_accounts.push_back(g.accounts[c]);
+    }
+    cohort.metrics.resize(slots.size());
     for (size_t i = 0; i < slots.size(); ++i) {
       MetricSlot& s = slots[i];
-      privacy::MetricInput& in = inputs[i];
-      in = privacy::MetricInput();
-      if (s.sampling) in.account_totals = s.account_totals[c];
+      MetricStatistics& m = cohort.metrics[i];
+      if (s.sampling) m.account_totals = std::move(s.account_totals[c]);
+      if (!cells[i].empty()) m.adjusted = std::move(cells[i][c]);
       switch (s.spec->kind()) {
         case Metric::SESSIONS:
-          in.sessions = cohort_sessions[c];
+          m.sessions = cohort_sessions[c];
           break;
         case Metric::SUM:
-          in.sum_fp = s.sum[c];
+          m.sum_fp = s.sum[c];
           break;
         case Metric::MEAN:
         case Metric::GEOMETRIC_MEAN:
-          in.sum_fp = s.sum[c];
-          in.sessions = s.b[c];
+          m.sum_fp = s.sum[c];
+          m.sessions = s.b[c];
           break;
         case Metric::RATE:
-          in.matching = s.a[c];
-          in.sessions = s.b[c];
+          m.matching = s.a[c];
+          m.sessions = s.b[c];
           break;
-        case Metric::QUANTILES:
-          in.leaf_counts = s.LeafCounts(c);
+        case Metric::QUANTILES: {
+          const absl::Span<const int64_t> counts = s.LeafCounts(c);
+          for (size_t leaf = 0; leaf < counts.size(); ++leaf) {
+            if (counts[leaf] > 0) {
+              m.leaf_counts.emplace_back(static_cast<int64_t>(leaf),
+                                         counts[leaf]);
+            }
+          }
           break;
+        }
         default:
           break;
       }
     }
+    stats.cohorts.push_back(std::move(cohort));
+  }
+  return stats;
+}
+
+absl::StatusOr<ExecutionResult> ReleaseStatistics(
+    const QueryPlan& plan, const BoundedStatistics& stats,
+    const privacy::QueryReleaser& releaser, RandomWords& rng) {
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  const size_t num_metrics = static_cast<size_t>(req.metrics_size());
+  const bool sampling = req.interval() == cohortd::v1::NOISE_AND_SAMPLING;
+  // Each QUANTILES metric's leaf grid, to expand its sparse histogram into
+  // the dense leaf counts the quantile tree releases from.
+  std::vector<int64_t> leaves(num_metrics, 0);
+  for (size_t i = 0; i < num_metrics; ++i) {
+    const Metric& m = req.metrics(static_cast<int>(i));
+    if (m.kind() != Metric::QUANTILES) continue;
+    const MeasureSpec* spec = plan.dataset->FindMeasure(m.measure());
+    if (spec == nullptr) return absl::InternalError("unplanned measure");
+    ASSIGN_OR_RETURN(privacy::MeasureDomain domain,
+                     privacy::MeasureDomain::Create(spec->lower, spec->upper,
+                                                    spec->granularity));
+    ASSIGN_OR_RETURN(privacy::QuantileLeafGrid grid,
+                     privacy::QuantileTree::Grid(domain));
+    leaves[i] = grid.leaves;
+  }
+
+  ExecutionResult result;
+  result.candidate_cohorts = stats.cohorts.size();
+  std::vector<Deferred> deferred;
+  std::vector<privacy::MetricInput> inputs(num_metrics);
+  std::vector<std::vector<int64_t>> dense(num_metrics);
+  for (size_t ci = 0; ci < stats.cohorts.size(); ++ci) {
+    const CohortStatistics& c = stats.cohorts[ci];
+    if (c.metrics.size() != num_metrics ||
+        c.gate_accounts.size() != plan.gates.size() ||
+        c.key.size() != static_cast<size_t>(req.group_by_size())) {
+      return absl::InternalError("backend statistics do not fit the plan");
+    }
+    for (size_t i = 0; i < num_metrics; ++i) {
+      const MetricStatistics& m = c.metrics[i];
+      privacy::MetricInput& in = inputs[i];
+      in = privacy::MetricInput();
+      in.sessions = m.sessions;
+      in.sum_fp = m.sum_fp;
+      in.matching = m.matching;
+      if (sampling) in.account_totals = m.account_totals;
+      if (leaves[i] > 0) {
+        dense[i].assign(static_cast<size_t>(leaves[i]), 0);
+        for (const auto& [leaf, count] : m.leaf_counts) {
+          if (leaf < 0 || leaf >= leaves[i] || count < 0) {
+            return absl::InternalError("backend histogram outside the grid");
+          }
+          dense[i][static_cast<size_t>(leaf)] += count;
+        }
+        in.leaf_counts = dense[i];
+      }
+    }
     ASSIGN_OR_RETURN(
         privacy::CohortRelease release,
-        releaser.ReleaseCohort(cohort_accounts[c], gate_accounts, inputs, rng));
+        releaser.ReleaseCohort(c.accounts, c.gate_accounts, inputs, rng));
     if (!release.released) continue;
     cohortd::v1::Cohort cohort;
-    for (size_t i = 0; i < values.size(); ++i) {
-      (*cohort.mutable_key())[req.group_by(i)] = values[i];
+    for (size_t i = 0; i < c.key.size(); ++i) {
+      (*cohort.mutable_key())[req.group_by(static_cast<int>(i))] = c.key[i];
     }
-    for (size_t i = 0; i < slots.size(); ++i) {
+    for (size_t i = 0; i < num_metrics; ++i) {
       const privacy::MetricOutput& out = release.metrics[i];
       // A metric whose contributor gate failed is omitted: the cohort
       // carries no Estimate with its name (API: a suppressed estimate).
       if (out.suppressed) continue;
       if (out.deferred) {
         deferred.push_back({i, result.cohorts.size(),
-                            static_cast<size_t>(cohort.estimates_size()), c});
+                            static_cast<size_t>(cohort.estimates_size()), ci});
       }
       cohortd::v1::Estimate* e = cohort.add_estimates();
-      e->set_metric(slots[i].spec->name());
+      e->set_metric(req.metrics(static_cast<int>(i)).name());
       SetEstimate(out.estimate, e);
       for (const auto& q : out.quantiles) {
         cohortd::v1::Quantile* p = e->add_quantiles();
@@ -1041,8 +1194,17 @@ absl::StatusOr<ExecutionResult> ExecuteQuery(
     result.cohorts.push_back(std::move(cohort));
   }
   RETURN_IF_ERROR(
-      ReleaseAdjusted(plan, releaser, slots, deferred, rng, &result));
+      ReleaseAdjusted(plan, releaser, stats, deferred, rng, &result));
   return result;
+}
+
+absl::StatusOr<ExecutionResult> ExecuteQuery(
+    const QueryPlan& plan, const DatasetView& view,
+    const privacy::QueryReleaser& releaser, absl::string_view bounding_key,
+    RandomWords& rng) {
+  ASSIGN_OR_RETURN(BoundedStatistics stats,
+                   ComputeBoundedStatistics(plan, view, bounding_key));
+  return ReleaseStatistics(plan, stats, releaser, rng);
 }
 
 }  // namespace cohortd

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "cohortd/v1/cohortd.pb.h"
+#include "server/backend/bounded_statistics.h"
 #include "server/crypto/csprng.h"
 #include "server/privacy/query_release.h"
 #include "server/index/columnar_index.h"
@@ -68,7 +69,29 @@ absl::StatusOr<std::vector<double>> PredictHalfWidths(const QueryPlan& plan,
 absl::StatusOr<double> ChooseEpsilonForAccuracy(
     const QueryPlan& plan, const cohortd::v1::Accuracy& accuracy);
 
-// Runs `plan` over `view`, releasing through `releaser` (MakeReleaser of
+// The exact bounded statistics of `plan` over `view` (the embedded
+// backend's half of a query, server/backend/query_backend.h): for each
+// account, its sessions that pass the filters and carry every group-by
+// label, at most L0 cohorts and Linf sessions per cohort kept by the
+// ContributionBounder keyed with `bounding_key` (16 bytes). Un-noised:
+// hand the result only to ReleaseStatistics. Errors: InvalidArgument for
+// bounds or a key the bounder refuses; Internal for a plan that does not
+// fit the view. Thread-compatible: reads `view` only.
+absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
+    const QueryPlan& plan, const DatasetView& view,
+    absl::string_view bounding_key);
+
+// Releases `stats` (any backend's statistics of `plan`) through
+// `releaser` (MakeReleaser of the same plan), cohort by cohort in key
+// order: k + partition selection, gates, then each metric's noise from
+// `rng`. Errors: Internal when the statistics do not fit the plan or
+// randomness fails (nothing is released then).
+absl::StatusOr<ExecutionResult> ReleaseStatistics(
+    const QueryPlan& plan, const BoundedStatistics& stats,
+    const privacy::QueryReleaser& releaser, RandomWords& rng);
+
+// ComputeBoundedStatistics then ReleaseStatistics: runs `plan` over
+// `view`, releasing through `releaser` (MakeReleaser of
 // the same plan), which guards every cohort with k + partition selection.
 // `bounding_key` (16 secret bytes) keys the contribution bounder; derive it
 // from a server secret and plan.canonical_bytes so the same query on the

@@ -75,12 +75,20 @@ absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
   // question bounds the same way whenever it is recomputed.
   const Digest256 key = bounding_hmac_->Mac(plan.canonical_bytes);
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(
-      ExecutionResult result,
-      ExecuteQuery(
-          plan, *view, releaser,
-          absl::string_view(reinterpret_cast<const char*>(key.data()), 16),
-          SecureRandomWords()));
+  const absl::string_view key16(reinterpret_cast<const char*>(key.data()), 16);
+  ExecutionResult result;
+  if (backend_ != nullptr) {
+    // Another backend holds the sessions (issue 10): it returns the exact
+    // bounded statistics, released here as the embedded ones would be.
+    view.reset();
+    ASSIGN_OR_RETURN(BoundedStatistics stats,
+                     backend_->ComputeSealed(plan, key16, snapshot.id));
+    ASSIGN_OR_RETURN(
+        result, ReleaseStatistics(plan, stats, releaser, SecureRandomWords()));
+  } else {
+    ASSIGN_OR_RETURN(result, ExecuteQuery(plan, *view, releaser, key16,
+                                          SecureRandomWords()));
+  }
   view.reset();  // let ingest proceed while the release is written
   metrics_
       ->GetHistogram("cohortd_query_execute_seconds",

@@ -17,11 +17,12 @@
 
 #include "absl/status/statusor.h"
 #include "cohortd/v1/cohortd.pb.h"
+#include "server/backend/query_backend.h"
 #include "server/config/config.h"
 #include "server/crypto/pseudonymizer.h"
-#include "server/metrics/metrics.h"
-#include "server/ledger/release_journal.h"
 #include "server/index/snapshot.h"
+#include "server/ledger/release_journal.h"
+#include "server/metrics/metrics.h"
 
 namespace cohortd {
 
@@ -34,6 +35,12 @@ class QueryEngine {
               ReleaseJournal* journal,
               std::unique_ptr<HmacSha256> bounding_hmac,
               MetricsRegistry* metrics);
+
+  // Computes the bounded statistics with `backend` (borrowed; must
+  // outlive the engine) instead of the snapshot's columnar index, e.g.
+  // ClickHouse (server/backend/). Call before the first Aggregate; null
+  // (the default) = the embedded index.
+  void UseBackend(const QueryBackend* backend) { backend_ = backend; }
 
   // One release for `principal`, computed on the latest sealed snapshot
   // (response.data_as_of = its seal time), or the stored release of the
@@ -54,6 +61,7 @@ class QueryEngine {
   ReleaseJournal* const journal_;
   const std::unique_ptr<HmacSha256> bounding_hmac_;
   MetricsRegistry* const metrics_;
+  const QueryBackend* backend_ = nullptr;
 };
 
 // The public description of `dataset` (schema and privacy parameters, all

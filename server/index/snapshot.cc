@@ -10,8 +10,8 @@
 #include "server/common/status_macros.h"
 #include "server/crypto/csprng.h"
 #include "server/crypto/pseudonymizer.h"
-#include "server/ingest/session_merge.h"
 #include "server/index/sealed_index.h"
+#include "server/ingest/session_merge.h"
 
 namespace cohortd {
 namespace {
@@ -128,6 +128,7 @@ void SnapshotIndex::OnCommitted(const DatasetSpec& dataset,
     // Deltas apply in commit order, so each is kept (they own their data).
     commits.push_back(session);
   }
+  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
 }
 
 void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
@@ -143,6 +144,24 @@ void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
   for (CommittedSession& session : *sessions) {
     NoteNewValues(state, session);
     commits.push_back(std::move(session));
+  }
+  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+}
+
+void SnapshotIndex::OnResent(const DatasetSpec& dataset,
+                             const std::vector<CommittedSession>& sessions) {
+  DatasetState* state = Find(dataset.name);
+  if (state == nullptr || sessions.empty() || observer_ == nullptr) return;
+  absl::MutexLock lock(&state->mu);
+  observer_->OnBuffered(*state->spec);
+}
+
+void SnapshotIndex::SetSealObserver(SealObserver* observer) {
+  observer_ = observer;
+  for (auto& [name, state] : datasets_) {
+    absl::MutexLock seal(&state->seal_mu);
+    absl::MutexLock lock(&state->mu);
+    observer_->OnSealed(*state->spec, state->snapshot.id);
   }
 }
 
@@ -181,6 +200,7 @@ void SnapshotIndex::OnDeleted(const DatasetSpec& dataset,
   }
   std::vector<DeletedSession>& deletions = state->pending.back().deletions;
   deletions.insert(deletions.end(), sessions.begin(), sessions.end());
+  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
 }
 
 void SnapshotIndex::NoteNewValues(DatasetState* state,
@@ -263,6 +283,7 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
     pending.swap(state->pending);
     rebuilt = std::move(state->rebuilt);
     state->restored = false;
+    if (observer_ != nullptr) observer_->OnSealed(*state->spec, id);
     // Read under the buffer lock: every push acknowledged before this
     // instant had its commit buffered before it (the Ingestor calls
     // OnCommitted before acknowledging), so it is in `pending` or was

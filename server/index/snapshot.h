@@ -72,8 +72,8 @@
 #include "cohortd/internal/storage.pb.h"
 #include "server/common/clock.h"
 #include "server/config/config.h"
-#include "server/ingest/ingestor.h"
 #include "server/index/columnar_index.h"
+#include "server/ingest/ingestor.h"
 #include "server/storage/store.h"
 
 namespace cohortd {
@@ -93,6 +93,20 @@ struct Snapshot {
 struct SnapshotRead {
   std::unique_ptr<DatasetView> view;
   Snapshot snapshot;
+};
+
+// Told, under a dataset's buffer lock, how its snapshot's cut moves: for a
+// query backend that keeps its own copy of the sessions (ClickHouse) and
+// must answer a snapshot with exactly what the snapshot holds.
+class SealObserver {
+ public:
+  virtual ~SealObserver() = default;
+  // A commit, deletion or re-sent session of `dataset` was just buffered:
+  // it is in the next seal.
+  virtual void OnBuffered(const DatasetSpec& dataset) = 0;
+  // A seal of `dataset` takes its cut: what was buffered before is in
+  // snapshot `id`, nothing after.
+  virtual void OnSealed(const DatasetSpec& dataset, const std::string& id) = 0;
 };
 
 // The sealing layer in front of the columnar index. Thread-safe: ingest
@@ -140,6 +154,15 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // next seal. A dataset not in the config is ignored.
   void OnDeleted(const DatasetSpec& dataset,
                  const std::vector<DeletedSession>& sessions) override;
+
+  // Forwards to the seal observer only (the index already holds what the
+  // store holds).
+  void OnResent(const DatasetSpec& dataset,
+                const std::vector<CommittedSession>& sessions) override;
+
+  // Borrowed; call once, before the Ingestor starts and before Start.
+  // Tells it the current snapshot of every dataset (OnSealed) at once.
+  void SetSealObserver(SealObserver* observer);
 
   // OpenDomainCatalog: whether dimension `dim` of `dataset` holds `value`,
   // and how many values it holds, in the index or in a buffered commit.
@@ -241,7 +264,8 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
 
   const Config* const config_;
   ColumnarIndex* const index_;
-  Store* const store_;  // null: seals are not persisted (Create)
+  Store* const store_;                // null: seals are not persisted (Create)
+  SealObserver* observer_ = nullptr;  // set before concurrent use
   Clock* const clock_;
   // Fixed after Create; each state locks itself.
   std::map<std::string, std::unique_ptr<DatasetState>, std::less<>> datasets_;

@@ -311,6 +311,7 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::Push(
 
 absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
     const DatasetSpec* dataset, absl::Span<const ObservationRef> observations) {
+  if (listener_ != nullptr) RETURN_IF_ERROR(listener_->Admit());
   const absl::Time start = absl::Now();
   const int n = static_cast<int>(observations.size());
   cohortd::v1::PushResponse response;
@@ -477,6 +478,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     bool exists = false;  // stored, or created by this group
     bool header_dirty = false;
     bool changed = false;
+    bool unchanged_seen = false;  // an item re-pushed equal bytes
     // This session's entries in `contributions` below.
     std::vector<int> contributions;
     // The merged values this group set, and the names a replaced
@@ -614,6 +616,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
         }
         if (same) {
           item.outcome = Item::Outcome::kUnchanged;
+          t.unchanged_seen = true;
           continue;
         }
       }
@@ -817,21 +820,68 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
       session.measures.emplace_back(std::string(name), value);
     }
   }
-  if (batch.empty()) {
+  // Sessions an unchanged re-push touched, for a listener that asks for
+  // them (IngestListener::WantsResent): their whole merged view as stored.
+  std::map<const DatasetSpec*, std::vector<CommittedSession>> resent;
+  const bool want_resent = listener_ != nullptr && listener_->WantsResent();
+  if (batch.empty() && !want_resent) {
     group_size_->Observe(observations);
     return absl::OkStatus();
   }
-  batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
   absl::WriterMutexLock fence(&commit_fence_);
-  RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+  if (!batch.empty()) {
+    batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
+    RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+    sequence_ = sequence;
+  }
+  if (want_resent) {
+    for (Touched& t : touched) {
+      if (!t.unchanged_seen || !t.exists) continue;
+      RETURN_IF_ERROR(ReadMergedView(t.key, t.dataset->name,
+                                     &resent[t.dataset].emplace_back()));
+      CommittedSession& s = resent[t.dataset].back();
+      s.session_id = std::string(t.session_id);
+      s.account_pseudonym = t.account_pseudonym;
+      s.session_start_unix_seconds = t.session_start;
+    }
+  }
 
-  sequence_ = sequence;
   for (auto& [dataset, sessions] : committed) {
     NoteForDeletions(*dataset, sessions);
     if (listener_ != nullptr) listener_->OnCommittedMoved(*dataset, &sessions);
   }
+  for (auto& [dataset, sessions] : resent) {
+    listener_->OnResent(*dataset, sessions);
+  }
   group_size_->Observe(observations);
   commit_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+absl::Status Ingestor::ReadMergedView(absl::string_view session_key,
+                                      absl::string_view dataset,
+                                      CommittedSession* out) {
+  SessionMerger merger;
+  cohortd::internal::SourceContribution value;
+  absl::Status scan_status;
+  std::string ds, session, source;
+  RETURN_IF_ERROR(
+      store_->Scan(session_key, [&](absl::string_view k, absl::string_view v) {
+        if (!keys::ParseSessionRecordKey(k, &ds, &session, &source)) {
+          return true;
+        }
+        if (source.empty()) return true;  // the header
+        if (!value.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+          scan_status = absl::DataLossError(
+              absl::StrCat("stored contribution of a session in dataset '",
+                           dataset, "' cannot be parsed"));
+          return false;
+        }
+        merger.Add(source, value);
+        return true;
+      }));
+  RETURN_IF_ERROR(scan_status);
+  merger.Finish(out);
   return absl::OkStatus();
 }
 

@@ -98,6 +98,21 @@ class IngestListener {
                                 std::vector<CommittedSession>* sessions) {
     OnCommitted(dataset, *sessions);
   }
+  // Called by Push (any thread) before anything of the push is done: an
+  // error refuses the whole push with it (e.g. Unavailable while the
+  // listener cannot take more). Default: OK.
+  virtual absl::Status Admit() const { return absl::OkStatus(); }
+  // Whether the Ingestor should call OnResent. Default false (no cost).
+  virtual bool WantsResent() const { return false; }
+  // Called on the committer thread, after OnCommitted of the same group
+  // (the group may have written nothing), for every session that an
+  // unchanged re-push touched: `sessions` holds each one's whole merged
+  // view as stored. For a listener whose copy may have missed a commit
+  // that was durable but never acknowledged (a crash in between): the
+  // client's retry is unchanged, so it is the listener's only chance to
+  // see it. Must not call back into the Ingestor. Default: nothing.
+  virtual void OnResent(const DatasetSpec& dataset,
+                        const std::vector<CommittedSession>& sessions) {}
   // Called on the committer thread after a deletion
   // (Ingestor::DeleteSessions) is durable and before it is acknowledged,
   // when it removed at least one session, in commit order with
@@ -278,6 +293,11 @@ class Ingestor {
   absl::Status ScanForDeletion(const DatasetSpec& dataset,
                                const SessionPredicate& predicate,
                                std::vector<DeletedSession>* matches) const;
+  // The merged view of the session under `session_key` (its prefix) as
+  // stored, into out->labels / out->measures. Errors: DataLoss when a
+  // contribution cannot be parsed; the store's read errors.
+  absl::Status ReadMergedView(absl::string_view session_key,
+                              absl::string_view dataset, CommittedSession* out);
   // Committer: records `sessions`, just committed, in the watches of
   // `dataset`'s pending deletions.
   void NoteForDeletions(const DatasetSpec& dataset,

@@ -17,6 +17,7 @@
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/backend/tee_listener.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/ingest/session_merge.h"
@@ -195,11 +196,43 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   ASSIGN_OR_RETURN(server->snapshots_,
                    SnapshotIndex::Open(&cfg, server->index_.get(),
                                        server->store_.get(), Clock::Real()));
+  IngestListener* listener = server->snapshots_.get();
+  if (cfg.storage.engine == StorageSpec::Engine::kClickHouse) {
+    // Issue 10: sessions also go to ClickHouse (before each push is
+    // acknowledged), and queries compute their statistics there.
+    ClickHouseOptions ch;
+    ch.endpoint.url = cfg.storage.clickhouse.url;
+    ch.endpoint.user = cfg.storage.clickhouse.user;
+    ch.database = cfg.storage.clickhouse.database;
+    ch.outbox_dir = cfg.data_dir + "/clickhouse-outbox";
+    ch.max_outbox_bytes = cfg.storage.clickhouse.max_outbox_bytes;
+    if (!cfg.storage.clickhouse.password_file.empty()) {
+      std::ifstream in(cfg.storage.clickhouse.password_file);
+      if (!in) {
+        return absl::NotFoundError(
+            absl::StrCat("storage.clickhouse.password_file: cannot read ",
+                         cfg.storage.clickhouse.password_file));
+      }
+      ch.endpoint.password.assign(std::istreambuf_iterator<char>(in), {});
+      while (!ch.endpoint.password.empty() &&
+             (ch.endpoint.password.back() == '\n' ||
+              ch.endpoint.password.back() == '\r')) {
+        ch.endpoint.password.pop_back();
+      }
+    }
+    LogInfo("server", "query backend: clickhouse at %s, database %s",
+            ch.endpoint.url, ch.database);
+    ASSIGN_OR_RETURN(server->clickhouse_,
+                     ClickHouseBackend::Create(ch, metrics));
+    server->snapshots_->SetSealObserver(server->clickhouse_.get());
+    server->clickhouse_tee_ = std::make_unique<TeeListener>(
+        server->snapshots_.get(), server->clickhouse_.get());
+    listener = server->clickhouse_tee_.get();
+  }
   ASSIGN_OR_RETURN(
       server->ingestor_,
       Ingestor::Create(&cfg, server->store_.get(), server->pseudonymizer_.get(),
-                       metrics, server->snapshots_.get(),
-                       server->snapshots_.get()));
+                       metrics, listener, server->snapshots_.get()));
   ASSIGN_OR_RETURN(
       server->journal_,
       ReleaseJournal::Open(&cfg, server->store_.get(), Clock::Real()));
@@ -214,6 +247,9 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   server->query_engine_ = std::make_unique<QueryEngine>(
       &cfg, server->snapshots_.get(), server->journal_.get(),
       std::move(bounding_hmac), metrics);
+  if (server->clickhouse_ != nullptr) {
+    server->query_engine_->UseBackend(server->clickhouse_.get());
+  }
   ASSIGN_OR_RETURN(server->publisher_,
                    Publisher::Create(&cfg, server->query_engine_.get(),
                                      dashboard, Clock::Real()));
@@ -321,16 +357,17 @@ absl::Status CohortdServer::data_loss() const {
 void CohortdServer::WatchStoreHealth() {
   bool serving = true;
   do {
-    const absl::Status health = store_->Health();
+    absl::Status health = store_->Health();
     if (absl::IsDataLoss(health)) {
       // Never SERVING again: the process is about to stop (main.cc).
       grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-      LogError("server", "health NOT_SERVING, stopping: %s",
-               health.ToString());
+      LogError("server", "health NOT_SERVING, stopping: %s", health.ToString());
       absl::MutexLock lock(&data_loss_mu_);
       data_loss_ = health;
       return;
     }
+    // Issue 10: a full ClickHouse outbox refuses pushes; say so here too.
+    if (health.ok() && clickhouse_ != nullptr) health = clickhouse_->Admit();
     if (health.ok() != serving) {
       serving = health.ok();
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);

@@ -12,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "server/backend/clickhouse_backend.h"
 #include "server/config/config.h"
 #include "server/crypto/pseudonymizer.h"
 #include "server/ingest/eraser.h"
@@ -96,6 +97,10 @@ class CohortdServer {
   std::unique_ptr<Pseudonymizer> pseudonymizer_;
   std::unique_ptr<ColumnarIndex> index_;
   std::unique_ptr<SnapshotIndex> snapshots_;  // in front of index_
+  // storage.engine clickhouse (issue 10): the backend and the listener
+  // that feeds it with the snapshot index; null with rocksdb.
+  std::unique_ptr<ClickHouseBackend> clickhouse_;
+  std::unique_ptr<IngestListener> clickhouse_tee_;
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<ReleaseJournal> journal_;
   std::unique_ptr<QueryEngine> query_engine_;

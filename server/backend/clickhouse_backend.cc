@@ -1,0 +1,1024 @@
+#include "server/backend/clickhouse_backend.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/index/columnar_index.h"
+#include "server/privacy/contribution_bounding.h"
+#include "server/privacy/quantile_tree.h"
+
+namespace cohortd {
+namespace {
+
+using cohortd::v1::Metric;
+
+// Sums of fixed-point values travel as two parts, x = hi * 2^20 + lo with
+// hi = intDiv(x, 2^20) and lo = x % 2^20 (both truncating, so the identity
+// holds for negative x too): each part's sum stays far below 2^63 for any
+// 2^32 sessions of values below 2^40, where a plain Int64 sum could wrap.
+constexpr int64_t kSumSplit = int64_t{1} << 20;
+
+// The 128-bit account key the columnar index derives from a pseudonym
+// (columnar_index.cc AccountOf): the 32 bytes folded to two words; shorter
+// pseudonyms (tests only) zero-padded with their length in the last byte.
+std::pair<uint64_t, uint64_t> AccountKeyOf(const std::string& pseudonym) {
+  uint64_t words[4] = {0, 0, 0, 0};
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(words);
+  if (pseudonym.size() >= sizeof(words)) {
+    std::memcpy(bytes, pseudonym.data(), sizeof(words));
+  } else {
+    std::memcpy(bytes, pseudonym.data(), pseudonym.size());
+    bytes[sizeof(words) - 1] = static_cast<unsigned char>(pseudonym.size());
+  }
+  return {words[0] ^ words[2], words[1] ^ words[3]};
+}
+
+uint64_t Bits(double x) {
+  uint64_t b;
+  std::memcpy(&b, &x, sizeof(b));
+  return b;
+}
+
+// An exact Float64 literal: its bits, reinterpreted (no decimal parsing).
+std::string F64(double x) {
+  return absl::StrCat("reinterpretAsFloat64(reinterpretAsString(toUInt64(",
+                      Bits(x), ")))");
+}
+
+// YYYYMM of a Unix time, UTC: the partition.
+int64_t MonthNumber(int64_t unix_seconds) {
+  const absl::CivilSecond civil = absl::ToCivilSecond(
+      absl::FromUnixSeconds(unix_seconds), absl::UTCTimeZone());
+  return civil.year() * 100 + civil.month();
+}
+
+// The executor's cohort fingerprint (executor.cc): FNV-1a over each value
+// followed by a NUL.
+uint64_t CohortFingerprint(const std::vector<std::string>& values) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](absl::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  for (const std::string& v : values) {
+    mix(v);
+    mix(absl::string_view("\0", 1));
+  }
+  return h;
+}
+
+uint64_t LoadLe64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// Wraps `inner` (a SELECT with UInt64 columns `a` and `b`) in the ten
+// SipHash-2-4 rounds of privacy::SipHash24(k0, k1, a, b), one subquery per
+// round (ClickHouse expands aliases, so the rounds cannot share one level),
+// adding the column `out`.
+std::string WrapSipHash(const std::string& inner, uint64_t k0, uint64_t k1,
+                        const std::string& a, const std::string& b,
+                        const std::string& out, const std::string& prefix) {
+  auto u = [](uint64_t x) { return absl::StrCat("toUInt64(", x, ")"); };
+  std::string sql = inner;
+  int level = 0;
+  std::vector<std::string> v = {
+      u(k0 ^ 0x736f6d6570736575ULL), u(k1 ^ 0x646f72616e646f6dULL),
+      u(k0 ^ 0x6c7967656e657261ULL), u(k1 ^ 0x7465646279746573ULL)};
+  // One SipRound on v (after v3 ^= pre, or v2 ^= 0xff), then v0 ^= post.
+  auto round = [&](const std::string& pre, const std::string& post,
+                   bool finalise) {
+    std::string v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+    if (!pre.empty()) v3 = absl::StrCat("bitXor(", v3, ", ", pre, ")");
+    if (finalise) v2 = absl::StrCat("bitXor(", v2, ", toUInt64(255))");
+    const std::string a0 = absl::StrCat("(", v0, " + ", v1, ")");
+    const std::string b1 =
+        absl::StrCat("bitXor(bitRotateLeft(", v1, ", 13), ", a0, ")");
+    const std::string c0 = absl::StrCat("bitRotateLeft(", a0, ", 32)");
+    const std::string a2 = absl::StrCat("(", v2, " + ", v3, ")");
+    const std::string b3 =
+        absl::StrCat("bitXor(bitRotateLeft(", v3, ", 16), ", a2, ")");
+    std::string d0 = absl::StrCat("(", c0, " + ", b3, ")");
+    const std::string e3 =
+        absl::StrCat("bitXor(bitRotateLeft(", b3, ", 21), ", d0, ")");
+    const std::string f2 = absl::StrCat("(", a2, " + ", b1, ")");
+    const std::string g1 =
+        absl::StrCat("bitXor(bitRotateLeft(", b1, ", 17), ", f2, ")");
+    const std::string h2 = absl::StrCat("bitRotateLeft(", f2, ", 32)");
+    if (!post.empty()) d0 = absl::StrCat("bitXor(", d0, ", ", post, ")");
+    ++level;
+    std::vector<std::string> names;
+    for (int i = 0; i < 4; ++i) {
+      names.push_back(absl::StrCat(prefix, level, "_", i));
+    }
+    sql = absl::StrCat("SELECT *, ", d0, " AS ", names[0], ", ", g1, " AS ",
+                       names[1], ", ", h2, " AS ", names[2], ", ", e3, " AS ",
+                       names[3], " FROM (", sql, ")");
+    v = names;
+  };
+  for (const std::string& m : {a, b, u(uint64_t{16} << 56)}) {
+    round(m, "", false);
+    round("", m, false);
+  }
+  round("", "", true);
+  for (int i = 0; i < 3; ++i) round("", "", false);
+  return absl::StrCat("SELECT *, bitXor(bitXor(", v[0], ", ", v[1],
+                      "), bitXor(", v[2], ", ", v[3], ")) AS ", out, " FROM (",
+                      sql, ")");
+}
+
+std::string Dim(int i) { return absl::StrCat("d", i); }
+std::string Has(int j) { return absl::StrCat("h", j); }
+std::string Fixed(int j) { return absl::StrCat("m", j); }
+
+std::string InList(const google::protobuf::RepeatedPtrField<std::string>& v) {
+  std::vector<std::string> quoted;
+  for (const std::string& s : v) quoted.push_back(QuoteSql(s));
+  return absl::StrCat("(", absl::StrJoin(quoted, ", "), ")");
+}
+
+// The SQL pieces of one plan.
+struct PlanSql {
+  std::vector<int> group_dims;  // dataset dimension indices, group_by order
+  std::string matched;          // SELECT of the matched sessions, with ck
+  std::vector<privacy::MeasureDomain> domains;  // per dataset measure
+};
+
+absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
+                                     const std::string& table,
+                                     uint64_t max_version) {
+  const DatasetSpec& ds = *plan.dataset;
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  auto dim_index = [&](const std::string& name) -> absl::StatusOr<int> {
+    for (size_t i = 0; i < ds.dimensions.size(); ++i) {
+      if (ds.dimensions[i].name == name) return static_cast<int>(i);
+    }
+    return absl::InternalError(absl::StrCat("unplanned dimension ", name));
+  };
+  auto measure_index = [&](const std::string& name) -> absl::StatusOr<int> {
+    for (size_t j = 0; j < ds.measures.size(); ++j) {
+      if (ds.measures[j].name == name) return static_cast<int>(j);
+    }
+    return absl::InternalError(absl::StrCat("unplanned measure ", name));
+  };
+  PlanSql out;
+  for (const MeasureSpec& m : ds.measures) {
+    ASSIGN_OR_RETURN(
+        privacy::MeasureDomain d,
+        privacy::MeasureDomain::Create(m.lower, m.upper, m.granularity));
+    out.domains.push_back(d);
+  }
+  std::vector<bool> dims(ds.dimensions.size(), false);
+  std::vector<bool> measures(ds.measures.size(), false);
+  for (const std::string& g : req.group_by()) {
+    ASSIGN_OR_RETURN(int i, dim_index(g));
+    out.group_dims.push_back(i);
+    dims[i] = true;
+  }
+  std::vector<std::string> where;
+  for (const auto& f : req.filters()) {
+    ASSIGN_OR_RETURN(int i, dim_index(f.dimension()));
+    dims[i] = true;
+    where.push_back(absl::StrCat(Dim(i), " IN ", InList(f.any_of())));
+  }
+  for (int i : out.group_dims) where.push_back(absl::StrCat(Dim(i), " != ''"));
+  for (const Metric& m : req.metrics()) {
+    if (!m.measure().empty()) {
+      ASSIGN_OR_RETURN(int j, measure_index(m.measure()));
+      measures[j] = true;
+    }
+    if (m.kind() == Metric::RATE) {
+      ASSIGN_OR_RETURN(int i, dim_index(m.rate_of().dimension()));
+      dims[i] = true;
+    }
+  }
+  for (const QueryPlan::ContributorGate& g : plan.gates) {
+    if (!g.measure.empty()) {
+      ASSIGN_OR_RETURN(int j, measure_index(g.measure));
+      measures[j] = true;
+    } else {
+      ASSIGN_OR_RETURN(int i, dim_index(g.label));
+      dims[i] = true;
+    }
+  }
+
+  // Rows -> fields: the latest version of each (session, name).
+  std::vector<std::string> names = {"''"};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] && !ds.dimensions[i].derived) {
+      names.push_back(QuoteSql(ds.dimensions[i].name));
+    }
+  }
+  for (size_t j = 0; j < measures.size(); ++j) {
+    if (measures[j]) names.push_back(QuoteSql(ds.measures[j].name));
+  }
+  const std::string fields = absl::StrCat(
+      "SELECT account_hi, account_lo, session, any(session_fp) AS sfp, "
+      "any(start) AS st, name, argMax(present, version) AS p, "
+      "argMax(label, version) AS l, argMax(value_bits, version) AS vb FROM ",
+      table, " WHERE dataset = ", QuoteSql(ds.name),
+      max_version == 0 ? std::string()
+                       : absl::StrCat(" AND version <= ", max_version),
+      " AND name IN (", absl::StrJoin(names, ", "),
+      ") GROUP BY account_hi, account_lo, session, name");
+  // Fields -> sessions (assembly): one row per live session.
+  std::vector<std::string> cols = {"account_hi", "account_lo",
+                                   "any(sfp) AS sfp", "any(st) AS st"};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (!dims[i] || ds.dimensions[i].derived) continue;
+    cols.push_back(
+        absl::StrCat("anyIf(l, name = ", QuoteSql(ds.dimensions[i].name),
+                     " AND p = 1) AS ", Dim(static_cast<int>(i))));
+  }
+  for (size_t j = 0; j < measures.size(); ++j) {
+    if (!measures[j]) continue;
+    const std::string cond =
+        absl::StrCat("name = ", QuoteSql(ds.measures[j].name), " AND p = 1");
+    cols.push_back(absl::StrCat("toUInt8(countIf(", cond, ") > 0) AS ",
+                                Has(static_cast<int>(j))));
+    cols.push_back(absl::StrCat("anyIf(vb, ", cond, ") AS vb", j));
+  }
+  const std::string sessions = absl::StrCat(
+      "SELECT ", absl::StrJoin(cols, ", "), " FROM (", fields,
+      ") GROUP BY account_hi, account_lo, session HAVING maxIf(p, name = '') "
+      "= 1");
+  // Sessions -> matched: derived dimensions, fixed point, filters, cohort.
+  std::vector<std::string> derived = {"*"};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (!dims[i] || !ds.dimensions[i].derived) continue;
+    // "YYYY-MM", UTC (validator.h MonthOf).
+    const std::string ym = "toString(toYYYYMM(toDateTime(st, 'UTC')))";
+    derived.push_back(absl::StrCat("concat(substring(", ym, ", 1, 4), '-', ",
+                                   "substring(", ym, ", 5, 2)) AS ",
+                                   Dim(static_cast<int>(i))));
+  }
+  for (size_t j = 0; j < measures.size(); ++j) {
+    if (!measures[j]) continue;
+    const MeasureSpec& spec = ds.measures[j];
+    const privacy::MeasureDomain& d = out.domains[j];
+    // MeasureColumn::Encode: llround(clamp(x, lower, upper) / g); then the
+    // executor's clamp to the domain's grid. llround(y) = sign(y) *
+    // (floor(|y|) + (frac(|y|) >= 0.5)), where frac is exact in doubles.
+    const std::string y = absl::StrCat(
+        "(least(greatest(reinterpretAsFloat64(reinterpretAsString(vb", j,
+        ")), ", F64(spec.lower), "), ", F64(spec.upper), ") / ",
+        F64(spec.granularity), ")");
+    auto round_up = [](const std::string& z) {
+      return absl::StrCat("(floor(", z, ") + ((", z, " - floor(", z,
+                          ")) >= 0.5))");
+    };
+    const std::string neg = absl::StrCat("(-", y, ")");
+    derived.push_back(absl::StrCat(
+        "least(greatest(toInt64(if(", y, " >= 0, ", round_up(y), ", -",
+        round_up(neg), ")), toInt64(", d.lower_fp, ")), toInt64(", d.upper_fp,
+        ")) AS ", Fixed(static_cast<int>(j))));
+  }
+  std::vector<std::string> key_parts;
+  for (int i : out.group_dims) {
+    key_parts.push_back(Dim(i));
+    key_parts.push_back("'\\0'");
+  }
+  derived.push_back(
+      key_parts.empty()
+          ? "'' AS ck"
+          : absl::StrCat("concat(", absl::StrJoin(key_parts, ", "), ") AS ck"));
+  out.matched = absl::StrCat("SELECT ", absl::StrJoin(derived, ", "), " FROM (",
+                             sessions, ")");
+  if (!where.empty()) {
+    absl::StrAppend(&out.matched, " WHERE ", absl::StrJoin(where, " AND "));
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> ToInt64(const std::string& s) {
+  int64_t v;
+  if (!absl::SimpleAtoi(s, &v)) {
+    return absl::InternalError(
+        absl::StrCat("clickhouse: bad integer '", s, "'"));
+  }
+  return v;
+}
+
+// "[1,2,3]" -> {1, 2, 3}.
+absl::StatusOr<std::vector<int64_t>> ToArray(const std::string& s) {
+  if (s.size() < 2 || s.front() != '[' || s.back() != ']') {
+    return absl::InternalError(absl::StrCat("clickhouse: bad array '", s, "'"));
+  }
+  std::vector<int64_t> out;
+  const std::string inner = s.substr(1, s.size() - 2);
+  if (inner.empty()) return out;
+  for (absl::string_view part : absl::StrSplit(inner, ',')) {
+    ASSIGN_OR_RETURN(int64_t v, ToInt64(std::string(part)));
+    out.push_back(v);
+  }
+  return out;
+}
+
+// The request features this backend cannot compute exactly as the
+// embedded one does: refused, never answered differently. Errors:
+// FailedPrecondition naming the feature and the storage engine.
+absl::Status CheckPushDown(const QueryPlan& plan) {
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  auto refuse = [](absl::string_view feature) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        feature,
+        " is not supported with storage.engine: clickhouse (the "
+        "ClickHouse backend cannot compute it exactly as the embedded index "
+        "does); ask without it or use storage.engine: rocksdb"));
+  };
+  if (!plan.measure_ranges.empty()) return refuse("measure_filters");
+  if (req.interval() == cohortd::v1::NOISE_AND_SAMPLING) {
+    return refuse("interval NOISE_AND_SAMPLING");
+  }
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    if (req.metrics(i).kind() == Metric::GEOMETRIC_MEAN) {
+      return refuse(
+          absl::StrCat("metric '", req.metrics(i).name(), "': GEOMETRIC_MEAN"));
+    }
+    if (!plan.ControlsOf(i).empty()) {
+      return refuse(
+          absl::StrCat("metric '", req.metrics(i).name(), "': adjust_for"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
+    const ClickHouseOptions& options, MetricsRegistry* metrics) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ClickHouseClient> client,
+                   ClickHouseClient::Create(options.endpoint));
+  const std::string db = absl::StrCat("`", options.database, "`");
+  for (char c : options.database) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("storage.clickhouse.database: '", options.database,
+                       "' must be letters, digits and underscores"));
+    }
+  }
+  RETURN_IF_ERROR(
+      client->Execute(absl::StrCat("CREATE DATABASE IF NOT EXISTS ", db))
+          .status());
+  const std::string table = absl::StrCat(db, ".observations");
+  RETURN_IF_ERROR(
+      client
+          ->Execute(absl::StrCat(
+              "CREATE TABLE IF NOT EXISTS ", table,
+              " (dataset String, month UInt32, account_hi UInt64, "
+              "account_lo UInt64, session String, session_fp UInt64, "
+              "start Int64, name String, present UInt8, label String, "
+              "value_bits UInt64, version UInt64) "
+              "ENGINE = ReplacingMergeTree(version) PARTITION BY month "
+              "ORDER BY (dataset, account_hi, account_lo, session, name, "
+              "version)"))
+          .status());
+  std::unique_ptr<ClickHouseBackend> backend(new ClickHouseBackend(
+      std::move(client), table, options.retry_every, metrics));
+  backend->max_outbox_bytes_ = options.max_outbox_bytes;
+  if (!options.outbox_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.outbox_dir, ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat(
+          "clickhouse outbox ", options.outbox_dir, ": ", ec.message()));
+    }
+    // Batches a previous run wrote but ClickHouse never confirmed, in
+    // version order; a .tmp file was never acknowledged (its rename, which
+    // precedes the acknowledgement, did not happen).
+    std::vector<std::pair<uint64_t, std::string>> found;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(options.outbox_dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (absl::EndsWith(name, ".tmp")) {
+        std::filesystem::remove(entry.path(), ec);
+        continue;
+      }
+      uint64_t version;
+      if (!absl::EndsWith(name, ".tsv") ||
+          !absl::SimpleAtoi(name.substr(0, name.size() - 4), &version)) {
+        return absl::DataLossError(absl::StrCat(
+            "clickhouse outbox: unexpected file ", entry.path().string()));
+      }
+      std::ifstream in(entry.path());
+      std::string rows((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) {
+        return absl::DataLossError(
+            absl::StrCat("clickhouse outbox: cannot read ", name));
+      }
+      found.emplace_back(version, std::move(rows));
+    }
+    if (ec) {
+      return absl::InternalError(absl::StrCat(
+          "clickhouse outbox ", options.outbox_dir, ": ", ec.message()));
+    }
+    std::sort(found.begin(), found.end());
+    backend->outbox_dir_ = options.outbox_dir;
+    absl::MutexLock lock(&backend->mu_);
+    for (auto& batch : found) {
+      backend->outbox_bytes_ += static_cast<int64_t>(batch.second.size());
+      backend->last_version_ =
+          std::max<uint64_t>(backend->last_version_, batch.first);
+      backend->outbox_.push_back(std::move(batch));
+    }
+    if (!backend->outbox_.empty()) {
+      LogInfo("clickhouse", "outbox: %d batch(es) from the last run to ship",
+              static_cast<int>(backend->outbox_.size()));
+    }
+  }
+  backend->initial_version_ = backend->NextVersion();
+  return backend;
+}
+
+ClickHouseBackend::ClickHouseBackend(std::unique_ptr<ClickHouseClient> client,
+                                     std::string table,
+                                     absl::Duration retry_every,
+                                     MetricsRegistry* metrics)
+    : client_(std::move(client)),
+      table_(std::move(table)),
+      retry_every_(retry_every),
+      metrics_(metrics) {
+  retry_ = std::thread([this] { RetryLoop(); });
+}
+
+ClickHouseBackend::~ClickHouseBackend() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  retry_.join();
+}
+
+void ClickHouseBackend::CountError() const {
+  if (metrics_ == nullptr) return;
+  metrics_
+      ->GetCounter("cohortd_clickhouse_errors_total",
+                   "Statements ClickHouse refused or did not answer.", {})
+      ->Increment();
+}
+
+size_t ClickHouseBackend::outbox_batches() const {
+  absl::MutexLock lock(&mu_);
+  return outbox_.size();
+}
+
+int64_t ClickHouseBackend::outbox_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return outbox_bytes_;
+}
+
+absl::Status ClickHouseBackend::Admit() const {
+  if (max_outbox_bytes_ <= 0) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (outbox_bytes_ < max_outbox_bytes_) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "the ClickHouse outbox is full (", outbox_bytes_, " bytes in ",
+      outbox_.size(),
+      " unconfirmed batch(es), storage.clickhouse.max_outbox_bytes = ",
+      max_outbox_bytes_,
+      ") and ClickHouse is unreachable; retry when it is back"));
+}
+
+std::string ClickHouseBackend::BatchPath(uint64_t version) const {
+  return absl::StrFormat("%s/%020u.tsv", outbox_dir_, version);
+}
+
+absl::Status ClickHouseBackend::Enqueue(uint64_t version, std::string rows) {
+  if (!outbox_dir_.empty()) {
+    const std::string path = BatchPath(version);
+    const std::string tmp = path + ".tmp";
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp));
+    size_t done = 0;
+    while (done < rows.size()) {
+      const ssize_t n = write(fd, rows.data() + done, rows.size() - done);
+      if (n <= 0) {
+        close(fd);
+        return absl::InternalError(absl::StrCat("write ", tmp));
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+      return absl::InternalError(absl::StrCat("fsync ", tmp));
+    }
+    if (rename(tmp.c_str(), path.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("rename ", tmp));
+    }
+    const int dir = open(outbox_dir_.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir < 0 || fsync(dir) != 0) {
+      if (dir >= 0) close(dir);
+      return absl::InternalError(absl::StrCat("fsync ", outbox_dir_));
+    }
+    close(dir);
+  }
+  absl::MutexLock lock(&mu_);
+  outbox_bytes_ += static_cast<int64_t>(rows.size());
+  outbox_.emplace_back(version, std::move(rows));
+  if (metrics_ != nullptr) {
+    metrics_
+        ->GetGauge("cohortd_clickhouse_outbox_batches",
+                   "Committed batches not yet confirmed by ClickHouse.", {})
+        ->Set(static_cast<double>(outbox_.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClickHouseBackend::Drain() {
+  absl::MutexLock drain(&ship_mu_);
+  const std::string insert =
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated");
+  while (true) {
+    std::pair<uint64_t, std::string> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      if (outbox_.empty()) return absl::OkStatus();
+      batch = outbox_.front();
+    }
+    absl::Status status = client_->Insert(insert, batch.second);
+    if (!status.ok()) {
+      CountError();
+      return status;
+    }
+    // Confirmed: the batch's file goes (a crash before this re-sends it at
+    // the next start, which is harmless: the same rows).
+    if (!outbox_dir_.empty()) unlink(BatchPath(batch.first).c_str());
+    absl::MutexLock lock(&mu_);
+    outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
+    outbox_.pop_front();
+    if (metrics_ != nullptr) {
+      metrics_
+          ->GetGauge("cohortd_clickhouse_outbox_batches",
+                     "Committed batches not yet confirmed by ClickHouse.", {})
+          ->Set(static_cast<double>(outbox_.size()));
+    }
+  }
+}
+
+void ClickHouseBackend::RetryLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stop_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), retry_every_);
+    if (stop_ || outbox_.empty()) continue;
+    mu_.Unlock();
+    absl::Status status = Drain();
+    if (!status.ok()) {
+      LogWarning("clickhouse", "outbox retry: %s", status.ToString());
+    }
+    mu_.Lock();
+  }
+}
+
+uint64_t ClickHouseBackend::NextVersion() {
+  // Wall-clock nanoseconds, strictly increasing in this process, so a later
+  // commit of a session always wins argMax, also after a restart.
+  const uint64_t now = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
+  uint64_t last = last_version_.load();
+  uint64_t next;
+  do {
+    next = std::max(now, last + 1);
+  } while (!last_version_.compare_exchange_weak(last, next));
+  return next;
+}
+
+std::string ClickHouseBackend::RenderCommits(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions,
+    uint64_t version) {
+  const std::string ds = EscapeTsv(dataset.name);
+  std::string rows;
+  for (const CommittedSession& s : sessions) {
+    const auto [hi, lo] = AccountKeyOf(s.account_pseudonym);
+    const std::string prefix = absl::StrCat(
+        ds, "\t", MonthNumber(s.session_start_unix_seconds), "\t", hi, "\t", lo,
+        "\t", EscapeTsv(s.session_id), "\t", SessionFingerprint(s.session_id),
+        "\t", s.session_start_unix_seconds, "\t");
+    absl::StrAppend(&rows, prefix, "\t1\t\t0\t", version, "\n");
+    for (const auto& [name, value] : s.labels) {
+      absl::StrAppend(&rows, prefix, EscapeTsv(name), "\t",
+                      value.has_value() ? 1 : 0, "\t",
+                      EscapeTsv(value.value_or("")), "\t0\t", version, "\n");
+    }
+    for (const auto& [name, value] : s.measures) {
+      const bool present = value.has_value() && !std::isnan(*value);
+      absl::StrAppend(&rows, prefix, EscapeTsv(name), "\t", present ? 1 : 0,
+                      "\t\t", present ? Bits(*value) : 0, "\t", version, "\n");
+    }
+  }
+  return rows;
+}
+
+std::string ClickHouseBackend::RenderDeletions(
+    const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions,
+    uint64_t version) {
+  std::string rows;
+  for (const DeletedSession& s : sessions) {
+    const auto [hi, lo] = AccountKeyOf(s.account_pseudonym);
+    absl::StrAppend(
+        &rows, EscapeTsv(dataset.name), "\t",
+        MonthNumber(s.session_start_unix_seconds), "\t", hi, "\t", lo, "\t",
+        EscapeTsv(s.session_id), "\t", SessionFingerprint(s.session_id), "\t",
+        s.session_start_unix_seconds, "\t\t0\t\t0\t", version, "\n");
+  }
+  return rows;
+}
+
+absl::Status ClickHouseBackend::Ship(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  if (sessions.empty()) return absl::OkStatus();
+  return client_->Insert(
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
+      RenderCommits(dataset, sessions, NextVersion()));
+}
+
+absl::Status ClickHouseBackend::ShipDeletions(
+    const DatasetSpec& dataset, const std::vector<DeletedSession>& sessions) {
+  if (sessions.empty()) return absl::OkStatus();
+  return client_->Insert(
+      absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
+      RenderDeletions(dataset, sessions, NextVersion()));
+}
+
+void ClickHouseBackend::OnResent(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  // Names the schema has but the stored view lacks are sent absent, so a
+  // lost delta that removed one is repaired too.
+  std::vector<CommittedSession> full = sessions;
+  for (CommittedSession& s : full) {
+    auto has = [](const auto& entries, const std::string& name) {
+      for (const auto& e : entries) {
+        if (e.first == name) return true;
+      }
+      return false;
+    };
+    for (const DimensionSpec& d : dataset.dimensions) {
+      if (!d.derived && !has(s.labels, d.name)) {
+        s.labels.emplace_back(d.name, absl::nullopt);
+      }
+    }
+    for (const MeasureSpec& m : dataset.measures) {
+      if (!has(s.measures, m.name))
+        s.measures.emplace_back(m.name, absl::nullopt);
+    }
+  }
+  OnCommitted(dataset, full);
+}
+
+void ClickHouseBackend::OnCommitted(
+    const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
+  if (sessions.empty()) return;
+  const uint64_t version = NextVersion();
+  absl::Status queued =
+      Enqueue(version, RenderCommits(dataset, sessions, version));
+  if (queued.ok()) {
+    absl::MutexLock lock(&seal_mu_);
+    enqueued_[dataset.name] = version;
+  }
+  if (!queued.ok()) {
+    // The commit is durable in cohortd's store but not in the outbox: stop
+    // rather than let ClickHouse silently miss an acknowledged session.
+    LogError("clickhouse", "outbox write failed: %s", queued.ToString());
+    std::abort();
+  }
+  absl::Status s = Drain();
+  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+}
+
+void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
+                                  const std::vector<DeletedSession>& sessions) {
+  if (sessions.empty()) return;
+  const uint64_t version = NextVersion();
+  absl::Status queued =
+      Enqueue(version, RenderDeletions(dataset, sessions, version));
+  if (queued.ok()) {
+    absl::MutexLock lock(&seal_mu_);
+    enqueued_[dataset.name] = version;
+  }
+  if (!queued.ok()) {
+    LogError("clickhouse", "outbox write failed: %s", queued.ToString());
+    std::abort();
+  }
+  absl::Status s = Drain();
+  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+}
+
+absl::StatusOr<std::string> ClickHouseBackend::Run(
+    const std::string& sql) const {
+  absl::StatusOr<std::string> out = client_->Execute(sql);
+  if (!out.ok()) CountError();
+  return out;
+}
+
+void ClickHouseBackend::OnBuffered(const DatasetSpec& dataset) {
+  absl::MutexLock lock(&seal_mu_);
+  auto it = enqueued_.find(dataset.name);
+  if (it != enqueued_.end()) buffered_[dataset.name] = it->second;
+}
+
+void ClickHouseBackend::OnSealed(const DatasetSpec& dataset,
+                                 const std::string& id) {
+  absl::MutexLock lock(&seal_mu_);
+  auto it = buffered_.find(dataset.name);
+  const uint64_t version =
+      it == buffered_.end() ? initial_version_ : it->second;
+  auto& seals = sealed_[dataset.name];
+  seals.emplace_back(id, version);
+  // Queries read the current snapshot or, across a seal, the one before.
+  while (seals.size() > 16) seals.pop_front();
+}
+
+absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
+    const QueryPlan& plan, absl::string_view bounding_key,
+    absl::string_view snapshot_id) const {
+  uint64_t version = 0;
+  {
+    absl::MutexLock lock(&seal_mu_);
+    auto it = sealed_.find(plan.dataset->name);
+    if (it != sealed_.end()) {
+      for (const auto& [id, v] : it->second) {
+        if (id == snapshot_id) version = v;
+      }
+    }
+  }
+  if (version == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "snapshot ", snapshot_id, " of dataset '", plan.dataset->name,
+        "' is not known to the ClickHouse backend; retry"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!outbox_.empty() && outbox_.front().first <= version) {
+      return absl::UnavailableError(absl::StrCat(
+          "clickhouse has not confirmed the batches of the sealed snapshot "
+          "yet (",
+          outbox_.size(), " queued); retry when it is back"));
+    }
+  }
+  return ComputeUpTo(plan, bounding_key, version);
+}
+
+absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
+    const QueryPlan& plan, absl::string_view bounding_key) const {
+  if (const size_t queued = outbox_batches(); queued > 0) {
+    return absl::UnavailableError(
+        absl::StrCat("clickhouse has not confirmed ", queued,
+                     " committed batch(es) yet; retry when it is back"));
+  }
+  return ComputeUpTo(plan, bounding_key, 0);
+}
+
+absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
+    const QueryPlan& plan, absl::string_view bounding_key,
+    uint64_t max_version) const {
+  const privacy::ContributionBounds bounds = {
+      plan.max_cohorts_per_account,
+      plan.dataset->privacy.max_sessions_per_cohort};
+  RETURN_IF_ERROR(privacy::ValidateBounds(bounds));
+  RETURN_IF_ERROR(CheckPushDown(plan));
+  if (bounding_key.size() != privacy::ContributionBounder::kKeyBytes) {
+    return absl::InvalidArgumentError("bounding key must be 16 bytes");
+  }
+  const absl::Time start = absl::Now();
+  const uint64_t k0 = LoadLe64(bounding_key.data());
+  const uint64_t k1 = LoadLe64(bounding_key.data() + 8);
+  const DatasetSpec& ds = *plan.dataset;
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  ASSIGN_OR_RETURN(PlanSql p, BuildMatched(plan, table_, max_version));
+
+  // Pass 1: the candidate cohorts' values, for their fingerprints.
+  std::vector<std::string> group_cols;
+  for (int i : p.group_dims) group_cols.push_back(Dim(i));
+  ASSIGN_OR_RETURN(
+      std::string keys_tsv,
+      Run(absl::StrCat("SELECT DISTINCT ck", group_cols.empty() ? "" : ", ",
+                       absl::StrJoin(group_cols, ", "), " FROM (", p.matched,
+                       ") FORMAT TabSeparated")));
+  const std::vector<std::vector<std::string>> key_rows = ParseTsv(keys_tsv);
+  BoundedStatistics stats;
+  if (key_rows.empty()) return stats;
+  std::vector<std::string> from, to;
+  for (const auto& row : key_rows) {
+    if (row.size() != group_cols.size() + 1) {
+      return absl::InternalError("clickhouse: malformed cohort row");
+    }
+    std::vector<std::string> values(row.begin() + 1, row.end());
+    from.push_back(QuoteSql(row[0]));
+    to.push_back(absl::StrCat("toUInt64(", CohortFingerprint(values), ")"));
+  }
+  const std::string with_fp = absl::StrCat(
+      "SELECT *, transform(ck, [", absl::StrJoin(from, ", "), "], [",
+      absl::StrJoin(to, ", "), "], toUInt64(0)) AS cfp FROM (", p.matched, ")");
+
+  // One pass: every matched session gets both priorities (each depends
+  // on its own row only): SipHash(cfp, account) for L0 and SipHash(sfp,
+  // cfp) for Linf. Sessions are then grouped per (account, cohort) with
+  // their priority and the columns the aggregates read; per account the
+  // L0 cohorts with the smallest priority are kept (LIMIT L0 BY account)
+  // and in each the Linf sessions with the smallest (arraySort,
+  // arraySlice), which ARRAY JOIN turns back into rows.
+  auto dim_of = [&](const std::string& name) {
+    for (size_t i = 0; i < ds.dimensions.size(); ++i) {
+      if (ds.dimensions[i].name == name) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  auto measure_of = [&](const std::string& name) {
+    for (size_t j = 0; j < ds.measures.size(); ++j) {
+      if (ds.measures[j].name == name) return static_cast<int>(j);
+    }
+    return -1;
+  };
+  std::vector<std::string> payload = group_cols;
+  auto need = [&payload](const std::string& col) {
+    if (std::find(payload.begin(), payload.end(), col) == payload.end()) {
+      payload.push_back(col);
+    }
+  };
+  for (const QueryPlan::ContributorGate& g : plan.gates) {
+    need(!g.measure.empty() ? Has(measure_of(g.measure))
+                            : Dim(dim_of(g.label)));
+  }
+  for (const Metric& m : req.metrics()) {
+    if (!m.measure().empty()) {
+      need(Has(measure_of(m.measure())));
+      need(Fixed(measure_of(m.measure())));
+    }
+    if (m.kind() == Metric::RATE) need(Dim(dim_of(m.rate_of().dimension())));
+  }
+  const std::string hashed = WrapSipHash(
+      WrapSipHash(with_fp, k0, k1, "cfp", "account_lo", "cprio", "c"), k0, k1,
+      "sfp", "cfp", "sprio", "s");
+  std::string tuple = "tuple(sprio, toUInt8(0)";
+  for (const std::string& c : payload) absl::StrAppend(&tuple, ", ", c);
+  absl::StrAppend(&tuple, ")");
+  const std::string pairs = absl::StrCat(
+      "SELECT account_hi, account_lo, ck, any(cprio) AS cp, groupArray(", tuple,
+      ") AS ss FROM (", hashed,
+      ") GROUP BY account_hi, account_lo, ck ORDER BY account_hi, "
+      "account_lo, cp LIMIT ",
+      bounds.max_cohorts_per_account, " BY account_hi, account_lo");
+  std::vector<std::string> unpack = {"account_hi", "account_lo", "ck"};
+  for (size_t c = 0; c < payload.size(); ++c) {
+    unpack.push_back(
+        absl::StrCat("tupleElement(s, ", c + 3, ") AS ", payload[c]));
+  }
+  const std::string kept =
+      absl::StrCat("SELECT ", absl::StrJoin(unpack, ", "), " FROM (", pairs,
+                   ") ARRAY JOIN arraySlice(arraySort(ss), 1, ",
+                   bounds.max_sessions_per_cohort, ") AS s");
+
+  // Per cohort: the statistics.
+  std::vector<std::string> cols = {"ck"};
+  for (const std::string& g : group_cols) {
+    cols.push_back(absl::StrCat("any(", g, ")"));
+  }
+  cols.push_back("uniqExact(account_hi, account_lo)");
+  cols.push_back("count()");
+  for (const QueryPlan::ContributorGate& g : plan.gates) {
+    const std::string cond = !g.measure.empty()
+                                 ? Has(measure_of(g.measure))
+                                 : absl::StrCat(Dim(dim_of(g.label)), " != ''");
+    cols.push_back(
+        absl::StrCat("uniqExactIf(account_hi, account_lo, ", cond, ")"));
+  }
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    const Metric& m = req.metrics(i);
+    const int j = m.measure().empty() ? -1 : measure_of(m.measure());
+    switch (m.kind()) {
+      case Metric::SUM:
+      case Metric::MEAN:
+        cols.push_back(absl::StrCat("sumIf(intDiv(", Fixed(j), ", ", kSumSplit,
+                                    "), ", Has(j), ")"));
+        cols.push_back(absl::StrCat("sumIf(", Fixed(j), " % ", kSumSplit, ", ",
+                                    Has(j), ")"));
+        cols.push_back(absl::StrCat("countIf(", Has(j), ")"));
+        break;
+      case Metric::RATE: {
+        const std::string d = Dim(dim_of(m.rate_of().dimension()));
+        cols.push_back(absl::StrCat("countIf(", d, " IN ",
+                                    InList(m.rate_of().any_of()), ")"));
+        cols.push_back(absl::StrCat("countIf(", d, " != '')"));
+        break;
+      }
+      case Metric::QUANTILES: {
+        // The leaf of QuantileTree::Grid: (clamped value - lower_fp) /
+        // leaf_width, the value being clamped to the domain already.
+        ASSIGN_OR_RETURN(const privacy::QuantileLeafGrid leaves,
+                         privacy::QuantileTree::Grid(p.domains[j]));
+        const std::string map = absl::StrCat("q", i);
+        cols.push_back(absl::StrCat("tupleElement(sumMap([intDiv(", Fixed(j),
+                                    " - toInt64(", leaves.lower_fp, "), ",
+                                    leaves.leaf_width, ")], [toUInt64(", Has(j),
+                                    ")]) AS ", map, ", 1)"));
+        cols.push_back(absl::StrCat("tupleElement(", map, ", 2)"));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  ASSIGN_OR_RETURN(
+      std::string tsv,
+      Run(absl::StrCat("SELECT ", absl::StrJoin(cols, ", "), " FROM (", kept,
+                       ") GROUP BY ck FORMAT TabSeparated")));
+  for (const std::vector<std::string>& row : ParseTsv(tsv)) {
+    size_t f = 1;
+    auto next = [&]() -> absl::StatusOr<std::string> {
+      if (f >= row.size()) {
+        return absl::InternalError("clickhouse: short statistics row");
+      }
+      return row[f++];
+    };
+    auto next_int = [&]() -> absl::StatusOr<int64_t> {
+      ASSIGN_OR_RETURN(std::string s, next());
+      return ToInt64(s);
+    };
+    CohortStatistics c;
+    for (size_t g = 0; g < group_cols.size(); ++g) {
+      ASSIGN_OR_RETURN(std::string v, next());
+      c.key.push_back(std::move(v));
+    }
+    ASSIGN_OR_RETURN(c.accounts, next_int());
+    ASSIGN_OR_RETURN(c.sessions, next_int());
+    for (size_t g = 0; g < plan.gates.size(); ++g) {
+      ASSIGN_OR_RETURN(int64_t n, next_int());
+      c.gate_accounts.push_back(n);
+    }
+    c.metrics.resize(req.metrics_size());
+    for (int i = 0; i < req.metrics_size(); ++i) {
+      MetricStatistics& s = c.metrics[i];
+      switch (req.metrics(i).kind()) {
+        case Metric::SESSIONS:
+          s.sessions = c.sessions;
+          break;
+        case Metric::SUM:
+        case Metric::MEAN: {
+          ASSIGN_OR_RETURN(int64_t hi, next_int());
+          ASSIGN_OR_RETURN(int64_t lo, next_int());
+          ASSIGN_OR_RETURN(int64_t n, next_int());
+          s.sum_fp = static_cast<__int128>(hi) * kSumSplit + lo;
+          if (req.metrics(i).kind() == Metric::MEAN) s.sessions = n;
+          break;
+        }
+        case Metric::RATE: {
+          ASSIGN_OR_RETURN(s.matching, next_int());
+          ASSIGN_OR_RETURN(s.sessions, next_int());
+          break;
+        }
+        case Metric::QUANTILES: {
+          ASSIGN_OR_RETURN(std::string ks, next());
+          ASSIGN_OR_RETURN(std::string vs, next());
+          ASSIGN_OR_RETURN(std::vector<int64_t> leaves, ToArray(ks));
+          ASSIGN_OR_RETURN(std::vector<int64_t> counts, ToArray(vs));
+          if (leaves.size() != counts.size()) {
+            return absl::InternalError("clickhouse: bad histogram");
+          }
+          for (size_t k = 0; k < leaves.size(); ++k) {
+            if (counts[k] > 0) s.leaf_counts.emplace_back(leaves[k], counts[k]);
+          }
+          std::sort(s.leaf_counts.begin(), s.leaf_counts.end());
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    stats.cohorts.push_back(std::move(c));
+  }
+  std::sort(stats.cohorts.begin(), stats.cohorts.end(),
+            [](const CohortStatistics& a, const CohortStatistics& b) {
+              return a.key < b.key;
+            });
+  if (metrics_ != nullptr) {
+    metrics_
+        ->GetHistogram("cohortd_clickhouse_pushdown_seconds",
+                       "Time ClickHouse took for one query's bounded "
+                       "aggregation (both statements).",
+                       {{"dataset", ds.name}}, LatencyBucketsSeconds())
+        ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  return stats;
+}
+
+}  // namespace cohortd

@@ -1,0 +1,213 @@
+// ClickHouseBackend: sessions in ClickHouse, the account-level work of a
+// query pushed down as SQL, privacy kept in cohortd (issue 10).
+//
+// Storage. One table `observations` in the configured database, created if
+// absent: one row per (dataset, account, session, name) version, where
+// name "" is the session's header (its existence; present = 0 deletes
+// it) and any other name a label or measure of the merged session as
+// cohortd's ingest committed it (present = 0: no source has it any more).
+// Accounts appear only as the 128-bit key the columnar index derives from
+// the HMAC pseudonym (never a raw id); sessions carry their id and its
+// stable fingerprint (columnar_index.h SessionFingerprint), because
+// ClickHouse 18.16 cannot compute that hash. ReplacingMergeTree(version),
+// partitioned by month (YYYYMM of the session start), ordered by (dataset,
+// account, session, name, version): a re-inserted row (a retried batch,
+// same version) merges away, so inserts are idempotent, while older
+// versions stay for queries of older snapshots (ComputeSealed reads rows
+// up to the snapshot's version and takes argMax by version).
+// Measures are stored as their IEEE-754 bits, so no decimal round trip
+// can change a value.
+//
+// Queries (Compute). One SQL statement assembles sessions from their rows
+// (argMax per name, then one row per session), applies the filters, keys
+// each session's cohort, clamps measures and converts them to fixed point
+// exactly as the columnar index does (llround of the clamped value over
+// the granularity, computed with exact floor arithmetic), and gives every
+// session two priorities: SipHash-2-4(bounding key, cohort fingerprint,
+// account fingerprint) and SipHash(key, session fingerprint, cohort
+// fingerprint) — the bounder of privacy/contribution_bounding.h, its
+// rounds written out in SQL since 18.16 has no keyed sipHash. Per account
+// it keeps the L0 cohorts with the smallest priority (LIMIT L0 BY
+// account) and in each the Linf sessions with the smallest (arraySort,
+// arraySlice), then aggregates per cohort. Only per-cohort statistics
+// travel back. A first, cheaper statement lists the candidate cohorts'
+// values so cohortd can compute their fingerprints (FNV-1a, as the
+// executor does), which the main statement maps in with transform().
+//
+// Durability: see ClickHouseOptions::outbox_dir and OnCommitted. One node
+// only so far: a Distributed table (storage.clickhouse.cluster) is not
+// created yet.
+//
+// Thread-safety: thread-safe.
+#ifndef COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
+#define COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/backend/clickhouse_client.h"
+#include "server/backend/query_backend.h"
+#include "server/config/config.h"
+#include "server/ingest/ingestor.h"
+#include "server/metrics/metrics.h"
+#include "server/index/snapshot.h"
+
+namespace cohortd {
+
+struct ClickHouseOptions {
+  ClickHouseEndpoint endpoint;
+  std::string database = "cohortd";
+  // How often a queued batch is retried while ClickHouse refuses it.
+  absl::Duration retry_every = absl::Seconds(1);
+  // Where the outbox keeps each batch until ClickHouse confirms it, one
+  // synced file per batch (written to a temp name, fsynced, renamed, the
+  // folder fsynced): a batch is durable here before its push is
+  // acknowledged, so a kill -9 of cohortd during a ClickHouse outage loses
+  // nothing; Create() re-queues what it finds. "" = memory only (tests).
+  std::string outbox_dir;
+  // storage.clickhouse.max_outbox_bytes: once the unconfirmed batches hold
+  // this many bytes, Admit refuses pushes (the outbox may exceed it by the
+  // last admitted group). 0 = no bound.
+  int64_t max_outbox_bytes = 0;
+};
+
+class ClickHouseBackend : public QueryBackend,
+                          public IngestListener,
+                          public SealObserver {
+ public:
+  // Connects and creates the database and table if absent; starts the
+  // retry thread. `metrics` (borrowed, may be null) receives the operator
+  // series: cohortd_clickhouse_outbox_batches (gauge),
+  // cohortd_clickhouse_errors_total and cohortd_clickhouse_pushdown_seconds.
+  // Errors: Unavailable when ClickHouse cannot be reached; Internal when
+  // it refuses the schema; InvalidArgument for a bad database name.
+  static absl::StatusOr<std::unique_ptr<ClickHouseBackend>> Create(
+      const ClickHouseOptions& options, MetricsRegistry* metrics = nullptr);
+  ~ClickHouseBackend() override;  // stops the retry thread
+
+  // Inserts `sessions` (as committed by cohortd's ingest) now, in one
+  // insert, bypassing the outbox (tests, bulk loads). Errors: as
+  // ClickHouseClient::Insert; a retry rewrites the same rows, so a failed
+  // or repeated insert never changes what queries see beyond the intent.
+  absl::Status Ship(const DatasetSpec& dataset,
+                    const std::vector<CommittedSession>& sessions);
+  // Marks the sessions deleted (a header row with present = 0).
+  absl::Status ShipDeletions(const DatasetSpec& dataset,
+                             const std::vector<DeletedSession>& sessions);
+
+  // IngestListener (committer thread, before the push is acknowledged):
+  // renders the commit as one batch with its version, appends it to the
+  // outbox and ships the outbox in order. While ClickHouse refuses, the
+  // batch stays queued and the retry thread re-sends it (identical rows:
+  // idempotent); Compute answers Unavailable until the outbox is empty,
+  // so no release is computed without an acknowledged session.
+  void OnCommitted(const DatasetSpec& dataset,
+                   const std::vector<CommittedSession>& sessions) override;
+  void OnDeleted(const DatasetSpec& dataset,
+                 const std::vector<DeletedSession>& sessions) override;
+  // Asks for every session an unchanged re-push touched, and enqueues its
+  // whole merged view as a new batch (plus an absent row for each schema
+  // name it lacks), exactly as OnCommitted: a commit that reached cohortd's
+  // store but not the outbox (a crash in between, so never acknowledged)
+  // reaches ClickHouse when the client retries it unchanged. Idempotent
+  // when ClickHouse had it already (same values, a newer version).
+  bool WantsResent() const override { return true; }
+  // Unavailable ("outbox is full and ClickHouse unreachable") while the
+  // unconfirmed batches hold max_outbox_bytes or more; OK otherwise. The
+  // server also turns its health NOT_SERVING while this fails.
+  absl::Status Admit() const override;
+  // Bytes of the batches waiting for ClickHouse's confirmation.
+  int64_t outbox_bytes() const;
+  void OnResent(const DatasetSpec& dataset,
+                const std::vector<CommittedSession>& sessions) override;
+
+  // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
+  // cannot be reached or the outbox is not empty.
+  absl::StatusOr<BoundedStatistics> Compute(
+      const QueryPlan& plan, absl::string_view bounding_key) const override;
+
+  // Reads snapshot `snapshot_id`: only rows of versions up to the highest
+  // this backend had enqueued when that snapshot was sealed (SealObserver),
+  // so the same request on the same snapshot reads the same rows, and a
+  // push after the seal is invisible until the next one. Errors: as
+  // Compute; Unavailable while ClickHouse has not confirmed every batch up
+  // to that version, or for a snapshot it was not told about.
+  absl::StatusOr<BoundedStatistics> ComputeSealed(
+      const QueryPlan& plan, absl::string_view bounding_key,
+      absl::string_view snapshot_id) const override;
+
+  // SealObserver (under the snapshot index's buffer lock).
+  void OnBuffered(const DatasetSpec& dataset) override;
+  void OnSealed(const DatasetSpec& dataset, const std::string& id) override;
+
+  // Batches waiting for ClickHouse's confirmation.
+  size_t outbox_batches() const;
+  // The fully qualified table ("db.observations").
+  const std::string& table() const { return table_; }
+  const ClickHouseClient& client() const { return *client_; }
+
+ private:
+  ClickHouseBackend(std::unique_ptr<ClickHouseClient> client, std::string table,
+                    absl::Duration retry_every, MetricsRegistry* metrics);
+  uint64_t NextVersion();
+  std::string RenderCommits(const DatasetSpec& dataset,
+                            const std::vector<CommittedSession>& sessions,
+                            uint64_t version);
+  std::string RenderDeletions(const DatasetSpec& dataset,
+                              const std::vector<DeletedSession>& sessions,
+                              uint64_t version);
+  std::string BatchPath(uint64_t version) const;
+  // Appends a batch (durably when outbox_dir is set). Errors: Internal
+  // when the batch cannot be written and synced.
+  absl::Status Enqueue(uint64_t version, std::string rows);
+  // Ships queued batches oldest first; stops at the first failure.
+  absl::Status Drain();
+  void RetryLoop();
+  void CountError() const;
+  // Statistics of rows with version <= max_version (0: every row).
+  absl::StatusOr<BoundedStatistics> ComputeUpTo(const QueryPlan& plan,
+                                                absl::string_view bounding_key,
+                                                uint64_t max_version) const;
+  // Execute, counting a failure in cohortd_clickhouse_errors_total.
+  absl::StatusOr<std::string> Run(const std::string& sql) const;
+
+  const std::unique_ptr<ClickHouseClient> client_;
+  const std::string table_;
+  const absl::Duration retry_every_;
+  MetricsRegistry* const metrics_;
+  std::atomic<uint64_t> last_version_{0};
+
+  absl::Mutex ship_mu_;  // one drain at a time, so batches stay in order
+  mutable absl::Mutex mu_;
+  // (version, rows), oldest first; version names the batch's file.
+  std::deque<std::pair<uint64_t, std::string>> outbox_ ABSL_GUARDED_BY(mu_);
+  std::string outbox_dir_;
+  int64_t max_outbox_bytes_ = 0;
+  // Versions below it were all written before this process started.
+  uint64_t initial_version_ = 0;
+  mutable absl::Mutex seal_mu_;
+  // Per dataset: the last version enqueued, the last one the snapshot
+  // index has buffered, and the recent seals (id, version), oldest first.
+  absl::flat_hash_map<std::string, uint64_t> enqueued_
+      ABSL_GUARDED_BY(seal_mu_);
+  absl::flat_hash_map<std::string, uint64_t> buffered_
+      ABSL_GUARDED_BY(seal_mu_);
+  absl::flat_hash_map<std::string, std::deque<std::pair<std::string, uint64_t>>>
+      sealed_ ABSL_GUARDED_BY(seal_mu_);
+  int64_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread retry_;
+};
+
+}  // namespace cohortd
+
+#endif  // COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_

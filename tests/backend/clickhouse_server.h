@@ -1,0 +1,54 @@
+// A real clickhouse-server (Debian's 18.16) for tests: its own config in a
+// temp dir, HTTP and native ports picked free on 127.0.0.1, no other
+// listener (no interserver port, no default paths under /var). Tests that
+// need it call GTEST_SKIP when the binary is absent (scripts/setup installs
+// it, so CI runs them).
+#ifndef COHORTD_TESTS_BACKEND_CLICKHOUSE_SERVER_H_
+#define COHORTD_TESTS_BACKEND_CLICKHOUSE_SERVER_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace cohortd::testing {
+
+// The server binary, or "" when it is not installed.
+std::string ClickHouseServerBinary();
+
+class ClickHouseServer {
+ public:
+  // One node. `remote_servers` (optional) is the <remote_servers> XML body,
+  // for a node of a test cluster. Errors: Unavailable when the binary is
+  // missing or the server does not answer within 60 s.
+  static absl::StatusOr<std::unique_ptr<ClickHouseServer>> Start(
+      const std::string& remote_servers = "");
+  ~ClickHouseServer();  // SIGKILL if running; removes the dir
+
+  // http://127.0.0.1:<port>
+  std::string url() const;
+  int http_port() const { return http_port_; }
+  int tcp_port() const { return tcp_port_; }
+  // Stops with SIGKILL (a crash) / restarts on the same ports and data.
+  void Kill();
+  absl::Status Restart();
+
+ private:
+  ClickHouseServer() = default;
+  absl::Status Launch();
+
+  std::string dir_;
+  int http_port_ = 0;
+  int tcp_port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// A free TCP port on 127.0.0.1 (bound then released).
+int PickFreePort();
+
+}  // namespace cohortd::testing
+
+#endif  // COHORTD_TESTS_BACKEND_CLICKHOUSE_SERVER_H_
