@@ -109,6 +109,89 @@ TEST(ObservationJsonlTest, FastPathLeavesEverythingElseToProtobuf) {
   }
 }
 
+// The Observation that `wire` (a PushRequest's bytes) holds at `i`.
+cohortd::v1::Observation WireObservation(const std::string& wire, int i) {
+  cohortd::v1::PushRequest request;
+  EXPECT_TRUE(request.ParseFromString(wire));
+  EXPECT_LT(i, request.observations_size());
+  return i < request.observations_size() ? request.observations(i)
+                                         : cohortd::v1::Observation();
+}
+
+TEST(ObservationJsonlTest, WireBytesParseToWhatProtobufsJsonParserGives) {
+  // Fast-path shapes (escapes, numbers, times, empty fields and maps) and
+  // shapes only protobuf's parser reads (unicode, \u escapes, numbers as
+  // strings): either way the wire bytes are the same observation.
+  const std::vector<std::string> lines = {
+      kGood,
+      R"({"session_id":"s\"1\\\/\b\f\n\r\t","account_id":"a"})",
+      R"({"measures":{"int":7,"neg":-3.25,"exp":1E+2,"tiny":5e-324,)"
+      R"("big":1.7976931348623157e308,"zero":-0,"long":12345678901234567890}})",
+      R"({"sessionStart":"1970-01-01T00:00:00Z"})",
+      R"({"sessionStart":"1969-12-31T23:59:59.999Z"})",
+      R"({"sessionStart":"2026-01-05T09:30:00.000000001Z"})",
+      R"({"source":"","labels":{"empty":""},"measures":{}})",
+      R"({"labels":{"a":"1","b":"2"},"measures":{"a":1,"b":2}})",
+      "{\"source\": \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
+      R"({"source": "caf\u00e9 \ud83d\ude00"})",
+      R"({"measures": {"x": "2.5"}})",
+      R"({"measures": {"x": "-Infinity"}})",
+      R"({"sessionStart": "2026-01-05T09:30:00.5Z"})",
+  };
+  for (const std::string& line : lines) {
+    absl::optional<cohortd::v1::Observation> expected = ProtobufParse(line);
+    ASSERT_TRUE(expected.has_value()) << line;
+    std::string wire;
+    StartPushRequest("sessions", &wire);
+    ASSERT_OK(AppendObservationJson(line, &wire)) << line;
+    ASSERT_OK(AppendObservationJson(line, &wire)) << line;
+    cohortd::v1::PushRequest request;
+    ASSERT_TRUE(request.ParseFromString(wire)) << line;
+    EXPECT_EQ(request.dataset(), "sessions");
+    ASSERT_EQ(request.observations_size(), 2) << line;
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+          request.observations(i), *expected))
+          << line << "\nwire: " << request.observations(i).DebugString()
+          << "\nprotobuf: " << expected->DebugString();
+    }
+  }
+}
+
+TEST(ObservationJsonlTest, MalformedLinesLeaveTheWireBytesAsTheyWere) {
+  // (Protobuf's parser, the judge of what the fast path declines, accepts
+  // a trailing comma, unknown escapes, raw control characters and text
+  // after the object.)
+  const std::vector<std::string> malformed = {
+      R"({"lables": {}})",
+      R"({"labels": {"a": "b", "a": "c"}})",
+      R"({"measures": {"a": 1, "a": 2}})",
+      R"({"measures": {"x": 1e999}})",
+      R"({"measures": {"x": 01}})",
+      R"({"measures": {"x": .5}})",
+      R"({"measures": {"x": true}})",
+      R"({"labels": {"a": 1}})",
+      R"({"source": "unterminated})",
+      R"({"sessionStart": "2026-13-01T00:00:00Z"})",
+      R"({"source": ["x"]})",
+      "{",
+  };
+  for (const std::string& line : malformed) {
+    std::string wire;
+    StartPushRequest("sessions", &wire);
+    ASSERT_OK(AppendObservationJson(kGood, &wire));
+    const std::string before = wire;
+    EXPECT_THAT(AppendObservationJson(line, &wire),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << line;
+    EXPECT_EQ(wire, before) << line;
+    ASSERT_OK_AND_ASSIGN(cohortd::v1::Observation good,
+                         ParseObservationJson(kGood));
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+        WireObservation(wire, 0), good));
+  }
+}
+
 TEST(ObservationJsonlTest, UnknownFieldsAndBadTimesAreErrors) {
   EXPECT_THAT(
       ParseObservationJson(R"({"lables": {"client": "cli"}})"),
@@ -130,8 +213,14 @@ TEST(ObservationJsonlTest, ReaderBatchesSkipsBlankAndReportsMalformed) {
   std::vector<MalformedLine> malformed;
 
   ASSERT_TRUE(reader.ReadBatch("sessions", 2, &batch, &malformed));
-  EXPECT_EQ(batch.request.dataset(), "sessions");
-  EXPECT_EQ(batch.request.observations_size(), 2);
+  cohortd::v1::PushRequest request;
+  ASSERT_TRUE(request.ParseFromString(batch.wire));
+  EXPECT_EQ(request.dataset(), "sessions");
+  ASSERT_EQ(request.observations_size(), 2);
+  ASSERT_OK_AND_ASSIGN(cohortd::v1::Observation good,
+                       ParseObservationJson(kGood));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+      request.observations(1), good));
   EXPECT_THAT(batch.lines, ElementsAre(1, 4));
   ASSERT_EQ(malformed.size(), 1u);
   EXPECT_EQ(malformed[0].line, 3);

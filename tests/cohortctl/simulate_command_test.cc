@@ -60,7 +60,9 @@ TEST_F(SimulateCommandTest, JsonlNeedsNoServerAndIsReproducible) {
   std::vector<MalformedLine> malformed;
   int64_t observations = 0;
   while (reader.ReadBatch("sessions", 1000, &batch, &malformed)) {
-    observations += batch.request.observations_size();
+    cohortd::v1::PushRequest request;
+    ASSERT_TRUE(request.ParseFromString(batch.wire));
+    observations += request.observations_size();
   }
   EXPECT_EQ(observations, 2000 * kSourcesPerSession);
   EXPECT_TRUE(malformed.empty());

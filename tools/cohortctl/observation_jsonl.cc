@@ -1,6 +1,8 @@
 #include "tools/cohortctl/observation_jsonl.h"
 
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -168,11 +170,126 @@ bool ParseUtcTime(absl::string_view text, google::protobuf::Timestamp* out) {
   return true;
 }
 
+// --- Protobuf wire format, written by hand --------------------------------
+// Field tags (field number << 3 | wire type) of cohortd.v1.PushRequest,
+// Observation, google.protobuf.Timestamp and a map entry.
+constexpr char kRequestDatasetTag = (1 << 3) | 2;
+constexpr char kRequestObservationTag = (2 << 3) | 2;
+constexpr char kSessionIdTag = (1 << 3) | 2;
+constexpr char kAccountIdTag = (2 << 3) | 2;
+constexpr char kSessionStartTag = (3 << 3) | 2;
+constexpr char kSourceTag = (4 << 3) | 2;
+constexpr char kLabelsTag = (5 << 3) | 2;
+constexpr char kMeasuresTag = (6 << 3) | 2;
+constexpr char kSecondsTag = (1 << 3) | 0;
+constexpr char kNanosTag = (2 << 3) | 0;
+constexpr char kEntryKeyTag = (1 << 3) | 2;
+constexpr char kEntryStringTag = (2 << 3) | 2;
+constexpr char kEntryDoubleTag = (2 << 3) | 1;
+
+void AppendVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t n = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void AppendBytesField(char tag, absl::string_view bytes, std::string* out) {
+  out->push_back(tag);
+  AppendVarint(bytes.size(), out);
+  out->append(bytes.data(), bytes.size());
+}
+
+// A string field as proto3 writes it: omitted when empty.
+void AppendStringField(char tag, absl::string_view bytes, std::string* out) {
+  if (!bytes.empty()) AppendBytesField(tag, bytes, out);
+}
+
+void AppendLabelEntry(absl::string_view name, absl::string_view value,
+                      std::string* out) {
+  out->push_back(kLabelsTag);
+  AppendVarint(2 + VarintSize(name.size()) + name.size() +
+                   VarintSize(value.size()) + value.size(),
+               out);
+  AppendBytesField(kEntryKeyTag, name, out);
+  AppendBytesField(kEntryStringTag, value, out);
+}
+
+void AppendMeasureEntry(absl::string_view name, double value,
+                        std::string* out) {
+  out->push_back(kMeasuresTag);
+  AppendVarint(1 + VarintSize(name.size()) + name.size() + 9, out);
+  AppendBytesField(kEntryKeyTag, name, out);
+  out->push_back(kEntryDoubleTag);
+  uint64_t bits;
+  static_assert(sizeof(bits) == sizeof(value));
+  std::memcpy(&bits, &value, sizeof(bits));
+  for (int b = 0; b < 8; ++b) {
+    out->push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
+  }
+}
+
+void AppendTimestamp(const google::protobuf::Timestamp& time,
+                     std::string* out) {
+  // A Timestamp's int64 seconds is written as a two's-complement varint.
+  const uint64_t seconds = static_cast<uint64_t>(time.seconds());
+  const uint64_t nanos = static_cast<uint64_t>(time.nanos());
+  const size_t size = (seconds != 0 ? 1 + VarintSize(seconds) : 0) +
+                      (nanos != 0 ? 1 + VarintSize(nanos) : 0);
+  out->push_back(kSessionStartTag);
+  AppendVarint(size, out);
+  if (seconds != 0) {
+    out->push_back(kSecondsTag);
+    AppendVarint(seconds, out);
+  }
+  if (nanos != 0) {
+    out->push_back(kNanosTag);
+    AppendVarint(nanos, out);
+  }
+}
+
 }  // namespace
 
-bool FastParseObservationJson(absl::string_view line,
-                              cohortd::v1::Observation* out) {
-  out->Clear();
+// Reused buffers of FastEncodeObservation: after the first lines, reading
+// one allocates nothing.
+struct EncodeScratch {
+  std::string key;
+  std::string value;
+  std::string body;
+  std::vector<std::string> names;  // of the labels or measures read so far
+  size_t num_names = 0;
+
+  // False if `name` was read before in this object; else remembers it.
+  bool AddName(absl::string_view name) {
+    for (size_t i = 0; i < num_names; ++i) {
+      if (names[i] == name) return false;
+    }
+    if (num_names == names.size()) names.emplace_back();
+    names[num_names++].assign(name.data(), name.size());
+    return true;
+  }
+};
+
+namespace {
+
+// The fast path: writes the Observation's wire bytes (its fields, no tag
+// or length of its own) to scratch->body, or returns false (see
+// FastParseObservationJson).
+bool FastEncodeObservation(absl::string_view line, EncodeScratch* scratch) {
+  std::string& body = scratch->body;
+  std::string& key = scratch->key;
+  std::string& value = scratch->value;
+  body.clear();
   FastJson json(line);
   if (!json.Consume('{')) return false;
   enum : unsigned {
@@ -184,8 +301,6 @@ bool FastParseObservationJson(absl::string_view line,
     kMeasures = 32
   };
   unsigned seen = 0;
-  std::string key;
-  std::string value;
   if (json.Consume('}')) return json.AtEnd();
   do {
     if (!json.String(&key) || !json.Consume(':')) return false;
@@ -209,30 +324,30 @@ bool FastParseObservationJson(absl::string_view line,
     seen |= field;
     switch (field) {
       case kSession:
-        if (!json.String(out->mutable_session_id())) return false;
-        break;
       case kAccount:
-        if (!json.String(out->mutable_account_id())) return false;
-        break;
       case kSource:
-        if (!json.String(out->mutable_source())) return false;
+        if (!json.String(&value)) return false;
+        AppendStringField(field == kSession   ? kSessionIdTag
+                          : field == kAccount ? kAccountIdTag
+                                              : kSourceTag,
+                          value, &body);
         break;
-      case kStart:
-        if (!json.String(&value) ||
-            !ParseUtcTime(value, out->mutable_session_start())) {
-          return false;
-        }
+      case kStart: {
+        google::protobuf::Timestamp time;
+        if (!json.String(&value) || !ParseUtcTime(value, &time)) return false;
+        AppendTimestamp(time, &body);
         break;
+      }
       case kLabels: {
         if (!json.Consume('{')) return false;
         if (json.Consume('}')) break;
-        auto* labels = out->mutable_labels();
+        scratch->num_names = 0;
         do {
           if (!json.String(&key) || !json.Consume(':') ||
-              !json.String(&value)) {
+              !json.String(&value) || !scratch->AddName(key)) {
             return false;
           }
-          if (!labels->insert({key, value}).second) return false;
+          AppendLabelEntry(key, value, &body);
         } while (json.Consume(','));
         if (!json.Consume('}')) return false;
         break;
@@ -240,14 +355,14 @@ bool FastParseObservationJson(absl::string_view line,
       case kMeasures: {
         if (!json.Consume('{')) return false;
         if (json.Consume('}')) break;
-        auto* measures = out->mutable_measures();
+        scratch->num_names = 0;
         do {
           double number = 0;
           if (!json.String(&key) || !json.Consume(':') ||
-              !json.Number(&number)) {
+              !json.Number(&number) || !scratch->AddName(key)) {
             return false;
           }
-          if (!measures->insert({key, number}).second) return false;
+          AppendMeasureEntry(key, number, &body);
         } while (json.Consume(','));
         if (!json.Consume('}')) return false;
         break;
@@ -255,6 +370,16 @@ bool FastParseObservationJson(absl::string_view line,
     }
   } while (json.Consume(','));
   return json.Consume('}') && json.AtEnd();
+}
+
+}  // namespace
+
+bool FastParseObservationJson(absl::string_view line,
+                              cohortd::v1::Observation* out) {
+  EncodeScratch scratch;
+  out->Clear();
+  return FastEncodeObservation(line, &scratch) &&
+         out->ParseFromString(scratch.body);
 }
 
 absl::StatusOr<cohortd::v1::Observation> ParseObservationJson(
@@ -277,29 +402,50 @@ absl::StatusOr<cohortd::v1::Observation> ParseObservationJson(
   return observation;
 }
 
+absl::Status AppendObservationJson(absl::string_view line, std::string* wire) {
+  EncodeScratch scratch;
+  return AppendObservationJson(line, &scratch, wire);
+}
+
+absl::Status AppendObservationJson(absl::string_view line,
+                                   EncodeScratch* scratch, std::string* wire) {
+  if (FastEncodeObservation(line, scratch)) {
+    AppendBytesField(kRequestObservationTag, scratch->body, wire);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<cohortd::v1::Observation> parsed = ParseObservationJson(line);
+  if (!parsed.ok()) return parsed.status();
+  parsed->SerializeToString(&scratch->body);
+  AppendBytesField(kRequestObservationTag, scratch->body, wire);
+  return absl::OkStatus();
+}
+
+void StartPushRequest(absl::string_view dataset, std::string* wire) {
+  wire->clear();
+  AppendStringField(kRequestDatasetTag, dataset, wire);
+}
+
+ObservationReader::ObservationReader(std::istream* in)
+    : in_(in), scratch_(std::make_unique<EncodeScratch>()) {}
+
+ObservationReader::~ObservationReader() = default;
+
 bool ObservationReader::ReadBatch(const std::string& dataset,
                                   int64_t max_observations,
                                   ObservationBatch* batch,
                                   std::vector<MalformedLine>* malformed) {
-  batch->request.Clear();
-  batch->request.set_dataset(dataset);
+  StartPushRequest(dataset, &batch->wire);
   batch->lines.clear();
-  std::string line;
   while (static_cast<int64_t>(batch->lines.size()) < max_observations &&
-         std::getline(*in_, line)) {
+         std::getline(*in_, line_buffer_)) {
     ++line_;
-    bytes_read_ += line.size() + 1;
-    if (absl::StripAsciiWhitespace(line).empty()) continue;
-    cohortd::v1::Observation* observation = batch->request.add_observations();
-    if (!FastParseObservationJson(line, observation)) {
-      absl::StatusOr<cohortd::v1::Observation> parsed =
-          ParseObservationJson(line);
-      if (!parsed.ok()) {
-        batch->request.mutable_observations()->RemoveLast();
-        malformed->push_back({line_, std::string(parsed.status().message())});
-        continue;
-      }
-      *observation = *std::move(parsed);
+    bytes_read_ += line_buffer_.size() + 1;
+    if (absl::StripAsciiWhitespace(line_buffer_).empty()) continue;
+    const absl::Status status =
+        AppendObservationJson(line_buffer_, scratch_.get(), &batch->wire);
+    if (!status.ok()) {
+      malformed->push_back({line_, std::string(status.message())});
+      continue;
     }
     batch->lines.push_back(line_);
   }

@@ -59,7 +59,6 @@ int RunPush(const CommandEnv& env) {
     err << "cohortctl: " << channel.status().message() << "\n";
     return kExitUsage;
   }
-  auto stub = cohortd::v1::Ingest::NewStub(*channel);
   ObservationReader reader(in);
   // Written by the reading thread, read by the progress thread.
   std::atomic<int64_t> bytes_read{0};
@@ -75,7 +74,7 @@ int RunPush(const CommandEnv& env) {
                            : -1.0;
   };
   const bool show_progress = env.io.err_is_tty && !env.flags.Has("quiet");
-  Pusher pusher(stub.get(), env.token, streams);
+  Pusher pusher(*channel, env.token, streams);
   const PushResult result =
       pusher.Run(next, fraction, show_progress ? &err : nullptr);
 

@@ -6,6 +6,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "grpcpp/impl/rpc_method.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
+#include "grpcpp/support/sync_stream.h"
 #include "tools/cohortctl/connection.h"
 #include "tools/cohortctl/progress_bar.h"
 
@@ -16,15 +20,20 @@ namespace {
 // the source produces the next, few enough to bound memory.
 constexpr size_t kQueuedBatchesPerStream = 2;
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
+constexpr char kPushStreamMethod[] = "/cohortd.v1.Ingest/PushStream";
 
 // The state one Run shares between the source (the calling thread), the
 // stream workers and the progress thread: a bounded queue of batches and
 // the tally.
 class PushRun {
  public:
-  PushRun(cohortd::v1::Ingest::StubInterface* stub, const std::string& token,
-          int64_t streams)
-      : stub_(stub), token_(token), streams_(streams) {}
+  PushRun(const std::shared_ptr<grpc::Channel>& channel,
+          const std::string& token, int64_t streams)
+      : channel_(channel.get()),
+        push_stream_(kPushStreamMethod,
+                     grpc::internal::RpcMethod::BIDI_STREAMING, channel),
+        token_(token),
+        streams_(streams) {}
 
   PushResult Run(const NextBatch& next, const ProgressFraction& fraction,
                  std::ostream* progress) {
@@ -97,7 +106,14 @@ class PushRun {
   // number of streams, and each answer is matched to its batch by order.
   void StreamWorker() {
     auto context = MakeContext(token_, absl::InfiniteDuration());
-    auto stream = stub_->PushStream(context.get());
+    // As the generated stub's PushStream, but writing the request's wire
+    // bytes as they are.
+    std::unique_ptr<
+        grpc::ClientReaderWriter<grpc::ByteBuffer, cohortd::v1::PushResponse>>
+        stream(grpc::internal::ClientReaderWriterFactory<
+               grpc::ByteBuffer,
+               cohortd::v1::PushResponse>::Create(channel_, push_stream_,
+                                                  context.get()));
     while (true) {
       ObservationBatch batch;
       {
@@ -108,7 +124,13 @@ class PushRun {
         queue_.pop_front();
       }
       cohortd::v1::PushResponse response;
-      if (!stream->Write(batch.request) || !stream->Read(&response)) {
+      // The slice takes the bytes over: no copy.
+      auto* wire = new std::string(std::move(batch.wire));
+      grpc::Slice slice(
+          wire->data(), wire->size(),
+          [](void* bytes) { delete static_cast<std::string*>(bytes); }, wire);
+      grpc::ByteBuffer request(&slice, 1);
+      if (!stream->Write(request) || !stream->Read(&response)) {
         const grpc::Status status = stream->Finish();
         absl::MutexLock lock(&mu_);
         result_.summary.AddUnconfirmed(batch.lines.size());
@@ -143,7 +165,8 @@ class PushRun {
     }
   }
 
-  cohortd::v1::Ingest::StubInterface* const stub_;
+  grpc::Channel* const channel_;
+  const grpc::internal::RpcMethod push_stream_;
   const std::string& token_;
   const int64_t streams_;
   absl::Time start_;
@@ -157,13 +180,15 @@ class PushRun {
 
 }  // namespace
 
-Pusher::Pusher(cohortd::v1::Ingest::StubInterface* stub, std::string token,
+Pusher::Pusher(std::shared_ptr<grpc::Channel> channel, std::string token,
                int64_t streams)
-    : stub_(stub), token_(std::move(token)), streams_(streams) {}
+    : channel_(std::move(channel)),
+      token_(std::move(token)),
+      streams_(streams) {}
 
 PushResult Pusher::Run(const NextBatch& next, const ProgressFraction& fraction,
                        std::ostream* progress) {
-  PushRun run(stub_, token_, streams_);
+  PushRun run(channel_, token_, streams_);
   return run.Run(next, fraction, progress);
 }
 

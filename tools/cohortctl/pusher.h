@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -41,8 +42,10 @@ struct PushResult {
 
 class Pusher {
  public:
-  // `stub` is borrowed and must outlive Run. `streams` >= 1.
-  Pusher(cohortd::v1::Ingest::StubInterface* stub, std::string token,
+  // Pushes over `channel` (Ingest.PushStream). Each batch's request is
+  // sent as its wire bytes (ObservationBatch::wire), so no protobuf
+  // message is built or serialized on the way. `streams` >= 1.
+  Pusher(std::shared_ptr<grpc::Channel> channel, std::string token,
          int64_t streams);
 
   // Pushes every batch `next` yields, each stream keeping one batch in
@@ -54,7 +57,7 @@ class Pusher {
                  std::ostream* progress);
 
  private:
-  cohortd::v1::Ingest::StubInterface* const stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
   const std::string token_;
   const int64_t streams_;
 };

@@ -173,23 +173,24 @@ int Push(const CommandEnv& env, const Population& population,
   // Written by the generating thread, read by the progress thread.
   std::atomic<int64_t> next_session{0};
   int64_t next_line = 1;  // 1-based observation number, for rejections
+  cohortd::v1::PushRequest request;  // reused by every batch
   const NextBatch next = [&](ObservationBatch* batch,
                              std::vector<MalformedLine>*) {
-    batch->request.Clear();
-    batch->request.set_dataset(dataset);
+    request.Clear();
+    request.set_dataset(dataset);
     batch->lines.clear();
     int64_t i = next_session.load(std::memory_order_relaxed);
     while (i < population.sessions() &&
-           batch->request.observations_size() + kSourcesPerSession <=
-               batch_size) {
+           request.observations_size() + kSourcesPerSession <= batch_size) {
       const SimSession session = population.SessionAt(i++);
-      AppendObservations(population, session, &batch->request);
+      AppendObservations(population, session, &request);
       truth->Add(population, session);
     }
     while (static_cast<int>(batch->lines.size()) <
-           batch->request.observations_size()) {
+           request.observations_size()) {
       batch->lines.push_back(next_line++);
     }
+    request.SerializeToString(&batch->wire);
     next_session.store(i, std::memory_order_relaxed);
     return !batch->lines.empty();
   };
@@ -197,9 +198,8 @@ int Push(const CommandEnv& env, const Population& population,
     return static_cast<double>(next_session.load(std::memory_order_relaxed)) /
            population.sessions();
   };
-  auto stub = cohortd::v1::Ingest::NewStub(*channel);
   const bool show_progress = env.io.err_is_tty && !env.flags.Has("quiet");
-  Pusher pusher(stub.get(), *token, streams);
+  Pusher pusher(*channel, *token, streams);
   const PushResult result =
       pusher.Run(next, fraction, show_progress ? &err : nullptr);
 

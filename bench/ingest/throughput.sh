@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Durable ingest throughput, client and server together, as issue 13
+# measures it: starts its own cohortd (config/dev.yaml, fresh temp data
+# dir, port 0), then
+#   1. ingest_load: N synthetic observations (five per session) over
+#      --streams PushStreams, requests serialized before the clock starts;
+#   2. cohortctl push of a JSON Lines file of the held-out shape (written
+#      by `cohortctl simulate --jsonl`, five observations per session) to a
+#      second fresh server.
+# For each it prints observations/s and the CPU time per observation of
+# the server and of the client (user + system, from /proc/PID/stat and the
+# shell's `time`), which stay meaningful on a shared machine where wall
+# time does not.
+#
+#   bench/ingest/throughput.sh [--observations N] [--streams M]
+#                              [--batch B] [--build-dir DIR] [--keep]
+#
+# Defaults: 1000000 observations, 4 streams, batches of 2000, build dir
+# $BUILD_DIR or build. Temp dirs are removed at the end (--keep keeps them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+OBSERVATIONS=1000000
+STREAMS=4
+BATCH=2000
+BUILD_DIR="${BUILD_DIR:-build}"
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --observations) OBSERVATIONS="$2"; shift 2 ;;
+    --streams) STREAMS="$2"; shift 2 ;;
+    --batch) BATCH="$2"; shift 2 ;;
+    --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "throughput: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+COHORTD="$BUILD_DIR/server/cohortd"
+COHORTCTL="$BUILD_DIR/tools/cohortctl/cohortctl"
+LOAD="$BUILD_DIR/bench/ingest/ingest_load"
+for binary in "$COHORTD" "$COHORTCTL" "$LOAD"; do
+  [ -x "$binary" ] || { echo "throughput: $binary is not built" >&2; exit 1; }
+done
+scripts/dev-secrets
+# shellcheck disable=SC1091
+set -a; . secrets/dev-tokens.env; set +a
+
+TMP=$(mktemp -d /tmp/cohortd-throughput.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" || true
+  fi
+  [ "$KEEP" = 1 ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# dev.yaml with every relative path made absolute into $TMP or secrets/.
+sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
+  config/dev.yaml >"$TMP/cohortd.yaml"
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_server() {  # $1: name of the run
+  local dir="$TMP/$1"
+  mkdir -p "$dir"
+  "$COHORTD" --config "$TMP/cohortd.yaml" --data-dir "$dir/store" \
+    --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+    --operator-metrics-listen 127.0.0.1:0 \
+    >"$dir/cohortd.out" 2>"$dir/cohortd.log" &
+  SERVER_PID=$!
+  PORT=""
+  for _ in $(seq 1 300); do
+    PORT=$(sed -n 's/^cohortd: listening on port \([0-9]*\).*/\1/p' \
+      "$dir/cohortd.out")
+    [ -n "$PORT" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null ||
+      { echo "throughput: cohortd exited:" >&2; cat "$dir/cohortd.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$PORT" ] || { echo "throughput: cohortd did not start" >&2; exit 1; }
+}
+
+stop_server() {
+  kill -TERM "$SERVER_PID" && wait "$SERVER_PID" || true
+  SERVER_PID=""
+}
+
+# Runs "$@" as the client against the server; prints one summary line.
+# $1: label; $2: observations the run pushes; rest: the client command.
+measure() {
+  local label="$1" n="$2"
+  shift 2
+  local before after out start end
+  before=$(cpu_ticks "$SERVER_PID")
+  start=$(date +%s.%N)
+  out="$TMP/$label.client"
+  { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
+    { echo "throughput: $label failed:" >&2; cat "$out.out" "$out.err" >&2; exit 1; }
+  end=$(date +%s.%N)
+  after=$(cpu_ticks "$SERVER_PID")
+  cat "$out.out"
+  awk -v label="$label" -v n="$n" -v s0="$start" -v s1="$end" \
+      -v t0="$before" -v t1="$after" -v hz="$TICKS" \
+      -v client="$(cat "$out.time")" 'BEGIN {
+    split(client, c, " ");
+    wall = s1 - s0;
+    printf "%s: %d observations in %.2f s wall = %.0f obs/s (client process incl. start-up)\n",
+      label, n, wall, n / wall;
+    printf "%s: CPU per observation: server %.2f us, client %.2f us\n",
+      label, (t1 - t0) / hz / n * 1e6, (c[1] + c[2]) / n * 1e6;
+  }'
+}
+
+echo "== ingest_load: $OBSERVATIONS observations, $STREAMS streams, batch $BATCH"
+start_server load
+measure ingest_load "$OBSERVATIONS" "$LOAD" --target "127.0.0.1:$PORT" \
+  --observations "$OBSERVATIONS" --streams "$STREAMS" --batch "$BATCH"
+stop_server
+
+SESSIONS=$((OBSERVATIONS / 5))
+FILE="$TMP/held-out.jsonl"
+"$COHORTCTL" simulate --sessions "$SESSIONS" --jsonl "$FILE" --quiet >/dev/null
+LINES=$(wc -l <"$FILE")
+echo "== cohortctl push: $LINES observations ($SESSIONS sessions), $STREAMS streams, batch $BATCH"
+start_server push
+measure cohortctl_push "$LINES" "$COHORTCTL" --target "127.0.0.1:$PORT" \
+  push "$FILE" --streams "$STREAMS" --batch "$BATCH" --quiet
+stop_server
