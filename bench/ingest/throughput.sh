@@ -14,9 +14,12 @@
 #
 #   bench/ingest/throughput.sh [--observations N] [--streams M]
 #                              [--batch B] [--build-dir DIR] [--keep]
+#                              [--server-preload LIB]
 #
 # Defaults: 1000000 observations, 4 streams, batches of 2000, build dir
 # $BUILD_DIR or build. Temp dirs are removed at the end (--keep keeps them).
+# --server-preload runs cohortd with LD_PRELOAD=LIB (to measure an
+# allocator, e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,6 +28,7 @@ STREAMS=4
 BATCH=2000
 BUILD_DIR="${BUILD_DIR:-build}"
 KEEP=0
+PRELOAD=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --observations) OBSERVATIONS="$2"; shift 2 ;;
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
     --batch) BATCH="$2"; shift 2 ;;
     --build-dir) BUILD_DIR="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --server-preload) PRELOAD="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "throughput: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +71,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_server() {  # $1: name of the run
   local dir="$TMP/$1"
   mkdir -p "$dir"
-  "$COHORTD" --config "$TMP/cohortd.yaml" --data-dir "$dir/store" \
+  LD_PRELOAD="$PRELOAD" "$COHORTD" --config "$TMP/cohortd.yaml" \
+    --data-dir "$dir/store" \
     --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
     --operator-metrics-listen 127.0.0.1:0 \
     >"$dir/cohortd.out" 2>"$dir/cohortd.log" &

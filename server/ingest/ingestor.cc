@@ -27,6 +27,8 @@ using ::cohortd::internal::StoredSessionHeader;
 // A group holds at most this many observations, which bounds the
 // committer's memory and the size of one synced write.
 constexpr size_t kMaxGroupObservations = 200000;
+// The committer keeps its write batch's memory between groups up to this.
+constexpr size_t kMaxKeptBatchBytes = size_t{16} << 20;
 
 absl::StatusOr<uint64_t> ReadCounter(Store* store, absl::string_view key) {
   absl::StatusOr<std::string> value = store->Get(key);
@@ -341,13 +343,17 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
     Item& item = pending.items.emplace_back();
     item.index = i;
     item.obs = &obs;
-    // "s/<dataset>/<session>/" and that plus the source (storage/keys.h).
-    item.key = dataset_prefix;
-    keys::AppendEscapedKeyComponent(obs.session_id, &item.key);
-    item.key.push_back('/');
-    item.contribution_key.reserve(item.key.size() + obs.source.size() + 2);
-    item.contribution_key = item.key;
+    // "s/<dataset>/<session>/<source>" (storage/keys.h); the header's key
+    // is its prefix up to the source.
+    item.contribution_key.reserve(
+        dataset_prefix.size() + obs.session_id.size() + obs.source.size() + 8);
+    item.contribution_key = dataset_prefix;
+    keys::AppendEscapedKeyComponent(obs.session_id, &item.contribution_key);
+    item.contribution_key.push_back('/');
+    const size_t header_key_size = item.contribution_key.size();
     keys::AppendEscapedKeyComponent(obs.source, &item.contribution_key);
+    item.key =
+        absl::string_view(item.contribution_key).substr(0, header_key_size);
     auto [known, inserted] =
         pseudonym_of.try_emplace(obs.account_id, pseudonyms.size());
     if (inserted) {
@@ -504,9 +510,11 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   size_t observations = 0;
   for (const Pending* pending : group) observations += pending->items.size();
   std::vector<Touched> touched;  // in first-touch order
+  touched.reserve(observations);
   absl::flat_hash_map<absl::string_view, size_t> touched_at;
   touched_at.reserve(observations);
   std::vector<Contribution> contributions;
+  contributions.reserve(observations);
   absl::flat_hash_map<absl::string_view, size_t> contribution_at;
   contribution_at.reserve(observations);
   // Replaced stored contributions and recomputed values: what views of
@@ -779,7 +787,10 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     }
   }
 
-  WriteBatch batch;
+  // The committer's batch, reused: its memory stays mapped.
+  WriteBatch& batch = group_batch_;
+  batch.Clear();
+  std::string value;  // scratch
   std::map<const DatasetSpec*, std::vector<CommittedSession>> committed;
   for (Touched& t : touched) {
     if (!t.changed) continue;
@@ -787,7 +798,8 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
       header.set_account_pseudonym(t.account_pseudonym);
       header.set_session_start_unix_seconds(t.session_start);
       header.set_source_count(t.source_count);
-      batch.Put(t.key, header.SerializeAsString());
+      header.SerializeToString(&value);
+      batch.Put(t.key, value);
     }
     // One session's keys in key order, after its header: RocksDB's
     // memtable inserts neighbouring keys faster.
@@ -798,11 +810,9 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     for (int ci : t.contributions) {
       const Contribution& c = contributions[ci];
       if (!c.dirty) continue;
-      std::string value;
-      value.reserve(c.item->value.size() + 11);
       value = c.item->value;
       AppendSequence(c.sequence, &value);
-      batch.PutValue(c.key, std::move(value));
+      batch.Put(c.key, value);
     }
     CommittedSession& session = committed[t.dataset].emplace_back();
     session.session_id = std::string(t.session_id);
@@ -831,7 +841,10 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   absl::WriterMutexLock fence(&commit_fence_);
   if (!batch.empty()) {
     batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
-    RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+    const absl::Status written = store_->Write(batch, /*sync=*/true);
+    // A batch past kMaxKeptBatchBytes is not kept (bounded memory).
+    if (batch.byte_size() > kMaxKeptBatchBytes) group_batch_ = WriteBatch();
+    RETURN_IF_ERROR(written);
     sequence_ = sequence;
   }
   if (want_resent) {

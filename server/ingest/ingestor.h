@@ -223,12 +223,14 @@ class Ingestor {
 
  private:
   // One valid observation on its way to the committer. Views point into
-  // the request and the push's pseudonyms, which outlive the commit.
+  // the request and the push's pseudonyms, which outlive the commit, and
+  // into the item itself: an Item is never moved once filled in (the
+  // push's items are reserved up front).
   struct Item {
     int index = 0;  // position in the request
     const ObservationRef* obs = nullptr;
-    std::string key;  // storage key of the session header
     std::string contribution_key;
+    absl::string_view key;  // of the session header: contribution_key's prefix
     absl::string_view account_pseudonym;
     int64_t session_start = 0;
     // The stored contribution without its sequence (the committer adds
@@ -320,6 +322,9 @@ class Ingestor {
 
   // Owned by the committer thread.
   uint64_t sequence_;  // last ingest sequence number written
+  // Reused by every group: a fresh multi-megabyte batch per group costs
+  // its page faults again (perf).
+  WriteBatch group_batch_;
   // Per dataset, its open-domain dimensions by name (for the value cap).
   std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
       open_dimensions_;

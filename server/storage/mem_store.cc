@@ -20,9 +20,9 @@ absl::Status MemStore::Write(const WriteBatch& batch, bool sync) {
   absl::MutexLock lock(&mu_);
   for (const WriteBatch::Op& op : batch.ops()) {
     if (op.is_delete) {
-      data_.erase(op.key);
+      data_.erase(std::string(op.key));
     } else {
-      data_[op.key] = op.value;
+      data_[std::string(op.key)] = std::string(op.value);
     }
   }
   if (sync) ++wal_syncs_;

@@ -28,28 +28,63 @@ namespace cohortd {
 // while no range delete is ever written.
 class WriteBatch {
  public:
+  // One put or delete; its key and value view the batch's storage and
+  // stay valid until the batch is changed or destroyed.
   struct Op {
     bool is_delete = false;
-    std::string key;
-    std::string value;
+    absl::string_view key;
+    absl::string_view value;
   };
   void Put(absl::string_view key, absl::string_view value) {
-    ops_.push_back({false, std::string(key), std::string(value)});
+    Add(false, key, value);
   }
-  // As Put, taking `value`'s storage instead of copying it.
+  // As Put (kept for callers that hand over a value they built).
   void PutValue(absl::string_view key, std::string&& value) {
-    ops_.push_back({false, std::string(key), std::move(value)});
+    Add(false, key, value);
   }
-  void Delete(absl::string_view key) {
-    ops_.push_back({true, std::string(key), std::string()});
+  void Delete(absl::string_view key) { Add(true, key, absl::string_view()); }
+  // The operations in the order added. Built on each call (O(size)); the
+  // views are valid as long as the batch is unchanged.
+  std::vector<Op> ops() const {
+    std::vector<Op> out;
+    out.reserve(entries_.size());
+    for (const Entry& e : entries_) {
+      out.push_back({e.is_delete,
+                     absl::string_view(bytes_).substr(e.offset, e.key_size),
+                     absl::string_view(bytes_).substr(e.offset + e.key_size,
+                                                      e.value_size)});
+    }
+    return out;
   }
-  const std::vector<Op>& ops() const { return ops_; }
-  bool empty() const { return ops_.empty(); }
-  size_t size() const { return ops_.size(); }
-  void Clear() { ops_.clear(); }
+  bool empty() const { return entries_.empty(); }
+  size_t size() const { return entries_.size(); }
+  // Bytes of all keys and values.
+  size_t byte_size() const { return bytes_.size(); }
+  // Empties the batch, keeping its memory for reuse (a group commit's
+  // batch is megabytes: fresh memory for each costs page faults).
+  void Clear() {
+    entries_.clear();
+    bytes_.clear();
+  }
 
  private:
-  std::vector<Op> ops_;
+  // Keys and values live back to back in one buffer: two allocations per
+  // batch instead of two per operation.
+  struct Entry {
+    bool is_delete;
+    size_t offset;
+    uint32_t key_size;
+    uint32_t value_size;
+  };
+  void Add(bool is_delete, absl::string_view key, absl::string_view value) {
+    entries_.push_back({is_delete, bytes_.size(),
+                        static_cast<uint32_t>(key.size()),
+                        static_cast<uint32_t>(value.size())});
+    bytes_.append(key.data(), key.size());
+    bytes_.append(value.data(), value.size());
+  }
+  std::vector<Entry> entries_;
+  std::string bytes_;
 };
 
 struct StoreStats {
