@@ -67,6 +67,7 @@ sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
 
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+minor_faults() { awk '{print $10}' "/proc/$1/stat"; }
 
 start_server() {  # $1: name of the run
   local dir="$TMP/$1"
@@ -99,17 +100,20 @@ stop_server() {
 measure() {
   local label="$1" n="$2"
   shift 2
-  local before after out start end
+  local before after faults_before faults_after out start end
   before=$(cpu_ticks "$SERVER_PID")
+  faults_before=$(minor_faults "$SERVER_PID")
   start=$(date +%s.%N)
   out="$TMP/$label.client"
   { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
     { echo "throughput: $label failed:" >&2; cat "$out.out" "$out.err" >&2; exit 1; }
   end=$(date +%s.%N)
   after=$(cpu_ticks "$SERVER_PID")
+  faults_after=$(minor_faults "$SERVER_PID")
   cat "$out.out"
   awk -v label="$label" -v n="$n" -v s0="$start" -v s1="$end" \
       -v t0="$before" -v t1="$after" -v hz="$TICKS" \
+      -v f0="$faults_before" -v f1="$faults_after" \
       -v client="$(cat "$out.time")" 'BEGIN {
     split(client, c, " ");
     wall = s1 - s0;
@@ -117,6 +121,8 @@ measure() {
       label, n, wall, n / wall;
     printf "%s: CPU per observation: server %.2f us, client %.2f us\n",
       label, (t1 - t0) / hz / n * 1e6, (c[1] + c[2]) / n * 1e6;
+    printf "%s: server page faults per 1000 observations: %.1f\n",
+      label, (f1 - f0) / n * 1000;
   }'
 }
 
