@@ -168,6 +168,56 @@ TEST_P(StoreTest, BatchAppliesInOrder) {
   EXPECT_EQ(*store_->Get("x"), "3");
 }
 
+TEST_P(StoreTest, ReusedBatchesWriteOnlyWhatTheyHoldSinceClear) {
+  // The committer and RocksDbStore::Write reuse one batch (and one encoding
+  // buffer per thread), a small write after a large one included: nothing
+  // of an earlier batch may leak into a later one.
+  WriteBatch batch;
+  std::string big(1 << 20, 'v');
+  for (int i = 0; i < 40; ++i) batch.Put(absl::StrCat("big/", i), big);
+  ASSERT_OK(store_->Write(batch, /*sync=*/true));
+  batch.Clear();
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(batch.byte_size(), 0u);
+  batch.Put("small/a", "");
+  batch.Put(std::string("small/\0b", 8), std::string("\0\xff", 2));
+  batch.Delete("big/3");
+  ASSERT_OK(store_->Write(batch, /*sync=*/true));
+  EXPECT_EQ(*store_->Get("small/a"), "");
+  EXPECT_EQ(*store_->Get(std::string("small/\0b", 8)),
+            std::string("\0\xff", 2));
+  EXPECT_THAT(store_->Get("big/3"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(store_->Get("big/39")->size(), big.size());
+  std::vector<std::string> keys;
+  ASSERT_OK(store_->Scan("small/", [&](absl::string_view k, absl::string_view) {
+    keys.emplace_back(k);
+    return true;
+  }));
+  EXPECT_EQ(keys.size(), 2u);
+}
+
+TEST(WriteBatchTest, OpsViewKeysAndValuesInOrder) {
+  WriteBatch batch;
+  batch.Put("k1", "v1");
+  batch.Delete("gone");
+  std::string value = "moved";
+  batch.PutValue("k2", std::move(value));
+  batch.Put("k3", std::string(300, 'x'));  // the buffer grows: views follow
+  const std::vector<WriteBatch::Op> ops = batch.ops();
+  ASSERT_EQ(ops.size(), 4u);
+  EXPECT_FALSE(ops[0].is_delete);
+  EXPECT_EQ(ops[0].key, "k1");
+  EXPECT_EQ(ops[0].value, "v1");
+  EXPECT_TRUE(ops[1].is_delete);
+  EXPECT_EQ(ops[1].key, "gone");
+  EXPECT_EQ(ops[1].value, "");
+  EXPECT_EQ(ops[2].key, "k2");
+  EXPECT_EQ(ops[2].value, "moved");
+  EXPECT_EQ(ops[3].value, std::string(300, 'x'));
+  EXPECT_EQ(batch.size(), 4u);
+  EXPECT_EQ(batch.byte_size(), 2u + 2 + 4 + 2 + 5 + 2 + 300);
+}
+
 TEST_P(StoreTest, BatchesAreAtomicToConcurrentReaders) {
   // A writer keeps moving two keys together; a reader must never see them
   // differ, which it would if a batch were applied in pieces.
