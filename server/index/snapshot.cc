@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_priority.h"
 #include "server/crypto/csprng.h"
 #include "server/crypto/pseudonymizer.h"
 #include "server/index/sealed_index.h"
@@ -409,6 +410,8 @@ void SnapshotIndex::Persist(DatasetState* state, const Snapshot& snapshot) {
 }
 
 void SnapshotIndex::RebuildLoop() {
+  // Runs right after a restart, beside its first queries: they come first.
+  RunInBackgroundPriority();
   for (const auto& [name, state] : datasets_) {
     {
       absl::MutexLock lock(&state->mu);
@@ -592,6 +595,7 @@ void SnapshotIndex::WakeFolder() {
 }
 
 void SnapshotIndex::FoldLoop() {
+  RunInBackgroundPriority();
   for (;;) {
     {
       absl::MutexLock lock(&fold_mu_);
