@@ -585,7 +585,8 @@ absl::StatusOr<SnapshotRead> SnapshotIndex::Read(
 }
 
 bool SnapshotIndex::FoldDue(const DatasetState& state) const {
-  return state.pending_bytes > config_->snapshot_buffer_bytes &&
+  return state.pending_bytes >
+             static_cast<size_t>(config_->snapshot_buffer_bytes) &&
          !(state.restored && state.next == nullptr);
 }
 
