@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/common/allocator.h"
 #include "server/common/logging.h"
 #include "server/config/config.h"
 #include "server/metrics/metrics_http_server.h"
@@ -170,6 +171,8 @@ int Restore(const cohortd::Config& config, const std::string& backup_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread: bounded malloc arenas (server/common/allocator.h).
+  cohortd::TuneAllocator();
   // Everything cohortd creates (store files, the key, backups) is its
   // user's alone: files 0600, folders 0700.
   umask(077);

@@ -4,7 +4,9 @@
 # on an existing store (e.g. one filled by `cohortctl simulate`), RUNS
 # times, and prints per run:
 #   - wall time from exec to the first answered Aggregate (query_load
-#     --first-answer-since), and cohortd's CPU time (user+sys) by then;
+#     --first-answer-since), and cohortd's CPU time (user+sys) by then
+#     (all its threads: the background checksum pass and index rebuild
+#     included), and when the log said "serving gRPC";
 #   - VmRSS / VmHWM at the first answer, after the background rebuild
 #     (SETTLE seconds later), and after QUERIES distinct queries and their
 #     cache hits (query_load), with the growth per query.
@@ -49,7 +51,11 @@ for run in $(seq 1 "$RUNS"); do
   "$COHORTD" --config "$CONFIG" >"$LOG" 2>&1 &
   pid=$!
   first=$("$QUERY_LOAD" --target "$TARGET" --first-answer-since "$start")
-  echo "run $run: $first; cohortd CPU $(cpu_seconds $pid) s; RSS $(rss $pid)"
+  cpu=$(cpu_seconds $pid)
+  serving=$(date -d "$(grep -m1 'serving gRPC' "$LOG" | cut -d' ' -f1)" +%s%N)
+  echo "run $run: $first; cohortd CPU $cpu s; RSS $(rss $pid)"
+  echo "  serving (log line) $(awk -v a="$serving" -v b="$start" \
+    'BEGIN { printf "%.3f", (a - b) / 1e9 }') s after start"
   sleep "$SETTLE"
   echo "  after ${SETTLE} s (background rebuild done): CPU $(cpu_seconds $pid) s; RSS $(rss $pid)"
   before=$(rss_kib $pid)

@@ -712,7 +712,7 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
       {"listen", "metrics_listen", "data_dir", "pseudonymization_key_file",
        "max_batch_size", "tls", "limits", "snapshot_every",
        "operator_metrics_listen", "operator_metrics_require_token",
-       "allow_plaintext", "retention_interval"}));
+       "allow_plaintext", "retention_interval", "snapshot_buffer_mib"}));
   if (Node n = Child(node, "listen"); Present(n)) {
     RETURN_IF_ERROR(
         ReadAddress(n, Join(path, "listen"), &config->listen_address));
@@ -751,6 +751,12 @@ absl::Status Parser::ParseServer(const Node& node, const std::string& path,
                                    "(e.g. 15m, 1h, 24h)",
                                    text));
     }
+  }
+  if (Node n = Child(node, "snapshot_buffer_mib"); Present(n)) {
+    int64_t mib = 0;
+    RETURN_IF_ERROR(ReadInt(n, Join(path, "snapshot_buffer_mib"), 1,
+                            int64_t{1} << 20, &mib));
+    config->snapshot_buffer_bytes = mib << 20;
   }
   if (Node n = Child(node, "limits"); Present(n)) {
     RETURN_IF_ERROR(ParseLimits(n, Join(path, "limits"), config->max_batch_size,

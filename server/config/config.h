@@ -231,6 +231,11 @@ struct Config {
   // is sealed at each multiple of this period since the Unix epoch, besides
   // Admin.SealSnapshot and every start. >= 1s.
   absl::Duration snapshot_every = absl::Hours(1);
+  // Bound on the memory a dataset's commits may hold while they wait for
+  // the next seal (`snapshot_buffer_mib`, >= 1; default 64 MiB): past it
+  // they are folded into the next index (server/index/snapshot.h,
+  // "Bounded buffer"); seals stay on schedule.
+  int64_t snapshot_buffer_bytes = int64_t{64} << 20;
   TlsSpec tls;
   IngestCaps ingest;
   LimitsSpec limits;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_priority.h"
 #include "server/crypto/csprng.h"
 #include "server/crypto/pseudonymizer.h"
 #include "server/index/sealed_index.h"
@@ -22,6 +23,30 @@ absl::StatusOr<std::string> NewSnapshotId() {
   RETURN_IF_ERROR(OpenSslRandomSource().Fill(words, 2));
   return HexEncode(
       absl::string_view(reinterpret_cast<const char*>(words), sizeof(words)));
+}
+
+// Heap bytes of a string beyond its inline buffer (libstdc++ keeps up to
+// 15 characters inline), with malloc's per-chunk overhead.
+size_t HeapBytes(const std::string& s) {
+  return s.capacity() > 15 ? s.capacity() + 1 + 16 : 0;
+}
+
+// What one buffered change costs in memory, estimated from its sizes (the
+// buffer bound counts these; RSS also pays the allocator's rounding).
+size_t BufferedBytes(const CommittedSession& c) {
+  size_t bytes = sizeof(c) + HeapBytes(c.session_id) +
+                 HeapBytes(c.account_pseudonym) +
+                 c.labels.capacity() * sizeof(c.labels[0]) +
+                 c.measures.capacity() * sizeof(c.measures[0]) + 2 * 16;
+  for (const auto& [name, value] : c.labels) {
+    bytes += HeapBytes(name) + (value.has_value() ? HeapBytes(*value) : 0);
+  }
+  for (const auto& [name, value] : c.measures) bytes += HeapBytes(name);
+  return bytes;
+}
+
+size_t BufferedBytes(const DeletedSession& d) {
+  return sizeof(d) + HeapBytes(d.session_id) + HeapBytes(d.account_pseudonym);
 }
 
 // floor(t / period) over the Unix epoch.
@@ -118,17 +143,24 @@ void SnapshotIndex::OnCommitted(const DatasetSpec& dataset,
   DatasetState* state = Find(dataset.name);
   if (state == nullptr) return;
   if (sessions.empty()) return;
-  absl::MutexLock lock(&state->mu);
-  if (state->pending.empty() || !state->pending.back().deletions.empty()) {
-    state->pending.emplace_back();
+  bool fold = false;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->pending.empty() || !state->pending.back().deletions.empty()) {
+      state->pending.emplace_back();
+    }
+    std::vector<CommittedSession>& commits = state->pending.back().commits;
+    for (const CommittedSession& session : sessions) {
+      NoteNewValues(state, session);
+      // Deltas apply in commit order, so each is kept (they own their
+      // data).
+      commits.push_back(session);
+      state->pending_bytes += BufferedBytes(commits.back());
+    }
+    if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+    fold = FoldDue(*state);
   }
-  std::vector<CommittedSession>& commits = state->pending.back().commits;
-  for (const CommittedSession& session : sessions) {
-    NoteNewValues(state, session);
-    // Deltas apply in commit order, so each is kept (they own their data).
-    commits.push_back(session);
-  }
-  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+  if (fold) WakeFolder();
 }
 
 void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
@@ -136,16 +168,22 @@ void SnapshotIndex::OnCommittedMoved(const DatasetSpec& dataset,
   DatasetState* state = Find(dataset.name);
   if (state == nullptr) return;
   if (sessions->empty()) return;
-  absl::MutexLock lock(&state->mu);
-  if (state->pending.empty() || !state->pending.back().deletions.empty()) {
-    state->pending.emplace_back();
+  bool fold = false;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->pending.empty() || !state->pending.back().deletions.empty()) {
+      state->pending.emplace_back();
+    }
+    std::vector<CommittedSession>& commits = state->pending.back().commits;
+    for (CommittedSession& session : *sessions) {
+      NoteNewValues(state, session);
+      commits.push_back(std::move(session));
+      state->pending_bytes += BufferedBytes(commits.back());
+    }
+    if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+    fold = FoldDue(*state);
   }
-  std::vector<CommittedSession>& commits = state->pending.back().commits;
-  for (CommittedSession& session : *sessions) {
-    NoteNewValues(state, session);
-    commits.push_back(std::move(session));
-  }
-  if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+  if (fold) WakeFolder();
 }
 
 void SnapshotIndex::OnResent(const DatasetSpec& dataset,
@@ -173,7 +211,8 @@ void SnapshotIndex::OnDeleted(const DatasetSpec& dataset,
   for (const DeletedSession& session : sessions) {
     deleted.emplace(session.account_pseudonym, session.session_id);
   }
-  absl::MutexLock lock(&state->mu);
+  bool fold = false;
+  absl::ReleasableMutexLock lock(&state->mu);
   // The buffered deltas of a deleted session would only be undone by the
   // deletion at the seal: drop them, so the index never holds the session
   // (not even inside the seal). Commits after this call are new sessions.
@@ -201,6 +240,18 @@ void SnapshotIndex::OnDeleted(const DatasetSpec& dataset,
   std::vector<DeletedSession>& deletions = state->pending.back().deletions;
   deletions.insert(deletions.end(), sessions.begin(), sessions.end());
   if (observer_ != nullptr) observer_->OnBuffered(*state->spec);
+  state->pending_bytes = 0;
+  for (const PendingChanges& changes : state->pending) {
+    for (const CommittedSession& c : changes.commits) {
+      state->pending_bytes += BufferedBytes(c);
+    }
+    for (const DeletedSession& d : changes.deletions) {
+      state->pending_bytes += BufferedBytes(d);
+    }
+  }
+  fold = FoldDue(*state);
+  lock.Release();
+  if (fold) WakeFolder();
 }
 
 void SnapshotIndex::NoteNewValues(DatasetState* state,
@@ -260,11 +311,11 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
   {
     absl::MutexLock lock(&state->mu);
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
-      return !state->restored || state->rebuilt != nullptr ||
+      return !state->restored || state->next != nullptr ||
              !state->rebuild_error.ok() || stop_.HasBeenNotified();
     };
     state->mu.Await(absl::Condition(&ready));
-    if (state->restored && state->rebuilt == nullptr) {
+    if (state->restored && state->next == nullptr) {
       return state->rebuild_error.ok() ? absl::UnavailableError(absl::StrCat(
                                              "dataset ", dataset,
                                              ": shutting down before the "
@@ -276,12 +327,13 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
   ASSIGN_OR_RETURN(std::string id, NewSnapshotId());
   absl::ReleasableMutexLock seal(&state->seal_mu);
   std::vector<PendingChanges> pending;
-  std::unique_ptr<ColumnarDataset> rebuilt;
+  std::unique_ptr<ColumnarDataset> next;
   absl::Time sealed_at;
   {
     absl::MutexLock lock(&state->mu);
     pending.swap(state->pending);
-    rebuilt = std::move(state->rebuilt);
+    state->pending_bytes = 0;
+    next = std::move(state->next);
     state->restored = false;
     if (observer_ != nullptr) observer_->OnSealed(*state->spec, id);
     // Read under the buffer lock: every push acknowledged before this
@@ -291,12 +343,14 @@ absl::StatusOr<Snapshot> SnapshotIndex::Seal(absl::string_view dataset) {
     sealed_at = clock_->Now();
   }
   size_t changes = 0;
-  const bool replaced = rebuilt != nullptr;
+  const bool replaced = next != nullptr;
   if (replaced) {
-    // The store as of the rebuild's scan; the commits since the restart
-    // follow (some already in it: re-applying them changes nothing).
-    index_->FindDataset(state->spec->name)->ReplaceWith(rebuilt.get());
-    rebuilt.reset();
+    // The next index: the sealed one with the commits folded since (in
+    // order), or the store as of the rebuild's scan with the commits
+    // folded since the restart (some already in it: re-applying them
+    // changes nothing). What was buffered since the last fold follows.
+    index_->FindDataset(state->spec->name)->ReplaceWith(next.get());
+    next.reset();
   }
   if (!pending.empty() || replaced) {
     // In commit order. Waits for the views open on the dataset (queries of
@@ -356,6 +410,8 @@ void SnapshotIndex::Persist(DatasetState* state, const Snapshot& snapshot) {
 }
 
 void SnapshotIndex::RebuildLoop() {
+  // Runs right after a restart, beside its first queries: they come first.
+  RunInBackgroundPriority();
   for (const auto& [name, state] : datasets_) {
     {
       absl::MutexLock lock(&state->mu);
@@ -382,7 +438,7 @@ void SnapshotIndex::RebuildLoop() {
             values[dim] = (*rebuilt)->DimensionValues(dim);
           }
         }
-        absl::MutexLock lock(&state->mu);
+        absl::ReleasableMutexLock lock(&state->mu);
         for (const auto& [dim, dim_values] : values) {
           for (const std::string& value : dim_values) {
             if (!index_->HasValue(spec, dim, value)) {
@@ -390,7 +446,11 @@ void SnapshotIndex::RebuildLoop() {
             }
           }
         }
-        state->rebuilt = *std::move(rebuilt);
+        state->next = *std::move(rebuilt);
+        // Commits buffered while it ran can now be folded into it.
+        const bool fold = FoldDue(*state);
+        lock.Release();
+        if (fold) WakeFolder();
         break;
       }
       LogError("snapshot", "dataset %s: rebuilding the index failed: %s", name,
@@ -454,6 +514,7 @@ void SnapshotIndex::Start() {
     rebuild_thread_ = std::thread([this] { RebuildLoop(); });
   }
   thread_ = std::thread([this] { Loop(); });
+  fold_thread_ = std::thread([this] { FoldLoop(); });
 }
 
 void SnapshotIndex::Stop() {
@@ -463,8 +524,10 @@ void SnapshotIndex::Stop() {
   for (const auto& [name, state] : datasets_) {
     absl::MutexLock lock(&state->mu);
   }
+  { absl::MutexLock lock(&fold_mu_); }
   if (thread_.joinable()) thread_.join();
   if (rebuild_thread_.joinable()) rebuild_thread_.join();
+  if (fold_thread_.joinable()) fold_thread_.join();
 }
 
 bool SnapshotIndex::Restored(absl::string_view dataset) const {
@@ -519,6 +582,118 @@ absl::StatusOr<SnapshotRead> SnapshotIndex::Read(
   ASSIGN_OR_RETURN(read.view, index_->Read(dataset));
   read.snapshot = state->snapshot;
   return read;
+}
+
+bool SnapshotIndex::FoldDue(const DatasetState& state) const {
+  return state.pending_bytes >
+             static_cast<size_t>(config_->snapshot_buffer_bytes) &&
+         !(state.restored && state.next == nullptr);
+}
+
+void SnapshotIndex::WakeFolder() {
+  absl::MutexLock lock(&fold_mu_);
+  fold_wanted_ = true;
+}
+
+void SnapshotIndex::FoldLoop() {
+  RunInBackgroundPriority();
+  for (;;) {
+    {
+      absl::MutexLock lock(&fold_mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(fold_mu_) {
+        return fold_wanted_ || stop_.HasBeenNotified();
+      };
+      fold_mu_.Await(absl::Condition(&woken));
+      if (stop_.HasBeenNotified()) return;
+      fold_wanted_ = false;
+    }
+    for (const auto& [name, state] : datasets_) {
+      {
+        absl::MutexLock lock(&state->mu);
+        if (!FoldDue(*state)) continue;
+      }
+      absl::StatusOr<size_t> folded = Fold(name);
+      if (!folded.ok()) {
+        LogError("snapshot", "dataset %s: folding the buffer failed: %s", name,
+                 folded.status().ToString());
+      }
+    }
+  }
+}
+
+absl::StatusOr<size_t> SnapshotIndex::Fold(absl::string_view dataset) {
+  DatasetState* state = Find(dataset);
+  if (state == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset: unknown dataset '", dataset, "'"));
+  }
+  // Seals wait meanwhile: they must not take the next index (or the
+  // buffer) while a fold holds it.
+  absl::MutexLock persist(&state->persist_mu);
+  const absl::Time start = absl::Now();
+  std::vector<PendingChanges> pending;
+  std::unique_ptr<ColumnarDataset> next;
+  size_t bytes = 0;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->pending.empty() || (state->restored && state->next == nullptr)) {
+      return 0;
+    }
+    pending.swap(state->pending);
+    bytes = state->pending_bytes;
+    state->pending_bytes = 0;
+    next = std::move(state->next);
+  }
+  const bool copied = next == nullptr;
+  if (copied) {
+    // A private copy of the sealed index; only seals change that, and
+    // they wait for persist_mu.
+    absl::Status status;
+    absl::StatusOr<std::unique_ptr<ColumnarDataset>> copy =
+        ColumnarDataset::Create(state->spec, index_->options());
+    status = copy.status();
+    if (status.ok()) {
+      std::string image;
+      index_->FindDataset(state->spec->name)->Serialize(&image);
+      status = (*copy)->Deserialize(image);
+    }
+    if (!status.ok()) {
+      // Put the buffer back in front of what came since, in order.
+      absl::MutexLock lock(&state->mu);
+      for (PendingChanges& run : state->pending) {
+        pending.push_back(std::move(run));
+      }
+      state->pending.swap(pending);
+      state->pending_bytes += bytes;
+      return status;
+    }
+    next = *std::move(copy);
+  }
+  size_t changes = 0;
+  for (const PendingChanges& run : pending) {
+    if (!run.commits.empty()) next->Apply(run.commits);
+    if (!run.deletions.empty()) next->Remove(run.deletions);
+    changes += run.commits.size() + run.deletions.size();
+  }
+  pending.clear();
+  {
+    absl::MutexLock lock(&state->mu);
+    state->next = std::move(next);
+  }
+  LogInfo("snapshot",
+          "dataset %s: folded %d buffered session change(s) (%.1f MiB) into "
+          "the next index%s in %.3f s; queries see them at the next seal",
+          state->spec->name, changes, bytes / (1024.0 * 1024.0),
+          copied ? " (a copy of the sealed one)" : "",
+          absl::ToDoubleSeconds(absl::Now() - start));
+  return changes;
+}
+
+size_t SnapshotIndex::PendingBytes(absl::string_view dataset) const {
+  DatasetState* state = Find(dataset);
+  if (state == nullptr) return 0;
+  absl::MutexLock lock(&state->mu);
+  return state->pending_bytes;
 }
 
 size_t SnapshotIndex::PendingSessions(absl::string_view dataset) const {

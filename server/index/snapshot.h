@@ -49,9 +49,25 @@
 //
 // Cost: a seal applies what was buffered since the previous one (the same
 // work ingest did per commit before, now batched); the buffer holds one
-// copy of each commit's deltas since the last seal (tens of bytes per
-// changed label or measure). Queries pay nothing extra; they see data up to the
-// last seal, at most snapshot_every old.
+// copy of each commit's deltas since the last seal (about 2 KiB per
+// session commit of the study's shape). Queries pay nothing extra; they see
+// data up to the last seal, at most snapshot_every old.
+//
+// Bounded buffer (issue 13). Without a bound, continuous ingest between
+// two seals grew the buffer without limit (845 MiB after 2,000,000
+// observations). Sealing early when it is full is NOT an option: a seal
+// driven by the volume pushed would make whether an answer comes from the
+// cache depend on records again (the leak above). Instead, once a
+// dataset's buffer passes `server.snapshot_buffer_mib`, a fold thread
+// applies it to the NEXT index: a private copy of the sealed index (made
+// at the first fold after a seal; after a restart, the background rebuild
+// is that copy) that no query reads. The next seal swaps the next index in
+// and applies what was buffered since the last fold. Queries see exactly
+// what they saw before; only memory changes: at most the buffer bound,
+// plus one more copy of the index (bytes per session in docs/storage.md)
+// while commits wait for a seal. Folding is ordered with seals (both hold
+// persist_mu) and applies the buffer in commit order, so the next index
+// equals what the seal would have built from the buffer.
 #ifndef COHORTD_SERVER_INDEX_SNAPSHOT_H_
 #define COHORTD_SERVER_INDEX_SNAPSHOT_H_
 
@@ -218,6 +234,22 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   // not sealed since (its rebuild then awaits the next seal).
   bool Restored(absl::string_view dataset) const;
 
+  // Applies the changes buffered for `dataset` to its next index (see
+  // "Bounded buffer" above; queries do not see them before the next
+  // seal), copying the sealed index first when there is no next index
+  // yet. Returns the number of session changes folded: 0 when nothing is
+  // buffered, or after a restart while the rebuild (the next index to
+  // fold into) is not done. The fold thread calls it when the buffer
+  // passes the bound; exposed for tests. Waits for a seal in progress.
+  // Errors: InvalidArgument for a dataset not in the config; DataLoss if
+  // the copy of the sealed index fails (the buffer is then kept).
+  absl::StatusOr<size_t> Fold(absl::string_view dataset);
+
+  // Estimated bytes held by the changes buffered for `dataset` (0 for an
+  // unknown dataset): what `server.snapshot_buffer_mib` bounds. For tests
+  // and the operator metrics; never for a published figure.
+  size_t PendingBytes(absl::string_view dataset) const;
+
  private:
   // A run of consecutive buffered changes of one kind: commits (deltas) or
   // deletions, exactly one of the two non-empty.
@@ -237,15 +269,20 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
     // The commits and deletions since the last seal, in commit order.
     mutable absl::Mutex mu ABSL_ACQUIRED_AFTER(seal_mu);
     std::vector<PendingChanges> pending ABSL_GUARDED_BY(mu);
+    // Estimated heap bytes of `pending` (BufferedBytes).
+    size_t pending_bytes ABSL_GUARDED_BY(mu) = 0;
     // Per open-domain dimension: values in `pending` (or being applied by
     // a seal) that the index did not hold when they were buffered.
     std::map<int, absl::flat_hash_set<std::string>> new_values
         ABSL_GUARDED_BY(mu);
     // After a restart: true until the seal that applies the rebuild;
-    // `rebuilt` is the background rebuild once done; `rebuild_error` its
-    // lasting failure.
+    // `rebuild_error` is the rebuild's lasting failure.
     bool restored ABSL_GUARDED_BY(mu) = false;
-    std::unique_ptr<ColumnarDataset> rebuilt ABSL_GUARDED_BY(mu);
+    // The index the next seal swaps in before applying `pending`: the
+    // background rebuild once done, and/or the sealed index with the
+    // folded commits applied (Fold). Null when the next seal just applies
+    // `pending` to the served index. Moved out only under persist_mu.
+    std::unique_ptr<ColumnarDataset> next ABSL_GUARDED_BY(mu);
     absl::Status rebuild_error ABSL_GUARDED_BY(mu);
   };
 
@@ -259,6 +296,14 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   void Loop();
   // Rebuilds every restored dataset from the store, for its next seal.
   void RebuildLoop();
+  // Folds every dataset whose buffer passed the bound, when woken.
+  void FoldLoop();
+  // Whether `state`'s buffer passed the bound and can be folded (not while
+  // a restart's rebuild, the next index, is still running).
+  bool FoldDue(const DatasetState& state) const
+      ABSL_SHARED_LOCKS_REQUIRED(state.mu);
+  // Wakes the fold thread. Call with no dataset lock held.
+  void WakeFolder();
   // Writes the sealed state of `state`'s dataset to the store.
   void Persist(DatasetState* state, const Snapshot& snapshot);
 
@@ -275,9 +320,15 @@ class SnapshotIndex : public IngestListener, public OpenDomainCatalog {
   bool schedule_started_ ABSL_GUARDED_BY(schedule_mu_) = false;
   int64_t last_period_ ABSL_GUARDED_BY(schedule_mu_) = 0;
 
+  // Set (under fold_mu_) when a buffer passed the bound; the fold thread
+  // clears it. fold_mu_ is never held with a dataset's locks.
+  absl::Mutex fold_mu_;
+  bool fold_wanted_ ABSL_GUARDED_BY(fold_mu_) = false;
+
   absl::Notification stop_;
   std::thread thread_;
   std::thread rebuild_thread_;
+  std::thread fold_thread_;
 };
 
 }  // namespace cohortd

@@ -347,6 +347,16 @@ void CohortdServer::PublishStoreStats() {
                    {{"dataset", dataset.name}})
         ->Set((*view)->num_sessions());
   }
+  // What waits for the next seal (server.snapshot_buffer_mib bounds it).
+  for (const DatasetSpec& dataset : config_.datasets) {
+    metrics_
+        ->GetGauge("cohortd_snapshot_buffer_bytes",
+                   "Estimated bytes of the commits waiting for the next seal "
+                   "(past server.snapshot_buffer_mib they are folded into "
+                   "the next index).",
+                   {{"dataset", dataset.name}})
+        ->Set(static_cast<double>(snapshots_->PendingBytes(dataset.name)));
+  }
 }
 
 absl::Status CohortdServer::data_loss() const {

@@ -32,6 +32,7 @@
 #include "rocksdb/write_batch.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_priority.h"
 #include "server/storage/keys.h"
 
 namespace cohortd {
@@ -463,6 +464,8 @@ class RocksDbStore : public Store {
   // store's lasting DataLoss (Health()). `dir` names the store in logs.
   void VerifyInBackground(const std::string& dir) {
     verify_thread_ = std::thread([this, dir] {
+      // Beside a start: the start's own reads come first.
+      RunInBackgroundPriority();
       const absl::Time start = absl::Now();
       rocksdb::ReadOptions read = MakeReadOptions();
       read.fill_cache = false;  // a full pass: nothing in it is hot

@@ -201,6 +201,15 @@ TEST(ConfigTest, SnapshotEveryIsADuration) {
   EXPECT_EQ(config.snapshot_every, absl::Minutes(15));
 }
 
+TEST(ConfigTest, SnapshotBufferIsInMib) {
+  ASSERT_OK_AND_ASSIGN(Config defaults, ParseConfig(BaseYaml(), "t", ""));
+  EXPECT_EQ(defaults.snapshot_buffer_bytes, int64_t{64} << 20);
+  YAML::Node c = YAML::Load(BaseYaml());
+  c["server"]["snapshot_buffer_mib"] = 3;
+  ASSERT_OK_AND_ASSIGN(Config config, ParseConfig(Emit(c), "t", ""));
+  EXPECT_EQ(config.snapshot_buffer_bytes, int64_t{3} << 20);
+}
+
 TEST(ConfigTest, AcceptsPortZeroIpv6AndHostNames) {
   YAML::Node c = YAML::Load(BaseYaml());
   c["server"]["listen"] = "127.0.0.1:0";
@@ -409,6 +418,9 @@ std::vector<ErrorCase> ErrorCases() {
       {"SnapshotEveryTooShort",
        [](YAML::Node c) { c["server"]["snapshot_every"] = "500ms"; },
        "server.snapshot_every", "at least 1s"},
+      {"SnapshotBufferZero",
+       [](YAML::Node c) { c["server"]["snapshot_buffer_mib"] = 0; },
+       "server.snapshot_buffer_mib", "must be an integer in [1, 1048576]"},
       {"TlsWithoutCert",
        [](YAML::Node c) {
          c["server"]["tls"]["enabled"] = true;

@@ -183,6 +183,8 @@ TEST_F(MetricsSplitTest, OperatorEndpointServesIngestSeriesOnLoopback) {
               HasSubstr("cohortd_rpc_requests_total{code=\"OK\",method="
                         "\"Push\"} 1"));
   EXPECT_THAT(scrape.body, HasSubstr("cohortd_index_memory_bytes "));
+  EXPECT_THAT(scrape.body,
+              HasSubstr("cohortd_snapshot_buffer_bytes{dataset=\"sessions\"}"));
   EXPECT_THAT(scrape.body, HasSubstr("cohortd_store_live_data_bytes "));
   EXPECT_THAT(scrape.body,
               HasSubstr("cohortd_ingest_commit_duration_seconds_count"));
