@@ -111,8 +111,10 @@ struct QueryPrivacyParams {
   // epsilon = none): see the file comment.
   double reference_budget_epsilon = 0;
   double reference_budget_delta = 0;
-  // Which noise family may be chosen: kAuto lets the chooser decide.
-  enum class Family { kAuto, kGaussian, kLaplace };
+  // Which noise family may be chosen: kAuto lets the chooser decide;
+  // the others force one plan (kMixed: the per-metric plan, also when it
+  // is no narrower than the Gaussian one).
+  enum class Family { kAuto, kGaussian, kLaplace, kMixed };
   Family family = Family::kAuto;
 };
 
@@ -233,16 +235,25 @@ class QueryReleaser {
 
   // monostate = ACCOUNTS from the selection's noisy count; a
   // LaplaceMechanism = ACCOUNTS with its own noise (Laplace family).
-  using Mechanism =
-      std::variant<std::monostate, SessionCountMetric, SumMetric, MeanMetric,
-                   RateMetric, QuantileTree, LaplaceMechanism,
-                   GeometricMeanMetric>;
+  using Mechanism = std::variant<std::monostate, SessionCountMetric, SumMetric,
+                                 MeanMetric, RateMetric, QuantileTree,
+                                 LaplaceMechanism, GeometricMeanMetric>;
 
   // Builds the releaser of one family's plan.
+  // Builds the releaser of one plan (any family). Errors: those of the
+  // mechanisms; OutOfRange when a per-metric plan's composed curve
+  // converts to more than the query's epsilon.
   static absl::StatusOr<QueryReleaser> Build(const QueryPrivacyParams& params,
                                              std::vector<MetricRequest> metrics,
                                              std::vector<int> metric_gate,
-                                             QueryBudget budget, int noisy);
+                                             QueryBudget budget);
+  // The per-metric plan (docs/privacy.md "Choosing the noise"), given the
+  // Gaussian plan's budget. Errors: InvalidArgument when no metric takes
+  // Laplace noise or none fits.
+  static absl::StatusOr<QueryReleaser> PlanMixed(
+      const QueryPrivacyParams& params,
+      const std::vector<MetricRequest>& metrics,
+      const std::vector<int>& metric_gate, const QueryBudget& gaussian);
 
   // Moves a successfully built mechanism into `out`.
   template <typename T>
