@@ -112,8 +112,10 @@ namespace {
 // The f in {0.01, ..., 0.99} minimising the mean's Fieller width averaged
 // over theta (aggregations.h MeanCountShare), for noise variances
 // sigma_n^2 = variance(f), sigma_s^2 = variance(1 - f) at W = 1.
+// `fallback` when every f gives the whole domain (no f is better).
 template <typename Variance>
-double BestMeanShare(const Variance& variance, double confidence) {
+double BestMeanShare(const Variance& variance, double confidence,
+                     double fallback) {
   const double z = NormalQuantile(1 - (1 - confidence) / 2);
   const double n = kTypicalMeanSessions;
   constexpr int kThetas = 64;
@@ -135,7 +137,7 @@ double BestMeanShare(const Variance& variance, double confidence) {
       best_f = f;
     }
   }
-  return best_f;
+  return best_width < 2.0 * kThetas ? best_f : fallback;
 }
 
 }  // namespace
@@ -146,7 +148,8 @@ double MeanCountShare(const ContributionBounds& bounds, double rho,
   // work with W = 1. c = L0 Linf^2 / (2 rho): sigma_n^2 = c / f,
   // sigma_s^2 = c / (1 - f).
   const double c = SessionCountL2Squared(bounds) / (2 * rho);
-  return BestMeanShare([c](double f) { return c / f; }, confidence);
+  // (The first f, 0.01, when no f is better: as before the Laplace mean.)
+  return BestMeanShare([c](double f) { return c / f; }, confidence, 0.01);
 }
 
 double MeanCountShareLaplace(const ContributionBounds& bounds, double epsilon,
@@ -155,7 +158,7 @@ double MeanCountShareLaplace(const ContributionBounds& bounds, double epsilon,
   const double b1 = static_cast<double>(bounds.max_cohorts_per_account) *
                     bounds.max_sessions_per_cohort / epsilon;
   return BestMeanShare([b1](double f) { return 2 * (b1 / f) * (b1 / f); },
-                       confidence);
+                       confidence, 1 / (1 + std::cbrt(3.0)));
 }
 
 absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,

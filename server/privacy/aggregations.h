@@ -126,7 +126,8 @@ double MeanCountShare(const ContributionBounds& bounds, double rho,
 // b_s = L0 Linf W / ((1 - f) epsilon)): the width above with the Laplace
 // variances s_n^2 = 2 b_n^2, s_s^2 = 2 b_s^2 (normal approximation, used
 // only to pick f). At large cohorts it tends to 1 / (1 + 3^(1/3)) = 0.41
-// (minimising b_s^2 + E[theta^2] b_n^2).
+// (minimising b_s^2 + E[theta^2] b_n^2), which is also what it returns
+// when every f gives the whole domain.
 double MeanCountShareLaplace(const ContributionBounds& bounds, double epsilon,
                              double confidence);
 
