@@ -102,14 +102,20 @@ absl::StatusOr<double> OptimalSelectionWidth(const QueryPrivacyParams& p,
 }
 
 // The Laplace family's selection share: minimises the largest width ratio
-// (class comment) on a grid of 0.01. Errors: none fits.
+// (class comment) on a grid of 0.01. Errors: none fits; FailedPrecondition
+// when even the whole epsilon gives a selection wider than `max_width`
+// (the plan could not be admissible; the grid costs milliseconds).
 absl::StatusOr<double> ChooseSelectionShare(
     const QueryPrivacyParams& p, const std::vector<MetricRequest>& metrics,
-    int noisy, int gates) {
+    int noisy, int gates, double max_width) {
   const double delta_share = gates > 0 ? p.delta / (gates + 1) : p.delta;
   absl::StatusOr<double> full_selection =
       OptimalSelectionWidth(p, p.epsilon, delta_share);
   if (!full_selection.ok()) return full_selection.status();
+  if (*full_selection > max_width) {
+    return absl::FailedPreconditionError(
+        "the Laplace plan's selection is wider");
+  }
   std::vector<int64_t> l1s;
   std::vector<double> full_widths;
   for (const MetricRequest& m : metrics) {
@@ -121,13 +127,17 @@ absl::StatusOr<double> ChooseSelectionShare(
         1.0);
   }
   double best_share = -1, best = std::numeric_limits<double>::infinity();
-  for (int i = 1; i < 100; ++i) {
+  // Share i / 100; each evaluation builds an optimal selection (~0.1 ms):
+  // a grid of 0.05, then 0.01 around its best. The largest ratio is
+  // unimodal in s (the selection's width falls, the metrics' rise), so
+  // this finds the 0.01 grid's minimum.
+  auto consider = [&](int i) {
     const double s = i / 100.0;
     const double metric_share = (1 - (1 + gates) * s) / noisy;
-    if (!(metric_share > 0)) break;
+    if (!(metric_share > 0)) return;
     absl::StatusOr<double> selection =
         OptimalSelectionWidth(p, s * p.epsilon, delta_share);
-    if (!selection.ok()) continue;
+    if (!selection.ok()) return;
     double worst = *selection / *full_selection;
     for (size_t j = 0; j < metrics.size(); ++j) {
       const double b = static_cast<double>(l1s[j]) / (metric_share * p.epsilon);
@@ -138,9 +148,18 @@ absl::StatusOr<double> ChooseSelectionShare(
       worst = std::max(worst, (DiscreteLaplaceHalfWidth(b, p.confidence) + 1) /
                                   full_widths[j]);
     }
-    if (worst < best) {
+    if (worst < best || (worst == best && s < best_share)) {
       best = worst;
       best_share = s;
+    }
+  };
+  for (int i = 5; i < 100; i += 5) consider(i);
+  if (best_share < 0) {
+    for (int i = 1; i < 5; ++i) consider(i);
+  } else {
+    const int center = static_cast<int>(std::lround(best_share * 100));
+    for (int i = std::max(1, center - 4); i <= std::min(99, center + 4); ++i) {
+      if (i != center) consider(i);
     }
   }
   if (best_share < 0) {
@@ -244,9 +263,24 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
   if (laplace_capable && params.family != Family::kMixed) {
     const int laplace_noisy = static_cast<int>(metrics.size());
     candidates.push_back([&]() -> absl::StatusOr<QueryReleaser> {
-      absl::StatusOr<double> share =
-          ChooseSelectionShare(params, metrics, laplace_noisy, gates);
+      absl::StatusOr<double> share = ChooseSelectionShare(
+          params, metrics, laplace_noisy, gates,
+          gaussian.has_value() ? gaussian->Widths()[0] : HUGE_VAL);
       if (!share.ok()) return share.status();
+      if (gaussian.has_value()) {
+        // Building the metrics' intervals costs milliseconds: skip a plan
+        // whose selection is already wider than the Gaussian plan's (it
+        // cannot be admissible below).
+        absl::StatusOr<double> selection = OptimalSelectionWidth(
+            params, RoundRemaining(*share * params.epsilon),
+            gates > 0 ? RoundRemaining(params.delta / (gates + 1))
+                      : params.delta);
+        if (!selection.ok()) return selection.status();
+        if (*selection > gaussian->Widths()[0]) {
+          return absl::FailedPreconditionError(
+              "the Laplace plan's selection is wider");
+        }
+      }
       absl::StatusOr<QueryBudget> budget = PlanLaplaceBudget(
           params.epsilon, params.delta, laplace_noisy, gates, *share);
       if (!budget.ok()) return budget.status();
@@ -255,8 +289,9 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
     if (params.family == Family::kLaplace) return std::move(candidates[0]);
   }
   if (mixed_capable) {
-    candidates.push_back(
-        PlanMixed(params, metrics, metric_gate, gaussian->budget()));
+    candidates.push_back(PlanMixed(params, metrics, metric_gate,
+                                   gaussian->budget(),
+                                   params.family == Family::kMixed));
     if (params.family == Family::kMixed) return std::move(candidates.back());
   } else if (params.family == Family::kMixed) {
     return absl::InvalidArgumentError(
@@ -306,7 +341,8 @@ absl::StatusOr<QueryReleaser> QueryReleaser::Create(
 
 absl::StatusOr<QueryReleaser> QueryReleaser::PlanMixed(
     const QueryPrivacyParams& params, const std::vector<MetricRequest>& metrics,
-    const std::vector<int>& metric_gate, const QueryBudget& gaussian) {
+    const std::vector<int>& metric_gate, const QueryBudget& gaussian,
+    bool forced) {
   // Every part's width relative to the Gaussian plan's is t: a Gaussian
   // part gets rho_eq / t^2 (widths scale as 1 / sqrt(rho)), a Laplace
   // metric epsilon K / t with K = (gamma_L / gamma_G) sqrt(2 L0' rho_eq)
@@ -402,6 +438,12 @@ absl::StatusOr<QueryReleaser> QueryReleaser::PlanMixed(
   for (int i = 0; i < 40 && hi - lo > 1e-6 * hi; ++i) {
     const double mid = std::sqrt(lo * hi);
     (converted(mid, nullptr) <= params.epsilon ? hi : lo) = mid;
+  }
+  if (!forced && hi >= 1) {
+    // No part would be narrower than in the Gaussian plan: not worth
+    // building (its intervals cost milliseconds).
+    return absl::FailedPreconditionError(
+        "the per-metric plan is no narrower than the Gaussian plan");
   }
   std::vector<bool> laplace;
   // Rounding (sigma and scales rounded up, shares down) only lowers the

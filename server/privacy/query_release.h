@@ -260,11 +260,13 @@ class QueryReleaser {
                                              QueryBudget budget);
   // The per-metric plan (docs/privacy.md "Choosing the noise"), given the
   // Gaussian plan's budget. Errors: InvalidArgument when no metric takes
-  // Laplace noise or none fits.
+  // Laplace noise or none fits; FailedPrecondition (unless `forced`) when
+  // its width ratio t is >= 1, i.e. no narrower than the Gaussian plan.
   static absl::StatusOr<QueryReleaser> PlanMixed(
       const QueryPrivacyParams& params,
       const std::vector<MetricRequest>& metrics,
-      const std::vector<int>& metric_gate, const QueryBudget& gaussian);
+      const std::vector<int>& metric_gate, const QueryBudget& gaussian,
+      bool forced);
 
   // Moves a successfully built mechanism into `out`.
   template <typename T>

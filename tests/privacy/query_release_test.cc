@@ -368,6 +368,45 @@ TEST(QueryReleaserTest, RatesAndMeansTakeLaplaceNoiseWhenItIsNarrower) {
   }
 }
 
+// The all-Laplace plan with a rate and a gated mean: its charge is the
+// composition of the optimal selection's and gate's curves with each
+// metric's exact Laplace curve (the mean's two noises composed), and its
+// basic pair is the plan's (epsilon, delta).
+TEST(QueryReleaserTest, LaplacePlanChargesTheExactCurveOfWhatRuns) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-5);
+  p.family = QueryPrivacyParams::Family::kLaplace;
+  const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(
+          p, {{MetricKind::kRate, {}, {}}, {MetricKind::kMean, domain, {}, 0}},
+          1));
+  const QueryBudget& b = r.budget();
+  ASSERT_EQ(b.family, NoiseFamily::kLaplace);
+  EXPECT_TRUE(r.partition_selector().is_optimal());
+  ASSERT_OK_AND_ASSIGN(
+      RateMetric rate,
+      RateMetric::CreateLaplace(p.bounds, b.epsilon_per_metric, 0.95));
+  ASSERT_OK_AND_ASSIGN(
+      MeanMetric mean,
+      MeanMetric::CreateLaplace(p.bounds, domain, b.epsilon_per_metric, 0.95));
+  PrivacyCharge expected =
+      Compose(r.partition_selector().Charge(), r.gate(0).Charge());
+  for (const RdpCurve& curve : {rate.noise().Curve(), mean.Curve()}) {
+    PrivacyCharge part;
+    part.rdp = curve;
+    part.dp_epsilon = 0;
+    expected = Compose(expected, part);
+  }
+  for (int i = 0; i < kRdpOrderCount; ++i) {
+    EXPECT_EQ(b.Charge().rdp[i], expected.rdp[i]) << i;
+  }
+  EXPECT_EQ(b.Charge().delta, expected.delta);
+  EXPECT_LE(b.Charge().dp_epsilon, 1.0);
+  EXPECT_EQ(b.Charge().dp_delta, 1e-5);
+  EXPECT_LE(2 * b.epsilon_partition_selection + 2 * b.epsilon_per_metric, 1.0);
+}
+
 // The per-metric plan at L0' = 1, epsilon 1, delta 1e-10 (a no-group-by
 // query): the session count and the rate take discrete Laplace noise, the
 // quantiles stay Gaussian, the selection's share is not the equal one;
