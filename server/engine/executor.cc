@@ -357,9 +357,9 @@ absl::StatusOr<ReleaserInputs> InputsOf(const QueryPlan& plan) {
   in.params.delta = plan.delta;
   in.params.confidence = plan.confidence;
   // The noise chooser keeps at least as many such queries affordable in
-  // the default per-principal budget (public config) as the Gaussian plan.
-  in.params.reference_budget_epsilon = ds.privacy.principal_budget.epsilon;
-  in.params.reference_budget_delta = ds.privacy.principal_budget.delta;
+  // the asking principal's budget (public config) as the Gaussian plan.
+  in.params.reference_budget_epsilon = plan.principal_budget.epsilon;
+  in.params.reference_budget_delta = plan.principal_budget.delta;
   in.gates = static_cast<int>(plan.gates.size());
   if (plan.metric_gates.size() !=
       static_cast<size_t>(plan.canonical.metrics_size())) {

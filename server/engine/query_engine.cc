@@ -35,7 +35,7 @@ void QueryEngine::CountCacheHit(const std::string& dataset) {
 absl::StatusOr<cohortd::v1::AggregateResponse> QueryEngine::Aggregate(
     const std::string& principal,
     const cohortd::v1::AggregateRequest& request) {
-  ASSIGN_OR_RETURN(QueryPlan plan, PlanQuery(*config_, request));
+  ASSIGN_OR_RETURN(QueryPlan plan, PlanQuery(*config_, request, principal));
   const std::string& dataset = plan.dataset->name;
   const MetricLabels labels = {{"dataset", dataset}};
 

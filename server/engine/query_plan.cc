@@ -349,7 +349,8 @@ absl::StatusOr<QueryPlan::MeasureRange> PlanMeasureFilter(
 }  // namespace
 
 absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
-                                    const AggregateRequest& req) {
+                                    const AggregateRequest& req,
+                                    absl::string_view principal) {
   QueryPlan plan;
   plan.dataset = config.FindDataset(req.dataset());
   if (plan.dataset == nullptr) {
@@ -359,6 +360,7 @@ absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
                    absl::StrCat("unknown dataset '", req.dataset(),
                                 "'; datasets: ", absl::StrJoin(names, ", ")));
   }
+  plan.principal_budget = plan.dataset->privacy.PrincipalBudget(principal);
   const DatasetSpec& ds = *plan.dataset;
   const PrivacySpec& privacy = ds.privacy;
   AggregateRequest& c = plan.canonical;

@@ -109,6 +109,11 @@ struct QueryPlan {
   // accuracy is not part of the canonical form (the same epsilon asked
   // directly is the same release).
   bool accuracy_first = false;
+  // The asking principal's budget (config PrivacySpec::PrincipalBudget):
+  // the noise chooser keeps at least as many such queries affordable in
+  // it as the Gaussian plan (privacy/query_release.h). Public config, so
+  // the choice still depends on no record.
+  BudgetSpec principal_budget;
 };
 
 // With `accuracy` set (and epsilon 0) the epsilon is the smallest that
@@ -117,9 +122,12 @@ struct QueryPlan {
 // ChooseEpsilonForAccuracy); it must not exceed max_epsilon.
 // Errors: InvalidArgument naming the field (e.g. "metrics[1].measure") and
 // the allowed values or range; FailedPrecondition naming the epsilon
-// needed when an accuracy needs more than max_epsilon. Thread-safe.
+// needed when an accuracy needs more than max_epsilon. `principal`: who
+// asks (its budget guards the noise chooser; empty = the dataset's
+// default principal budget). Thread-safe.
 absl::StatusOr<QueryPlan> PlanQuery(const Config& config,
-                                    const cohortd::v1::AggregateRequest& req);
+                                    const cohortd::v1::AggregateRequest& req,
+                                    absl::string_view principal = {});
 
 }  // namespace cohortd
 

@@ -38,6 +38,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -167,7 +168,14 @@ struct ReportedCost {
 // the selection and the gates (optimal partition selection). The share s
 // is chosen by the caller. The charge is completed by the caller from the
 // mechanisms' exact curves.
-enum class NoiseFamily { kGaussian, kLaplace };
+//
+// Per-metric plan (kMixed, query_release.h): Gaussian-threshold selection
+// and gates and discrete Gaussian metrics at rho_per_metric each, except
+// the metrics with metric_epsilon[i] > 0, which have discrete Laplace
+// noise of that epsilon; the whole is charged by its composed RDP curve
+// (delta_approximate = delta / 2 for selection and gates, as the
+// Gaussian family) and converted at delta. Built by the caller.
+enum class NoiseFamily { kGaussian, kLaplace, kMixed };
 struct QueryBudget {
   NoiseFamily family = NoiseFamily::kGaussian;
   double rho_total = 0;
@@ -182,6 +190,9 @@ struct QueryBudget {
   double delta_approximate = 0;            // approximate part of the charge
   double delta_conversion = 0;             // Gaussian family
   int gates = 0;
+  // kMixed: per metric, the epsilon of its discrete Laplace noise, or 0
+  // for a discrete Gaussian at rho_per_metric (ACCOUNTS: 0, free).
+  std::vector<double> metric_epsilon;
   // What the ledger charges, and the cost the API reports.
   PrivacyCharge charge;
   ReportedCost reported;

@@ -107,19 +107,22 @@ absl::StatusOr<Estimate> SumMetric::Release(__int128 sum_fp,
                   domain_.ToValue(v + c)};
 }
 
-double MeanCountShare(const ContributionBounds& bounds, double rho,
-                      double confidence) {
-  // Widths scale with W = hi - lo (sigma_s and theta both carry it), so
-  // work with W = 1. c = L0 Linf^2 / (2 rho): sigma_n^2 = c / f,
-  // sigma_s^2 = c / (1 - f).
-  const double c = SessionCountL2Squared(bounds) / (2 * rho);
+namespace {
+
+// The f in {0.01, ..., 0.99} minimising the mean's Fieller width averaged
+// over theta (aggregations.h MeanCountShare), for noise variances
+// sigma_n^2 = variance(f), sigma_s^2 = variance(1 - f) at W = 1.
+// `fallback` when every f gives the whole domain (no f is better).
+template <typename Variance>
+double BestMeanShare(const Variance& variance, double confidence,
+                     double fallback) {
   const double z = NormalQuantile(1 - (1 - confidence) / 2);
   const double n = kTypicalMeanSessions;
   constexpr int kThetas = 64;
   double best_f = 0.5, best_width = INFINITY;
   for (int step = 1; step <= 99; ++step) {
     const double f = step / 100.0;
-    const double sn2 = c / f, ss2 = c / (1 - f);
+    const double sn2 = variance(f), ss2 = variance(1 - f);
     const double den = n * n - z * z * sn2;
     double width = 0;
     for (int j = 0; j < kThetas; ++j) {
@@ -134,7 +137,28 @@ double MeanCountShare(const ContributionBounds& bounds, double rho,
       best_f = f;
     }
   }
-  return best_f;
+  return best_width < 2.0 * kThetas ? best_f : fallback;
+}
+
+}  // namespace
+
+double MeanCountShare(const ContributionBounds& bounds, double rho,
+                      double confidence) {
+  // Widths scale with W = hi - lo (sigma_s and theta both carry it), so
+  // work with W = 1. c = L0 Linf^2 / (2 rho): sigma_n^2 = c / f,
+  // sigma_s^2 = c / (1 - f).
+  const double c = SessionCountL2Squared(bounds) / (2 * rho);
+  // (The first f, 0.01, when no f is better: as before the Laplace mean.)
+  return BestMeanShare([c](double f) { return c / f; }, confidence, 0.01);
+}
+
+double MeanCountShareLaplace(const ContributionBounds& bounds, double epsilon,
+                             double confidence) {
+  // b = L0 Linf / (f epsilon) (W = 1), variance 2 b^2.
+  const double b1 = static_cast<double>(bounds.max_cohorts_per_account) *
+                    bounds.max_sessions_per_cohort / epsilon;
+  return BestMeanShare([b1](double f) { return 2 * (b1 / f) * (b1 / f); },
+                       confidence, 1 / (1 + std::cbrt(3.0)));
 }
 
 absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
@@ -169,6 +193,60 @@ absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
       static_cast<double>(domain.upper_fp - domain.lower_fp), confidence);
   if (!interval.ok()) return interval.status();
   return MeanMetric(domain, *count_noise, *sum_noise, *interval);
+}
+
+absl::StatusOr<MeanMetric> MeanMetric::CreateLaplace(
+    const ContributionBounds& bounds, const MeasureDomain& domain,
+    double epsilon, double confidence) {
+  absl::Status status = ValidateBounds(bounds);
+  if (!status.ok()) return status;
+  status = CheckConfidence(confidence);
+  if (!status.ok()) return status;
+  if (!(epsilon > 0) || !std::isfinite(epsilon)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("MeanMetric: epsilon must be > 0, got %g", epsilon));
+  }
+  // L1 sensitivities: the count moves by <= Linf in each of <= L0
+  // cohorts, the centred sum by <= Linf (hi - lo) (each term of
+  // 2v - lo - hi lies in [-(hi - lo), hi - lo]). Basic composition inside
+  // the metric, shares rounded down.
+  const int64_t count_l1 =
+      static_cast<int64_t>(bounds.max_cohorts_per_account) *
+      bounds.max_sessions_per_cohort;
+  const __int128 sum_l1 =
+      static_cast<__int128>(count_l1) * (domain.upper_fp - domain.lower_fp);
+  if (sum_l1 > (static_cast<__int128>(1) << 62) || sum_l1 < 1) {
+    return absl::InvalidArgumentError(
+        "MeanMetric: L1 sensitivity of the sum out of range");
+  }
+  const double f = MeanCountShareLaplace(bounds, epsilon, confidence);
+  absl::StatusOr<LaplaceMechanism> count_noise = LaplaceMechanism::Create(
+      count_l1, RoundRemaining(epsilon * f), confidence);
+  if (!count_noise.ok()) return count_noise.status();
+  absl::StatusOr<LaplaceMechanism> sum_noise =
+      LaplaceMechanism::Create(static_cast<int64_t>(sum_l1),
+                               RoundRemaining(epsilon * (1 - f)), confidence);
+  if (!sum_noise.ok()) return sum_noise.status();
+  absl::StatusOr<NoiseLaw> sum_law =
+      NoiseLaw::DiscreteLaplace(sum_noise->scale());
+  if (!sum_law.ok()) return sum_law.status();
+  absl::StatusOr<NoiseLaw> count_law =
+      NoiseLaw::DiscreteLaplace(count_noise->scale());
+  if (!count_law.ok()) return count_law.status();
+  absl::StatusOr<RatioInterval> interval = RatioInterval::ForMean(
+      *sum_law, *count_law,
+      static_cast<double>(domain.upper_fp - domain.lower_fp), confidence);
+  if (!interval.ok()) return interval.status();
+  return MeanMetric(domain, *count_noise, *sum_noise, *interval);
+}
+
+RdpCurve MeanMetric::Curve() const {
+  const RdpCurve count = count_noise_.Curve(), sum = sum_noise_.Curve();
+  RdpCurve both{};
+  for (int i = 0; i < kRdpOrderCount; ++i) {
+    both[i] = RoundSpend(count[i] + sum[i]);
+  }
+  return both;
 }
 
 absl::StatusOr<Estimate> MeanMetric::Release(__int128 sum_fp, int64_t count,
@@ -210,6 +288,27 @@ absl::StatusOr<RateMetric> RateMetric::Create(const ContributionBounds& bounds,
       GaussianMechanism::Create(RatePairL2Squared(bounds), rho, confidence);
   if (!noise.ok()) return noise.status();
   absl::StatusOr<NoiseLaw> law = NoiseLaw::DiscreteGaussian(noise->sigma2());
+  if (!law.ok()) return law.status();
+  absl::StatusOr<RatioInterval> interval =
+      RatioInterval::ForRate(*law, *law, confidence);
+  if (!interval.ok()) return interval.status();
+  return RateMetric(*noise, *interval);
+}
+
+absl::StatusOr<RateMetric> RateMetric::CreateLaplace(
+    const ContributionBounds& bounds, double epsilon, double confidence) {
+  absl::Status status = ValidateBounds(bounds);
+  if (!status.ok()) return status;
+  status = CheckConfidence(confidence);
+  if (!status.ok()) return status;
+  // The pair's L1 sensitivity: a + b moves by <= Linf sessions in each of
+  // <= L0 cohorts.
+  absl::StatusOr<LaplaceMechanism> noise = LaplaceMechanism::Create(
+      static_cast<int64_t>(bounds.max_cohorts_per_account) *
+          bounds.max_sessions_per_cohort,
+      epsilon, confidence);
+  if (!noise.ok()) return noise.status();
+  absl::StatusOr<NoiseLaw> law = NoiseLaw::DiscreteLaplace(noise->scale());
   if (!law.ok()) return law.status();
   absl::StatusOr<RatioInterval> interval =
       RatioInterval::ForRate(*law, *law, confidence);

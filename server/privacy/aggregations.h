@@ -33,8 +33,8 @@
 #include "server/crypto/csprng.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/gaussian_mechanism.h"
-#include "server/privacy/ratio_interval.h"
 #include "server/privacy/noise_mechanism.h"
+#include "server/privacy/ratio_interval.h"
 
 namespace cohortd::privacy {
 
@@ -121,11 +121,25 @@ inline constexpr int kPredictionGrid = 64;
 double MeanCountShare(const ContributionBounds& bounds, double rho,
                       double confidence);
 
+// The same choice for a mean under discrete Laplace noise (epsilon split
+// f : 1 - f, count scale b_n = L0 Linf / (f epsilon), centred-sum scale
+// b_s = L0 Linf W / ((1 - f) epsilon)): the width above with the Laplace
+// variances s_n^2 = 2 b_n^2, s_s^2 = 2 b_s^2 (normal approximation, used
+// only to pick f). At large cohorts it tends to 1 / (1 + 3^(1/3)) = 0.41
+// (minimising b_s^2 + E[theta^2] b_n^2), which is also what it returns
+// when every f gives the whole domain.
+double MeanCountShareLaplace(const ContributionBounds& bounds, double epsilon,
+                             double confidence);
+
 // Mean of a measure, as in Google's BoundedMean: a noisy count n~ and a
 // noisy centred sum S~ of (2v - lo - hi) (whose sensitivity is
 // Linf (hi - lo), about half that of the raw sum), with rho split
 // f : 1 - f by MeanCountShare() (not halves);
 // mean = (lo + hi)/2 + S~ / (2 n~), clamped to [lo, hi].
+// CreateLaplace: discrete Laplace noise on both, epsilon split f : 1 - f
+// by MeanCountShareLaplace(), L1 sensitivities L0 Linf (count) and
+// L0 Linf (hi - lo) (centred sum); the interval is the same test
+// inversion with the Laplace laws (ratio_interval.h).
 // Interval: ratio_interval.h's test inversion for theta = S / n over
 // [-(hi - lo), hi - lo] (pivot S~ - theta n~), mapped to
 // mean = mid + theta / 2, intersected with [lo, hi]; it contains the
@@ -135,6 +149,9 @@ class MeanMetric {
   static absl::StatusOr<MeanMetric> Create(const ContributionBounds& bounds,
                                            const MeasureDomain& domain,
                                            double rho, double confidence);
+  static absl::StatusOr<MeanMetric> CreateLaplace(
+      const ContributionBounds& bounds, const MeasureDomain& domain,
+      double epsilon, double confidence);
   // `sum_fp` (128 bits) and `count` over the cohort's bounded sessions.
   // The centred sum is formed in 128 bits too, so no overflow error
   // depends on the data. Errors: randomness failure.
@@ -148,19 +165,21 @@ class MeanMetric {
   double PredictedHalfWidth(int64_t sessions) const;
   const MeasureDomain& domain() const { return domain_; }
 
-  const GaussianMechanism& count_noise() const { return count_noise_; }
-  const GaussianMechanism& sum_noise() const { return sum_noise_; }
+  const NoiseMechanism& count_noise() const { return count_noise_; }
+  const NoiseMechanism& sum_noise() const { return sum_noise_; }
+  // The RDP curve of the pair (both noises composed).
+  RdpCurve Curve() const;
 
  private:
-  MeanMetric(MeasureDomain domain, GaussianMechanism count_noise,
-             GaussianMechanism sum_noise, RatioInterval interval)
+  MeanMetric(MeasureDomain domain, NoiseMechanism count_noise,
+             NoiseMechanism sum_noise, RatioInterval interval)
       : domain_(domain),
         count_noise_(count_noise),
         sum_noise_(sum_noise),
         interval_(std::move(interval)) {}
   MeasureDomain domain_;
-  GaussianMechanism count_noise_;
-  GaussianMechanism sum_noise_;
+  NoiseMechanism count_noise_;
+  NoiseMechanism sum_noise_;
   RatioInterval interval_;
 };
 
@@ -172,10 +191,15 @@ class MeanMetric {
 // with pivot (1 - r) a~ - r b~, whose noise at the true r is
 // (1 - r) X - r Y; it contains the value. Covers with probability
 // >= confidence for every (a, b).
+// CreateLaplace: discrete Laplace noise of scale L0 Linf / epsilon on both
+// counts (the pair's L1 sensitivity is Linf per cohort: a + b <= Linf
+// sessions move), the same interval with the Laplace law.
 class RateMetric {
  public:
   static absl::StatusOr<RateMetric> Create(const ContributionBounds& bounds,
                                            double rho, double confidence);
+  static absl::StatusOr<RateMetric> CreateLaplace(
+      const ContributionBounds& bounds, double epsilon, double confidence);
   // `matching` <= `total` sessions of the cohort (bounded).
   // Errors: InvalidArgument if matching > total or either is negative.
   absl::StatusOr<Estimate> Release(int64_t matching, int64_t total,
@@ -186,12 +210,14 @@ class RateMetric {
   // [0, 1]; at most 1/2 (1/2 for sessions <= 0).
   double PredictedHalfWidth(int64_t sessions) const;
 
-  const GaussianMechanism& noise() const { return noise_; }
+  // One noise for both counts; its curve covers the pair (a shift of L1
+  // L0 Linf spread over independent noises of one scale, accountant.h).
+  const NoiseMechanism& noise() const { return noise_; }
 
  private:
-  RateMetric(GaussianMechanism noise, RatioInterval interval)
+  RateMetric(NoiseMechanism noise, RatioInterval interval)
       : noise_(noise), interval_(std::move(interval)) {}
-  GaussianMechanism noise_;
+  NoiseMechanism noise_;
   RatioInterval interval_;
 };
 

@@ -115,4 +115,18 @@ RdpCurve NoiseMechanism::Curve() const {
   return std::get<LaplaceMechanism>(noise_).Curve();
 }
 
+double NoiseMechanism::rho() const {
+  if (const auto* g = std::get_if<GaussianMechanism>(&noise_)) {
+    return g->rho();
+  }
+  return PureDpRho(std::get<LaplaceMechanism>(noise_).epsilon());
+}
+
+absl::StatusOr<NoiseLaw> NoiseMechanism::Law() const {
+  if (const auto* g = std::get_if<GaussianMechanism>(&noise_)) {
+    return NoiseLaw::DiscreteGaussian(g->sigma2());
+  }
+  return NoiseLaw::DiscreteLaplace(std::get<LaplaceMechanism>(noise_).scale());
+}
+
 }  // namespace cohortd::privacy

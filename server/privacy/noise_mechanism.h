@@ -22,6 +22,7 @@
 #include "server/crypto/csprng.h"
 #include "server/privacy/accountant.h"
 #include "server/privacy/gaussian_mechanism.h"
+#include "server/privacy/ratio_interval.h"
 #include "server/privacy/samplers.h"
 
 namespace cohortd::privacy {
@@ -85,6 +86,11 @@ class NoiseMechanism {
   double sigma2() const;
   // The mechanism's own RDP curve.
   RdpCurve Curve() const;
+  // The zCDP view: the Gaussian's rho, or epsilon^2 / 2 for the Laplace
+  // (a pure epsilon-DP mechanism is epsilon^2 / 2-zCDP, BS16 Prop. 1.4).
+  double rho() const;
+  // The law of the noise, for ratio_interval.h.
+  absl::StatusOr<NoiseLaw> Law() const;
 
  private:
   std::variant<GaussianMechanism, LaplaceMechanism> noise_;

@@ -26,19 +26,28 @@
 // Mechanism choice (docs/privacy.md "Choosing the noise"), data-
 // independent (a function of the params and the metrics' kinds):
 //  * Gaussian family: Gaussian-threshold selection and gates, discrete
-//    Gaussian metrics (accountant.h PlanQueryBudget);
-//  * Laplace family, when every noisy metric is SESSIONS, SUM or ACCOUNTS:
-//    optimal (epsilon, delta) selection and gates, discrete Laplace
+//    Gaussian metrics (accountant.h PlanQueryBudget), equal shares;
+//  * Laplace family, when every metric is SESSIONS, SUM, ACCOUNTS, RATE or
+//    MEAN: optimal (epsilon, delta) selection and gates, discrete Laplace
 //    metrics with their L1 sensitivities (PlanLaplaceBudget), the
 //    selection share s chosen on a grid of 0.01 to minimise the largest
 //    ratio, over selection, gates and metrics, of the interval (for a
 //    selection: the accounts above k - 1 kept with p >= 0.95) to what it
-//    would be with the whole budget.
-// The Laplace family is chosen when every one of these widths is
-// narrower than the Gaussian family's, and (when the params name a
-// reference budget) that budget affords at least as many such queries
-// (RepetitionsAffordable): one query's width is never bought with the
-// analyst's number of queries.
+//    would be with the whole budget;
+//  * per-metric plan (PlanMixed), when no metric has a sampling interval
+//    or adjustment: Gaussian selection and gates, each SESSIONS, SUM,
+//    RATE and MEAN metric discrete Laplace or discrete Gaussian, every
+//    part at the same width ratio t to the Gaussian plan, t the least
+//    whose composed RDP curve converts to <= epsilon (so the widest ratio
+//    is minimal), each metric's family the cheaper at the converting
+//    order.
+// A plan other than the Gaussian one is admissible when none of its
+// Widths() is wider than the Gaussian plan's and one is narrower, and
+// (when the params name a reference budget: the asking principal's) that
+// budget affords at least as many such queries (RepetitionsAffordable):
+// one query's width is never bought with the analyst's number of queries.
+// The admissible plan with the least largest width ratio is kept, else
+// the Gaussian plan.
 //
 // Whole-query privacy: budget().Charge() is the composition of every
 // part's curve and delta, and its basic (epsilon, delta) guarantee; report
@@ -107,12 +116,14 @@ struct QueryPrivacyParams {
   double epsilon = 1.0;
   double delta = 1e-7;
   double confidence = 0.95;
-  // The principal budget the chooser protects (public config; zero
-  // epsilon = none): see the file comment.
+  // The asking principal's budget, which the chooser protects (public
+  // config; zero epsilon = none): see the file comment.
   double reference_budget_epsilon = 0;
   double reference_budget_delta = 0;
-  // Which noise family may be chosen: kAuto lets the chooser decide.
-  enum class Family { kAuto, kGaussian, kLaplace };
+  // Which noise family may be chosen: kAuto lets the chooser decide;
+  // the others force one plan (kMixed: the per-metric plan, also when it
+  // is no narrower than the Gaussian one).
+  enum class Family { kAuto, kGaussian, kLaplace, kMixed };
   Family family = Family::kAuto;
 };
 
@@ -210,7 +221,9 @@ class QueryReleaser {
   int gates() const { return static_cast<int>(gates_.size()); }
   // The widths the chooser compares (file comment): the selection's, then
   // each gate's accounts above k - 1 kept w.p. 0.95, then the half-width
-  // + 1 of each SESSIONS, SUM and ACCOUNTS metric, in request order.
+  // + 1 of each SESSIONS, SUM and ACCOUNTS metric and the predicted
+  // half-width at kTypicalMeanSessions of each RATE and MEAN, in request
+  // order.
   std::vector<double> Widths() const;
 
  private:
@@ -233,16 +246,27 @@ class QueryReleaser {
 
   // monostate = ACCOUNTS from the selection's noisy count; a
   // LaplaceMechanism = ACCOUNTS with its own noise (Laplace family).
-  using Mechanism =
-      std::variant<std::monostate, SessionCountMetric, SumMetric, MeanMetric,
-                   RateMetric, QuantileTree, LaplaceMechanism,
-                   GeometricMeanMetric>;
+  using Mechanism = std::variant<std::monostate, SessionCountMetric, SumMetric,
+                                 MeanMetric, RateMetric, QuantileTree,
+                                 LaplaceMechanism, GeometricMeanMetric>;
 
   // Builds the releaser of one family's plan.
+  // Builds the releaser of one plan (any family). Errors: those of the
+  // mechanisms; OutOfRange when a per-metric plan's composed curve
+  // converts to more than the query's epsilon.
   static absl::StatusOr<QueryReleaser> Build(const QueryPrivacyParams& params,
                                              std::vector<MetricRequest> metrics,
                                              std::vector<int> metric_gate,
-                                             QueryBudget budget, int noisy);
+                                             QueryBudget budget);
+  // The per-metric plan (docs/privacy.md "Choosing the noise"), given the
+  // Gaussian plan's budget. Errors: InvalidArgument when no metric takes
+  // Laplace noise or none fits; FailedPrecondition (unless `forced`) when
+  // its width ratio t is >= 1, i.e. no narrower than the Gaussian plan.
+  static absl::StatusOr<QueryReleaser> PlanMixed(
+      const QueryPrivacyParams& params,
+      const std::vector<MetricRequest>& metrics,
+      const std::vector<int>& metric_gate, const QueryBudget& gaussian,
+      bool forced);
 
   // Moves a successfully built mechanism into `out`.
   template <typename T>

@@ -191,6 +191,75 @@ TEST(RateMetricTest, CoversForSmallCohortsNearZero) {
   }
 }
 
+// The Laplace rate (per-metric chooser): both counts get Lap_Z(b),
+// b = L0 Linf / epsilon = 32 at epsilon 1; a = b = 5000: Var(rate) ~
+// V (a^2 + b^2) / (a + b)^4 with V = 2 r / (1 - r)^2 (r = e^{-1/b}), the
+// discrete Laplace's exact variance. The values are a mix of Laplaces
+// (kurtosis above the Gaussian's ExpectVariance assumes): 3% more model
+// error. Coverage at 95% (the Fieller interval with Laplace tails), and
+// not far above it (the interval is not the box's).
+TEST(RateMetricTest, LaplaceCoversAndHasTheLaplaceVariance) {
+  ASSERT_OK_AND_ASSIGN(RateMetric m,
+                       RateMetric::CreateLaplace(kBounds, 1.0, 0.95));
+  ASSERT_TRUE(m.noise().is_laplace());
+  std::vector<double> values;
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(5000, 10000, rng); },
+               0.5, &values, 16);
+  ExpectCoverageAtLeast(coverage, 0.95);
+  EXPECT_LT(coverage, 0.995);
+  const double r = std::exp(-1.0 / 32);
+  const double v = 2 * r / ((1 - r) * (1 - r));
+  ExpectVariance(values, v * 5e7 / 1e16, 0.03);
+}
+
+TEST(RateMetricTest, LaplaceCoversForSmallCohortsNearZero) {
+  ASSERT_OK_AND_ASSIGN(RateMetric m,
+                       RateMetric::CreateLaplace(kBounds, 0.2, 0.9));
+  std::vector<double> values;
+  const double coverage =
+      Coverage([&](RandomWords& rng) { return *m.Release(3, 60, rng); }, 0.05,
+               &values, 17);
+  ExpectCoverageAtLeast(coverage, 0.9);
+}
+
+// The Laplace mean: its epsilon split tends to 1 / (1 + 3^(1/3)) = 0.41
+// for large budgets (aggregations.h MeanCountShareLaplace) and moves to
+// the count when the count's noise is felt in the denominator; the
+// interval covers large and small skewed cohorts.
+TEST(MeanMetricTest, LaplaceSplitIsChosenByTheBoundsAndCovers) {
+  EXPECT_NEAR(MeanCountShareLaplace(kBounds, 100, 0.95), 0.41, 0.02);
+  EXPECT_GT(MeanCountShareLaplace(kBounds, 0.2, 0.95),
+            MeanCountShareLaplace(kBounds, 100, 0.95));
+  EXPECT_NEAR(MeanCountShareLaplace(kBounds, 0.01, 0.95), 0.41, 0.01);
+  ASSERT_OK_AND_ASSIGN(MeasureDomain domain, MeasureDomain::Create(0, 200, 1));
+  ASSERT_OK_AND_ASSIGN(MeanMetric m,
+                       MeanMetric::CreateLaplace(kBounds, domain, 1.0, 0.95));
+  ASSERT_TRUE(m.count_noise().is_laplace());
+  ASSERT_TRUE(m.sum_noise().is_laplace());
+  // The two epsilons (rho() = epsilon^2 / 2 for a Laplace) add up to at
+  // most the metric's.
+  EXPECT_LE(
+      std::sqrt(2 * m.count_noise().rho()) + std::sqrt(2 * m.sum_noise().rho()),
+      1 + 1e-8);
+  std::vector<double> values;
+  double coverage = Coverage(
+      [&](RandomWords& rng) { return *m.Release(100 * 2000, 2000, rng); }, 100,
+      &values, 18);
+  ExpectCoverageAtLeast(coverage, 0.95);
+  ASSERT_OK_AND_ASSIGN(MeanMetric small,
+                       MeanMetric::CreateLaplace(kBounds, domain, 0.2, 0.9));
+  values.clear();
+  coverage =
+      Coverage([&](RandomWords& rng) { return *small.Release(750, 50, rng); },
+               15, &values, 19);
+  ExpectCoverageAtLeast(coverage, 0.9);
+  for (double v : values) {
+    ASSERT_GE(v, 0);
+    ASSERT_LE(v, 200);
+  }
+}
+
 TEST(RateMetricTest, RejectsInconsistentCounts) {
   ASSERT_OK_AND_ASSIGN(RateMetric m, RateMetric::Create(kBounds, 0.5, 0.95));
   DeterministicRandom source(1);

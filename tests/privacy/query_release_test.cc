@@ -325,14 +325,169 @@ TEST(QueryReleaserTest, ChooserNeverTradesQueriesPerBudgetForWidth) {
             RepetitionsAffordable(unguarded.budget().Charge(), 20, 1e-5));
 }
 
-TEST(QueryReleaserTest, RatesMeansAndQuantilesStayGaussian) {
+// QUANTILES (and GEOMETRIC_MEAN) have only a Gaussian mechanism: the
+// all-Laplace family refuses them, the chooser still serves the query.
+TEST(QueryReleaserTest, QuantilesKeepTheAllLaplaceFamilyOut) {
   QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-5);
   ASSERT_OK_AND_ASSIGN(QueryReleaser r,
                        QueryReleaser::Create(p, AllMetrics(), kGates));
-  EXPECT_EQ(r.budget().family, NoiseFamily::kGaussian);
+  EXPECT_NE(r.budget().family, NoiseFamily::kLaplace);
   p.family = QueryPrivacyParams::Family::kLaplace;
   EXPECT_THAT(QueryReleaser::Create(p, AllMetrics(), kGates),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// RATE and MEAN now have discrete Laplace variants: when the query is the
+// whole budget (Google DP's parameters) the chooser gives them Laplace
+// noise, and their predicted widths (accuracy-first) are the narrower
+// Laplace ones.
+TEST(QueryReleaserTest, RatesAndMeansTakeLaplaceNoiseWhenItIsNarrower) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-5);
+  p.reference_budget_epsilon = 1.0;
+  p.reference_budget_delta = 1e-5;
+  const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  for (const std::vector<MetricRequest>& metrics :
+       {std::vector<MetricRequest>{{MetricKind::kRate, {}, {}}},
+        std::vector<MetricRequest>{{MetricKind::kMean, domain, {}, 0}}}) {
+    const int gates = metrics[0].gate + 1;
+    ASSERT_OK_AND_ASSIGN(QueryReleaser r,
+                         QueryReleaser::Create(p, metrics, gates));
+    EXPECT_EQ(r.budget().family, NoiseFamily::kLaplace);
+    QueryPrivacyParams gp = p;
+    gp.family = QueryPrivacyParams::Family::kGaussian;
+    ASSERT_OK_AND_ASSIGN(QueryReleaser g,
+                         QueryReleaser::Create(gp, metrics, gates));
+    for (int64_t n : {200, 2000, 20000}) {
+      ASSERT_OK_AND_ASSIGN(double wl, r.PredictedHalfWidth(0, n));
+      ASSERT_OK_AND_ASSIGN(double wg, g.PredictedHalfWidth(0, n));
+      EXPECT_LT(wl, wg) << n;
+    }
+    EXPECT_LE(r.budget().Reported().epsilon, 1.0);
+    ASSERT_OK_AND_ASSIGN(BudgetLedger ledger, BudgetLedger::Create(1.0, 1e-5));
+    EXPECT_OK(ledger.Charge(r.budget().Charge()));
+  }
+}
+
+// The all-Laplace plan with a rate and a gated mean: its charge is the
+// composition of the optimal selection's and gate's curves with each
+// metric's exact Laplace curve (the mean's two noises composed), and its
+// basic pair is the plan's (epsilon, delta).
+TEST(QueryReleaserTest, LaplacePlanChargesTheExactCurveOfWhatRuns) {
+  QueryPrivacyParams p = ParamsAt(1, 5, 1.0, 1e-5);
+  p.family = QueryPrivacyParams::Family::kLaplace;
+  const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  ASSERT_OK_AND_ASSIGN(
+      QueryReleaser r,
+      QueryReleaser::Create(
+          p, {{MetricKind::kRate, {}, {}}, {MetricKind::kMean, domain, {}, 0}},
+          1));
+  const QueryBudget& b = r.budget();
+  ASSERT_EQ(b.family, NoiseFamily::kLaplace);
+  EXPECT_TRUE(r.partition_selector().is_optimal());
+  ASSERT_OK_AND_ASSIGN(
+      RateMetric rate,
+      RateMetric::CreateLaplace(p.bounds, b.epsilon_per_metric, 0.95));
+  ASSERT_OK_AND_ASSIGN(
+      MeanMetric mean,
+      MeanMetric::CreateLaplace(p.bounds, domain, b.epsilon_per_metric, 0.95));
+  PrivacyCharge expected =
+      Compose(r.partition_selector().Charge(), r.gate(0).Charge());
+  for (const RdpCurve& curve : {rate.noise().Curve(), mean.Curve()}) {
+    PrivacyCharge part;
+    part.rdp = curve;
+    part.dp_epsilon = 0;
+    expected = Compose(expected, part);
+  }
+  for (int i = 0; i < kRdpOrderCount; ++i) {
+    EXPECT_EQ(b.Charge().rdp[i], expected.rdp[i]) << i;
+  }
+  EXPECT_EQ(b.Charge().delta, expected.delta);
+  EXPECT_LE(b.Charge().dp_epsilon, 1.0);
+  EXPECT_EQ(b.Charge().dp_delta, 1e-5);
+  EXPECT_LE(2 * b.epsilon_partition_selection + 2 * b.epsilon_per_metric, 1.0);
+}
+
+// The per-metric plan at L0' = 1, epsilon 1, delta 1e-10 (a no-group-by
+// query): the session count and the rate take discrete Laplace noise, the
+// quantiles stay Gaussian, the selection's share is not the equal one;
+// every width is at most the Gaussian plan's, and the charge is exactly
+// the composition of what runs: the selection's and gate's curves, each
+// Laplace metric's exact curve and the Gaussians' rho a.
+TEST(QueryReleaserTest, PerMetricPlanChargesTheExactCurveOfWhatRuns) {
+  QueryPrivacyParams p = ParamsAt(1, 8, 1.0, 1e-10);
+  const MeasureDomain domain = *MeasureDomain::Create(0, 200, 1);
+  const std::vector<MetricRequest> metrics = {
+      {MetricKind::kSessions, {}, {}},
+      {MetricKind::kRate, {}, {}},
+      {MetricKind::kAccounts, {}, {}},
+      {MetricKind::kQuantiles, domain, {0.5}, 0}};
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r, QueryReleaser::Create(p, metrics, 1));
+  const QueryBudget& b = r.budget();
+  ASSERT_EQ(b.family, NoiseFamily::kMixed);
+  ASSERT_EQ(b.metric_epsilon.size(), 4u);
+  EXPECT_GT(b.metric_epsilon[0], 0);
+  EXPECT_GT(b.metric_epsilon[1], 0);
+  EXPECT_EQ(b.metric_epsilon[2], 0);  // ACCOUNTS: the selection's count
+  EXPECT_EQ(b.metric_epsilon[3], 0);  // QUANTILES: Gaussian only
+  p.family = QueryPrivacyParams::Family::kGaussian;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser g, QueryReleaser::Create(p, metrics, 1));
+  EXPECT_GT(b.rho_partition_selection, g.budget().rho_partition_selection);
+  const std::vector<double> wr = r.Widths(), wg = g.Widths();
+  ASSERT_EQ(wr.size(), wg.size());
+  for (size_t i = 0; i < wr.size(); ++i) EXPECT_LE(wr[i], wg[i]) << i;
+  // The exact curve.
+  PrivacyCharge expected =
+      Compose(r.partition_selector().Charge(), r.gate(0).Charge());
+  ASSERT_OK_AND_ASSIGN(
+      SessionCountMetric count,
+      SessionCountMetric::CreateLaplace(p.bounds, b.metric_epsilon[0], 0.95));
+  ASSERT_OK_AND_ASSIGN(
+      RateMetric rate,
+      RateMetric::CreateLaplace(p.bounds, b.metric_epsilon[1], 0.95));
+  for (const RdpCurve& curve : {count.noise().Curve(), rate.noise().Curve(),
+                                ZcdpCurve(b.rho_per_metric)}) {
+    PrivacyCharge part;
+    part.rdp = curve;
+    part.dp_epsilon = 0;
+    expected = Compose(expected, part);
+  }
+  for (int i = 0; i < kRdpOrderCount; ++i) {
+    EXPECT_EQ(b.Charge().rdp[i], expected.rdp[i]) << i;
+  }
+  EXPECT_EQ(b.Charge().delta, expected.delta);
+  EXPECT_LE(b.Charge().delta, 0.5e-10 * (1 + 1e-9));
+  // It is (epsilon, delta)-DP by its curve, and reports that epsilon.
+  const double converted = RdpEpsilon(b.Charge().rdp, b.Charge().delta, 1e-10);
+  EXPECT_LE(converted, 1.0);
+  EXPECT_EQ(b.Reported().epsilon, converted);
+  EXPECT_EQ(b.Charge().dp_epsilon, converted);
+  // Accuracy-first reads the mechanisms that run.
+  ASSERT_OK_AND_ASSIGN(double count_width, r.PredictedHalfWidth(0, 2000));
+  EXPECT_EQ(count_width, count.PredictedHalfWidth(2000));
+  ASSERT_OK_AND_ASSIGN(double rate_width, r.PredictedHalfWidth(1, 2000));
+  EXPECT_EQ(rate_width, rate.PredictedHalfWidth(2000));
+}
+
+// With a reference budget of many queries, the per-metric plan is kept
+// only if it affords as many of them as the Gaussian plan.
+TEST(QueryReleaserTest, PerMetricPlanIsGuardedByQueriesPerBudget) {
+  QueryPrivacyParams p = ParamsAt(1, 8, 1.0, 1e-10);
+  p.reference_budget_epsilon = 20;
+  p.reference_budget_delta = 1e-5;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser r,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  p.family = QueryPrivacyParams::Family::kGaussian;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser g,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  EXPECT_GE(RepetitionsAffordable(r.budget().Charge(), 20, 1e-5),
+            RepetitionsAffordable(g.budget().Charge(), 20, 1e-5));
+  p.family = QueryPrivacyParams::Family::kMixed;
+  ASSERT_OK_AND_ASSIGN(QueryReleaser m,
+                       QueryReleaser::Create(p, SessionsOnly()));
+  EXPECT_EQ(m.budget().family, NoiseFamily::kMixed);
+  EXPECT_LT(RepetitionsAffordable(m.budget().Charge(), 20, 1e-5),
+            RepetitionsAffordable(g.budget().Charge(), 20, 1e-5));
+  EXPECT_NE(r.budget().family, NoiseFamily::kMixed);
 }
 
 // The Laplace family end to end: ACCOUNTS has its own noise (the optimal

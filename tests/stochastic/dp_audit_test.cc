@@ -378,6 +378,129 @@ TEST(DpAuditTest, LaplaceAccountsThroughTheReleaserStayUnderClaim) {
   EXPECT_GT(result.epsilon_lower_bound, 0.3 * eps_metric);
 }
 
+// The Laplace rate (per-metric chooser and the all-Laplace family): the
+// new account adds Linf = 8 matching sessions (the pair's whole L1 shift)
+// to a = 1000 of 101000; the rate moves by ~8 / 101000 against a noise of
+// scale b / 101000 (b = 8 / epsilon); b's noise on the non-matching count
+// moves the rate ~100x less.
+AuditResult AuditLaplaceRate(double epsilon_used, uint64_t seed) {
+  const RateMetric m =
+      *RateMetric::CreateLaplace(kOneCohort, epsilon_used, 0.95);
+  auto stat = [&](int64_t matching, int64_t total) {
+    return [&m, matching, total](RandomWords& rng) {
+      return m.Release(matching, total, rng)->value;
+    };
+  };
+  DeterministicRandom source(seed);
+  RandomWords rng(&source);
+  return AuditEpsilon(stat(1000, 101000), stat(1008, 101008), rng, kTrials,
+                      Thresholds(1000.0 / 101000, 8.0 / 101000), kDelta,
+                      kAlpha);
+}
+
+TEST(DpAuditTest, LaplaceRateStaysUnderClaimedEpsilon) {
+  const AuditResult r = AuditLaplaceRate(1.0, 29);
+  std::printf("Laplace rate: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_LE(r.epsilon_lower_bound, 1.0);
+  EXPECT_GT(r.epsilon_lower_bound, 0.5);
+}
+
+TEST(DpAuditTest, PositiveControlMisScaledLaplaceRateIsFlagged) {
+  // Scale for epsilon 2 (half the noise) while claiming epsilon 1.
+  const AuditResult r = AuditLaplaceRate(2.0, 30);
+  std::printf("Laplace rate, half scale: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_GT(r.epsilon_lower_bound, 1.0);
+}
+
+// The Laplace mean of a [0, 10] measure: the new account adds 8 sessions
+// at the upper bound, which moves the centred sum by its whole L1
+// sensitivity Linf (hi - lo) = 80 and the count by 8. The released mean
+// mostly shows the sum's noise (share 1 - f ~ 0.6 of epsilon), so the
+// honest lower bound stays near that share; the positive control claims 1
+// for a mean built at epsilon 3 (the sum's share ~1.8).
+AuditResult AuditLaplaceMean(double epsilon_used, uint64_t seed) {
+  const MeasureDomain domain = *MeasureDomain::Create(0, 10, 1);
+  const MeanMetric m =
+      *MeanMetric::CreateLaplace(kOneCohort, domain, epsilon_used, 0.95);
+  auto stat = [&](__int128 sum, int64_t count) {
+    return [&m, sum, count](RandomWords& rng) {
+      return m.Release(sum, count, rng)->value;
+    };
+  };
+  DeterministicRandom source(seed);
+  RandomWords rng(&source);
+  // Mean 5 over 1000 sessions vs 5080 / 1008 = 5.0397; the mean's noise
+  // scale is about b_s / (2n) = 80 / (0.6 epsilon 2000) = 0.067 / epsilon.
+  return AuditEpsilon(stat(5000, 1000), stat(5080, 1008), rng, kTrials,
+                      Thresholds(5, 0.04), kDelta, kAlpha);
+}
+
+TEST(DpAuditTest, LaplaceMeanStaysUnderClaimedEpsilon) {
+  const AuditResult r = AuditLaplaceMean(1.0, 31);
+  std::printf("Laplace mean: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_LE(r.epsilon_lower_bound, 1.0);
+  EXPECT_GT(r.epsilon_lower_bound, 0.3);
+}
+
+TEST(DpAuditTest, PositiveControlMisScaledLaplaceMeanIsFlagged) {
+  const AuditResult r = AuditLaplaceMean(3.0, 32);
+  std::printf("Laplace mean, epsilon 3 as 1: epsilon_lb=%.3f claimed=1\n",
+              r.epsilon_lower_bound);
+  EXPECT_GT(r.epsilon_lower_bound, 1.0);
+}
+
+// The per-metric plan through the releaser (forced: Gaussian selection,
+// discrete Laplace count and rate, composed in RDP): cohorts of 1000
+// accounts are always kept, and each Laplace metric's release stays under
+// its own epsilon (a part of the query's, which converts to <= 2 at
+// delta 1e-3 with the selection).
+TEST(DpAuditTest, PerMetricPlanThroughTheReleaserStaysUnderItsParts) {
+  QueryPrivacyParams p;
+  p.k = 10;
+  p.bounds = kOneCohort;
+  p.epsilon = 2.0;
+  p.delta = 1e-3;
+  p.family = QueryPrivacyParams::Family::kMixed;
+  MetricRequest sessions, rate;
+  sessions.kind = MetricKind::kSessions;
+  rate.kind = MetricKind::kRate;
+  const QueryReleaser r = *QueryReleaser::Create(p, {sessions, rate});
+  ASSERT_EQ(r.budget().family, NoiseFamily::kMixed);
+  ASSERT_LE(r.budget().Reported().epsilon, 2.0);
+  const double eps_count = r.budget().metric_epsilon[0];
+  const double eps_rate = r.budget().metric_epsilon[1];
+  ASSERT_GT(eps_count, 0);
+  ASSERT_GT(eps_rate, 0);
+  for (int metric = 0; metric < 2; ++metric) {
+    auto stat = [&r, metric](int64_t matching, int64_t total) {
+      return [&r, metric, matching, total](RandomWords& rng) {
+        MetricInput in;
+        in.sessions = total;
+        in.matching = matching;
+        const MetricInput inputs[2] = {in, in};
+        absl::StatusOr<CohortRelease> c = r.ReleaseCohort(1000, inputs, rng);
+        return c->released ? c->metrics[metric].estimate.value : -1.0;
+      };
+    };
+    DeterministicRandom source(33 + metric);
+    RandomWords rng(&source);
+    const double eps = metric == 0 ? eps_count : eps_rate;
+    const double unit = metric == 0 ? 1.0 : 1.0 / 101000;
+    const double base = metric == 0 ? 101000 : 1000.0 / 101000;
+    const AuditResult result =
+        AuditEpsilon(stat(1000, 101000), stat(1008, 101008), rng, kTrials / 2,
+                     Thresholds(base, 8 * unit / eps), kDelta, kAlpha);
+    std::printf("per-metric plan, %s: epsilon_lb=%.3f claimed=%.3f\n",
+                metric == 0 ? "count" : "rate", result.epsilon_lower_bound,
+                eps);
+    EXPECT_LE(result.epsilon_lower_bound, eps);
+    EXPECT_GT(result.epsilon_lower_bound, 0.3 * eps);
+  }
+}
+
 // The optimal selection at epsilon 2, delta 0.008 over L0 = 4 cohorts: per
 // cohort (0.5, 0.002), measurable, and small enough that the tight events
 // (all four kept) are far more likely than delta.
