@@ -148,6 +148,7 @@ int Run(int64_t sessions, int runs) {
   q->set_kind(cohortd::v1::Metric::QUANTILES);
   q->set_measure("actions_per_prompt");
 
+  if (runs == 0) return 0;  // load only
   const std::string key = "0123456789abcdef";
   for (const auto& [name, request] :
        {std::make_pair("rate by occupation", rate),
@@ -199,7 +200,7 @@ int main(int argc, char** argv) {
     if (absl::StartsWith(arg, "--sessions=")) {
       if (!absl::SimpleAtoi(arg.substr(11), &sessions)) return 2;
     } else if (absl::StartsWith(arg, "--runs=")) {
-      if (!absl::SimpleAtoi(arg.substr(7), &runs) || runs < 1) return 2;
+      if (!absl::SimpleAtoi(arg.substr(7), &runs) || runs < 0) return 2;
     } else {
       std::fprintf(stderr, "usage: backend_bench [--sessions=N] [--runs=R]\n");
       return 2;

@@ -8,10 +8,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -149,6 +151,14 @@ std::string WrapSipHash(const std::string& inner, uint64_t k0, uint64_t k1,
                       sql, ")");
 }
 
+// "YYYY-MM", UTC (validator.h MonthOf), of the Unix time in `column`.
+std::string MonthOf(const std::string& column) {
+  const std::string ym =
+      absl::StrCat("toString(toYYYYMM(toDateTime(", column, ", 'UTC')))");
+  return absl::StrCat("concat(substring(", ym, ", 1, 4), '-', substring(", ym,
+                      ", 5, 2))");
+}
+
 std::string Dim(int i) { return absl::StrCat("d", i); }
 std::string Has(int j) { return absl::StrCat("h", j); }
 std::string Fixed(int j) { return absl::StrCat("m", j); }
@@ -224,7 +234,12 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
     }
   }
 
-  // Rows -> fields: the latest version of each (session, name).
+  // Rows -> sessions (assembly) in one GROUP BY: per session and name the
+  // row of the highest version (argMaxIf), its label or value kept only
+  // when that row is present; a session lives while its header's (name
+  // "") latest row is present. One hash table of sessions, not one of
+  // (session, name) pairs regrouped per session: at 10M sessions this
+  // halves the rows hashed and skips a 50M-group aggregation.
   std::vector<std::string> names = {"''"};
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] && !ds.dimensions[i].derived) {
@@ -234,45 +249,45 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
   for (size_t j = 0; j < measures.size(); ++j) {
     if (measures[j]) names.push_back(QuoteSql(ds.measures[j].name));
   }
-  const std::string fields = absl::StrCat(
-      "SELECT account_hi, account_lo, session, any(session_fp) AS sfp, "
-      "any(start) AS st, name, argMax(present, version) AS p, "
-      "argMax(label, version) AS l, argMax(value_bits, version) AS vb FROM ",
-      table, " WHERE dataset = ", QuoteSql(ds.name),
-      max_version == 0 ? std::string()
-                       : absl::StrCat(" AND version <= ", max_version),
-      " AND name IN (", absl::StrJoin(names, ", "),
-      ") GROUP BY account_hi, account_lo, session, name");
-  // Fields -> sessions (assembly): one row per live session.
-  std::vector<std::string> cols = {"account_hi", "account_lo",
-                                   "any(sfp) AS sfp", "any(st) AS st"};
+  auto latest = [](const std::string& column, const std::string& name) {
+    return absl::StrCat("argMaxIf(", column, ", version, name = ", name, ")");
+  };
+  std::vector<std::string> cols = {
+      "account_hi", "account_lo", "any(session_fp) AS sfp", "any(start) AS st"};
+  std::vector<std::string> unpack = {"account_hi", "account_lo", "sfp", "st"};
   for (size_t i = 0; i < dims.size(); ++i) {
     if (!dims[i] || ds.dimensions[i].derived) continue;
-    cols.push_back(
-        absl::StrCat("anyIf(l, name = ", QuoteSql(ds.dimensions[i].name),
-                     " AND p = 1) AS ", Dim(static_cast<int>(i))));
+    const std::string name = QuoteSql(ds.dimensions[i].name);
+    cols.push_back(absl::StrCat(latest("label", name), " AS l", i));
+    cols.push_back(absl::StrCat(latest("present", name), " AS p", i));
+    unpack.push_back(absl::StrCat("if(p", i, " = 1, l", i, ", '') AS ",
+                                  Dim(static_cast<int>(i))));
   }
   for (size_t j = 0; j < measures.size(); ++j) {
     if (!measures[j]) continue;
-    const std::string cond =
-        absl::StrCat("name = ", QuoteSql(ds.measures[j].name), " AND p = 1");
-    cols.push_back(absl::StrCat("toUInt8(countIf(", cond, ") > 0) AS ",
-                                Has(static_cast<int>(j))));
-    cols.push_back(absl::StrCat("anyIf(vb, ", cond, ") AS vb", j));
+    const std::string name = QuoteSql(ds.measures[j].name);
+    cols.push_back(absl::StrCat(latest("present", name), " AS hp", j));
+    cols.push_back(absl::StrCat(latest("value_bits", name), " AS vbits", j));
+    unpack.push_back(
+        absl::StrCat("toUInt8(hp", j, " = 1) AS ", Has(static_cast<int>(j))));
+    unpack.push_back(
+        absl::StrCat("if(hp", j, " = 1, vbits", j, ", toUInt64(0)) AS vb", j));
   }
   const std::string sessions = absl::StrCat(
-      "SELECT ", absl::StrJoin(cols, ", "), " FROM (", fields,
-      ") GROUP BY account_hi, account_lo, session HAVING maxIf(p, name = '') "
-      "= 1");
+      "SELECT ", absl::StrJoin(unpack, ", "), " FROM (SELECT ",
+      absl::StrJoin(cols, ", "), " FROM ", table,
+      " WHERE dataset = ", QuoteSql(ds.name),
+      max_version == 0 ? std::string()
+                       : absl::StrCat(" AND version <= ", max_version),
+      " AND name IN (", absl::StrJoin(names, ", "),
+      ") GROUP BY account_hi, account_lo, session HAVING ",
+      latest("present", "''"), " = 1)");
   // Sessions -> matched: derived dimensions, fixed point, filters, cohort.
   std::vector<std::string> derived = {"*"};
   for (size_t i = 0; i < dims.size(); ++i) {
     if (!dims[i] || !ds.dimensions[i].derived) continue;
-    // "YYYY-MM", UTC (validator.h MonthOf).
-    const std::string ym = "toString(toYYYYMM(toDateTime(st, 'UTC')))";
-    derived.push_back(absl::StrCat("concat(substring(", ym, ", 1, 4), '-', ",
-                                   "substring(", ym, ", 5, 2)) AS ",
-                                   Dim(static_cast<int>(i))));
+    derived.push_back(
+        absl::StrCat(MonthOf("st"), " AS ", Dim(static_cast<int>(i))));
   }
   for (size_t j = 0; j < measures.size(); ++j) {
     if (!measures[j]) continue;
@@ -308,6 +323,102 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
                              sessions, ")");
   if (!where.empty()) {
     absl::StrAppend(&out.matched, " WHERE ", absl::StrJoin(where, " AND "));
+  }
+  return out;
+}
+
+// Above this many candidate cohorts (the product of the group
+// dimensions' stored values), CandidateCohorts lists the exact ones.
+constexpr size_t kMaxCandidateCohorts = 10000;
+
+// A superset of the value tuples (group_by order) the matched sessions of
+// `p` can have: per group dimension its labels some row holds present (a
+// session's value is the label of its latest present row) or, for the
+// derived month, the months of the session starts (the same expression
+// as the assembly's), then their product. When that product exceeds
+// kMaxCandidateCohorts: the distinct tuples of the assembled sessions.
+absl::StatusOr<std::vector<std::vector<std::string>>> CandidateCohorts(
+    const QueryPlan& plan, const PlanSql& p, const std::string& table,
+    const std::function<absl::StatusOr<std::string>(const std::string&)>& run) {
+  const DatasetSpec& ds = *plan.dataset;
+  const std::string dataset = QuoteSql(ds.name);
+  std::vector<std::vector<std::string>> values(p.group_dims.size());
+  std::vector<std::string> stored;
+  bool month = false;
+  for (int i : p.group_dims) {
+    if (ds.dimensions[i].derived) {
+      month = true;
+    } else {
+      stored.push_back(QuoteSql(ds.dimensions[i].name));
+    }
+  }
+  if (!stored.empty()) {
+    ASSIGN_OR_RETURN(
+        std::string tsv,
+        run(absl::StrCat(
+            "SELECT DISTINCT name, label FROM ", table,
+            " WHERE dataset = ", dataset, " AND present = 1 AND name IN (",
+            absl::StrJoin(stored, ", "), ") FORMAT TabSeparated")));
+    for (const std::vector<std::string>& row : ParseTsv(tsv)) {
+      if (row.size() != 2) {
+        return absl::InternalError("clickhouse: malformed label row");
+      }
+      for (size_t k = 0; k < p.group_dims.size(); ++k) {
+        const DimensionSpec& d = ds.dimensions[p.group_dims[k]];
+        if (!d.derived && d.name == row[0]) values[k].push_back(row[1]);
+      }
+    }
+  }
+  if (month) {
+    ASSIGN_OR_RETURN(
+        std::string tsv,
+        run(absl::StrCat("SELECT DISTINCT ", MonthOf("start"), " FROM ", table,
+                         " WHERE dataset = ", dataset,
+                         " AND name = '' FORMAT TabSeparated")));
+    for (const std::vector<std::string>& row : ParseTsv(tsv)) {
+      if (row.size() != 1) {
+        return absl::InternalError("clickhouse: malformed month row");
+      }
+      for (size_t k = 0; k < p.group_dims.size(); ++k) {
+        if (ds.dimensions[p.group_dims[k]].derived) {
+          values[k].push_back(row[0]);
+        }
+      }
+    }
+  }
+  size_t product = 1;
+  for (const std::vector<std::string>& v : values) {
+    if (v.empty()) return std::vector<std::vector<std::string>>();
+    product = v.size() > kMaxCandidateCohorts / product
+                  ? kMaxCandidateCohorts + 1
+                  : product * v.size();
+  }
+  std::vector<std::vector<std::string>> out;
+  if (product > kMaxCandidateCohorts) {
+    std::vector<std::string> group_cols;
+    for (int i : p.group_dims) group_cols.push_back(Dim(i));
+    ASSIGN_OR_RETURN(
+        std::string tsv,
+        run(absl::StrCat("SELECT DISTINCT ", absl::StrJoin(group_cols, ", "),
+                         " FROM (", p.matched, ") FORMAT TabSeparated")));
+    for (std::vector<std::string>& row : ParseTsv(tsv)) {
+      if (row.size() != group_cols.size()) {
+        return absl::InternalError("clickhouse: malformed cohort row");
+      }
+      out.push_back(std::move(row));
+    }
+    return out;
+  }
+  out.emplace_back();
+  for (const std::vector<std::string>& v : values) {
+    std::vector<std::vector<std::string>> next;
+    for (const std::vector<std::string>& prefix : out) {
+      for (const std::string& value : v) {
+        next.push_back(prefix);
+        next.back().push_back(value);
+      }
+    }
+    out = std::move(next);
   }
   return out;
 }
@@ -806,25 +917,31 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
   const cohortd::v1::AggregateRequest& req = plan.canonical;
   ASSIGN_OR_RETURN(PlanSql p, BuildMatched(plan, table_, max_version));
 
-  // Pass 1: the candidate cohorts' values, for their fingerprints.
+  // Pass 1: the candidate cohorts' values, for their fingerprints
+  // (FNV-1a, which 18.16 cannot compute), mapped in with transform(). A
+  // superset is enough (a candidate no session has is never grouped), so
+  // it is the product of each group dimension's stored values: the labels
+  // some row has present (a session's latest present label is one of
+  // them) and, for the derived month, the months of the partitions. That
+  // reads two columns, not the assembly; only when the product is large
+  // does the exact list come from the assembled sessions instead.
   std::vector<std::string> group_cols;
   for (int i : p.group_dims) group_cols.push_back(Dim(i));
   ASSIGN_OR_RETURN(
-      std::string keys_tsv,
-      Run(absl::StrCat("SELECT DISTINCT ck", group_cols.empty() ? "" : ", ",
-                       absl::StrJoin(group_cols, ", "), " FROM (", p.matched,
-                       ") FORMAT TabSeparated")));
-  const std::vector<std::vector<std::string>> key_rows = ParseTsv(keys_tsv);
+      std::vector<std::vector<std::string>> key_rows,
+      CandidateCohorts(plan, p, table_,
+                       [this](const std::string& sql) { return Run(sql); }));
   BoundedStatistics stats;
   if (key_rows.empty()) return stats;
   std::vector<std::string> from, to;
-  for (const auto& row : key_rows) {
-    if (row.size() != group_cols.size() + 1) {
-      return absl::InternalError("clickhouse: malformed cohort row");
-    }
-    std::vector<std::string> values(row.begin() + 1, row.end());
-    from.push_back(QuoteSql(row[0]));
+  absl::flat_hash_set<std::vector<std::string>> candidates;
+  for (const std::vector<std::string>& values : key_rows) {
+    std::string ck;
+    for (const std::string& v : values)
+      absl::StrAppend(&ck, v, std::string(1, '\0'));
+    from.push_back(QuoteSql(ck));
     to.push_back(absl::StrCat("toUInt64(", CohortFingerprint(values), ")"));
+    candidates.insert(values);
   }
   const std::string with_fp = absl::StrCat(
       "SELECT *, transform(ck, [", absl::StrJoin(from, ", "), "], [",
@@ -836,7 +953,11 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
   // their priority and the columns the aggregates read; per account the
   // L0 cohorts with the smallest priority are kept (LIMIT L0 BY account)
   // and in each the Linf sessions with the smallest (arraySort,
-  // arraySlice), which ARRAY JOIN turns back into rows.
+  // arraySlice). Each kept (account, cohort) pair is reduced to its own
+  // statistics with array functions (sessions, sums, matches, whether a
+  // gate holds, its leaves), and the cohorts sum the pairs: an account
+  // counts once per cohort because LIMIT BY keeps each pair once, so no
+  // uniqExact over accounts and no ARRAY JOIN back to session rows.
   auto dim_of = [&](const std::string& name) {
     for (size_t i = 0; i < ds.dimensions.size(); ++i) {
       if (ds.dimensions[i].name == name) return static_cast<int>(i);
@@ -872,65 +993,79 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
   std::string tuple = "tuple(sprio, toUInt8(0)";
   for (const std::string& c : payload) absl::StrAppend(&tuple, ", ", c);
   absl::StrAppend(&tuple, ")");
-  const std::string pairs = absl::StrCat(
-      "SELECT account_hi, account_lo, ck, any(cprio) AS cp, groupArray(", tuple,
-      ") AS ss FROM (", hashed,
-      ") GROUP BY account_hi, account_lo, ck ORDER BY account_hi, "
-      "account_lo, cp LIMIT ",
-      bounds.max_cohorts_per_account, " BY account_hi, account_lo");
-  std::vector<std::string> unpack = {"account_hi", "account_lo", "ck"};
-  for (size_t c = 0; c < payload.size(); ++c) {
-    unpack.push_back(
-        absl::StrCat("tupleElement(s, ", c + 3, ") AS ", payload[c]));
-  }
-  const std::string kept =
-      absl::StrCat("SELECT ", absl::StrJoin(unpack, ", "), " FROM (", pairs,
-                   ") ARRAY JOIN arraySlice(arraySort(ss), 1, ",
-                   bounds.max_sessions_per_cohort, ") AS s");
-
-  // Per cohort: the statistics.
+  // A payload column of the kept session `t` inside a lambda.
+  auto elem = [&payload](const std::string& col) {
+    const size_t c =
+        std::find(payload.begin(), payload.end(), col) - payload.begin();
+    return absl::StrCat("tupleElement(t, ", c + 3, ")");
+  };
+  // Per kept pair (columns named x0, x1, ...) and per cohort (their sums).
+  std::vector<std::string> pair_cols = {"ck"};
   std::vector<std::string> cols = {"ck"};
-  for (const std::string& g : group_cols) {
-    cols.push_back(absl::StrCat("any(", g, ")"));
+  for (size_t g = 0; g < group_cols.size(); ++g) {
+    pair_cols.push_back(absl::StrCat("any(", group_cols[g], ") AS g", g));
+    cols.push_back(absl::StrCat("any(g", g, ")"));
   }
-  cols.push_back("uniqExact(account_hi, account_lo)");
   cols.push_back("count()");
+  int x = 0;
+  auto per_pair = [&](const std::string& expr, const std::string& total) {
+    const std::string name = absl::StrCat("x", x++);
+    pair_cols.push_back(absl::StrCat(expr, " AS ", name));
+    cols.push_back(absl::StrCat(total, "(", name, ")"));
+  };
+  per_pair("length(ss)", "sum");
   for (const QueryPlan::ContributorGate& g : plan.gates) {
-    const std::string cond = !g.measure.empty()
-                                 ? Has(measure_of(g.measure))
-                                 : absl::StrCat(Dim(dim_of(g.label)), " != ''");
-    cols.push_back(
-        absl::StrCat("uniqExactIf(account_hi, account_lo, ", cond, ")"));
+    const std::string cond =
+        !g.measure.empty() ? elem(Has(measure_of(g.measure)))
+                           : absl::StrCat(elem(Dim(dim_of(g.label))), " != ''");
+    per_pair(absl::StrCat("arrayExists(t -> ", cond, ", ss)"), "sum");
   }
+  std::vector<std::string> sum_maps;  // per QUANTILES metric
   for (int i = 0; i < req.metrics_size(); ++i) {
     const Metric& m = req.metrics(i);
     const int j = m.measure().empty() ? -1 : measure_of(m.measure());
     switch (m.kind()) {
       case Metric::SUM:
-      case Metric::MEAN:
-        cols.push_back(absl::StrCat("sumIf(intDiv(", Fixed(j), ", ", kSumSplit,
-                                    "), ", Has(j), ")"));
-        cols.push_back(absl::StrCat("sumIf(", Fixed(j), " % ", kSumSplit, ", ",
-                                    Has(j), ")"));
-        cols.push_back(absl::StrCat("countIf(", Has(j), ")"));
+      case Metric::MEAN: {
+        const std::string has = elem(Has(j));
+        const std::string fixed = elem(Fixed(j));
+        per_pair(absl::StrCat("arraySum(t -> if(", has, ", intDiv(", fixed,
+                              ", ", kSumSplit, "), toInt64(0)), ss)"),
+                 "sum");
+        per_pair(absl::StrCat("arraySum(t -> if(", has, ", ", fixed, " % ",
+                              kSumSplit, ", toInt64(0)), ss)"),
+                 "sum");
+        per_pair(absl::StrCat("arrayCount(t -> ", has, ", ss)"), "sum");
         break;
+      }
       case Metric::RATE: {
-        const std::string d = Dim(dim_of(m.rate_of().dimension()));
-        cols.push_back(absl::StrCat("countIf(", d, " IN ",
-                                    InList(m.rate_of().any_of()), ")"));
-        cols.push_back(absl::StrCat("countIf(", d, " != '')"));
+        const std::string d = elem(Dim(dim_of(m.rate_of().dimension())));
+        per_pair(absl::StrCat("arrayCount(t -> ", d, " IN ",
+                              InList(m.rate_of().any_of()), ", ss)"),
+                 "sum");
+        per_pair(absl::StrCat("arrayCount(t -> ", d, " != '', ss)"), "sum");
         break;
       }
       case Metric::QUANTILES: {
         // The leaf of QuantileTree::Grid: (clamped value - lower_fp) /
-        // leaf_width, the value being clamped to the domain already.
+        // leaf_width, the value being clamped to the domain already; one
+        // entry per kept session with the measure (sumMap adds equal
+        // leaves within a pair's array too).
         ASSIGN_OR_RETURN(const privacy::QuantileLeafGrid leaves,
                          privacy::QuantileTree::Grid(p.domains[j]));
+        const std::string with =
+            absl::StrCat("arrayFilter(t -> ", elem(Has(j)), ", ss)");
+        const std::string k = absl::StrCat("x", x++);
+        const std::string v = absl::StrCat("x", x++);
+        pair_cols.push_back(
+            absl::StrCat("arrayMap(t -> intDiv(", elem(Fixed(j)), " - toInt64(",
+                         leaves.lower_fp, "), ", leaves.leaf_width, "), ", with,
+                         ") AS ", k));
+        pair_cols.push_back(
+            absl::StrCat("arrayMap(t -> toUInt64(1), ", with, ") AS ", v));
         const std::string map = absl::StrCat("q", i);
-        cols.push_back(absl::StrCat("tupleElement(sumMap([intDiv(", Fixed(j),
-                                    " - toInt64(", leaves.lower_fp, "), ",
-                                    leaves.leaf_width, ")], [toUInt64(", Has(j),
-                                    ")]) AS ", map, ", 1)"));
+        cols.push_back(absl::StrCat("tupleElement(sumMap(", k, ", ", v, ") AS ",
+                                    map, ", 1)"));
         cols.push_back(absl::StrCat("tupleElement(", map, ", 2)"));
         break;
       }
@@ -938,10 +1073,27 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
         break;
     }
   }
+  const std::string pairs = absl::StrCat(
+      "SELECT account_hi, account_lo, ck, any(cprio) AS cp, ",
+      "arraySlice(arraySort(groupArray(", tuple, ")), 1, ",
+      bounds.max_sessions_per_cohort, ") AS ss", group_cols.empty() ? "" : ", ",
+      absl::StrJoin(pair_cols.begin() + 1,
+                    pair_cols.begin() + 1 + group_cols.size(), ", "),
+      " FROM (", hashed,
+      ") GROUP BY account_hi, account_lo, ck ORDER BY account_hi, "
+      "account_lo, cp LIMIT ",
+      bounds.max_cohorts_per_account, " BY account_hi, account_lo");
+  std::vector<std::string> reduce = {"ck"};
+  for (size_t g = 0; g < group_cols.size(); ++g) {
+    reduce.push_back(absl::StrCat("g", g));
+  }
+  reduce.insert(reduce.end(), pair_cols.begin() + 1 + group_cols.size(),
+                pair_cols.end());
   ASSIGN_OR_RETURN(
       std::string tsv,
-      Run(absl::StrCat("SELECT ", absl::StrJoin(cols, ", "), " FROM (", kept,
-                       ") GROUP BY ck FORMAT TabSeparated")));
+      Run(absl::StrCat("SELECT ", absl::StrJoin(cols, ", "), " FROM (SELECT ",
+                       absl::StrJoin(reduce, ", "), " FROM (", pairs,
+                       ")) GROUP BY ck FORMAT TabSeparated")));
   for (const std::vector<std::string>& row : ParseTsv(tsv)) {
     size_t f = 1;
     auto next = [&]() -> absl::StatusOr<std::string> {
@@ -958,6 +1110,11 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
     for (size_t g = 0; g < group_cols.size(); ++g) {
       ASSIGN_OR_RETURN(std::string v, next());
       c.key.push_back(std::move(v));
+    }
+    if (!candidates.contains(c.key)) {
+      // Cannot happen (the candidates are a superset); a cohort outside
+      // them would have been bounded with a wrong fingerprint.
+      return absl::InternalError("clickhouse: cohort outside the candidates");
     }
     ASSIGN_OR_RETURN(c.accounts, next_int());
     ASSIGN_OR_RETURN(c.sessions, next_int());
