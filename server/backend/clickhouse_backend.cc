@@ -327,18 +327,15 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
   return out;
 }
 
-// Above this many candidate cohorts (the product of the group
-// dimensions' stored values), CandidateCohorts lists the exact ones.
-constexpr size_t kMaxCandidateCohorts = 10000;
-
 // A superset of the value tuples (group_by order) the matched sessions of
 // `p` can have: per group dimension its labels some row holds present (a
 // session's value is the label of its latest present row) or, for the
 // derived month, the months of the session starts (the same expression
 // as the assembly's), then their product. When that product exceeds
-// kMaxCandidateCohorts: the distinct tuples of the assembled sessions.
+// `max_product`: the distinct tuples of the assembled sessions.
 absl::StatusOr<std::vector<std::vector<std::string>>> CandidateCohorts(
     const QueryPlan& plan, const PlanSql& p, const std::string& table,
+    size_t max_product,
     const std::function<absl::StatusOr<std::string>(const std::string&)>& run) {
   const DatasetSpec& ds = *plan.dataset;
   const std::string dataset = QuoteSql(ds.name);
@@ -389,12 +386,11 @@ absl::StatusOr<std::vector<std::vector<std::string>>> CandidateCohorts(
   size_t product = 1;
   for (const std::vector<std::string>& v : values) {
     if (v.empty()) return std::vector<std::vector<std::string>>();
-    product = v.size() > kMaxCandidateCohorts / product
-                  ? kMaxCandidateCohorts + 1
-                  : product * v.size();
+    product =
+        v.size() > max_product / product ? max_product + 1 : product * v.size();
   }
   std::vector<std::vector<std::string>> out;
-  if (product > kMaxCandidateCohorts) {
+  if (product > max_product) {
     std::vector<std::string> group_cols;
     for (int i : p.group_dims) group_cols.push_back(Dim(i));
     ASSIGN_OR_RETURN(
@@ -509,6 +505,7 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
   std::unique_ptr<ClickHouseBackend> backend(new ClickHouseBackend(
       std::move(client), table, options.retry_every, metrics));
   backend->max_outbox_bytes_ = options.max_outbox_bytes;
+  backend->max_candidate_cohorts_ = options.max_candidate_cohorts;
   if (!options.outbox_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.outbox_dir, ec);
@@ -929,7 +926,7 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
   for (int i : p.group_dims) group_cols.push_back(Dim(i));
   ASSIGN_OR_RETURN(
       std::vector<std::vector<std::string>> key_rows,
-      CandidateCohorts(plan, p, table_,
+      CandidateCohorts(plan, p, table_, max_candidate_cohorts_,
                        [this](const std::string& sql) { return Run(sql); }));
   BoundedStatistics stats;
   if (key_rows.empty()) return stats;

@@ -78,6 +78,11 @@ struct ClickHouseOptions {
   // this many bytes, Admit refuses pushes (the outbox may exceed it by the
   // last admitted group). 0 = no bound.
   int64_t max_outbox_bytes = 0;
+  // A query's cohort fingerprints are mapped in from a candidate list:
+  // the product of the group dimensions' stored values while it has at
+  // most this many tuples (two columns read), else the exact tuples of
+  // the assembled sessions (one more pass over the sessions).
+  size_t max_candidate_cohorts = 10000;
 };
 
 class ClickHouseBackend : public QueryBackend,
@@ -192,6 +197,7 @@ class ClickHouseBackend : public QueryBackend,
   std::deque<std::pair<uint64_t, std::string>> outbox_ ABSL_GUARDED_BY(mu_);
   std::string outbox_dir_;
   int64_t max_outbox_bytes_ = 0;
+  size_t max_candidate_cohorts_ = 10000;
   // Versions below it were all written before this process started.
   uint64_t initial_version_ = 0;
   mutable absl::Mutex seal_mu_;

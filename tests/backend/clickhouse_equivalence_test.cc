@@ -284,5 +284,20 @@ TEST_F(ClickHouseEquivalenceTest, OpenDomainAndMonthCohorts) {
                Rate("outcome", {"failure"})}));
 }
 
+// The same cohorts with the candidate list taken from the assembled
+// sessions (the path of a large product of stored values) rather than
+// from the stored labels and months.
+TEST_F(ClickHouseEquivalenceTest, CandidatesFromTheAssembly) {
+  ClickHouseOptions options;
+  options.endpoint.url = server_->url();
+  options.database = "eq_CandidatesFromTheAssembly";  // as SetUp loaded
+  options.max_candidate_cohorts = 1;
+  ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
+  ExpectEquivalent(
+      Request({"task_topic", "month"},
+              {Kind(Metric::SESSIONS), Kind(Metric::MEAN, "lines_added"),
+               Rate("outcome", {"failure"})}));
+}
+
 }  // namespace
 }  // namespace cohortd

@@ -32,6 +32,9 @@ class ClickHouseServer {
   std::string url() const;
   int http_port() const { return http_port_; }
   int tcp_port() const { return tcp_port_; }
+  // The server's process id while it runs (benchmarks read its CPU time
+  // and RSS from /proc), else -1.
+  pid_t pid() const { return pid_; }
   // Stops with SIGKILL (a crash) / restarts on the same ports and data.
   void Kill();
   absl::Status Restart();
