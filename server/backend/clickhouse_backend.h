@@ -19,20 +19,24 @@
 // can change a value.
 //
 // Queries (Compute). One SQL statement assembles sessions from their rows
-// (argMax per name, then one row per session), applies the filters, keys
-// each session's cohort, clamps measures and converts them to fixed point
-// exactly as the columnar index does (llround of the clamped value over
-// the granularity, computed with exact floor arithmetic), and gives every
-// session two priorities: SipHash-2-4(bounding key, cohort fingerprint,
-// account fingerprint) and SipHash(key, session fingerprint, cohort
-// fingerprint) — the bounder of privacy/contribution_bounding.h, its
-// rounds written out in SQL since 18.16 has no keyed sipHash. Per account
-// it keeps the L0 cohorts with the smallest priority (LIMIT L0 BY
-// account) and in each the Linf sessions with the smallest (arraySort,
-// arraySlice), then aggregates per cohort. Only per-cohort statistics
-// travel back. A first, cheaper statement lists the candidate cohorts'
-// values so cohortd can compute their fingerprints (FNV-1a, as the
-// executor does), which the main statement maps in with transform().
+// in a single GROUP BY per session (argMaxIf by version per name: the
+// latest row of each name, its value kept when that row is present),
+// applies the filters, keys each session's cohort, clamps measures and
+// converts them to fixed point exactly as the columnar index does (llround
+// of the clamped value over the granularity, computed with exact floor
+// arithmetic), and gives every session two priorities: SipHash-2-4(bounding
+// key, cohort fingerprint, account fingerprint) and SipHash(key, session
+// fingerprint, cohort fingerprint) — the bounder of
+// privacy/contribution_bounding.h, its rounds written out in SQL since
+// 18.16 has no keyed sipHash. Per account it keeps the L0 cohorts with the
+// smallest priority (LIMIT L0 BY account) and in each the Linf sessions
+// with the smallest (arraySort, arraySlice); each kept (account, cohort)
+// pair is reduced to its statistics with array functions, and the cohorts
+// sum their pairs. Only per-cohort statistics travel back. A first, cheap
+// statement lists the candidate cohorts' values (the stored labels and
+// months of the group dimensions: two columns, no assembly) so cohortd can
+// compute their fingerprints (FNV-1a, as the executor does), which the
+// main statement maps in with transform().
 //
 // Durability: see ClickHouseOptions::outbox_dir and OnCommitted. One node
 // only so far: a Distributed table (storage.clickhouse.cluster) is not
