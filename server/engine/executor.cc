@@ -994,27 +994,28 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
       }
     });
   }
-  // Keys are below num_cohorts() <= 2^62, so kNoKey is never a key.
+  // Keys are below num_cohorts() <= 2^62, so kNoKey is never a key. The
+  // first dimension's pass sets the key (no multiply), the last one's
+  // folds in `passes`.
   constexpr uint64_t kNoKey = ~uint64_t{0};
   std::vector<uint64_t> row_key(num_rows, 0);
   for (size_t i = 0; i < group_columns.size(); ++i) {
     const uint64_t radix = view.dictionary(group_dims[i]).cardinality();
+    const bool first = i == 0, last = i + 1 == group_columns.size();
     group_columns[i]->Visit([&](const auto* codes) {
-      if (i == 0) {  // the first dimension needs no multiply
-        for (uint32_t r = 0; r < num_rows; ++r) {
-          passes[r] &= codes[r] != 0;  // no value for a group-by dimension
-          row_key[r] = codes[r];
-        }
-        return;
-      }
       for (uint32_t r = 0; r < num_rows; ++r) {
-        passes[r] &= codes[r] != 0;
-        row_key[r] = row_key[r] * radix + codes[r];
+        // No value for a group-by dimension: the row does not pass.
+        const bool pass = passes[r] && codes[r] != 0;
+        const uint64_t key = first ? codes[r] : row_key[r] * radix + codes[r];
+        passes[r] = pass;
+        row_key[r] = !last ? key : pass ? key : kNoKey;
       }
     });
   }
-  for (uint32_t r = 0; r < num_rows; ++r) {
-    row_key[r] = passes[r] ? row_key[r] : kNoKey;
+  if (group_columns.empty()) {
+    for (uint32_t r = 0; r < num_rows; ++r) {
+      row_key[r] = passes[r] ? 0 : kNoKey;
+    }
   }
   // Each gate's verdict per row (GateSlot::Contributes), in one pass.
   for (GateSlot& g : gates) g.ComputeRows(num_rows);
@@ -1137,6 +1138,14 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     }
   };
 
+  // cohort_number's common case, inline: a dense key already numbered.
+  auto cohort_of = [&](uint64_t key) -> uint32_t {
+    if (dense && dense_cohort[key] >= 0) {
+      return static_cast<uint32_t>(dense_cohort[key]);
+    }
+    return cohort_number(key);
+  };
+
   view.ForEachAccount([&](const AccountRows& account) {
     const size_t most = account.num_sessions();
     if (matched_buffer.size() < most) matched_buffer.resize(most);
@@ -1156,7 +1165,7 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     if (n == 0) return;
     if (n == 1) {  // one session: one cohort, kept whole
       const uint32_t row = matched[0].second;
-      keep(cohort_number(matched[0].first), absl::MakeConstSpan(&row, 1));
+      keep(cohort_of(matched[0].first), absl::MakeConstSpan(&row, 1));
       return;
     }
     if (!ascending) std::sort(matched, matched + n);
@@ -1175,7 +1184,7 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
         bound_cohorts ? selected_cohorts.size() : account_cohorts.size();
     for (size_t k = 0; k < kept_cohorts; ++k) {
       const size_t pos = bound_cohorts ? selected_cohorts[k] : k;
-      const uint32_t c = cohort_number(account_cohorts[pos]);
+      const uint32_t c = cohort_of(account_cohorts[pos]);
       const size_t begin = cohort_begin[pos], end = cohort_begin[pos + 1];
       kept_rows.clear();
       if (end - begin > max_sessions) {
