@@ -1165,7 +1165,19 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     if (n == 0) return;
     if (n == 1) {  // one session: one cohort, kept whole
       const uint32_t row = matched[0].second;
-      keep(cohort_of(matched[0].first), absl::MakeConstSpan(&row, 1));
+      const uint32_t c = cohort_of(matched[0].first);
+      if (any_sampling) {
+        keep(c, absl::MakeConstSpan(&row, 1));
+        return;
+      }
+      // keep() for one row, inline (two accounts in three take this path).
+      cohort_accounts[c] += 1;
+      cohort_sessions[c] += 1;
+      for (MetricSlot& s : slots) {
+        if (s.spec->kind() != Metric::QUANTILES) s.Add(c, row);
+      }
+      if (any_quantiles) row_cohort[row] = c;
+      for (GateSlot& g : gates) g.accounts[c] += g.contributes[row];
       return;
     }
     if (!ascending) std::sort(matched, matched + n);
