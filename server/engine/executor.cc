@@ -1042,11 +1042,12 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
   if (dense) key_slot.assign(keyer.num_cohorts(), kUnseen);
 
   // Groups matched[0, n) (rows ascending) by key into account_cohorts and
-  // cohort_begin; returns the pairs in (key, row) order (`matched` itself
-  // or the grouped buffer).
-  auto group_by_key = [&](KeyRow* matched, size_t n) -> KeyRow* {
-    account_cohorts.clear();
-    cohort_begin.clear();
+  // cohort_begin ([0, *cohorts) and [0, *cohorts] of buffers holding at
+  // least n and n + 1: plain stores, no push_back); returns the pairs in
+  // (key, row) order (`matched` itself or the grouped buffer).
+  auto group_by_key = [&](KeyRow* matched, size_t n,
+                          size_t* cohorts) -> KeyRow* {
+    size_t t = 0;
     bool one_key = true;
     for (size_t i = 1; i < n && one_key; ++i) {
       one_key = matched[i].first == matched[0].first;
@@ -1067,11 +1068,12 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
       size_t next = 0;
       for (const auto& [key, count] : key_counts) {
         key_slot[key] = static_cast<uint32_t>(next);  // now: next position
-        account_cohorts.push_back(key);
-        cohort_begin.push_back(next);
+        account_cohorts[t] = key;
+        cohort_begin[t++] = next;
         next += count;
       }
-      cohort_begin.push_back(n);
+      cohort_begin[t] = n;
+      *cohorts = t;
       if (grouped_buffer.size() < n) grouped_buffer.resize(n);
       KeyRow* grouped = grouped_buffer.data();
       for (size_t i = 0; i < n; ++i) {
@@ -1098,11 +1100,12 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     }
     for (size_t i = 0; i < n; ++i) {
       if (i == 0 || matched[i].first != matched[i - 1].first) {
-        account_cohorts.push_back(matched[i].first);
-        cohort_begin.push_back(i);
+        account_cohorts[t] = matched[i].first;
+        cohort_begin[t++] = i;
       }
     }
-    cohort_begin.push_back(n);
+    cohort_begin[t] = n;
+    *cohorts = t;
     return matched;
   };
 
@@ -1181,24 +1184,30 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
       return;
     }
     if (!ascending) std::sort(matched, matched + n);
-    matched = group_by_key(matched, n);
+    if (account_cohorts.size() < n) {
+      account_cohorts.resize(n);
+      cohort_begin.resize(n + 1);
+      kept_rows.resize(n);
+    }
+    size_t cohorts;
+    matched = group_by_key(matched, n, &cohorts);
 
-    const bool bound_cohorts = account_cohorts.size() > max_cohorts;
+    const bool bound_cohorts = cohorts > max_cohorts;
     if (bound_cohorts) {
       cohort_fps.clear();
-      for (uint64_t key : account_cohorts) {
-        cohort_fps.push_back(cohort_fingerprint(key));
+      for (size_t i = 0; i < cohorts; ++i) {
+        cohort_fps.push_back(cohort_fingerprint(account_cohorts[i]));
       }
       bounder.SelectCohorts(view.AccountFingerprint(account.account),
                             cohort_fps, &selected_cohorts);
     }
     const size_t kept_cohorts =
-        bound_cohorts ? selected_cohorts.size() : account_cohorts.size();
+        bound_cohorts ? selected_cohorts.size() : cohorts;
     for (size_t k = 0; k < kept_cohorts; ++k) {
       const size_t pos = bound_cohorts ? selected_cohorts[k] : k;
       const uint32_t c = cohort_of(account_cohorts[pos]);
       const size_t begin = cohort_begin[pos], end = cohort_begin[pos + 1];
-      kept_rows.clear();
+      size_t kept = 0;
       if (end - begin > max_sessions) {
         session_fps.clear();
         for (size_t i = begin; i < end; ++i) {
@@ -1207,14 +1216,14 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
         bounder.SelectSessions(cohort_fingerprint(account_cohorts[pos]),
                                session_fps, &selected_sessions);
         for (uint32_t j : selected_sessions) {
-          kept_rows.push_back(matched[begin + j].second);
+          kept_rows[kept++] = matched[begin + j].second;
         }
       } else {
         for (size_t i = begin; i < end; ++i) {
-          kept_rows.push_back(matched[i].second);
+          kept_rows[kept++] = matched[i].second;
         }
       }
-      keep(c, kept_rows);
+      keep(c, absl::MakeConstSpan(kept_rows.data(), kept));
     }
   });
   for (MetricSlot& s : slots) {
