@@ -37,6 +37,15 @@ using cohortd::v1::Metric;
 // 2^32 sessions of values below 2^40, where a plain Int64 sum could wrap.
 constexpr int64_t kSumSplit = int64_t{1} << 20;
 
+// Operator series (server/metrics/metrics.h: the operators' registry).
+constexpr char kErrors[] = "cohortd_clickhouse_errors_total";
+constexpr char kErrorsHelp[] =
+    "Statements ClickHouse refused or did not answer.";
+constexpr char kRefusals[] = "cohortd_clickhouse_outbox_refusals_total";
+constexpr char kRefusalsHelp[] =
+    "Pushes refused with UNAVAILABLE because the ClickHouse outbox was "
+    "full (storage.clickhouse.max_outbox_bytes).";
+
 // The 128-bit account key the columnar index derives from a pseudonym
 // (columnar_index.cc AccountOf): the 32 bytes folded to two words; shorter
 // pseudonyms (tests only) zero-padded with their length in the last byte.
@@ -398,6 +407,7 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
   std::unique_ptr<ClickHouseBackend> backend(new ClickHouseBackend(
       std::move(client), table, options.retry_every, metrics));
   backend->max_outbox_bytes_ = options.max_outbox_bytes;
+  backend->ack_wait_ = options.ack_wait;
   if (!options.outbox_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.outbox_dir, ec);
@@ -445,11 +455,20 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
       backend->outbox_.push_back(std::move(batch));
     }
     if (!backend->outbox_.empty()) {
+      backend->wake_ = true;
       LogInfo("clickhouse", "outbox: %d batch(es) from the last run to ship",
               static_cast<int>(backend->outbox_.size()));
     }
   }
   backend->initial_version_ = backend->NextVersion();
+  // Every operator series exists from the start (at zero), so an alert or
+  // a panel on it has a value before the first error or refusal.
+  if (metrics != nullptr) {
+    absl::MutexLock lock(&backend->mu_);
+    backend->PublishOutbox();
+    metrics->GetCounter(kErrors, kErrorsHelp, {});
+    metrics->GetCounter(kRefusals, kRefusalsHelp, {});
+  }
   return backend;
 }
 
@@ -472,17 +491,33 @@ ClickHouseBackend::~ClickHouseBackend() {
   retry_.join();
 }
 
-void ClickHouseBackend::CountError() const {
+void ClickHouseBackend::PublishOutbox() {
   if (metrics_ == nullptr) return;
   metrics_
-      ->GetCounter("cohortd_clickhouse_errors_total",
-                   "Statements ClickHouse refused or did not answer.", {})
-      ->Increment();
+      ->GetGauge("cohortd_clickhouse_outbox_batches",
+                 "Committed batches not yet confirmed by ClickHouse.", {})
+      ->Set(static_cast<double>(outbox_.size()));
+  metrics_
+      ->GetGauge("cohortd_clickhouse_outbox_bytes",
+                 "Bytes of the batches not yet confirmed by ClickHouse "
+                 "(storage.clickhouse.max_outbox_bytes bounds them).",
+                 {})
+      ->Set(static_cast<double>(outbox_bytes_));
+}
+
+void ClickHouseBackend::CountError() const {
+  if (metrics_ == nullptr) return;
+  metrics_->GetCounter(kErrors, kErrorsHelp, {})->Increment();
 }
 
 size_t ClickHouseBackend::outbox_batches() const {
   absl::MutexLock lock(&mu_);
   return outbox_.size();
+}
+
+bool ClickHouseBackend::shipping_healthy() const {
+  absl::MutexLock lock(&mu_);
+  return shipping_healthy_;
 }
 
 int64_t ClickHouseBackend::outbox_bytes() const {
@@ -494,6 +529,8 @@ absl::Status ClickHouseBackend::Admit() const {
   if (max_outbox_bytes_ <= 0) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   if (outbox_bytes_ < max_outbox_bytes_) return absl::OkStatus();
+  if (metrics_ != nullptr)
+    metrics_->GetCounter(kRefusals, kRefusalsHelp, {})->Increment();
   return absl::UnavailableError(absl::StrCat(
       "the ClickHouse outbox is full (", outbox_bytes_, " bytes in ",
       outbox_.size(),
@@ -537,12 +574,7 @@ absl::Status ClickHouseBackend::Enqueue(uint64_t version, std::string rows) {
   absl::MutexLock lock(&mu_);
   outbox_bytes_ += static_cast<int64_t>(rows.size());
   outbox_.emplace_back(version, std::move(rows));
-  if (metrics_ != nullptr) {
-    metrics_
-        ->GetGauge("cohortd_clickhouse_outbox_batches",
-                   "Committed batches not yet confirmed by ClickHouse.", {})
-        ->Set(static_cast<double>(outbox_.size()));
-  }
+  PublishOutbox();
   return absl::OkStatus();
 }
 
@@ -560,6 +592,8 @@ absl::Status ClickHouseBackend::Drain() {
     absl::Status status = client_->Insert(insert, batch.second);
     if (!status.ok()) {
       CountError();
+      absl::MutexLock lock(&mu_);
+      shipping_healthy_ = false;
       return status;
     }
     // Confirmed: the batch's file goes (a crash before this re-sends it at
@@ -568,26 +602,54 @@ absl::Status ClickHouseBackend::Drain() {
     absl::MutexLock lock(&mu_);
     outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
     outbox_.pop_front();
-    if (metrics_ != nullptr) {
-      metrics_
-          ->GetGauge("cohortd_clickhouse_outbox_batches",
-                     "Committed batches not yet confirmed by ClickHouse.", {})
-          ->Set(static_cast<double>(outbox_.size()));
-    }
+    PublishOutbox();
+    if (outbox_.empty()) shipping_healthy_ = true;
   }
 }
 
 void ClickHouseBackend::RetryLoop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), retry_every_);
+    // A new batch wakes the shipper at once while shipping works; after a
+    // failure it retries every retry_every_ only.
+    mu_.AwaitWithTimeout(absl::Condition(this, &ClickHouseBackend::ShouldShip),
+                         retry_every_);
+    wake_ = false;
     if (stop_ || outbox_.empty()) continue;
     mu_.Unlock();
     absl::Status status = Drain();
     if (!status.ok()) {
-      LogWarning("clickhouse", "outbox retry: %s", status.ToString());
+      LogWarning("clickhouse", "outbox: %s", status.ToString());
     }
     mu_.Lock();
+  }
+}
+
+bool ClickHouseBackend::ShouldShip() const {
+  return stop_ || (wake_ && shipping_healthy_);
+}
+
+void ClickHouseBackend::ShipAndWait(uint64_t version) {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+  if (!shipping_healthy_) return;
+  struct Wait {
+    const ClickHouseBackend* self;
+    uint64_t version;
+    static bool Done(Wait* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return !w->self->shipping_healthy_ || w->self->outbox_.empty() ||
+             w->self->outbox_.front().first > w->version;
+    }
+  } wait{this, version};
+  if (!mu_.AwaitWithTimeout(absl::Condition(&Wait::Done, &wait), ack_wait_)) {
+    // Overdue: ClickHouse hangs or is very slow. The batch is synced in
+    // the outbox, so the push is acknowledged now, and later pushes do not
+    // wait until shipping works again.
+    shipping_healthy_ = false;
+    LogWarning("clickhouse",
+               "outbox: ClickHouse has not confirmed a batch within %s; "
+               "acknowledging from the outbox until it does",
+               absl::FormatDuration(ack_wait_));
   }
 }
 
@@ -701,8 +763,7 @@ void ClickHouseBackend::OnCommitted(
     LogError("clickhouse", "outbox write failed: %s", queued.ToString());
     std::abort();
   }
-  absl::Status s = Drain();
-  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+  ShipAndWait(version);
 }
 
 void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
@@ -719,8 +780,7 @@ void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
     LogError("clickhouse", "outbox write failed: %s", queued.ToString());
     std::abort();
   }
-  absl::Status s = Drain();
-  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+  ShipAndWait(version);
 }
 
 absl::StatusOr<std::string> ClickHouseBackend::Run(
@@ -774,13 +834,19 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
           "yet (",
           outbox_.size(), " queued); retry when it is back"));
     }
+    if (!shipping_healthy_) {
+      return absl::UnavailableError(absl::StrCat(
+          "clickhouse is not confirming batches (unreachable or hung; ",
+          outbox_.size(), " queued); retry when it is back"));
+    }
   }
   return ComputeUpTo(plan, bounding_key, version);
 }
 
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
     const QueryPlan& plan, absl::string_view bounding_key) const {
-  if (const size_t queued = outbox_batches(); queued > 0) {
+  if (const size_t queued = outbox_batches();
+      queued > 0 || !shipping_healthy()) {
     return absl::UnavailableError(
         absl::StrCat("clickhouse has not confirmed ", queued,
                      " committed batch(es) yet; retry when it is back"));

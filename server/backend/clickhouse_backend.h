@@ -78,6 +78,11 @@ struct ClickHouseOptions {
   // this many bytes, Admit refuses pushes (the outbox may exceed it by the
   // last admitted group). 0 = no bound.
   int64_t max_outbox_bytes = 0;
+  // How long a push waits for ClickHouse to confirm its batch while
+  // shipping works. Past it (ClickHouse hangs: paused, partitioned, very
+  // slow) the push is acknowledged from the synced outbox, and later pushes
+  // do not wait until the outbox is empty again.
+  absl::Duration ack_wait = absl::Seconds(1);
 };
 
 class ClickHouseBackend : public QueryBackend,
@@ -85,9 +90,12 @@ class ClickHouseBackend : public QueryBackend,
                           public SealObserver {
  public:
   // Connects and creates the database and table if absent; starts the
-  // retry thread. `metrics` (borrowed, may be null) receives the operator
-  // series: cohortd_clickhouse_outbox_batches (gauge),
-  // cohortd_clickhouse_errors_total and cohortd_clickhouse_pushdown_seconds.
+  // retry thread. `metrics` (borrowed, may be null; the operators'
+  // registry: these series move with the records) receives
+  // cohortd_clickhouse_outbox_batches and _outbox_bytes (gauges),
+  // cohortd_clickhouse_errors_total, cohortd_clickhouse_outbox_refusals_total
+  // (all four from the start, at zero) and
+  // cohortd_clickhouse_pushdown_seconds (per dataset, from the first query).
   // Errors: Unavailable when ClickHouse cannot be reached; Internal when
   // it refuses the schema; InvalidArgument for a bad database name.
   static absl::StatusOr<std::unique_ptr<ClickHouseBackend>> Create(
@@ -105,11 +113,13 @@ class ClickHouseBackend : public QueryBackend,
                              const std::vector<DeletedSession>& sessions);
 
   // IngestListener (committer thread, before the push is acknowledged):
-  // renders the commit as one batch with its version, appends it to the
-  // outbox and ships the outbox in order. While ClickHouse refuses, the
-  // batch stays queued and the retry thread re-sends it (identical rows:
-  // idempotent); Compute answers Unavailable until the outbox is empty,
-  // so no release is computed without an acknowledged session.
+  // renders the commit as one batch with its version and appends it to the
+  // outbox (synced); the shipper thread sends the outbox in order, and the
+  // push waits for ClickHouse's confirmation only while shipping works
+  // (ClickHouseOptions::ack_wait). While ClickHouse refuses or hangs, the
+  // batch stays queued and is re-sent every retry_every (identical rows:
+  // idempotent); queries answer Unavailable until it is confirmed, so no
+  // release is computed without an acknowledged session.
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
   void OnDeleted(const DatasetSpec& dataset,
@@ -131,7 +141,9 @@ class ClickHouseBackend : public QueryBackend,
                 const std::vector<CommittedSession>& sessions) override;
 
   // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
-  // cannot be reached or the outbox is not empty.
+  // cannot be reached, the outbox is not empty, or shipping has failed
+  // since the outbox was last empty (a hung ClickHouse would hold the
+  // query for the client's whole timeout).
   absl::StatusOr<BoundedStatistics> Compute(
       const QueryPlan& plan, absl::string_view bounding_key) const override;
 
@@ -140,7 +152,8 @@ class ClickHouseBackend : public QueryBackend,
   // so the same request on the same snapshot reads the same rows, and a
   // push after the seal is invisible until the next one. Errors: as
   // Compute; Unavailable while ClickHouse has not confirmed every batch up
-  // to that version, or for a snapshot it was not told about.
+  // to that version or shipping has failed since the outbox was last
+  // empty, or for a snapshot it was not told about.
   absl::StatusOr<BoundedStatistics> ComputeSealed(
       const QueryPlan& plan, absl::string_view bounding_key,
       absl::string_view snapshot_id) const override;
@@ -151,6 +164,8 @@ class ClickHouseBackend : public QueryBackend,
 
   // Batches waiting for ClickHouse's confirmation.
   size_t outbox_batches() const;
+  // False from a failed or overdue shipment until the outbox is empty.
+  bool shipping_healthy() const;
   // The fully qualified table ("db.observations").
   const std::string& table() const { return table_; }
   const ClickHouseClient& client() const { return *client_; }
@@ -171,8 +186,21 @@ class ClickHouseBackend : public QueryBackend,
   absl::Status Enqueue(uint64_t version, std::string rows);
   // Ships queued batches oldest first; stops at the first failure.
   absl::Status Drain();
+  // The shipper thread: ships the outbox when a batch arrives (while
+  // shipping works) or every retry_every_ (after a failure).
   void RetryLoop();
+  bool ShouldShip() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Called by the committer after enqueueing batch `version`: wakes the
+  // shipper and, while shipping works, waits up to ack_wait_ for
+  // ClickHouse to confirm the batch, so a push to a healthy ClickHouse is
+  // in it when acknowledged. A failed or overdue shipment turns the wait
+  // off until the outbox is empty again: during an outage, pushes are
+  // acknowledged as soon as their batch is synced in the outbox.
+  void ShipAndWait(uint64_t version);
   void CountError() const;
+  // Sets the outbox gauges (cohortd_clickhouse_outbox_batches and
+  // cohortd_clickhouse_outbox_bytes) to the outbox's current state.
+  void PublishOutbox() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Statistics of rows with version <= max_version (0: every row).
   absl::StatusOr<BoundedStatistics> ComputeUpTo(const QueryPlan& plan,
                                                 absl::string_view bounding_key,
@@ -205,6 +233,10 @@ class ClickHouseBackend : public QueryBackend,
       sealed_ ABSL_GUARDED_BY(seal_mu_);
   int64_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // False from a failed or overdue shipment until the outbox is empty.
+  bool shipping_healthy_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Duration ack_wait_;
   std::thread retry_;
 };
 
