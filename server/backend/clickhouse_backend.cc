@@ -37,6 +37,9 @@ using cohortd::v1::Metric;
 // 2^32 sessions of values below 2^40, where a plain Int64 sum could wrap.
 constexpr int64_t kSumSplit = int64_t{1} << 20;
 
+// The most bytes of queued batches the shipper sends in one insert.
+constexpr size_t kMaxInsertBytes = size_t{8} << 20;
+
 // Operator series (server/metrics/metrics.h: the operators' registry).
 constexpr char kErrors[] = "cohortd_clickhouse_errors_total";
 constexpr char kErrorsHelp[] =
@@ -515,9 +518,9 @@ size_t ClickHouseBackend::outbox_batches() const {
   return outbox_.size();
 }
 
-bool ClickHouseBackend::shipping_healthy() const {
+bool ClickHouseBackend::insert_failing() const {
   absl::MutexLock lock(&mu_);
-  return shipping_healthy_;
+  return insert_failing_;
 }
 
 int64_t ClickHouseBackend::outbox_bytes() const {
@@ -583,25 +586,41 @@ absl::Status ClickHouseBackend::Drain() {
   const std::string insert =
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated");
   while (true) {
-    std::pair<uint64_t, std::string> batch;
+    // The oldest batches, up to kMaxInsertBytes, in one insert: a backlog
+    // after an outage drains in a few large inserts rather than one per
+    // push. Only this thread pops, so they stay at the front meanwhile.
+    std::vector<uint64_t> versions;
+    std::string rows;
     {
       absl::MutexLock lock(&mu_);
-      if (outbox_.empty()) return absl::OkStatus();
-      batch = outbox_.front();
+      for (const auto& [version, batch] : outbox_) {
+        if (!versions.empty() && rows.size() + batch.size() > kMaxInsertBytes) {
+          break;
+        }
+        versions.push_back(version);
+        rows += batch;
+      }
     }
-    absl::Status status = client_->Insert(insert, batch.second);
+    if (versions.empty()) return absl::OkStatus();
+    absl::Status status = client_->Insert(insert, rows);
     if (!status.ok()) {
       CountError();
       absl::MutexLock lock(&mu_);
       shipping_healthy_ = false;
+      insert_failing_ = true;
       return status;
     }
-    // Confirmed: the batch's file goes (a crash before this re-sends it at
-    // the next start, which is harmless: the same rows).
-    if (!outbox_dir_.empty()) unlink(BatchPath(batch.first).c_str());
+    // Confirmed: the batches' files go (a crash before this re-sends them
+    // at the next start, which is harmless: the same rows).
+    if (!outbox_dir_.empty()) {
+      for (uint64_t version : versions) unlink(BatchPath(version).c_str());
+    }
     absl::MutexLock lock(&mu_);
-    outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
-    outbox_.pop_front();
+    insert_failing_ = false;
+    for (size_t i = 0; i < versions.size(); ++i) {
+      outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
+      outbox_.pop_front();
+    }
     PublishOutbox();
     if (outbox_.empty()) shipping_healthy_ = true;
   }
@@ -646,6 +665,7 @@ void ClickHouseBackend::ShipAndWait(uint64_t version) {
     // the outbox, so the push is acknowledged now, and later pushes do not
     // wait until shipping works again.
     shipping_healthy_ = false;
+    insert_failing_ = true;
     LogWarning("clickhouse",
                "outbox: ClickHouse has not confirmed a batch within %s; "
                "acknowledging from the outbox until it does",
@@ -834,7 +854,7 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
           "yet (",
           outbox_.size(), " queued); retry when it is back"));
     }
-    if (!shipping_healthy_) {
+    if (insert_failing_) {
       return absl::UnavailableError(absl::StrCat(
           "clickhouse is not confirming batches (unreachable or hung; ",
           outbox_.size(), " queued); retry when it is back"));
@@ -845,8 +865,7 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
 
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
     const QueryPlan& plan, absl::string_view bounding_key) const {
-  if (const size_t queued = outbox_batches();
-      queued > 0 || !shipping_healthy()) {
+  if (const size_t queued = outbox_batches(); queued > 0 || insert_failing()) {
     return absl::UnavailableError(
         absl::StrCat("clickhouse has not confirmed ", queued,
                      " committed batch(es) yet; retry when it is back"));

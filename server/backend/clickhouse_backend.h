@@ -141,9 +141,8 @@ class ClickHouseBackend : public QueryBackend,
                 const std::vector<CommittedSession>& sessions) override;
 
   // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
-  // cannot be reached, the outbox is not empty, or shipping has failed
-  // since the outbox was last empty (a hung ClickHouse would hold the
-  // query for the client's whole timeout).
+  // cannot be reached, the outbox is not empty, or insert_failing() (a
+  // hung ClickHouse would hold the query for the client's whole timeout).
   absl::StatusOr<BoundedStatistics> Compute(
       const QueryPlan& plan, absl::string_view bounding_key) const override;
 
@@ -152,8 +151,8 @@ class ClickHouseBackend : public QueryBackend,
   // so the same request on the same snapshot reads the same rows, and a
   // push after the seal is invisible until the next one. Errors: as
   // Compute; Unavailable while ClickHouse has not confirmed every batch up
-  // to that version or shipping has failed since the outbox was last
-  // empty, or for a snapshot it was not told about.
+  // to that version or insert_failing(), or for a snapshot it was not
+  // told about.
   absl::StatusOr<BoundedStatistics> ComputeSealed(
       const QueryPlan& plan, absl::string_view bounding_key,
       absl::string_view snapshot_id) const override;
@@ -164,8 +163,10 @@ class ClickHouseBackend : public QueryBackend,
 
   // Batches waiting for ClickHouse's confirmation.
   size_t outbox_batches() const;
-  // False from a failed or overdue shipment until the outbox is empty.
-  bool shipping_healthy() const;
+  // Whether the last insert failed or is overdue (ack_wait), until one
+  // succeeds: queries answer Unavailable meanwhile rather than wait for a
+  // ClickHouse that does not answer.
+  bool insert_failing() const;
   // The fully qualified table ("db.observations").
   const std::string& table() const { return table_; }
   const ClickHouseClient& client() const { return *client_; }
@@ -236,6 +237,8 @@ class ClickHouseBackend : public QueryBackend,
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   // False from a failed or overdue shipment until the outbox is empty.
   bool shipping_healthy_ ABSL_GUARDED_BY(mu_) = true;
+  // See insert_failing().
+  bool insert_failing_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration ack_wait_;
   std::thread retry_;
 };
