@@ -463,7 +463,10 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
               static_cast<int>(backend->outbox_.size()));
     }
   }
-  backend->initial_version_ = backend->NextVersion();
+  {
+    absl::MutexLock lock(&backend->seal_mu_);
+    backend->initial_version_ = backend->NextVersion();
+  }
   // Every operator series exists from the start (at zero), so an alert or
   // a panel on it has a value before the first error or refusal.
   if (metrics != nullptr) {
@@ -729,9 +732,15 @@ std::string ClickHouseBackend::RenderDeletions(
 absl::Status ClickHouseBackend::Ship(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
   if (sessions.empty()) return absl::OkStatus();
-  return client_->Insert(
+  const uint64_t version = NextVersion();
+  RETURN_IF_ERROR(client_->Insert(
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
-      RenderCommits(dataset, sessions, NextVersion()));
+      RenderCommits(dataset, sessions, version)));
+  // Rows shipped before the first seal is observed (a backfill at start)
+  // belong to the start snapshot.
+  absl::MutexLock lock(&seal_mu_);
+  if (sealed_.empty()) initial_version_ = std::max(initial_version_, version);
+  return absl::OkStatus();
 }
 
 absl::Status ClickHouseBackend::ShipDeletions(

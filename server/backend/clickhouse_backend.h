@@ -103,7 +103,9 @@ class ClickHouseBackend : public QueryBackend,
   ~ClickHouseBackend() override;  // stops the retry thread
 
   // Inserts `sessions` (as committed by cohortd's ingest) now, in one
-  // insert, bypassing the outbox (tests, bulk loads). Errors: as
+  // insert, bypassing the outbox (tests, bulk loads, the backfill at
+  // start); before the first seal is observed, what it ships belongs to
+  // the start snapshot. Errors: as
   // ClickHouseClient::Insert; a retry rewrites the same rows, so a failed
   // or repeated insert never changes what queries see beyond the intent.
   absl::Status Ship(const DatasetSpec& dataset,
@@ -221,8 +223,9 @@ class ClickHouseBackend : public QueryBackend,
   std::deque<std::pair<uint64_t, std::string>> outbox_ ABSL_GUARDED_BY(mu_);
   std::string outbox_dir_;
   int64_t max_outbox_bytes_ = 0;
-  // Versions below it were all written before this process started.
-  uint64_t initial_version_ = 0;
+  // The version the start snapshot reads up to: every row written before
+  // this process started, and what Ship sent before the first seal.
+  uint64_t initial_version_ ABSL_GUARDED_BY(seal_mu_) = 0;
   mutable absl::Mutex seal_mu_;
   // Per dataset: the last version enqueued, the last one the snapshot
   // index has buffered, and the recent seals (id, version), oldest first.
