@@ -532,11 +532,17 @@ int64_t ClickHouseBackend::outbox_bytes() const {
 }
 
 absl::Status ClickHouseBackend::Admit() const {
+  absl::Status status = CheckOutbox();
+  if (!status.ok() && metrics_ != nullptr) {
+    metrics_->GetCounter(kRefusals, kRefusalsHelp, {})->Increment();
+  }
+  return status;
+}
+
+absl::Status ClickHouseBackend::CheckOutbox() const {
   if (max_outbox_bytes_ <= 0) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   if (outbox_bytes_ < max_outbox_bytes_) return absl::OkStatus();
-  if (metrics_ != nullptr)
-    metrics_->GetCounter(kRefusals, kRefusalsHelp, {})->Increment();
   return absl::UnavailableError(absl::StrCat(
       "the ClickHouse outbox is full (", outbox_bytes_, " bytes in ",
       outbox_.size(),

@@ -134,9 +134,12 @@ class ClickHouseBackend : public QueryBackend,
   // when ClickHouse had it already (same values, a newer version).
   bool WantsResent() const override { return true; }
   // Unavailable ("outbox is full and ClickHouse unreachable") while the
-  // unconfirmed batches hold max_outbox_bytes or more; OK otherwise. The
-  // server also turns its health NOT_SERVING while this fails.
+  // unconfirmed batches hold max_outbox_bytes or more, counting the
+  // refusal in cohortd_clickhouse_outbox_refusals_total; OK otherwise.
   absl::Status Admit() const override;
+  // The same check without counting a refusal: the server turns its
+  // health NOT_SERVING while this fails.
+  absl::Status CheckOutbox() const;
   // Bytes of the batches waiting for ClickHouse's confirmation.
   int64_t outbox_bytes() const;
   void OnResent(const DatasetSpec& dataset,

@@ -379,7 +379,9 @@ void CohortdServer::WatchStoreHealth() {
       return;
     }
     // Issue 10: a full ClickHouse outbox refuses pushes; say so here too.
-    if (health.ok() && clickhouse_ != nullptr) health = clickhouse_->Admit();
+    if (health.ok() && clickhouse_ != nullptr) {
+      health = clickhouse_->CheckOutbox();
+    }
     if (health.ok() != serving) {
       serving = health.ok();
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
