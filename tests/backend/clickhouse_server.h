@@ -38,6 +38,12 @@ class ClickHouseServer {
   // Stops with SIGKILL (a crash) / restarts on the same ports and data.
   void Kill();
   absl::Status Restart();
+  // SIGSTOP / SIGCONT: a server that hangs (its listen socket still takes
+  // connections, nothing answers), as in a network partition or a stall.
+  void Pause();
+  void Resume();
+  // The process id while running, -1 otherwise.
+  pid_t pid() const { return pid_; }
 
  private:
   ClickHouseServer() = default;
