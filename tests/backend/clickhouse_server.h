@@ -42,8 +42,6 @@ class ClickHouseServer {
   // connections, nothing answers), as in a network partition or a stall.
   void Pause();
   void Resume();
-  // The process id while running, -1 otherwise.
-  pid_t pid() const { return pid_; }
 
  private:
   ClickHouseServer() = default;
