@@ -12,13 +12,12 @@
 //
 // No thp:always. It asked for transparent huge pages (MADV_HUGEPAGE) for
 // all of jemalloc's memory, which cut the server's page faults during
-// ingest from ~100 to ~13 per 1,000 observations, but every partly used
+// ingest from ~110 to ~13 per 1,000 observations, but every partly used
 // 2 MiB page is resident whole. Measured at 400k sessions (docs/storage.md
-// "Memory"): thp:always settled at 166-172 MiB
-// vs 108-111 MiB without it, and 274-314 MiB right after a 1M-observation
-// push vs 197-212 MiB (120 MiB 3 s later); the server's CPU per ingested
-// observation was within this machine's run-to-run noise (7.7-9.6 vs
-// 7.8-8.1 us).
+// "Memory"): thp:always settled at 168-170 MiB vs 107-109 MiB without it,
+// and 274-314 MiB right after a 1M-observation push vs 192-212 MiB (120
+// MiB 3 s later); the server's CPU per ingested observation was within
+// this machine's run-to-run noise (7.5-9.6 us vs 7.8-8.1 us).
 extern "C" {
 // NOLINTNEXTLINE: the name is jemalloc's.
 const char* malloc_conf =
