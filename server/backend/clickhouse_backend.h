@@ -33,6 +33,12 @@
 // travel back. A first, cheaper statement lists the candidate cohorts'
 // values so cohortd can compute their fingerprints (FNV-1a, as the
 // executor does), which the main statement maps in with transform().
+// Measure filters apply to the stored fixed-point value before bounding;
+// GEOMETRIC_MEAN returns a histogram of clamped values (cohortd sums
+// their LogFixedPoint); adjusted metrics return regression cells keyed by
+// the packed control levels; NOISE_AND_SAMPLING adds a statement over the
+// same kept sessions returning each account's (y, n) totals per cohort.
+// GEOMETRIC_MEAN with NOISE_AND_SAMPLING is refused (FailedPrecondition).
 //
 // Durability: see ClickHouseOptions::outbox_dir and OnCommitted. One node
 // only so far: a Distributed table (storage.clickhouse.cluster) is not
