@@ -43,6 +43,9 @@ using cohortd::v1::Metric;
 // 2^32 sessions of values below 2^40, where a plain Int64 sum could wrap.
 constexpr int64_t kSumSplit = int64_t{1} << 20;
 
+// In the outbox folder: the recent seals' (dataset, snapshot id, version).
+constexpr char kSealsFile[] = "seals";
+
 // The 128-bit account key the columnar index derives from a pseudonym
 // (columnar_index.cc AccountOf): the 32 bytes folded to two words; shorter
 // pseudonyms (tests only) zero-padded with their length in the last byte.
@@ -695,6 +698,10 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
         std::filesystem::remove(entry.path(), ec);
         continue;
       }
+      if (name == kSealsFile) {
+        RETURN_IF_ERROR(backend->LoadSeals(entry.path().string()));
+        continue;
+      }
       uint64_t version;
       if (!absl::EndsWith(name, ".tsv") ||
           !absl::SimpleAtoi(name.substr(0, name.size() - 4), &version)) {
@@ -1018,13 +1025,81 @@ void ClickHouseBackend::OnBuffered(const DatasetSpec& dataset) {
 void ClickHouseBackend::OnSealed(const DatasetSpec& dataset,
                                  const std::string& id) {
   absl::MutexLock lock(&seal_mu_);
+  auto& seals = sealed_[dataset.name];
+  // A snapshot restored after a restart keeps the cut recorded when it
+  // was sealed (LoadSeals), not everything written before this start.
+  for (const auto& [known, version] : seals) {
+    if (known == id) return;
+  }
   auto it = buffered_.find(dataset.name);
   const uint64_t version =
       it == buffered_.end() ? initial_version_ : it->second;
-  auto& seals = sealed_[dataset.name];
   seals.emplace_back(id, version);
   // Queries read the current snapshot or, across a seal, the one before.
   while (seals.size() > 16) seals.pop_front();
+  SaveSealsLocked();
+}
+
+absl::Status ClickHouseBackend::LoadSeals(const std::string& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::DataLossError(
+        absl::StrCat("clickhouse seals: cannot read ", path));
+  }
+  absl::MutexLock lock(&seal_mu_);
+  int line = 0;
+  for (absl::string_view row : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    ++line;
+    std::vector<std::string> fields = absl::StrSplit(row, '\t');
+    uint64_t version;
+    if (fields.size() != 3 || fields[0].empty() || fields[1].empty() ||
+        !absl::SimpleAtoi(fields[2], &version) || version == 0) {
+      return absl::DataLossError(
+          absl::StrCat("clickhouse seals: ", path, " line ", line,
+                       " is not 'dataset<TAB>snapshot id<TAB>version'"));
+    }
+    sealed_[fields[0]].emplace_back(fields[1], version);
+  }
+  return absl::OkStatus();
+}
+
+void ClickHouseBackend::SaveSealsLocked() {
+  if (outbox_dir_.empty()) return;
+  std::string text;
+  for (const auto& [dataset, seals] : sealed_) {
+    for (const auto& [id, version] : seals) {
+      absl::StrAppend(&text, dataset, "\t", id, "\t", version, "\n");
+    }
+  }
+  // Replaced atomically (temp file, fsync, rename, folder fsync) before
+  // the snapshot index persists the seal, so a restored snapshot always
+  // finds its cut here.
+  const std::string path = absl::StrCat(outbox_dir_, "/", kSealsFile);
+  const std::string tmp = path + ".tmp";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  bool ok = fd >= 0;
+  size_t done = 0;
+  while (ok && done < text.size()) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  if (fd >= 0) ok = fsync(fd) == 0 && close(fd) == 0 && ok;
+  ok = ok && rename(tmp.c_str(), path.c_str()) == 0;
+  if (ok) {
+    const int dir = open(outbox_dir_.c_str(), O_RDONLY | O_DIRECTORY);
+    ok = dir >= 0 && fsync(dir) == 0;
+    if (dir >= 0) close(dir);
+  }
+  if (!ok) {
+    LogWarning("clickhouse",
+               "could not persist the seal versions to %s: a restart "
+               "restoring this snapshot would read every row written "
+               "before it",
+               path);
+  }
 }
 
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(

@@ -63,9 +63,9 @@
 #include "server/backend/clickhouse_client.h"
 #include "server/backend/query_backend.h"
 #include "server/config/config.h"
+#include "server/index/snapshot.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
-#include "server/index/snapshot.h"
 
 namespace cohortd {
 
@@ -151,7 +151,11 @@ class ClickHouseBackend : public QueryBackend,
       const QueryPlan& plan, absl::string_view bounding_key,
       absl::string_view snapshot_id) const override;
 
-  // SealObserver (under the snapshot index's buffer lock).
+  // SealObserver (under the snapshot index's buffer lock). OnSealed
+  // records the version cut of snapshot `id`; with outbox_dir set it also
+  // persists the recent cuts (synced) in the outbox folder, so a snapshot
+  // restored after a restart (told again by SetSealObserver) reads the same
+  // rows as before it. An id seen before keeps its recorded cut.
   void OnBuffered(const DatasetSpec& dataset) override;
   void OnSealed(const DatasetSpec& dataset, const std::string& id) override;
 
@@ -183,6 +187,12 @@ class ClickHouseBackend : public QueryBackend,
   absl::StatusOr<BoundedStatistics> ComputeUpTo(const QueryPlan& plan,
                                                 absl::string_view bounding_key,
                                                 uint64_t max_version) const;
+  // Reads the seals file (SaveSealsLocked) into sealed_. Errors: DataLoss
+  // when it cannot be read or a line does not parse.
+  absl::Status LoadSeals(const std::string& path);
+  // Rewrites the seals file from sealed_ (when outbox_dir is set); a
+  // failure is logged.
+  void SaveSealsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(seal_mu_);
   // Execute, counting a failure in cohortd_clickhouse_errors_total.
   absl::StatusOr<std::string> Run(const std::string& sql) const;
 
