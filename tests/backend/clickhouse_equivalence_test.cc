@@ -374,6 +374,38 @@ TEST_F(ClickHouseEquivalenceTest, AdjustedMetricsDimensionAndBandControls) {
   EXPECT_GT(cells, 2 * stats.cohorts.size());
 }
 
+// The analyst features on the candidate list from the assembled sessions:
+// adjusted cells, a measure filter, GEOMETRIC_MEAN, and the per-account
+// totals of NOISE_AND_SAMPLING (which unroll the same bounded pairs).
+TEST_F(ClickHouseEquivalenceTest, FeaturesWithCandidatesFromTheAssembly) {
+  ClickHouseOptions options;
+  options.endpoint.url = server_->url();
+  // As SetUp loaded.
+  options.database = "eq_FeaturesWithCandidatesFromTheAssembly";
+  options.max_candidate_cohorts = 1;
+  ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
+  AggregateRequest adjusted =
+      Request({"expertise", "month"},
+              {Named(Rate("outcome", {"success"}), "adjusted", {"work_mode"}),
+               Kind(Metric::GEOMETRIC_MEAN, "lines_added")});
+  auto* f = adjusted.add_measure_filters();
+  f->set_measure("delta");
+  f->set_above(-20.5);
+  ExpectEquivalent(adjusted);
+  AggregateRequest sampled =
+      Request({"task_topic"},
+              {Kind(Metric::SUM, "lines_added"), Rate("outcome", {"failure"})});
+  sampled.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+  BoundedStatistics stats;
+  ExpectEquivalent(sampled, &stats);
+  EXPECT_FALSE(stats.cohorts.empty());
+  for (const CohortStatistics& c : stats.cohorts) {
+    for (const MetricStatistics& m : c.metrics) {
+      EXPECT_FALSE(m.account_totals.empty());
+    }
+  }
+}
+
 // The one combination the ClickHouse backend cannot compute bit for bit
 // (per-account sums of ln values) is refused, naming the feature and the
 // storage engine, never answered differently.
