@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Writes deploy's two cohortd configs from config/cohortd.yaml.
+"""Writes deploy's cohortd configs from config/cohortd.yaml.
 
     deploy/compose/cohortd.yaml   mounted by deploy/compose.yaml
     deploy/k8s/configmap.yaml     the same config inside a ConfigMap
+    deploy/compose/cohortd-clickhouse.yaml, deploy/k8s/clickhouse/configmap.yaml
+                                  the ClickHouse variants (README "Scaling
+                                  out"): the same plus a storage section
 
 Each keeps config/cohortd.yaml's text from its datasets on (datasets,
 publications and their comments) verbatim and replaces the server section
@@ -114,6 +117,66 @@ data:
 """
 
 
+# The ClickHouse variants' storage section (config/cohortd.yaml documents
+# each key), after the server section and before principals_file.
+CLICKHOUSE_NOTE = """\
+# The ClickHouse variant: as the config without ClickHouse, plus the
+# storage section below (README "Scaling out").
+"""
+
+CLICKHOUSE_STORAGE = """\
+# Sessions also go to ClickHouse (through the outbox in
+# data_dir/clickhouse-outbox, on the same volume as the store), and each
+# query's account-level work runs there; noise, budget ledger, cache and
+# audit stay in cohortd. ClickHouse: {where}
+storage:
+  engine: clickhouse
+  clickhouse:
+    url: http://clickhouse:8123
+    database: cohortd
+    user: default
+    password_file: ""
+    # Rows take ~150 bytes per label or measure of a session (measured by
+    # bench/backend/outage_drill), so 1 GiB queues ~300,000 sessions of 20
+    # fields; past it, pushes get UNAVAILABLE until ClickHouse confirms.
+    max_outbox_bytes: 1073741824
+
+"""
+
+CLICKHOUSE_WHERE_COMPOSE = (
+    "the compose service\n# `clickhouse` (deploy/compose-clickhouse.yaml) "
+    "on the internal network\n# `clickhouse`.")
+CLICKHOUSE_WHERE_K8S = (
+    "the Service `clickhouse`\n# (deploy/k8s/clickhouse), which only "
+    "cohortd's pods may reach.")
+
+K8S_CLICKHOUSE_WRAP = """\
+# Patch of the base ConfigMap cohortd-config: the cohortd config with the
+# ClickHouse backend. Written by deploy/sync-config.py: edit
+# config/cohortd.yaml and rerun it.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cohortd-config
+  labels:
+    app.kubernetes.io/name: cohortd
+data:
+  cohortd.yaml: |
+"""
+
+
+def with_storage(head: str, where: str) -> str:
+    """head with the ClickHouse storage section before principals_file."""
+    at = head.find("\n# ", head.find("  tls:\n"))
+    return (CLICKHOUSE_NOTE + head[:at + 1]
+            + CLICKHOUSE_STORAGE.format(where=where) + head[at + 1:])
+
+
+def indent(text: str) -> str:
+    return "".join(("    " + line if line.strip() else "\n")
+                   for line in text.splitlines(keepends=True))
+
+
 def tail() -> str:
     text = SOURCE.read_text()
     at = text.find(MARKER)
@@ -126,12 +189,15 @@ def outputs() -> dict:
     body = tail()
     compose = COMPOSE_HEAD + body
     k8s_config = K8S_HEAD + body
-    indented = "".join(
-        ("    " + line if line.strip() else "\n")
-        for line in k8s_config.splitlines(keepends=True))
+    compose_ch = with_storage(COMPOSE_HEAD, CLICKHOUSE_WHERE_COMPOSE) + body
+    k8s_ch = with_storage(K8S_HEAD, CLICKHOUSE_WHERE_K8S) + body
+    deploy = ROOT / "deploy"
     return {
-        ROOT / "deploy" / "compose" / "cohortd.yaml": compose,
-        ROOT / "deploy" / "k8s" / "configmap.yaml": K8S_WRAP + indented,
+        deploy / "compose" / "cohortd.yaml": compose,
+        deploy / "k8s" / "configmap.yaml": K8S_WRAP + indent(k8s_config),
+        deploy / "compose" / "cohortd-clickhouse.yaml": compose_ch,
+        deploy / "k8s" / "clickhouse" / "configmap.yaml":
+            K8S_CLICKHOUSE_WRAP + indent(k8s_ch),
     }
 
 

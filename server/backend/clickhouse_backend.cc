@@ -48,6 +48,18 @@ constexpr int64_t kSumSplit = int64_t{1} << 20;
 // In the outbox folder: the recent seals' (dataset, snapshot id, version).
 constexpr char kSealsFile[] = "seals";
 
+// The most bytes of queued batches the shipper sends in one insert.
+constexpr size_t kMaxInsertBytes = size_t{8} << 20;
+
+// Operator series (server/metrics/metrics.h: the operators' registry).
+constexpr char kErrors[] = "cohortd_clickhouse_errors_total";
+constexpr char kErrorsHelp[] =
+    "Statements ClickHouse refused or did not answer.";
+constexpr char kRefusals[] = "cohortd_clickhouse_outbox_refusals_total";
+constexpr char kRefusalsHelp[] =
+    "Pushes refused with UNAVAILABLE because the ClickHouse outbox was "
+    "full (storage.clickhouse.max_outbox_bytes).";
+
 // The 128-bit account key the columnar index derives from a pseudonym
 // (columnar_index.cc AccountOf): the 32 bytes folded to two words; shorter
 // pseudonyms (tests only) zero-padded with their length in the last byte.
@@ -794,6 +806,7 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
       std::move(client), table, options.retry_every, metrics));
   backend->max_outbox_bytes_ = options.max_outbox_bytes;
   backend->max_candidate_cohorts_ = options.max_candidate_cohorts;
+  backend->ack_wait_ = options.ack_wait;
   if (!options.outbox_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.outbox_dir, ec);
@@ -845,11 +858,23 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
       backend->outbox_.push_back(std::move(batch));
     }
     if (!backend->outbox_.empty()) {
+      backend->wake_ = true;
       LogInfo("clickhouse", "outbox: %d batch(es) from the last run to ship",
               static_cast<int>(backend->outbox_.size()));
     }
   }
-  backend->initial_version_ = backend->NextVersion();
+  {
+    absl::MutexLock lock(&backend->seal_mu_);
+    backend->initial_version_ = backend->NextVersion();
+  }
+  // Every operator series exists from the start (at zero), so an alert or
+  // a panel on it has a value before the first error or refusal.
+  if (metrics != nullptr) {
+    absl::MutexLock lock(&backend->mu_);
+    backend->PublishOutbox();
+    metrics->GetCounter(kErrors, kErrorsHelp, {});
+    metrics->GetCounter(kRefusals, kRefusalsHelp, {});
+  }
   return backend;
 }
 
@@ -872,17 +897,33 @@ ClickHouseBackend::~ClickHouseBackend() {
   retry_.join();
 }
 
-void ClickHouseBackend::CountError() const {
+void ClickHouseBackend::PublishOutbox() {
   if (metrics_ == nullptr) return;
   metrics_
-      ->GetCounter("cohortd_clickhouse_errors_total",
-                   "Statements ClickHouse refused or did not answer.", {})
-      ->Increment();
+      ->GetGauge("cohortd_clickhouse_outbox_batches",
+                 "Committed batches not yet confirmed by ClickHouse.", {})
+      ->Set(static_cast<double>(outbox_.size()));
+  metrics_
+      ->GetGauge("cohortd_clickhouse_outbox_bytes",
+                 "Bytes of the batches not yet confirmed by ClickHouse "
+                 "(storage.clickhouse.max_outbox_bytes bounds them).",
+                 {})
+      ->Set(static_cast<double>(outbox_bytes_));
+}
+
+void ClickHouseBackend::CountError() const {
+  if (metrics_ == nullptr) return;
+  metrics_->GetCounter(kErrors, kErrorsHelp, {})->Increment();
 }
 
 size_t ClickHouseBackend::outbox_batches() const {
   absl::MutexLock lock(&mu_);
   return outbox_.size();
+}
+
+bool ClickHouseBackend::insert_failing() const {
+  absl::MutexLock lock(&mu_);
+  return insert_failing_;
 }
 
 int64_t ClickHouseBackend::outbox_bytes() const {
@@ -891,6 +932,14 @@ int64_t ClickHouseBackend::outbox_bytes() const {
 }
 
 absl::Status ClickHouseBackend::Admit() const {
+  absl::Status status = CheckOutbox();
+  if (!status.ok() && metrics_ != nullptr) {
+    metrics_->GetCounter(kRefusals, kRefusalsHelp, {})->Increment();
+  }
+  return status;
+}
+
+absl::Status ClickHouseBackend::CheckOutbox() const {
   if (max_outbox_bytes_ <= 0) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   if (outbox_bytes_ < max_outbox_bytes_) return absl::OkStatus();
@@ -937,12 +986,7 @@ absl::Status ClickHouseBackend::Enqueue(uint64_t version, std::string rows) {
   absl::MutexLock lock(&mu_);
   outbox_bytes_ += static_cast<int64_t>(rows.size());
   outbox_.emplace_back(version, std::move(rows));
-  if (metrics_ != nullptr) {
-    metrics_
-        ->GetGauge("cohortd_clickhouse_outbox_batches",
-                   "Committed batches not yet confirmed by ClickHouse.", {})
-        ->Set(static_cast<double>(outbox_.size()));
-  }
+  PublishOutbox();
   return absl::OkStatus();
 }
 
@@ -951,43 +995,90 @@ absl::Status ClickHouseBackend::Drain() {
   const std::string insert =
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated");
   while (true) {
-    std::pair<uint64_t, std::string> batch;
+    // The oldest batches, up to kMaxInsertBytes, in one insert: a backlog
+    // after an outage drains in a few large inserts rather than one per
+    // push. Only this thread pops, so they stay at the front meanwhile.
+    std::vector<uint64_t> versions;
+    std::string rows;
     {
       absl::MutexLock lock(&mu_);
-      if (outbox_.empty()) return absl::OkStatus();
-      batch = outbox_.front();
+      for (const auto& [version, batch] : outbox_) {
+        if (!versions.empty() && rows.size() + batch.size() > kMaxInsertBytes) {
+          break;
+        }
+        versions.push_back(version);
+        rows += batch;
+      }
     }
-    absl::Status status = client_->Insert(insert, batch.second);
+    if (versions.empty()) return absl::OkStatus();
+    absl::Status status = client_->Insert(insert, rows);
     if (!status.ok()) {
       CountError();
+      absl::MutexLock lock(&mu_);
+      shipping_healthy_ = false;
+      insert_failing_ = true;
       return status;
     }
-    // Confirmed: the batch's file goes (a crash before this re-sends it at
-    // the next start, which is harmless: the same rows).
-    if (!outbox_dir_.empty()) unlink(BatchPath(batch.first).c_str());
-    absl::MutexLock lock(&mu_);
-    outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
-    outbox_.pop_front();
-    if (metrics_ != nullptr) {
-      metrics_
-          ->GetGauge("cohortd_clickhouse_outbox_batches",
-                     "Committed batches not yet confirmed by ClickHouse.", {})
-          ->Set(static_cast<double>(outbox_.size()));
+    // Confirmed: the batches' files go (a crash before this re-sends them
+    // at the next start, which is harmless: the same rows).
+    if (!outbox_dir_.empty()) {
+      for (uint64_t version : versions) unlink(BatchPath(version).c_str());
     }
+    absl::MutexLock lock(&mu_);
+    insert_failing_ = false;
+    for (size_t i = 0; i < versions.size(); ++i) {
+      outbox_bytes_ -= static_cast<int64_t>(outbox_.front().second.size());
+      outbox_.pop_front();
+    }
+    PublishOutbox();
+    if (outbox_.empty()) shipping_healthy_ = true;
   }
 }
 
 void ClickHouseBackend::RetryLoop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), retry_every_);
+    // A new batch wakes the shipper at once while shipping works; after a
+    // failure it retries every retry_every_ only.
+    mu_.AwaitWithTimeout(absl::Condition(this, &ClickHouseBackend::ShouldShip),
+                         retry_every_);
+    wake_ = false;
     if (stop_ || outbox_.empty()) continue;
     mu_.Unlock();
     absl::Status status = Drain();
     if (!status.ok()) {
-      LogWarning("clickhouse", "outbox retry: %s", status.ToString());
+      LogWarning("clickhouse", "outbox: %s", status.ToString());
     }
     mu_.Lock();
+  }
+}
+
+bool ClickHouseBackend::ShouldShip() const {
+  return stop_ || (wake_ && shipping_healthy_);
+}
+
+void ClickHouseBackend::ShipAndWait(uint64_t version) {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+  if (!shipping_healthy_) return;
+  struct Wait {
+    const ClickHouseBackend* self;
+    uint64_t version;
+    static bool Done(Wait* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return !w->self->shipping_healthy_ || w->self->outbox_.empty() ||
+             w->self->outbox_.front().first > w->version;
+    }
+  } wait{this, version};
+  if (!mu_.AwaitWithTimeout(absl::Condition(&Wait::Done, &wait), ack_wait_)) {
+    // Overdue: ClickHouse hangs or is very slow. The batch is synced in
+    // the outbox, so the push is acknowledged now, and later pushes do not
+    // wait until shipping works again.
+    shipping_healthy_ = false;
+    insert_failing_ = true;
+    LogWarning("clickhouse",
+               "outbox: ClickHouse has not confirmed a batch within %s; "
+               "acknowledging from the outbox until it does",
+               absl::FormatDuration(ack_wait_));
   }
 }
 
@@ -1047,9 +1138,18 @@ std::string ClickHouseBackend::RenderDeletions(
 absl::Status ClickHouseBackend::Ship(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
   if (sessions.empty()) return absl::OkStatus();
-  return client_->Insert(
+  const uint64_t version = NextVersion();
+  RETURN_IF_ERROR(client_->Insert(
       absl::StrCat("INSERT INTO ", table_, " FORMAT TabSeparated"),
-      RenderCommits(dataset, sessions, NextVersion()));
+      RenderCommits(dataset, sessions, version)));
+  // Rows shipped before the first seal is observed (a backfill at start)
+  // belong to the start snapshot.
+  absl::MutexLock lock(&seal_mu_);
+  if (!seal_observed_) {
+    initial_version_ = std::max(initial_version_, version);
+    shipped_before_seal_ = std::max(shipped_before_seal_, version);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ClickHouseBackend::ShipDeletions(
@@ -1101,8 +1201,7 @@ void ClickHouseBackend::OnCommitted(
     LogError("clickhouse", "outbox write failed: %s", queued.ToString());
     std::abort();
   }
-  absl::Status s = Drain();
-  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+  ShipAndWait(version);
 }
 
 void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
@@ -1119,8 +1218,7 @@ void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
     LogError("clickhouse", "outbox write failed: %s", queued.ToString());
     std::abort();
   }
-  absl::Status s = Drain();
-  if (!s.ok()) LogWarning("clickhouse", "batch queued: %s", s.ToString());
+  ShipAndWait(version);
 }
 
 absl::StatusOr<std::string> ClickHouseBackend::Run(
@@ -1140,10 +1238,20 @@ void ClickHouseBackend::OnSealed(const DatasetSpec& dataset,
                                  const std::string& id) {
   absl::MutexLock lock(&seal_mu_);
   auto& seals = sealed_[dataset.name];
+  const bool first = !seal_observed_;
+  seal_observed_ = true;
   // A snapshot restored after a restart keeps the cut recorded when it
-  // was sealed (LoadSeals), not everything written before this start.
-  for (const auto& [known, version] : seals) {
-    if (known == id) return;
+  // was sealed (LoadSeals), not everything written before this start;
+  // but what a backfill shipped at this start (Ship before the first
+  // seal: the store's sessions, possibly into a table the recorded cuts
+  // never saw) belongs to the start snapshot, so its cut is raised to it.
+  for (auto& [known, version] : seals) {
+    if (known != id) continue;
+    if (first && shipped_before_seal_ > version) {
+      version = shipped_before_seal_;
+      SaveSealsLocked();
+    }
+    return;
   }
   auto it = buffered_.find(dataset.name);
   const uint64_t version =
@@ -1242,13 +1350,18 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
           "yet (",
           outbox_.size(), " queued); retry when it is back"));
     }
+    if (insert_failing_) {
+      return absl::UnavailableError(absl::StrCat(
+          "clickhouse is not confirming batches (unreachable or hung; ",
+          outbox_.size(), " queued); retry when it is back"));
+    }
   }
   return ComputeUpTo(plan, bounding_key, version);
 }
 
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::Compute(
     const QueryPlan& plan, absl::string_view bounding_key) const {
-  if (const size_t queued = outbox_batches(); queued > 0) {
+  if (const size_t queued = outbox_batches(); queued > 0 || insert_failing()) {
     return absl::UnavailableError(
         absl::StrCat("clickhouse has not confirmed ", queued,
                      " committed batch(es) yet; retry when it is back"));

@@ -96,6 +96,11 @@ struct ClickHouseOptions {
   // most this many tuples (two columns read), else the exact tuples of
   // the assembled sessions (one more pass over the sessions).
   size_t max_candidate_cohorts = 10000;
+  // How long a push waits for ClickHouse to confirm its batch while
+  // shipping works. Past it (ClickHouse hangs: paused, partitioned, very
+  // slow) the push is acknowledged from the synced outbox, and later pushes
+  // do not wait until the outbox is empty again.
+  absl::Duration ack_wait = absl::Seconds(1);
 };
 
 class ClickHouseBackend : public QueryBackend,
@@ -103,9 +108,12 @@ class ClickHouseBackend : public QueryBackend,
                           public SealObserver {
  public:
   // Connects and creates the database and table if absent; starts the
-  // retry thread. `metrics` (borrowed, may be null) receives the operator
-  // series: cohortd_clickhouse_outbox_batches (gauge),
-  // cohortd_clickhouse_errors_total and cohortd_clickhouse_pushdown_seconds.
+  // retry thread. `metrics` (borrowed, may be null; the operators'
+  // registry: these series move with the records) receives
+  // cohortd_clickhouse_outbox_batches and _outbox_bytes (gauges),
+  // cohortd_clickhouse_errors_total, cohortd_clickhouse_outbox_refusals_total
+  // (all four from the start, at zero) and
+  // cohortd_clickhouse_pushdown_seconds (per dataset, from the first query).
   // Errors: Unavailable when ClickHouse cannot be reached; Internal when
   // it refuses the schema; InvalidArgument for a bad database name.
   static absl::StatusOr<std::unique_ptr<ClickHouseBackend>> Create(
@@ -113,7 +121,9 @@ class ClickHouseBackend : public QueryBackend,
   ~ClickHouseBackend() override;  // stops the retry thread
 
   // Inserts `sessions` (as committed by cohortd's ingest) now, in one
-  // insert, bypassing the outbox (tests, bulk loads). Errors: as
+  // insert, bypassing the outbox (tests, bulk loads, the backfill at
+  // start); before the first seal is observed, what it ships belongs to
+  // the start snapshot. Errors: as
   // ClickHouseClient::Insert; a retry rewrites the same rows, so a failed
   // or repeated insert never changes what queries see beyond the intent.
   absl::Status Ship(const DatasetSpec& dataset,
@@ -123,11 +133,13 @@ class ClickHouseBackend : public QueryBackend,
                              const std::vector<DeletedSession>& sessions);
 
   // IngestListener (committer thread, before the push is acknowledged):
-  // renders the commit as one batch with its version, appends it to the
-  // outbox and ships the outbox in order. While ClickHouse refuses, the
-  // batch stays queued and the retry thread re-sends it (identical rows:
-  // idempotent); Compute answers Unavailable until the outbox is empty,
-  // so no release is computed without an acknowledged session.
+  // renders the commit as one batch with its version and appends it to the
+  // outbox (synced); the shipper thread sends the outbox in order, and the
+  // push waits for ClickHouse's confirmation only while shipping works
+  // (ClickHouseOptions::ack_wait). While ClickHouse refuses or hangs, the
+  // batch stays queued and is re-sent every retry_every (identical rows:
+  // idempotent); queries answer Unavailable until it is confirmed, so no
+  // release is computed without an acknowledged session.
   void OnCommitted(const DatasetSpec& dataset,
                    const std::vector<CommittedSession>& sessions) override;
   void OnDeleted(const DatasetSpec& dataset,
@@ -140,16 +152,20 @@ class ClickHouseBackend : public QueryBackend,
   // when ClickHouse had it already (same values, a newer version).
   bool WantsResent() const override { return true; }
   // Unavailable ("outbox is full and ClickHouse unreachable") while the
-  // unconfirmed batches hold max_outbox_bytes or more; OK otherwise. The
-  // server also turns its health NOT_SERVING while this fails.
+  // unconfirmed batches hold max_outbox_bytes or more, counting the
+  // refusal in cohortd_clickhouse_outbox_refusals_total; OK otherwise.
   absl::Status Admit() const override;
+  // The same check without counting a refusal: the server turns its
+  // health NOT_SERVING while this fails.
+  absl::Status CheckOutbox() const;
   // Bytes of the batches waiting for ClickHouse's confirmation.
   int64_t outbox_bytes() const;
   void OnResent(const DatasetSpec& dataset,
                 const std::vector<CommittedSession>& sessions) override;
 
   // QueryBackend. Errors: as QueryBackend; Unavailable when ClickHouse
-  // cannot be reached or the outbox is not empty.
+  // cannot be reached, the outbox is not empty, or insert_failing() (a
+  // hung ClickHouse would hold the query for the client's whole timeout).
   absl::StatusOr<BoundedStatistics> Compute(
       const QueryPlan& plan, absl::string_view bounding_key) const override;
 
@@ -158,7 +174,8 @@ class ClickHouseBackend : public QueryBackend,
   // so the same request on the same snapshot reads the same rows, and a
   // push after the seal is invisible until the next one. Errors: as
   // Compute; Unavailable while ClickHouse has not confirmed every batch up
-  // to that version, or for a snapshot it was not told about.
+  // to that version or insert_failing(), or for a snapshot it was not
+  // told about.
   absl::StatusOr<BoundedStatistics> ComputeSealed(
       const QueryPlan& plan, absl::string_view bounding_key,
       absl::string_view snapshot_id) const override;
@@ -167,12 +184,18 @@ class ClickHouseBackend : public QueryBackend,
   // records the version cut of snapshot `id`; with outbox_dir set it also
   // persists the recent cuts (synced) in the outbox folder, so a snapshot
   // restored after a restart (told again by SetSealObserver) reads the same
-  // rows as before it. An id seen before keeps its recorded cut.
+  // rows as before it. An id seen before keeps its recorded cut, raised
+  // only for the start snapshot to what Ship sent before this first seal
+  // (a backfill at start, which belongs to the start snapshot).
   void OnBuffered(const DatasetSpec& dataset) override;
   void OnSealed(const DatasetSpec& dataset, const std::string& id) override;
 
   // Batches waiting for ClickHouse's confirmation.
   size_t outbox_batches() const;
+  // Whether the last insert failed or is overdue (ack_wait), until one
+  // succeeds: queries answer Unavailable meanwhile rather than wait for a
+  // ClickHouse that does not answer.
+  bool insert_failing() const;
   // The fully qualified table ("db.observations").
   const std::string& table() const { return table_; }
   const ClickHouseClient& client() const { return *client_; }
@@ -193,8 +216,21 @@ class ClickHouseBackend : public QueryBackend,
   absl::Status Enqueue(uint64_t version, std::string rows);
   // Ships queued batches oldest first; stops at the first failure.
   absl::Status Drain();
+  // The shipper thread: ships the outbox when a batch arrives (while
+  // shipping works) or every retry_every_ (after a failure).
   void RetryLoop();
+  bool ShouldShip() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Called by the committer after enqueueing batch `version`: wakes the
+  // shipper and, while shipping works, waits up to ack_wait_ for
+  // ClickHouse to confirm the batch, so a push to a healthy ClickHouse is
+  // in it when acknowledged. A failed or overdue shipment turns the wait
+  // off until the outbox is empty again: during an outage, pushes are
+  // acknowledged as soon as their batch is synced in the outbox.
+  void ShipAndWait(uint64_t version);
   void CountError() const;
+  // Sets the outbox gauges (cohortd_clickhouse_outbox_batches and
+  // cohortd_clickhouse_outbox_bytes) to the outbox's current state.
+  void PublishOutbox() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Statistics of rows with version <= max_version (0: every row).
   absl::StatusOr<BoundedStatistics> ComputeUpTo(const QueryPlan& plan,
                                                 absl::string_view bounding_key,
@@ -221,8 +257,13 @@ class ClickHouseBackend : public QueryBackend,
   std::string outbox_dir_;
   int64_t max_outbox_bytes_ = 0;
   size_t max_candidate_cohorts_ = 10000;
-  // Versions below it were all written before this process started.
-  uint64_t initial_version_ = 0;
+  // The version the start snapshot reads up to: every row written before
+  // this process started, and what Ship sent before the first seal.
+  uint64_t initial_version_ ABSL_GUARDED_BY(seal_mu_) = 0;
+  // Whether this process has observed a seal yet (the seals file's cuts
+  // do not count), and the last version Ship sent before it (0: none).
+  bool seal_observed_ ABSL_GUARDED_BY(seal_mu_) = false;
+  uint64_t shipped_before_seal_ ABSL_GUARDED_BY(seal_mu_) = 0;
   mutable absl::Mutex seal_mu_;
   // Per dataset: the last version enqueued, the last one the snapshot
   // index has buffered, and the recent seals (id, version), oldest first.
@@ -234,6 +275,12 @@ class ClickHouseBackend : public QueryBackend,
       sealed_ ABSL_GUARDED_BY(seal_mu_);
   int64_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // False from a failed or overdue shipment until the outbox is empty.
+  bool shipping_healthy_ ABSL_GUARDED_BY(mu_) = true;
+  // See insert_failing().
+  bool insert_failing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration ack_wait_;
   std::thread retry_;
 };
 

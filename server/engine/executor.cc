@@ -93,44 +93,63 @@ struct MetricSlot {
   std::vector<__int128> sum;
   std::vector<int64_t> a, b;
   // QUANTILES: sessions are counted into the quantile tree's leaves, not
-  // kept as values (no sort per cohort): each row's leaf, computed in one
-  // column pass (kNoLeaf: measure absent), then per cohort either a
-  // histogram counted directly (when cohorts x leaves is small: a few
-  // closed dimensions) or the leaves of its kept sessions, counted into a
-  // scratch histogram at release (memory bounded by the sessions, e.g.
-  // for an open-domain group-by).
-  static constexpr uint32_t kNoLeaf = UINT32_MAX;
+  // kept as values (no sort per cohort). The account scan only records
+  // each kept row's cohort (row_cohort, shared by all slots); CountLeaves
+  // then makes one sequential pass over the measure column that computes
+  // each kept row's leaf and counts it, per cohort, into either a
+  // histogram (when cohorts x leaves is small: a few closed dimensions)
+  // or a list of leaves, counted into a scratch histogram at release
+  // (memory bounded by the sessions, e.g. for an open-domain group-by).
+  // Counting in row order rather than inside the account loop lets the
+  // histogram's scattered increments overlap: in the loop they stalled
+  // it (a fifth of the box plot's scan).
   static constexpr uint64_t kMaxHistogramCells = uint64_t{1} << 20;
   privacy::QuantileLeafGrid grid;
   bool histograms = false;
-  std::vector<uint32_t> row_leaf;
-  std::vector<int64_t> histogram;  // cohort c's at [c L, (c + 1) L)
+  // Cohort c's counts at [c L, (c + 1) L); 32 bits (a count is at most
+  // the rows, < 2^32) halve what the scattered increments touch.
+  std::vector<uint32_t> histogram;
   std::vector<std::vector<uint32_t>> leaves;
   std::vector<int64_t> leaf_counts;
 
-  // QUANTILES: each row's leaf in `grid` (values clamped into the domain);
-  // `max_cohorts`: how many cohorts the query can have at most.
-  void ComputeRowLeaves(uint32_t num_rows, uint64_t max_cohorts) {
+  // QUANTILES: `max_cohorts`: how many cohorts the query can have at most.
+  void PrepareLeaves(uint64_t max_cohorts) {
     histograms =
         max_cohorts <= kMaxHistogramCells / static_cast<uint64_t>(grid.leaves);
-    row_leaf.resize(num_rows);
+    leaf_counts.assign(grid.leaves, 0);
+  }
+
+  // QUANTILES: counts every kept row carrying the measure into its
+  // cohort's leaves; row_cohort[row] is the row's cohort, or kNoCohort
+  // for a row no account kept.
+  static constexpr uint32_t kNoCohort = UINT32_MAX;
+  void CountLeaves(absl::Span<const uint32_t> row_cohort) {
+    const uint32_t num_rows = static_cast<uint32_t>(row_cohort.size());
+    const int64_t lower = column->fixed_lower();
+    // Locals, so the loop keeps them in registers (the increments could
+    // otherwise alias the members).
+    const privacy::QuantileLeafGrid g = grid;
+    uint32_t* const counts = histograms ? histogram.data() : nullptr;
     column->Visit([&](const auto* stored, auto absent) {
-      const int64_t lower = column->fixed_lower();
       for (uint32_t r = 0; r < num_rows; ++r) {
-        row_leaf[r] = stored[r] == absent
-                          ? kNoLeaf
-                          : static_cast<uint32_t>(grid.LeafOf(
-                                static_cast<int64_t>(stored[r]) + lower));
+        const uint32_t c = row_cohort[r];
+        if (c == kNoCohort || stored[r] == absent) continue;
+        const int64_t leaf = g.LeafOf(static_cast<int64_t>(stored[r]) + lower);
+        if (counts != nullptr) {
+          ++counts[c * g.leaves + leaf];
+        } else {
+          leaves[c].push_back(static_cast<uint32_t>(leaf));
+        }
       }
     });
-    leaf_counts.assign(grid.leaves, 0);
   }
 
   // QUANTILES: cohort c's sessions per leaf.
   absl::Span<const int64_t> LeafCounts(uint32_t c) {
     if (histograms) {
-      return absl::MakeConstSpan(histogram).subspan(c * grid.leaves,
-                                                    grid.leaves);
+      std::copy_n(histogram.begin() + c * grid.leaves, grid.leaves,
+                  leaf_counts.begin());
+      return leaf_counts;
     }
     std::fill(leaf_counts.begin(), leaf_counts.end(), 0);
     for (uint32_t leaf : leaves[c]) ++leaf_counts[leaf];
@@ -243,17 +262,16 @@ struct MetricSlot {
     if (sampling) account_totals.resize(cohorts);
   }
 
+  // Adds the kept sessions `rows` of one account in cohort `c`, in order
+  // (QUANTILES: nothing; see CountLeaves).
+  void AddRows(uint32_t c, absl::Span<const uint32_t> rows) {
+    if (spec->kind() == Metric::QUANTILES) return;
+    for (uint32_t row : rows) Add(c, row);
+  }
+
   // Adds one kept session of cohort `c`.
   void Add(uint32_t c, uint32_t row) {
     switch (spec->kind()) {
-      case Metric::QUANTILES:
-        if (row_leaf[row] == kNoLeaf) return;
-        if (histograms) {
-          ++histogram[c * grid.leaves + row_leaf[row]];
-        } else {
-          leaves[c].push_back(row_leaf[row]);
-        }
-        return;
       case Metric::SUM:
       case Metric::MEAN: {
         if (!column->Has(row)) return;  // absent measures do not count
@@ -298,6 +316,25 @@ struct GateSlot {
   // of each (the regression's rows, MetricSlot::RecordAdjusted).
   std::vector<ControlLevels> controls;
   std::vector<int64_t> accounts;  // per cohort
+  // Contributes(row) for every row (ComputeRows), read by the scan.
+  std::vector<uint8_t> contributes;
+
+  void ComputeRows(uint32_t num_rows) {
+    contributes.resize(num_rows);
+    if (controls.empty() && measure != nullptr) {
+      measure->Visit([&](const auto* stored, auto absent) {
+        for (uint32_t r = 0; r < num_rows; ++r) {
+          contributes[r] = stored[r] != absent;
+        }
+      });
+    } else if (controls.empty()) {
+      label->Visit([&](const auto* codes) {
+        for (uint32_t r = 0; r < num_rows; ++r) contributes[r] = codes[r] != 0;
+      });
+    } else {
+      for (uint32_t r = 0; r < num_rows; ++r) contributes[r] = Contributes(r);
+    }
+  }
 
   bool Contributes(uint32_t row) const {
     if (measure != nullptr ? !measure->Has(row) : (*label)[row] == 0) {
@@ -788,7 +825,7 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
                                      m->lower, m->upper, m->granularity));
       if (s.spec->kind() == Metric::QUANTILES) {
         ASSIGN_OR_RETURN(s.grid, privacy::QuantileTree::Grid(s.domain));
-        s.ComputeRowLeaves(view.num_sessions(), keyer.num_cohorts());
+        s.PrepareLeaves(keyer.num_cohorts());
       }
     }
     if (s.spec->kind() == Metric::GEOMETRIC_MEAN) {
@@ -914,25 +951,25 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
     return c;
   };
 
-  // Per-account scratch, reused so the loop allocates only on growth.
-  std::vector<std::pair<uint64_t, uint32_t>> matched;  // (key, row)
-  std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
-  std::vector<size_t> cohort_begin;
-  std::vector<uint32_t> selected_cohorts, selected_sessions;
-  std::vector<MetricSlot::Mark> marks;
+  // The bounded scan. An account's sessions are gathered as (cohort key,
+  // row) pairs, grouped by key (ascending; rows ascending within a key:
+  // the order the bounder's positions and every accumulator see), and at
+  // most L0 cohorts and Linf sessions per cohort are kept. Most accounts
+  // have one matching session and take a short path with the same
+  // result; grouping needs no comparison sort for most of the others.
   const size_t max_cohorts = plan.max_cohorts_per_account;
   const size_t max_sessions = ds.privacy.max_sessions_per_cohort;
-  // Positions 0..n-1: what the bounder selects when nothing exceeds its
-  // limit, so the hashing can be skipped then with the same result.
-  auto select_all = [](size_t n, std::vector<uint32_t>* selected) {
-    selected->resize(n);
-    for (size_t i = 0; i < n; ++i) (*selected)[i] = static_cast<uint32_t>(i);
-  };
+  bool any_sampling = false, any_quantiles = false;
+  for (const MetricSlot& s : slots) {
+    any_sampling |= s.sampling;
+    any_quantiles |= s.spec->kind() == Metric::QUANTILES;
+  }
 
   // Column at a time first: which rows pass the filters and carry every
-  // group-by label, and their cohort keys (the keyer's mixed radix). These
-  // sequential passes over narrow columns cost a fraction of a millisecond
-  // at 400k rows; the per-account pass below then only gathers.
+  // group-by label, and their cohort keys (the keyer's mixed radix); a row
+  // that does not pass gets kNoKey. These sequential passes over narrow
+  // columns cost a fraction of a millisecond at 400k rows; the
+  // per-account pass below then only gathers one array.
   const uint32_t num_rows = view.num_sessions();
   std::vector<uint8_t> passes(num_rows, 1);
   for (const CodeSet& f : filters) {
@@ -957,48 +994,220 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
       }
     });
   }
+  // Keys are below num_cohorts() <= 2^62, so kNoKey is never a key. The
+  // first dimension's pass sets the key (no multiply), the last one's
+  // folds in `passes`.
+  constexpr uint64_t kNoKey = ~uint64_t{0};
   std::vector<uint64_t> row_key(num_rows, 0);
   for (size_t i = 0; i < group_columns.size(); ++i) {
     const uint64_t radix = view.dictionary(group_dims[i]).cardinality();
+    const bool first = i == 0, last = i + 1 == group_columns.size();
     group_columns[i]->Visit([&](const auto* codes) {
       for (uint32_t r = 0; r < num_rows; ++r) {
-        passes[r] &= codes[r] != 0;  // no value for a group-by dimension
-        row_key[r] = row_key[r] * radix + codes[r];
+        // No value for a group-by dimension: the row does not pass.
+        const bool pass = passes[r] && codes[r] != 0;
+        const uint64_t key = first ? codes[r] : row_key[r] * radix + codes[r];
+        passes[r] = pass;
+        row_key[r] = !last ? key : pass ? key : kNoKey;
       }
     });
   }
+  if (group_columns.empty()) {
+    for (uint32_t r = 0; r < num_rows; ++r) {
+      row_key[r] = passes[r] ? 0 : kNoKey;
+    }
+  }
+  // Each gate's verdict per row (GateSlot::Contributes), in one pass.
+  for (GateSlot& g : gates) g.ComputeRows(num_rows);
+  // QUANTILES: the cohort each kept row was kept in (MetricSlot::
+  // CountLeaves); a row is in one cohort, so it is kept at most once.
+  std::vector<uint32_t> row_cohort;
+  if (any_quantiles) row_cohort.assign(num_rows, MetricSlot::kNoCohort);
 
-  view.ForEachAccount([&](const AccountRows& account) {
-    matched.clear();
-    account.ForEachRow([&](uint32_t row) {
-      if (passes[row]) matched.emplace_back(row_key[row], row);
-    });
-    if (matched.empty()) return;
-    if (matched.size() > 1) std::sort(matched.begin(), matched.end());
+  // Per-account scratch, reused so the loop allocates only on growth.
+  // matched[0, n): the account's passing (key, row) pairs; `grouped` is
+  // the counting sort's output.
+  using KeyRow = std::pair<uint64_t, uint32_t>;
+  std::vector<KeyRow> matched_buffer, grouped_buffer;
+  std::vector<uint64_t> account_cohorts, cohort_fps, session_fps;
+  std::vector<size_t> cohort_begin;
+  std::vector<uint32_t> selected_cohorts, selected_sessions, kept_rows;
+  std::vector<MetricSlot::Mark> marks;
+  // Counting sort of a large account's pairs by dense key: the position of
+  // each key among the account's distinct keys (kUnseen: not seen), reset
+  // after each account, and the distinct keys with their session counts.
+  constexpr uint32_t kUnseen = UINT32_MAX;
+  std::vector<uint32_t> key_slot;
+  std::vector<std::pair<uint64_t, size_t>> key_counts;
+  if (dense) key_slot.assign(keyer.num_cohorts(), kUnseen);
 
-    account_cohorts.clear();
-    cohort_begin.clear();
-    for (size_t i = 0; i < matched.size(); ++i) {
-      if (i == 0 || matched[i].first != matched[i - 1].first) {
-        account_cohorts.push_back(matched[i].first);
-        cohort_begin.push_back(i);
+  // Groups matched[0, n) (rows ascending) by key into account_cohorts and
+  // cohort_begin ([0, *cohorts) and [0, *cohorts] of buffers holding at
+  // least n and n + 1: plain stores, no push_back); returns the pairs in
+  // (key, row) order (`matched` itself or the grouped buffer).
+  auto group_by_key = [&](KeyRow* matched, size_t n,
+                          size_t* cohorts) -> KeyRow* {
+    size_t t = 0;
+    bool one_key = true;
+    for (size_t i = 1; i < n && one_key; ++i) {
+      one_key = matched[i].first == matched[0].first;
+    }
+    if (!one_key && dense && n > 16) {
+      // Counting sort: O(n + distinct keys log distinct keys), stable, so
+      // rows stay ascending within a key.
+      key_counts.clear();
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t& slot = key_slot[matched[i].first];
+        if (slot == kUnseen) {
+          slot = static_cast<uint32_t>(key_counts.size());
+          key_counts.emplace_back(matched[i].first, 0);
+        }
+        ++key_counts[slot].second;
+      }
+      std::sort(key_counts.begin(), key_counts.end());
+      size_t next = 0;
+      for (const auto& [key, count] : key_counts) {
+        key_slot[key] = static_cast<uint32_t>(next);  // now: next position
+        account_cohorts[t] = key;
+        cohort_begin[t++] = next;
+        next += count;
+      }
+      cohort_begin[t] = n;
+      *cohorts = t;
+      if (grouped_buffer.size() < n) grouped_buffer.resize(n);
+      KeyRow* grouped = grouped_buffer.data();
+      for (size_t i = 0; i < n; ++i) {
+        grouped[key_slot[matched[i].first]++] = matched[i];
+      }
+      for (const auto& [key, count] : key_counts) key_slot[key] = kUnseen;
+      return grouped;
+    }
+    if (!one_key) {
+      // Small accounts (and hash-keyed group-bys): sorting (key, row)
+      // pairs whose rows ascend is a stable sort by key.
+      if (n > 16) {
+        std::sort(matched, matched + n);
+      } else {
+        for (size_t i = 1; i < n; ++i) {
+          const KeyRow x = matched[i];
+          size_t j = i;
+          for (; j > 0 && matched[j - 1].first > x.first; --j) {
+            matched[j] = matched[j - 1];
+          }
+          matched[j] = x;
+        }
       }
     }
-    cohort_begin.push_back(matched.size());
-    if (account_cohorts.size() > max_cohorts) {
+    for (size_t i = 0; i < n; ++i) {
+      if (i == 0 || matched[i].first != matched[i - 1].first) {
+        account_cohorts[t] = matched[i].first;
+        cohort_begin[t++] = i;
+      }
+    }
+    cohort_begin[t] = n;
+    *cohorts = t;
+    return matched;
+  };
+
+  // Accumulates one account's kept sessions `rows` (ascending) in cohort c.
+  auto keep = [&](uint32_t c, absl::Span<const uint32_t> rows) {
+    const int64_t sessions = static_cast<int64_t>(rows.size());
+    cohort_accounts[c] += 1;
+    cohort_sessions[c] += sessions;
+    if (any_sampling) {
+      marks.clear();
+      for (const MetricSlot& s : slots) {
+        marks.push_back(s.sampling ? s.MarkOf(c) : MetricSlot::Mark());
+      }
+    }
+    for (MetricSlot& s : slots) s.AddRows(c, rows);
+    if (any_sampling) {
+      for (size_t i = 0; i < slots.size(); ++i) {
+        if (slots[i].sampling) slots[i].RecordAccount(c, marks[i], sessions);
+      }
+    }
+    if (any_quantiles) {
+      for (uint32_t row : rows) row_cohort[row] = c;
+    }
+    // An account counts for a gate when one of its kept sessions in the
+    // cohort contributes to the gate's metrics.
+    for (GateSlot& g : gates) {
+      for (uint32_t row : rows) {
+        if (g.contributes[row]) {
+          g.accounts[c] += 1;
+          break;
+        }
+      }
+    }
+  };
+
+  // cohort_number's common case, inline: a dense key already numbered.
+  auto cohort_of = [&](uint64_t key) -> uint32_t {
+    if (dense && dense_cohort[key] >= 0) {
+      return static_cast<uint32_t>(dense_cohort[key]);
+    }
+    return cohort_number(key);
+  };
+
+  view.ForEachAccount([&](const AccountRows& account) {
+    const size_t most = account.num_sessions();
+    if (matched_buffer.size() < most) matched_buffer.resize(most);
+    KeyRow* matched = matched_buffer.data();
+    size_t n = 0;
+    // Rows come in ascending order (sorted region, then the tail sorted by
+    // row); were they not, sorting the pairs restores the same order.
+    bool ascending = true;
+    uint32_t last = 0;
+    account.ForEachRow([&](uint32_t row) {
+      const uint64_t key = row_key[row];
+      if (key == kNoKey) return;
+      ascending &= n == 0 || row > last;
+      last = row;
+      matched[n++] = {key, row};
+    });
+    if (n == 0) return;
+    if (n == 1) {  // one session: one cohort, kept whole
+      const uint32_t row = matched[0].second;
+      const uint32_t c = cohort_of(matched[0].first);
+      if (any_sampling) {
+        keep(c, absl::MakeConstSpan(&row, 1));
+        return;
+      }
+      // keep() for one row, inline (two accounts in three take this path).
+      cohort_accounts[c] += 1;
+      cohort_sessions[c] += 1;
+      for (MetricSlot& s : slots) {
+        if (s.spec->kind() != Metric::QUANTILES) s.Add(c, row);
+      }
+      if (any_quantiles) row_cohort[row] = c;
+      for (GateSlot& g : gates) g.accounts[c] += g.contributes[row];
+      return;
+    }
+    if (!ascending) std::sort(matched, matched + n);
+    if (account_cohorts.size() < n) {
+      account_cohorts.resize(n);
+      cohort_begin.resize(n + 1);
+      kept_rows.resize(n);
+    }
+    size_t cohorts;
+    matched = group_by_key(matched, n, &cohorts);
+
+    const bool bound_cohorts = cohorts > max_cohorts;
+    if (bound_cohorts) {
       cohort_fps.clear();
-      for (uint64_t key : account_cohorts) {
-        cohort_fps.push_back(cohort_fingerprint(key));
+      for (size_t i = 0; i < cohorts; ++i) {
+        cohort_fps.push_back(cohort_fingerprint(account_cohorts[i]));
       }
       bounder.SelectCohorts(view.AccountFingerprint(account.account),
                             cohort_fps, &selected_cohorts);
-    } else {
-      select_all(account_cohorts.size(), &selected_cohorts);
     }
-
-    for (uint32_t pos : selected_cohorts) {
-      const uint32_t c = cohort_number(account_cohorts[pos]);
+    const size_t kept_cohorts =
+        bound_cohorts ? selected_cohorts.size() : cohorts;
+    for (size_t k = 0; k < kept_cohorts; ++k) {
+      const size_t pos = bound_cohorts ? selected_cohorts[k] : k;
+      const uint32_t c = cohort_of(account_cohorts[pos]);
       const size_t begin = cohort_begin[pos], end = cohort_begin[pos + 1];
+      size_t kept = 0;
       if (end - begin > max_sessions) {
         session_fps.clear();
         for (size_t i = begin; i < end; ++i) {
@@ -1006,36 +1215,20 @@ absl::StatusOr<BoundedStatistics> ComputeBoundedStatistics(
         }
         bounder.SelectSessions(cohort_fingerprint(account_cohorts[pos]),
                                session_fps, &selected_sessions);
-      } else {
-        select_all(end - begin, &selected_sessions);
-      }
-      cohort_accounts[c] += 1;
-      cohort_sessions[c] += static_cast<int64_t>(selected_sessions.size());
-      marks.clear();
-      for (const MetricSlot& s : slots) {
-        marks.push_back(s.sampling ? s.MarkOf(c) : MetricSlot::Mark());
-      }
-      for (uint32_t j : selected_sessions) {
-        const uint32_t row = matched[begin + j].second;
-        for (MetricSlot& s : slots) s.Add(c, row);
-      }
-      for (size_t i = 0; i < slots.size(); ++i) {
-        if (!slots[i].sampling) continue;
-        slots[i].RecordAccount(c, marks[i],
-                               static_cast<int64_t>(selected_sessions.size()));
-      }
-      // An account counts for a gate when one of its kept sessions in the
-      // cohort contributes to the gate's metrics.
-      for (GateSlot& g : gates) {
         for (uint32_t j : selected_sessions) {
-          if (g.Contributes(matched[begin + j].second)) {
-            g.accounts[c] += 1;
-            break;
-          }
+          kept_rows[kept++] = matched[begin + j].second;
+        }
+      } else {
+        for (size_t i = begin; i < end; ++i) {
+          kept_rows[kept++] = matched[i].second;
         }
       }
+      keep(c, absl::MakeConstSpan(kept_rows.data(), kept));
     }
   });
+  for (MetricSlot& s : slots) {
+    if (s.spec->kind() == Metric::QUANTILES) s.CountLeaves(row_cohort);
+  }
 
   // The statistics, in the order of the cohorts' values.
   std::vector<std::pair<std::vector<std::string>, uint32_t>> order;

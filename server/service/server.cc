@@ -17,6 +17,7 @@
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/backend/clickhouse_backfill.h"
 #include "server/backend/tee_listener.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -224,10 +225,21 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
             ch.endpoint.url, ch.database);
     ASSIGN_OR_RETURN(server->clickhouse_,
                      ClickHouseBackend::Create(ch, metrics));
+    // A data dir that ran on the embedded engine: its sessions go to
+    // ClickHouse once, before the start snapshot is observed.
+    RETURN_IF_ERROR(BackfillClickHouse(cfg, server->store_.get(),
+                                       server->clickhouse_.get(),
+                                       cfg.data_dir + "/clickhouse-backfill")
+                        .status());
     server->snapshots_->SetSealObserver(server->clickhouse_.get());
     server->clickhouse_tee_ = std::make_unique<TeeListener>(
         server->snapshots_.get(), server->clickhouse_.get());
     listener = server->clickhouse_tee_.get();
+  } else {
+    // The store moves on without ClickHouse: a later switch back must
+    // backfill again.
+    std::error_code ignored;
+    std::filesystem::remove(cfg.data_dir + "/clickhouse-backfill", ignored);
   }
   ASSIGN_OR_RETURN(
       server->ingestor_,
@@ -377,7 +389,9 @@ void CohortdServer::WatchStoreHealth() {
       return;
     }
     // Issue 10: a full ClickHouse outbox refuses pushes; say so here too.
-    if (health.ok() && clickhouse_ != nullptr) health = clickhouse_->Admit();
+    if (health.ok() && clickhouse_ != nullptr) {
+      health = clickhouse_->CheckOutbox();
+    }
     if (health.ok() != serving) {
       serving = health.ok();
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);

@@ -138,6 +138,14 @@ void ClickHouseServer::Kill() {
   pid_ = -1;
 }
 
+void ClickHouseServer::Pause() {
+  if (pid_ > 0) kill(pid_, SIGSTOP);
+}
+
+void ClickHouseServer::Resume() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
+}
+
 absl::Status ClickHouseServer::Restart() {
   Kill();
   return Launch();

@@ -38,6 +38,10 @@ class ClickHouseServer {
   // Stops with SIGKILL (a crash) / restarts on the same ports and data.
   void Kill();
   absl::Status Restart();
+  // SIGSTOP / SIGCONT: a server that hangs (its listen socket still takes
+  // connections, nothing answers), as in a network partition or a stall.
+  void Pause();
+  void Resume();
 
  private:
   ClickHouseServer() = default;

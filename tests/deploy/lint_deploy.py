@@ -24,6 +24,13 @@ Checks, each failure reported with its file:
     on an operator series; an operators' job off loopback carries a token;
     the pod's prometheus.io annotations name the dashboards' port only;
   - the Prometheus rules name only known metrics;
+  - the ClickHouse variants (deploy/compose-clickhouse.yaml and the
+    overlay deploy/k8s/clickhouse): their cohortd config selects the
+    ClickHouse backend at the address of the ClickHouse they deploy, which
+    publishes no port, runs non-root on a read-only root with its data on
+    a volume and probes, and which only cohortd reaches (an internal
+    compose network; a NetworkPolicy); cohortd's liveness does not follow
+    gRPC health there (NOT_SERVING while the outbox is full);
   - the Dockerfile: FROM pinned to debian:12 tags, a non-root USER in the
     final stage, HEALTHCHECK, no `curl | sh`, no ADD of URLs, apt lists
     removed in every RUN that runs apt-get update.
@@ -81,6 +88,12 @@ OPERATOR_METRICS = {
     "cohortd_query_releases_total",
     "cohortd_query_cache_hits_total",
     "cohortd_query_execute_seconds",
+    # The ClickHouse backend (README "Scaling out").
+    "cohortd_clickhouse_outbox_batches",
+    "cohortd_clickhouse_outbox_bytes",
+    "cohortd_clickhouse_outbox_refusals_total",
+    "cohortd_clickhouse_errors_total",
+    "cohortd_clickhouse_pushdown_seconds",
     "up",
 }
 KNOWN_METRICS = DASHBOARD_METRICS | OPERATOR_METRICS
@@ -317,6 +330,203 @@ def check_compose(lint, path):
     check_cohortd_config(lint, config, config.read_text(),
                          "/run/cohortd/principals.yaml",
                          DATA_DIR + "/pseudonymization.key")
+
+
+CLICKHOUSE_DATA_DIR = "/var/lib/clickhouse"
+
+
+def check_clickhouse_storage(lint, path, text, host):
+    """The cohortd config `text` selects the ClickHouse backend at
+    http://HOST:8123."""
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return  # check_cohortd_config reports it
+    storage = config.get("storage") or {}
+    if storage.get("engine") != "clickhouse":
+        lint.fail(path, "storage.engine must be clickhouse in the ClickHouse "
+                        "variant")
+    url = str((storage.get("clickhouse") or {}).get("url", ""))
+    if url != f"http://{host}:8123":
+        lint.fail(path, f"storage.clickhouse.url is {url!r}, not the deployed "
+                        f"ClickHouse http://{host}:8123")
+
+
+def check_clickhouse_xml(lint, path):
+    import xml.etree.ElementTree as ElementTree
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError) as e:
+        lint.fail(path, f"invalid XML: {e}")
+        return
+    if root.findtext("http_port") != "8123":
+        lint.fail(path, "http_port must be 8123 (storage.clickhouse.url)")
+    for key in ("path", "tmp_path", "user_files_path", "format_schema_path"):
+        if not (root.findtext(key) or "").startswith(CLICKHOUSE_DATA_DIR + "/"):
+            lint.fail(path, f"{key} must be under the volume {CLICKHOUSE_DATA_DIR}")
+    logger = root.find("logger")
+    if logger is None or logger.findtext("console") != "1" or \
+            logger.find("log") is not None:
+        lint.fail(path, "logger must write to the console only (read-only root)")
+
+
+def check_container_security(lint, path, pod, containers):
+    pod_sc = pod.get("securityContext", {})
+    for c in containers:
+        name = c.get("name")
+        sc = c.get("securityContext", {})
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            lint.fail(path, f"container {name}: runAsNonRoot is not set")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) in (0, None):
+            lint.fail(path, f"container {name}: needs a non-zero runAsUser")
+        if not sc.get("readOnlyRootFilesystem"):
+            lint.fail(path, f"container {name}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            lint.fail(path, f"container {name}: allowPrivilegeEscalation must be false")
+        if "limits" not in c.get("resources", {}) or "requests" not in c.get("resources", {}):
+            lint.fail(path, f"container {name}: resources need requests and limits")
+
+
+def check_k8s_clickhouse(lint, overlay):
+    """The overlay deploy/k8s/clickhouse: the base plus one ClickHouse."""
+    objects = {}
+    for path in sorted(overlay.glob("*.yaml")):
+        for obj in load_yaml_docs(lint, path):
+            check_k8s_object(lint, path, obj)
+            objects.setdefault(obj.get("kind"), []).append((path, obj))
+    kust = [o for _, o in objects.get("Kustomization", [])]
+    if len(kust) != 1:
+        lint.fail(overlay, "expected one kustomization.yaml")
+        return
+    kust = kust[0]
+    kpath = overlay / "kustomization.yaml"
+    if "../" not in kust.get("resources", []) and ".." not in kust.get("resources", []):
+        lint.fail(kpath, "the overlay must build on the base (resources: ../)")
+    for entry in kust.get("resources", []) + [p.get("path") for p in kust.get("patches", [])]:
+        if not (overlay / entry).exists():
+            lint.fail(kpath, f"{entry} does not exist")
+    for gen in kust.get("configMapGenerator", []):
+        for f in gen.get("files", []):
+            if not (overlay / f).exists():
+                lint.fail(kpath, f"configMapGenerator file {f} does not exist")
+    check_clickhouse_xml(lint, overlay / "config.xml")
+    services = {o.get("metadata", {}).get("name"): (p, o)
+                for p, o in objects.get("Service", [])}
+    if "clickhouse" not in services:
+        lint.fail(overlay, "no Service clickhouse")
+    else:
+        spath, svc = services["clickhouse"]
+        if svc.get("spec", {}).get("type", "ClusterIP") != "ClusterIP":
+            lint.fail(spath, "the clickhouse Service must be ClusterIP")
+        if 8123 not in {p.get("port") for p in svc.get("spec", {}).get("ports", [])}:
+            lint.fail(spath, "the clickhouse Service does not expose 8123")
+    stateful = {o.get("metadata", {}).get("name"): (p, o)
+                for p, o in objects.get("StatefulSet", [])}
+    if "clickhouse" not in stateful:
+        lint.fail(overlay, "no StatefulSet clickhouse")
+    else:
+        path, sts = stateful["clickhouse"]
+        spec = sts.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        containers = pod.get("containers", [])
+        check_container_security(lint, path, pod, containers)
+        claims = {c.get("metadata", {}).get("name")
+                  for c in spec.get("volumeClaimTemplates", [])}
+        for c in containers:
+            mounts = {m.get("mountPath"): m.get("name")
+                      for m in c.get("volumeMounts", [])}
+            if mounts.get(CLICKHOUSE_DATA_DIR) not in claims:
+                lint.fail(path, f"{CLICKHOUSE_DATA_DIR} is not mounted from a "
+                                "volumeClaimTemplate")
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if not c.get(probe):
+                    lint.fail(path, f"container {c.get('name')} has no {probe}")
+            if c.get("ports") and any("hostPort" in p for p in c["ports"]):
+                lint.fail(path, "ClickHouse must not take a hostPort")
+    policies = [o for _, o in objects.get("NetworkPolicy", [])]
+    admitted = [peer.get("podSelector", {}).get("matchLabels", {})
+                for pol in policies
+                if pol.get("spec", {}).get("podSelector", {}).get("matchLabels", {})
+                .get("app.kubernetes.io/name") == "clickhouse"
+                for rule in pol.get("spec", {}).get("ingress", [])
+                for peer in rule.get("from", [{}])]
+    if not admitted or any(m.get("app.kubernetes.io/name") != "cohortd"
+                           for m in admitted):
+        lint.fail(overlay, "a NetworkPolicy must admit only cohortd's pods to "
+                           "ClickHouse")
+    for path, cm in objects.get("ConfigMap", []):
+        text = (cm.get("data") or {}).get("cohortd.yaml")
+        if cm.get("metadata", {}).get("name") != "cohortd-config" or text is None:
+            lint.fail(path, "the config patch must be ConfigMap cohortd-config "
+                            "with cohortd.yaml")
+            continue
+        check_cohortd_config(lint, path, text,
+                             "/etc/cohortd/secrets/principals.yaml",
+                             "/run/cohortd/pseudonymization.key")
+        check_clickhouse_storage(lint, path, text, "clickhouse")
+    for path, sts in stateful.values():
+        if sts.get("metadata", {}).get("name") != "cohortd":
+            continue
+        for c in sts.get("spec", {}).get("template", {}).get("spec", {}) \
+                .get("containers", []):
+            if c.get("name") == "cohortd" and \
+                    "grpc" in (c.get("livenessProbe") or {"grpc": 1}):
+                lint.fail(path, "cohortd's livenessProbe must not be gRPC health "
+                                "with ClickHouse (NOT_SERVING while the outbox is "
+                                "full would restart it)")
+    if not any(o.get("metadata", {}).get("name") == "cohortd"
+               for _, o in objects.get("StatefulSet", [])):
+        lint.fail(overlay, "no patch of cohortd's liveness probe")
+
+
+def check_compose_clickhouse(lint, path):
+    """deploy/compose-clickhouse.yaml, an override of compose.yaml."""
+    docs = load_yaml_docs(lint, path)
+    if not docs:
+        return
+    compose = docs[0]
+    services = compose.get("services") or {}
+    ch = services.get("clickhouse")
+    if ch is None:
+        lint.fail(path, "no service clickhouse")
+        return
+    if ch.get("ports"):
+        lint.fail(path, "the clickhouse service must publish no port")
+    if not ch.get("read_only"):
+        lint.fail(path, "the clickhouse service must have a read-only root")
+    if str(ch.get("user", "root")).split(":")[0] in ("root", "0"):
+        lint.fail(path, "the clickhouse service must not run as root")
+    if "healthcheck" not in ch:
+        lint.fail(path, "the clickhouse service needs a healthcheck "
+                        "(cohortd waits for it)")
+    networks = compose.get("networks") or {}
+    for net in ch.get("networks") or ["default"]:
+        if not (networks.get(net) or {}).get("internal"):
+            lint.fail(path, f"clickhouse's network {net} must be internal")
+    targets = {}
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if not str(port).startswith("127.0.0.1:"):
+                lint.fail(path, f"service {name} publishes {port!r}: bind it "
+                                "to 127.0.0.1")
+        for volume in service.get("volumes", []):
+            source, _, target = str(volume).partition(":")
+            if source.startswith(".") and not (path.parent / source).exists():
+                lint.fail(path, f"service {name} mounts missing {source}")
+            targets[(name, target.split(":")[0])] = source
+    if targets.get(("clickhouse", CLICKHOUSE_DATA_DIR)) is None:
+        lint.fail(path, f"clickhouse's {CLICKHOUSE_DATA_DIR} is not a volume")
+    config = targets.get(("cohortd", "/etc/cohortd/cohortd.yaml"))
+    if config is None:
+        lint.fail(path, "cohortd does not get the ClickHouse config")
+        return
+    config_path = path.parent / config
+    if config_path.exists():
+        text = config_path.read_text()
+        check_cohortd_config(lint, config_path, text,
+                             "/run/cohortd/principals.yaml",
+                             DATA_DIR + "/pseudonymization.key")
+        check_clickhouse_storage(lint, config_path, text, "clickhouse")
 
 
 def check_dashboards(lint, dash_dir):
@@ -692,6 +902,8 @@ def main():
 
     check_k8s(lint, deploy / "k8s")
     check_compose(lint, deploy / "compose.yaml")
+    check_compose_clickhouse(lint, deploy / "compose-clickhouse.yaml")
+    check_k8s_clickhouse(lint, deploy / "k8s" / "clickhouse")
     check_datasource(lint, deploy / "grafana/provisioning/datasources/prometheus.yaml",
                      deploy / "compose.yaml")
     check_dashboards(lint, deploy / "grafana/dashboards")

@@ -277,6 +277,39 @@ TEST_P(ContractTest, KillNineOfBothDuringAnOutageLosesNothing) {
   ExpectCounts(Released(response), truth);
 }
 
+// Switching engines (README "Scaling out"): sessions pushed while the data
+// dir ran on the embedded engine reach ClickHouse at the next start with
+// storage.engine clickhouse (the backfill), so its answers count them.
+TEST_P(ContractTest, SwitchingToClickHouseBackfillsTheStore) {
+  if (!clickhouse()) GTEST_SKIP() << "a switch to the clickhouse backend";
+  std::map<std::string, int> truth = PushPopulation("a", 1);
+  ASSERT_OK(server_->Stop().status());
+  const std::vector<std::pair<std::string, std::string>> budget = {
+      {"per_principal: {epsilon: 20, delta: 4.0e-8}",
+       "per_principal: {epsilon: 2.5, delta: 4.0e-8}"}};
+  // The same data dir on the embedded engine, then on ClickHouse again.
+  server_ = std::make_unique<ServerProcess>(dir_, "", budget);
+  server_->DropPublications();
+  ASSERT_OK(server_->Start());
+  Connect();
+  for (const auto& [occupation, n] : PushPopulation("b", 1)) {
+    truth[occupation] += n;
+  }
+  ASSERT_OK(server_->Stop().status());
+  server_ = std::make_unique<ServerProcess>(
+      dir_,
+      absl::StrCat("storage:\n  engine: clickhouse\n  clickhouse:\n",
+                   "    url: ", ch_->url(), "\n    database: contract\n"),
+      budget);
+  server_->DropPublications();
+  ASSERT_OK(server_->Start());
+  Connect();
+  cohortd::v1::AggregateResponse response;
+  const grpc::Status s = Aggregate(ByOccupation(2.0), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ExpectCounts(Released(response), truth);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ContractTest,
                          ::testing::Values("rocksdb", "clickhouse"),
                          [](const auto& info) { return info.param; });

@@ -50,6 +50,8 @@ class ServerProcess {
   absl::StatusOr<int> WaitForExit(absl::Duration timeout);
 
   int port() const { return port_; }
+  // The server's process id while it runs, -1 otherwise.
+  pid_t pid() const { return pid_; }
   // The dashboards' endpoint (server.metrics_listen).
   int metrics_port() const { return metrics_port_; }
   // The operators' endpoint (server.operator_metrics_listen).
