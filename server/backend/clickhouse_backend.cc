@@ -10,21 +10,27 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/engine/executor.h"
 #include "server/index/columnar_index.h"
+#include "server/privacy/aggregations.h"
 #include "server/privacy/contribution_bounding.h"
 #include "server/privacy/quantile_tree.h"
 
@@ -38,6 +44,9 @@ using cohortd::v1::Metric;
 // holds for negative x too): each part's sum stays far below 2^63 for any
 // 2^32 sessions of values below 2^40, where a plain Int64 sum could wrap.
 constexpr int64_t kSumSplit = int64_t{1} << 20;
+
+// In the outbox folder: the recent seals' (dataset, snapshot id, version).
+constexpr char kSealsFile[] = "seals";
 
 // The most bytes of queued batches the shipper sends in one insert.
 constexpr size_t kMaxInsertBytes = size_t{8} << 20;
@@ -174,6 +183,9 @@ std::string MonthOf(const std::string& column) {
 std::string Dim(int i) { return absl::StrCat("d", i); }
 std::string Has(int j) { return absl::StrCat("h", j); }
 std::string Fixed(int j) { return absl::StrCat("m", j); }
+// The stored fixed-point value before the domain clamp (measure filters
+// compare it, as the embedded index compares its stored column).
+std::string Raw(int j) { return absl::StrCat("r", j); }
 
 std::string InList(const google::protobuf::RepeatedPtrField<std::string>& v) {
   std::vector<std::string> quoted;
@@ -244,6 +256,28 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
       ASSIGN_OR_RETURN(int i, dim_index(g.label));
       dims[i] = true;
     }
+  }
+  // Adjusted metrics' controls: a dimension, or a band of a measure.
+  for (int m = 0; m < req.metrics_size(); ++m) {
+    for (const QueryPlan::Control& control : plan.ControlsOf(m)) {
+      if (control.band != nullptr) {
+        ASSIGN_OR_RETURN(int j, measure_index(control.band->measure));
+        measures[j] = true;
+      } else {
+        ASSIGN_OR_RETURN(int i, dim_index(control.name));
+        dims[i] = true;
+      }
+    }
+  }
+  // Measure filters (before contribution bounding, as in the executor):
+  // the session carries the measure and its stored fixed-point value is
+  // within the planned range.
+  for (const QueryPlan::MeasureRange& range : plan.measure_ranges) {
+    ASSIGN_OR_RETURN(int j, measure_index(range.measure));
+    measures[j] = true;
+    where.push_back(absl::StrCat(Has(j), " = 1 AND ", Raw(j), " >= toInt64(",
+                                 range.lower_fp, ") AND ", Raw(j),
+                                 " <= toInt64(", range.upper_fp, ")"));
   }
 
   // Rows -> sessions (assembly) in one GROUP BY: per session and name the
@@ -317,10 +351,12 @@ absl::StatusOr<PlanSql> BuildMatched(const QueryPlan& plan,
                           ")) >= 0.5))");
     };
     const std::string neg = absl::StrCat("(-", y, ")");
+    derived.push_back(absl::StrCat("toInt64(if(", y, " >= 0, ", round_up(y),
+                                   ", -", round_up(neg), ")) AS ",
+                                   Raw(static_cast<int>(j))));
     derived.push_back(absl::StrCat(
-        "least(greatest(toInt64(if(", y, " >= 0, ", round_up(y), ", -",
-        round_up(neg), ")), toInt64(", d.lower_fp, ")), toInt64(", d.upper_fp,
-        ")) AS ", Fixed(static_cast<int>(j))));
+        "least(greatest(", Raw(static_cast<int>(j)), ", toInt64(", d.lower_fp,
+        ")), toInt64(", d.upper_fp, ")) AS ", Fixed(static_cast<int>(j))));
   }
   std::vector<std::string> key_parts;
   for (int i : out.group_dims) {
@@ -460,28 +496,280 @@ absl::StatusOr<std::vector<int64_t>> ToArray(const std::string& s) {
 // FailedPrecondition naming the feature and the storage engine.
 absl::Status CheckPushDown(const QueryPlan& plan) {
   const cohortd::v1::AggregateRequest& req = plan.canonical;
-  auto refuse = [](absl::string_view feature) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        feature,
-        " is not supported with storage.engine: clickhouse (the "
-        "ClickHouse backend cannot compute it exactly as the embedded index "
-        "does); ask without it or use storage.engine: rocksdb"));
-  };
-  if (!plan.measure_ranges.empty()) return refuse("measure_filters");
-  if (req.interval() == cohortd::v1::NOISE_AND_SAMPLING) {
-    return refuse("interval NOISE_AND_SAMPLING");
+  if (req.interval() != cohortd::v1::NOISE_AND_SAMPLING) {
+    return absl::OkStatus();
   }
   for (int i = 0; i < req.metrics_size(); ++i) {
+    // Its per-account totals are sums of ln values, which ClickHouse
+    // would compute with its own ln (not bit-identical to cohortd's).
     if (req.metrics(i).kind() == Metric::GEOMETRIC_MEAN) {
-      return refuse(
-          absl::StrCat("metric '", req.metrics(i).name(), "': GEOMETRIC_MEAN"));
-    }
-    if (!plan.ControlsOf(i).empty()) {
-      return refuse(
-          absl::StrCat("metric '", req.metrics(i).name(), "': adjust_for"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "metric '", req.metrics(i).name(),
+          "': GEOMETRIC_MEAN with interval NOISE_AND_SAMPLING is not "
+          "supported with storage.engine: clickhouse (its per-account log "
+          "sums cannot be computed there exactly as the embedded index "
+          "does); ask for interval NOISE or use storage.engine: rocksdb"));
     }
   }
   return absl::OkStatus();
+}
+
+// A kept session's column as SQL: the column's name, or its element of
+// the session tuple `t` inside an array function's lambda.
+using ColumnOf = std::function<std::string(const std::string&)>;
+
+// An adjusted metric's control as SQL over the kept sessions' columns
+// (each read through `col`): the level (index into control.levels), or -1 when
+// the session has none (executor.cc ControlLevels::LevelOf). A dimension's
+// value maps to its position among the public levels; a band counts the edges
+// at or below the clamped fixed-point value.
+absl::StatusOr<std::string> ControlLevelSql(const DatasetSpec& ds,
+                                            const QueryPlan::Control& control,
+                                            const ColumnOf& col) {
+  if (control.band != nullptr) {
+    const MeasureSpec* m = ds.FindMeasure(control.band->measure);
+    int j = -1;
+    for (size_t k = 0; k < ds.measures.size(); ++k) {
+      if (ds.measures[k].name == control.band->measure) j = static_cast<int>(k);
+    }
+    if (m == nullptr || j < 0) {
+      return absl::InternalError("unplanned band measure");
+    }
+    // Written out edge by edge: 18.16 does not resolve a column captured
+    // by a lambda inside an aggregate function's arguments.
+    std::vector<std::string> terms;
+    for (double e : control.band->edges) {
+      terms.push_back(absl::StrCat("toInt64(", col(Fixed(j)), " >= toInt64(",
+                                   std::llround(e / m->granularity), "))"));
+    }
+    return absl::StrCat(
+        "if(", col(Has(j)), " = 1, (",
+        terms.empty() ? "toInt64(0)" : absl::StrJoin(terms, " + "),
+        "), toInt64(-1))");
+  }
+  int i = -1;
+  for (size_t k = 0; k < ds.dimensions.size(); ++k) {
+    if (ds.dimensions[k].name == control.name) i = static_cast<int>(k);
+  }
+  if (i < 0) return absl::InternalError("unplanned control");
+  std::vector<std::string> from, to;
+  for (size_t l = 0; l < control.levels.size(); ++l) {
+    from.push_back(QuoteSql(control.levels[l]));
+    to.push_back(absl::StrCat("toInt64(", l, ")"));
+  }
+  return absl::StrCat("transform(", col(Dim(i)), ", [",
+                      absl::StrJoin(from, ", "), "], [",
+                      absl::StrJoin(to, ", "), "], toInt64(-1))");
+}
+
+// The cells of an adjusted metric travel as sumMaps keyed by the
+// session's levels packed in mixed radix (level_d times the product of the
+// earlier controls' level counts); a session without a level of every
+// control gets this key, dropped when reading.
+constexpr uint64_t kNoCell = uint64_t{1} << 62;
+
+struct ControlsSql {
+  std::string all_levels;  // UInt8: the session has a level of every control
+  std::string cell;        // UInt64: its packed levels, or kNoCell
+  std::vector<int64_t> radix;
+  std::vector<int64_t> counts;  // levels per control
+};
+
+absl::StatusOr<ControlsSql> BuildControlsSql(
+    const DatasetSpec& ds, const std::vector<QueryPlan::Control>& controls,
+    const ColumnOf& col) {
+  ControlsSql out;
+  std::vector<std::string> ok, terms;
+  int64_t radix = 1;
+  for (const QueryPlan::Control& control : controls) {
+    ASSIGN_OR_RETURN(std::string level, ControlLevelSql(ds, control, col));
+    ok.push_back(absl::StrCat("(", level, ") >= 0"));
+    terms.push_back(
+        absl::StrCat("toUInt64(", level, ") * toUInt64(", radix, ")"));
+    out.radix.push_back(radix);
+    out.counts.push_back(static_cast<int64_t>(control.levels.size()));
+    radix *= std::max<int64_t>(1, static_cast<int64_t>(control.levels.size()));
+    if (radix > (int64_t{1} << 40)) {
+      return absl::InternalError("too many control level combinations");
+    }
+  }
+  out.all_levels = ok.empty()
+                       ? "toUInt8(1)"
+                       : absl::StrCat("(", absl::StrJoin(ok, " AND "), ")");
+  out.cell =
+      absl::StrCat("if(", out.all_levels, ", ",
+                   terms.empty() ? "toUInt64(0)" : absl::StrJoin(terms, " + "),
+                   ", toUInt64(", kNoCell, "))");
+  return out;
+}
+
+// The dataset's index of dimension / measure `name`, or -1.
+int DimensionIndex(const DatasetSpec& ds, const std::string& name) {
+  for (size_t i = 0; i < ds.dimensions.size(); ++i) {
+    if (ds.dimensions[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+int MeasureIndex(const DatasetSpec& ds, const std::string& name) {
+  for (size_t j = 0; j < ds.measures.size(); ++j) {
+    if (ds.measures[j].name == name) return static_cast<int>(j);
+  }
+  return -1;
+}
+
+// Adjusted metric `i`'s regression cells over the kept sessions, as
+// SQL over one session's columns (read through `col`): the cell key (the
+// packed levels, or kNoCell) and the three values summed per key (rows,
+// and y split as the sums are, y = hi * kSumSplit + lo). y is the
+// executor's centred value: 2v - lo - hi in fixed point (MEAN), +1 / -1
+// for a (non-)matching labelled session (RATE).
+struct AdjustedSql {
+  std::string key;
+  std::vector<std::string> values;  // rows, y hi, y lo
+};
+
+absl::StatusOr<AdjustedSql> AdjustedCellsSql(
+    const QueryPlan& plan, int i,
+    const std::vector<privacy::MeasureDomain>& domains, const ColumnOf& col) {
+  const DatasetSpec& ds = *plan.dataset;
+  const Metric& m = plan.canonical.metrics(i);
+  std::string present, y;
+  if (m.kind() == Metric::RATE) {
+    const int d = DimensionIndex(ds, m.rate_of().dimension());
+    if (d < 0) return absl::InternalError("unplanned rate dimension");
+    present = absl::StrCat(col(Dim(d)), " != ''");
+    y = absl::StrCat("if(", col(Dim(d)), " IN ", InList(m.rate_of().any_of()),
+                     ", toInt64(1), toInt64(-1))");
+  } else if (m.kind() == Metric::MEAN) {
+    const int j = MeasureIndex(ds, m.measure());
+    if (j < 0) return absl::InternalError("unplanned measure");
+    present = absl::StrCat(col(Has(j)), " = 1");
+    y = absl::StrCat("(toInt64(2) * ", col(Fixed(j)), " - toInt64(",
+                     domains[j].lower_fp + domains[j].upper_fp, "))");
+  } else {
+    return absl::InternalError("adjusted metric of another kind");
+  }
+  ASSIGN_OR_RETURN(ControlsSql controls,
+                   BuildControlsSql(ds, plan.ControlsOf(i), col));
+  AdjustedSql out;
+  out.key = absl::StrCat("if(", present, ", ", controls.cell, ", toUInt64(",
+                         kNoCell, "))");
+  out.values = {"toUInt64(1)",
+                absl::StrCat("intDiv(", y, ", toInt64(", kSumSplit, "))"),
+                absl::StrCat("(", y, ") % toInt64(", kSumSplit, ")")};
+  return out;
+}
+
+// Decodes AdjustedCellsSql's six columns into cells ascending by levels.
+absl::StatusOr<std::vector<AdjustedCell>> ParseAdjustedCells(
+    const std::vector<std::vector<int64_t>>& columns,
+    const std::vector<QueryPlan::Control>& controls) {
+  std::map<int64_t, AdjustedCell> by_key;
+  for (int part = 0; part < 3; ++part) {
+    const std::vector<int64_t>& keys = columns[2 * part];
+    const std::vector<int64_t>& values = columns[2 * part + 1];
+    if (keys.size() != values.size()) {
+      return absl::InternalError("clickhouse: bad adjusted cells");
+    }
+    for (size_t k = 0; k < keys.size(); ++k) {
+      if (keys[k] == static_cast<int64_t>(kNoCell)) continue;
+      AdjustedCell& cell = by_key[keys[k]];
+      if (part == 0) cell.rows += values[k];
+      if (part == 1) cell.sum_y += static_cast<__int128>(values[k]) * kSumSplit;
+      if (part == 2) cell.sum_y += values[k];
+    }
+  }
+  std::vector<AdjustedCell> cells;
+  for (auto& [key, cell] : by_key) {
+    if (cell.rows <= 0) continue;
+    int64_t rest = key;
+    for (const QueryPlan::Control& control : controls) {
+      const int64_t n =
+          std::max<int64_t>(1, static_cast<int64_t>(control.levels.size()));
+      cell.levels.push_back(static_cast<int32_t>(rest % n));
+      rest /= n;
+    }
+    cells.push_back(std::move(cell));
+  }
+  std::sort(cells.begin(), cells.end(),
+            [](const AdjustedCell& a, const AdjustedCell& b) {
+              return a.levels < b.levels;
+            });
+  return cells;
+}
+
+// "[(1,2),(3,4)]" -> {{1, 2}, {3, 4}}: per-account totals (y, n).
+absl::StatusOr<std::vector<privacy::AccountTotal>> ToTotals(
+    const std::string& s) {
+  std::string flat = s;
+  for (char& c : flat) {
+    if (c == '[' || c == ']' || c == '(' || c == ')') c = ' ';
+  }
+  std::vector<privacy::AccountTotal> out;
+  std::vector<int64_t> values;
+  for (absl::string_view part :
+       absl::StrSplit(flat, ',', absl::SkipWhitespace())) {
+    ASSIGN_OR_RETURN(int64_t v,
+                     ToInt64(std::string(absl::StripAsciiWhitespace(part))));
+    values.push_back(v);
+  }
+  if (values.size() % 2 != 0) {
+    return absl::InternalError(
+        absl::StrCat("clickhouse: bad totals '", s, "'"));
+  }
+  for (size_t k = 0; k < values.size(); k += 2) {
+    out.push_back({values[k], values[k + 1]});
+  }
+  return out;
+}
+
+// NOISE_AND_SAMPLING: per cohort, each account's kept totals (y, n) of
+// every metric the executor records them for (executor.cc
+// MetricSlot::RecordAccount), from the kept sessions `kept`: one GROUP BY
+// per (account, cohort), then the accounts' pairs with n > 0 per cohort.
+// Returns the SELECT, whose rows are ck then one array per metric.
+std::string AccountTotalsSql(const QueryPlan& plan, const std::string& kept) {
+  const DatasetSpec& ds = *plan.dataset;
+  const cohortd::v1::AggregateRequest& req = plan.canonical;
+  std::vector<std::string> per_account = {"ck"};
+  std::vector<std::string> per_cohort = {"ck"};
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    const Metric& m = req.metrics(i);
+    const int j = m.measure().empty() ? -1 : MeasureIndex(ds, m.measure());
+    std::string y, n;
+    switch (m.kind()) {
+      case Metric::SESSIONS:
+        y = "toInt64(count())";
+        n = "toInt64(count())";
+        break;
+      case Metric::SUM:
+      case Metric::MEAN:
+        y = absl::StrCat("sumIf(", Fixed(j), ", ", Has(j), " = 1)");
+        n = absl::StrCat("toInt64(countIf(", Has(j), " = 1))");
+        break;
+      case Metric::RATE: {
+        const std::string d = Dim(DimensionIndex(ds, m.rate_of().dimension()));
+        y = absl::StrCat("toInt64(countIf(", d, " IN ",
+                         InList(m.rate_of().any_of()), "))");
+        n = absl::StrCat("toInt64(countIf(", d, " != ''))");
+        break;
+      }
+      default:
+        y = "toInt64(0)";
+        n = "toInt64(0)";
+        break;
+    }
+    per_account.push_back(absl::StrCat(y, " AS ty", i));
+    per_account.push_back(absl::StrCat(n, " AS tn", i));
+    per_cohort.push_back(
+        absl::StrCat("arrayFilter(t -> tupleElement(t, 2) > 0, groupArray((ty",
+                     i, ", tn", i, ")))"));
+  }
+  return absl::StrCat("SELECT ", absl::StrJoin(per_cohort, ", "),
+                      " FROM (SELECT ", absl::StrJoin(per_account, ", "),
+                      " FROM (", kept,
+                      ") GROUP BY account_hi, account_lo, ck) GROUP BY ck "
+                      "FORMAT TabSeparated");
 }
 
 }  // namespace
@@ -535,6 +823,10 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
       const std::string name = entry.path().filename().string();
       if (absl::EndsWith(name, ".tmp")) {
         std::filesystem::remove(entry.path(), ec);
+        continue;
+      }
+      if (name == kSealsFile) {
+        RETURN_IF_ERROR(backend->LoadSeals(entry.path().string()));
         continue;
       }
       uint64_t version;
@@ -853,7 +1145,10 @@ absl::Status ClickHouseBackend::Ship(
   // Rows shipped before the first seal is observed (a backfill at start)
   // belong to the start snapshot.
   absl::MutexLock lock(&seal_mu_);
-  if (sealed_.empty()) initial_version_ = std::max(initial_version_, version);
+  if (!seal_observed_) {
+    initial_version_ = std::max(initial_version_, version);
+    shipped_before_seal_ = std::max(shipped_before_seal_, version);
+  }
   return absl::OkStatus();
 }
 
@@ -942,13 +1237,91 @@ void ClickHouseBackend::OnBuffered(const DatasetSpec& dataset) {
 void ClickHouseBackend::OnSealed(const DatasetSpec& dataset,
                                  const std::string& id) {
   absl::MutexLock lock(&seal_mu_);
+  auto& seals = sealed_[dataset.name];
+  const bool first = !seal_observed_;
+  seal_observed_ = true;
+  // A snapshot restored after a restart keeps the cut recorded when it
+  // was sealed (LoadSeals), not everything written before this start;
+  // but what a backfill shipped at this start (Ship before the first
+  // seal: the store's sessions, possibly into a table the recorded cuts
+  // never saw) belongs to the start snapshot, so its cut is raised to it.
+  for (auto& [known, version] : seals) {
+    if (known != id) continue;
+    if (first && shipped_before_seal_ > version) {
+      version = shipped_before_seal_;
+      SaveSealsLocked();
+    }
+    return;
+  }
   auto it = buffered_.find(dataset.name);
   const uint64_t version =
       it == buffered_.end() ? initial_version_ : it->second;
-  auto& seals = sealed_[dataset.name];
   seals.emplace_back(id, version);
   // Queries read the current snapshot or, across a seal, the one before.
   while (seals.size() > 16) seals.pop_front();
+  SaveSealsLocked();
+}
+
+absl::Status ClickHouseBackend::LoadSeals(const std::string& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::DataLossError(
+        absl::StrCat("clickhouse seals: cannot read ", path));
+  }
+  absl::MutexLock lock(&seal_mu_);
+  int line = 0;
+  for (absl::string_view row : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    ++line;
+    std::vector<std::string> fields = absl::StrSplit(row, '\t');
+    uint64_t version;
+    if (fields.size() != 3 || fields[0].empty() || fields[1].empty() ||
+        !absl::SimpleAtoi(fields[2], &version) || version == 0) {
+      return absl::DataLossError(
+          absl::StrCat("clickhouse seals: ", path, " line ", line,
+                       " is not 'dataset<TAB>snapshot id<TAB>version'"));
+    }
+    sealed_[fields[0]].emplace_back(fields[1], version);
+  }
+  return absl::OkStatus();
+}
+
+void ClickHouseBackend::SaveSealsLocked() {
+  if (outbox_dir_.empty()) return;
+  std::string text;
+  for (const auto& [dataset, seals] : sealed_) {
+    for (const auto& [id, version] : seals) {
+      absl::StrAppend(&text, dataset, "\t", id, "\t", version, "\n");
+    }
+  }
+  // Replaced atomically (temp file, fsync, rename, folder fsync) before
+  // the snapshot index persists the seal, so a restored snapshot always
+  // finds its cut here.
+  const std::string path = absl::StrCat(outbox_dir_, "/", kSealsFile);
+  const std::string tmp = path + ".tmp";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  bool ok = fd >= 0;
+  size_t done = 0;
+  while (ok && done < text.size()) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  if (fd >= 0) ok = fsync(fd) == 0 && close(fd) == 0 && ok;
+  ok = ok && rename(tmp.c_str(), path.c_str()) == 0;
+  if (ok) {
+    const int dir = open(outbox_dir_.c_str(), O_RDONLY | O_DIRECTORY);
+    ok = dir >= 0 && fsync(dir) == 0;
+    if (dir >= 0) close(dir);
+  }
+  if (!ok) {
+    LogWarning("clickhouse",
+               "could not persist the seal versions to %s: a restart "
+               "restoring this snapshot would read every row written "
+               "before it",
+               path);
+  }
 }
 
 absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeSealed(
@@ -1013,6 +1386,18 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
   ASSIGN_OR_RETURN(PlanSql p, BuildMatched(plan, table_, max_version));
+  // GEOMETRIC_MEAN: the releaser's mechanism defines each value's ln in
+  // fixed point (memoised; data-independent).
+  std::vector<const privacy::GeometricMeanMetric*> geometric(req.metrics_size(),
+                                                             nullptr);
+  std::optional<privacy::QueryReleaser> releaser;
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    if (req.metrics(i).kind() != Metric::GEOMETRIC_MEAN) continue;
+    if (!releaser.has_value()) {
+      ASSIGN_OR_RETURN(releaser, MakeReleaser(plan));
+    }
+    geometric[i] = releaser->geometric_mean(i);
+  }
 
   // Pass 1: the candidate cohorts' values, for their fingerprints
   // (FNV-1a, which 18.16 cannot compute), mapped in with transform(). A
@@ -1084,6 +1469,16 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
     }
     if (m.kind() == Metric::RATE) need(Dim(dim_of(m.rate_of().dimension())));
   }
+  for (int i = 0; i < req.metrics_size(); ++i) {
+    for (const QueryPlan::Control& control : plan.ControlsOf(i)) {
+      if (control.band != nullptr) {
+        need(Has(measure_of(control.band->measure)));
+        need(Fixed(measure_of(control.band->measure)));
+      } else {
+        need(Dim(dim_of(control.name)));
+      }
+    }
+  }
   const std::string hashed = WrapSipHash(
       WrapSipHash(with_fp, k0, k1, "cfp", "account_lo", "cprio", "c"), k0, k1,
       "sfp", "cfp", "sprio", "s");
@@ -1112,9 +1507,18 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
   };
   per_pair("length(ss)", "sum");
   for (const QueryPlan::ContributorGate& g : plan.gates) {
-    const std::string cond =
-        !g.measure.empty() ? elem(Has(measure_of(g.measure)))
-                           : absl::StrCat(elem(Dim(dim_of(g.label))), " != ''");
+    std::string cond =
+        !g.measure.empty()
+            ? absl::StrCat(elem(Has(measure_of(g.measure))), " = 1")
+            : absl::StrCat(elem(Dim(dim_of(g.label))), " != ''");
+    if (g.controls_of >= 0) {
+      // An adjusted metric's gate: the session also has a level of every
+      // control (executor.cc GateSlot::Contributes).
+      ASSIGN_OR_RETURN(
+          ControlsSql controls,
+          BuildControlsSql(ds, plan.ControlsOf(g.controls_of), elem));
+      cond = absl::StrCat("(", cond, ") AND ", controls.all_levels);
+    }
     per_pair(absl::StrCat("arrayExists(t -> ", cond, ", ss)"), "sum");
   }
   std::vector<std::string> sum_maps;  // per QUANTILES metric
@@ -1143,6 +1547,25 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
         per_pair(absl::StrCat("arrayCount(t -> ", d, " != '', ss)"), "sum");
         break;
       }
+      case Metric::GEOMETRIC_MEAN: {
+        // The clamped values' histogram: cohortd sums their ln in fixed
+        // point (GeometricMeanMetric::LogFixedPoint), bit for bit as the
+        // embedded index does.
+        // One entry per kept session with the measure, as QUANTILES.
+        const std::string with =
+            absl::StrCat("arrayFilter(t -> ", elem(Has(j)), ", ss)");
+        const std::string k = absl::StrCat("x", x++);
+        const std::string v = absl::StrCat("x", x++);
+        pair_cols.push_back(absl::StrCat("arrayMap(t -> ", elem(Fixed(j)), ", ",
+                                         with, ") AS ", k));
+        pair_cols.push_back(
+            absl::StrCat("arrayMap(t -> toUInt64(1), ", with, ") AS ", v));
+        const std::string map = absl::StrCat("gm", i);
+        cols.push_back(absl::StrCat("tupleElement(sumMap(", k, ", ", v, ") AS ",
+                                    map, ", 1)"));
+        cols.push_back(absl::StrCat("tupleElement(", map, ", 2)"));
+        break;
+      }
       case Metric::QUANTILES: {
         // The leaf of QuantileTree::Grid: (clamped value - lower_fp) /
         // leaf_width, the value being clamped to the domain already; one
@@ -1169,6 +1592,24 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
       default:
         break;
     }
+    if (!plan.ControlsOf(i).empty()) {
+      // Per pair the sessions' cell keys and values (arrays), per cohort
+      // their sumMaps: rows, y hi, y lo.
+      ASSIGN_OR_RETURN(const AdjustedSql cells,
+                       AdjustedCellsSql(plan, i, p.domains, elem));
+      const std::string k = absl::StrCat("x", x++);
+      pair_cols.push_back(
+          absl::StrCat("arrayMap(t -> ", cells.key, ", ss) AS ", k));
+      for (size_t part = 0; part < cells.values.size(); ++part) {
+        const std::string v = absl::StrCat("x", x++);
+        pair_cols.push_back(
+            absl::StrCat("arrayMap(t -> ", cells.values[part], ", ss) AS ", v));
+        const std::string map = absl::StrCat("a", part, "_", i);
+        cols.push_back(absl::StrCat("tupleElement(sumMap(", k, ", ", v, ") AS ",
+                                    map, ", 1)"));
+        cols.push_back(absl::StrCat("tupleElement(", map, ", 2)"));
+      }
+    }
   }
   const std::string pairs = absl::StrCat(
       "SELECT account_hi, account_lo, ck, any(cprio) AS cp, ",
@@ -1191,7 +1632,9 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
       Run(absl::StrCat("SELECT ", absl::StrJoin(cols, ", "), " FROM (SELECT ",
                        absl::StrJoin(reduce, ", "), " FROM (", pairs,
                        ")) GROUP BY ck FORMAT TabSeparated")));
+  absl::flat_hash_map<std::string, size_t> cohort_of_ck;
   for (const std::vector<std::string>& row : ParseTsv(tsv)) {
+    if (row.empty()) return absl::InternalError("clickhouse: empty row");
     size_t f = 1;
     auto next = [&]() -> absl::StatusOr<std::string> {
       if (f >= row.size()) {
@@ -1254,11 +1697,62 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
           std::sort(s.leaf_counts.begin(), s.leaf_counts.end());
           break;
         }
+        case Metric::GEOMETRIC_MEAN: {
+          ASSIGN_OR_RETURN(std::string ks, next());
+          ASSIGN_OR_RETURN(std::string vs, next());
+          ASSIGN_OR_RETURN(std::vector<int64_t> values, ToArray(ks));
+          ASSIGN_OR_RETURN(std::vector<int64_t> counts, ToArray(vs));
+          if (values.size() != counts.size() || geometric[i] == nullptr) {
+            return absl::InternalError("clickhouse: bad value histogram");
+          }
+          for (size_t k = 0; k < values.size(); ++k) {
+            if (counts[k] <= 0) continue;
+            s.sum_fp += static_cast<__int128>(counts[k]) *
+                        geometric[i]->LogFixedPoint(values[k]);
+            s.sessions += counts[k];
+          }
+          break;
+        }
         default:
           break;
       }
+      if (!plan.ControlsOf(i).empty()) {
+        std::vector<std::vector<int64_t>> columns;
+        for (int k = 0; k < 6; ++k) {
+          ASSIGN_OR_RETURN(std::string a, next());
+          ASSIGN_OR_RETURN(std::vector<int64_t> v, ToArray(a));
+          columns.push_back(std::move(v));
+        }
+        ASSIGN_OR_RETURN(s.adjusted,
+                         ParseAdjustedCells(columns, plan.ControlsOf(i)));
+      }
     }
+    cohort_of_ck[row[0]] = stats.cohorts.size();
     stats.cohorts.push_back(std::move(c));
+  }
+  if (req.interval() == cohortd::v1::NOISE_AND_SAMPLING) {
+    // Each account's totals need the kept sessions as rows: the pairs'
+    // arrays (already bounded) unrolled, for these queries only.
+    std::vector<std::string> unpack = {"account_hi", "account_lo", "ck"};
+    for (size_t c = 0; c < payload.size(); ++c) {
+      unpack.push_back(
+          absl::StrCat("tupleElement(s, ", c + 3, ") AS ", payload[c]));
+    }
+    const std::string kept =
+        absl::StrCat("SELECT ", absl::StrJoin(unpack, ", "), " FROM (", pairs,
+                     ") ARRAY JOIN ss AS s");
+    ASSIGN_OR_RETURN(std::string totals_tsv, Run(AccountTotalsSql(plan, kept)));
+    for (const std::vector<std::string>& row : ParseTsv(totals_tsv)) {
+      auto it = row.empty() ? cohort_of_ck.end() : cohort_of_ck.find(row[0]);
+      if (it == cohort_of_ck.end() ||
+          row.size() != static_cast<size_t>(req.metrics_size()) + 1) {
+        return absl::InternalError("clickhouse: bad account totals row");
+      }
+      for (int i = 0; i < req.metrics_size(); ++i) {
+        ASSIGN_OR_RETURN(stats.cohorts[it->second].metrics[i].account_totals,
+                         ToTotals(row[i + 1]));
+      }
+    }
   }
   std::sort(stats.cohorts.begin(), stats.cohorts.end(),
             [](const CohortStatistics& a, const CohortStatistics& b) {

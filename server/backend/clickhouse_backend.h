@@ -37,6 +37,15 @@
 // months of the group dimensions: two columns, no assembly) so cohortd can
 // compute their fingerprints (FNV-1a, as the executor does), which the
 // main statement maps in with transform().
+// Measure filters apply to the stored fixed-point value before bounding;
+// GEOMETRIC_MEAN returns, per pair then summed per cohort, a histogram of
+// clamped values (cohortd sums their LogFixedPoint); adjusted metrics
+// return regression cells keyed by the packed control levels (sumMaps of
+// per-pair arrays); gates of adjusted metrics also require every control's
+// level. NOISE_AND_SAMPLING adds, for those queries only, a statement that
+// unrolls the same kept pairs into sessions (ARRAY JOIN) and returns each
+// account's (y, n) totals per cohort. GEOMETRIC_MEAN with
+// NOISE_AND_SAMPLING is refused (FailedPrecondition).
 //
 // Durability: see ClickHouseOptions::outbox_dir and OnCommitted. One node
 // only so far: a Distributed table (storage.clickhouse.cluster) is not
@@ -61,9 +70,9 @@
 #include "server/backend/clickhouse_client.h"
 #include "server/backend/query_backend.h"
 #include "server/config/config.h"
+#include "server/index/snapshot.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
-#include "server/index/snapshot.h"
 
 namespace cohortd {
 
@@ -171,7 +180,13 @@ class ClickHouseBackend : public QueryBackend,
       const QueryPlan& plan, absl::string_view bounding_key,
       absl::string_view snapshot_id) const override;
 
-  // SealObserver (under the snapshot index's buffer lock).
+  // SealObserver (under the snapshot index's buffer lock). OnSealed
+  // records the version cut of snapshot `id`; with outbox_dir set it also
+  // persists the recent cuts (synced) in the outbox folder, so a snapshot
+  // restored after a restart (told again by SetSealObserver) reads the same
+  // rows as before it. An id seen before keeps its recorded cut, raised
+  // only for the start snapshot to what Ship sent before this first seal
+  // (a backfill at start, which belongs to the start snapshot).
   void OnBuffered(const DatasetSpec& dataset) override;
   void OnSealed(const DatasetSpec& dataset, const std::string& id) override;
 
@@ -220,6 +235,12 @@ class ClickHouseBackend : public QueryBackend,
   absl::StatusOr<BoundedStatistics> ComputeUpTo(const QueryPlan& plan,
                                                 absl::string_view bounding_key,
                                                 uint64_t max_version) const;
+  // Reads the seals file (SaveSealsLocked) into sealed_. Errors: DataLoss
+  // when it cannot be read or a line does not parse.
+  absl::Status LoadSeals(const std::string& path);
+  // Rewrites the seals file from sealed_ (when outbox_dir is set); a
+  // failure is logged.
+  void SaveSealsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(seal_mu_);
   // Execute, counting a failure in cohortd_clickhouse_errors_total.
   absl::StatusOr<std::string> Run(const std::string& sql) const;
 
@@ -239,6 +260,10 @@ class ClickHouseBackend : public QueryBackend,
   // The version the start snapshot reads up to: every row written before
   // this process started, and what Ship sent before the first seal.
   uint64_t initial_version_ ABSL_GUARDED_BY(seal_mu_) = 0;
+  // Whether this process has observed a seal yet (the seals file's cuts
+  // do not count), and the last version Ship sent before it (0: none).
+  bool seal_observed_ ABSL_GUARDED_BY(seal_mu_) = false;
+  uint64_t shipped_before_seal_ ABSL_GUARDED_BY(seal_mu_) = 0;
   mutable absl::Mutex seal_mu_;
   // Per dataset: the last version enqueued, the last one the snapshot
   // index has buffered, and the recent seals (id, version), oldest first.

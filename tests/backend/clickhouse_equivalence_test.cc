@@ -6,7 +6,11 @@
 // seeded random source, identical releases. Contribution bounding bites
 // (L0 = 2, Linf = 3), updates and deletions are applied to both, and a
 // measure with a negative range exercises the fixed point and the split
-// sums. Skipped, with the reason, only when clickhouse-server is absent.
+// sums. Main's analyst features too: measure filters, GEOMETRIC_MEAN,
+// NOISE_AND_SAMPLING (per-account totals) and adjust_for (regression
+// cells, dimension and band controls); the one combination ClickHouse
+// cannot compute exactly is refused. Skipped, with the reason, only when
+// clickhouse-server is absent.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -53,7 +57,8 @@ std::string DescribeStats(const CohortStatistics& c) {
   for (const MetricStatistics& m : c.metrics) {
     absl::StrAppend(
         &s, " {n=", m.sessions, " sum=", static_cast<int64_t>(m.sum_fp),
-        " match=", m.matching, " leaves=", m.leaf_counts.size(), "}");
+        " match=", m.matching, " leaves=", m.leaf_counts.size(),
+        " totals=", m.account_totals.size(), " cells=", m.adjusted.size(), "}");
   }
   return s;
 }
@@ -84,6 +89,10 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
     ds.privacy.max_cohorts_per_account = 2;
     ds.privacy.max_sessions_per_cohort = 3;
     ds.measures.push_back({"delta", -50, 50, 0.0, std::nullopt, 0.5});
+    ds.bands.push_back({"lines_band",
+                        "lines_added",
+                        {100, 1000, 5000},
+                        {"small", "medium", "large", "huge"}});
     ASSERT_OK_AND_ASSIGN(
         index_, ColumnarIndex::Create({&ds}, ColumnarIndex::Options()));
     ClickHouseOptions options;
@@ -186,6 +195,12 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
     for (const std::string& v : any_of) m.mutable_rate_of()->add_any_of(v);
     return m;
   }
+  static Metric Named(Metric m, const std::string& name,
+                      const std::vector<std::string>& adjust_for = {}) {
+    m.set_name(name);
+    for (const std::string& a : adjust_for) m.add_adjust_for(a);
+    return m;
+  }
   static AggregateRequest Request(std::vector<std::string> group_by,
                                   std::vector<Metric> metrics) {
     AggregateRequest r;
@@ -198,7 +213,10 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
 
   // Both backends' statistics of `request`, compared, then both released
   // with the same seeded source: identical responses.
-  void ExpectEquivalent(const AggregateRequest& request) {
+  // `embedded_out` (optional) receives the embedded statistics, for tests
+  // that check they exercise what they mean to.
+  void ExpectEquivalent(const AggregateRequest& request,
+                        BoundedStatistics* embedded_out = nullptr) {
     ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config_, request));
     ASSERT_OK_AND_ASSIGN(auto view, index_->Read("sessions"));
     ASSERT_OK_AND_ASSIGN(BoundedStatistics embedded,
@@ -206,6 +224,7 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(BoundedStatistics remote,
                          backend_->Compute(plan, kKey));
     ASSERT_FALSE(embedded.cohorts.empty()) << plan.canonical_json;
+    if (embedded_out != nullptr) *embedded_out = embedded;
     ASSERT_EQ(embedded.cohorts.size(), remote.cohorts.size())
         << plan.canonical_json;
     bool bounded = false;
@@ -297,6 +316,112 @@ TEST_F(ClickHouseEquivalenceTest, CandidatesFromTheAssembly) {
       Request({"task_topic", "month"},
               {Kind(Metric::SESSIONS), Kind(Metric::MEAN, "lines_added"),
                Rate("outcome", {"failure"})}));
+}
+
+TEST_F(ClickHouseEquivalenceTest, MeasureFiltersAndGeometricMean) {
+  AggregateRequest r = Request(
+      {"expertise"}, {Kind(Metric::GEOMETRIC_MEAN, "lines_added"),
+                      Kind(Metric::GEOMETRIC_MEAN, "actions_per_prompt"),
+                      Kind(Metric::MEAN, "delta"), Kind(Metric::SESSIONS)});
+  // Out-of-range values are stored clamped: the filter compares those.
+  auto* f = r.add_measure_filters();
+  f->set_measure("actions_per_prompt");
+  f->set_at_least(0);
+  f->set_below(150);
+  auto* g = r.add_measure_filters();
+  g->set_measure("delta");
+  g->set_above(-20.5);
+  ExpectEquivalent(r);
+}
+
+TEST_F(ClickHouseEquivalenceTest, SamplingIntervalsPerAccountTotals) {
+  AggregateRequest r =
+      Request({"work_mode"},
+              {Kind(Metric::SESSIONS), Kind(Metric::SUM, "lines_added"),
+               Kind(Metric::MEAN, "delta"), Rate("outcome", {"success"})});
+  r.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+  BoundedStatistics stats;
+  ExpectEquivalent(r, &stats);
+  // Every metric carries per-account totals in every cohort.
+  for (const CohortStatistics& c : stats.cohorts) {
+    for (const MetricStatistics& m : c.metrics) {
+      EXPECT_FALSE(m.account_totals.empty());
+    }
+  }
+}
+
+TEST_F(ClickHouseEquivalenceTest, AdjustedMetricsDimensionAndBandControls) {
+  AggregateRequest r = Request(
+      {"expertise"}, {Named(Rate("outcome", {"success", "partial"}), "raw"),
+                      Named(Rate("outcome", {"success", "partial"}), "adjusted",
+                            {"work_mode", "lines_band"}),
+                      Named(Kind(Metric::MEAN, "delta"), "delta_adjusted",
+                            {"month", "outcome"})});
+  // A month control's public levels are the filter's months.
+  auto* f = r.add_filters();
+  f->set_dimension("month");
+  f->add_any_of("2026-01");
+  f->add_any_of("2026-02");
+  BoundedStatistics stats;
+  ExpectEquivalent(r, &stats);
+  // Canonical order: "adjusted", "delta_adjusted", "raw"; the adjusted
+  // metrics have cells of several levels.
+  size_t cells = 0;
+  for (const CohortStatistics& c : stats.cohorts) {
+    cells += c.metrics[0].adjusted.size() + c.metrics[1].adjusted.size();
+    EXPECT_TRUE(c.metrics[2].adjusted.empty());
+  }
+  EXPECT_GT(cells, 2 * stats.cohorts.size());
+}
+
+// The analyst features on the candidate list from the assembled sessions:
+// adjusted cells, a measure filter, GEOMETRIC_MEAN, and the per-account
+// totals of NOISE_AND_SAMPLING (which unroll the same bounded pairs).
+TEST_F(ClickHouseEquivalenceTest, FeaturesWithCandidatesFromTheAssembly) {
+  ClickHouseOptions options;
+  options.endpoint.url = server_->url();
+  // As SetUp loaded.
+  options.database = "eq_FeaturesWithCandidatesFromTheAssembly";
+  options.max_candidate_cohorts = 1;
+  ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
+  AggregateRequest adjusted =
+      Request({"expertise", "month"},
+              {Named(Rate("outcome", {"success"}), "adjusted", {"work_mode"}),
+               Kind(Metric::GEOMETRIC_MEAN, "lines_added")});
+  auto* f = adjusted.add_measure_filters();
+  f->set_measure("delta");
+  f->set_above(-20.5);
+  ExpectEquivalent(adjusted);
+  AggregateRequest sampled =
+      Request({"task_topic"},
+              {Kind(Metric::SUM, "lines_added"), Rate("outcome", {"failure"})});
+  sampled.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+  BoundedStatistics stats;
+  ExpectEquivalent(sampled, &stats);
+  EXPECT_FALSE(stats.cohorts.empty());
+  for (const CohortStatistics& c : stats.cohorts) {
+    for (const MetricStatistics& m : c.metrics) {
+      EXPECT_FALSE(m.account_totals.empty());
+    }
+  }
+}
+
+// The one combination the ClickHouse backend cannot compute bit for bit
+// (per-account sums of ln values) is refused, naming the feature and the
+// storage engine, never answered differently.
+TEST_F(ClickHouseEquivalenceTest, GeometricMeanWithSamplingIsRefused) {
+  AggregateRequest r =
+      Request({"expertise"}, {Kind(Metric::GEOMETRIC_MEAN, "lines_added")});
+  r.set_interval(cohortd::v1::NOISE_AND_SAMPLING);
+  ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config_, r));
+  absl::StatusOr<BoundedStatistics> stats = backend_->Compute(plan, kKey);
+  ASSERT_EQ(stats.status().code(), absl::StatusCode::kFailedPrecondition)
+      << stats.status();
+  EXPECT_THAT(
+      std::string(stats.status().message()),
+      ::testing::AllOf(::testing::HasSubstr("GEOMETRIC_MEAN"),
+                       ::testing::HasSubstr("NOISE_AND_SAMPLING"),
+                       ::testing::HasSubstr("storage.engine: clickhouse")));
 }
 
 }  // namespace

@@ -3,8 +3,12 @@
 // observation reaches ClickHouse, also one whose first commit reached
 // cohortd's store but never the outbox. Skipped, with the reason, only when
 // clickhouse-server is absent.
+#include <unistd.h>
+
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -16,11 +20,11 @@
 #include "server/backend/tee_listener.h"
 #include "server/common/clock.h"
 #include "server/crypto/pseudonymizer.h"
+#include "server/engine/query_plan.h"
+#include "server/index/columnar_index.h"
+#include "server/index/snapshot.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
-#include "server/index/columnar_index.h"
-#include "server/engine/query_plan.h"
-#include "server/index/snapshot.h"
 #include "server/storage/mem_store.h"
 #include "tests/backend/clickhouse_server.h"
 #include "tests/common/status_matchers.h"
@@ -240,6 +244,82 @@ TEST_F(ClickHouseOutboxTest, QueriesReadTheSealedSnapshot) {
   while (backend->outbox_batches() > 0) absl::SleepFor(absl::Milliseconds(20));
   EXPECT_EQ(sessions_of(third).value_or(-1), 9);
   EXPECT_EQ(sessions_of(second).value_or(-1), 7);
+}
+
+// A snapshot restored after a restart (main's persisted seals: the same
+// snapshot id is served again) reads the rows it held when it was sealed,
+// not the commits made after the seal and before the restart: the seal's
+// version cut is persisted with the outbox and found again.
+TEST_F(ClickHouseOutboxTest, RestoredSnapshotReadsItsSealedRows) {
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/ch_seals_", getpid(), "_",
+                   absl::ToUnixNanos(absl::Now()));
+  options_.outbox_dir = dir;
+  const DatasetSpec& ds = config_.datasets[0];
+  auto sessions = [](int from, int to) {
+    std::vector<CommittedSession> out;
+    for (int i = from; i < to; ++i) {
+      CommittedSession s;
+      s.session_id = absl::StrCat("s", i);
+      s.account_pseudonym =
+          absl::StrCat("acct-", i, std::string(32, '#')).substr(0, 32);
+      s.session_start_unix_seconds = kJan2026 + i;
+      s.labels.emplace_back("work_mode", std::string("fix"));
+      out.push_back(std::move(s));
+    }
+    return out;
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<ClickHouseBackend> backend,
+                         ClickHouseBackend::Create(options_));
+    backend->OnSealed(ds, "at-start");
+    backend->OnCommitted(ds, sessions(0, 10));
+    backend->OnBuffered(ds);
+    backend->OnSealed(ds, "sealed");
+    backend->OnCommitted(ds, sessions(10, 25));  // after the seal
+    backend->OnBuffered(ds);
+    ASSERT_EQ(backend->outbox_batches(), 0u);
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ClickHouseBackend> restarted,
+                       ClickHouseBackend::Create(options_));
+  // What SetSealObserver tells it for the restored snapshot.
+  restarted->OnSealed(ds, "sealed");
+  cohortd::v1::AggregateRequest request;
+  request.set_dataset("sessions");
+  request.add_group_by("work_mode");
+  request.set_epsilon(1);
+  cohortd::v1::Metric* m = request.add_metrics();
+  m->set_kind(cohortd::v1::Metric::SESSIONS);
+  ASSERT_OK_AND_ASSIGN(QueryPlan plan, PlanQuery(config_, request));
+  auto total = [](const BoundedStatistics& stats) {
+    int64_t n = 0;
+    for (const CohortStatistics& c : stats.cohorts) n += c.sessions;
+    return n;
+  };
+  ASSERT_OK_AND_ASSIGN(
+      BoundedStatistics sealed,
+      restarted->ComputeSealed(plan, "0123456789abcdef", "sealed"));
+  EXPECT_EQ(total(sealed), 10);
+  ASSERT_OK_AND_ASSIGN(BoundedStatistics all,
+                       restarted->Compute(plan, "0123456789abcdef"));
+  EXPECT_EQ(total(all), 25);
+  restarted.reset();
+
+  // Switched to another database with the same data dir: the backfill at
+  // start ships the store's sessions (Ship before the first seal) into a
+  // table the recorded cut never saw; the restored snapshot reads them
+  // (they belong to the start snapshot), not an empty table.
+  options_.database = absl::StrCat(options_.database, "_switched");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ClickHouseBackend> switched,
+                       ClickHouseBackend::Create(options_));
+  ASSERT_OK(switched->Ship(ds, sessions(0, 25)));
+  switched->OnSealed(ds, "sealed");
+  ASSERT_OK_AND_ASSIGN(
+      BoundedStatistics backfilled,
+      switched->ComputeSealed(plan, "0123456789abcdef", "sealed"));
+  EXPECT_EQ(total(backfilled), 25);
+  switched.reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
