@@ -728,7 +728,8 @@ absl::StatusOr<std::vector<privacy::AccountTotal>> ToTotals(
 // MetricSlot::RecordAccount), from the kept sessions `kept`: one GROUP BY
 // per (account, cohort), then the accounts' pairs with n > 0 per cohort.
 // Returns the SELECT, whose rows are ck then one array per metric.
-std::string AccountTotalsSql(const QueryPlan& plan, const std::string& kept) {
+std::string AccountTotalsSql(const QueryPlan& plan, const std::string& kept,
+                             const std::string& settings) {
   const DatasetSpec& ds = *plan.dataset;
   const cohortd::v1::AggregateRequest& req = plan.canonical;
   std::vector<std::string> per_account = {"ck"};
@@ -768,16 +769,31 @@ std::string AccountTotalsSql(const QueryPlan& plan, const std::string& kept) {
   return absl::StrCat("SELECT ", absl::StrJoin(per_cohort, ", "),
                       " FROM (SELECT ", absl::StrJoin(per_account, ", "),
                       " FROM (", kept,
-                      ") GROUP BY account_hi, account_lo, ck) GROUP BY ck "
-                      "FORMAT TabSeparated");
+                      ") GROUP BY account_hi, account_lo, ck) GROUP BY ck",
+                      settings, " FORMAT TabSeparated");
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
     const ClickHouseOptions& options, MetricsRegistry* metrics) {
+  for (char c : options.cluster) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("storage.clickhouse.cluster: '", options.cluster,
+                       "' must be letters, digits and underscores"));
+    }
+  }
+  ClickHouseEndpoint endpoint = options.endpoint;
+  if (!options.cluster.empty()) {
+    // An insert into the Distributed table returns once the shard holds
+    // the rows (not when the initiator queued them on its own disk), so
+    // the outbox truncates only what the shard confirmed.
+    if (!endpoint.settings.empty()) endpoint.settings += "&";
+    endpoint.settings += "insert_distributed_sync=1";
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<ClickHouseClient> client,
-                   ClickHouseClient::Create(options.endpoint));
+                   ClickHouseClient::Create(endpoint));
   const std::string db = absl::StrCat("`", options.database, "`");
   for (char c : options.database) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
@@ -790,21 +806,58 @@ absl::StatusOr<std::unique_ptr<ClickHouseBackend>> ClickHouseBackend::Create(
       client->Execute(absl::StrCat("CREATE DATABASE IF NOT EXISTS ", db))
           .status());
   const std::string table = absl::StrCat(db, ".observations");
+  const std::string columns =
+      " (dataset String, month UInt32, account_hi UInt64, "
+      "account_lo UInt64, session String, session_fp UInt64, "
+      "start Int64, name String, present UInt8, label String, "
+      "value_bits UInt64, version UInt64) ";
+  // On a cluster the rows live in observations_local on each shard; the
+  // Distributed table `observations` routes every account to one shard by
+  // a hash of its pseudonymous key (a function of the account only, so
+  // every row of an account, whichever node inserts it, goes to the same
+  // shard; hashed, so shards fill evenly whatever the pseudonyms look like).
   RETURN_IF_ERROR(
       client
           ->Execute(absl::StrCat(
-              "CREATE TABLE IF NOT EXISTS ", table,
-              " (dataset String, month UInt32, account_hi UInt64, "
-              "account_lo UInt64, session String, session_fp UInt64, "
-              "start Int64, name String, present UInt8, label String, "
-              "value_bits UInt64, version UInt64) "
+              "CREATE TABLE IF NOT EXISTS ",
+              options.cluster.empty() ? table
+                                      : absl::StrCat(db, ".observations_local"),
+              columns,
               "ENGINE = ReplacingMergeTree(version) PARTITION BY month "
               "ORDER BY (dataset, account_hi, account_lo, session, name, "
               "version)"))
           .status());
+  if (!options.cluster.empty()) {
+    RETURN_IF_ERROR(
+        client
+            ->Execute(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
+                                   columns, "ENGINE = Distributed(",
+                                   options.cluster, ", '", options.database,
+                                   "', 'observations_local', "
+                                   "cityHash64(account_hi, account_lo))"))
+            .status());
+    // A node that ran without a cluster has a plain `observations`; using
+    // it as if it were distributed would read one shard only.
+    ASSIGN_OR_RETURN(
+        std::string engine,
+        client->Execute(absl::StrCat(
+            "SELECT engine FROM system.tables WHERE database = ",
+            QuoteSql(options.database), " AND name = 'observations'")));
+    if (absl::StripAsciiWhitespace(engine) != "Distributed") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("storage.clickhouse.cluster is '", options.cluster,
+                       "' but ", options.database, ".observations is a ",
+                       absl::StripAsciiWhitespace(engine),
+                       " table, not Distributed (created without a cluster)"));
+    }
+  }
   std::unique_ptr<ClickHouseBackend> backend(new ClickHouseBackend(
       std::move(client), table, options.retry_every, metrics));
   backend->max_outbox_bytes_ = options.max_outbox_bytes;
+  if (!options.cluster.empty()) {
+    backend->statistics_settings_ =
+        " SETTINGS distributed_group_by_no_merge = 1";
+  }
   backend->max_candidate_cohorts_ = options.max_candidate_cohorts;
   backend->ack_wait_ = options.ack_wait;
   if (!options.outbox_dir.empty()) {
@@ -1631,7 +1684,8 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
       std::string tsv,
       Run(absl::StrCat("SELECT ", absl::StrJoin(cols, ", "), " FROM (SELECT ",
                        absl::StrJoin(reduce, ", "), " FROM (", pairs,
-                       ")) GROUP BY ck FORMAT TabSeparated")));
+                       ")) GROUP BY ck", statistics_settings_,
+                       " FORMAT TabSeparated")));
   absl::flat_hash_map<std::string, size_t> cohort_of_ck;
   for (const std::vector<std::string>& row : ParseTsv(tsv)) {
     if (row.empty()) return absl::InternalError("clickhouse: empty row");
@@ -1741,7 +1795,8 @@ absl::StatusOr<BoundedStatistics> ClickHouseBackend::ComputeUpTo(
     const std::string kept =
         absl::StrCat("SELECT ", absl::StrJoin(unpack, ", "), " FROM (", pairs,
                      ") ARRAY JOIN ss AS s");
-    ASSIGN_OR_RETURN(std::string totals_tsv, Run(AccountTotalsSql(plan, kept)));
+    ASSIGN_OR_RETURN(std::string totals_tsv,
+                     Run(AccountTotalsSql(plan, kept, statistics_settings_)));
     for (const std::vector<std::string>& row : ParseTsv(totals_tsv)) {
       auto it = row.empty() ? cohort_of_ck.end() : cohort_of_ck.find(row[0]);
       if (it == cohort_of_ck.end() ||

@@ -47,9 +47,20 @@
 // account's (y, n) totals per cohort. GEOMETRIC_MEAN with
 // NOISE_AND_SAMPLING is refused (FailedPrecondition).
 //
-// Durability: see ClickHouseOptions::outbox_dir and OnCommitted. One node
-// only so far: a Distributed table (storage.clickhouse.cluster) is not
-// created yet.
+// Durability: see ClickHouseOptions::outbox_dir and OnCommitted.
+//
+// Cluster (ClickHouseOptions::cluster): the rows live in a local table
+// `observations_local` on every shard, behind a `Distributed` table
+// `observations` sharded by cityHash64 of the pseudonymous account, so all
+// rows of an account, hence of its sessions, sit on one shard. Inserts go
+// through the Distributed table synchronously (insert_distributed_sync=1:
+// confirmed once the shard has the rows). The statistics statements read
+// the Distributed table with distributed_group_by_no_merge=1: the session
+// assembly (GROUP BY account, session) runs complete on each shard and the
+// initiator unions the sessions, exact because no session spans shards;
+// bounding and the per-cohort sums then run on the initiator. 18.16's
+// ON CLUSTER needs ZooKeeper, so Create() makes the schema on the node it
+// talks to: point it (or cohortd once) at each shard.
 //
 // Thread-safety: thread-safe.
 #ifndef COHORTD_SERVER_BACKEND_CLICKHOUSE_BACKEND_H_
@@ -79,6 +90,9 @@ namespace cohortd {
 struct ClickHouseOptions {
   ClickHouseEndpoint endpoint;
   std::string database = "cohortd";
+  // storage.clickhouse.cluster: a <remote_servers> cluster name; "" = one
+  // node (a plain table `observations`). See the class comment.
+  std::string cluster;
   // How often a queued batch is retried while ClickHouse refuses it.
   absl::Duration retry_every = absl::Seconds(1);
   // Where the outbox keeps each batch until ClickHouse confirms it, one
@@ -246,6 +260,8 @@ class ClickHouseBackend : public QueryBackend,
 
   const std::unique_ptr<ClickHouseClient> client_;
   const std::string table_;
+  // " SETTINGS ..." of the statistics statements ("" on one node).
+  std::string statistics_settings_;
   const absl::Duration retry_every_;
   MetricsRegistry* const metrics_;
   std::atomic<uint64_t> last_version_{0};

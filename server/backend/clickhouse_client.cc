@@ -83,7 +83,10 @@ absl::StatusOr<std::string> ClickHouseClient::Post(
 
 absl::StatusOr<std::string> ClickHouseClient::Execute(
     absl::string_view sql) const {
-  return Post(absl::StrCat(endpoint_.url, "/"), sql);
+  return Post(endpoint_.settings.empty()
+                  ? absl::StrCat(endpoint_.url, "/")
+                  : absl::StrCat(endpoint_.url, "/?", endpoint_.settings),
+              sql);
 }
 
 absl::Status ClickHouseClient::Insert(absl::string_view insert_sql,
@@ -93,6 +96,8 @@ absl::Status ClickHouseClient::Insert(absl::string_view insert_sql,
   char* escaped = curl_easy_escape(curl, insert_sql.data(),
                                    static_cast<int>(insert_sql.size()));
   std::string url = absl::StrCat(endpoint_.url, "/?query=", escaped);
+  if (!endpoint_.settings.empty())
+    absl::StrAppend(&url, "&", endpoint_.settings);
   curl_free(escaped);
   curl_easy_cleanup(curl);
   return Post(url, rows).status();

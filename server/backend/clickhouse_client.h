@@ -22,6 +22,9 @@ struct ClickHouseEndpoint {
   std::string user = "default";
   std::string password;  // the password file's contents, if any
   absl::Duration timeout = absl::Seconds(300);
+  // Settings sent with every request as URL parameters ("name=value&..."),
+  // e.g. insert_distributed_sync=1 for a Distributed table. "" = none.
+  std::string settings;
 };
 
 class ClickHouseClient {

@@ -205,6 +205,7 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
     ch.endpoint.url = cfg.storage.clickhouse.url;
     ch.endpoint.user = cfg.storage.clickhouse.user;
     ch.database = cfg.storage.clickhouse.database;
+    ch.cluster = cfg.storage.clickhouse.cluster;  // "" = one node
     ch.outbox_dir = cfg.data_dir + "/clickhouse-outbox";
     ch.max_outbox_bytes = cfg.storage.clickhouse.max_outbox_bytes;
     if (!cfg.storage.clickhouse.password_file.empty()) {

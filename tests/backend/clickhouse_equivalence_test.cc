@@ -11,12 +11,26 @@
 // cells, dimension and band controls); the one combination ClickHouse
 // cannot compute exactly is refused. Skipped, with the reason, only when
 // clickhouse-server is absent.
+//
+// Built twice: clickhouse_cluster_test (COHORTD_CH_CLUSTER=1) runs a
+// subset (sessions, accounts, sums, means, rates, quantiles, open-domain
+// and month cohorts, candidates from the assembly, per-account totals)
+// against a 2-shard cluster of two local servers behind the Distributed
+// table (issue 10, item 4), and checks that every account's rows sit on
+// exactly one shard.
+#ifndef COHORTD_CH_CLUSTER
+#define COHORTD_CH_CLUSTER 0
+#endif
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -36,6 +50,7 @@ using cohortd::v1::Metric;
 
 constexpr int64_t kJan2026 = 1767225600;
 constexpr char kKey[] = "k3y-0f-16-bytes!";
+constexpr char kCluster[] = "cohortd_test";
 
 // SplitMix64: test data only (never noise).
 struct Mix {
@@ -67,13 +82,37 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (testing::ClickHouseServerBinary().empty()) return;
+#if COHORTD_CH_CLUSTER
+    auto nodes = testing::ClickHouseServer::StartCluster(kCluster, 2);
+    ASSERT_OK(nodes);
+    for (auto& node : *nodes) shards_.push_back(node.release());
+    server_ = shards_[0];
+#else
     auto server = testing::ClickHouseServer::Start();
     ASSERT_OK(server);
     server_ = server->release();
+#endif
   }
   static void TearDownTestSuite() {
-    delete server_;
+    if (shards_.empty()) delete server_;
+    for (testing::ClickHouseServer* node : shards_) delete node;
+    shards_.clear();
     server_ = nullptr;
+  }
+
+  // The options of a backend on the test's database (on the cluster when
+  // built as clickhouse_cluster_test, whose schema exists on every shard:
+  // 18.16 has no ON CLUSTER without ZooKeeper, so Create() runs once per
+  // node, as an operator would point cohortd at each).
+  static ClickHouseOptions Options(const std::string& url) {
+    ClickHouseOptions options;
+    options.endpoint.url = url;
+    options.database = absl::StrCat(
+        "eq_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+#if COHORTD_CH_CLUSTER
+    options.cluster = kCluster;
+#endif
+    return options;
   }
 
   void SetUp() override {
@@ -95,11 +134,11 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
                         {"small", "medium", "large", "huge"}});
     ASSERT_OK_AND_ASSIGN(
         index_, ColumnarIndex::Create({&ds}, ColumnarIndex::Options()));
-    ClickHouseOptions options;
-    options.endpoint.url = server_->url();
-    options.database = absl::StrCat(
-        "eq_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
+    for (size_t n = 1; n < shards_.size(); ++n) {
+      ASSERT_OK(ClickHouseBackend::Create(Options(shards_[n]->url())).status());
+    }
+    ASSERT_OK_AND_ASSIGN(backend_,
+                         ClickHouseBackend::Create(Options(server_->url())));
     Load();
   }
 
@@ -253,23 +292,27 @@ class ClickHouseEquivalenceTest : public ::testing::Test {
     }
   }
 
-  static testing::ClickHouseServer* server_;
+  static testing::ClickHouseServer* server_;  // the node cohortd talks to
+  static std::vector<testing::ClickHouseServer*> shards_;  // cluster only
   Config config_;
   std::unique_ptr<ColumnarIndex> index_;
   std::unique_ptr<ClickHouseBackend> backend_;
 };
 
 testing::ClickHouseServer* ClickHouseEquivalenceTest::server_ = nullptr;
+std::vector<testing::ClickHouseServer*> ClickHouseEquivalenceTest::shards_;
 
 TEST_F(ClickHouseEquivalenceTest, SessionsAndAccountsByClosedDimensions) {
   ExpectEquivalent(Request({"work_mode", "expertise"},
                            {Kind(Metric::SESSIONS), Kind(Metric::ACCOUNTS)}));
 }
 
+#if !COHORTD_CH_CLUSTER
 TEST_F(ClickHouseEquivalenceTest, NoGroupBy) {
   ExpectEquivalent(
       Request({}, {Kind(Metric::SESSIONS), Kind(Metric::SUM, "delta")}));
 }
+#endif  // !COHORTD_CH_CLUSTER
 
 TEST_F(ClickHouseEquivalenceTest, SumAndMeanWithGates) {
   ExpectEquivalent(Request(
@@ -307,9 +350,7 @@ TEST_F(ClickHouseEquivalenceTest, OpenDomainAndMonthCohorts) {
 // sessions (the path of a large product of stored values) rather than
 // from the stored labels and months.
 TEST_F(ClickHouseEquivalenceTest, CandidatesFromTheAssembly) {
-  ClickHouseOptions options;
-  options.endpoint.url = server_->url();
-  options.database = "eq_CandidatesFromTheAssembly";  // as SetUp loaded
+  ClickHouseOptions options = Options(server_->url());  // as SetUp loaded
   options.max_candidate_cohorts = 1;
   ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
   ExpectEquivalent(
@@ -318,6 +359,7 @@ TEST_F(ClickHouseEquivalenceTest, CandidatesFromTheAssembly) {
                Rate("outcome", {"failure"})}));
 }
 
+#if !COHORTD_CH_CLUSTER
 TEST_F(ClickHouseEquivalenceTest, MeasureFiltersAndGeometricMean) {
   AggregateRequest r = Request(
       {"expertise"}, {Kind(Metric::GEOMETRIC_MEAN, "lines_added"),
@@ -333,6 +375,7 @@ TEST_F(ClickHouseEquivalenceTest, MeasureFiltersAndGeometricMean) {
   g->set_above(-20.5);
   ExpectEquivalent(r);
 }
+#endif  // !COHORTD_CH_CLUSTER
 
 TEST_F(ClickHouseEquivalenceTest, SamplingIntervalsPerAccountTotals) {
   AggregateRequest r =
@@ -350,6 +393,7 @@ TEST_F(ClickHouseEquivalenceTest, SamplingIntervalsPerAccountTotals) {
   }
 }
 
+#if !COHORTD_CH_CLUSTER
 TEST_F(ClickHouseEquivalenceTest, AdjustedMetricsDimensionAndBandControls) {
   AggregateRequest r = Request(
       {"expertise"}, {Named(Rate("outcome", {"success", "partial"}), "raw"),
@@ -373,15 +417,14 @@ TEST_F(ClickHouseEquivalenceTest, AdjustedMetricsDimensionAndBandControls) {
   }
   EXPECT_GT(cells, 2 * stats.cohorts.size());
 }
+#endif  // !COHORTD_CH_CLUSTER
 
+#if !COHORTD_CH_CLUSTER
 // The analyst features on the candidate list from the assembled sessions:
 // adjusted cells, a measure filter, GEOMETRIC_MEAN, and the per-account
 // totals of NOISE_AND_SAMPLING (which unroll the same bounded pairs).
 TEST_F(ClickHouseEquivalenceTest, FeaturesWithCandidatesFromTheAssembly) {
-  ClickHouseOptions options;
-  options.endpoint.url = server_->url();
-  // As SetUp loaded.
-  options.database = "eq_FeaturesWithCandidatesFromTheAssembly";
+  ClickHouseOptions options = Options(server_->url());  // as SetUp loaded
   options.max_candidate_cohorts = 1;
   ASSERT_OK_AND_ASSIGN(backend_, ClickHouseBackend::Create(options));
   AggregateRequest adjusted =
@@ -405,7 +448,9 @@ TEST_F(ClickHouseEquivalenceTest, FeaturesWithCandidatesFromTheAssembly) {
     }
   }
 }
+#endif  // !COHORTD_CH_CLUSTER
 
+#if !COHORTD_CH_CLUSTER
 // The one combination the ClickHouse backend cannot compute bit for bit
 // (per-account sums of ln values) is refused, naming the feature and the
 // storage engine, never answered differently.
@@ -423,6 +468,78 @@ TEST_F(ClickHouseEquivalenceTest, GeometricMeanWithSamplingIsRefused) {
                        ::testing::HasSubstr("NOISE_AND_SAMPLING"),
                        ::testing::HasSubstr("storage.engine: clickhouse")));
 }
+#endif  // !COHORTD_CH_CLUSTER
+
+#if COHORTD_CH_CLUSTER
+// The Distributed table put every account's rows on exactly one shard
+// (what makes the shard-local session assembly exact), and both shards
+// hold some: each shard's local table, queried directly, shares no
+// account with the other, and together they hold every row.
+TEST_F(ClickHouseEquivalenceTest, EveryAccountOnOneShard) {
+  ASSERT_EQ(shards_.size(), 2u);
+  const std::string db = Options(server_->url()).database;
+  std::vector<std::set<std::string>> accounts(shards_.size());
+  int64_t rows = 0;
+  for (size_t n = 0; n < shards_.size(); ++n) {
+    ClickHouseEndpoint endpoint;
+    endpoint.url = shards_[n]->url();
+    ASSERT_OK_AND_ASSIGN(auto client, ClickHouseClient::Create(endpoint));
+    ASSERT_OK_AND_ASSIGN(
+        std::string tsv,
+        client->Execute(
+            absl::StrCat("SELECT account_hi, account_lo, count() FROM ", db,
+                         ".observations_local GROUP BY account_hi, account_lo "
+                         "FORMAT TabSeparated")));
+    for (absl::string_view line :
+         absl::StrSplit(tsv, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> f = absl::StrSplit(line, '\t');
+      ASSERT_EQ(f.size(), 3u) << line;
+      accounts[n].insert(absl::StrCat(f[0], ":", f[1]));
+      int64_t count = 0;
+      ASSERT_TRUE(absl::SimpleAtoi(f[2], &count)) << line;
+      rows += count;
+    }
+    EXPECT_FALSE(accounts[n].empty()) << "shard " << n << " holds nothing";
+  }
+  for (const std::string& a : accounts[0]) {
+    EXPECT_EQ(accounts[1].count(a), 0u) << "account " << a << " on both";
+  }
+  EXPECT_EQ(accounts[0].size() + accounts[1].size(), 80u);
+  ClickHouseEndpoint endpoint;
+  endpoint.url = server_->url();
+  ASSERT_OK_AND_ASSIGN(auto client, ClickHouseClient::Create(endpoint));
+  ASSERT_OK_AND_ASSIGN(std::string total,
+                       client->Execute(absl::StrCat("SELECT count() FROM ", db,
+                                                    ".observations")));
+  EXPECT_EQ(std::string(absl::StripAsciiWhitespace(total)), absl::StrCat(rows));
+  // The statistics statements' SETTINGS (outermost) reach the inner read
+  // of the Distributed table on 18.16: a GROUP BY there is completed per
+  // shard and not merged (one `dataset` group per shard), which is what
+  // makes the session assembly shard-local.
+  ASSERT_OK_AND_ASSIGN(std::string groups,
+                       client->Execute(absl::StrCat(
+                           "SELECT count() FROM (SELECT dataset FROM ", db,
+                           ".observations GROUP BY dataset) "
+                           "SETTINGS distributed_group_by_no_merge = 1")));
+  EXPECT_EQ(std::string(absl::StripAsciiWhitespace(groups)), "2");
+}
+
+// A node whose `observations` was made without a cluster is refused, not
+// read as if it held every shard's rows.
+TEST_F(ClickHouseEquivalenceTest, PlainTableUnderAClusterIsRefused) {
+  ClickHouseOptions plain = Options(server_->url());
+  plain.database = "eq_plain_then_cluster";
+  plain.cluster = "";
+  ASSERT_OK(ClickHouseBackend::Create(plain).status());
+  plain.cluster = kCluster;
+  absl::StatusOr<std::unique_ptr<ClickHouseBackend>> b =
+      ClickHouseBackend::Create(plain);
+  ASSERT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition)
+      << b.status();
+  EXPECT_THAT(std::string(b.status().message()),
+              ::testing::HasSubstr("not Distributed"));
+}
+#endif  // COHORTD_CH_CLUSTER
 
 }  // namespace
 }  // namespace cohortd

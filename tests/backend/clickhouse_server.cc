@@ -9,6 +9,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -42,6 +44,30 @@ int PickFreePort() {
 
 absl::StatusOr<std::unique_ptr<ClickHouseServer>> ClickHouseServer::Start(
     const std::string& remote_servers) {
+  return StartOn(remote_servers, 0, 0);
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<ClickHouseServer>>>
+ClickHouseServer::StartCluster(const std::string& cluster, int shards) {
+  std::vector<std::pair<int, int>> ports;  // (http, tcp)
+  std::string xml = absl::StrCat("<", cluster, ">");
+  for (int i = 0; i < shards; ++i) {
+    ports.emplace_back(PickFreePort(), PickFreePort());
+    absl::StrAppend(&xml, "<shard><replica><host>127.0.0.1</host><port>",
+                    ports.back().second, "</port></replica></shard>");
+  }
+  absl::StrAppend(&xml, "</", cluster, ">");
+  std::vector<std::unique_ptr<ClickHouseServer>> nodes;
+  for (const auto& [http, tcp] : ports) {
+    auto node = StartOn(xml, http, tcp);
+    if (!node.ok()) return node.status();
+    nodes.push_back(std::move(*node));
+  }
+  return nodes;
+}
+
+absl::StatusOr<std::unique_ptr<ClickHouseServer>> ClickHouseServer::StartOn(
+    const std::string& remote_servers, int http_port, int tcp_port) {
   const std::string binary = ClickHouseServerBinary();
   if (binary.empty()) {
     return absl::UnavailableError("clickhouse-server is not installed");
@@ -54,8 +80,8 @@ absl::StatusOr<std::unique_ptr<ClickHouseServer>> ClickHouseServer::Start(
     return absl::InternalError("mkdtemp failed");
   }
   s->dir_ = pattern;
-  s->http_port_ = PickFreePort();
-  s->tcp_port_ = PickFreePort();
+  s->http_port_ = http_port != 0 ? http_port : PickFreePort();
+  s->tcp_port_ = tcp_port != 0 ? tcp_port : PickFreePort();
   // Only what the server needs, everything under dir_, loopback only. The
   // defaults of /etc/clickhouse-server/config.xml (8123/9000/9009 on all
   // loopback addresses, /var/lib/clickhouse) are not read.

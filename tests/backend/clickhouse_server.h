@@ -26,6 +26,11 @@ class ClickHouseServer {
   // missing or the server does not answer within 60 s.
   static absl::StatusOr<std::unique_ptr<ClickHouseServer>> Start(
       const std::string& remote_servers = "");
+  // `shards` nodes (one replica each) whose <remote_servers> all name the
+  // same cluster `cluster` of them (native TCP ports on 127.0.0.1), so a
+  // Distributed table on any node spans every shard. Errors: as Start.
+  static absl::StatusOr<std::vector<std::unique_ptr<ClickHouseServer>>>
+  StartCluster(const std::string& cluster, int shards);
   ~ClickHouseServer();  // SIGKILL if running; removes the dir
 
   // http://127.0.0.1:<port>
@@ -45,6 +50,9 @@ class ClickHouseServer {
 
  private:
   ClickHouseServer() = default;
+  // Start on the given ports (0 = pick free ones).
+  static absl::StatusOr<std::unique_ptr<ClickHouseServer>> StartOn(
+      const std::string& remote_servers, int http_port, int tcp_port);
   absl::Status Launch();
 
   std::string dir_;

@@ -9,17 +9,22 @@
 // UNAVAILABLE rather than miss them, and once ClickHouse is back the
 // outbox drains and every acknowledged session is counted, also when
 // cohortd was killed too meanwhile (the outbox is synced to data_dir). Skipped,
-// with the reason, only when clickhouse-server is absent.
+// with the reason, only when clickhouse-server is absent. The clickhouse
+// cases run twice: on one node, and on the first node of a 2-shard
+// cluster (storage.clickhouse.cluster, a Distributed table) where the kill
+// -9 is of the node cohortd talks to.
 #include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "server/backend/clickhouse_backend.h"
 #include "tests/backend/clickhouse_server.h"
 #include "tests/common/status_matchers.h"
 #include "tests/integration/server_process.h"
@@ -38,7 +43,18 @@ const std::map<std::string, int>& Population() {
 
 class ContractTest : public ::testing::TestWithParam<std::string> {
  protected:
-  bool clickhouse() const { return GetParam() == "clickhouse"; }
+  bool clickhouse() const { return absl::StartsWith(GetParam(), "clickhouse"); }
+  // Issue 10 item 4: cohortd on the first node of a 2-shard cluster of two
+  // local servers, the rows in a Distributed table.
+  bool cluster() const { return GetParam() == "clickhouse_cluster"; }
+
+  // The storage block of the config (a top-level block: ServerProcess
+  // inserts this text verbatim after the server: keys).
+  std::string StorageBlock() const {
+    return absl::StrCat("storage:\n  engine: clickhouse\n  clickhouse:\n",
+                        "    url: ", ch_->url(), "\n    database: contract\n",
+                        cluster() ? "    cluster: contract_cluster\n" : "");
+  }
 
   void SetUp() override {
     if (clickhouse()) {
@@ -46,16 +62,28 @@ class ContractTest : public ::testing::TestWithParam<std::string> {
         GTEST_SKIP() << "clickhouse-server is not installed (scripts/setup "
                         "installs Debian's clickhouse-server)";
       }
-      ASSERT_OK_AND_ASSIGN(ch_, ClickHouseServer::Start());
+      if (cluster()) {
+        ASSERT_OK_AND_ASSIGN(
+            auto nodes, ClickHouseServer::StartCluster("contract_cluster", 2));
+        ch_ = std::move(nodes[0]);
+        shard_ = std::move(nodes[1]);
+        // 18.16 has no ON CLUSTER without ZooKeeper: the schema is made on
+        // the other shard first, as an operator would (README).
+        ClickHouseOptions options;
+        options.endpoint.url = shard_->url();
+        options.database = "contract";
+        options.cluster = "contract_cluster";
+        ASSERT_OK(ClickHouseBackend::Create(options).status());
+      } else {
+        ASSERT_OK_AND_ASSIGN(ch_, ClickHouseServer::Start());
+      }
     }
     dir_ = MakeTempDir();
     std::string extra;
     if (clickhouse()) {
       // A top-level block: ServerProcess inserts this text verbatim after
       // the server: keys.
-      extra =
-          absl::StrCat("storage:\n  engine: clickhouse\n  clickhouse:\n",
-                       "    url: ", ch_->url(), "\n    database: contract\n");
+      extra = StorageBlock();
     }
     server_ = std::make_unique<ServerProcess>(
         dir_, extra,
@@ -180,7 +208,8 @@ class ContractTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
-  std::unique_ptr<ClickHouseServer> ch_;
+  std::unique_ptr<ClickHouseServer> ch_;     // the node cohortd talks to
+  std::unique_ptr<ClickHouseServer> shard_;  // the cluster's second shard
   std::string dir_;
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<cohortd::v1::Ingest::Stub> ingest_;
@@ -296,11 +325,7 @@ TEST_P(ContractTest, SwitchingToClickHouseBackfillsTheStore) {
     truth[occupation] += n;
   }
   ASSERT_OK(server_->Stop().status());
-  server_ = std::make_unique<ServerProcess>(
-      dir_,
-      absl::StrCat("storage:\n  engine: clickhouse\n  clickhouse:\n",
-                   "    url: ", ch_->url(), "\n    database: contract\n"),
-      budget);
+  server_ = std::make_unique<ServerProcess>(dir_, StorageBlock(), budget);
   server_->DropPublications();
   ASSERT_OK(server_->Start());
   Connect();
@@ -311,7 +336,8 @@ TEST_P(ContractTest, SwitchingToClickHouseBackfillsTheStore) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ContractTest,
-                         ::testing::Values("rocksdb", "clickhouse"),
+                         ::testing::Values("rocksdb", "clickhouse",
+                                           "clickhouse_cluster"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
