@@ -1242,34 +1242,29 @@ void ClickHouseBackend::OnCommitted(
     const DatasetSpec& dataset, const std::vector<CommittedSession>& sessions) {
   if (sessions.empty()) return;
   const uint64_t version = NextVersion();
-  absl::Status queued =
-      Enqueue(version, RenderCommits(dataset, sessions, version));
-  if (queued.ok()) {
-    absl::MutexLock lock(&seal_mu_);
-    enqueued_[dataset.name] = version;
-  }
-  if (!queued.ok()) {
-    // The commit is durable in cohortd's store but not in the outbox: stop
-    // rather than let ClickHouse silently miss an acknowledged session.
-    LogError("clickhouse", "outbox write failed: %s", queued.ToString());
-    std::abort();
-  }
-  ShipAndWait(version);
+  EnqueueAndShip(dataset, version, RenderCommits(dataset, sessions, version));
 }
 
 void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
                                   const std::vector<DeletedSession>& sessions) {
   if (sessions.empty()) return;
   const uint64_t version = NextVersion();
-  absl::Status queued =
-      Enqueue(version, RenderDeletions(dataset, sessions, version));
-  if (queued.ok()) {
-    absl::MutexLock lock(&seal_mu_);
-    enqueued_[dataset.name] = version;
-  }
+  EnqueueAndShip(dataset, version,
+                 RenderDeletions(dataset, sessions, version));
+}
+
+void ClickHouseBackend::EnqueueAndShip(const DatasetSpec& dataset,
+                                       uint64_t version, std::string rows) {
+  absl::Status queued = Enqueue(version, std::move(rows));
   if (!queued.ok()) {
+    // The change is durable in cohortd's store but not in the outbox: stop
+    // rather than let ClickHouse silently miss an acknowledged session.
     LogError("clickhouse", "outbox write failed: %s", queued.ToString());
     std::abort();
+  }
+  {
+    absl::MutexLock lock(&seal_mu_);
+    enqueued_[dataset.name] = version;
   }
   ShipAndWait(version);
 }

@@ -241,6 +241,12 @@ class ClickHouseBackend : public QueryBackend,
   // off until the outbox is empty again: during an outage, pushes are
   // acknowledged as soon as their batch is synced in the outbox.
   void ShipAndWait(uint64_t version);
+  // The committer's path for one rendered batch (commits or deletions of
+  // `dataset`): Enqueue, record it as the dataset's last enqueued version,
+  // then ShipAndWait. Aborts the process when the outbox write fails, as
+  // the change is already durable in cohortd's store.
+  void EnqueueAndShip(const DatasetSpec& dataset, uint64_t version,
+                      std::string rows);
   void CountError() const;
   // Sets the outbox gauges (cohortd_clickhouse_outbox_batches and
   // cohortd_clickhouse_outbox_bytes) to the outbox's current state.
