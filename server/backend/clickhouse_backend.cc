@@ -1249,8 +1249,7 @@ void ClickHouseBackend::OnDeleted(const DatasetSpec& dataset,
                                   const std::vector<DeletedSession>& sessions) {
   if (sessions.empty()) return;
   const uint64_t version = NextVersion();
-  EnqueueAndShip(dataset, version,
-                 RenderDeletions(dataset, sessions, version));
+  EnqueueAndShip(dataset, version, RenderDeletions(dataset, sessions, version));
 }
 
 void ClickHouseBackend::EnqueueAndShip(const DatasetSpec& dataset,
