@@ -161,6 +161,21 @@ double MeanCountShareLaplace(const ContributionBounds& bounds, double epsilon,
                        confidence, 1 / (1 + std::cbrt(3.0)));
 }
 
+absl::StatusOr<MeanMetric> MeanMetric::WithInterval(const MeasureDomain& domain,
+                                                    NoiseMechanism count_noise,
+                                                    NoiseMechanism sum_noise,
+                                                    double confidence) {
+  absl::StatusOr<NoiseLaw> sum_law = sum_noise.Law();
+  if (!sum_law.ok()) return sum_law.status();
+  absl::StatusOr<NoiseLaw> count_law = count_noise.Law();
+  if (!count_law.ok()) return count_law.status();
+  absl::StatusOr<RatioInterval> interval = RatioInterval::ForMean(
+      *sum_law, *count_law,
+      static_cast<double>(domain.upper_fp - domain.lower_fp), confidence);
+  if (!interval.ok()) return interval.status();
+  return MeanMetric(domain, count_noise, sum_noise, *interval);
+}
+
 absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
                                               const MeasureDomain& domain,
                                               double rho, double confidence) {
@@ -182,17 +197,7 @@ absl::StatusOr<MeanMetric> MeanMetric::Create(const ContributionBounds& bounds,
       GaussianMechanism::Create(CenteredSumL2Squared(bounds, domain),
                                 RoundRemaining(rho * (1 - f)), confidence);
   if (!sum_noise.ok()) return sum_noise.status();
-  absl::StatusOr<NoiseLaw> sum_law =
-      NoiseLaw::DiscreteGaussian(sum_noise->sigma2());
-  if (!sum_law.ok()) return sum_law.status();
-  absl::StatusOr<NoiseLaw> count_law =
-      NoiseLaw::DiscreteGaussian(count_noise->sigma2());
-  if (!count_law.ok()) return count_law.status();
-  absl::StatusOr<RatioInterval> interval = RatioInterval::ForMean(
-      *sum_law, *count_law,
-      static_cast<double>(domain.upper_fp - domain.lower_fp), confidence);
-  if (!interval.ok()) return interval.status();
-  return MeanMetric(domain, *count_noise, *sum_noise, *interval);
+  return WithInterval(domain, *count_noise, *sum_noise, confidence);
 }
 
 absl::StatusOr<MeanMetric> MeanMetric::CreateLaplace(
@@ -227,17 +232,7 @@ absl::StatusOr<MeanMetric> MeanMetric::CreateLaplace(
       LaplaceMechanism::Create(static_cast<int64_t>(sum_l1),
                                RoundRemaining(epsilon * (1 - f)), confidence);
   if (!sum_noise.ok()) return sum_noise.status();
-  absl::StatusOr<NoiseLaw> sum_law =
-      NoiseLaw::DiscreteLaplace(sum_noise->scale());
-  if (!sum_law.ok()) return sum_law.status();
-  absl::StatusOr<NoiseLaw> count_law =
-      NoiseLaw::DiscreteLaplace(count_noise->scale());
-  if (!count_law.ok()) return count_law.status();
-  absl::StatusOr<RatioInterval> interval = RatioInterval::ForMean(
-      *sum_law, *count_law,
-      static_cast<double>(domain.upper_fp - domain.lower_fp), confidence);
-  if (!interval.ok()) return interval.status();
-  return MeanMetric(domain, *count_noise, *sum_noise, *interval);
+  return WithInterval(domain, *count_noise, *sum_noise, confidence);
 }
 
 RdpCurve MeanMetric::Curve() const {
@@ -278,6 +273,16 @@ absl::StatusOr<Estimate> MeanMetric::Release(__int128 sum_fp, int64_t count,
   return e;
 }
 
+absl::StatusOr<RateMetric> RateMetric::WithInterval(NoiseMechanism noise,
+                                                    double confidence) {
+  absl::StatusOr<NoiseLaw> law = noise.Law();
+  if (!law.ok()) return law.status();
+  absl::StatusOr<RatioInterval> interval =
+      RatioInterval::ForRate(*law, *law, confidence);
+  if (!interval.ok()) return interval.status();
+  return RateMetric(noise, *interval);
+}
+
 absl::StatusOr<RateMetric> RateMetric::Create(const ContributionBounds& bounds,
                                               double rho, double confidence) {
   absl::Status status = ValidateBounds(bounds);
@@ -287,12 +292,7 @@ absl::StatusOr<RateMetric> RateMetric::Create(const ContributionBounds& bounds,
   absl::StatusOr<GaussianMechanism> noise =
       GaussianMechanism::Create(RatePairL2Squared(bounds), rho, confidence);
   if (!noise.ok()) return noise.status();
-  absl::StatusOr<NoiseLaw> law = NoiseLaw::DiscreteGaussian(noise->sigma2());
-  if (!law.ok()) return law.status();
-  absl::StatusOr<RatioInterval> interval =
-      RatioInterval::ForRate(*law, *law, confidence);
-  if (!interval.ok()) return interval.status();
-  return RateMetric(*noise, *interval);
+  return WithInterval(*noise, confidence);
 }
 
 absl::StatusOr<RateMetric> RateMetric::CreateLaplace(
@@ -308,12 +308,7 @@ absl::StatusOr<RateMetric> RateMetric::CreateLaplace(
           bounds.max_sessions_per_cohort,
       epsilon, confidence);
   if (!noise.ok()) return noise.status();
-  absl::StatusOr<NoiseLaw> law = NoiseLaw::DiscreteLaplace(noise->scale());
-  if (!law.ok()) return law.status();
-  absl::StatusOr<RatioInterval> interval =
-      RatioInterval::ForRate(*law, *law, confidence);
-  if (!interval.ok()) return interval.status();
-  return RateMetric(*noise, *interval);
+  return WithInterval(*noise, confidence);
 }
 
 absl::StatusOr<Estimate> RateMetric::Release(int64_t matching, int64_t total,

@@ -171,6 +171,12 @@ class MeanMetric {
   RdpCurve Curve() const;
 
  private:
+  // The metric of the two noises, with the Fieller-type interval of
+  // their laws (Create and CreateLaplace differ only in the noises).
+  static absl::StatusOr<MeanMetric> WithInterval(const MeasureDomain& domain,
+                                                 NoiseMechanism count_noise,
+                                                 NoiseMechanism sum_noise,
+                                                 double confidence);
   MeanMetric(MeasureDomain domain, NoiseMechanism count_noise,
              NoiseMechanism sum_noise, RatioInterval interval)
       : domain_(domain),
@@ -215,6 +221,10 @@ class RateMetric {
   const NoiseMechanism& noise() const { return noise_; }
 
  private:
+  // The metric of `noise` (on both counts), with the Fieller-type
+  // interval of its law.
+  static absl::StatusOr<RateMetric> WithInterval(NoiseMechanism noise,
+                                                 double confidence);
   RateMetric(NoiseMechanism noise, RatioInterval interval)
       : noise_(noise), interval_(std::move(interval)) {}
   NoiseMechanism noise_;
