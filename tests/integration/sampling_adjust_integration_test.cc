@@ -74,21 +74,25 @@ class SamplingAdjustIntegrationTest : public ::testing::Test {
     admin_ = cohortd::v1::Admin::NewStub(server_->Channel());
   }
 
+  // Pushes `request`, expects every observation accepted, and clears its
+  // observations for the next batch.
+  void PushAccepted(cohortd::v1::PushRequest* request) {
+    cohortd::v1::PushResponse response;
+    auto context = AuthContext(server_->tokens().ingest);
+    const grpc::Status status =
+        ingest_->Push(context.get(), *request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(response.rejected_size(), 0);
+    request->clear_observations();
+  }
+
   // `accounts` accounts of the population in the file comment.
   Pushed PushPopulation(int accounts, uint64_t seed) {
     Pushed pushed;
     uint64_t state = seed;
     cohortd::v1::PushRequest request;
     request.set_dataset("sessions");
-    auto flush = [&] {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      const grpc::Status status =
-          ingest_->Push(context.get(), request, &response);
-      ASSERT_TRUE(status.ok()) << status.error_message();
-      ASSERT_EQ(response.rejected_size(), 0);
-      request.clear_observations();
-    };
+    auto flush = [&] { PushAccepted(&request); };
     for (int a = 0; a < accounts; ++a) {
       const bool type_b = Uniform(&state) < 0.5;
       const int n = 1 + static_cast<int>(Uniform(&state) * 8);
@@ -289,13 +293,7 @@ TEST_F(SamplingAdjustIntegrationTest, AdjustedRateRemovesPlantedConfounding) {
       (*obs->mutable_measures())["task_value_usd"] = Uniform(&state) * 2000;
     }
     if (request.observations_size() >= 4000 || a == 5999) {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      const grpc::Status status =
-          ingest_->Push(context.get(), request, &response);
-      ASSERT_TRUE(status.ok()) << status.error_message();
-      ASSERT_EQ(response.rejected_size(), 0);
-      request.clear_observations();
+      ASSERT_NO_FATAL_FAILURE(PushAccepted(&request));
     }
   }
   Seal();
@@ -363,13 +361,7 @@ TEST_F(SamplingAdjustIntegrationTest, AdjustedRateNeedsKAccountsWithControls) {
       }
     }
     if (request.observations_size() >= 4000 || a == kAccounts - 1) {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      const grpc::Status status =
-          ingest_->Push(context.get(), request, &response);
-      ASSERT_TRUE(status.ok()) << status.error_message();
-      ASSERT_EQ(response.rejected_size(), 0);
-      request.clear_observations();
+      ASSERT_NO_FATAL_FAILURE(PushAccepted(&request));
     }
   }
   Seal();
