@@ -7,12 +7,21 @@
 //   1 s) passes on that; the bound here is one quantum, which a stop that
 //   waits for a poll cannot meet with two listeners, and about nine times
 //   what an idle stop takes now (printed).
+// - Item 6's "finishes in-flight batches": SIGTERM while clients push;
+//   every acknowledged push is stored, the others end UNAVAILABLE (or,
+//   for now, CANCELLED: see the test), and cohortd exits 0.
 // - Item 2's start-up message saying how much free space recovery needs.
+#include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -22,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_client.h"
+#include "tests/fault/fault_support.h"
 #include "tests/integration/server_process.h"
 
 namespace cohortd::testing {
@@ -62,6 +72,71 @@ TEST(StopAndSpaceFaultTest, IdleStopDoesNotWaitForTheMetricsPoll) {
   std::printf("shutdown, idle, both metrics listeners up: %s\n",
               absl::FormatDuration(took).c_str());
   EXPECT_LT(took, kMetricsPollQuantum);
+}
+
+TEST(StopAndSpaceFaultTest, SigtermUnderLoadFinishesInFlightPushes) {
+  constexpr int kPushers = 3;
+  constexpr int kBatch = 300;
+  ServerProcess server(MakeTempDir());
+  ASSERT_OK(server.Start());
+  std::mutex mu;
+  std::set<std::string> acknowledged;
+  std::map<grpc::StatusCode, int> endings;  // each pusher's last status
+  std::atomic<int> pushes{0};
+  std::vector<std::thread> pushers;
+  for (int p = 0; p < kPushers; ++p) {
+    pushers.emplace_back([&, p] {
+      auto stub = cohortd::v1::Ingest::NewStub(server.Channel());
+      const std::string prefix = absl::StrCat("term", p);
+      for (int first = 0;; first += kBatch) {
+        cohortd::v1::PushResponse response;
+        auto context = AuthContext(server.tokens().ingest);
+        const grpc::Status status = stub->Push(
+            context.get(), SessionBatch(prefix, first, kBatch), &response);
+        std::lock_guard<std::mutex> lock(mu);
+        if (!status.ok()) {
+          ++endings[status.error_code()];
+          std::printf("pusher %d ended: code %d '%s'\n", p,
+                      static_cast<int>(status.error_code()),
+                      status.error_message().c_str());
+          return;
+        }
+        EXPECT_EQ(response.accepted(), kBatch);
+        for (int i = first; i < first + kBatch; ++i) {
+          acknowledged.insert(absl::StrCat(prefix, "-", i));
+        }
+        ++pushes;
+      }
+    });
+  }
+  // SIGTERM once every pusher has had a batch through, so batches are in
+  // flight when it comes.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (pushes.load() < 2 * kPushers && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_OK_AND_ASSIGN(int code, server.Stop());
+  for (std::thread& t : pushers) t.join();
+  EXPECT_EQ(code, 0);
+  // A push in flight finished (OK, acknowledged) or was refused as
+  // retryable; none was cut off with INTERNAL, UNKNOWN or the like.
+  // CANCELLED is tolerated for now: a push that reaches an open connection
+  // after the server saw no call in progress is cancelled by
+  // CohortdServer::Shutdown's grpc_server_cancel_all_calls loop (about one
+  // run in three here; reported to the lead). It was not acknowledged, so
+  // nothing is lost, but clients do not expect to retry CANCELLED; once
+  // fixed, only UNAVAILABLE belongs here.
+  for (const auto& [status, count] : endings) {
+    EXPECT_TRUE(status == grpc::StatusCode::UNAVAILABLE ||
+                status == grpc::StatusCode::CANCELLED)
+        << count << " pusher(s) ended with code " << status;
+  }
+  ASSERT_OK_AND_ASSIGN(std::set<std::string> stored,
+                       StoredSessionIds(server.data_dir()));
+  ASSERT_GT(acknowledged.size(), 0u);
+  size_t missing = 0;
+  for (const std::string& id : acknowledged) missing += stored.count(id) == 0;
+  EXPECT_EQ(missing, 0u) << "of " << acknowledged.size() << " acknowledged";
 }
 
 TEST(StopAndSpaceFaultTest, StartLogsTheFreeSpaceRecoveryNeeds) {
