@@ -456,6 +456,18 @@ void CohortdServer::Shutdown(absl::Duration grace) {
     // Idle streams first, so that only batches in progress are waited for.
     if (ingest_service_ != nullptr) ingest_service_->BeginShutdown();
     const absl::Time deadline = absl::Now() + grace;
+    // Drain before gRPC's Shutdown, which would end a call racing in with
+    // CANCELLED (call_tracker.h): calls in progress finish, new ones are
+    // answered UNAVAILABLE, until none has arrived for kDrainQuiet (at
+    // most kMaxDrain, within the grace).
+    constexpr absl::Duration kDrainQuiet = absl::Milliseconds(100);
+    constexpr absl::Duration kMaxDrain = absl::Seconds(1);
+    call_tracker_.BeginDraining();
+    const bool quiet = call_tracker_.AwaitQuiet(
+        kDrainQuiet, std::min(deadline, absl::Now() + kMaxDrain));
+    LogInfo("server", "drained: %d new call(s) answered UNAVAILABLE; %s",
+            call_tracker_.calls_refused(),
+            quiet ? "quiet" : "calls still arriving or in progress");
     // Stops accepting at once; returns when every call is done and every
     // connection closed, or cancels what is left at the deadline.
     absl::Notification grpc_stopped;
