@@ -26,13 +26,16 @@ OutageDrillOptions Short(OutageDrillOptions::Fault fault) {
   return options;
 }
 
-void ExpectNothingLost(const OutageDrillResult& r) {
+// `queued_in_outage`: pushes sent while ClickHouse was away must have been
+// acknowledged (queued in the outbox). Not asked of a drill with a small
+// outbox bound: on a loaded machine the backlog from before the outage
+// can already fill it, so that every push in the outage is refused.
+void ExpectNothingLost(const OutageDrillResult& r, bool queued_in_outage) {
   EXPECT_GT(r.acknowledged, 0);
   EXPECT_EQ(r.lost, 0) << "acknowledged sessions missing from ClickHouse";
   EXPECT_EQ(r.failed, 0) << r.first_failure;
   EXPECT_TRUE(r.drained) << "the outbox did not empty";
-  // Pushes sent while ClickHouse was away were acknowledged (queued).
-  EXPECT_GT(r.acknowledged_in_outage, 0);
+  if (queued_in_outage) EXPECT_GT(r.acknowledged_in_outage, 0);
   // Queries of the snapshot sealed in the outage were refused (UNAVAILABLE)
   // or waited, never failed otherwise, and were answered once it was back.
   EXPECT_EQ(r.queries_other_error, 0);
@@ -54,7 +57,7 @@ TEST_F(ClickHouseOutageTest, PausedClickHouseLosesNothingAcknowledged) {
   ASSERT_OK_AND_ASSIGN(
       OutageDrillResult r,
       RunOutageDrill(Short(OutageDrillOptions::Fault::kPause)));
-  ExpectNothingLost(r);
+  ExpectNothingLost(r, /*queued_in_outage=*/true);
   EXPECT_EQ(r.refused, 0) << "no bound was set";
   // A hung ClickHouse must not hold acknowledgements for the outage's
   // length: the batch is synced in the outbox and the push answered.
@@ -66,7 +69,7 @@ TEST_F(ClickHouseOutageTest, KilledClickHouseWithSmallBoundRefusesCleanly) {
   // About a second of the offered load: the outbox fills in the outage.
   options.max_outbox_bytes = 64 << 10;
   ASSERT_OK_AND_ASSIGN(OutageDrillResult r, RunOutageDrill(options));
-  ExpectNothingLost(r);
+  ExpectNothingLost(r, /*queued_in_outage=*/false);
   // A refused ClickHouse refuses queries at once.
   EXPECT_GT(r.queries_unavailable, 0);
   EXPECT_GT(r.refused, 0) << "the bound was never reached";
