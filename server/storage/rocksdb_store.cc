@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -16,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -277,6 +282,164 @@ absl::StatusOr<uint64_t> BackupDb(rocksdb::DB* db,
                             absl::StrCat("backup in ", directory)));
   return info.size;
 }
+// --- The synced-sequence record (docs/storage.md "A missing or cut WAL") --
+
+// What the store last recorded as durable: every write up to `sequence`
+// was in a synced WAL (or an SST) when it was recorded, and `wal` (of
+// `wal_bytes` then) was the WAL being written.
+struct SyncedRecord {
+  uint64_t sequence = 0;
+  std::string wal;
+  uint64_t wal_bytes = 0;
+  int64_t unix_seconds = 0;
+};
+
+std::string SyncedRecordPath(const std::string& dir) {
+  return (std::filesystem::path(dir) / kSyncedSequenceFile).string();
+}
+
+// fsyncs the file or folder at `path`.
+absl::Status SyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot open %s: %s", path, std::strerror(errno)));
+  }
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("fsync %s: %s", path, std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+// The record is one fixed-size block, text padded with spaces, ending in
+// a checksum line, overwritten in place (one pwrite, one fdatasync): no
+// temp file comes and goes in the store's folder (a copy of a live
+// folder would trip on it), and a torn write fails the checksum.
+constexpr size_t kSyncedRecordBytes = 256;
+
+uint64_t Fnv1a(absl::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (const char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+absl::Status WriteSyncedRecord(const std::string& dir,
+                               const SyncedRecord& record) {
+  const std::string path = SyncedRecordPath(dir);
+  std::string text = absl::StrFormat(
+      "cohortd synced sequence v1\nsequence %d\nwal %s\nwal_bytes %d\n"
+      "time %d\n",
+      record.sequence, record.wal, record.wal_bytes, record.unix_seconds);
+  constexpr size_t kChecksumLine = 4 + 16 + 1;  // "fnv " hex "\n"
+  if (text.size() + kChecksumLine > kSyncedRecordBytes) {
+    return absl::InternalError("synced-sequence record too long");
+  }
+  text.resize(kSyncedRecordBytes - kChecksumLine - 1, ' ');
+  text += '\n';  // the padding is a line of its own
+  absl::StrAppendFormat(&text, "fnv %016x\n", Fnv1a(text));
+  const bool created = !std::filesystem::exists(path);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot write %s: %s", path, std::strerror(errno)));
+  }
+  const ssize_t n = ::pwrite(fd, text.data(), text.size(), 0);
+  const int rc = n == static_cast<ssize_t>(text.size()) ? ::fdatasync(fd) : -1;
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot write %s: %s", path, std::strerror(err)));
+  }
+  return created ? SyncPath(dir, O_RDONLY | O_DIRECTORY) : absl::OkStatus();
+}
+
+// The record in `dir`, nullopt when there is none (a store written before
+// the record existed, or restored) or it is torn or damaged (logged: the
+// record is a detector, and a damaged detector must not stop a healthy
+// store; the store's own files carry their checksums).
+absl::StatusOr<std::optional<SyncedRecord>> ReadSyncedRecord(
+    const std::string& dir) {
+  const std::string path = SyncedRecordPath(dir);
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) {
+    if (errno == ENOENT) return std::optional<SyncedRecord>();
+    return absl::UnavailableError(
+        absl::StrFormat("cannot read %s: %s", path, std::strerror(errno)));
+  }
+  std::string text(kSyncedRecordBytes + 1, '\0');
+  text.resize(std::fread(text.data(), 1, text.size(), f));
+  std::fclose(f);
+  SyncedRecord record;
+  int fields = 0;
+  bool checksum_ok = false;
+  const size_t checksum_at = text.rfind("fnv ");
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    if (kv.first == "sequence" &&
+        absl::SimpleAtoi(kv.second, &record.sequence)) {
+      ++fields;
+    } else if (kv.first == "wal") {
+      record.wal = std::string(kv.second);
+      ++fields;
+    } else if (kv.first == "wal_bytes" &&
+               absl::SimpleAtoi(kv.second, &record.wal_bytes)) {
+      ++fields;
+    } else if (kv.first == "time" &&
+               absl::SimpleAtoi(kv.second, &record.unix_seconds)) {
+      ++fields;
+    } else if (kv.first == "fnv" && checksum_at != std::string::npos) {
+      uint64_t stored = 0;
+      checksum_ok =
+          absl::SimpleHexAtoi(kv.second, &stored) &&
+          stored == Fnv1a(absl::string_view(text).substr(0, checksum_at));
+    }
+  }
+  if (text.size() != kSyncedRecordBytes || fields != 4 || !checksum_ok ||
+      !absl::StartsWith(text, "cohortd synced sequence v1\n")) {
+    LogWarning("store",
+               "store %s: the synced-sequence record %s is torn or damaged "
+               "(%d bytes); ignored, a missing WAL cannot be detected at "
+               "this start",
+               dir, path, text.size());
+    return std::optional<SyncedRecord>();
+  }
+  return std::optional<SyncedRecord>(std::move(record));
+}
+
+// DataLoss when recovery found less than the record says was synced: a
+// WAL was deleted or cut short (RocksDB cannot tell: an absent WAL has
+// nothing to replay, and a WAL cut between records ends cleanly).
+absl::Status CheckSyncedRecord(const std::string& dir,
+                               const SyncedRecord& record, uint64_t recovered) {
+  if (recovered >= record.sequence) return absl::OkStatus();
+  std::error_code ec;
+  const std::filesystem::path wal = std::filesystem::path(dir) / record.wal;
+  const uintmax_t size = std::filesystem::file_size(wal, ec);
+  const std::string now =
+      ec ? std::string("absent")
+         : absl::StrFormat("now %d bytes", static_cast<uint64_t>(size));
+  return absl::DataLossError(absl::StrFormat(
+      "store %s: a write-ahead log is missing or cut short: writes up to "
+      "sequence %d were synced (acknowledged) when %s recorded them at %s, "
+      "while %s was the WAL being written (%d bytes then, %s), but recovery "
+      "found writes up to sequence %d only: %d acknowledged write(s) are "
+      "not in the store. The files were left as they are",
+      dir, record.sequence, kSyncedSequenceFile,
+      absl::FormatTime(absl::FromUnixSeconds(record.unix_seconds),
+                       absl::UTCTimeZone()),
+      record.wal, record.wal_bytes, now, recovered,
+      record.sequence - recovered));
+}
+
 // Keeps the store's background error, as RocksDB reports it, for Health()
 // and the resume thread.
 class ErrorListener : public rocksdb::EventListener {
@@ -343,6 +506,14 @@ class RocksDbStore : public Store {
     if (resume_thread_.joinable()) resume_thread_.join();
     if (verify_thread_.joinable()) verify_thread_.join();
     if (db_ == nullptr) return;
+    if (synced_records_ > 0) {
+      LogInfo(
+          "store",
+          "synced-sequence record written %d time(s), %.3f ms each on "
+          "average",
+          synced_records_,
+          absl::ToDoubleMilliseconds(synced_record_time_) / synced_records_);
+    }
     if (!read_only_) {
       // A flushed store replays no WAL at the next start.
       rocksdb::FlushOptions flush;
@@ -492,11 +663,53 @@ class RocksDbStore : public Store {
   void ResumeLoop() {
     while (!stop_.WaitForNotificationWithTimeout(resume_interval_)) {
       const absl::Status error = listener_->error();
+      if (error.ok()) RecordSynced();
       if (error.ok() || absl::IsDataLoss(error)) continue;
       const rocksdb::Status s = db_->Resume();
       if (s.ok()) listener_->Clear();
     }
   }
+
+  // Records in the store's folder the highest sequence number that is
+  // durable (synced) and the WAL being written, when it moved since the
+  // last record: one SyncWAL (every cohortd commit is synced already, so
+  // it rarely has anything to write) and one 256-byte pwrite + fdatasync,
+  // at most once per resume_interval_. The sequence is read
+  // before SyncWAL, so every write up to it is in a synced WAL: the
+  // record never claims an unsynced (unacknowledged) write, and a torn
+  // last record after a crash never trips the open-time check.
+  void RecordSynced() {
+    if (synced_dir_.empty()) return;
+    const absl::Time start = absl::Now();
+    SyncedRecord record;
+    std::unique_ptr<rocksdb::LogFile> wal;
+    if (!db_->GetCurrentWalFile(&wal).ok() || wal == nullptr) return;
+    record.wal = std::filesystem::path(wal->PathName()).filename().string();
+    record.wal_bytes = wal->SizeFileBytes();
+    record.sequence = db_->GetLatestSequenceNumber();
+    if (record.sequence == synced_recorded_) return;
+    if (!db_->SyncWAL().ok()) return;  // a failing disk: Health() says so
+    record.unix_seconds = absl::ToUnixSeconds(absl::Now());
+    const absl::Status written = WriteSyncedRecord(synced_dir_, record);
+    if (!written.ok()) {
+      LogWarning("store", "synced-sequence record: %s", written.ToString());
+      return;
+    }
+    synced_recorded_ = record.sequence;
+    ++synced_records_;
+    synced_record_time_ += absl::Now() - start;
+  }
+
+ public:
+  // Starts recording the synced sequence in `dir` (RecordSynced), from
+  // the resume thread. Call before Start.
+  void RecordSyncedIn(const std::string& dir) { synced_dir_ = dir; }
+
+ private:
+  std::string synced_dir_;  // empty: no record (read-only)
+  uint64_t synced_recorded_ = 0;
+  uint64_t synced_records_ = 0;
+  absl::Duration synced_record_time_;
 
   std::unique_ptr<rocksdb::Env> env_;  // outlives db_ (declared first)
   std::shared_ptr<ErrorListener> listener_;
@@ -615,6 +828,29 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenStore(
   uint64_t wal_bytes = 0;
   FileNames(dir, ".log", &wal_bytes);
 
+  // A missing or cut WAL (docs/storage.md): when the WAL the synced record
+  // names is absent or shorter than recorded, a read-write open would
+  // replay what is left, flush it and delete the WALs, so the check runs
+  // on a read-only open first and nothing is changed when it fails. (After
+  // a clean stop the WAL is flushed and gone: that read-only open then
+  // replays nothing and passes.)
+  ASSIGN_OR_RETURN(std::optional<SyncedRecord> synced, ReadSyncedRecord(dir));
+  if (synced.has_value() && !options.read_only) {
+    std::error_code ec;
+    const uintmax_t size = std::filesystem::file_size(
+        std::filesystem::path(dir) / synced->wal, ec);
+    if (ec || size < synced->wal_bytes) {
+      rocksdb::DB* probe = nullptr;
+      const rocksdb::Status opened =
+          rocksdb::DB::OpenForReadOnly(rocks_options, dir, &probe);
+      RETURN_IF_ERROR(NameDamagedFile(
+          FromRocks(opened, absl::StrCat("cannot open store ", dir)), dir));
+      const uint64_t recovered = probe->GetLatestSequenceNumber();
+      delete probe;
+      RETURN_IF_ERROR(CheckSyncedRecord(dir, *synced, recovered));
+    }
+  }
+
   auto store =
       std::make_unique<RocksDbStore>(std::move(env), listener, options);
   rocksdb::DB* raw = nullptr;
@@ -623,6 +859,15 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenStore(
                         : rocksdb::DB::Open(rocks_options, dir, &raw);
   RETURN_IF_ERROR(NameDamagedFile(
       FromRocks(opened, absl::StrCat("cannot open store ", dir)), dir));
+  if (synced.has_value()) {
+    const absl::Status checked =
+        CheckSyncedRecord(dir, *synced, raw->GetLatestSequenceNumber());
+    if (!checked.ok()) {
+      delete raw;  // closes without a flush
+      return checked;
+    }
+  }
+  if (!options.read_only) store->RecordSyncedIn(dir);
   store->Start(std::unique_ptr<rocksdb::DB>(raw));
   if (options.verify_checksums_at_open &&
       options.verify_checksums_in_background) {

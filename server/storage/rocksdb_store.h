@@ -61,6 +61,13 @@ struct RocksDbStoreOptions {
   std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
+// The file in the store's folder where an open store records, about once a
+// second, the highest write sequence number that is synced and the WAL
+// being written (docs/storage.md "A missing or cut WAL"). An open that
+// recovers a lower sequence fails with DataLoss: a WAL was deleted or cut.
+// Whoever deliberately rolls a store back (salvage) removes it first.
+inline constexpr char kSyncedSequenceFile[] = "COHORTD-SYNCED";
+
 // Opens (creating if needed, parent folders included) the store in `dir`.
 // A new store records keys::kStorageFormatVersion; an existing one must
 // carry a version from keys::kOldestMigratableFormatVersion to that one
@@ -69,7 +76,9 @@ struct RocksDbStoreOptions {
 // Errors: FailedPrecondition when the store has another format version
 // (the message names both), or has data but no version (not a cohortd
 // store); Unavailable when the folder cannot be created or the database is
-// locked by another process or unreadable; DataLoss on corruption found
+// locked by another process or unreadable; DataLoss when recovery found
+// fewer writes than the store recorded as synced (kSyncedSequenceFile: a
+// WAL was deleted or cut short), and on corruption found
 // while opening (damaged WAL record, SST block, MANIFEST), the message
 // naming the file.
 // The returned Store is thread-safe; destroying it flushes the memtables

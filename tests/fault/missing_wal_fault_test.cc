@@ -1,0 +1,116 @@
+// The real cohortd binary on a store whose newest write-ahead log was
+// deleted, or cut at a 32 KiB block boundary, after acknowledged (synced,
+// not yet flushed) pushes. RocksDB cannot see either: no WAL means nothing
+// to replay, and a WAL cut between blocks ends with a complete record, so
+// the store opens "healthy" with every later session gone. The store's
+// synced-sequence sidecar (docs/storage.md "A missing or cut WAL") makes
+// the start refuse with DATA_LOSS naming the WAL instead.
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/common/status_matchers.h"
+#include "tests/fault/fault_support.h"
+#include "tests/integration/server_process.h"
+#include "tests/storage/corrupt_files.h"
+
+namespace cohortd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kExitDataLoss = 3;
+constexpr uint64_t kWalBlock = 32 * 1024;
+
+class MissingWalFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    server_ = std::make_unique<ServerProcess>(dir_);
+    ASSERT_OK(server_->Start());
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Pushes `batches` acknowledged batches of 500 sessions, then waits long
+  // enough for the store to record the synced sequence (once a second),
+  // and kills the server: the acknowledged sessions are in the WAL only.
+  void PushAcknowledgedAndKill(int batches) {
+    auto stub = cohortd::v1::Ingest::NewStub(server_->Channel());
+    for (int b = 0; b < batches; ++b) {
+      cohortd::v1::PushResponse response;
+      auto context = AuthContext(server_->tokens().ingest);
+      ASSERT_TRUE(
+          stub->Push(context.get(), SessionBatch("s", b * 500, 500), &response)
+              .ok());
+      ASSERT_EQ(response.accepted(), 500);
+    }
+    absl::SleepFor(absl::Milliseconds(2500));
+    server_->Kill();
+    ASSERT_TRUE(FilesWithSuffix(server_->data_dir(), ".sst").empty())
+        << "the test needs the sessions in the WAL only";
+  }
+
+  // Start and --verify must refuse with DATA_LOSS naming `wal`, and leave
+  // the store as it is.
+  void ExpectRefusedNaming(const std::string& wal) {
+    const std::string config = dir_ + "/cohortd.yaml";
+    const std::string name = std::filesystem::path(wal).filename();
+    RunResult start = RunCohortd({"--config", config});
+    EXPECT_EQ(start.exit_code, kExitDataLoss) << start.output;
+    EXPECT_THAT(start.output, HasSubstr("DATA_LOSS"));
+    EXPECT_THAT(start.output, HasSubstr(name));
+    EXPECT_THAT(start.output, HasSubstr("missing or cut short"));
+    RunResult verify = RunCohortd({"--verify", "--config", config});
+    EXPECT_EQ(verify.exit_code, kExitDataLoss) << verify.output;
+    EXPECT_THAT(verify.output, HasSubstr(name));
+  }
+
+  std::string dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(MissingWalFaultTest, DeletedNewestWalRefusesToStart) {
+  PushAcknowledgedAndKill(4);
+  const std::vector<std::string> wals =
+      FilesWithSuffix(server_->data_dir(), ".log");
+  ASSERT_FALSE(wals.empty());
+  ASSERT_TRUE(std::filesystem::remove(wals.back()));
+  ExpectRefusedNaming(wals.back());
+}
+
+TEST_F(MissingWalFaultTest, WalCutAtBlockBoundaryRefusesToStart) {
+  PushAcknowledgedAndKill(8);
+  const std::vector<std::string> wals =
+      FilesWithSuffix(server_->data_dir(), ".log");
+  ASSERT_FALSE(wals.empty());
+  const uint64_t size = std::filesystem::file_size(wals.back());
+  const uint64_t cut = size / 2 / kWalBlock * kWalBlock;
+  ASSERT_GT(cut, 0u) << "WAL of " << size << " bytes is too small";
+  ASSERT_EQ(truncate(wals.back().c_str(), cut), 0);
+  ExpectRefusedNaming(wals.back());
+}
+
+// The sidecar never claims more than is durable: kill -9 right after
+// acknowledged pushes, twice, and every start succeeds with every session.
+TEST_F(MissingWalFaultTest, IntactWalsStartAfterKill) {
+  PushAcknowledgedAndKill(2);
+  ASSERT_OK(server_->Start());
+  server_->Kill();
+  ASSERT_OK(server_->Start());
+  ASSERT_OK_AND_ASSIGN(int code, server_->Stop());
+  EXPECT_EQ(code, 0);
+  ASSERT_OK_AND_ASSIGN(auto ids, StoredSessionIds(server_->data_dir()));
+  EXPECT_EQ(ids.size(), 1000u);
+}
+
+}  // namespace
+}  // namespace cohortd::testing
