@@ -5,6 +5,7 @@
 //           [--data-dir DIR]
 //   cohortd --verify --config FILE [--data-dir DIR]
 //   cohortd --config FILE [--data-dir DIR] --restore-from BACKUP_DIR
+//   cohortd --salvage --config FILE [--data-dir DIR] [--salvage-keep DIR]
 #include <sys/stat.h>
 
 #include <csignal>
@@ -25,6 +26,7 @@
 #include "server/metrics/prometheus_metrics.h"
 #include "server/service/auth.h"
 #include "server/service/server.h"
+#include "server/service/store_salvage.h"
 #include "server/service/store_verifier.h"
 #include "server/storage/rocksdb_store.h"
 
@@ -60,6 +62,18 @@ constexpr char kUsage[] =
     "                           the WAL, verifies every SST block checksum,\n"
     "                           reads every key and parses every record;\n"
     "                           prints what it checked (opens read-only)\n"
+    "  --salvage                brings up a DAMAGED store by dropping what\n"
+    "                           cannot be read, printing what is lost, and\n"
+    "                           exits (an operator's choice, never automatic;\n"
+    "                           docs/storage.md \"After DATA_LOSS\"). The\n"
+    "                           original folder is kept whole in\n"
+    "                           DATA_DIR/../salvage-<UTC time>; refuses (exit\n"
+    "                           3) when the damage touches the budget ledger,\n"
+    "                           releases or audit log; an intact store is "
+    "left\n"
+    "                           as it is (\"nothing to salvage\", exit 0)\n"
+    "  --salvage-keep DIR       with --salvage: keep the original there\n"
+    "                           (absent or empty, same file system)\n"
     "  --help                   this text\n"
     "\n"
     "SIGTERM or SIGINT stop the server gracefully: in-flight pushes finish\n"
@@ -83,6 +97,9 @@ struct Flags {
   double shutdown_grace_seconds = 10;
   std::string restore_from;
   bool verify = false;
+  // --salvage (server/service/store_salvage.h).
+  bool salvage = false;
+  std::string salvage_keep;
 };
 
 // Accepts "--name value" and "--name=value". Returns false (after printing
@@ -96,6 +113,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
     }
     if (arg == "--verify") {
       flags->verify = true;
+      continue;
+    }
+    if (arg == "--salvage") {
+      flags->salvage = true;
       continue;
     }
     std::string value;
@@ -120,6 +141,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->operator_metrics_listen = value;
     } else if (arg == "--data-dir") {
       flags->data_dir = value;
+    } else if (arg == "--salvage-keep") {
+      flags->salvage_keep = value;
     } else if (arg == "--restore-from") {
       flags->restore_from = value;
     } else if (arg == "--shutdown-grace") {
@@ -200,6 +223,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cohortd: invalid config: %s\n",
                  std::string(exposure.message()).c_str());
     return 2;
+  }
+
+  if (flags.salvage) {
+    const absl::Status salvaged =
+        cohortd::SalvageStoreOffline(*config, flags.salvage_keep, stdout);
+    std::fflush(stdout);
+    if (salvaged.ok()) return 0;
+    std::fprintf(stderr, "cohortd: salvage failed: %s\n",
+                 salvaged.ToString().c_str());
+    return absl::IsFailedPrecondition(salvaged) || absl::IsDataLoss(salvaged)
+               ? kExitDataLoss
+               : 1;
   }
 
   if (flags.verify) {
