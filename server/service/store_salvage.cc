@@ -45,10 +45,12 @@ absl::Status RecordSalvage(const Config& config, const SalvageOutcome& outcome,
   for (const DatasetSpec& dataset : config.datasets) {
     int64_t lost = 0;
     bool lower_bound = false;
+    bool uncountable = false;
     for (const auto& [name, loss] : outcome.datasets) {
       if (name == dataset.name || name.empty()) {
         lost += loss.sessions_lost;
         lower_bound = lower_bound || loss.lower_bound;
+        uncountable = uncountable || loss.uncountable;
       }
     }
     if (lost == 0 && !lower_bound &&
@@ -58,12 +60,21 @@ absl::Status RecordSalvage(const Config& config, const SalvageOutcome& outcome,
     WriteBatch batch;
     RETURN_IF_ERROR(journal->CommitErasure(
         kSalvagePrincipal, dataset.name,
-        lower_bound ? "salvage (at least)" : "salvage", lost, &batch,
-        [&] { return store->Write(batch, /*sync=*/true); }));
-    absl::FPrintF(out,
-                  "  audit log: salvage entry for dataset %s (%s%d session(s) "
-                  "lost)\n",
-                  dataset.name, lower_bound ? "at least " : "", lost);
+        uncountable   ? "salvage (uncountable)"
+        : lower_bound ? "salvage (at least)"
+                      : "salvage",
+        lost, &batch, [&] { return store->Write(batch, /*sync=*/true); }));
+    if (uncountable) {
+      absl::FPrintF(out,
+                    "  audit log: salvage entry for dataset %s (sessions "
+                    "lost: uncountable)\n",
+                    dataset.name);
+    } else {
+      absl::FPrintF(out,
+                    "  audit log: salvage entry for dataset %s (%s%d "
+                    "session(s) lost)\n",
+                    dataset.name, lower_bound ? "at least " : "", lost);
+    }
   }
   return absl::OkStatus();
 }
@@ -107,7 +118,11 @@ absl::Status SalvageStoreOffline(const Config& config,
                 outcome.kept_dir);
   for (const auto& [dataset, loss] : outcome.datasets) {
     const std::string name = dataset.empty() ? "(any)" : dataset;
-    if (loss.lower_bound) {
+    if (loss.uncountable) {
+      absl::FPrintF(out,
+                    "  LOST: every write the damage line counts; which "
+                    "sessions (of any dataset) cannot be known\n");
+    } else if (loss.lower_bound) {
       absl::FPrintF(out,
                     "  LOST dataset %s: at least %d session(s)%s; %d "
                     "unreadable entr%s could not be attributed to sessions "

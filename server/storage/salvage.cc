@@ -778,14 +778,14 @@ absl::StatusOr<SalvageOutcome> SalvageRocksDbStore(const std::string& dir,
     // The WAL's records are gone already; what is left opens as it is.
     // Dropping the synced-sequence record accepts that.
     absl::FPrintF(out,
-                  "  %s\n  the lost writes are not on disk any more, so "
-                  "which sessions they held cannot be known\n",
-                  damage);
+                  "  the lost writes are not on disk any more, so which "
+                  "sessions they held cannot be known\n");
     const std::string clone = dir + ".salvage-tmp";
     RETURN_IF_ERROR(CloneStore(dir, clone));
     SalvageOutcome outcome;
     SalvageLoss& unknown = outcome.datasets[""];
     unknown.lower_bound = true;
+    unknown.uncountable = true;
     RETURN_IF_ERROR(SwapIn(dir, clone, keep_dir, &outcome.kept_dir));
     return outcome;
   }

@@ -43,6 +43,9 @@ struct SalvageLoss {
   // more sessions).
   bool lower_bound = false;
   int64_t unattributed_entries = 0;
+  // True when the lost writes are not on disk any more (a deleted or cut
+  // WAL): no count of sessions is possible.
+  bool uncountable = false;
 };
 
 struct SalvageOutcome {

@@ -7,6 +7,7 @@
 // the start refuse with DATA_LOSS naming the WAL instead.
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -65,6 +66,8 @@ class MissingWalFaultTest : public ::testing::Test {
     const std::string config = dir_ + "/cohortd.yaml";
     const std::string name = std::filesystem::path(wal).filename();
     RunResult start = RunCohortd({"--config", config});
+    std::printf("--- cohortd start (exit %d):\n%s---\n", start.exit_code,
+                start.output.c_str());
     EXPECT_EQ(start.exit_code, kExitDataLoss) << start.output;
     EXPECT_THAT(start.output, HasSubstr("DATA_LOSS"));
     EXPECT_THAT(start.output, HasSubstr(name));
@@ -85,6 +88,17 @@ TEST_F(MissingWalFaultTest, DeletedNewestWalRefusesToStart) {
   ASSERT_FALSE(wals.empty());
   ASSERT_TRUE(std::filesystem::remove(wals.back()));
   ExpectRefusedNaming(wals.back());
+  // The operator accepts the loss: --salvage keeps the original folder,
+  // says the lost sessions cannot be counted, and the server starts.
+  RunResult salvage =
+      RunCohortd({"--salvage", "--config", dir_ + "/cohortd.yaml"});
+  std::printf("--- cohortd --salvage (exit %d):\n%s---\n", salvage.exit_code,
+              salvage.output.c_str());
+  EXPECT_EQ(salvage.exit_code, 0) << salvage.output;
+  EXPECT_THAT(salvage.output, HasSubstr("cannot be known"));
+  EXPECT_THAT(salvage.output, HasSubstr("uncountable"));
+  EXPECT_THAT(salvage.output, HasSubstr("kept in"));
+  EXPECT_OK(server_->Start());
 }
 
 TEST_F(MissingWalFaultTest, WalCutAtBlockBoundaryRefusesToStart) {
