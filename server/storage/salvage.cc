@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -23,6 +26,7 @@
 #include "rocksdb/sst_file_reader.h"
 #include "rocksdb/table_properties.h"
 #include "rocksdb/write_batch.h"
+#include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
 #include "server/storage/rocksdb_store.h"
@@ -313,8 +317,23 @@ absl::Status CloneStore(const std::string& dir, const std::string& clone) {
   return absl::OkStatus();
 }
 
+// Makes the renames inside `dir` durable; a failure is logged (the
+// salvage itself succeeded, and the operator is told to check).
+void SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    LogWarning("salvage", "cannot fsync directory %s: %s", dir,
+               std::strerror(errno));
+  }
+  if (fd >= 0) ::close(fd);
+}
+
 // Moves the original `dir` into `keep_dir`/<its name> and `salvaged` into
-// its place.
+// its place. The two trade places in one atomic step (renameat2
+// RENAME_EXCHANGE), so `dir` is never absent: a start after an
+// interruption finds either store, never none (which would create an
+// empty one). Only where the file system cannot exchange does it fall
+// back to two renames, and says so.
 absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
                     const std::string& keep_dir, std::string* kept) {
   std::error_code ec;
@@ -329,6 +348,25 @@ absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
         keep_dir));
   }
   *kept = (fs::path(keep_dir) / fs::path(dir).filename()).string();
+  if (::renameat2(AT_FDCWD, salvaged.c_str(), AT_FDCWD, dir.c_str(),
+                  RENAME_EXCHANGE) == 0) {
+    // `salvaged` now names the original.
+    SyncDirectory(fs::path(dir).parent_path().string());
+    fs::rename(salvaged, *kept, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrFormat(
+          "the salvaged store is in place at %s, but the original, now at "
+          "%s, cannot be moved to %s (the keep directory must be on the "
+          "same file system): %s; it is kept where it is",
+          dir, salvaged, *kept, ec.message()));
+    }
+    SyncDirectory(keep_dir);
+    return absl::OkStatus();
+  }
+  LogWarning("salvage",
+             "%s cannot exchange directories atomically (%s); moving the "
+             "original away and the salvaged store in with two renames",
+             fs::path(dir).parent_path().string(), std::strerror(errno));
   fs::rename(dir, *kept, ec);
   if (ec) {
     return absl::UnavailableError(absl::StrFormat(
@@ -343,6 +381,8 @@ absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
         "%s: %s; move it there by hand",
         *kept, salvaged, dir, ec.message()));
   }
+  SyncDirectory(fs::path(dir).parent_path().string());
+  SyncDirectory(keep_dir);
   return absl::OkStatus();
 }
 
