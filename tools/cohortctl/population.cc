@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "server/common/check.h"
 
 namespace cohortd::cohortctl {
 namespace {
@@ -570,8 +571,7 @@ SimSession Population::SessionAt(int64_t index) const {
   // fails, unverified, with no code written (no lines, commits or tests).
   // Successes rarely have such a signal (mean 0.5, sd 0.8), so the success
   // figures by expertise move by well under a point.
-  if (m[kFailureSignal] > kProblemFailureSignal &&
-      rng.Bernoulli(kAbandon[e])) {
+  if (m[kFailureSignal] > kProblemFailureSignal && rng.Bernoulli(kAbandon[e])) {
     s.abandoned = true;
     s.outcome = kFailure;
     s.verified_success = false;
@@ -582,7 +582,7 @@ SimSession Population::SessionAt(int64_t index) const {
 
 // --- Output ---------------------------------------------------------------
 
-std::string LabelValue(const SimSession& session, Dimension dimension) {
+absl::string_view LabelValue(const SimSession& session, Dimension dimension) {
   const std::vector<ModelDimension>& dims = SessionDimensions();
   switch (dimension) {
     case kWorkMode:
@@ -650,25 +650,38 @@ const std::array<int, kNumMeasures>& MeasureDecimals() {
 
 }  // namespace
 
-void AppendObservations(const Population& population, const SimSession& session,
-                        cohortd::v1::PushRequest* request) {
+void AppendObservationsWire(const Population& population,
+                            const SimSession& session,
+                            ObservationWireWriter* writer,
+                            std::string* request) {
   const std::string session_id = population.SessionId(session.index);
   const std::string account_id = population.AccountId(session.account);
   const std::vector<ModelDimension>& dims = SessionDimensions();
   const std::vector<ModelMeasure>& measures = SessionMeasures();
   for (const Source& source : Sources()) {
-    cohortd::v1::Observation* obs = request->add_observations();
-    obs->set_session_id(session_id);
-    obs->set_account_id(account_id);
-    obs->mutable_session_start()->set_seconds(session.start_seconds);
-    obs->set_source(source.name);
+    writer->Clear();
+    writer->SessionId(session_id);
+    writer->AccountId(account_id);
+    writer->SessionStart(session.start_seconds, 0);
+    writer->Source(source.name);
     for (Dimension d : source.labels) {
-      (*obs->mutable_labels())[dims[d].name] = LabelValue(session, d);
+      writer->Label(dims[d].name, LabelValue(session, d));
     }
     for (Measure m : source.measures) {
-      (*obs->mutable_measures())[measures[m].name] = session.measures[m];
+      writer->Measure(measures[m].name, session.measures[m]);
     }
+    writer->AppendTo(request);
   }
+}
+
+void AppendObservations(const Population& population, const SimSession& session,
+                        cohortd::v1::PushRequest* request) {
+  ObservationWireWriter writer;
+  std::string wire;
+  AppendObservationsWire(population, session, &writer, &wire);
+  // `wire` holds only observations (no dataset), and merging appends to
+  // a repeated field. Bytes written by AppendObservationsWire always parse.
+  CHECK(request->MergeFromString(wire));
 }
 
 std::string ObservationsJsonl(const Population& population,
