@@ -1,5 +1,6 @@
 #include "tools/cohortctl/simulated_batches.h"
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,33 @@ TEST(SimulatedBatchesTest, SameObservationsAsTheJsonLinesFile) {
     // Exhausted: stays so.
     EXPECT_FALSE(batches.Next(&batch, nullptr));
   }
+}
+
+// Stronger still: the requests are byte for byte those `cohortctl push`
+// builds from that file with the same batch size, so the server cannot
+// tell the two apart (the simulator writes fields in the file's key
+// order, which is field-number order).
+TEST(SimulatedBatchesTest, SameBytesAsPushOfTheJsonLinesFile) {
+  const Population population = MakePopulation(1200, 2);
+  std::string jsonl;
+  for (int64_t i = 0; i < population.sessions(); ++i) {
+    jsonl += ObservationsJsonl(population, population.SessionAt(i));
+  }
+  std::istringstream in(jsonl);
+  ObservationReader reader(&in);
+  SimulatedBatches batches(&population, "sessions", 1000);
+  ObservationBatch pushed, simulated;
+  std::vector<MalformedLine> malformed;
+  int requests = 0;
+  while (reader.ReadBatch("sessions", 1000, &pushed, &malformed)) {
+    ASSERT_TRUE(batches.Next(&simulated, nullptr));
+    EXPECT_EQ(simulated.wire, pushed.wire) << "request " << requests;
+    EXPECT_EQ(simulated.lines, pushed.lines) << "request " << requests;
+    ++requests;
+  }
+  EXPECT_TRUE(malformed.empty());
+  EXPECT_EQ(requests, 6);
+  EXPECT_FALSE(batches.Next(&simulated, nullptr));
 }
 
 }  // namespace
