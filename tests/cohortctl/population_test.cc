@@ -1,4 +1,4 @@
-#include "tools/cohortctl/population.h"
+#include "tools/cohortctl/simulator/population.h"
 
 #include <algorithm>
 #include <cmath>

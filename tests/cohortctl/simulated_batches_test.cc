@@ -1,4 +1,4 @@
-#include "tools/cohortctl/simulated_batches.h"
+#include "tools/cohortctl/simulator/simulated_batches.h"
 
 #include <sstream>
 #include <string>
@@ -8,7 +8,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "tools/cohortctl/observation_jsonl.h"
-#include "tools/cohortctl/population.h"
+#include "tools/cohortctl/simulator/population.h"
 
 namespace cohortd::cohortctl {
 namespace {

@@ -2,8 +2,8 @@
 // in index order, whole sessions per request, written straight to a
 // PushRequest's wire bytes (AppendObservationsWire), so that generating a
 // request costs about what reading one from JSON Lines does.
-#ifndef COHORTD_TOOLS_COHORTCTL_SIMULATED_BATCHES_H_
-#define COHORTD_TOOLS_COHORTCTL_SIMULATED_BATCHES_H_
+#ifndef COHORTD_TOOLS_COHORTCTL_SIMULATOR_SIMULATED_BATCHES_H_
+#define COHORTD_TOOLS_COHORTCTL_SIMULATOR_SIMULATED_BATCHES_H_
 
 #include <atomic>
 #include <cstdint>
@@ -12,7 +12,7 @@
 
 #include "tools/cohortctl/observation_jsonl.h"
 #include "tools/cohortctl/observation_wire.h"
-#include "tools/cohortctl/population.h"
+#include "tools/cohortctl/simulator/population.h"
 
 namespace cohortd::cohortctl {
 
@@ -56,4 +56,4 @@ class SimulatedBatches {
 
 }  // namespace cohortd::cohortctl
 
-#endif  // COHORTD_TOOLS_COHORTCTL_SIMULATED_BATCHES_H_
+#endif  // COHORTD_TOOLS_COHORTCTL_SIMULATOR_SIMULATED_BATCHES_H_

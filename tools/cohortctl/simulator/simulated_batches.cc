@@ -1,4 +1,4 @@
-#include "tools/cohortctl/simulated_batches.h"
+#include "tools/cohortctl/simulator/simulated_batches.h"
 
 #include <algorithm>
 #include <utility>

@@ -8,8 +8,8 @@
 // Each session is a function of (seed, session index) alone, so sessions
 // can be generated in any order or streamed without being held in memory;
 // only the accounts (a few bytes each) are precomputed.
-#ifndef COHORTD_TOOLS_COHORTCTL_POPULATION_H_
-#define COHORTD_TOOLS_COHORTCTL_POPULATION_H_
+#ifndef COHORTD_TOOLS_COHORTCTL_SIMULATOR_POPULATION_H_
+#define COHORTD_TOOLS_COHORTCTL_SIMULATOR_POPULATION_H_
 
 #include <array>
 #include <cstdint>
@@ -258,4 +258,4 @@ absl::Status CheckSchema(const cohortd::v1::DatasetDescription& description);
 
 }  // namespace cohortd::cohortctl
 
-#endif  // COHORTD_TOOLS_COHORTCTL_POPULATION_H_
+#endif  // COHORTD_TOOLS_COHORTCTL_SIMULATOR_POPULATION_H_

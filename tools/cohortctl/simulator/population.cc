@@ -1,4 +1,4 @@
-#include "tools/cohortctl/population.h"
+#include "tools/cohortctl/simulator/population.h"
 
 #include <algorithm>
 #include <cmath>
@@ -782,7 +782,8 @@ absl::Status CheckSchema(const cohortd::v1::DatasetDescription& description) {
   const auto differs = [&](const std::string& what) {
     return absl::FailedPreconditionError(absl::StrCat(
         "dataset '", description.name(), "' differs from the simulator's ",
-        "model of `sessions` (tools/cohortctl/population.h): ", what));
+        "model of `sessions` (tools/cohortctl/simulator/population.h): ",
+        what));
   };
   const std::vector<ModelDimension>& dims = SessionDimensions();
   if (description.dimensions_size() != static_cast<int>(dims.size())) {

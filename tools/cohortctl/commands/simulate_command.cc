@@ -12,10 +12,10 @@
 #include "absl/time/clock.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "tools/cohortctl/commands.h"
-#include "tools/cohortctl/population.h"
 #include "tools/cohortctl/progress_bar.h"
 #include "tools/cohortctl/pusher.h"
-#include "tools/cohortctl/simulated_batches.h"
+#include "tools/cohortctl/simulator/population.h"
+#include "tools/cohortctl/simulator/simulated_batches.h"
 
 namespace cohortd::cohortctl {
 namespace {
