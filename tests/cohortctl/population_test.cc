@@ -1,4 +1,4 @@
-#include "tools/cohortctl/population.h"
+#include "tools/cohortctl/simulator/population.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -538,6 +540,56 @@ TEST(TruthCsvTest, HeaderAndRowsLineUp) {
   EXPECT_EQ(std::stod(cells[13]), s.measures[kPrompts]);
   EXPECT_EQ(MonthName(0), "2025-10");
   EXPECT_EQ(MonthName(6), "2026-04");
+}
+
+// The truth rows and JSON Lines print each measure as "%.*f" with its
+// granularity's decimals would (they format without printf): checked
+// against printf for every test session and for values the generator
+// could give at the edges (-0.0, zero, negatives, the cap) or off the
+// grid.
+TEST(TruthCsvTest, MeasuresPrintAsPrintfWould) {
+  const std::vector<ModelMeasure>& specs = SessionMeasures();
+  std::vector<int> decimals;
+  for (const ModelMeasure& m : specs) {
+    int d = 0;
+    for (double g = m.granularity; std::fabs(g - std::round(g)) > 1e-9;
+         g *= 10) {
+      ++d;
+    }
+    decimals.push_back(d);
+  }
+  const auto expected_row = [&](const SimSession& s) {
+    std::string row = absl::StrCat(TestPopulation().SessionId(s.index), ",",
+                                   TestPopulation().AccountId(s.account), ",",
+                                   MonthName(s.month));
+    for (int d = 0; d < kMonth; ++d) {
+      absl::StrAppend(&row, ",", LabelValue(s, static_cast<Dimension>(d)));
+    }
+    for (int i = 0; i < kNumMeasures; ++i) {
+      absl::StrAppend(&row,
+                      absl::StrFormat(",%.*f", decimals[i], s.measures[i]));
+    }
+    return row + "\n";
+  };
+  for (const SimSession& s : TestSessions()) {
+    ASSERT_EQ(TruthCsvRow(TestPopulation(), s), expected_row(s));
+  }
+  SimSession edge = TestSessions()[5];
+  for (double value : {-0.0, 0.0, -0.01, 0.004, 0.005, 0.125, 1e-7, 12345.5,
+                       1e17, 0.1 + 0.2}) {
+    for (int i = 0; i < kNumMeasures; ++i) {
+      edge.measures[i] = i % 2 == 0 ? value : specs[i].valid_max;
+    }
+    EXPECT_EQ(TruthCsvRow(TestPopulation(), edge), expected_row(edge)) << value;
+  }
+  // JSON Lines print the same way: each measure's text is its truth cell.
+  const std::string jsonl = ObservationsJsonl(TestPopulation(), edge);
+  EXPECT_THAT(jsonl,
+              HasSubstr(absl::StrFormat("\"prompts\":%.*f", decimals[kPrompts],
+                                        edge.measures[kPrompts])));
+  EXPECT_THAT(jsonl, HasSubstr(absl::StrFormat("\"success_signal\":%.*f",
+                                               decimals[kSuccessSignal],
+                                               edge.measures[kSuccessSignal])));
 }
 
 }  // namespace

@@ -10,8 +10,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
-#include "tools/cohortctl/report_figures.h"
-#include "tools/cohortctl/truth.h"
+#include "tools/cohortctl/report/report_figures.h"
+#include "tools/cohortctl/report/truth.h"
 
 namespace cohortd::cohortctl {
 namespace {

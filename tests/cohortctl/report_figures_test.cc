@@ -1,4 +1,4 @@
-#include "tools/cohortctl/report_figures.h"
+#include "tools/cohortctl/report/report_figures.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -14,7 +14,7 @@
 #include "tests/cohortctl/run_in_process.h"
 #include "tools/cohortctl/cli.h"
 #include "tools/cohortctl/observation_jsonl.h"
-#include "tools/cohortctl/population.h"
+#include "tools/cohortctl/simulator/population.h"
 
 namespace cohortd::cohortctl {
 namespace {

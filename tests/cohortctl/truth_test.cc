@@ -1,4 +1,4 @@
-#include "tools/cohortctl/truth.h"
+#include "tools/cohortctl/report/truth.h"
 
 #include <cmath>
 #include <map>

@@ -1,7 +1,7 @@
 #include "tools/cohortctl/observation_jsonl.h"
 
+#include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -170,94 +170,6 @@ bool ParseUtcTime(absl::string_view text, google::protobuf::Timestamp* out) {
   return true;
 }
 
-// --- Protobuf wire format, written by hand --------------------------------
-// Field tags (field number << 3 | wire type) of cohortd.v1.PushRequest,
-// Observation, google.protobuf.Timestamp and a map entry.
-constexpr char kRequestDatasetTag = (1 << 3) | 2;
-constexpr char kRequestObservationTag = (2 << 3) | 2;
-constexpr char kSessionIdTag = (1 << 3) | 2;
-constexpr char kAccountIdTag = (2 << 3) | 2;
-constexpr char kSessionStartTag = (3 << 3) | 2;
-constexpr char kSourceTag = (4 << 3) | 2;
-constexpr char kLabelsTag = (5 << 3) | 2;
-constexpr char kMeasuresTag = (6 << 3) | 2;
-constexpr char kSecondsTag = (1 << 3) | 0;
-constexpr char kNanosTag = (2 << 3) | 0;
-constexpr char kEntryKeyTag = (1 << 3) | 2;
-constexpr char kEntryStringTag = (2 << 3) | 2;
-constexpr char kEntryDoubleTag = (2 << 3) | 1;
-
-void AppendVarint(uint64_t value, std::string* out) {
-  while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out->push_back(static_cast<char>(value));
-}
-
-size_t VarintSize(uint64_t value) {
-  size_t n = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-void AppendBytesField(char tag, absl::string_view bytes, std::string* out) {
-  out->push_back(tag);
-  AppendVarint(bytes.size(), out);
-  out->append(bytes.data(), bytes.size());
-}
-
-// A string field as proto3 writes it: omitted when empty.
-void AppendStringField(char tag, absl::string_view bytes, std::string* out) {
-  if (!bytes.empty()) AppendBytesField(tag, bytes, out);
-}
-
-void AppendLabelEntry(absl::string_view name, absl::string_view value,
-                      std::string* out) {
-  out->push_back(kLabelsTag);
-  AppendVarint(2 + VarintSize(name.size()) + name.size() +
-                   VarintSize(value.size()) + value.size(),
-               out);
-  AppendBytesField(kEntryKeyTag, name, out);
-  AppendBytesField(kEntryStringTag, value, out);
-}
-
-void AppendMeasureEntry(absl::string_view name, double value,
-                        std::string* out) {
-  out->push_back(kMeasuresTag);
-  AppendVarint(1 + VarintSize(name.size()) + name.size() + 9, out);
-  AppendBytesField(kEntryKeyTag, name, out);
-  out->push_back(kEntryDoubleTag);
-  uint64_t bits;
-  static_assert(sizeof(bits) == sizeof(value));
-  std::memcpy(&bits, &value, sizeof(bits));
-  for (int b = 0; b < 8; ++b) {
-    out->push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
-  }
-}
-
-void AppendTimestamp(const google::protobuf::Timestamp& time,
-                     std::string* out) {
-  // A Timestamp's int64 seconds is written as a two's-complement varint.
-  const uint64_t seconds = static_cast<uint64_t>(time.seconds());
-  const uint64_t nanos = static_cast<uint64_t>(time.nanos());
-  const size_t size = (seconds != 0 ? 1 + VarintSize(seconds) : 0) +
-                      (nanos != 0 ? 1 + VarintSize(nanos) : 0);
-  out->push_back(kSessionStartTag);
-  AppendVarint(size, out);
-  if (seconds != 0) {
-    out->push_back(kSecondsTag);
-    AppendVarint(seconds, out);
-  }
-  if (nanos != 0) {
-    out->push_back(kNanosTag);
-    AppendVarint(nanos, out);
-  }
-}
-
 }  // namespace
 
 // Reused buffers of FastEncodeObservation: after the first lines, reading
@@ -265,7 +177,7 @@ void AppendTimestamp(const google::protobuf::Timestamp& time,
 struct EncodeScratch {
   std::string key;
   std::string value;
-  std::string body;
+  ObservationWireWriter writer;
   std::vector<std::string> names;  // of the labels or measures read so far
   size_t num_names = 0;
 
@@ -283,13 +195,13 @@ struct EncodeScratch {
 namespace {
 
 // The fast path: writes the Observation's wire bytes (its fields, no tag
-// or length of its own) to scratch->body, or returns false (see
+// or length of its own) to scratch->writer, or returns false (see
 // FastParseObservationJson).
 bool FastEncodeObservation(absl::string_view line, EncodeScratch* scratch) {
-  std::string& body = scratch->body;
+  ObservationWireWriter& writer = scratch->writer;
   std::string& key = scratch->key;
   std::string& value = scratch->value;
-  body.clear();
+  writer.Clear();
   FastJson json(line);
   if (!json.Consume('{')) return false;
   enum : unsigned {
@@ -327,15 +239,18 @@ bool FastEncodeObservation(absl::string_view line, EncodeScratch* scratch) {
       case kAccount:
       case kSource:
         if (!json.String(&value)) return false;
-        AppendStringField(field == kSession   ? kSessionIdTag
-                          : field == kAccount ? kAccountIdTag
-                                              : kSourceTag,
-                          value, &body);
+        if (field == kSession) {
+          writer.SessionId(value);
+        } else if (field == kAccount) {
+          writer.AccountId(value);
+        } else {
+          writer.Source(value);
+        }
         break;
       case kStart: {
         google::protobuf::Timestamp time;
         if (!json.String(&value) || !ParseUtcTime(value, &time)) return false;
-        AppendTimestamp(time, &body);
+        writer.SessionStart(time.seconds(), time.nanos());
         break;
       }
       case kLabels: {
@@ -347,7 +262,7 @@ bool FastEncodeObservation(absl::string_view line, EncodeScratch* scratch) {
               !json.String(&value) || !scratch->AddName(key)) {
             return false;
           }
-          AppendLabelEntry(key, value, &body);
+          writer.Label(key, value);
         } while (json.Consume(','));
         if (!json.Consume('}')) return false;
         break;
@@ -362,7 +277,7 @@ bool FastEncodeObservation(absl::string_view line, EncodeScratch* scratch) {
               !json.Number(&number) || !scratch->AddName(key)) {
             return false;
           }
-          AppendMeasureEntry(key, number, &body);
+          writer.Measure(key, number);
         } while (json.Consume(','));
         if (!json.Consume('}')) return false;
         break;
@@ -379,7 +294,7 @@ bool FastParseObservationJson(absl::string_view line,
   EncodeScratch scratch;
   out->Clear();
   return FastEncodeObservation(line, &scratch) &&
-         out->ParseFromString(scratch.body);
+         out->ParseFromString(scratch.writer.body());
 }
 
 absl::StatusOr<cohortd::v1::Observation> ParseObservationJson(
@@ -410,19 +325,13 @@ absl::Status AppendObservationJson(absl::string_view line, std::string* wire) {
 absl::Status AppendObservationJson(absl::string_view line,
                                    EncodeScratch* scratch, std::string* wire) {
   if (FastEncodeObservation(line, scratch)) {
-    AppendBytesField(kRequestObservationTag, scratch->body, wire);
+    scratch->writer.AppendTo(wire);
     return absl::OkStatus();
   }
   absl::StatusOr<cohortd::v1::Observation> parsed = ParseObservationJson(line);
   if (!parsed.ok()) return parsed.status();
-  parsed->SerializeToString(&scratch->body);
-  AppendBytesField(kRequestObservationTag, scratch->body, wire);
+  AppendSerializedObservation(parsed->SerializeAsString(), wire);
   return absl::OkStatus();
-}
-
-void StartPushRequest(absl::string_view dataset, std::string* wire) {
-  wire->clear();
-  AppendStringField(kRequestDatasetTag, dataset, wire);
 }
 
 ObservationReader::ObservationReader(std::istream* in)
@@ -434,6 +343,9 @@ bool ObservationReader::ReadBatch(const std::string& dataset,
                                   int64_t max_observations,
                                   ObservationBatch* batch,
                                   std::vector<MalformedLine>* malformed) {
+  // The previous request's bytes went to the transport with their buffer:
+  // growing a new one by doubling would copy it about twice over.
+  batch->wire.reserve(wire_size_hint_);
   StartPushRequest(dataset, &batch->wire);
   batch->lines.clear();
   while (static_cast<int64_t>(batch->lines.size()) < max_observations &&
@@ -449,6 +361,7 @@ bool ObservationReader::ReadBatch(const std::string& dataset,
     }
     batch->lines.push_back(line_);
   }
+  wire_size_hint_ = std::max(wire_size_hint_, batch->wire.size() * 9 / 8);
   return !batch->lines.empty();
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "cohortd/v1/cohortd.pb.h"
+#include "tools/cohortctl/observation_wire.h"
 
 namespace cohortd::cohortctl {
 
@@ -39,7 +40,8 @@ bool FastParseObservationJson(absl::string_view line,
 // Reused buffers of the JSON-to-wire encoder (defined in the .cc).
 struct EncodeScratch;
 
-// Appends `line`, one JSON object as for ParseObservationJson, to `wire` as
+// Appends `line`, one JSON object as for ParseObservationJson, to `wire`
+// (begun by StartPushRequest, observation_wire.h) as
 // one `observations` entry of a cohortd.v1.PushRequest in protobuf wire
 // format. The common shape (see FastParseObservationJson) goes straight
 // from JSON to wire bytes, with no protobuf message or map built; anything
@@ -50,10 +52,6 @@ struct EncodeScratch;
 absl::Status AppendObservationJson(absl::string_view line, std::string* wire);
 absl::Status AppendObservationJson(absl::string_view line,
                                    EncodeScratch* scratch, std::string* wire);
-
-// Sets `wire` to the start of a PushRequest's wire bytes: its dataset.
-// Observations are then appended with AppendObservationJson.
-void StartPushRequest(absl::string_view dataset, std::string* wire);
 
 // A line that could not be parsed.
 struct MalformedLine {
@@ -97,6 +95,7 @@ class ObservationReader {
   int64_t bytes_read_ = 0;
   std::string line_buffer_;
   std::unique_ptr<EncodeScratch> scratch_;
+  size_t wire_size_hint_ = 0;  // bytes to reserve for a request
 };
 
 }  // namespace cohortd::cohortctl

@@ -5,8 +5,8 @@
 // out, and, given the synthetic ground truth, the raw value behind every
 // number shown. `cohortctl report` prints the panels as tables and
 // report_html.h draws them; nothing here talks to the server.
-#ifndef COHORTD_TOOLS_COHORTCTL_REPORT_FIGURES_H_
-#define COHORTD_TOOLS_COHORTCTL_REPORT_FIGURES_H_
+#ifndef COHORTD_TOOLS_COHORTCTL_REPORT_REPORT_FIGURES_H_
+#define COHORTD_TOOLS_COHORTCTL_REPORT_REPORT_FIGURES_H_
 
 #include <optional>
 #include <string>
@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "cohortd/v1/cohortd.pb.h"
-#include "tools/cohortctl/truth.h"
+#include "tools/cohortctl/report/truth.h"
 
 namespace cohortd::cohortctl {
 
@@ -165,4 +165,4 @@ std::string FormatFigureText(const FigureResult& figure);
 
 }  // namespace cohortd::cohortctl
 
-#endif  // COHORTD_TOOLS_COHORTCTL_REPORT_FIGURES_H_
+#endif  // COHORTD_TOOLS_COHORTCTL_REPORT_REPORT_FIGURES_H_

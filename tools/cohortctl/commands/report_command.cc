@@ -10,9 +10,9 @@
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "tools/cohortctl/commands.h"
 #include "tools/cohortctl/describe_format.h"
-#include "tools/cohortctl/report_figures.h"
-#include "tools/cohortctl/report_html.h"
-#include "tools/cohortctl/truth.h"
+#include "tools/cohortctl/report/report_figures.h"
+#include "tools/cohortctl/report/report_html.h"
+#include "tools/cohortctl/report/truth.h"
 
 namespace cohortd::cohortctl {
 namespace {

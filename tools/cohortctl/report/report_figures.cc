@@ -1,4 +1,4 @@
-#include "tools/cohortctl/report_figures.h"
+#include "tools/cohortctl/report/report_figures.h"
 
 #include <algorithm>
 #include <cmath>

@@ -8,8 +8,8 @@
 // Each session is a function of (seed, session index) alone, so sessions
 // can be generated in any order or streamed without being held in memory;
 // only the accounts (a few bytes each) are precomputed.
-#ifndef COHORTD_TOOLS_COHORTCTL_POPULATION_H_
-#define COHORTD_TOOLS_COHORTCTL_POPULATION_H_
+#ifndef COHORTD_TOOLS_COHORTCTL_SIMULATOR_POPULATION_H_
+#define COHORTD_TOOLS_COHORTCTL_SIMULATOR_POPULATION_H_
 
 #include <array>
 #include <cstdint>
@@ -18,7 +18,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "cohortd/v1/cohortd.pb.h"
+#include "tools/cohortctl/observation_wire.h"
 
 namespace cohortd::cohortctl {
 
@@ -209,13 +211,25 @@ class Population {
 };
 
 // The label value of `dimension` for `session`, as pushed and as written to
-// the truth CSV ("true"/"false" for the booleans).
-std::string LabelValue(const SimSession& session, Dimension dimension);
+// the truth CSV ("true"/"false" for the booleans). Valid as long as
+// `session` (task_topic is its own) and the model's schema are: the other
+// values are static.
+absl::string_view LabelValue(const SimSession& session, Dimension dimension);
 
 // The sources that report on every session, each with its share of the
 // labels and measures, in the order they are emitted.
 inline constexpr int kSourcesPerSession = 5;
-// Appends the session's kSourcesPerSession observations to `request`.
+// Appends the session's kSourcesPerSession observations, in the order of
+// ObservationsJsonl, to `request`: a PushRequest's wire bytes begun by
+// StartPushRequest. `writer` is scratch space, reused so that writing
+// allocates nothing once its buffer has grown. This is what
+// `cohortctl simulate --push` sends: no protobuf message or map is built.
+void AppendObservationsWire(const Population& population,
+                            const SimSession& session,
+                            ObservationWireWriter* writer,
+                            std::string* request);
+// The same observations as messages, appended to `request` (parsed from
+// AppendObservationsWire's bytes, so the two cannot differ).
 void AppendObservations(const Population& population, const SimSession& session,
                         cohortd::v1::PushRequest* request);
 
@@ -244,4 +258,4 @@ absl::Status CheckSchema(const cohortd::v1::DatasetDescription& description);
 
 }  // namespace cohortd::cohortctl
 
-#endif  // COHORTD_TOOLS_COHORTCTL_POPULATION_H_
+#endif  // COHORTD_TOOLS_COHORTCTL_SIMULATOR_POPULATION_H_

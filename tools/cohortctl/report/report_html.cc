@@ -1,4 +1,4 @@
-#include "tools/cohortctl/report_html.h"
+#include "tools/cohortctl/report/report_html.h"
 
 #include <algorithm>
 #include <cmath>

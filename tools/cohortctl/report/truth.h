@@ -3,8 +3,8 @@
 // of any cohort of an AggregateRequest computed from it. `cohortctl report
 // --truth` compares the private releases with these values: it is an
 // operator's check on a synthetic population, never an analyst's tool.
-#ifndef COHORTD_TOOLS_COHORTCTL_TRUTH_H_
-#define COHORTD_TOOLS_COHORTCTL_TRUTH_H_
+#ifndef COHORTD_TOOLS_COHORTCTL_REPORT_TRUTH_H_
+#define COHORTD_TOOLS_COHORTCTL_REPORT_TRUTH_H_
 
 #include <cstdint>
 #include <istream>
@@ -109,4 +109,4 @@ class GroundTruth {
 
 }  // namespace cohortd::cohortctl
 
-#endif  // COHORTD_TOOLS_COHORTCTL_TRUTH_H_
+#endif  // COHORTD_TOOLS_COHORTCTL_REPORT_TRUTH_H_

@@ -3,7 +3,6 @@
 // JSON Lines for `cohortctl push`), optionally with its ground truth as CSV.
 // Sessions are generated batch by batch as the pusher asks for them, so
 // memory stays flat whatever --sessions is.
-#include <atomic>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -13,9 +12,10 @@
 #include "absl/time/clock.h"
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "tools/cohortctl/commands.h"
-#include "tools/cohortctl/population.h"
 #include "tools/cohortctl/progress_bar.h"
 #include "tools/cohortctl/pusher.h"
+#include "tools/cohortctl/simulator/population.h"
+#include "tools/cohortctl/simulator/simulated_batches.h"
 
 namespace cohortd::cohortctl {
 namespace {
@@ -64,6 +64,7 @@ class TruthWriter {
     *file_ << TruthCsvHeader();
     return true;
   }
+  bool enabled() const { return file_.has_value(); }
   void Add(const Population& population, const SimSession& session) {
     if (file_) *file_ << TruthCsvRow(population, session);
   }
@@ -149,7 +150,8 @@ bool CheckServerSchema(const CommandEnv& env,
   return true;
 }
 
-// --push: generates batches on the pusher's reading thread.
+// --push: generates each request's wire bytes on the pusher's reading
+// thread while its streams send the earlier ones.
 int Push(const CommandEnv& env, const Population& population,
          TruthWriter* truth) {
   std::ostream& err = *env.io.err;
@@ -169,33 +171,19 @@ int Push(const CommandEnv& env, const Population& population,
 
   const int64_t batch_size = *env.flags.GetInt("batch", kDefaultBatch);
   const int64_t streams = *env.flags.GetInt("streams", kDefaultStreams);
-  const std::string& dataset = env.global.dataset;
-  // Written by the generating thread, read by the progress thread.
-  std::atomic<int64_t> next_session{0};
-  int64_t next_line = 1;  // 1-based observation number, for rejections
-  cohortd::v1::PushRequest request;  // reused by every batch
+  SimulatedBatches batches(&population, env.global.dataset, batch_size);
+  SimulatedBatches::SessionCallback add_truth;
+  if (truth->enabled()) {
+    add_truth = [&](const SimSession& session) {
+      truth->Add(population, session);
+    };
+  }
   const NextBatch next = [&](ObservationBatch* batch,
                              std::vector<MalformedLine>*) {
-    request.Clear();
-    request.set_dataset(dataset);
-    batch->lines.clear();
-    int64_t i = next_session.load(std::memory_order_relaxed);
-    while (i < population.sessions() &&
-           request.observations_size() + kSourcesPerSession <= batch_size) {
-      const SimSession session = population.SessionAt(i++);
-      AppendObservations(population, session, &request);
-      truth->Add(population, session);
-    }
-    while (static_cast<int>(batch->lines.size()) <
-           request.observations_size()) {
-      batch->lines.push_back(next_line++);
-    }
-    request.SerializeToString(&batch->wire);
-    next_session.store(i, std::memory_order_relaxed);
-    return !batch->lines.empty();
+    return batches.Next(batch, add_truth);
   };
   const ProgressFraction fraction = [&] {
-    return static_cast<double>(next_session.load(std::memory_order_relaxed)) /
+    return static_cast<double>(batches.sessions_written()) /
            population.sessions();
   };
   const bool show_progress = env.io.err_is_tty && !env.flags.Has("quiet");
@@ -209,17 +197,18 @@ int Push(const CommandEnv& env, const Population& population,
   *env.io.out << absl::StrFormat(
                      "simulated %s: %s observations in %.1f s (%s "
                      "observations/s)\n",
-                     Describe(population), WithThousands(next_line - 1),
-                     seconds, WithThousands(rate))
+                     Describe(population),
+                     WithThousands(batches.observations_written()), seconds,
+                     WithThousands(rate))
               << result.summary.Format();
   const bool truth_ok = truth->Close();
   if (!truth_ok) {
     err << "cohortctl: cannot write " << env.flags.Get("truth") << "\n";
   }
   if (!result.error.ok()) {
-    return ReportRpcError(
-        absl::StrCat("push stopped after observation ", next_line - 1),
-        result.error, err);
+    return ReportRpcError(absl::StrCat("push stopped after observation ",
+                                       batches.observations_written()),
+                          result.error, err);
   }
   if (!truth_ok) return kExitError;
   return result.summary.Clean() ? kExitOk : kExitProblem;

@@ -3,14 +3,14 @@
 // box plots, bars with error bars, lines) and a privacy-budget panel. No
 // script, no external font, image or style sheet: it opens offline and
 // can be mailed as is. Pure: a function of the built figures.
-#ifndef COHORTD_TOOLS_COHORTCTL_REPORT_HTML_H_
-#define COHORTD_TOOLS_COHORTCTL_REPORT_HTML_H_
+#ifndef COHORTD_TOOLS_COHORTCTL_REPORT_REPORT_HTML_H_
+#define COHORTD_TOOLS_COHORTCTL_REPORT_REPORT_HTML_H_
 
 #include <string>
 #include <vector>
 
 #include "cohortd/v1/cohortd.pb.h"
-#include "tools/cohortctl/report_figures.h"
+#include "tools/cohortctl/report/report_figures.h"
 
 namespace cohortd::cohortctl {
 
@@ -33,4 +33,4 @@ std::string RenderReportHtml(const std::vector<FigureResult>& figures,
 
 }  // namespace cohortd::cohortctl
 
-#endif  // COHORTD_TOOLS_COHORTCTL_REPORT_HTML_H_
+#endif  // COHORTD_TOOLS_COHORTCTL_REPORT_REPORT_HTML_H_

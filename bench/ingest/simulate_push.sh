@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# `cohortctl simulate --push` against `cohortctl push` of the same
+# observations (a `simulate --jsonl` file of the same sessions and seed),
+# each into its own fresh cohortd (config/dev.yaml, temp data dir, port 0).
+# For each it prints the wall time, observations/s and the CPU time (user +
+# system) per observation of the server (/proc/PID/stat) and of the client
+# (the shell's `time`), which stay meaningful on a shared machine where
+# wall time does not. The JSON Lines file is written before its clock
+# starts.
+#
+#   bench/ingest/simulate_push.sh [--sessions N] [--streams M] [--batch B]
+#                                 [--build-dir DIR] [--cohortctl BINARY]
+#                                 [--skip-jsonl] [--jsonl-first] [--keep]
+#
+# Defaults: 200000 sessions (1,000,000 observations), 4 streams, batches
+# of 2000, build dir $BUILD_DIR or build. --cohortctl runs another client
+# binary (e.g. an older build, for a before/after comparison);
+# --skip-jsonl measures `simulate --push` only; --jsonl-first runs the
+# `push` of the file first (on a busy machine, run both orders). Temp dirs
+# are removed at the end (--keep keeps them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SESSIONS=200000
+STREAMS=4
+BATCH=2000
+BUILD_DIR="${BUILD_DIR:-build}"
+COHORTCTL=""
+SKIP_JSONL=0
+JSONL_FIRST=0
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sessions) SESSIONS="$2"; shift 2 ;;
+    --streams) STREAMS="$2"; shift 2 ;;
+    --batch) BATCH="$2"; shift 2 ;;
+    --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    --cohortctl) COHORTCTL="$2"; shift 2 ;;
+    --skip-jsonl) SKIP_JSONL=1; shift ;;
+    --jsonl-first) JSONL_FIRST=1; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "simulate_push: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+COHORTD="$BUILD_DIR/server/cohortd"
+COHORTCTL="${COHORTCTL:-$BUILD_DIR/tools/cohortctl/cohortctl}"
+for binary in "$COHORTD" "$COHORTCTL"; do
+  [ -x "$binary" ] || { echo "simulate_push: $binary is not built" >&2; exit 1; }
+done
+scripts/dev-secrets
+# shellcheck disable=SC1091
+set -a; . secrets/dev-tokens.env; set +a
+
+TMP=$(mktemp -d /tmp/cohortd-simpush.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" || true
+  fi
+  [ "$KEEP" = 1 ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# dev.yaml with every relative path made absolute into $TMP or secrets/.
+sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
+  config/dev.yaml >"$TMP/cohortd.yaml"
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_server() {  # $1: name of the run
+  local dir="$TMP/$1"
+  mkdir -p "$dir"
+  "$COHORTD" --config "$TMP/cohortd.yaml" --data-dir "$dir/store" \
+    --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+    --operator-metrics-listen 127.0.0.1:0 \
+    >"$dir/cohortd.out" 2>"$dir/cohortd.log" &
+  SERVER_PID=$!
+  PORT=""
+  for _ in $(seq 1 300); do
+    PORT=$(sed -n 's/^cohortd: listening on port \([0-9]*\).*/\1/p' \
+      "$dir/cohortd.out")
+    [ -n "$PORT" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null ||
+      { echo "simulate_push: cohortd exited:" >&2; cat "$dir/cohortd.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$PORT" ] || { echo "simulate_push: cohortd did not start" >&2; exit 1; }
+}
+
+stop_server() {
+  kill -TERM "$SERVER_PID" && wait "$SERVER_PID" || true
+  SERVER_PID=""
+}
+
+# Runs "$@" as the client against the server; prints its output and one
+# summary line. $1: label; $2: observations the run pushes; rest: the
+# client command.
+measure() {
+  local label="$1" n="$2"
+  shift 2
+  local before after out start end
+  before=$(cpu_ticks "$SERVER_PID")
+  start=$(date +%s.%N)
+  out="$TMP/$label.client"
+  { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
+    { echo "simulate_push: $label failed:" >&2; cat "$out.out" "$out.err" >&2; exit 1; }
+  end=$(date +%s.%N)
+  after=$(cpu_ticks "$SERVER_PID")
+  cat "$out.out"
+  awk -v label="$label" -v n="$n" -v s0="$start" -v s1="$end" \
+      -v t0="$before" -v t1="$after" -v hz="$TICKS" \
+      -v client="$(cat "$out.time")" 'BEGIN {
+    split(client, c, " ");
+    wall = s1 - s0;
+    printf "%s: %d observations in %.2f s wall = %.0f obs/s (client process incl. start-up)\n",
+      label, n, wall, n / wall;
+    printf "%s: CPU: server %.2f s = %.2f us/obs, client %.2f s = %.2f us/obs\n",
+      label, (t1 - t0) / hz, (t1 - t0) / hz / n * 1e6, c[1] + c[2],
+      (c[1] + c[2]) / n * 1e6;
+  }'
+}
+
+N=$((SESSIONS * 5))
+run_simulate() {
+  echo "== cohortctl simulate --push: $N observations ($SESSIONS sessions), $STREAMS streams, batch $BATCH"
+  start_server simulate
+  measure simulate_push "$N" "$COHORTCTL" --target "127.0.0.1:$PORT" \
+    simulate --sessions "$SESSIONS" --push --streams "$STREAMS" \
+    --batch "$BATCH" --quiet
+  stop_server
+}
+
+run_jsonl() {
+  local file="$TMP/simulated.jsonl"
+  "$COHORTCTL" simulate --sessions "$SESSIONS" --jsonl "$file" --quiet >/dev/null
+  echo "== cohortctl push of the same observations as JSON Lines: $N observations, $STREAMS streams, batch $BATCH"
+  start_server push
+  measure jsonl_push "$N" "$COHORTCTL" --target "127.0.0.1:$PORT" \
+    push "$file" --streams "$STREAMS" --batch "$BATCH" --quiet
+  stop_server
+  rm -f "$file"
+}
+
+if [ "$SKIP_JSONL" = 1 ]; then
+  run_simulate
+elif [ "$JSONL_FIRST" = 1 ]; then
+  run_jsonl
+  run_simulate
+else
+  run_simulate
+  run_jsonl
+fi

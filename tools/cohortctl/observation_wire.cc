@@ -1,0 +1,121 @@
+#include "tools/cohortctl/observation_wire.h"
+
+#include <cstring>
+
+namespace cohortd::cohortctl {
+namespace {
+
+// Field tags (field number << 3 | wire type) of cohortd.v1.PushRequest,
+// Observation, google.protobuf.Timestamp and a map entry.
+constexpr char kRequestDatasetTag = (1 << 3) | 2;
+constexpr char kRequestObservationTag = (2 << 3) | 2;
+constexpr char kSessionIdTag = (1 << 3) | 2;
+constexpr char kAccountIdTag = (2 << 3) | 2;
+constexpr char kSessionStartTag = (3 << 3) | 2;
+constexpr char kSourceTag = (4 << 3) | 2;
+constexpr char kLabelsTag = (5 << 3) | 2;
+constexpr char kMeasuresTag = (6 << 3) | 2;
+constexpr char kSecondsTag = (1 << 3) | 0;
+constexpr char kNanosTag = (2 << 3) | 0;
+constexpr char kEntryKeyTag = (1 << 3) | 2;
+constexpr char kEntryStringTag = (2 << 3) | 2;
+constexpr char kEntryDoubleTag = (2 << 3) | 1;
+
+void AppendVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t n = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void AppendBytesField(char tag, absl::string_view bytes, std::string* out) {
+  out->push_back(tag);
+  AppendVarint(bytes.size(), out);
+  out->append(bytes.data(), bytes.size());
+}
+
+// A string field as proto3 writes it: omitted when empty.
+void AppendStringField(char tag, absl::string_view bytes, std::string* out) {
+  if (!bytes.empty()) AppendBytesField(tag, bytes, out);
+}
+
+}  // namespace
+
+void StartPushRequest(absl::string_view dataset, std::string* wire) {
+  wire->clear();
+  AppendStringField(kRequestDatasetTag, dataset, wire);
+}
+
+void AppendSerializedObservation(absl::string_view observation,
+                                 std::string* request) {
+  AppendBytesField(kRequestObservationTag, observation, request);
+}
+
+void ObservationWireWriter::SessionId(absl::string_view id) {
+  AppendStringField(kSessionIdTag, id, &body_);
+}
+
+void ObservationWireWriter::AccountId(absl::string_view id) {
+  AppendStringField(kAccountIdTag, id, &body_);
+}
+
+void ObservationWireWriter::SessionStart(int64_t seconds, int32_t nanos) {
+  // A Timestamp's int64 seconds is written as a two's-complement varint.
+  const uint64_t s = static_cast<uint64_t>(seconds);
+  const uint64_t n = static_cast<uint64_t>(nanos);
+  const size_t size =
+      (s != 0 ? 1 + VarintSize(s) : 0) + (n != 0 ? 1 + VarintSize(n) : 0);
+  body_.push_back(kSessionStartTag);
+  AppendVarint(size, &body_);
+  if (s != 0) {
+    body_.push_back(kSecondsTag);
+    AppendVarint(s, &body_);
+  }
+  if (n != 0) {
+    body_.push_back(kNanosTag);
+    AppendVarint(n, &body_);
+  }
+}
+
+void ObservationWireWriter::Source(absl::string_view source) {
+  AppendStringField(kSourceTag, source, &body_);
+}
+
+void ObservationWireWriter::Label(absl::string_view name,
+                                  absl::string_view value) {
+  body_.push_back(kLabelsTag);
+  AppendVarint(2 + VarintSize(name.size()) + name.size() +
+                   VarintSize(value.size()) + value.size(),
+               &body_);
+  AppendBytesField(kEntryKeyTag, name, &body_);
+  AppendBytesField(kEntryStringTag, value, &body_);
+}
+
+void ObservationWireWriter::Measure(absl::string_view name, double value) {
+  body_.push_back(kMeasuresTag);
+  AppendVarint(1 + VarintSize(name.size()) + name.size() + 9, &body_);
+  AppendBytesField(kEntryKeyTag, name, &body_);
+  body_.push_back(kEntryDoubleTag);
+  uint64_t bits;
+  static_assert(sizeof(bits) == sizeof(value));
+  std::memcpy(&bits, &value, sizeof(bits));
+  for (int b = 0; b < 8; ++b) {
+    body_.push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
+  }
+}
+
+void ObservationWireWriter::AppendTo(std::string* request) const {
+  AppendSerializedObservation(body_, request);
+}
+
+}  // namespace cohortd::cohortctl
