@@ -1,5 +1,7 @@
 #include "server/ingest/ingestor.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -7,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -83,7 +86,8 @@ constexpr uint8_t kEntryKeyTag = (1 << 3) | 2;
 constexpr uint8_t kEntryStringTag = (2 << 3) | 2;
 constexpr uint8_t kEntryDoubleTag = (2 << 3) | 1;
 
-// The contribution of `obs` without its sequence (AppendSequence adds it).
+// The contribution of `obs` without its sequence (EncodeSequence's field
+// follows it in the stored value).
 void EncodeContribution(const ObservationRef& obs, std::string* out) {
   size_t size = 0;
   for (const auto& [name, value] : obs.labels) {
@@ -119,9 +123,16 @@ void EncodeContribution(const ObservationRef& obs, std::string* out) {
   }
 }
 
-void AppendSequence(uint64_t sequence, std::string* out) {
-  out->push_back(static_cast<char>(kSequenceTag));
-  AppendVarint(sequence, out);
+// The sequence field into `out` (room for 11 bytes); returns its size.
+size_t EncodeSequence(uint64_t sequence, char* out) {
+  size_t n = 0;
+  out[n++] = static_cast<char>(kSequenceTag);
+  while (sequence >= 0x80) {
+    out[n++] = static_cast<char>((sequence & 0x7f) | 0x80);
+    sequence >>= 7;
+  }
+  out[n++] = static_cast<char>(sequence);
+  return n;
 }
 
 // Whether `stored` is exactly `body` followed by a sequence field: the
@@ -200,6 +211,19 @@ void EraseEntry(std::vector<std::pair<absl::string_view, V>>* entries,
     }
   }
 }
+
+// A key of the committer's maps with its hash, computed on the RPC thread
+// that built the key (Item::key_hash): the single committer thread only
+// compares.
+struct HashedKey {
+  absl::string_view key;
+  size_t hash;
+  bool operator==(const HashedKey& other) const { return key == other.key; }
+};
+struct HashedKeyHash {
+  size_t operator()(const HashedKey& k) const { return k.hash; }
+};
+using HashedKeyMap = absl::flat_hash_map<HashedKey, size_t, HashedKeyHash>;
 
 // Per dataset, the open-domain dimensions by name.
 std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
@@ -354,6 +378,10 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
     keys::AppendEscapedKeyComponent(obs.source, &item.contribution_key);
     item.key =
         absl::string_view(item.contribution_key).substr(0, header_key_size);
+    // Hashed here, on the caller's thread, for the committer's maps.
+    item.key_hash = absl::Hash<absl::string_view>()(item.key);
+    item.contribution_key_hash =
+        absl::Hash<absl::string_view>()(item.contribution_key);
     auto [known, inserted] =
         pseudonym_of.try_emplace(obs.account_id, pseudonyms.size());
     if (inserted) {
@@ -426,6 +454,9 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
 }
 
 void Ingestor::CommitterLoop() {
+  // Named so that per-thread CPU figures (bench/ingest/throughput.sh, perf,
+  // top -H) can tell the committer from the RPC threads.
+  pthread_setname_np(pthread_self(), "ingest-commit");
   for (;;) {
     std::vector<Pending*> group;
     {
@@ -478,7 +509,9 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     const DatasetSpec* dataset = nullptr;
     absl::string_view key;  // of the header: the session's prefix
     absl::string_view session_id;
-    std::string account_pseudonym;
+    // A view of the first item's pseudonym, or of the stored header's copy
+    // in `keep`.
+    absl::string_view account_pseudonym;
     int64_t session_start = 0;
     uint32_t source_count = 0;
     bool exists = false;  // stored, or created by this group
@@ -511,11 +544,11 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   for (const Pending* pending : group) observations += pending->items.size();
   std::vector<Touched> touched;  // in first-touch order
   touched.reserve(observations);
-  absl::flat_hash_map<absl::string_view, size_t> touched_at;
+  HashedKeyMap touched_at;
   touched_at.reserve(observations);
   std::vector<Contribution> contributions;
   contributions.reserve(observations);
-  absl::flat_hash_map<absl::string_view, size_t> contribution_at;
+  HashedKeyMap contribution_at;
   contribution_at.reserve(observations);
   // Replaced stored contributions and recomputed values: what views of
   // names and values outside the items point into (deque: stable).
@@ -532,35 +565,58 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   uint64_t sequence = sequence_;
   std::vector<std::pair<int, absl::string_view>> adding;  // scratch
   StoredSessionHeader header;                             // scratch
+  absl::Status header_error;
 
+  // The sessions the group touches, and their stored headers, read with
+  // one MultiGet before anything is merged: only this thread writes
+  // headers, so they cannot change before the group's own write.
+  // touched_of[k]: the session of the group's k-th item.
+  std::vector<uint32_t> touched_of;
+  touched_of.reserve(observations);
+  for (Pending* pending : group) {
+    for (Item& item : pending->items) {
+      auto [tit, first_touch] = touched_at.try_emplace(
+          HashedKey{item.key, item.key_hash}, touched.size());
+      if (first_touch) {
+        Touched& t = touched.emplace_back();
+        t.dataset = pending->dataset;
+        t.key = item.key;
+        t.session_id = item.obs->session_id;
+      }
+      touched_of.push_back(static_cast<uint32_t>(tit->second));
+    }
+  }
+  {
+    std::vector<absl::string_view> header_keys;
+    header_keys.reserve(touched.size());
+    for (const Touched& t : touched) header_keys.push_back(t.key);
+    RETURN_IF_ERROR(
+        store_->MultiGet(header_keys, [&](size_t i, absl::string_view stored) {
+          Touched& t = touched[i];
+          if (!header.ParseFromArray(stored.data(),
+                                     static_cast<int>(stored.size()))) {
+            if (header_error.ok()) {
+              header_error = absl::DataLossError(
+                  absl::StrCat("stored header of a session in dataset '",
+                               t.dataset->name, "' cannot be parsed"));
+            }
+            return;
+          }
+          t.account_pseudonym = keep.emplace_back(header.account_pseudonym());
+          t.session_start = header.session_start_unix_seconds();
+          t.source_count = header.source_count();
+          t.exists = true;
+        }));
+    RETURN_IF_ERROR(header_error);
+  }
+
+  size_t k = 0;  // the item's position in the group
   for (Pending* pending : group) {
     const DatasetSpec* dataset = pending->dataset;
     const auto& open_dims = open_dimensions_[dataset];
     for (Item& item : pending->items) {
       const ObservationRef& obs = *item.obs;
-      auto [tit, first_touch] =
-          touched_at.try_emplace(item.key, touched.size());
-      if (first_touch) {
-        Touched& t = touched.emplace_back();
-        t.dataset = dataset;
-        t.key = item.key;
-        t.session_id = obs.session_id;
-        absl::StatusOr<std::string> stored = store_->Get(item.key);
-        if (stored.ok()) {
-          if (!header.ParseFromString(*stored)) {
-            return absl::DataLossError(
-                absl::StrCat("stored header of a session in dataset '",
-                             dataset->name, "' cannot be parsed"));
-          }
-          t.account_pseudonym = header.account_pseudonym();
-          t.session_start = header.session_start_unix_seconds();
-          t.source_count = header.source_count();
-          t.exists = true;
-        } else if (!absl::IsNotFound(stored.status())) {
-          return stored.status();
-        }
-      }
-      Touched& t = touched[tit->second];
+      Touched& t = touched[touched_of[k++]];
       if (t.exists && t.account_pseudonym != item.account_pseudonym) {
         item.outcome = Item::Outcome::kConflict;
         item.conflict_class = "conflict";
@@ -584,7 +640,8 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
       }
 
       auto [cit, first_read] = contribution_at.try_emplace(
-          item.contribution_key, contributions.size());
+          HashedKey{item.contribution_key, item.contribution_key_hash},
+          contributions.size());
       if (first_read) {
         Contribution& c = contributions.emplace_back();
         c.key = item.contribution_key;
@@ -674,8 +731,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
 
       if (!t.exists) {
         t.exists = true;
-        t.account_pseudonym.assign(item.account_pseudonym.data(),
-                                   item.account_pseudonym.size());
+        t.account_pseudonym = item.account_pseudonym;
         t.session_start = item.session_start;
         t.header_dirty = true;
         t.labels.reserve(16);
@@ -795,7 +851,8 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   for (Touched& t : touched) {
     if (!t.changed) continue;
     if (t.header_dirty) {
-      header.set_account_pseudonym(t.account_pseudonym);
+      header.set_account_pseudonym(t.account_pseudonym.data(),
+                                   t.account_pseudonym.size());
       header.set_session_start_unix_seconds(t.session_start);
       header.set_source_count(t.source_count);
       header.SerializeToString(&value);
@@ -810,13 +867,15 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     for (int ci : t.contributions) {
       const Contribution& c = contributions[ci];
       if (!c.dirty) continue;
-      value = c.item->value;
-      AppendSequence(c.sequence, &value);
-      batch.Put(c.key, value);
+      // The body and its sequence field go into the batch in place.
+      char suffix[11];
+      batch.PutParts(
+          c.key, c.item->value,
+          absl::string_view(suffix, EncodeSequence(c.sequence, suffix)));
     }
     CommittedSession& session = committed[t.dataset].emplace_back();
     session.session_id = std::string(t.session_id);
-    session.account_pseudonym = t.account_pseudonym;
+    session.account_pseudonym = std::string(t.account_pseudonym);
     session.session_start_unix_seconds = t.session_start;
     session.labels.reserve(t.labels.size());
     for (const auto& [name, value] : t.labels) {
@@ -843,7 +902,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
     const absl::Status written = store_->Write(batch, /*sync=*/true);
     // A batch past kMaxKeptBatchBytes is not kept (bounded memory).
-    if (batch.byte_size() > kMaxKeptBatchBytes) group_batch_ = WriteBatch();
+    if (batch.capacity() > kMaxKeptBatchBytes) group_batch_ = WriteBatch();
     RETURN_IF_ERROR(written);
     sequence_ = sequence;
   }
@@ -854,7 +913,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
                                      &resent[t.dataset].emplace_back()));
       CommittedSession& s = resent[t.dataset].back();
       s.session_id = std::string(t.session_id);
-      s.account_pseudonym = t.account_pseudonym;
+      s.account_pseudonym = std::string(t.account_pseudonym);
       s.session_start_unix_seconds = t.session_start;
     }
   }

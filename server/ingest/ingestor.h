@@ -231,6 +231,10 @@ class Ingestor {
     const ObservationRef* obs = nullptr;
     std::string contribution_key;
     absl::string_view key;  // of the session header: contribution_key's prefix
+    // absl::Hash of `key` and of `contribution_key`, computed on the
+    // pushing thread so that the committer does not.
+    size_t key_hash = 0;
+    size_t contribution_key_hash = 0;
     absl::string_view account_pseudonym;
     int64_t session_start = 0;
     // The stored contribution without its sequence (the committer adds
