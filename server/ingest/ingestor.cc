@@ -225,19 +225,31 @@ struct HashedKeyHash {
 };
 using HashedKeyMap = absl::flat_hash_map<HashedKey, size_t, HashedKeyHash>;
 
-// Per dataset, the open-domain dimensions by name.
-std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
+// Per dataset, the open-domain dimensions: (name, index).
+std::map<const DatasetSpec*, std::vector<std::pair<std::string, int>>>
 OpenDimensions(const Config& config) {
-  std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>> out;
+  std::map<const DatasetSpec*, std::vector<std::pair<std::string, int>>> out;
   for (const DatasetSpec& dataset : config.datasets) {
     auto& dims = out[&dataset];
     for (size_t d = 0; d < dataset.dimensions.size(); ++d) {
       if (dataset.dimensions[d].open_domain) {
-        dims.emplace(dataset.dimensions[d].name, static_cast<int>(d));
+        dims.emplace_back(dataset.dimensions[d].name, static_cast<int>(d));
       }
     }
   }
   return out;
+}
+
+// The index of the open-domain dimension `name` in `dims`, or -1. A scan:
+// a dataset has a handful of open-domain dimensions, and every label of
+// every observation is looked up (hashing each name cost ~4% of the
+// committer).
+int FindOpenDimension(const std::vector<std::pair<std::string, int>>& dims,
+                      absl::string_view name) {
+  for (const auto& [dim_name, dim] : dims) {
+    if (dim_name == name) return dim;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -515,6 +527,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     int64_t session_start = 0;
     uint32_t source_count = 0;
     bool exists = false;  // stored, or created by this group
+    bool stored = false;  // stored before this group
     bool header_dirty = false;
     bool changed = false;
     bool unchanged_seen = false;  // an item re-pushed equal bytes
@@ -533,6 +546,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   struct Contribution {
     bool exists = false;
     bool dirty = false;
+    bool listed = false;  // in its session's `contributions`
     absl::string_view key;
     absl::string_view source;
     // Its content: this group's latest item for it, else as stored.
@@ -606,8 +620,48 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
           t.session_start = header.session_start_unix_seconds();
           t.source_count = header.source_count();
           t.exists = true;
+          t.stored = true;
         }));
     RETURN_IF_ERROR(header_error);
+  }
+
+  // The contributions the group touches, and the stored ones among them,
+  // read with one MultiGet likewise. A session not stored before the group
+  // has no stored contributions (its header and contributions are only
+  // ever written together): none are read for it.
+  // contribution_of[k]: the contribution of the group's k-th item.
+  std::vector<uint32_t> contribution_of;
+  contribution_of.reserve(observations);
+  {
+    std::vector<absl::string_view> read_keys;
+    std::vector<uint32_t> read_of;  // the contribution of read_keys[i]
+    size_t k = 0;
+    for (Pending* pending : group) {
+      for (Item& item : pending->items) {
+        const Touched& t = touched[touched_of[k++]];
+        auto [cit, first_read] = contribution_at.try_emplace(
+            HashedKey{item.contribution_key, item.contribution_key_hash},
+            contributions.size());
+        if (first_read) {
+          Contribution& c = contributions.emplace_back();
+          c.key = item.contribution_key;
+          c.source = item.obs->source;
+          if (t.stored) {
+            read_keys.push_back(c.key);
+            read_of.push_back(static_cast<uint32_t>(cit->second));
+          }
+        }
+        contribution_of.push_back(static_cast<uint32_t>(cit->second));
+      }
+    }
+    if (!read_keys.empty()) {
+      RETURN_IF_ERROR(
+          store_->MultiGet(read_keys, [&](size_t i, absl::string_view stored) {
+            Contribution& c = contributions[read_of[i]];
+            c.stored.assign(stored.data(), stored.size());
+            c.exists = true;
+          }));
+    }
   }
 
   size_t k = 0;  // the item's position in the group
@@ -639,28 +693,12 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
         continue;
       }
 
-      auto [cit, first_read] = contribution_at.try_emplace(
-          HashedKey{item.contribution_key, item.contribution_key_hash},
-          contributions.size());
-      if (first_read) {
-        Contribution& c = contributions.emplace_back();
-        c.key = item.contribution_key;
-        c.source = obs.source;
-        t.contributions.push_back(static_cast<int>(cit->second));
-        // A session that does not exist has no contributions: its header
-        // and contributions are only ever written together.
-        if (t.exists) {
-          absl::StatusOr<std::string> stored =
-              store_->Get(item.contribution_key);
-          if (stored.ok()) {
-            c.stored = std::move(stored).value();
-            c.exists = true;
-          } else if (!absl::IsNotFound(stored.status())) {
-            return stored.status();
-          }
-        }
+      const uint32_t ci = contribution_of[k - 1];
+      Contribution& c = contributions[ci];
+      if (!c.listed) {
+        c.listed = true;
+        t.contributions.push_back(static_cast<int>(ci));
       }
-      Contribution& c = contributions[cit->second];
       // The stored form of what it holds, parsed only when needed.
       const SourceContribution* old = nullptr;
       if (c.exists) {
@@ -700,15 +738,14 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
       adding.clear();
       if (domains_ != nullptr && !open_dims.empty()) {
         for (const auto& [name, value] : obs.labels) {
-          auto dim = open_dims.find(name);
-          if (dim == open_dims.end()) continue;
-          auto& added = new_values[{dataset, dim->second}];
+          const int dim = FindOpenDimension(open_dims, name);
+          if (dim < 0) continue;
+          auto& added = new_values[{dataset, dim}];
           if (added.contains(value) ||
-              domains_->HasValue(*dataset, dim->second, value)) {
+              domains_->HasValue(*dataset, dim, value)) {
             continue;
           }
-          const size_t held =
-              domains_->NumValues(*dataset, dim->second) + added.size();
+          const size_t held = domains_->NumValues(*dataset, dim) + added.size();
           if (held >= max_values) {
             item.outcome = Item::Outcome::kConflict;
             item.conflict_class = "limit";
@@ -721,7 +758,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
                 max_values, ")");
             break;
           }
-          adding.emplace_back(dim->second, value);
+          adding.emplace_back(dim, value);
         }
         if (item.outcome == Item::Outcome::kConflict) continue;
         for (const auto& [dim, value] : adding) {
@@ -848,6 +885,11 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   batch.Clear();
   std::string value;  // scratch
   std::map<const DatasetSpec*, std::vector<CommittedSession>> committed;
+  // The vector of the last session's dataset (a group is mostly one).
+  const DatasetSpec* committed_dataset = nullptr;
+  std::vector<CommittedSession>* committed_sessions = nullptr;
+  size_t changed = 0;
+  for (const Touched& t : touched) changed += t.changed ? 1 : 0;
   for (Touched& t : touched) {
     if (!t.changed) continue;
     if (t.header_dirty) {
@@ -873,7 +915,12 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
           c.key, c.item->value,
           absl::string_view(suffix, EncodeSequence(c.sequence, suffix)));
     }
-    CommittedSession& session = committed[t.dataset].emplace_back();
+    if (t.dataset != committed_dataset) {
+      committed_dataset = t.dataset;
+      committed_sessions = &committed[t.dataset];
+      if (committed_sessions->empty()) committed_sessions->reserve(changed);
+    }
+    CommittedSession& session = committed_sessions->emplace_back();
     session.session_id = std::string(t.session_id);
     session.account_pseudonym = std::string(t.account_pseudonym);
     session.session_start_unix_seconds = t.session_start;

@@ -329,8 +329,9 @@ class Ingestor {
   // Reused by every group: a fresh multi-megabyte batch per group costs
   // its page faults again (perf).
   WriteBatch group_batch_;
-  // Per dataset, its open-domain dimensions by name (for the value cap).
-  std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
+  // Per dataset, its open-domain dimensions as (name, index) (for the
+  // value cap).
+  std::map<const DatasetSpec*, std::vector<std::pair<std::string, int>>>
       open_dimensions_;
 
   // Deletions in progress watch the commits (DeletionWatch).
