@@ -68,6 +68,20 @@ sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 minor_faults() { awk '{print $10}' "/proc/$1/stat"; }
+# One line per live thread of process $1: "TID NAME TICKS" (utime +
+# stime; the name is the thread's comm, spaces made underscores).
+thread_ticks() {
+  local stat tid rest name
+  for stat in /proc/"$1"/task/*/stat; do
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    tid=${rest%% *}
+    name=${rest#*(}; name=${name%)*}
+    rest=${rest##*) }
+    # After the comm: field 3 is the state, so utime/stime (fields 14/15)
+    # are words 12 and 13 here.
+    echo "$tid ${name// /_} $(echo "$rest" | awk '{print $12 + $13}')"
+  done
+}
 
 start_server() {  # $1: name of the run
   local dir="$TMP/$1"
@@ -103,6 +117,7 @@ measure() {
   local before after faults_before faults_after out start end
   before=$(cpu_ticks "$SERVER_PID")
   faults_before=$(minor_faults "$SERVER_PID")
+  thread_ticks "$SERVER_PID" >"$TMP/$label.threads0"
   start=$(date +%s.%N)
   out="$TMP/$label.client"
   { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
@@ -110,6 +125,7 @@ measure() {
   end=$(date +%s.%N)
   after=$(cpu_ticks "$SERVER_PID")
   faults_after=$(minor_faults "$SERVER_PID")
+  thread_ticks "$SERVER_PID" >"$TMP/$label.threads1"
   cat "$out.out"
   awk -v label="$label" -v n="$n" -v s0="$start" -v s1="$end" \
       -v t0="$before" -v t1="$after" -v hz="$TICKS" \
@@ -124,6 +140,21 @@ measure() {
     printf "%s: server page faults per 1000 observations: %.1f\n",
       label, (f1 - f0) / n * 1000;
   }'
+  # Server CPU per observation by thread name, over the threads alive at
+  # the end (the committer is "ingest-commit"; threads that exited during
+  # the run are in the total above only).
+  awk -v label="$label" -v n="$n" -v hz="$TICKS" '
+    NR == FNR { t0[$1] = $3; next }
+    { by[$2] += $3 - ($1 in t0 ? t0[$1] : 0) }
+    END {
+      line = "";
+      for (name in by) {
+        if (by[name] > 0) {
+          line = line sprintf(" %s %.2f", name, by[name] / hz / n * 1e6);
+        }
+      }
+      printf "%s: server CPU per observation by thread (us):%s\n", label, line;
+    }' "$TMP/$label.threads0" "$TMP/$label.threads1"
 }
 
 echo "== ingest_load: $OBSERVATIONS observations, $STREAMS streams, batch $BATCH"

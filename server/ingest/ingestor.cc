@@ -1,5 +1,7 @@
 #include "server/ingest/ingestor.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -7,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -83,7 +86,8 @@ constexpr uint8_t kEntryKeyTag = (1 << 3) | 2;
 constexpr uint8_t kEntryStringTag = (2 << 3) | 2;
 constexpr uint8_t kEntryDoubleTag = (2 << 3) | 1;
 
-// The contribution of `obs` without its sequence (AppendSequence adds it).
+// The contribution of `obs` without its sequence (EncodeSequence's field
+// follows it in the stored value).
 void EncodeContribution(const ObservationRef& obs, std::string* out) {
   size_t size = 0;
   for (const auto& [name, value] : obs.labels) {
@@ -119,9 +123,16 @@ void EncodeContribution(const ObservationRef& obs, std::string* out) {
   }
 }
 
-void AppendSequence(uint64_t sequence, std::string* out) {
-  out->push_back(static_cast<char>(kSequenceTag));
-  AppendVarint(sequence, out);
+// The sequence field into `out` (room for 11 bytes); returns its size.
+size_t EncodeSequence(uint64_t sequence, char* out) {
+  size_t n = 0;
+  out[n++] = static_cast<char>(kSequenceTag);
+  while (sequence >= 0x80) {
+    out[n++] = static_cast<char>((sequence & 0x7f) | 0x80);
+    sequence >>= 7;
+  }
+  out[n++] = static_cast<char>(sequence);
+  return n;
 }
 
 // Whether `stored` is exactly `body` followed by a sequence field: the
@@ -201,19 +212,44 @@ void EraseEntry(std::vector<std::pair<absl::string_view, V>>* entries,
   }
 }
 
-// Per dataset, the open-domain dimensions by name.
-std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
+// A key of the committer's maps with its hash, computed on the RPC thread
+// that built the key (Item::key_hash): the single committer thread only
+// compares.
+struct HashedKey {
+  absl::string_view key;
+  size_t hash;
+  bool operator==(const HashedKey& other) const { return key == other.key; }
+};
+struct HashedKeyHash {
+  size_t operator()(const HashedKey& k) const { return k.hash; }
+};
+using HashedKeyMap = absl::flat_hash_map<HashedKey, size_t, HashedKeyHash>;
+
+// Per dataset, the open-domain dimensions: (name, index).
+std::map<const DatasetSpec*, std::vector<std::pair<std::string, int>>>
 OpenDimensions(const Config& config) {
-  std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>> out;
+  std::map<const DatasetSpec*, std::vector<std::pair<std::string, int>>> out;
   for (const DatasetSpec& dataset : config.datasets) {
     auto& dims = out[&dataset];
     for (size_t d = 0; d < dataset.dimensions.size(); ++d) {
       if (dataset.dimensions[d].open_domain) {
-        dims.emplace(dataset.dimensions[d].name, static_cast<int>(d));
+        dims.emplace_back(dataset.dimensions[d].name, static_cast<int>(d));
       }
     }
   }
   return out;
+}
+
+// The index of the open-domain dimension `name` in `dims`, or -1. A scan:
+// a dataset has a handful of open-domain dimensions, and every label of
+// every observation is looked up (hashing each name cost ~4% of the
+// committer).
+int FindOpenDimension(const std::vector<std::pair<std::string, int>>& dims,
+                      absl::string_view name) {
+  for (const auto& [dim_name, dim] : dims) {
+    if (dim_name == name) return dim;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -354,6 +390,10 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
     keys::AppendEscapedKeyComponent(obs.source, &item.contribution_key);
     item.key =
         absl::string_view(item.contribution_key).substr(0, header_key_size);
+    // Hashed here, on the caller's thread, for the committer's maps.
+    item.key_hash = absl::Hash<absl::string_view>()(item.key);
+    item.contribution_key_hash =
+        absl::Hash<absl::string_view>()(item.contribution_key);
     auto [known, inserted] =
         pseudonym_of.try_emplace(obs.account_id, pseudonyms.size());
     if (inserted) {
@@ -426,6 +466,9 @@ absl::StatusOr<cohortd::v1::PushResponse> Ingestor::PushValid(
 }
 
 void Ingestor::CommitterLoop() {
+  // Named so that per-thread CPU figures (bench/ingest/throughput.sh, perf,
+  // top -H) can tell the committer from the RPC threads.
+  pthread_setname_np(pthread_self(), "ingest-commit");
   for (;;) {
     std::vector<Pending*> group;
     {
@@ -478,10 +521,13 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     const DatasetSpec* dataset = nullptr;
     absl::string_view key;  // of the header: the session's prefix
     absl::string_view session_id;
-    std::string account_pseudonym;
+    // A view of the first item's pseudonym, or of the stored header's copy
+    // in `keep`.
+    absl::string_view account_pseudonym;
     int64_t session_start = 0;
     uint32_t source_count = 0;
     bool exists = false;  // stored, or created by this group
+    bool stored = false;  // stored before this group
     bool header_dirty = false;
     bool changed = false;
     bool unchanged_seen = false;  // an item re-pushed equal bytes
@@ -500,6 +546,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   struct Contribution {
     bool exists = false;
     bool dirty = false;
+    bool listed = false;  // in its session's `contributions`
     absl::string_view key;
     absl::string_view source;
     // Its content: this group's latest item for it, else as stored.
@@ -511,11 +558,11 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   for (const Pending* pending : group) observations += pending->items.size();
   std::vector<Touched> touched;  // in first-touch order
   touched.reserve(observations);
-  absl::flat_hash_map<absl::string_view, size_t> touched_at;
+  HashedKeyMap touched_at;
   touched_at.reserve(observations);
   std::vector<Contribution> contributions;
   contributions.reserve(observations);
-  absl::flat_hash_map<absl::string_view, size_t> contribution_at;
+  HashedKeyMap contribution_at;
   contribution_at.reserve(observations);
   // Replaced stored contributions and recomputed values: what views of
   // names and values outside the items point into (deque: stable).
@@ -532,35 +579,98 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   uint64_t sequence = sequence_;
   std::vector<std::pair<int, absl::string_view>> adding;  // scratch
   StoredSessionHeader header;                             // scratch
+  absl::Status header_error;
 
+  // The sessions the group touches, and their stored headers, read with
+  // one MultiGet before anything is merged: only this thread writes
+  // headers, so they cannot change before the group's own write.
+  // touched_of[k]: the session of the group's k-th item.
+  std::vector<uint32_t> touched_of;
+  touched_of.reserve(observations);
+  for (Pending* pending : group) {
+    for (Item& item : pending->items) {
+      auto [tit, first_touch] = touched_at.try_emplace(
+          HashedKey{item.key, item.key_hash}, touched.size());
+      if (first_touch) {
+        Touched& t = touched.emplace_back();
+        t.dataset = pending->dataset;
+        t.key = item.key;
+        t.session_id = item.obs->session_id;
+      }
+      touched_of.push_back(static_cast<uint32_t>(tit->second));
+    }
+  }
+  {
+    std::vector<absl::string_view> header_keys;
+    header_keys.reserve(touched.size());
+    for (const Touched& t : touched) header_keys.push_back(t.key);
+    RETURN_IF_ERROR(
+        store_->MultiGet(header_keys, [&](size_t i, absl::string_view stored) {
+          Touched& t = touched[i];
+          if (!header.ParseFromArray(stored.data(),
+                                     static_cast<int>(stored.size()))) {
+            if (header_error.ok()) {
+              header_error = absl::DataLossError(
+                  absl::StrCat("stored header of a session in dataset '",
+                               t.dataset->name, "' cannot be parsed"));
+            }
+            return;
+          }
+          t.account_pseudonym = keep.emplace_back(header.account_pseudonym());
+          t.session_start = header.session_start_unix_seconds();
+          t.source_count = header.source_count();
+          t.exists = true;
+          t.stored = true;
+        }));
+    RETURN_IF_ERROR(header_error);
+  }
+
+  // The contributions the group touches, and the stored ones among them,
+  // read with one MultiGet likewise. A session not stored before the group
+  // has no stored contributions (its header and contributions are only
+  // ever written together): none are read for it.
+  // contribution_of[k]: the contribution of the group's k-th item.
+  std::vector<uint32_t> contribution_of;
+  contribution_of.reserve(observations);
+  {
+    std::vector<absl::string_view> read_keys;
+    std::vector<uint32_t> read_of;  // the contribution of read_keys[i]
+    size_t k = 0;
+    for (Pending* pending : group) {
+      for (Item& item : pending->items) {
+        const Touched& t = touched[touched_of[k++]];
+        auto [cit, first_read] = contribution_at.try_emplace(
+            HashedKey{item.contribution_key, item.contribution_key_hash},
+            contributions.size());
+        if (first_read) {
+          Contribution& c = contributions.emplace_back();
+          c.key = item.contribution_key;
+          c.source = item.obs->source;
+          if (t.stored) {
+            read_keys.push_back(c.key);
+            read_of.push_back(static_cast<uint32_t>(cit->second));
+          }
+        }
+        contribution_of.push_back(static_cast<uint32_t>(cit->second));
+      }
+    }
+    if (!read_keys.empty()) {
+      RETURN_IF_ERROR(
+          store_->MultiGet(read_keys, [&](size_t i, absl::string_view stored) {
+            Contribution& c = contributions[read_of[i]];
+            c.stored.assign(stored.data(), stored.size());
+            c.exists = true;
+          }));
+    }
+  }
+
+  size_t k = 0;  // the item's position in the group
   for (Pending* pending : group) {
     const DatasetSpec* dataset = pending->dataset;
     const auto& open_dims = open_dimensions_[dataset];
     for (Item& item : pending->items) {
       const ObservationRef& obs = *item.obs;
-      auto [tit, first_touch] =
-          touched_at.try_emplace(item.key, touched.size());
-      if (first_touch) {
-        Touched& t = touched.emplace_back();
-        t.dataset = dataset;
-        t.key = item.key;
-        t.session_id = obs.session_id;
-        absl::StatusOr<std::string> stored = store_->Get(item.key);
-        if (stored.ok()) {
-          if (!header.ParseFromString(*stored)) {
-            return absl::DataLossError(
-                absl::StrCat("stored header of a session in dataset '",
-                             dataset->name, "' cannot be parsed"));
-          }
-          t.account_pseudonym = header.account_pseudonym();
-          t.session_start = header.session_start_unix_seconds();
-          t.source_count = header.source_count();
-          t.exists = true;
-        } else if (!absl::IsNotFound(stored.status())) {
-          return stored.status();
-        }
-      }
-      Touched& t = touched[tit->second];
+      Touched& t = touched[touched_of[k++]];
       if (t.exists && t.account_pseudonym != item.account_pseudonym) {
         item.outcome = Item::Outcome::kConflict;
         item.conflict_class = "conflict";
@@ -583,27 +693,12 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
         continue;
       }
 
-      auto [cit, first_read] = contribution_at.try_emplace(
-          item.contribution_key, contributions.size());
-      if (first_read) {
-        Contribution& c = contributions.emplace_back();
-        c.key = item.contribution_key;
-        c.source = obs.source;
-        t.contributions.push_back(static_cast<int>(cit->second));
-        // A session that does not exist has no contributions: its header
-        // and contributions are only ever written together.
-        if (t.exists) {
-          absl::StatusOr<std::string> stored =
-              store_->Get(item.contribution_key);
-          if (stored.ok()) {
-            c.stored = std::move(stored).value();
-            c.exists = true;
-          } else if (!absl::IsNotFound(stored.status())) {
-            return stored.status();
-          }
-        }
+      const uint32_t ci = contribution_of[k - 1];
+      Contribution& c = contributions[ci];
+      if (!c.listed) {
+        c.listed = true;
+        t.contributions.push_back(static_cast<int>(ci));
       }
-      Contribution& c = contributions[cit->second];
       // The stored form of what it holds, parsed only when needed.
       const SourceContribution* old = nullptr;
       if (c.exists) {
@@ -643,15 +738,14 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
       adding.clear();
       if (domains_ != nullptr && !open_dims.empty()) {
         for (const auto& [name, value] : obs.labels) {
-          auto dim = open_dims.find(name);
-          if (dim == open_dims.end()) continue;
-          auto& added = new_values[{dataset, dim->second}];
+          const int dim = FindOpenDimension(open_dims, name);
+          if (dim < 0) continue;
+          auto& added = new_values[{dataset, dim}];
           if (added.contains(value) ||
-              domains_->HasValue(*dataset, dim->second, value)) {
+              domains_->HasValue(*dataset, dim, value)) {
             continue;
           }
-          const size_t held =
-              domains_->NumValues(*dataset, dim->second) + added.size();
+          const size_t held = domains_->NumValues(*dataset, dim) + added.size();
           if (held >= max_values) {
             item.outcome = Item::Outcome::kConflict;
             item.conflict_class = "limit";
@@ -664,7 +758,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
                 max_values, ")");
             break;
           }
-          adding.emplace_back(dim->second, value);
+          adding.emplace_back(dim, value);
         }
         if (item.outcome == Item::Outcome::kConflict) continue;
         for (const auto& [dim, value] : adding) {
@@ -674,8 +768,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
 
       if (!t.exists) {
         t.exists = true;
-        t.account_pseudonym.assign(item.account_pseudonym.data(),
-                                   item.account_pseudonym.size());
+        t.account_pseudonym = item.account_pseudonym;
         t.session_start = item.session_start;
         t.header_dirty = true;
         t.labels.reserve(16);
@@ -792,10 +885,16 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
   batch.Clear();
   std::string value;  // scratch
   std::map<const DatasetSpec*, std::vector<CommittedSession>> committed;
+  // The vector of the last session's dataset (a group is mostly one).
+  const DatasetSpec* committed_dataset = nullptr;
+  std::vector<CommittedSession>* committed_sessions = nullptr;
+  size_t changed = 0;
+  for (const Touched& t : touched) changed += t.changed ? 1 : 0;
   for (Touched& t : touched) {
     if (!t.changed) continue;
     if (t.header_dirty) {
-      header.set_account_pseudonym(t.account_pseudonym);
+      header.set_account_pseudonym(t.account_pseudonym.data(),
+                                   t.account_pseudonym.size());
       header.set_session_start_unix_seconds(t.session_start);
       header.set_source_count(t.source_count);
       header.SerializeToString(&value);
@@ -810,13 +909,20 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     for (int ci : t.contributions) {
       const Contribution& c = contributions[ci];
       if (!c.dirty) continue;
-      value = c.item->value;
-      AppendSequence(c.sequence, &value);
-      batch.Put(c.key, value);
+      // The body and its sequence field go into the batch in place.
+      char suffix[11];
+      batch.PutParts(
+          c.key, c.item->value,
+          absl::string_view(suffix, EncodeSequence(c.sequence, suffix)));
     }
-    CommittedSession& session = committed[t.dataset].emplace_back();
+    if (t.dataset != committed_dataset) {
+      committed_dataset = t.dataset;
+      committed_sessions = &committed[t.dataset];
+      if (committed_sessions->empty()) committed_sessions->reserve(changed);
+    }
+    CommittedSession& session = committed_sessions->emplace_back();
     session.session_id = std::string(t.session_id);
-    session.account_pseudonym = t.account_pseudonym;
+    session.account_pseudonym = std::string(t.account_pseudonym);
     session.session_start_unix_seconds = t.session_start;
     session.labels.reserve(t.labels.size());
     for (const auto& [name, value] : t.labels) {
@@ -843,7 +949,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
     batch.Put(keys::IngestSequenceKey(), absl::StrCat(sequence));
     const absl::Status written = store_->Write(batch, /*sync=*/true);
     // A batch past kMaxKeptBatchBytes is not kept (bounded memory).
-    if (batch.byte_size() > kMaxKeptBatchBytes) group_batch_ = WriteBatch();
+    if (batch.capacity() > kMaxKeptBatchBytes) group_batch_ = WriteBatch();
     RETURN_IF_ERROR(written);
     sequence_ = sequence;
   }
@@ -854,7 +960,7 @@ absl::Status Ingestor::CommitGroup(const std::vector<Pending*>& group) {
                                      &resent[t.dataset].emplace_back()));
       CommittedSession& s = resent[t.dataset].back();
       s.session_id = std::string(t.session_id);
-      s.account_pseudonym = t.account_pseudonym;
+      s.account_pseudonym = std::string(t.account_pseudonym);
       s.session_start_unix_seconds = t.session_start;
     }
   }

@@ -231,6 +231,10 @@ class Ingestor {
     const ObservationRef* obs = nullptr;
     std::string contribution_key;
     absl::string_view key;  // of the session header: contribution_key's prefix
+    // absl::Hash of `key` and of `contribution_key`, computed on the
+    // pushing thread so that the committer does not.
+    size_t key_hash = 0;
+    size_t contribution_key_hash = 0;
     absl::string_view account_pseudonym;
     int64_t session_start = 0;
     // The stored contribution without its sequence (the committer adds
@@ -325,8 +329,9 @@ class Ingestor {
   // Reused by every group: a fresh multi-megabyte batch per group costs
   // its page faults again (perf).
   WriteBatch group_batch_;
-  // Per dataset, its open-domain dimensions by name (for the value cap).
-  std::map<const DatasetSpec*, absl::flat_hash_map<std::string, int>>
+  // Per dataset, its open-domain dimensions as (name, index) (for the
+  // value cap).
+  std::map<const DatasetSpec*, std::vector<std::pair<std::string, int>>>
       open_dimensions_;
 
   // Deletions in progress watch the commits (DeletionWatch).

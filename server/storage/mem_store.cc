@@ -16,6 +16,22 @@ absl::StatusOr<std::string> MemStore::Get(absl::string_view key) {
   return it->second;
 }
 
+absl::Status MemStore::MultiGet(
+    absl::Span<const absl::string_view> keys,
+    const std::function<void(size_t, absl::string_view)>& found) {
+  std::vector<std::pair<size_t, std::string>> values;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = data_.find(keys[i]);
+      if (it != data_.end()) values.emplace_back(i, it->second);
+    }
+  }
+  // Called without the lock, as Scan's `fn`.
+  for (const auto& [i, value] : values) found(i, value);
+  return absl::OkStatus();
+}
+
 absl::Status MemStore::Write(const WriteBatch& batch, bool sync) {
   absl::MutexLock lock(&mu_);
   for (const WriteBatch::Op& op : batch.ops()) {

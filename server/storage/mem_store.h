@@ -23,6 +23,10 @@ class MemStore : public Store {
   MemStore() = default;
 
   absl::StatusOr<std::string> Get(absl::string_view key) override;
+  // Under one lock: a consistent view.
+  absl::Status MultiGet(
+      absl::Span<const absl::string_view> keys,
+      const std::function<void(size_t, absl::string_view)>& found) override;
   absl::Status Write(const WriteBatch& batch, bool sync) override;
   // Copies the matching entries under the lock, then calls `fn` without
   // it, so `fn` may use this store (and sees a consistent snapshot).

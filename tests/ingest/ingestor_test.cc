@@ -54,6 +54,18 @@ class FailingStore : public MemStore {
     }
     return MemStore::Write(batch, sync);
   }
+  // Counts the keys read, by Get or MultiGet.
+  absl::StatusOr<std::string> Get(absl::string_view key) override {
+    ++keys_read_;
+    return MemStore::Get(key);
+  }
+  absl::Status MultiGet(
+      absl::Span<const absl::string_view> keys,
+      const std::function<void(size_t, absl::string_view)>& found) override {
+    keys_read_ += keys.size();
+    return MemStore::MultiGet(keys, found);
+  }
+  size_t TakeKeysRead() { return keys_read_.exchange(0); }
   void Arm() { fail_ = true; }
   std::vector<size_t> write_bytes() {
     absl::MutexLock lock(&mu_);
@@ -62,6 +74,7 @@ class FailingStore : public MemStore {
 
  private:
   std::atomic<bool> fail_{false};
+  std::atomic<size_t> keys_read_{0};
   absl::Mutex mu_;
   std::vector<size_t> write_bytes_ ABSL_GUARDED_BY(mu_);
 };
@@ -451,6 +464,40 @@ TEST_F(IngestorTest, ManySourcesOnOneSessionEachPushWritesOnlyItself) {
   EXPECT_LE(bytes.back(), bytes.front() + 16);  // only the counters grow
   EXPECT_EQ(Stored("busy").sources_size(), kSources);
   EXPECT_EQ(listener_.last_delta_size, 1);
+}
+
+TEST_F(IngestorTest, ReadsHeadersAndOnlyTheStoredSessionsContributions) {
+  // A session new to the store has no contributions to read: a push of
+  // new sessions reads one header per session, whatever its sources.
+  cohortd::v1::PushRequest fresh;
+  fresh.set_dataset("sessions");
+  for (int s = 0; s < 3; ++s) {
+    for (int source = 0; source < 4; ++source) {
+      *fresh.add_observations() =
+          Obs(absl::StrCat("r", s), "acct", absl::StrCat("src-", source));
+    }
+  }
+  store_.TakeKeysRead();
+  ASSERT_EQ(MustPush(fresh).accepted(), 12);
+  EXPECT_EQ(store_.TakeKeysRead(), 3u);
+  // A stored session: its header and each contribution the push names
+  // (a changed one, a new one), once each; a new session: its header.
+  cohortd::v1::PushRequest again;
+  again.set_dataset("sessions");
+  auto changed = Obs("r0", "acct", "src-0");
+  (*changed.mutable_labels())["work_mode"] = "fix";
+  *again.add_observations() = changed;
+  *again.add_observations() = Obs("r0", "acct", "src-9");
+  *again.add_observations() = Obs("r0", "acct", "src-9");
+  *again.add_observations() = Obs("r7", "acct", "src-0");
+  *again.add_observations() = Obs("r7", "acct", "src-1");
+  const cohortd::v1::PushResponse response = MustPush(again);
+  EXPECT_EQ(response.accepted(), 4);
+  EXPECT_EQ(response.unchanged(), 1);
+  EXPECT_EQ(store_.TakeKeysRead(), 2u + 2u);
+  EXPECT_EQ(Stored("r0").sources_size(), 5);
+  EXPECT_EQ(Stored("r0").sources().at("src-0").labels().at("work_mode"), "fix");
+  EXPECT_EQ(Stored("r7").sources_size(), 2);
 }
 
 TEST_F(IngestorTest, DroppedLabelFallsBackToTheLatestOtherSource) {

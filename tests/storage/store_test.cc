@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/write_batch.h"
 #include "server/storage/keys.h"
 #include "server/storage/mem_store.h"
 #include "server/storage/rocksdb_store.h"
@@ -216,6 +217,77 @@ TEST(WriteBatchTest, OpsViewKeysAndValuesInOrder) {
   EXPECT_EQ(ops[3].value, std::string(300, 'x'));
   EXPECT_EQ(batch.size(), 4u);
   EXPECT_EQ(batch.byte_size(), 2u + 2 + 4 + 2 + 5 + 2 + 300);
+}
+
+TEST(WriteBatchTest, EncodingIsRocksDbWireFormat) {
+  // RocksDbStore hands the encoding to RocksDB as is: it must be byte for
+  // byte what rocksdb::WriteBatch writes for the same operations (long
+  // keys and values take multi-byte varint lengths).
+  WriteBatch batch;
+  rocksdb::WriteBatch expected;
+  const std::string long_key(200, 'k');
+  const std::string long_value(70000, 'v');
+  batch.Put("k1", "v1");
+  ASSERT_TRUE(expected.Put("k1", "v1").ok());
+  batch.Delete("gone");
+  ASSERT_TRUE(expected.Delete("gone").ok());
+  batch.PutParts(long_key, long_value, "\x18\x05");
+  ASSERT_TRUE(expected.Put(long_key, long_value + "\x18\x05").ok());
+  batch.Put("empty", "");
+  ASSERT_TRUE(expected.Put("empty", "").ok());
+  EXPECT_EQ(batch.encoded(), expected.Data());
+  EXPECT_EQ(batch.size(), 4u);
+  const std::vector<WriteBatch::Op> ops = batch.ops();
+  ASSERT_EQ(ops.size(), 4u);
+  EXPECT_EQ(ops[2].key, long_key);
+  EXPECT_EQ(ops[2].value, long_value + "\x18\x05");
+  EXPECT_EQ(ops[3].value, "");
+  // Clear keeps the buffer and starts a fresh, empty encoding.
+  const size_t capacity = batch.capacity();
+  batch.Clear();
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(batch.encoded(), rocksdb::WriteBatch().Data());
+  EXPECT_EQ(batch.capacity(), capacity);
+}
+
+TEST_P(StoreTest, MultiGetReportsExactlyTheStoredKeysByPosition) {
+  WriteBatch batch;
+  // More keys than RocksDbStore's chunk of 1,024, unsorted, one repeated.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2500; ++i) {
+    const std::string key = absl::StrCat("mg/", (i * 7919) % 2500);
+    if (i % 3 != 0) batch.Put(key, absl::StrCat("value of ", key));
+    keys.push_back(key);
+  }
+  keys.push_back(keys[1]);
+  ASSERT_OK(store_->Write(batch, /*sync=*/true));
+  std::vector<absl::string_view> views(keys.begin(), keys.end());
+  std::map<size_t, std::string> found;
+  ASSERT_OK(store_->MultiGet(views, [&](size_t i, absl::string_view value) {
+    EXPECT_TRUE(found.emplace(i, std::string(value)).second) << i;
+  }));
+  size_t expected = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    absl::StatusOr<std::string> value = store_->Get(keys[i]);
+    if (!value.ok()) {
+      EXPECT_EQ(found.count(i), 0u) << keys[i];
+      continue;
+    }
+    ++expected;
+    ASSERT_EQ(found.count(i), 1u) << keys[i];
+    EXPECT_EQ(found[i], *value);
+  }
+  EXPECT_EQ(found.size(), expected);
+  EXPECT_GT(expected, 1600u);
+}
+
+TEST_P(StoreTest, PartsAreStoredAsOneValue) {
+  WriteBatch batch;
+  batch.PutParts("parts/a", "body", "+suffix");
+  batch.PutParts("parts/b", "", "only-suffix");
+  ASSERT_OK(store_->Write(batch, /*sync=*/true));
+  EXPECT_EQ(*store_->Get("parts/a"), "body+suffix");
+  EXPECT_EQ(*store_->Get("parts/b"), "only-suffix");
 }
 
 TEST_P(StoreTest, BatchesAreAtomicToConcurrentReaders) {
