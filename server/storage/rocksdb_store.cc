@@ -205,8 +205,7 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o) {
   // stored plain and every lower level as above (with dynamic level bytes,
   // entry i > 0 is the i-th level from the base level down; the bottommost
   // level still gets bottommost_compression).
-  options.compression_per_level.assign(options.num_levels,
-                                       options.compression);
+  options.compression_per_level.assign(options.num_levels, options.compression);
   options.compression_per_level[0] = rocksdb::kNoCompression;
   if (has(rocksdb::kZSTD)) options.bottommost_compression = rocksdb::kZSTD;
 
