@@ -76,10 +76,14 @@ size_t FindInvalidUtf8(absl::string_view text);
 
 // Checks that every string field of `observation` is valid UTF-8, in field
 // order (session_id, account_id, source, then labels and measures in wire
-// order). Returns the first offending field, e.g. {"labels.work_mode",
-// "value is not valid UTF-8 at byte 3", "invalid_utf8"}; a map key that is
-// not UTF-8 is reported on "labels" / "measures". nullopt when all are
-// valid. Thread-safe.
+// order: call it before SortNames, so that a repeated name that is
+// overridden is checked too). Each byte is looked at once. Returns the
+// first offending field, e.g. {"labels.work_mode", "value is not valid
+// UTF-8 at byte 3", "invalid_utf8"}; a map key that is not UTF-8 is
+// reported on "labels" / "measures". nullopt when all are valid.
+// Thread-safe.
+std::optional<ObservationError> ValidateUtf8(const ObservationRef& observation);
+// The same for a message parsed by protobuf.
 std::optional<ObservationError> ValidateUtf8(
     const cohortd::internal::WireObservation& observation);
 

@@ -7,48 +7,51 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/arena.h"
 #include "grpc/grpc.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/impl/rpc_service_method.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/method_handler.h"
-#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/slice.h"
 #include "server/common/logging.h"
 #include "server/ingest/validator.h"
 #include "server/service/grpc_status.h"
+#include "server/service/push_wire_reader.h"
 #include "server/service/rpc_metrics.h"
 
 namespace cohortd {
 namespace {
 
-using cohortd::internal::WireObservation;
-using cohortd::internal::WirePushRequest;
-
 constexpr char kShuttingDown[] =
     "cohortd is shutting down; reconnect and resend unacknowledged batches";
 
-// Views of a wire observation (already checked to be valid UTF-8) as the
-// Ingestor takes them; the wire message must outlive the views. As in a
-// protobuf map, the last of repeated label or measure names wins.
-void ViewObservation(const WireObservation& wire, ObservationRef* obs) {
-  obs->session_id = wire.session_id();
-  obs->account_id = wire.account_id();
-  obs->source = wire.source();
-  obs->has_session_start = wire.has_session_start();
-  if (obs->has_session_start) {
-    obs->session_start_seconds = wire.session_start().seconds();
-    obs->session_start_nanos = wire.session_start().nanos();
+// Reads the request in `buffer` with `reader`. The views it makes point
+// into `slices` (a one-slice message, the usual small push: no copy) or
+// into `joined` (several slices copied once, end to end); both must stay
+// untouched while the views are used. Errors: InvalidArgument as
+// PushWireReader::Read.
+absl::Status ReadRequest(const grpc::ByteBuffer& buffer,
+                         std::vector<grpc::Slice>* slices, std::string* joined,
+                         PushWireReader* reader) {
+  slices->clear();
+  joined->clear();
+  absl::string_view bytes;
+  // Dump fails only for a buffer holding nothing: an empty request.
+  if (buffer.Valid() && buffer.Dump(slices).ok()) {
+    if (slices->size() == 1) {
+      bytes =
+          absl::string_view(reinterpret_cast<const char*>((*slices)[0].begin()),
+                            (*slices)[0].size());
+    } else if (slices->size() > 1) {
+      joined->reserve(buffer.Length());
+      for (const grpc::Slice& slice : *slices) {
+        joined->append(reinterpret_cast<const char*>(slice.begin()),
+                       slice.size());
+      }
+      bytes = *joined;
+    }
   }
-  obs->labels.reserve(wire.labels_size());
-  for (const auto& label : wire.labels()) {
-    obs->labels.emplace_back(label.key(), label.value());
-  }
-  obs->measures.reserve(wire.measures_size());
-  for (const auto& measure : wire.measures()) {
-    obs->measures.emplace_back(measure.key(), measure.value());
-  }
-  obs->SortNames();
+  return reader->Read(bytes);
 }
 
 }  // namespace
@@ -68,14 +71,15 @@ IngestService::IngestService(const Config* config, const Authenticator* auth,
       ingestor_(ingestor),
       limiter_(limiter),
       metrics_(metrics) {
-  // As generated code registers cohortd.v1.Ingest, with the lenient
-  // request type (the paths and wire format are the public ones).
+  // As generated code registers cohortd.v1.Ingest, but taking requests as
+  // bytes for PushWireReader (the paths and wire format are the public
+  // ones).
   AddMethod(new grpc::internal::RpcServiceMethod(
       "/cohortd.v1.Ingest/Push", grpc::internal::RpcMethod::NORMAL_RPC,
-      new grpc::internal::RpcMethodHandler<IngestService, WirePushRequest,
+      new grpc::internal::RpcMethodHandler<IngestService, grpc::ByteBuffer,
                                            cohortd::v1::PushResponse>(
           [](IngestService* service, grpc::ServerContext* context,
-             const WirePushRequest* request,
+             const grpc::ByteBuffer* request,
              cohortd::v1::PushResponse* response) {
             return service->Push(context, request, response);
           },
@@ -114,18 +118,18 @@ void IngestService::BeginShutdown() {
 
 grpc::Status IngestService::PushOne(grpc::ServerContext* context,
                                     const std::string& principal,
-                                    const WirePushRequest& request,
+                                    PushWireReader* request,
                                     cohortd::v1::PushResponse* response) {
-  const DatasetSpec* dataset = config_->FindDataset(request.dataset());
+  const DatasetSpec* dataset = config_->FindDataset(request->dataset());
   if (dataset == nullptr) {
     std::vector<std::string> names;
     for (const auto& d : config_->datasets) names.push_back(d.name);
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("dataset: unknown dataset '", EchoName(request.dataset()),
+        absl::StrCat("dataset: unknown dataset '", EchoName(request->dataset()),
                      "'; datasets: ", absl::StrJoin(names, ", ")));
   }
-  const int n = request.observations_size();
+  const int n = request->size();
   if (n > config_->max_batch_size) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
@@ -138,24 +142,31 @@ grpc::Status IngestService::PushOne(grpc::ServerContext* context,
     return ToGrpcStatusWithRetry(d, context);
   }
 
-  // Observations with invalid UTF-8 become rejections here; the others go
-  // on, and `original[i]` maps index i of what the Ingestor sees back.
-  std::vector<ObservationRef> valid;
-  valid.reserve(n);
+  // Observations with invalid UTF-8 become rejections here; the others are
+  // moved (swapped, so the reader keeps every vector's capacity) to the
+  // front of the reader's span, and `original[i]` maps index i of what the
+  // Ingestor sees back. `original` is left empty when all are valid.
+  absl::Span<ObservationRef> observations = request->observations();
+  int valid = 0;
   std::vector<int> original;
-  original.reserve(n);
   std::vector<cohortd::v1::Rejection> utf8_rejections;
   for (int i = 0; i < n; ++i) {
-    const WireObservation& wire = request.observations(i);
-    if (auto error = ValidateUtf8(wire)) {
+    ObservationRef& obs = observations[i];
+    if (auto error = ValidateUtf8(obs)) {
+      if (original.empty()) {
+        original.reserve(n);
+        for (int j = 0; j < i; ++j) original.push_back(j);
+      }
       cohortd::v1::Rejection& r = utf8_rejections.emplace_back();
       r.set_index(i);
       r.set_field(std::move(error->field));
       r.set_reason(std::move(error->reason));
       continue;
     }
-    ViewObservation(wire, &valid.emplace_back());
-    original.push_back(i);
+    obs.SortNames();
+    if (valid != i) std::swap(observations[valid], obs);
+    if (!original.empty() || !utf8_rejections.empty()) original.push_back(i);
+    ++valid;
   }
   if (!utf8_rejections.empty()) {
     metrics_
@@ -166,7 +177,7 @@ grpc::Status IngestService::PushOne(grpc::ServerContext* context,
   }
 
   absl::StatusOr<cohortd::v1::PushResponse> result =
-      ingestor_->Push(dataset->name, valid);
+      ingestor_->Push(dataset->name, observations.first(valid));
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(result).value();
   if (!utf8_rejections.empty()) {
@@ -186,7 +197,7 @@ grpc::Status IngestService::PushOne(grpc::ServerContext* context,
 }
 
 grpc::Status IngestService::Push(grpc::ServerContext* context,
-                                 const WirePushRequest* request,
+                                 const grpc::ByteBuffer* request,
                                  cohortd::v1::PushResponse* response) {
   RpcRecorder recorder(metrics_, "Push");
   absl::StatusOr<const Principal*> principal =
@@ -203,8 +214,15 @@ grpc::Status IngestService::Push(grpc::ServerContext* context,
       !d.ok()) {
     return recorder.Finish(ToGrpcStatusWithRetry(d, context));
   }
+  std::vector<grpc::Slice> slices;
+  std::string joined;
+  PushWireReader reader;
+  if (absl::Status read = ReadRequest(*request, &slices, &joined, &reader);
+      !read.ok()) {
+    return recorder.Finish(ToGrpcStatus(read));
+  }
   return recorder.Finish(
-      PushOne(context, (*principal)->name, *request, response));
+      PushOne(context, (*principal)->name, &reader, response));
 }
 
 grpc::Status IngestService::PushStream(grpc::ServerContext* context,
@@ -220,7 +238,11 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
       !d.ok()) {
     return recorder.Finish(ToGrpcStatusWithRetry(d, context));
   }
+  // Kept across the stream's requests, so that their buffers are reused.
   grpc::ByteBuffer bytes;
+  std::vector<grpc::Slice> slices;
+  std::string joined;
+  PushWireReader reader;
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -243,29 +265,16 @@ grpc::Status IngestService::PushStream(grpc::ServerContext* context,
               ? grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)
               : grpc::Status::OK);
     }
-    // Room for the parsed request in one or two blocks.
-    google::protobuf::ArenaOptions arena_options;
-    arena_options.start_block_size = bytes.Length() + (size_t{64} << 10);
-    arena_options.max_block_size = 4 * arena_options.start_block_size;
-    google::protobuf::Arena arena(arena_options);
-    auto* request =
-        google::protobuf::Arena::CreateMessage<WirePushRequest>(&arena);
-    bool parsed;
-    {
-      // The reader refers to `bytes`: it must go before they are cleared.
-      grpc::ProtoBufferReader reader(&bytes);
-      parsed = request->ParseFromZeroCopyStream(&reader);
-    }
-    bytes.Clear();
-    if (!parsed) {
-      return recorder.Finish(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       "request: not a cohortd.v1.PushRequest (the bytes do "
-                       "not parse)"));
+    if (absl::Status read = ReadRequest(bytes, &slices, &joined, &reader);
+        !read.ok()) {
+      return recorder.Finish(ToGrpcStatus(read));
     }
     cohortd::v1::PushResponse response;
     grpc::Status status =
-        PushOne(context, (*principal)->name, *request, &response);
+        PushOne(context, (*principal)->name, &reader, &response);
+    // The views are no longer used: let the transport's slices go.
+    slices.clear();
+    bytes.Clear();
     if (!status.ok()) return recorder.Finish(status);
     if (!stream->Write(response)) {
       return recorder.Finish(

@@ -2,10 +2,11 @@
 // the per-principal limits (rate_limiter.h), hands each request to the
 // Ingestor and converts its status at the edge.
 //
-// Requests are read as cohortd.internal.WirePushRequest
-// (proto/cohortd/internal/ingest_wire.proto: the same wire format with
-// string fields as bytes), so that an observation with invalid UTF-8 is one
-// Rejection naming its field rather than a batch-wide parse failure. The
+// Requests are taken as bytes and read by PushWireReader
+// (push_wire_reader.h) into views of those bytes, string fields as bytes
+// as cohortd.internal.WirePushRequest reads them, so that an observation
+// with invalid UTF-8 is one Rejection naming its field rather than a
+// batch-wide parse failure, and no message is built per request. The
 // methods are registered by hand under their public paths
 // /cohortd.v1.Ingest/Push and /cohortd.v1.Ingest/PushStream; clients use the
 // generated cohortd.v1.Ingest stub unchanged.
@@ -17,15 +18,16 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "cohortd/internal/ingest_wire.pb.h"
 #include "cohortd/v1/cohortd.pb.h"
 #include "grpcpp/impl/service_type.h"
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/sync_stream.h"
 #include "server/config/config.h"
 #include "server/ingest/ingestor.h"
 #include "server/metrics/metrics.h"
 #include "server/service/auth.h"
+#include "server/service/push_wire_reader.h"
 #include "server/service/rate_limiter.h"
 
 namespace cohortd {
@@ -34,8 +36,8 @@ namespace cohortd {
 // (i.e. the grpc::Server it is registered with).
 class IngestService final : public grpc::Service {
  public:
-  // Requests arrive as bytes: each is parsed into a message on an arena
-  // of its own, so a batch's thousands of strings cost no malloc/free.
+  // Requests arrive as bytes: read into views, a batch's thousands of
+  // strings cost no malloc/free.
   using PushStreamType =
       grpc::ServerReaderWriter<cohortd::v1::PushResponse, grpc::ByteBuffer>;
 
@@ -45,10 +47,11 @@ class IngestService final : public grpc::Service {
 
   // Errors: as Ingestor::Push (INVALID_ARGUMENT for an unknown dataset, a
   // batch above max_batch_size; UNAVAILABLE when shutting down or the
-  // store fails); RESOURCE_EXHAUSTED (with `retry-after-ms` trailing
-  // metadata) past a limit; UNAUTHENTICATED / PERMISSION_DENIED.
+  // store fails; for bytes that are not a PushRequest, naming where);
+  // RESOURCE_EXHAUSTED (with `retry-after-ms` trailing metadata) past a
+  // limit; UNAUTHENTICATED / PERMISSION_DENIED.
   grpc::Status Push(grpc::ServerContext* context,
-                    const cohortd::internal::WirePushRequest* request,
+                    const grpc::ByteBuffer* request,
                     cohortd::v1::PushResponse* response);
 
   // Answers each request in order with its own response. A request-level
@@ -69,10 +72,10 @@ class IngestService final : public grpc::Service {
  private:
   // Checks the dataset and size, charges the rate limit, drops (as
   // rejections) observations that are not valid UTF-8 and pushes the rest
-  // (as views of `request`: no string is copied).
+  // (the views `request` read: no string is copied). Reorders
+  // request->observations().
   grpc::Status PushOne(grpc::ServerContext* context,
-                       const std::string& principal,
-                       const cohortd::internal::WirePushRequest& request,
+                       const std::string& principal, PushWireReader* request,
                        cohortd::v1::PushResponse* response);
   bool shutting_down() const;
 

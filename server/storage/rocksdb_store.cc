@@ -206,6 +206,14 @@ rocksdb::Options MakeOptions(const RocksDbStoreOptions& o) {
   } else {
     options.compression = rocksdb::kNoCompression;
   }
+  // L0 is written by the flush on every memtable switch and read back soon
+  // by the compaction that merges it down: compressing it cost a fifth of
+  // the flush thread under ingest for files that live seconds. So L0 is
+  // stored plain and every lower level as above (with dynamic level bytes,
+  // entry i > 0 is the i-th level from the base level down; the bottommost
+  // level still gets bottommost_compression).
+  options.compression_per_level.assign(options.num_levels, options.compression);
+  options.compression_per_level[0] = rocksdb::kNoCompression;
   if (has(rocksdb::kZSTD)) options.bottommost_compression = rocksdb::kZSTD;
 
   rocksdb::BlockBasedTableOptions table;

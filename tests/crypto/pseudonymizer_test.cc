@@ -1,5 +1,6 @@
 #include "server/crypto/pseudonymizer.h"
 
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,33 @@ TEST(HmacSha256Test, Rfc4231Vectors) {
     // The keyed context is reused: a second call must not see the first.
     EXPECT_EQ(HexEncode(hmac->Mac(c.data)), c.hmac_sha256_hex)
         << "RFC 4231 case " << c.number << ", second call";
+  }
+}
+
+// The precomputed pad states against OpenSSL's one-shot HMAC (what the
+// EVP_MAC implementation they replaced computed) for key lengths around
+// the 64-byte block (shorter, equal, hashed) and message lengths around
+// SHA-256's padding boundaries (55/56 and 64 bytes).
+TEST(HmacSha256Test, MatchesOpenSslHmac) {
+  for (size_t key_size : {1, 31, 32, 33, 63, 64, 65, 128, 200}) {
+    std::string key(key_size, '\0');
+    for (size_t i = 0; i < key_size; ++i) key[i] = static_cast<char>(i * 7);
+    ASSERT_OK_AND_ASSIGN(auto hmac, HmacSha256::Create(key));
+    for (size_t size = 0; size <= 300; ++size) {
+      std::string message(size, '\0');
+      for (size_t i = 0; i < size; ++i) {
+        message[i] = static_cast<char>(i * 31 + key_size);
+      }
+      Digest256 want;
+      unsigned int want_len = 0;
+      ASSERT_NE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                     reinterpret_cast<const unsigned char*>(message.data()),
+                     message.size(), want.data(), &want_len),
+                nullptr);
+      ASSERT_EQ(want_len, want.size());
+      ASSERT_EQ(HexEncode(hmac->Mac(message)), HexEncode(want))
+          << "key " << key_size << " bytes, message " << size << " bytes";
+    }
   }
 }
 

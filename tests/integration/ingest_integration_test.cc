@@ -2,6 +2,7 @@
 // restarts and kill -9.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "cohortd/internal/storage.pb.h"
@@ -9,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/impl/codegen/client_unary_call.h"
 #include "gtest/gtest.h"
 #include "server/storage/keys.h"
 #include "server/storage/rocksdb_store.h"
@@ -213,13 +215,54 @@ TEST_F(IngestIntegrationTest, PushStreamRefusesBytesThatAreNotARequest) {
   ASSERT_TRUE(stream->Read(&response));
   EXPECT_EQ(response.accepted(), 10);
   // Field 2 (observations), length-delimited, claiming 100 bytes of 3.
-  grpc::Slice garbage(std::string("\x12\x64abc"));
+  grpc::Slice garbage(
+      std::string("\x12\x64"
+                  "abc"));
   ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&garbage, 1)));
   EXPECT_FALSE(stream->Read(&response));
   const grpc::Status status = stream->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(),
               HasSubstr("not a cohortd.v1.PushRequest"));
+}
+
+// Unary Push reads bytes as PushStream does: malformed bytes are
+// INVALID_ARGUMENT naming where (protobuf's parse in gRPC's handler said
+// INTERNAL), and a request arriving in several slices (here one per
+// observation-sized piece) is read whole.
+TEST_F(IngestIntegrationTest, UnaryPushReadsBytesAsPushStreamDoes) {
+  const std::shared_ptr<grpc::Channel> channel = server_->Channel();
+  const grpc::internal::RpcMethod method("/cohortd.v1.Ingest/Push",
+                                         grpc::internal::RpcMethod::NORMAL_RPC,
+                                         channel);
+  auto push = [&](const grpc::ByteBuffer& request,
+                  cohortd::v1::PushResponse* response) {
+    auto context = AuthContext(server_->tokens().ingest);
+    return grpc::internal::BlockingUnaryCall<grpc::ByteBuffer,
+                                             cohortd::v1::PushResponse>(
+        channel.get(), method, context.get(), request, response);
+  };
+  const std::string bytes = Batch(10, 0).SerializeAsString();
+  std::vector<grpc::Slice> pieces;
+  for (size_t at = 0; at < bytes.size(); at += 37) {
+    pieces.emplace_back(bytes.substr(at, 37));
+  }
+  cohortd::v1::PushResponse response;
+  grpc::Status status =
+      push(grpc::ByteBuffer(pieces.data(), pieces.size()), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.accepted(), 10);
+
+  // Field 2 (observations), length-delimited, claiming 100 bytes of 3.
+  grpc::Slice garbage(
+      std::string("\x12\x64"
+                  "abc"));
+  status = push(grpc::ByteBuffer(&garbage, 1), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("not a cohortd.v1.PushRequest (the bytes do not "
+                        "parse: observation 0: length 100 runs past the end at "
+                        "byte 1)"));
 }
 
 }  // namespace

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Server CPU per observation by thread name under ingest_load (issue 13
+# item 3: which threads spend the server's time). Starts its own cohortd
+# (config/dev.yaml, fresh temp data dir, port 0), snapshots
+# /proc/PID/task/*/stat before and after one ingest_load run, and prints
+# for each thread name (comm: gRPC's sync-server threads, the committer,
+# RocksDB's rocksdb:high flush and rocksdb:low compaction threads, ...)
+# the user+system CPU per observation, plus the store's size on disk.
+# CPU of threads that exited during the run is counted only in the
+# process total ("exited threads").
+#
+#   bench/ingest/thread_cpu.sh [--observations N] [--streams M]
+#                              [--batch B] [--build-dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+OBSERVATIONS=1000000
+STREAMS=4
+BATCH=2000
+BUILD_DIR="${BUILD_DIR:-build}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --observations) OBSERVATIONS="$2"; shift 2 ;;
+    --streams) STREAMS="$2"; shift 2 ;;
+    --batch) BATCH="$2"; shift 2 ;;
+    --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "thread_cpu: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+COHORTD="$BUILD_DIR/server/cohortd"
+LOAD="$BUILD_DIR/bench/ingest/ingest_load"
+for binary in "$COHORTD" "$LOAD"; do
+  [ -x "$binary" ] || { echo "thread_cpu: $binary is not built" >&2; exit 1; }
+done
+scripts/dev-secrets >/dev/null
+# shellcheck disable=SC1091
+set -a; . secrets/dev-tokens.env; set +a
+
+TMP=$(mktemp -d /tmp/cohortd-thread-cpu.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
+  config/dev.yaml >"$TMP/cohortd.yaml"
+
+"$COHORTD" --config "$TMP/cohortd.yaml" --data-dir "$TMP/store" \
+  --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+  --operator-metrics-listen 127.0.0.1:0 >"$TMP/out" 2>"$TMP/log" &
+SERVER_PID=$!
+PORT=""
+for _ in $(seq 1 300); do
+  PORT=$(sed -n 's/^cohortd: listening on port \([0-9]*\).*/\1/p' "$TMP/out")
+  [ -n "$PORT" ] && break
+  sleep 0.1
+done
+[ -n "$PORT" ] || { echo "thread_cpu: cohortd did not start" >&2; exit 1; }
+
+# "tid ticks comm" per thread; comm may hold spaces, so it is read from
+# the comm file and the ticks from the fields after stat's ")".
+snapshot() {
+  for task in /proc/"$SERVER_PID"/task/*; do
+    local tid comm ticks
+    tid=${task##*/}
+    comm=$(tr ' ' '_' <"$task/comm" 2>/dev/null) || continue
+    ticks=$(sed 's/.*) //' "$task/stat" 2>/dev/null |
+      awk '{print $12 + $13}') || continue
+    echo "$tid $ticks $comm"
+  done
+  echo "total $(sed 's/.*) //' /proc/"$SERVER_PID"/stat |
+    awk '{print $12 + $13}') process"
+}
+snapshot >"$TMP/before"
+"$LOAD" --target "127.0.0.1:$PORT" --observations "$OBSERVATIONS" \
+  --streams "$STREAMS" --batch "$BATCH" | tail -4
+sleep 2  # let the last flush and compaction finish
+snapshot >"$TMP/after"
+du -sk "$TMP/store" | awk '{printf "store on disk: %.1f MiB\n", $1 / 1024}'
+awk -v n="$OBSERVATIONS" -v hz="$(getconf CLK_TCK)" '
+  FNR == NR { before[$1] = $2; next }
+  $1 == "total" { total = $2 - before["total"]; next }
+  { d = $2 - before[$1]; by[$3] += d; seen += d }
+  END {
+    printf "server CPU per observation: %.3f us in all\n", total / hz / n * 1e6;
+    for (c in by) if (by[c] > 0)
+      printf "  %-18s %.3f us\n", c, by[c] / hz / n * 1e6 | "sort -k2 -nr";
+    close("sort -k2 -nr");
+    printf "  %-18s %.3f us\n", "(exited threads)", (total - seen) / hz / n * 1e6;
+  }' "$TMP/before" "$TMP/after"
