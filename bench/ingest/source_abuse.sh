@@ -40,48 +40,20 @@ scripts/dev-secrets
 set -a; . secrets/dev-tokens.env; set +a
 
 TMP=$(mktemp -d /tmp/cohortd-abuse.XXXXXX)
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" || true
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# dev.yaml with paths made absolute and the per-session source cap raised.
-sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
-  config/dev.yaml >"$TMP/cohortd.yaml"
-if grep -q '^ingest:' "$TMP/cohortd.yaml"; then
-  sed -i "/^ingest:/a\\  max_sources_per_session: $((SOURCES + 1))" \
-    "$TMP/cohortd.yaml"
-else
-  printf 'ingest:\n  max_sources_per_session: %d\n' $((SOURCES + 1)) \
-    >>"$TMP/cohortd.yaml"
-fi
-
-"$COHORTD" --config "$TMP/cohortd.yaml" --data-dir "$TMP/store" \
-  --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-  --operator-metrics-listen 127.0.0.1:0 \
-  >"$TMP/cohortd.out" 2>"$TMP/cohortd.log" &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's/^cohortd: listening on port \([0-9]*\).*/\1/p' \
-    "$TMP/cohortd.out")
-  [ -n "$PORT" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null ||
-    { echo "source_abuse: cohortd exited:" >&2; cat "$TMP/cohortd.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "source_abuse: cohortd did not start" >&2; exit 1; }
+# shellcheck source=bench/lib/cohortd_server.sh
+. bench/lib/cohortd_server.sh
+trap 'cohortd_stop; rm -rf "$TMP"' EXIT
+# The per-session source cap raised above N: the layout is measured.
+cohortd_config "ingest:
+  max_sources_per_session: $((SOURCES + 1))"
+cohortd_start abuse "$TMP/store"
 
 TICKS=$(getconf CLK_TCK)
-before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+before=$(cpu_ticks "$SERVER_PID")
 echo "== one client pushes $SOURCES sources to one session (batches of $BATCH); another pushes single observations"
 "$LOAD" --target "127.0.0.1:$PORT" --observations 0 --streams 1 \
   --batch "$BATCH" --abuse-sources "$SOURCES" --probe "$PROBE"
-after=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+after=$(cpu_ticks "$SERVER_PID")
 awk -v t0="$before" -v t1="$after" -v hz="$TICKS" -v n="$SOURCES" 'BEGIN {
   printf "server CPU: %.2f s (%.2f us per abusive source)\n",
     (t1 - t0) / hz, (t1 - t0) / hz / n * 1e6 }'

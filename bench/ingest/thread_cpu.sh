@@ -38,28 +38,11 @@ scripts/dev-secrets >/dev/null
 set -a; . secrets/dev-tokens.env; set +a
 
 TMP=$(mktemp -d /tmp/cohortd-thread-cpu.XXXXXX)
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" || true
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
-  config/dev.yaml >"$TMP/cohortd.yaml"
-
-"$COHORTD" --config "$TMP/cohortd.yaml" --data-dir "$TMP/store" \
-  --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-  --operator-metrics-listen 127.0.0.1:0 >"$TMP/out" 2>"$TMP/log" &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's/^cohortd: listening on port \([0-9]*\).*/\1/p' "$TMP/out")
-  [ -n "$PORT" ] && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "thread_cpu: cohortd did not start" >&2; exit 1; }
+# shellcheck source=bench/lib/cohortd_server.sh
+. bench/lib/cohortd_server.sh
+trap 'cohortd_stop; rm -rf "$TMP"' EXIT
+cohortd_config
+cohortd_start load "$TMP/store"
 
 # "tid ticks comm" per thread; comm may hold spaces, so it is read from
 # the comm file and the ticks from the fields after stat's ")".

@@ -52,21 +52,17 @@ scripts/dev-secrets
 set -a; . secrets/dev-tokens.env; set +a
 
 TMP=$(mktemp -d /tmp/cohortd-throughput.XXXXXX)
-SERVER_PID=""
+COHORTD_PRELOAD="$PRELOAD"
+# shellcheck source=bench/lib/cohortd_server.sh
+. bench/lib/cohortd_server.sh
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" || true
-  fi
+  cohortd_stop
   [ "$KEEP" = 1 ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
-
-# dev.yaml with every relative path made absolute into $TMP or secrets/.
-sed -e "s|\.\./\.data/|$TMP/|g" -e "s|\.\./secrets/|$PWD/secrets/|g" \
-  config/dev.yaml >"$TMP/cohortd.yaml"
+cohortd_config
 
 TICKS=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 minor_faults() { awk '{print $10}' "/proc/$1/stat"; }
 # One line per live thread of process $1: "TID NAME TICKS" (utime +
 # stime; the name is the thread's comm, spaces made underscores).
@@ -84,30 +80,11 @@ thread_ticks() {
 }
 
 start_server() {  # $1: name of the run
-  local dir="$TMP/$1"
-  mkdir -p "$dir"
-  LD_PRELOAD="$PRELOAD" "$COHORTD" --config "$TMP/cohortd.yaml" \
-    --data-dir "$dir/store" \
-    --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-    --operator-metrics-listen 127.0.0.1:0 \
-    >"$dir/cohortd.out" 2>"$dir/cohortd.log" &
-  SERVER_PID=$!
-  PORT=""
-  for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/^cohortd: listening on port \([0-9]*\).*/\1/p' \
-      "$dir/cohortd.out")
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null ||
-      { echo "throughput: cohortd exited:" >&2; cat "$dir/cohortd.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$PORT" ] || { echo "throughput: cohortd did not start" >&2; exit 1; }
+  mkdir -p "$TMP/$1"
+  cohortd_start "$1" "$TMP/$1/store"
 }
 
-stop_server() {
-  kill -TERM "$SERVER_PID" && wait "$SERVER_PID" || true
-  SERVER_PID=""
-}
+stop_server() { cohortd_stop; }
 
 # Runs "$@" as the client against the server; prints one summary line.
 # $1: label; $2: observations the run pushes; rest: the client command.
