@@ -42,10 +42,9 @@ class DiskFullFaultTest : public ::testing::Test {
     RocksDbStoreOptions options;
     options.file_system = NewFaultInjectingFileSystem(injector_);
     options.resume_interval = absl::Milliseconds(100);
-    ASSERT_OK_AND_ASSIGN(
-        server_,
-        CohortdServer::Start(std::move(config), metrics_.get(),
-                             metrics_.get(), options));
+    ASSERT_OK_AND_ASSIGN(server_,
+                         CohortdServer::Start(std::move(config), metrics_.get(),
+                                              metrics_.get(), options));
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                    grpc::InsecureChannelCredentials());
     ingest_ = cohortd::v1::Ingest::NewStub(channel_);

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_support.h"
+#include "tests/fault/store_fault_test.h"
 #include "tests/integration/server_process.h"
 #include "tests/storage/corrupt_files.h"
 
@@ -29,31 +30,19 @@ using ::testing::HasSubstr;
 constexpr int kExitDataLoss = 3;
 constexpr uint64_t kWalBlock = 32 * 1024;
 
-class MissingWalFaultTest : public ::testing::Test {
+class MissingWalFaultTest : public StoreFaultTest {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir();
-    server_ = std::make_unique<ServerProcess>(dir_);
+    StoreFaultTest::SetUp();
     ASSERT_OK(server_->Start());
-  }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Pushes `batches` acknowledged batches of 500 sessions, then waits long
   // enough for the store to record the synced sequence (once a second),
   // and kills the server: the acknowledged sessions are in the WAL only.
   void PushAcknowledgedAndKill(int batches) {
-    auto stub = cohortd::v1::Ingest::NewStub(server_->Channel());
-    for (int b = 0; b < batches; ++b) {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      ASSERT_TRUE(
-          stub->Push(context.get(), SessionBatch("s", b * 500, 500), &response)
-              .ok());
-      ASSERT_EQ(response.accepted(), 500);
-    }
+    PushAcknowledged(batches);
+    if (HasFatalFailure()) return;
     absl::SleepFor(absl::Milliseconds(2500));
     server_->Kill();
     ASSERT_TRUE(FilesWithSuffix(server_->data_dir(), ".sst").empty())
@@ -63,22 +52,18 @@ class MissingWalFaultTest : public ::testing::Test {
   // Start and --verify must refuse with DATA_LOSS naming `wal`, and leave
   // the store as it is.
   void ExpectRefusedNaming(const std::string& wal) {
-    const std::string config = dir_ + "/cohortd.yaml";
     const std::string name = std::filesystem::path(wal).filename();
-    RunResult start = RunCohortd({"--config", config});
+    RunResult start = RunCohortd({"--config", config()});
     std::printf("--- cohortd start (exit %d):\n%s---\n", start.exit_code,
                 start.output.c_str());
     EXPECT_EQ(start.exit_code, kExitDataLoss) << start.output;
     EXPECT_THAT(start.output, HasSubstr("DATA_LOSS"));
     EXPECT_THAT(start.output, HasSubstr(name));
     EXPECT_THAT(start.output, HasSubstr("missing or cut short"));
-    RunResult verify = RunCohortd({"--verify", "--config", config});
+    RunResult verify = RunCohortd({"--verify", "--config", config()});
     EXPECT_EQ(verify.exit_code, kExitDataLoss) << verify.output;
     EXPECT_THAT(verify.output, HasSubstr(name));
   }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
 };
 
 TEST_F(MissingWalFaultTest, DeletedNewestWalRefusesToStart) {
@@ -90,8 +75,7 @@ TEST_F(MissingWalFaultTest, DeletedNewestWalRefusesToStart) {
   ExpectRefusedNaming(wals.back());
   // The operator accepts the loss: --salvage keeps the original folder,
   // says the lost sessions cannot be counted, and the server starts.
-  RunResult salvage =
-      RunCohortd({"--salvage", "--config", dir_ + "/cohortd.yaml"});
+  RunResult salvage = RunCohortd({"--salvage", "--config", config()});
   std::printf("--- cohortd --salvage (exit %d):\n%s---\n", salvage.exit_code,
               salvage.output.c_str());
   EXPECT_EQ(salvage.exit_code, 0) << salvage.output;

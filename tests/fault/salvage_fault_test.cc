@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_support.h"
+#include "tests/fault/store_fault_test.h"
 #include "tests/integration/server_process.h"
 #include "tests/storage/corrupt_files.h"
 
@@ -50,31 +51,8 @@ int64_t NumberAfter(const std::string& text, const std::string& prefix) {
   return std::stoll(text.substr(at + prefix.size()));
 }
 
-class SalvageFaultTest : public ::testing::Test {
+class SalvageFaultTest : public StoreFaultTest {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir();
-    server_ = std::make_unique<ServerProcess>(dir_);
-  }
-  void TearDown() override {
-    server_.reset();
-    fs::remove_all(dir_);
-  }
-
-  void PushAcknowledged(int batches) {
-    auto stub = cohortd::v1::Ingest::NewStub(server_->Channel());
-    for (int b = 0; b < batches; ++b) {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      ASSERT_TRUE(
-          stub->Push(context.get(), SessionBatch("s", b * 500, 500), &response)
-              .ok());
-      ASSERT_EQ(response.accepted(), 500);
-    }
-  }
-
-  std::string config() const { return dir_ + "/cohortd.yaml"; }
-
   // Runs --salvage; its report goes to the test log too, for the reader.
   RunResult Salvage() {
     RunResult result = RunCohortd({"--salvage", "--config", config()});
@@ -107,9 +85,6 @@ class SalvageFaultTest : public ::testing::Test {
     EXPECT_OK(ids.status());
     return ids.ok() ? *ids : std::set<std::string>();
   }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
 };
 
 TEST_F(SalvageFaultTest, IntactStoreHasNothingToSalvage) {

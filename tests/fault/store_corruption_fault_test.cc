@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_support.h"
+#include "tests/fault/store_fault_test.h"
 #include "tests/integration/server_process.h"
 #include "tests/storage/corrupt_files.h"
 
@@ -23,32 +24,12 @@ using ::testing::HasSubstr;
 
 constexpr int kExitDataLoss = 3;
 
-class StoreCorruptionFaultTest : public ::testing::Test {
+class StoreCorruptionFaultTest : public StoreFaultTest {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir();
-    server_ = std::make_unique<ServerProcess>(dir_);
+    StoreFaultTest::SetUp();
     ASSERT_OK(server_->Start());
   }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  // Pushes `batches` acknowledged batches of 500 sessions.
-  void PushAcknowledged(int batches) {
-    auto stub = cohortd::v1::Ingest::NewStub(server_->Channel());
-    for (int b = 0; b < batches; ++b) {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      ASSERT_TRUE(
-          stub->Push(context.get(), SessionBatch("s", b * 500, 500), &response)
-              .ok());
-      ASSERT_EQ(response.accepted(), 500);
-    }
-  }
-
-  std::string config() const { return dir_ + "/cohortd.yaml"; }
 
   // Starting must fail with DATA_LOSS naming `file`; so must --verify.
   void ExpectRefusedNaming(const std::string& file) {
@@ -62,9 +43,6 @@ class StoreCorruptionFaultTest : public ::testing::Test {
     EXPECT_THAT(verify.output, HasSubstr("DATA_LOSS"));
     EXPECT_THAT(verify.output, HasSubstr(name));
   }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
 };
 
 TEST_F(StoreCorruptionFaultTest, VerifyPassesOnAnIntactStore) {
