@@ -27,6 +27,14 @@ function(cohortd_test name)
   gtest_discover_tests(${name}
     PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
+  # cohortd_unit_tests builds every unit-labelled test (scripts/test runs
+  # them all under ASan/UBSan).
+  if("unit" IN_LIST ARG_LABELS)
+    if(NOT TARGET cohortd_unit_tests)
+      add_custom_target(cohortd_unit_tests)
+    endif()
+    add_dependencies(cohortd_unit_tests ${name})
+  endif()
 endfunction()
 
 # cohortd_benchmark(NAME SRCS a_bench.cc DEPS x y)
