@@ -1002,40 +1002,27 @@ absl::Status RestoreRocksDbStore(const std::string& backup_dir,
   return OpenRocksDbStore(data_dir, RocksDbStoreOptions()).status();
 }
 
-namespace {
-
-// Holds RocksDB's own lock on `dir` (an fcntl write lock on LOCK, as
-// DB::Open takes it) so that no cohortd opens the store while it is being
-// verified, and a verify never reads a store a running cohortd changes.
-class StoreLock {
- public:
-  static absl::StatusOr<std::unique_ptr<StoreLock>> Acquire(
-      const std::string& dir) {
-    const std::string path = dir + "/LOCK";
-    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-      return absl::NotFoundError(
-          absl::StrFormat("no store in %s (cannot open %s)", dir, path));
-    }
-    struct flock lock = {};
-    lock.l_type = F_WRLCK;
-    lock.l_whence = SEEK_SET;
-    if (::fcntl(fd, F_SETLK, &lock) != 0) {
-      ::close(fd);
-      return absl::UnavailableError(absl::StrFormat(
-          "store %s is in use (a cohortd is running on it?); stop it first",
-          dir));
-    }
-    return std::unique_ptr<StoreLock>(new StoreLock(fd));
+absl::StatusOr<std::unique_ptr<StoreLock>> StoreLock::Acquire(
+    const std::string& dir) {
+  const std::string path = dir + "/LOCK";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrFormat("no store in %s (cannot open %s)", dir, path));
   }
-  ~StoreLock() { ::close(fd_); }  // closing releases the lock
+  struct flock lock = {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_SETLK, &lock) != 0) {
+    ::close(fd);
+    return absl::UnavailableError(absl::StrFormat(
+        "store %s is in use (a cohortd is running on it?); stop it first",
+        dir));
+  }
+  return std::unique_ptr<StoreLock>(new StoreLock(fd));
+}
 
- private:
-  explicit StoreLock(int fd) : fd_(fd) {}
-  const int fd_;
-};
-
-}  // namespace
+StoreLock::~StoreLock() { ::close(fd_); }
 
 absl::StatusOr<StoreVerification> VerifyRocksDbStore(const std::string& dir) {
   if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT")) {
@@ -1068,8 +1055,7 @@ absl::StatusOr<StoreVerification> VerifyRocksDbStore(const std::string& dir) {
         return true;
       }));
   result.store = std::move(store);
-  result.lock = std::shared_ptr<void>(
-      lock.release(), [](void* l) { delete static_cast<StoreLock*>(l); });
+  result.lock = std::move(lock);
   return result;
 }
 

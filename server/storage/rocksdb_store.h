@@ -97,6 +97,25 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(
 // DataLoss when a backed-up file fails its checksum; as OpenRocksDbStore.
 absl::Status RestoreRocksDbStore(const std::string& backup_dir,
                                  const std::string& data_dir);
+// RocksDB's own lock on a store folder (an fcntl write lock on its LOCK
+// file, as DB::Open takes it), held until destroyed: no cohortd opens the
+// store meanwhile, and the holder never reads a store a running cohortd
+// changes. Used by --verify and --salvage.
+class StoreLock {
+ public:
+  // Errors: NotFound when `dir` holds no store; Unavailable when another
+  // process (a running cohortd) holds the lock.
+  static absl::StatusOr<std::unique_ptr<StoreLock>> Acquire(
+      const std::string& dir);
+  ~StoreLock();  // closing the file releases the lock
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+ private:
+  explicit StoreLock(int fd) : fd_(fd) {}
+  const int fd_;
+};
+
 // What VerifyRocksDbStore checked.
 struct StoreVerification {
   std::vector<std::string> sst_files;  // names, verified block by block
@@ -107,7 +126,7 @@ struct StoreVerification {
   uint64_t key_value_bytes = 0;
   // Keeps any other process from opening the store until destroyed
   // (declared first, so released after `store` is closed).
-  std::shared_ptr<void> lock;
+  std::unique_ptr<StoreLock> lock;
   // The store, open read-only, for further checks of the records.
   std::unique_ptr<Store> store;
 };

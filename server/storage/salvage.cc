@@ -213,34 +213,6 @@ std::vector<WalBatch> ReadWal(const std::string& path) {
 
 // --- Shared helpers -------------------------------------------------------
 
-// The store's own lock (an fcntl lock on LOCK, as DB::Open takes it).
-class DirLock {
- public:
-  static absl::StatusOr<std::unique_ptr<DirLock>> Acquire(
-      const std::string& dir) {
-    const std::string path = dir + "/LOCK";
-    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-      return absl::NotFoundError(absl::StrFormat("no store in %s", dir));
-    }
-    struct flock lock = {};
-    lock.l_type = F_WRLCK;
-    lock.l_whence = SEEK_SET;
-    if (::fcntl(fd, F_SETLK, &lock) != 0) {
-      ::close(fd);
-      return absl::UnavailableError(absl::StrFormat(
-          "store %s is in use (a cohortd is running on it?); stop it first",
-          dir));
-    }
-    return std::unique_ptr<DirLock>(new DirLock(fd));
-  }
-  ~DirLock() { ::close(fd_); }
-
- private:
-  explicit DirLock(int fd) : fd_(fd) {}
-  const int fd_;
-};
-
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption())
@@ -807,7 +779,7 @@ absl::StatusOr<SalvageOutcome> SalvageRocksDbStore(const std::string& dir,
                                                    const std::string& keep_dir,
                                                    absl::string_view damage,
                                                    std::FILE* out) {
-  ASSIGN_OR_RETURN(std::unique_ptr<DirLock> lock, DirLock::Acquire(dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<StoreLock> lock, StoreLock::Acquire(dir));
   std::error_code ec;
   if (fs::exists(keep_dir, ec) && !fs::is_empty(keep_dir, ec)) {
     return absl::FailedPreconditionError(absl::StrFormat(
