@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/common/wire_encoding.h"
 #include "server/ingest/session_merge.h"
 #include "server/ingest/validator.h"
 #include "server/storage/keys.h"
@@ -52,29 +53,9 @@ absl::StatusOr<uint64_t> ReadCounter(Store* store, absl::string_view key) {
 // on the ingest path. Any protobuf parser reads it (map entries are
 // messages with key 1 and value 2); readers never depend on the order.
 
-void AppendVarint(uint64_t value, std::string* out) {
-  while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out->push_back(static_cast<char>(value));
-}
-
-size_t VarintSize(uint64_t value) {
-  size_t n = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-void AppendLengthDelimited(uint8_t tag, absl::string_view bytes,
-                           std::string* out) {
-  out->push_back(static_cast<char>(tag));
-  AppendVarint(bytes.size(), out);
-  out->append(bytes.data(), bytes.size());
-}
+using wire::AppendLengthDelimited;
+using wire::AppendVarint;
+using wire::VarintSize;
 
 // Tags: SourceContribution.labels = 1 and .measures = 2 (length-delimited),
 // .sequence = 3 (varint); in a map entry, key = 1 (length-delimited) and

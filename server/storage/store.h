@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "server/common/wire_encoding.h"
 
 namespace cohortd {
 
@@ -105,16 +106,7 @@ class WriteBatch {
       rep_[8 + b] = static_cast<char>((count >> (8 * b)) & 0xff);
     }
   }
-  void AppendVarint32(uint32_t value) {
-    char buf[5];
-    int n = 0;
-    while (value >= 0x80) {
-      buf[n++] = static_cast<char>((value & 0x7f) | 0x80);
-      value >>= 7;
-    }
-    buf[n++] = static_cast<char>(value);
-    rep_.append(buf, n);
-  }
+  void AppendVarint32(uint32_t value) { wire::AppendVarint(value, &rep_); }
   std::string rep_;
   size_t count_ = 0;
   size_t payload_bytes_ = 0;

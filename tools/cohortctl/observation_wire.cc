@@ -1,6 +1,9 @@
 #include "tools/cohortctl/observation_wire.h"
 
+#include <cstdint>
 #include <cstring>
+
+#include "server/common/wire_encoding.h"
 
 namespace cohortd::cohortctl {
 namespace {
@@ -21,27 +24,11 @@ constexpr char kEntryKeyTag = (1 << 3) | 2;
 constexpr char kEntryStringTag = (2 << 3) | 2;
 constexpr char kEntryDoubleTag = (2 << 3) | 1;
 
-void AppendVarint(uint64_t value, std::string* out) {
-  while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out->push_back(static_cast<char>(value));
-}
-
-size_t VarintSize(uint64_t value) {
-  size_t n = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++n;
-  }
-  return n;
-}
+using ::cohortd::wire::AppendVarint;
+using ::cohortd::wire::VarintSize;
 
 void AppendBytesField(char tag, absl::string_view bytes, std::string* out) {
-  out->push_back(tag);
-  AppendVarint(bytes.size(), out);
-  out->append(bytes.data(), bytes.size());
+  ::cohortd::wire::AppendLengthDelimited(static_cast<uint8_t>(tag), bytes, out);
 }
 
 // A string field as proto3 writes it: omitted when empty.
