@@ -26,6 +26,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/common/file_sync.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/engine/executor.h"
@@ -1029,12 +1030,9 @@ absl::Status ClickHouseBackend::Enqueue(uint64_t version, std::string rows) {
     if (rename(tmp.c_str(), path.c_str()) != 0) {
       return absl::InternalError(absl::StrCat("rename ", tmp));
     }
-    const int dir = open(outbox_dir_.c_str(), O_RDONLY | O_DIRECTORY);
-    if (dir < 0 || fsync(dir) != 0) {
-      if (dir >= 0) close(dir);
+    if (!SyncDirectory(outbox_dir_).ok()) {
       return absl::InternalError(absl::StrCat("fsync ", outbox_dir_));
     }
-    close(dir);
   }
   absl::MutexLock lock(&mu_);
   outbox_bytes_ += static_cast<int64_t>(rows.size());
@@ -1357,11 +1355,7 @@ void ClickHouseBackend::SaveSealsLocked() {
   }
   if (fd >= 0) ok = fsync(fd) == 0 && close(fd) == 0 && ok;
   ok = ok && rename(tmp.c_str(), path.c_str()) == 0;
-  if (ok) {
-    const int dir = open(outbox_dir_.c_str(), O_RDONLY | O_DIRECTORY);
-    ok = dir >= 0 && fsync(dir) == 0;
-    if (dir >= 0) close(dir);
-  }
+  ok = ok && SyncDirectory(outbox_dir_).ok();
   if (!ok) {
     LogWarning("clickhouse",
                "could not persist the seal versions to %s: a restart "

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "server/common/file_sync.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/ingest/session_merge.h"
@@ -37,12 +38,9 @@ absl::Status WriteMarker(const std::string& path, const std::string& line) {
     return absl::InternalError(absl::StrCat("rename ", tmp));
   }
   const std::string dir = path.substr(0, path.rfind('/') + 1);
-  const int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd < 0 || fsync(dfd) != 0) {
-    if (dfd >= 0) close(dfd);
+  if (!SyncDirectory(dir.empty() ? "." : dir).ok()) {
     return absl::InternalError(absl::StrCat("fsync ", dir));
   }
-  close(dfd);
   return absl::OkStatus();
 }
 

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "server/common/check.h"
+#include "server/common/file_sync.h"
 #include "server/common/status_macros.h"
 
 namespace cohortd {
@@ -80,16 +81,6 @@ absl::StatusOr<std::string> ReadKeyFile(const std::string& path, int fd) {
     done += static_cast<size_t>(n);
   }
   return key;
-}
-
-// Makes a newly created directory entry durable: without the parent's
-// fsync a crash could forget the file even though its data was synced.
-absl::Status SyncDirectory(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "cannot open directory", dir);
-  FdCloser closer(fd);
-  if (fsync(fd) != 0) return ErrnoError(errno, "cannot fsync directory", dir);
-  return absl::OkStatus();
 }
 
 // Creates the key file; returns AlreadyExists if another process won the

@@ -26,6 +26,7 @@
 #include "rocksdb/sst_file_reader.h"
 #include "rocksdb/table_properties.h"
 #include "rocksdb/write_batch.h"
+#include "server/common/file_sync.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
@@ -291,13 +292,9 @@ absl::Status CloneStore(const std::string& dir, const std::string& clone) {
 
 // Makes the renames inside `dir` durable; a failure is logged (the
 // salvage itself succeeded, and the operator is told to check).
-void SyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    LogWarning("salvage", "cannot fsync directory %s: %s", dir,
-               std::strerror(errno));
-  }
-  if (fd >= 0) ::close(fd);
+void SyncOrWarn(const std::string& dir) {
+  const absl::Status synced = SyncDirectory(dir);
+  if (!synced.ok()) LogWarning("salvage", "%s", synced.ToString());
 }
 
 // Moves the original `dir` into `keep_dir`/<its name> and `salvaged` into
@@ -323,7 +320,7 @@ absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
   if (::renameat2(AT_FDCWD, salvaged.c_str(), AT_FDCWD, dir.c_str(),
                   RENAME_EXCHANGE) == 0) {
     // `salvaged` now names the original.
-    SyncDirectory(fs::path(dir).parent_path().string());
+    SyncOrWarn(fs::path(dir).parent_path().string());
     fs::rename(salvaged, *kept, ec);
     if (ec) {
       return absl::UnavailableError(absl::StrFormat(
@@ -332,7 +329,7 @@ absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
           "same file system): %s; it is kept where it is",
           dir, salvaged, *kept, ec.message()));
     }
-    SyncDirectory(keep_dir);
+    SyncOrWarn(keep_dir);
     return absl::OkStatus();
   }
   LogWarning("salvage",
@@ -353,8 +350,8 @@ absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
         "%s: %s; move it there by hand",
         *kept, salvaged, dir, ec.message()));
   }
-  SyncDirectory(fs::path(dir).parent_path().string());
-  SyncDirectory(keep_dir);
+  SyncOrWarn(fs::path(dir).parent_path().string());
+  SyncOrWarn(keep_dir);
   return absl::OkStatus();
 }
 
