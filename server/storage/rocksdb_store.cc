@@ -349,8 +349,12 @@ uint64_t Fnv1a(absl::string_view bytes) {
   return h;
 }
 
+// `sync`: fdatasync the record before returning. Without it the record
+// survives a crash of the process (it is in the page cache) but maybe not
+// of the machine; then the record on disk is an older one or torn, both
+// safe (an older one claims less; a torn one is ignored).
 absl::Status WriteSyncedRecord(const std::string& dir,
-                               const SyncedRecord& record) {
+                               const SyncedRecord& record, bool sync) {
   const std::string path = SyncedRecordPath(dir);
   std::string text = absl::StrFormat(
       "cohortd synced sequence v1\nsequence %d\nwal %s\nwal_bytes %d\n"
@@ -370,7 +374,9 @@ absl::Status WriteSyncedRecord(const std::string& dir,
         absl::StrFormat("cannot write %s: %s", path, std::strerror(errno)));
   }
   const ssize_t n = ::pwrite(fd, text.data(), text.size(), 0);
-  const int rc = n == static_cast<ssize_t>(text.size()) ? ::fdatasync(fd) : -1;
+  const int rc = n != static_cast<ssize_t>(text.size()) ? -1
+                 : sync                                 ? ::fdatasync(fd)
+                                                        : 0;
   const int err = errno;
   ::close(fd);
   if (rc != 0) {
@@ -623,13 +629,17 @@ class RocksDbStore : public Store {
     OwnedRepBatch wb(std::move(rep));
     rocksdb::WriteOptions options;
     options.sync = sync;
+    if (!sync) unsynced_writes_.store(true, std::memory_order_relaxed);
     const rocksdb::Status s = db_->Write(options, &wb);
     if (encoded.size() <= kMaxReusedBytes) reused = wb.Release();
     // A failed WAL write stops the database until it is resumed; make sure
     // Health() and the resume thread know even if no listener call came.
     if (s.IsIOError() || s.IsCorruption()) listener_->Set(s);
     RETURN_IF_ERROR(FromRocks(s, "rocksdb write"));
-    if (sync) wal_syncs_.fetch_add(1, std::memory_order_relaxed);
+    if (sync) {
+      wal_syncs_.fetch_add(1, std::memory_order_relaxed);
+      RecordSyncedAfterWrite();
+    }
     return absl::OkStatus();
   }
 
@@ -727,7 +737,8 @@ class RocksDbStore : public Store {
   // durable (synced) and the WAL being written, when it moved since the
   // last record: one synced write of a WAL-only blob (every cohortd
   // commit is synced already, so its fsync rarely has much to write) and
-  // one 256-byte pwrite + fdatasync, at most once per resume_interval_.
+  // one 256-byte pwrite + fdatasync, at most once per resume_interval_
+  // (between them, each synced write records itself without the fsync).
   // The sequence is read before that write, so every write up to it is
   // in a synced WAL: the
   // record never claims an unsynced (unacknowledged) write, and a torn
@@ -735,13 +746,19 @@ class RocksDbStore : public Store {
   void RecordSynced() {
     if (synced_dir_.empty()) return;
     const absl::Time start = absl::Now();
+    {
+      // Nothing written since the last record that was fsynced. (Synced
+      // writes record themselves, RecordSyncedAfterWrite, without an
+      // fsync of the record; this makes the latest durable.)
+      absl::MutexLock lock(&synced_mu_);
+      if (db_->GetLatestSequenceNumber() == synced_made_durable_) return;
+    }
     SyncedRecord record;
     std::unique_ptr<rocksdb::LogFile> wal;
     if (!db_->GetCurrentWalFile(&wal).ok() || wal == nullptr) return;
     record.wal = std::filesystem::path(wal->PathName()).filename().string();
     record.wal_bytes = wal->SizeFileBytes();
     record.sequence = db_->GetLatestSequenceNumber();
-    if (record.sequence == synced_recorded_) return;
     // A synced write of a WAL-only blob (no key, no sequence number) goes
     // through the write queue after every write up to record.sequence and
     // syncs every live WAL. Not DB::SyncWAL: after a failed WAL write it
@@ -753,14 +770,59 @@ class RocksDbStore : public Store {
     synced.sync = true;
     if (!db_->Write(synced, &marker).ok()) return;  // Health() says why
     record.unix_seconds = absl::ToUnixSeconds(absl::Now());
-    const absl::Status written = WriteSyncedRecord(synced_dir_, record);
+    absl::MutexLock lock(&synced_mu_);
+    // A synced write may have recorded more meanwhile: never go back.
+    if (record.sequence < synced_recorded_) {
+      record.sequence = synced_recorded_;
+      record.wal = synced_recorded_wal_;
+      record.wal_bytes = synced_recorded_wal_bytes_;
+    }
+    const absl::Status written =
+        WriteSyncedRecord(synced_dir_, record, /*sync=*/true);
     if (!written.ok()) {
       LogWarning("store", "synced-sequence record: %s", written.ToString());
       return;
     }
     synced_recorded_ = record.sequence;
+    synced_recorded_wal_ = record.wal;
+    synced_recorded_wal_bytes_ = record.wal_bytes;
+    synced_made_durable_ = record.sequence;
     ++synced_records_;
     synced_record_time_ += absl::Now() - start;
+  }
+
+  // After a synced Write: records the latest sequence number as synced,
+  // so that a WAL lost right after an acknowledged write is caught too
+  // (RecordSynced alone lags by up to resume_interval_). One 256-byte
+  // pwrite, no fsync of its own (WriteSyncedRecord: an older or torn
+  // record after a machine crash is safe). Every write up to the latest
+  // sequence is synced when no write skipped the sync: RocksDB publishes
+  // a sequence only after its write group's WAL write, which a synced
+  // write in the group syncs. After an unsynced write (the format
+  // migration makes some), only RecordSynced records.
+  void RecordSyncedAfterWrite() {
+    if (synced_dir_.empty() ||
+        unsynced_writes_.load(std::memory_order_relaxed)) {
+      return;
+    }
+    SyncedRecord record;
+    record.sequence = db_->GetLatestSequenceNumber();
+    absl::MutexLock lock(&synced_mu_);
+    if (record.sequence <= synced_recorded_) return;
+    std::unique_ptr<rocksdb::LogFile> wal;
+    if (!db_->GetCurrentWalFile(&wal).ok() || wal == nullptr) return;
+    record.wal = std::filesystem::path(wal->PathName()).filename().string();
+    record.wal_bytes = wal->SizeFileBytes();
+    record.unix_seconds = absl::ToUnixSeconds(absl::Now());
+    const absl::Status written =
+        WriteSyncedRecord(synced_dir_, record, /*sync=*/false);
+    if (!written.ok()) {
+      LogWarning("store", "synced-sequence record: %s", written.ToString());
+      return;
+    }
+    synced_recorded_ = record.sequence;
+    synced_recorded_wal_ = record.wal;
+    synced_recorded_wal_bytes_ = record.wal_bytes;
   }
 
  public:
@@ -769,8 +831,14 @@ class RocksDbStore : public Store {
   void RecordSyncedIn(const std::string& dir) { synced_dir_ = dir; }
 
  private:
-  std::string synced_dir_;  // empty: no record (read-only)
-  uint64_t synced_recorded_ = 0;
+  std::string synced_dir_;                    // empty: no record (read-only)
+  std::atomic<bool> unsynced_writes_{false};  // since open
+  absl::Mutex synced_mu_;
+  // The record as last written, and how much of it was fsynced.
+  uint64_t synced_recorded_ ABSL_GUARDED_BY(synced_mu_) = 0;
+  std::string synced_recorded_wal_ ABSL_GUARDED_BY(synced_mu_);
+  uint64_t synced_recorded_wal_bytes_ ABSL_GUARDED_BY(synced_mu_) = 0;
+  uint64_t synced_made_durable_ ABSL_GUARDED_BY(synced_mu_) = 0;
   uint64_t synced_records_ = 0;
   absl::Duration synced_record_time_;
 

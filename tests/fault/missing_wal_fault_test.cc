@@ -37,13 +37,16 @@ class MissingWalFaultTest : public StoreFaultTest {
     ASSERT_OK(server_->Start());
   }
 
-  // Pushes `batches` acknowledged batches of 500 sessions, then waits long
-  // enough for the store to record the synced sequence (once a second),
-  // and kills the server: the acknowledged sessions are in the WAL only.
-  void PushAcknowledgedAndKill(int batches) {
+  // Pushes `batches` acknowledged batches of 500 sessions and kills the
+  // server: the acknowledged sessions are in the WAL only. With
+  // `wait_for_periodic_record`, first waits long enough for the store's
+  // periodic, fsynced record (once a second); without, kills at once, so
+  // only the record each synced write leaves can know of the sessions.
+  void PushAcknowledgedAndKill(int batches,
+                               bool wait_for_periodic_record = true) {
     PushAcknowledged(batches);
     if (HasFatalFailure()) return;
-    absl::SleepFor(absl::Milliseconds(2500));
+    if (wait_for_periodic_record) absl::SleepFor(absl::Milliseconds(2500));
     server_->Kill();
     ASSERT_TRUE(FilesWithSuffix(server_->data_dir(), ".sst").empty())
         << "the test needs the sessions in the WAL only";
@@ -95,6 +98,37 @@ TEST_F(MissingWalFaultTest, WalCutAtBlockBoundaryRefusesToStart) {
   ASSERT_GT(cut, 0u) << "WAL of " << size << " bytes is too small";
   ASSERT_EQ(truncate(wals.back().c_str(), cut), 0);
   ExpectRefusedNaming(wals.back());
+}
+
+// Before, the record lagged by up to a second (written only by the
+// store's resume thread): a WAL deleted right after acknowledged pushes
+// went unnoticed (the start succeeded with the sessions gone). Each
+// synced write now records itself.
+TEST_F(MissingWalFaultTest, WalDeletedRightAfterTheAcknowledgementRefuses) {
+  PushAcknowledgedAndKill(4, /*wait_for_periodic_record=*/false);
+  const std::vector<std::string> wals =
+      FilesWithSuffix(server_->data_dir(), ".log");
+  ASSERT_FALSE(wals.empty());
+  ASSERT_TRUE(std::filesystem::remove(wals.back()));
+  ExpectRefusedNaming(wals.back());
+}
+
+// The record each synced write leaves never claims more than is durable
+// either: kill -9 at once after acknowledged pushes, three times, and
+// every start succeeds with every session.
+TEST_F(MissingWalFaultTest, IntactWalsStartAfterAnImmediateKill) {
+  PushAcknowledgedAndKill(2, /*wait_for_periodic_record=*/false);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_OK(server_->Start());
+    PushAcknowledged(1, /*first_batch=*/2 + round);
+    if (HasFatalFailure()) return;
+    server_->Kill();
+  }
+  ASSERT_OK(server_->Start());
+  ASSERT_OK_AND_ASSIGN(int code, server_->Stop());
+  EXPECT_EQ(code, 0);
+  ASSERT_OK_AND_ASSIGN(auto ids, StoredSessionIds(server_->data_dir()));
+  EXPECT_EQ(ids.size(), 2000u);
 }
 
 // The sidecar never claims more than is durable: kill -9 right after

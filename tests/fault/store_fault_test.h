@@ -25,11 +25,12 @@ class StoreFaultTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Pushes `batches` batches of 500 sessions ("s-0", "s-1", ...) to the
+  // Pushes `batches` batches of 500 sessions ("s-0", "s-1", ...; batch b
+  // holds sessions 500b to 500b + 499, from batch `first_batch` on) to the
   // running server; each must be acknowledged whole.
-  void PushAcknowledged(int batches) {
+  void PushAcknowledged(int batches, int first_batch = 0) {
     auto stub = cohortd::v1::Ingest::NewStub(server_->Channel());
-    for (int b = 0; b < batches; ++b) {
+    for (int b = first_batch; b < first_batch + batches; ++b) {
       cohortd::v1::PushResponse response;
       auto context = AuthContext(server_->tokens().ingest);
       ASSERT_TRUE(
