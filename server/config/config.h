@@ -172,10 +172,15 @@ struct LimitsSpec {
   // (MaxReceiveMessageBytes); gRPC refuses a larger one with
   // RESOURCE_EXHAUSTED before reading it into memory.
   int observation_bytes = 2048;
-  // gRPC's thread quota: every call in progress holds one thread, so this
-  // caps the calls served at once (beyond it gRPC answers
-  // RESOURCE_EXHAUSTED). > max_streams, so that queries still get through
-  // when ingest streams take their whole share.
+  // gRPC's thread quota. gRPC 1.51's sync server runs every call in
+  // progress on a thread of its own and keeps one more thread polling for
+  // new calls, so at most max_threads - 1 calls (of any method) are served
+  // at once; the next one is answered RESOURCE_EXHAUSTED "Server Threadpool
+  // Exhausted" by gRPC itself (not queued, no retry hint, not counted in
+  // cohortd_limit_rejections_total). Must exceed max_streams; queries
+  // still get through while ingest streams take their whole share only
+  // when max_threads >= max_streams + 2 (the defaults leave 255 threads).
+  // (ConnectionLimitsFaultTest.ThreadQuotaRefusesCallsBeyondMaxThreads).
   int max_threads = 512;
   // Concurrent Push/PushStream calls, all principals / one principal.
   int max_streams = 256;
