@@ -845,12 +845,16 @@ absl::Status Parser::ParseLimits(const Node& node, const std::string& path,
       RETURN_IF_ERROR(ReadNonNegative(n, Join(path, k.key), k.out));
     }
   }
-  if (limits->max_threads <= limits->max_streams) {
-    return Error(node, Join(path, "max_threads"),
-                 absl::StrFormat("must exceed max_streams (%d), so that "
-                                 "queries are served while ingest streams "
-                                 "are at their cap; got %d",
-                                 limits->max_streams, limits->max_threads));
+  // gRPC keeps one thread polling, so max_threads - 1 calls run at once;
+  // ingest streams may take max_streams of them, queries need one more.
+  if (limits->max_threads < limits->max_streams + 2) {
+    return Error(
+        node, Join(path, "max_threads"),
+        absl::StrFormat("must be at least max_streams + 2 (%d): gRPC keeps "
+                        "one thread polling, so max_threads - 1 calls run "
+                        "at once, and queries need one while ingest streams "
+                        "are at their cap; got %d",
+                        limits->max_streams + 2, limits->max_threads));
   }
   if (limits->max_streams_per_principal > limits->max_streams) {
     return Error(node, Join(path, "max_streams_per_principal"),

@@ -177,9 +177,10 @@ struct LimitsSpec {
   // new calls, so at most max_threads - 1 calls (of any method) are served
   // at once; the next one is answered RESOURCE_EXHAUSTED "Server Threadpool
   // Exhausted" by gRPC itself (not queued, no retry hint, not counted in
-  // cohortd_limit_rejections_total). Must exceed max_streams; queries
-  // still get through while ingest streams take their whole share only
-  // when max_threads >= max_streams + 2 (the defaults leave 255 threads).
+  // cohortd_limit_rejections_total). At least max_streams + 2, so that
+  // queries still get through while ingest streams take their whole share
+  // (the defaults leave 255 threads): ingest streams alone never reach the
+  // quota; bursts of concurrent calls can
   // (ConnectionLimitsFaultTest.ThreadQuotaRefusesCallsBeyondMaxThreads).
   int max_threads = 512;
   // Concurrent Push/PushStream calls, all principals / one principal.

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -232,18 +233,19 @@ TEST_F(ConnectionLimitsFaultTest, SilentPeerIsKeptUnderTheDefaultKeepalive) {
 
 // Before: max_threads was only parsed and published. gRPC's sync server
 // keeps one thread polling, so with max_threads 8 it serves 7 calls at
-// once: 7 idle PushStreams (max_streams 7, the most the config allows)
-// take them all, and then gRPC itself refuses the next call of ANY method
-// (a query too, which the stream cap never refuses) with
-// RESOURCE_EXHAUSTED "Server Threadpool Exhausted", before cohortd's
-// handler runs. Closing a stream frees its thread.
+// once. max_streams 6 (the most the config allows: max_threads - 2) idle
+// PushStreams take 6 of them; one more stream is refused by the stream
+// cap, and queries, one at a time, are still served on the seventh
+// thread. Concurrent queries then find no thread: gRPC itself refuses
+// some with RESOURCE_EXHAUSTED "Server Threadpool Exhausted", before
+// cohortd's handler runs (without the quota every one is served).
 TEST_F(ConnectionLimitsFaultTest, ThreadQuotaRefusesCallsBeyondMaxThreads) {
   constexpr int kMaxThreads = 8;
-  constexpr int kServed = kMaxThreads - 1;  // one thread always polls
+  constexpr int kStreams = kMaxThreads - 2;
   Start(absl::StrCat("  limits:\n    max_threads: ", kMaxThreads,
-                     "\n    max_streams: ", kMaxThreads - 1,
-                     "\n    max_streams_per_principal: ", kMaxThreads - 1,
-                     "\n"));
+                     "\n    max_streams: ", kStreams,
+                     "\n    max_streams_per_principal: ", kStreams,
+                     "\n    query_rate: 0\n"));
   std::shared_ptr<grpc::Channel> channel = server_->Channel();
   auto ingest = cohortd::v1::Ingest::NewStub(channel);
   auto query = cohortd::v1::Query::NewStub(channel);
@@ -277,37 +279,17 @@ TEST_F(ConnectionLimitsFaultTest, ThreadQuotaRefusesCallsBeyondMaxThreads) {
   };
 
   grpc::Status refused;
-  for (int i = 0; i < kServed; ++i) {
+  for (int i = 0; i < kStreams; ++i) {
     ASSERT_TRUE(try_stream(i, &refused))
         << i << ": " << refused.error_code() << " " << refused.error_message();
   }
-  // Every thread but the poller is taken: a query is refused by gRPC.
-  const grpc::Status query_status = describe();
-  EXPECT_EQ(query_status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << query_status.error_message();
-  EXPECT_EQ(query_status.error_message(), "Server Threadpool Exhausted");
-  // So is one more stream, and by gRPC, not by the stream cap (7 of 7
-  // would give "at most 7 in all").
-  ASSERT_FALSE(try_stream(kServed, &refused));
+  // One more stream: the stream cap's refusal, not gRPC's.
+  ASSERT_FALSE(try_stream(kStreams, &refused));
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(refused.error_message(), "Server Threadpool Exhausted");
-  EXPECT_THAT(refused.error_message(), Not(HasSubstr("in all")));
-
-  const std::string metrics = ScrapeOperatorMetrics();
-  EXPECT_EQ(Sample(metrics, "cohortd_limit_setting{limit=\"max_threads\"}"),
-            kMaxThreads);
-  EXPECT_EQ(Sample(metrics, "cohortd_limit_open_streams"), kServed);
-  // The refusals happened before cohortd's handler: no stream rejection.
-  EXPECT_EQ(Sample(metrics,
-                   "cohortd_limit_rejections_total{limit=\"streams\","
-                   "principal=\"test-ingest\"}"),
-            -1);
-
-  // Closing one stream frees a thread: the query is served again. The
-  // client sees the stream's status a moment before the server's thread
-  // is back to polling, so a call in that moment may still be refused:
-  // retried for up to 2 s (100 x 20 ms). Without a freed thread it is
-  // never served.
+  EXPECT_THAT(refused.error_message(), HasSubstr("in all"));
+  // Queries one at a time: served while the streams are at their cap
+  // (what max_threads >= max_streams + 2 is for). A query right after the
+  // refused stream may meet its thread still finishing: retried briefly.
   auto served_soon = [](const std::function<grpc::Status()>& call) {
     grpc::Status status;
     for (int attempt = 0; attempt < 100; ++attempt) {
@@ -317,18 +299,54 @@ TEST_F(ConnectionLimitsFaultTest, ThreadQuotaRefusesCallsBeyondMaxThreads) {
     }
     return status;
   };
+  for (int i = 0; i < 3; ++i) {
+    const grpc::Status served = served_soon(describe);
+    EXPECT_TRUE(served.ok())
+        << served.error_code() << " " << served.error_message();
+  }
+  // Bursts of concurrent queries: one thread is left for them, so gRPC
+  // refuses the ones that arrive while it is busy. Up to 20 bursts of 32;
+  // the first burst normally suffices.
+  int exhausted = 0;
+  int other_errors = 0;
+  std::string other;
+  for (int burst = 0; burst < 20 && exhausted == 0; ++burst) {
+    std::vector<grpc::Status> statuses(32);
+    std::vector<std::thread> callers;
+    for (grpc::Status& status : statuses) {
+      callers.emplace_back([&status, &describe] { status = describe(); });
+    }
+    for (std::thread& caller : callers) caller.join();
+    for (const grpc::Status& status : statuses) {
+      if (status.ok()) continue;
+      if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+          status.error_message() == "Server Threadpool Exhausted") {
+        ++exhausted;
+      } else {
+        ++other_errors;
+        other = absl::StrCat(status.error_code(), " ", status.error_message());
+      }
+    }
+  }
+  EXPECT_GT(exhausted, 0) << "no concurrent query met the thread quota";
+  EXPECT_EQ(other_errors, 0) << other;
+
+  const std::string metrics = ScrapeOperatorMetrics();
+  EXPECT_EQ(Sample(metrics, "cohortd_limit_setting{limit=\"max_threads\"}"),
+            kMaxThreads);
+  EXPECT_EQ(Sample(metrics, "cohortd_limit_open_streams"), kStreams);
+  // gRPC's refusals happen before cohortd's handler: the one stream
+  // rejection counted is the stream cap's.
+  EXPECT_EQ(Sample(metrics,
+                   "cohortd_limit_rejections_total{limit=\"streams\","
+                   "principal=\"test-ingest\"}"),
+            1);
+
+  // Closing a stream frees its thread and its slot: a new stream is
+  // served again.
   open.front().stream->WritesDone();
   EXPECT_TRUE(open.front().stream->Finish().ok());
   open.erase(open.begin());
-  const grpc::Status served = served_soon(describe);
-  EXPECT_TRUE(served.ok()) << served.error_code() << " "
-                           << served.error_message();
-  for (Open& o : open) {
-    o.stream->WritesDone();
-    EXPECT_TRUE(o.stream->Finish().ok());
-  }
-  open.clear();
-  // All threads back: a stream is served again too.
   const grpc::Status stream_served = served_soon(
       [&] { return try_stream(100, &refused) ? grpc::Status::OK : refused; });
   EXPECT_TRUE(stream_served.ok()) << stream_served.error_message();
