@@ -142,31 +142,44 @@ class Scanner {
           static_cast<uint8_t>(h[4]) |
           (static_cast<uint32_t>(static_cast<uint8_t>(h[5])) << 8);
       const uint8_t type = static_cast<uint8_t>(h[6]);
-      if (type == kZeroType && length == 0) {  // preallocated space
-        pos += block_left;
-        continue;
+      if (type == kZeroType && length == 0 && ZerosFrom(pos)) {
+        break;  // preallocated space: the end of what was written
       }
-      if (kHeaderSize + length > block_left || type > kLastType ||
+      if (type == kZeroType || type > kLastType ||
+          kHeaderSize + length > block_left ||
           pos + kHeaderSize + length > data_.size()) {
-        // A damaged header: the rest of the block cannot be framed.
-        const WalDamage why = type > kLastType ? WalDamage::kUnknownType
-                              : kHeaderSize + length > block_left
-                                  ? WalDamage::kBadLength
-                                  : WalDamage::kTornTail;
-        if (!in_record_) StartRecord(pos);
+        // A damaged header: the rest of the block cannot be framed. A zero
+        // header with data after it is a lost block, not the end.
+        const WalDamage why =
+            type == kZeroType && length == 0 && Fixed32(h) == 0
+                ? WalDamage::kZeroedRegion
+            : type == kZeroType || type > kLastType ? WalDamage::kUnknownType
+            : kHeaderSize + length > block_left     ? WalDamage::kBadLength
+                                                    : WalDamage::kTornTail;
+        if (!in_record_) StartRecord(pos, /*known_start=*/false);
         Damage(why);
         pos += block_left;
         continue;
       }
       const bool crc_ok = Crc32c(0, h + 6, 1 + length) == Unmask(Fixed32(h));
-      if (type == kFullType || type == kFirstType || !in_record_) {
-        if (in_record_) Finish();  // the previous record never ended
-        StartRecord(pos);
+      if (type == kFullType || type == kFirstType) {
+        if (in_record_) {  // the record in progress never got its LAST
+          Damage(WalDamage::kBadFragmentOrder);
+          Finish();
+        }
+        StartRecord(pos, /*known_start=*/true);
+      } else if (!in_record_) {  // a MIDDLE or LAST without its FIRST
+        StartRecord(pos, /*known_start=*/false);
+        Damage(WalDamage::kBadFragmentOrder);
       }
       if (!crc_ok) Damage(WalDamage::kBadChecksum);
       payload_.append(h + kHeaderSize, length);
       pos += kHeaderSize + length;
       if (type == kFullType || type == kLastType) Finish();
+    }
+    if (!in_record_ && pos < data_.size() && !ZerosFrom(pos) &&
+        kBlockSize - pos % kBlockSize >= kHeaderSize) {
+      StartRecord(pos, /*known_start=*/false);  // cut inside a header
     }
     if (in_record_) {
       Damage(WalDamage::kTornTail);  // cut inside the record
@@ -176,9 +189,19 @@ class Scanner {
   }
 
  private:
-  void StartRecord(size_t pos) {
+  // Whether every byte from `pos` to the end is zero.
+  bool ZerosFrom(size_t pos) const {
+    return data_.find_first_not_of('\0', pos) == absl::string_view::npos;
+  }
+
+  // `known_start`: the record begins with its FULL or FIRST fragment, so
+  // its payload begins with a batch header. Otherwise what is read from
+  // the next block on is the rest of an unknown record, not parsed (its
+  // "keys" would be garbage).
+  void StartRecord(size_t pos, bool known_start) {
     current_ = WalBatch();
     current_.offset = pos;
+    known_start_ = known_start;
     payload_.clear();
     in_record_ = true;
   }
@@ -194,7 +217,7 @@ class Scanner {
   }
 
   void Finish() {
-    ParseBatch(payload_, &current_);
+    if (known_start_) ParseBatch(payload_, &current_);
     batches_.push_back(std::move(current_));
     current_ = WalBatch();
     payload_.clear();
@@ -225,6 +248,7 @@ class Scanner {
   WalBatch current_;
   std::string payload_;
   bool in_record_ = false;
+  bool known_start_ = false;
   WalDamage damage_ = WalDamage::kNone;
   uint64_t damage_offset_ = 0;
   size_t split_ = 0;

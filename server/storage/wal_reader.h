@@ -99,9 +99,13 @@ struct WalContents {
   uint64_t last_good_sequence = 0;
   // Diagnostics only, not to be replayed: from the first bad record on,
   // every record the reader could frame after skipping to the next block
-  // at each damaged header, first the bad record itself (when one was in
-  // progress), each with its own `intact` and `parsed` (a damaged batch is
-  // parsed as far as it goes). Empty when damage is kNone.
+  // at each damaged header, each with its own `intact` and `parsed` (a
+  // damaged batch is parsed as far as it goes; one whose FULL or FIRST
+  // fragment was not read is not parsed at all). The first is the bad
+  // record itself, never intact; where no record was in progress (a
+  // zeroed region, a damaged or torn header) it is an empty, unparsed
+  // placeholder at damage_offset for what could not be read there. Empty
+  // when damage is kNone.
   std::vector<WalBatch> after_damage;
 };
 
