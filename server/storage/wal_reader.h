@@ -62,7 +62,9 @@ enum class WalDamage {
   kNone,  // read to the end (zero preallocated tail included)
   // The file ends, or turns into zeros up to its end, inside a record or
   // its header: a write cut short by a crash (never synced, if the WAL was
-  // synced after every acknowledged write).
+  // synced after every acknowledged write). A record whose header was
+  // written but whose payload reads as zeros fails its checksum instead:
+  // kBadChecksum, even at the end.
   kTornTail,
   kBadChecksum,  // a fragment's CRC32C does not match its contents
   // A fragment whose length overruns its block (a damaged header).

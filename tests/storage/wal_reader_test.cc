@@ -349,6 +349,18 @@ TEST_F(WalReaderWrittenTest, CutTailKeepsOnlyTheCompleteBatches) {
   }
 }
 
+TEST_F(WalReaderWrittenTest, ZeroedPayloadOfTheLastRecordFailsItsChecksum) {
+  // Its header reached the disk, its payload did not (as the header file
+  // documents: a bad checksum, not a torn tail).
+  const size_t last = want_.size() - 1;
+  std::string damaged = wal_;
+  const uint64_t from = OffsetOf(last) + kHeader;
+  damaged.replace(from, damaged.size() - from,
+                  std::string(damaged.size() - from, '\0'));
+  const WalContents read = ReadBytes(damaged);
+  ExpectStopsAt(read, want_, last, OffsetOf(last), WalDamage::kBadChecksum);
+}
+
 TEST_F(WalReaderWrittenTest, CutAtABlockBoundary) {
   // Every boundary the big batch spans: FIRST (and MIDDLEs) without LAST.
   for (uint64_t at = (OffsetOf(kBig) / kBlock + 1) * kBlock;
