@@ -4,12 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <memory>
 #include <set>
@@ -31,186 +29,12 @@
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
 #include "server/storage/rocksdb_store.h"
+#include "server/storage/wal_reader.h"
 
 namespace cohortd {
 namespace {
 
 namespace fs = std::filesystem;
-
-// --- RocksDB's WAL format (db/log_format.h, db/write_batch.cc) ----------
-
-constexpr size_t kBlockSize = 32768;
-constexpr size_t kHeaderSize = 7;  // crc32c (4), length (2), type (1)
-enum RecordType : uint8_t {
-  kZeroType = 0,
-  kFullType = 1,
-  kFirstType = 2,
-  kMiddleType = 3,
-  kLastType = 4,
-};
-
-uint32_t Crc32c(uint32_t crc, const char* data, size_t n) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) {
-    crc = table[(crc ^ static_cast<uint8_t>(data[i])) & 0xff] ^ (crc >> 8);
-  }
-  return ~crc;
-}
-
-uint32_t Unmask(uint32_t masked) {
-  const uint32_t rot = masked - 0xa282ead8u;
-  return (rot >> 17) | (rot << 15);
-}
-
-uint32_t Fixed32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-uint64_t Fixed64(const char* p) {
-  return (static_cast<uint64_t>(Fixed32(p + 4)) << 32) | Fixed32(p);
-}
-
-bool GetVarint32(absl::string_view* in, uint32_t* v) {
-  *v = 0;
-  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
-    const uint8_t b = static_cast<uint8_t>(in->front());
-    in->remove_prefix(1);
-    *v |= static_cast<uint32_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
-bool GetLengthPrefixed(absl::string_view* in, absl::string_view* out) {
-  uint32_t n = 0;
-  if (!GetVarint32(in, &n) || in->size() < n) return false;
-  *out = in->substr(0, n);
-  in->remove_prefix(n);
-  return true;
-}
-
-// One logical WAL record: a write batch.
-struct WalBatch {
-  uint64_t offset = 0;  // of its first fragment's header
-  bool intact = true;   // every fragment's checksum matched
-  uint64_t sequence = 0;
-  uint32_t count = 0;
-  std::vector<std::string> keys;  // put and deleted keys
-  bool parsed = false;            // the batch's contents could be parsed
-};
-
-// Parses a write batch's contents (best effort for a damaged one).
-void ParseBatch(absl::string_view payload, WalBatch* batch) {
-  if (payload.size() < 12) return;
-  batch->sequence = Fixed64(payload.data());
-  batch->count = Fixed32(payload.data() + 8);
-  absl::string_view in = payload.substr(12);
-  while (!in.empty()) {
-    const uint8_t tag = static_cast<uint8_t>(in.front());
-    in.remove_prefix(1);
-    uint32_t cf = 0;
-    absl::string_view key;
-    absl::string_view value;
-    switch (tag) {
-      case 0x4:  // column family deletion
-      case 0x8:  // column family single deletion
-        if (!GetVarint32(&in, &cf)) return;
-        [[fallthrough]];
-      case 0x0:  // deletion
-      case 0x7:  // single deletion
-        if (!GetLengthPrefixed(&in, &key)) return;
-        batch->keys.emplace_back(key);
-        break;
-      case 0x5:  // column family value
-      case 0x6:  // column family merge
-        if (!GetVarint32(&in, &cf)) return;
-        [[fallthrough]];
-      case 0x1:  // value
-      case 0x2:  // merge
-        if (!GetLengthPrefixed(&in, &key) || !GetLengthPrefixed(&in, &value)) {
-          return;
-        }
-        batch->keys.emplace_back(key);
-        break;
-      case 0x3:  // log data
-        if (!GetLengthPrefixed(&in, &value)) return;
-        break;
-      default:
-        return;  // a kind cohortd never writes
-    }
-  }
-  batch->parsed = batch->keys.size() == batch->count;
-}
-
-// Every logical record of the WAL at `path`, in order. A fragment whose
-// checksum fails marks its record damaged; a damaged header (impossible
-// length or type) ends the block, and reading resumes at the next one.
-std::vector<WalBatch> ReadWal(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string data((std::istreambuf_iterator<char>(in)),
-                         std::istreambuf_iterator<char>());
-  std::vector<WalBatch> batches;
-  WalBatch current;
-  std::string payload;
-  bool in_record = false;
-  auto finish = [&] {
-    ParseBatch(payload, &current);
-    batches.push_back(std::move(current));
-    current = WalBatch();
-    payload.clear();
-    in_record = false;
-  };
-  size_t pos = 0;
-  while (pos + kHeaderSize <= data.size()) {
-    const size_t block_left = kBlockSize - pos % kBlockSize;
-    if (block_left < kHeaderSize) {  // block trailer
-      pos += block_left;
-      continue;
-    }
-    const char* h = data.data() + pos;
-    const uint32_t length =
-        static_cast<uint8_t>(h[4]) |
-        (static_cast<uint32_t>(static_cast<uint8_t>(h[5])) << 8);
-    const uint8_t type = static_cast<uint8_t>(h[6]);
-    if (type == kZeroType && length == 0) {  // preallocated space
-      pos += block_left;
-      continue;
-    }
-    if (kHeaderSize + length > block_left || type > kLastType ||
-        pos + kHeaderSize + length > data.size()) {
-      // A damaged header: the rest of the block cannot be framed.
-      if (!in_record) current.offset = pos;
-      current.intact = false;
-      in_record = true;
-      pos += block_left;
-      continue;
-    }
-    const bool crc_ok = Crc32c(0, h + 6, 1 + length) == Unmask(Fixed32(h));
-    if (type == kFullType || type == kFirstType || !in_record) {
-      if (in_record) finish();  // the previous record never ended
-      current.offset = pos;
-      in_record = true;
-    }
-    if (!crc_ok) current.intact = false;
-    payload.append(h + kHeaderSize, length);
-    pos += kHeaderSize + length;
-    if (type == kFullType || type == kLastType) finish();
-  }
-  if (in_record) {
-    current.intact = false;  // cut inside the record: a torn tail
-    finish();
-  }
-  return batches;
-}
 
 // --- Shared helpers -------------------------------------------------------
 
@@ -388,19 +212,21 @@ absl::StatusOr<SalvageOutcome> SalvageWal(const std::string& dir,
   uint64_t damage_offset = 0;
   uint64_t last_good_sequence = 0;
   for (const std::string& wal : wals) {
-    for (WalBatch& batch : ReadWal(wal)) {
-      if (damaged_wal.empty() && !batch.intact) {
+    ASSIGN_OR_RETURN(WalContents contents, ReadWalFile(wal));
+    if (damaged_wal.empty()) {
+      if (contents.last_good_sequence > 0) {
+        last_good_sequence = contents.last_good_sequence;
+      }
+      if (contents.damage != WalDamage::kNone) {
         damaged_wal = wal;
-        damage_offset = batch.offset;
+        damage_offset = contents.damage_offset;
       }
-      if (damaged_wal.empty()) {
-        if (batch.count > 0) {
-          last_good_sequence = batch.sequence + batch.count - 1;
-        }
-      } else {
-        dropped.push_back(std::move(batch));
-      }
+    } else {
+      std::move(contents.batches.begin(), contents.batches.end(),
+                std::back_inserter(dropped));
     }
+    std::move(contents.after_damage.begin(), contents.after_damage.end(),
+              std::back_inserter(dropped));
   }
   if (damaged_wal.empty()) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -418,8 +244,8 @@ absl::StatusOr<SalvageOutcome> SalvageWal(const std::string& dir,
   std::vector<std::string> ledger;
   for (const WalBatch& batch : dropped) {
     if (!batch.parsed) ++unparsed;
-    for (const std::string& key : batch.keys) {
-      if (IsLedgerKey(key)) ledger.push_back(key);
+    for (const WalEntry& entry : batch.entries) {
+      if (IsLedgerKey(entry.key)) ledger.push_back(entry.key);
     }
   }
   absl::FPrintF(out,
@@ -455,9 +281,9 @@ absl::StatusOr<SalvageOutcome> SalvageWal(const std::string& dir,
     // What the dropped batches touched, against what recovery kept.
     std::set<std::pair<std::string, std::string>> touched;
     for (const WalBatch& batch : dropped) {
-      for (const std::string& key : batch.keys) {
+      for (const WalEntry& entry : batch.entries) {
         std::pair<std::string, std::string> id;
-        if (SessionOf(key, &id)) touched.insert(id);
+        if (SessionOf(entry.key, &id)) touched.insert(id);
       }
     }
     for (const auto& [dataset, session] : touched) {
@@ -676,9 +502,13 @@ absl::StatusOr<SalvageOutcome> SalvageSst(const std::string& dir,
   }
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".log") continue;
-    for (const WalBatch& wal_batch : ReadWal(entry.path().string())) {
-      for (const std::string& key : wal_batch.keys) {
-        classify(key, entry.path().filename().string());
+    ASSIGN_OR_RETURN(WalContents contents, ReadWalFile(entry.path().string()));
+    for (const std::vector<WalBatch>* part :
+         {&contents.batches, &contents.after_damage}) {
+      for (const WalBatch& wal_batch : *part) {
+        for (const WalEntry& wal_entry : wal_batch.entries) {
+          classify(wal_entry.key, entry.path().filename().string());
+        }
       }
     }
   }
