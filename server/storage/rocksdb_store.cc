@@ -777,15 +777,7 @@ class RocksDbStore : public Store {
       record.wal = synced_recorded_wal_;
       record.wal_bytes = synced_recorded_wal_bytes_;
     }
-    const absl::Status written =
-        WriteSyncedRecord(synced_dir_, record, /*sync=*/true);
-    if (!written.ok()) {
-      LogWarning("store", "synced-sequence record: %s", written.ToString());
-      return;
-    }
-    synced_recorded_ = record.sequence;
-    synced_recorded_wal_ = record.wal;
-    synced_recorded_wal_bytes_ = record.wal_bytes;
+    if (!WriteRecordLocked(record, /*sync=*/true)) return;
     synced_made_durable_ = record.sequence;
     ++synced_records_;
     synced_record_time_ += absl::Now() - start;
@@ -814,15 +806,22 @@ class RocksDbStore : public Store {
     record.wal = std::filesystem::path(wal->PathName()).filename().string();
     record.wal_bytes = wal->SizeFileBytes();
     record.unix_seconds = absl::ToUnixSeconds(absl::Now());
-    const absl::Status written =
-        WriteSyncedRecord(synced_dir_, record, /*sync=*/false);
+    WriteRecordLocked(record, /*sync=*/false);
+  }
+
+  // Writes `record` (WriteSyncedRecord) and remembers it as the last one
+  // written; false (logged) when the write failed.
+  bool WriteRecordLocked(const SyncedRecord& record, bool sync)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(synced_mu_) {
+    const absl::Status written = WriteSyncedRecord(synced_dir_, record, sync);
     if (!written.ok()) {
       LogWarning("store", "synced-sequence record: %s", written.ToString());
-      return;
+      return false;
     }
     synced_recorded_ = record.sequence;
     synced_recorded_wal_ = record.wal;
     synced_recorded_wal_bytes_ = record.wal_bytes;
+    return true;
   }
 
  public:

@@ -34,6 +34,7 @@
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/exposition.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_client.h"
 #include "tests/integration/server_process.h"
@@ -151,17 +152,6 @@ class SilentHttp2Peer {
   bool settings_acked_ = false;
 };
 
-// The value of the sample `series` (name and labels exactly as exposed) in
-// a Prometheus text exposition; -1 when absent.
-double Sample(const std::string& exposition, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      return std::stod(std::string(line.substr(series.size() + 1)));
-    }
-  }
-  return -1;
-}
-
 class ConnectionLimitsFaultTest : public ::testing::Test {
  protected:
   void Start(const std::string& extra_yaml) {
@@ -200,13 +190,14 @@ TEST_F(ConnectionLimitsFaultTest, UnansweredKeepalivePingDropsTheConnection) {
       << log.closed_after;
 
   const std::string metrics = ScrapeOperatorMetrics();
-  EXPECT_EQ(Sample(metrics,
-                   "cohortd_limit_setting{limit=\"keepalive_time_seconds\"}"),
-            1);
   EXPECT_EQ(
-      Sample(metrics,
-             "cohortd_limit_setting{limit=\"keepalive_timeout_seconds\"}"),
+      ExpositionSample(
+          metrics, "cohortd_limit_setting{limit=\"keepalive_time_seconds\"}"),
       1);
+  EXPECT_EQ(ExpositionSample(
+                metrics,
+                "cohortd_limit_setting{limit=\"keepalive_timeout_seconds\"}"),
+            1);
 }
 
 // The control: the same silent peer under the default keepalive (ping
@@ -222,13 +213,14 @@ TEST_F(ConnectionLimitsFaultTest, SilentPeerIsKeptUnderTheDefaultKeepalive) {
   EXPECT_EQ(log.pings, 0);
 
   const std::string metrics = ScrapeOperatorMetrics();
-  EXPECT_EQ(Sample(metrics,
-                   "cohortd_limit_setting{limit=\"keepalive_time_seconds\"}"),
-            60);
   EXPECT_EQ(
-      Sample(metrics,
-             "cohortd_limit_setting{limit=\"keepalive_timeout_seconds\"}"),
-      20);
+      ExpositionSample(
+          metrics, "cohortd_limit_setting{limit=\"keepalive_time_seconds\"}"),
+      60);
+  EXPECT_EQ(ExpositionSample(
+                metrics,
+                "cohortd_limit_setting{limit=\"keepalive_timeout_seconds\"}"),
+            20);
 }
 
 // Before: max_threads was only parsed and published. gRPC's sync server
@@ -332,14 +324,15 @@ TEST_F(ConnectionLimitsFaultTest, ThreadQuotaRefusesCallsBeyondMaxThreads) {
   EXPECT_EQ(other_errors, 0) << other;
 
   const std::string metrics = ScrapeOperatorMetrics();
-  EXPECT_EQ(Sample(metrics, "cohortd_limit_setting{limit=\"max_threads\"}"),
-            kMaxThreads);
-  EXPECT_EQ(Sample(metrics, "cohortd_limit_open_streams"), kStreams);
+  EXPECT_EQ(
+      ExpositionSample(metrics, "cohortd_limit_setting{limit=\"max_threads\"}"),
+      kMaxThreads);
+  EXPECT_EQ(ExpositionSample(metrics, "cohortd_limit_open_streams"), kStreams);
   // gRPC's refusals happen before cohortd's handler: the one stream
   // rejection counted is the stream cap's.
-  EXPECT_EQ(Sample(metrics,
-                   "cohortd_limit_rejections_total{limit=\"streams\","
-                   "principal=\"test-ingest\"}"),
+  EXPECT_EQ(ExpositionSample(metrics,
+                             "cohortd_limit_rejections_total{limit=\"streams\","
+                             "principal=\"test-ingest\"}"),
             1);
 
   // Closing a stream frees its thread and its slot: a new stream is

@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/crypto/pseudonymizer.h"
+#include "tests/common/exposition.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_client.h"
 #include "tests/integration/server_process.h"
@@ -53,17 +54,6 @@ cohortd::v1::Observation SourceObservation(const std::string& session,
   obs.set_account_id("many-sources-account");
   obs.set_source(source);
   return obs;
-}
-
-// The value of the sample `series` (name and labels exactly as exposed) in
-// a Prometheus text exposition; -1 when absent.
-double Sample(const std::string& exposition, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      return std::stod(std::string(line.substr(series.size() + 1)));
-    }
-  }
-  return -1;
 }
 
 class IngestLimitsFaultTest : public ::testing::Test {
@@ -259,19 +249,21 @@ TEST_F(IngestLimitsFaultTest, TotalStreamCapCountsEveryPrincipal) {
                    "/metrics"),
       server_->tokens().admin);
   ASSERT_EQ(scrape.code, 200) << scrape.body;
-  EXPECT_EQ(Sample(scrape.body, "cohortd_limit_open_streams"), 6);
-  EXPECT_EQ(Sample(scrape.body, "cohortd_limit_setting{limit=\"max_streams\"}"),
+  EXPECT_EQ(ExpositionSample(scrape.body, "cohortd_limit_open_streams"), 6);
+  EXPECT_EQ(ExpositionSample(scrape.body,
+                             "cohortd_limit_setting{limit=\"max_streams\"}"),
             6);
-  EXPECT_EQ(
-      Sample(scrape.body,
-             "cohortd_limit_setting{limit=\"max_streams_per_principal\"}"),
-      4);
+  EXPECT_EQ(ExpositionSample(
+                scrape.body,
+                "cohortd_limit_setting{limit=\"max_streams_per_principal\"}"),
+            4);
   EXPECT_GT(
-      Sample(scrape.body, "cohortd_limit_setting{limit=\"max_receive_bytes\"}"),
+      ExpositionSample(scrape.body,
+                       "cohortd_limit_setting{limit=\"max_receive_bytes\"}"),
       0);
-  EXPECT_EQ(Sample(scrape.body,
-                   "cohortd_limit_rejections_total{limit=\"streams\","
-                   "principal=\"test-ingest-2\"}"),
+  EXPECT_EQ(ExpositionSample(scrape.body,
+                             "cohortd_limit_rejections_total{limit=\"streams\","
+                             "principal=\"test-ingest-2\"}"),
             1);
 
   // Closing one frees a slot for the other principal.

@@ -19,6 +19,7 @@
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "server/backend/clickhouse_client.h"
 #include "tests/backend/clickhouse_server.h"
+#include "tests/common/exposition.h"
 #include "tests/integration/server_process.h"
 
 namespace cohortd::testing {
@@ -29,16 +30,6 @@ constexpr int kAccounts = 4000;
 
 const char* const kOccupations[] = {"legal", "management", "sales",
                                     "computer_mathematical"};
-
-// The value of an unlabelled series in an exposition; -1 when absent.
-double Gauge(const std::string& exposition, const std::string& name) {
-  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
-    if (absl::StartsWith(line, name + " ")) {
-      return std::atof(std::string(line.substr(name.size() + 1)).c_str());
-    }
-  }
-  return -1;
-}
 
 // utime + stime of `pid`, in seconds (/proc/PID/stat fields 14 and 15,
 // after the parenthesised command name).
@@ -128,8 +119,10 @@ absl::StatusOr<OutageDrillResult> RunOutageDrill(
   std::thread monitor([&] {
     while (!stop_monitor.load()) {
       const HttpResponse r = CurlGet(metrics_url);
-      const double batches = Gauge(r.body, "cohortd_clickhouse_outbox_batches");
-      const double bytes = Gauge(r.body, "cohortd_clickhouse_outbox_bytes");
+      const double batches =
+          ExpositionSample(r.body, "cohortd_clickhouse_outbox_batches");
+      const double bytes =
+          ExpositionSample(r.body, "cohortd_clickhouse_outbox_bytes");
       {
         absl::MutexLock lock(&monitor_mu);
         result.peak_outbox_batches = std::max<int64_t>(
@@ -285,8 +278,8 @@ absl::StatusOr<OutageDrillResult> RunOutageDrill(
   // The backlog after the load: wait until the outbox is empty.
   const absl::Time drain_deadline = absl::Now() + options.drain_timeout;
   while (absl::Now() < drain_deadline && back.ok()) {
-    const double batches =
-        Gauge(CurlGet(metrics_url).body, "cohortd_clickhouse_outbox_batches");
+    const double batches = ExpositionSample(
+        CurlGet(metrics_url).body, "cohortd_clickhouse_outbox_batches");
     if (batches == 0) {
       result.drained = true;
       break;

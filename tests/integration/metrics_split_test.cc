@@ -15,6 +15,7 @@
 #include "cohortd/v1/cohortd.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/exposition.h"
 #include "tests/common/status_matchers.h"
 #include "tests/integration/server_process.h"
 
@@ -46,17 +47,6 @@ cohortd::v1::PushRequest Population(int first, int accounts,
     (*obs->mutable_measures())["prompts"] = 3;
   }
   return request;
-}
-
-// The value of the first sample line of `series` (name plus labels, as
-// exposed) in an exposition; -1 when absent.
-double Sample(const std::string& exposition, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      return std::stod(std::string(line.substr(series.size() + 1)));
-    }
-  }
-  return -1;
 }
 
 class MetricsSplitTest : public ::testing::Test {
@@ -92,7 +82,7 @@ class MetricsSplitTest : public ::testing::Test {
     std::string body;
     while (absl::Now() < deadline) {
       body = CurlGet(MetricsUrl(server_->operator_metrics_port()), token).body;
-      if (Sample(body, series) == value) return;
+      if (ExpositionSample(body, series) == value) return;
       absl::SleepFor(absl::Milliseconds(100));
     }
     FAIL() << series << " never reached " << value << ":\n" << body;
@@ -147,10 +137,11 @@ TEST_F(MetricsSplitTest, DashboardScrapeIsByteIdenticalAcrossOneAccountsPush) {
   // The operator endpoint did see the push.
   const std::string operator_view =
       CurlGet(MetricsUrl(server_->operator_metrics_port())).body;
-  EXPECT_EQ(Sample(operator_view,
-                   "cohortd_ingest_observations_total{dataset=\"sessions\","
-                   "outcome=\"accepted\"}"),
-            51);
+  EXPECT_EQ(
+      ExpositionSample(operator_view,
+                       "cohortd_ingest_observations_total{dataset=\"sessions\","
+                       "outcome=\"accepted\"}"),
+      51);
   EXPECT_THAT(operator_view, HasSubstr("cohortd_ingest_rejections_total{"));
 }
 
@@ -175,10 +166,11 @@ TEST_F(MetricsSplitTest, OperatorEndpointServesIngestSeriesOnLoopback) {
   const HttpResponse scrape =
       CurlGet(MetricsUrl(server_->operator_metrics_port()));
   ASSERT_EQ(scrape.code, 200);
-  EXPECT_EQ(Sample(scrape.body,
-                   "cohortd_ingest_observations_total{dataset=\"sessions\","
-                   "outcome=\"accepted\"}"),
-            10);
+  EXPECT_EQ(
+      ExpositionSample(scrape.body,
+                       "cohortd_ingest_observations_total{dataset=\"sessions\","
+                       "outcome=\"accepted\"}"),
+      10);
   EXPECT_THAT(scrape.body,
               HasSubstr("cohortd_rpc_requests_total{code=\"OK\",method="
                         "\"Push\"} 1"));

@@ -114,6 +114,15 @@ class StoreIntegrityTest : public ::testing::Test {
     return image;
   }
 
+  // Cuts the last record of the newest WAL in `image` in its middle (the
+  // last record is one batch of 100 of Fill's records).
+  static void CutLastWalRecord(const std::string& image) {
+    const std::vector<std::string> wals = FilesWithSuffix(image, ".log");
+    ASSERT_FALSE(wals.empty());
+    std::filesystem::resize_file(wals.back(),
+                                 std::filesystem::file_size(wals.back()) - 100);
+  }
+
   std::string root_;
   std::string dir_;
 };
@@ -182,11 +191,7 @@ TEST_F(StoreIntegrityTest, TornLastWalRecordIsDroppedAndTheRestKept) {
   Fill(*store, 900, 1000, /*sync=*/false);
   const std::string image = CrashImage();
   store.reset();
-  const std::vector<std::string> wals = FilesWithSuffix(image, ".log");
-  ASSERT_FALSE(wals.empty());
-  // Cut the last record (one batch of 100 records) in its middle.
-  std::filesystem::resize_file(wals.back(),
-                               std::filesystem::file_size(wals.back()) - 100);
+  ASSERT_NO_FATAL_FAILURE(CutLastWalRecord(image));
 
   ASSERT_OK_AND_ASSIGN(auto recovered, OpenRocksDbStore(image, options));
   int count = 0;
@@ -205,10 +210,7 @@ TEST_F(StoreIntegrityTest, TornSyncedWalRecordIsDataLoss) {
   Fill(*store, 0, 1000, /*sync=*/true);
   const std::string image = CrashImage();
   store.reset();
-  const std::vector<std::string> wals = FilesWithSuffix(image, ".log");
-  ASSERT_FALSE(wals.empty());
-  std::filesystem::resize_file(wals.back(),
-                               std::filesystem::file_size(wals.back()) - 100);
+  ASSERT_NO_FATAL_FAILURE(CutLastWalRecord(image));
 
   EXPECT_THAT(
       OpenRocksDbStore(image, options),
