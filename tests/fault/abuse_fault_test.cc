@@ -143,26 +143,15 @@ TEST_F(AbuseFaultTest, RequestBeyondTheReceiveSizeIsRefusedBeforeReading) {
 }
 
 TEST_F(AbuseFaultTest, StreamsBeyondThePrincipalCapAreRefused) {
-  using Stream = grpc::ClientReaderWriter<cohortd::v1::PushRequest,
-                                          cohortd::v1::PushResponse>;
-  struct Open {
-    std::unique_ptr<grpc::ClientContext> context;
-    std::unique_ptr<Stream> stream;
-  };
-  std::vector<Open> streams;
+  OpenStreams streams;
   int served = 0, refused = 0;
   for (int i = 0; i < 40; ++i) {
-    Open open;
-    open.context = AuthContext(server_->tokens().ingest);
-    open.stream = ingest_->PushStream(open.context.get());
-    open.stream->Write(ValidBatch(1, i));
-    cohortd::v1::PushResponse response;
-    if (open.stream->Read(&response)) {
-      ++served;
-      streams.push_back(std::move(open));  // keep it open
+    grpc::Status status;
+    if (streams.TryOpen(ingest_.get(), AuthContext(server_->tokens().ingest),
+                        ValidBatch(1, i), &status)) {
+      ++served;  // kept open
       continue;
     }
-    const grpc::Status status = open.stream->Finish();
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
         << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr("retry after"));
@@ -182,10 +171,7 @@ TEST_F(AbuseFaultTest, StreamsBeyondThePrincipalCapAreRefused) {
       query->DescribeDataset(context.get(), describe, &description).ok());
 
   // Closing the streams frees the slots.
-  for (Open& open : streams) {
-    open.stream->WritesDone();
-    EXPECT_TRUE(open.stream->Finish().ok());
-  }
+  EXPECT_TRUE(streams.CloseAll().ok());
   cohortd::v1::PushResponse response;
   auto context2 = AuthContext(server_->tokens().ingest);
   EXPECT_TRUE(ingest_->Push(context2.get(), ValidBatch(1), &response).ok());

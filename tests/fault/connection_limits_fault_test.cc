@@ -43,9 +43,6 @@ namespace cohortd::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
-using Stream = grpc::ClientReaderWriter<cohortd::v1::PushRequest,
-                                        cohortd::v1::PushResponse>;
 
 constexpr uint8_t kFrameSettings = 0x4;
 constexpr uint8_t kFramePing = 0x6;
@@ -242,25 +239,12 @@ TEST_F(ConnectionLimitsFaultTest, ThreadQuotaRefusesCallsBeyondMaxThreads) {
   auto ingest = cohortd::v1::Ingest::NewStub(channel);
   auto query = cohortd::v1::Query::NewStub(channel);
 
-  struct Open {
-    std::unique_ptr<grpc::ClientContext> context;
-    std::unique_ptr<Stream> stream;
-  };
-  std::vector<Open> open;
+  OpenStreams open;
   // Opens a PushStream and pushes one batch: true when served (the stream
   // then stays open and idle, holding its server thread).
   auto try_stream = [&](int i, grpc::Status* refused) {
-    Open o;
-    o.context = AuthContext(server_->tokens().ingest);
-    o.stream = ingest->PushStream(o.context.get());
-    o.stream->Write(ValidBatch(1, i));
-    cohortd::v1::PushResponse response;
-    if (o.stream->Read(&response)) {
-      open.push_back(std::move(o));
-      return true;
-    }
-    *refused = o.stream->Finish();
-    return false;
+    return open.TryOpen(ingest.get(), AuthContext(server_->tokens().ingest),
+                        ValidBatch(1, i), refused);
   };
   auto describe = [&] {
     auto context = AuthContext(server_->tokens().analyst);
@@ -337,16 +321,11 @@ TEST_F(ConnectionLimitsFaultTest, ThreadQuotaRefusesCallsBeyondMaxThreads) {
 
   // Closing a stream frees its thread and its slot: a new stream is
   // served again.
-  open.front().stream->WritesDone();
-  EXPECT_TRUE(open.front().stream->Finish().ok());
-  open.erase(open.begin());
+  EXPECT_TRUE(open.CloseOldest().ok());
   const grpc::Status stream_served = served_soon(
       [&] { return try_stream(100, &refused) ? grpc::Status::OK : refused; });
   EXPECT_TRUE(stream_served.ok()) << stream_served.error_message();
-  for (Open& o : open) {
-    o.stream->WritesDone();
-    EXPECT_TRUE(o.stream->Finish().ok());
-  }
+  EXPECT_TRUE(open.CloseAll().ok());
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 #ifndef COHORTD_TESTS_FAULT_FAULT_CLIENT_H_
 #define COHORTD_TESTS_FAULT_FAULT_CLIENT_H_
 
+#include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "cohortd/internal/ingest_wire.pb.h"
@@ -63,6 +65,59 @@ inline cohortd::v1::PushRequest ValidBatch(int n, int offset = 0) {
   }
   return request;
 }
+
+// PushStreams held open and idle, each holding its slot in the stream
+// caps and its server thread: to fill a cap or gRPC's thread quota.
+class OpenStreams {
+ public:
+  using Stream = grpc::ClientReaderWriter<cohortd::v1::PushRequest,
+                                          cohortd::v1::PushResponse>;
+
+  // Opens a PushStream on `context` and pushes `batch`: true when it is
+  // answered (the stream is then kept open); false when the server ended
+  // the stream instead, with its status in *refused.
+  bool TryOpen(cohortd::v1::Ingest::Stub* ingest,
+               std::unique_ptr<grpc::ClientContext> context,
+               const cohortd::v1::PushRequest& batch, grpc::Status* refused) {
+    Open open{std::move(context), nullptr};
+    open.stream = ingest->PushStream(open.context.get());
+    open.stream->Write(batch);
+    cohortd::v1::PushResponse response;
+    if (open.stream->Read(&response)) {
+      open_.push_back(std::move(open));
+      return true;
+    }
+    *refused = open.stream->Finish();
+    return false;
+  }
+
+  // Ends the oldest stream held (it must hold one): its final status.
+  grpc::Status CloseOldest() {
+    Open open = std::move(open_.front());
+    open_.pop_front();
+    open.stream->WritesDone();
+    return open.stream->Finish();
+  }
+
+  // Ends every stream held: OK, or the first one's error.
+  grpc::Status CloseAll() {
+    grpc::Status first;
+    while (!open_.empty()) {
+      const grpc::Status status = CloseOldest();
+      if (first.ok() && !status.ok()) first = status;
+    }
+    return first;
+  }
+
+  size_t size() const { return open_.size(); }
+
+ private:
+  struct Open {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<Stream> stream;
+  };
+  std::deque<Open> open_;
+};
 
 }  // namespace cohortd::testing
 

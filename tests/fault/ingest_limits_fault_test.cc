@@ -33,8 +33,6 @@ namespace cohortd::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using Stream = grpc::ClientReaderWriter<cohortd::v1::PushRequest,
-                                        cohortd::v1::PushResponse>;
 
 // Bytes in the store's WAL files. Every acknowledged push is a synced WAL
 // append, so the growth across one push is what that push wrote.
@@ -208,25 +206,12 @@ TEST_F(IngestLimitsFaultTest, TotalStreamCapCountsEveryPrincipal) {
                    "    max_streams_per_principal: 4\n",
                    "principals_file: ", principals, "\n"));
 
-  struct Open {
-    std::unique_ptr<grpc::ClientContext> context;
-    std::unique_ptr<Stream> stream;
-  };
-  std::vector<Open> open;
+  OpenStreams open;
   // Opens a stream for `token` and pushes one batch: true when served.
   auto try_stream = [&](const std::string& token, int i,
                         grpc::Status* refused) {
-    Open o;
-    o.context = AuthContext(token);
-    o.stream = ingest_->PushStream(o.context.get());
-    o.stream->Write(ValidBatch(1, i));
-    cohortd::v1::PushResponse response;
-    if (o.stream->Read(&response)) {
-      open.push_back(std::move(o));
-      return true;
-    }
-    *refused = o.stream->Finish();
-    return false;
+    return open.TryOpen(ingest_.get(), AuthContext(token), ValidBatch(1, i),
+                        refused);
   };
   grpc::Status refused;
   for (int i = 0; i < 4; ++i) {
@@ -267,14 +252,9 @@ TEST_F(IngestLimitsFaultTest, TotalStreamCapCountsEveryPrincipal) {
             1);
 
   // Closing one frees a slot for the other principal.
-  open.front().stream->WritesDone();
-  EXPECT_TRUE(open.front().stream->Finish().ok());
-  open.erase(open.begin());
+  EXPECT_TRUE(open.CloseOldest().ok());
   EXPECT_TRUE(try_stream(second_token, 7, &refused)) << refused.error_message();
-  for (Open& o : open) {
-    o.stream->WritesDone();
-    EXPECT_TRUE(o.stream->Finish().ok());
-  }
+  EXPECT_TRUE(open.CloseAll().ok());
 }
 
 // Before: no max connection age, so an idle stream held its connection

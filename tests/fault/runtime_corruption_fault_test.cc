@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/status_matchers.h"
 #include "tests/fault/fault_support.h"
+#include "tests/fault/store_fault_test.h"
 #include "tests/integration/server_process.h"
 #include "tests/storage/corrupt_files.h"
 
@@ -34,31 +35,17 @@ std::string ReadLog(const std::string& dir) {
   return text.str();
 }
 
-class RuntimeCorruptionFaultTest : public ::testing::Test {
+// Starts on 2,000 acknowledged sessions, stopped cleanly (so in an SST).
+class RuntimeCorruptionFaultTest : public StoreFaultTest {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir();
-    server_ = std::make_unique<ServerProcess>(dir_);
+    StoreFaultTest::SetUp();
     ASSERT_OK(server_->Start());
-    auto stub = cohortd::v1::Ingest::NewStub(server_->Channel());
-    for (int b = 0; b < 4; ++b) {
-      cohortd::v1::PushResponse response;
-      auto context = AuthContext(server_->tokens().ingest);
-      ASSERT_TRUE(
-          stub->Push(context.get(), SessionBatch("s", b * 500, 500), &response)
-              .ok());
-      ASSERT_EQ(response.accepted(), 500);
-    }
+    PushAcknowledged(4);
+    if (HasFatalFailure()) return;
     ASSERT_OK_AND_ASSIGN(int code, server_->Stop());  // flushes an SST
     ASSERT_EQ(code, 0);
   }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
 };
 
 TEST_F(RuntimeCorruptionFaultTest, DamageMetWhileRunningStopsWithDataLoss) {
