@@ -42,25 +42,14 @@ class Parser {
     return false;
   }
 
-  bool ReadTag(const char*& p, const char* end, uint32_t* tag) {
-    uint32_t result = 0;
-    for (int i = 0; i < 5; ++i) {
-      if (p + i >= end) return Fail(p, "truncated tag");
-      const auto byte = static_cast<uint8_t>(p[i]);
-      result |= static_cast<uint32_t>(byte & 0x7f) << (7 * i);
-      if (byte < 0x80) {
-        p += i + 1;
-        *tag = result;
-        return true;
-      }
-    }
-    return Fail(p, "tag longer than 5 bytes");
-  }
-
-  bool ReadVarint(const char*& p, const char* end, uint64_t* value) {
+  // A varint of at most `max_bytes` bytes at `p`, bits past 64 dropped;
+  // `p` advances past it only when it is whole. Errors name the start.
+  bool ReadVarintOf(int max_bytes, const char*& p, const char* end,
+                    uint64_t* value, const char* truncated,
+                    const char* too_long) {
     uint64_t result = 0;
-    for (int i = 0; i < 10; ++i) {
-      if (p + i >= end) return Fail(p, "truncated varint");
+    for (int i = 0; i < max_bytes; ++i) {
+      if (p + i >= end) return Fail(p, truncated);
       const auto byte = static_cast<uint8_t>(p[i]);
       result |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
       if (byte < 0x80) {
@@ -69,27 +58,41 @@ class Parser {
         return true;
       }
     }
-    return Fail(p, "varint longer than 10 bytes");
+    return Fail(p, too_long);
+  }
+
+  // Kept modulo 2^32, as protobuf does.
+  bool ReadTag(const char*& p, const char* end, uint32_t* tag) {
+    uint64_t value;
+    if (!ReadVarintOf(5, p, end, &value, "truncated tag",
+                      "tag longer than 5 bytes")) {
+      return false;
+    }
+    *tag = static_cast<uint32_t>(value);
+    return true;
+  }
+
+  bool ReadVarint(const char*& p, const char* end, uint64_t* value) {
+    return ReadVarintOf(10, p, end, value, "truncated varint",
+                        "varint longer than 10 bytes");
   }
 
   // A length prefix; also checks that that many bytes follow.
   bool ReadSize(const char*& p, const char* end, size_t* size) {
     const char* start = p;
-    uint32_t result = 0;
-    for (int i = 0; i < 5; ++i) {
-      if (p + i >= end) return Fail(start, "truncated length");
-      const auto byte = static_cast<uint8_t>(p[i]);
-      if (i == 4 && byte >= 8) return Fail(start, "length of 2 GiB or more");
-      result |= static_cast<uint32_t>(byte & 0x7f) << (7 * i);
-      if (byte < 0x80) {
-        p += i + 1;
-        break;
-      }
+    uint64_t result;
+    // A fifth byte of 8 or more (a continuation included) is 2^31 or more.
+    if (!ReadVarintOf(5, p, end, &result, "truncated length",
+                      "length of 2 GiB or more")) {
+      return false;
     }
-    if (result > static_cast<size_t>(end - p)) {
+    if (result >= (uint64_t{1} << 31)) {
+      return Fail(start, "length of 2 GiB or more");
+    }
+    if (result > static_cast<uint64_t>(end - p)) {
       return Fail(start, absl::StrCat("length ", result, " runs past the end"));
     }
-    *size = result;
+    *size = static_cast<size_t>(result);
     return true;
   }
 
