@@ -75,25 +75,13 @@ stop_server() { cohortd_stop; }
 measure() {
   local label="$1" n="$2"
   shift 2
-  local before after out start end
-  before=$(cpu_ticks "$SERVER_PID")
-  start=$(date +%s.%N)
-  out="$TMP/$label.client"
-  { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
-    { echo "simulate_push: $label failed:" >&2; cat "$out.out" "$out.err" >&2; exit 1; }
-  end=$(date +%s.%N)
-  after=$(cpu_ticks "$SERVER_PID")
-  cat "$out.out"
-  awk -v label="$label" -v n="$n" -v s0="$start" -v s1="$end" \
-      -v t0="$before" -v t1="$after" -v hz="$TICKS" \
-      -v client="$(cat "$out.time")" 'BEGIN {
-    split(client, c, " ");
-    wall = s1 - s0;
+  run_client "$label" "$@"
+  awk -v label="$label" -v n="$n" -v wall="$WALL_S" -v ticks="$SERVER_TICKS" \
+      -v hz="$TICKS" -v client="$CLIENT_CPU_S" 'BEGIN {
     printf "%s: %d observations in %.2f s wall = %.0f obs/s (client process incl. start-up)\n",
       label, n, wall, n / wall;
     printf "%s: CPU: server %.2f s = %.2f us/obs, client %.2f s = %.2f us/obs\n",
-      label, (t1 - t0) / hz, (t1 - t0) / hz / n * 1e6, c[1] + c[2],
-      (c[1] + c[2]) / n * 1e6;
+      label, ticks / hz, ticks / hz / n * 1e6, client, client / n * 1e6;
   }'
 }
 

@@ -44,19 +44,11 @@ trap 'cohortd_stop; rm -rf "$TMP"' EXIT
 cohortd_config
 cohortd_start load "$TMP/store"
 
-# "tid ticks comm" per thread; comm may hold spaces, so it is read from
-# the comm file and the ticks from the fields after stat's ")".
+# Each live thread's "TID NAME TICKS" (thread_ticks), then the process
+# total as "total process TICKS".
 snapshot() {
-  for task in /proc/"$SERVER_PID"/task/*; do
-    local tid comm ticks
-    tid=${task##*/}
-    comm=$(tr ' ' '_' <"$task/comm" 2>/dev/null) || continue
-    ticks=$(sed 's/.*) //' "$task/stat" 2>/dev/null |
-      awk '{print $12 + $13}') || continue
-    echo "$tid $ticks $comm"
-  done
-  echo "total $(sed 's/.*) //' /proc/"$SERVER_PID"/stat |
-    awk '{print $12 + $13}') process"
+  thread_ticks "$SERVER_PID"
+  echo "total process $(cpu_ticks "$SERVER_PID")"
 }
 snapshot >"$TMP/before"
 "$LOAD" --target "127.0.0.1:$PORT" --observations "$OBSERVATIONS" \
@@ -65,9 +57,9 @@ sleep 2  # let the last flush and compaction finish
 snapshot >"$TMP/after"
 du -sk "$TMP/store" | awk '{printf "store on disk: %.1f MiB\n", $1 / 1024}'
 awk -v n="$OBSERVATIONS" -v hz="$(getconf CLK_TCK)" '
-  FNR == NR { before[$1] = $2; next }
-  $1 == "total" { total = $2 - before["total"]; next }
-  { d = $2 - before[$1]; by[$3] += d; seen += d }
+  FNR == NR { before[$1] = $3; next }
+  $1 == "total" { total = $3 - before["total"]; next }
+  { d = $3 - before[$1]; by[$2] += d; seen += d }
   END {
     printf "server CPU per observation: %.3f us in all\n", total / hz / n * 1e6;
     for (c in by) if (by[c] > 0)

@@ -64,21 +64,6 @@ cohortd_config
 
 TICKS=$(getconf CLK_TCK)
 minor_faults() { awk '{print $10}' "/proc/$1/stat"; }
-# One line per live thread of process $1: "TID NAME TICKS" (utime +
-# stime; the name is the thread's comm, spaces made underscores).
-thread_ticks() {
-  local stat tid rest name
-  for stat in /proc/"$1"/task/*/stat; do
-    rest=$(cat "$stat" 2>/dev/null) || continue
-    tid=${rest%% *}
-    name=${rest#*(}; name=${name%)*}
-    rest=${rest##*) }
-    # After the comm: field 3 is the state, so utime/stime (fields 14/15)
-    # are words 12 and 13 here.
-    echo "$tid ${name// /_} $(echo "$rest" | awk '{print $12 + $13}')"
-  done
-}
-
 start_server() {  # $1: name of the run
   mkdir -p "$TMP/$1"
   cohortd_start "$1" "$TMP/$1/store"
@@ -91,29 +76,19 @@ stop_server() { cohortd_stop; }
 measure() {
   local label="$1" n="$2"
   shift 2
-  local before after faults_before faults_after out start end
-  before=$(cpu_ticks "$SERVER_PID")
+  local faults_before faults_after
   faults_before=$(minor_faults "$SERVER_PID")
   thread_ticks "$SERVER_PID" >"$TMP/$label.threads0"
-  start=$(date +%s.%N)
-  out="$TMP/$label.client"
-  { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
-    { echo "throughput: $label failed:" >&2; cat "$out.out" "$out.err" >&2; exit 1; }
-  end=$(date +%s.%N)
-  after=$(cpu_ticks "$SERVER_PID")
+  run_client "$label" "$@"
   faults_after=$(minor_faults "$SERVER_PID")
   thread_ticks "$SERVER_PID" >"$TMP/$label.threads1"
-  cat "$out.out"
-  awk -v label="$label" -v n="$n" -v s0="$start" -v s1="$end" \
-      -v t0="$before" -v t1="$after" -v hz="$TICKS" \
-      -v f0="$faults_before" -v f1="$faults_after" \
-      -v client="$(cat "$out.time")" 'BEGIN {
-    split(client, c, " ");
-    wall = s1 - s0;
+  awk -v label="$label" -v n="$n" -v wall="$WALL_S" -v ticks="$SERVER_TICKS" \
+      -v hz="$TICKS" -v client="$CLIENT_CPU_S" \
+      -v f0="$faults_before" -v f1="$faults_after" 'BEGIN {
     printf "%s: %d observations in %.2f s wall = %.0f obs/s (client process incl. start-up)\n",
       label, n, wall, n / wall;
     printf "%s: CPU per observation: server %.2f us, client %.2f us\n",
-      label, (t1 - t0) / hz / n * 1e6, (c[1] + c[2]) / n * 1e6;
+      label, ticks / hz / n * 1e6, client / n * 1e6;
     printf "%s: server page faults per 1000 observations: %.1f\n",
       label, (f1 - f0) / n * 1000;
   }'

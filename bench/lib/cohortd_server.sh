@@ -17,6 +17,15 @@
 #                                from the caller's EXIT trap)
 #   cpu_ticks PID                user + system CPU of PID, in clock ticks
 #                                (getconf CLK_TCK per second)
+#   thread_ticks PID             one line per live thread of PID:
+#                                "TID NAME TICKS" (NAME its comm, spaces
+#                                made underscores)
+#   run_client LABEL CMD...      runs CMD, a client of the running cohortd,
+#                                its output in $TMP/LABEL.client.out/.err
+#                                (exits the script if it fails), prints its
+#                                output, and sets WALL_S (its wall time, s),
+#                                CLIENT_CPU_S (its user + system CPU, s) and
+#                                SERVER_TICKS (cohortd's CPU meanwhile)
 SERVER_PID=""
 PORT=""
 _cohortd_who=$(basename "$0" .sh)
@@ -59,3 +68,32 @@ cohortd_stop() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# One line per live thread of process $1: "TID NAME TICKS" (utime +
+# stime; the name is the thread's comm, spaces made underscores).
+thread_ticks() {
+  local stat tid rest name
+  for stat in /proc/"$1"/task/*/stat; do
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    tid=${rest%% *}
+    name=${rest#*(}; name=${name%)*}
+    rest=${rest##*) }
+    # After the comm: field 3 is the state, so utime/stime (fields 14/15)
+    # are words 12 and 13 here.
+    echo "$tid ${name// /_} $(echo "$rest" | awk '{print $12 + $13}')"
+  done
+}
+
+run_client() {
+  local label="$1" out="$TMP/$1.client" before start end
+  shift
+  before=$(cpu_ticks "$SERVER_PID")
+  start=$(date +%s.%N)
+  { TIMEFORMAT='%U %S'; time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" ||
+    { echo "$_cohortd_who: $label failed:" >&2; cat "$out.out" "$out.err" >&2; exit 1; }
+  end=$(date +%s.%N)
+  # shellcheck disable=SC2034  # read by the sourcing script
+  SERVER_TICKS=$(($(cpu_ticks "$SERVER_PID") - before))
+  WALL_S=$(awk -v s0="$start" -v s1="$end" 'BEGIN { print s1 - s0 }')
+  CLIENT_CPU_S=$(awk '{ print $1 + $2 }' "$out.time")
+  cat "$out.out"
+}
