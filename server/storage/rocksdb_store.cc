@@ -41,50 +41,13 @@
 #include "server/common/status_macros.h"
 #include "server/common/thread_priority.h"
 #include "server/storage/keys.h"
+#include "server/storage/rocksdb_status.h"
 
 namespace cohortd {
 namespace {
 
 rocksdb::Slice ToSlice(absl::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
-}
-
-// The one place RocksDB statuses become absl ones. Storage failures that
-// may clear up (I/O errors including a full disk, a lock held by another
-// process, shutdown) are Unavailable so that callers answer UNAVAILABLE
-// and clients retry; corruption is DataLoss and never retried.
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  std::string message = absl::StrCat(context, ": ", s.ToString());
-  if (s.IsNoSpace()) {
-    return absl::UnavailableError(absl::StrCat(
-        "store is out of space; writes are refused until space is freed, "
-        "then resume by themselves (",
-        message, ")"));
-  }
-  switch (s.code()) {
-    case rocksdb::Status::kNotFound:
-      return absl::NotFoundError(message);
-    case rocksdb::Status::kCorruption:
-      return absl::DataLossError(message);
-    case rocksdb::Status::kNotSupported:
-      return absl::UnimplementedError(message);
-    case rocksdb::Status::kInvalidArgument:
-      return absl::InvalidArgumentError(message);
-    case rocksdb::Status::kIOError:
-    case rocksdb::Status::kBusy:
-    case rocksdb::Status::kTryAgain:
-    case rocksdb::Status::kShutdownInProgress:
-    case rocksdb::Status::kIncomplete:
-      return absl::UnavailableError(message);
-    case rocksdb::Status::kTimedOut:
-    case rocksdb::Status::kExpired:
-      return absl::DeadlineExceededError(message);
-    case rocksdb::Status::kAborted:
-      return absl::AbortedError(message);
-    default:
-      return absl::InternalError(message);
-  }
 }
 
 // The smallest string greater than every string starting with `prefix`,
@@ -99,20 +62,6 @@ std::string PrefixSuccessor(absl::string_view prefix) {
     s.pop_back();
   }
   return s;
-}
-
-// Reads verify block checksums (RocksDB's default, stated here because the
-// integrity guarantee rests on it) and ignore range tombstones: cohortd
-// never writes one (WriteBatch has no range delete), and RocksDB 7.8's
-// MergingIterator, while it processes them, drops a child iterator's error
-// at an SST boundary (SkipNextDeleted pops the exhausted LevelIterator
-// without looking at its status), so a scan silently ended at the first
-// damaged SST of each level instead of failing with Corruption.
-rocksdb::ReadOptions MakeReadOptions() {
-  rocksdb::ReadOptions options;
-  options.verify_checksums = true;
-  options.ignore_range_deletions = true;
-  return options;
 }
 
 // The names of the files in `dir` ending with `suffix`, sorted.

@@ -28,6 +28,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
+#include "server/storage/rocksdb_status.h"
 #include "server/storage/rocksdb_store.h"
 #include "server/storage/wal_reader.h"
 
@@ -37,13 +38,6 @@ namespace {
 namespace fs = std::filesystem;
 
 // --- Shared helpers -------------------------------------------------------
-
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsCorruption())
-    return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
-  return absl::UnavailableError(absl::StrCat(what, ": ", s.ToString()));
-}
 
 // Ledger, release cache and audit log: never dropped by a salvage.
 bool IsLedgerKey(absl::string_view key) {
@@ -179,10 +173,9 @@ absl::Status SwapIn(const std::string& dir, const std::string& salvaged,
   return absl::OkStatus();
 }
 
+// The store's reads (rocksdb_status.h), not kept in the cache.
 rocksdb::ReadOptions VerifyingRead() {
-  rocksdb::ReadOptions read;
-  read.verify_checksums = true;
-  read.ignore_range_deletions = true;  // see rocksdb_store.cc
+  rocksdb::ReadOptions read = MakeReadOptions();
   read.fill_cache = false;
   return read;
 }
