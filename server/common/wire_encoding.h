@@ -4,8 +4,9 @@
 // varint). For the hot paths that write wire bytes without building a
 // message: the server's stored contributions (ingest/ingestor.cc), the
 // store's WriteBatch (storage/store.h) and cohortctl's requests
-// (tools/cohortctl/observation_wire.cc). Header-only: cohortctl includes
-// it without linking a server library.
+// (tools/cohortctl/observation_wire.cc); and RocksDB's length-prefixed
+// slices read back (storage/store.cc, storage/wal_reader.cc). Header-only:
+// cohortctl includes it without linking a server library.
 #ifndef COHORTD_SERVER_COMMON_WIRE_ENCODING_H_
 #define COHORTD_SERVER_COMMON_WIRE_ENCODING_H_
 
@@ -18,16 +19,22 @@
 namespace cohortd {
 namespace wire {
 
+// Writes `value` as a varint (1 to 10 bytes) at `out`, which has room for
+// 10; returns the bytes written.
+inline size_t EncodeVarint(uint64_t value, char* out) {
+  size_t n = 0;
+  while (value >= 0x80) {
+    out[n++] = static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  out[n++] = static_cast<char>(value);
+  return n;
+}
+
 // Appends `value` as a varint (1 to 10 bytes).
 inline void AppendVarint(uint64_t value, std::string* out) {
   char buf[10];
-  int n = 0;
-  while (value >= 0x80) {
-    buf[n++] = static_cast<char>((value & 0x7f) | 0x80);
-    value >>= 7;
-  }
-  buf[n++] = static_cast<char>(value);
-  out->append(buf, n);
+  out->append(buf, EncodeVarint(value, buf));
 }
 
 // The bytes AppendVarint writes for `value`.
@@ -47,6 +54,34 @@ inline void AppendLengthDelimited(uint8_t tag, absl::string_view bytes,
   out->push_back(static_cast<char>(tag));
   AppendVarint(bytes.size(), out);
   out->append(bytes.data(), bytes.size());
+}
+
+// Reads a varint of at most 5 bytes (RocksDB's varint32; bits past 32
+// dropped) from the front of `*in` and removes it. False when `*in` ends
+// inside it or it is longer; `*in` is then unspecified.
+inline bool ConsumeVarint32(absl::string_view* in, uint32_t* value) {
+  uint32_t result = 0;
+  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
+    const uint32_t byte = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    result |= (byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *value = result;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Reads a varint32 length and that many bytes (a RocksDB length-prefixed
+// slice) from the front of `*in` into `*out`, a view of `*in`'s bytes.
+inline bool ConsumeLengthPrefixed(absl::string_view* in,
+                                  absl::string_view* out) {
+  uint32_t size = 0;
+  if (!ConsumeVarint32(in, &size) || in->size() < size) return false;
+  *out = in->substr(0, size);
+  in->remove_prefix(size);
+  return true;
 }
 
 }  // namespace wire

@@ -106,14 +106,8 @@ void EncodeContribution(const ObservationRef& obs, std::string* out) {
 
 // The sequence field into `out` (room for 11 bytes); returns its size.
 size_t EncodeSequence(uint64_t sequence, char* out) {
-  size_t n = 0;
-  out[n++] = static_cast<char>(kSequenceTag);
-  while (sequence >= 0x80) {
-    out[n++] = static_cast<char>((sequence & 0x7f) | 0x80);
-    sequence >>= 7;
-  }
-  out[n++] = static_cast<char>(sequence);
-  return n;
+  out[0] = static_cast<char>(kSequenceTag);
+  return 1 + wire::EncodeVarint(sequence, out + 1);
 }
 
 // Whether `stored` is exactly `body` followed by a sequence field: the

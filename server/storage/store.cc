@@ -4,54 +4,29 @@
 #include <cstdlib>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "server/common/logging.h"
+#include "server/common/wire_encoding.h"
 
 namespace cohortd {
-namespace {
-
-// Reads a varint32 at `*pos` of `bytes`, advancing `*pos`; false when it
-// runs past the end or is longer than five bytes.
-bool ReadVarint32(absl::string_view bytes, size_t* pos, uint32_t* value) {
-  uint32_t result = 0;
-  for (int shift = 0; shift <= 28 && *pos < bytes.size(); shift += 7) {
-    const uint32_t byte = static_cast<uint8_t>(bytes[(*pos)++]);
-    result |= (byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) {
-      *value = result;
-      return true;
-    }
-  }
-  return false;
-}
-
-bool ReadSlice(absl::string_view bytes, size_t* pos, absl::string_view* out) {
-  uint32_t size = 0;
-  if (!ReadVarint32(bytes, pos, &size) || bytes.size() - *pos < size) {
-    return false;
-  }
-  *out = bytes.substr(*pos, size);
-  *pos += size;
-  return true;
-}
-
-}  // namespace
 
 std::vector<WriteBatch::Op> WriteBatch::ops() const {
   std::vector<Op> out;
   out.reserve(count_);
-  const absl::string_view bytes = rep_;
-  size_t pos = kHeaderSize;
-  while (pos < bytes.size()) {
+  absl::string_view rest = absl::string_view(rep_).substr(kHeaderSize);
+  while (!rest.empty()) {
     Op op;
-    const char tag = bytes[pos++];
+    const char tag = rest.front();
+    rest.remove_prefix(1);
     op.is_delete = tag == kDeletionTag;
     // Only this class writes the encoding, so it always parses.
-    const bool ok = (tag == kDeletionTag || tag == kValueTag) &&
-                    ReadSlice(bytes, &pos, &op.key) &&
-                    (op.is_delete || ReadSlice(bytes, &pos, &op.value));
+    const bool ok =
+        (tag == kDeletionTag || tag == kValueTag) &&
+        wire::ConsumeLengthPrefixed(&rest, &op.key) &&
+        (op.is_delete || wire::ConsumeLengthPrefixed(&rest, &op.value));
     if (!ok) {
       LogError("store", "WriteBatch encoding is malformed at byte %d",
-               static_cast<int>(pos));
+               static_cast<int>(rep_.size() - rest.size()));
       std::abort();
     }
     out.push_back(op);

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "server/common/wire_encoding.h"
 
 namespace cohortd {
 namespace {
@@ -56,24 +57,6 @@ uint64_t Fixed64(const char* p) {
   return (static_cast<uint64_t>(Fixed32(p + 4)) << 32) | Fixed32(p);
 }
 
-bool GetVarint32(absl::string_view* in, uint32_t* v) {
-  *v = 0;
-  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
-    const uint8_t b = static_cast<uint8_t>(in->front());
-    in->remove_prefix(1);
-    *v |= static_cast<uint32_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
-bool GetLengthPrefixed(absl::string_view* in, absl::string_view* out) {
-  uint32_t n = 0;
-  if (!GetVarint32(in, &n) || in->size() < n) return false;
-  *out = in->substr(0, n);
-  in->remove_prefix(n);
-  return true;
-}
-
 // Parses a write batch's contents (best effort for a damaged one): the
 // operations up to the first it cannot read.
 void ParseBatch(absl::string_view payload, WalBatch* batch) {
@@ -90,28 +73,29 @@ void ParseBatch(absl::string_view payload, WalBatch* batch) {
     switch (tag) {  // RocksDB's ValueType (db/dbformat.h)
       case 0x4:     // column family deletion
       case 0x8:     // column family single deletion
-        if (!GetVarint32(&in, &entry.column_family)) return;
+        if (!wire::ConsumeVarint32(&in, &entry.column_family)) return;
         [[fallthrough]];
       case 0x0:  // deletion
       case 0x7:  // single deletion
-        if (!GetLengthPrefixed(&in, &key)) return;
+        if (!wire::ConsumeLengthPrefixed(&in, &key)) return;
         entry.kind = (tag == 0x0 || tag == 0x4) ? WalEntry::Kind::kDelete
                                                 : WalEntry::Kind::kSingleDelete;
         break;
       case 0x5:  // column family value
       case 0x6:  // column family merge
-        if (!GetVarint32(&in, &entry.column_family)) return;
+        if (!wire::ConsumeVarint32(&in, &entry.column_family)) return;
         [[fallthrough]];
       case 0x1:  // value
       case 0x2:  // merge
-        if (!GetLengthPrefixed(&in, &key) || !GetLengthPrefixed(&in, &value)) {
+        if (!wire::ConsumeLengthPrefixed(&in, &key) ||
+            !wire::ConsumeLengthPrefixed(&in, &value)) {
           return;
         }
         entry.kind = (tag == 0x1 || tag == 0x5) ? WalEntry::Kind::kPut
                                                 : WalEntry::Kind::kMerge;
         break;
       case 0x3:  // log data: no key, not counted
-        if (!GetLengthPrefixed(&in, &value)) return;
+        if (!wire::ConsumeLengthPrefixed(&in, &value)) return;
         continue;
       default:
         return;  // a kind cohortd never writes
