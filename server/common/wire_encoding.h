@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -54,6 +55,51 @@ inline void AppendLengthDelimited(uint8_t tag, absl::string_view bytes,
   out->push_back(static_cast<char>(tag));
   AppendVarint(bytes.size(), out);
   out->append(bytes.data(), bytes.size());
+}
+
+// Map entries (a message with the key as field 1 and the value as field
+// 2), written as field `tag` of the enclosing message: map<string,
+// string> and map<string, double>. *MapEntryBytes: the bytes Append*
+// writes, tag included.
+inline constexpr uint8_t kMapKeyTag = (1 << 3) | 2;
+inline constexpr uint8_t kMapStringValueTag = (2 << 3) | 2;
+inline constexpr uint8_t kMapDoubleValueTag = (2 << 3) | 1;
+inline size_t StringMapEntryBody(absl::string_view key,
+                                 absl::string_view value) {
+  return 2 + VarintSize(key.size()) + key.size() + VarintSize(value.size()) +
+         value.size();
+}
+inline size_t DoubleMapEntryBody(absl::string_view key) {
+  return 1 + VarintSize(key.size()) + key.size() + 9;
+}
+inline size_t StringMapEntryBytes(absl::string_view key,
+                                  absl::string_view value) {
+  const size_t body = StringMapEntryBody(key, value);
+  return 1 + VarintSize(body) + body;
+}
+inline size_t DoubleMapEntryBytes(absl::string_view key) {
+  const size_t body = DoubleMapEntryBody(key);
+  return 1 + VarintSize(body) + body;
+}
+inline void AppendStringMapEntry(uint8_t tag, absl::string_view key,
+                                 absl::string_view value, std::string* out) {
+  out->push_back(static_cast<char>(tag));
+  AppendVarint(StringMapEntryBody(key, value), out);
+  AppendLengthDelimited(kMapKeyTag, key, out);
+  AppendLengthDelimited(kMapStringValueTag, value, out);
+}
+inline void AppendDoubleMapEntry(uint8_t tag, absl::string_view key,
+                                 double value, std::string* out) {
+  out->push_back(static_cast<char>(tag));
+  AppendVarint(DoubleMapEntryBody(key), out);
+  AppendLengthDelimited(kMapKeyTag, key, out);
+  out->push_back(static_cast<char>(kMapDoubleValueTag));  // little-endian
+  uint64_t bits;
+  static_assert(sizeof(bits) == sizeof(value));
+  std::memcpy(&bits, &value, sizeof(bits));
+  for (int b = 0; b < 8; ++b) {
+    out->push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
+  }
 }
 
 // Reads a varint of at most 5 bytes (RocksDB's varint32; bits past 32

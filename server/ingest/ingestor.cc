@@ -3,7 +3,6 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <cstring>
 #include <deque>
 #include <utility>
 
@@ -53,54 +52,29 @@ absl::StatusOr<uint64_t> ReadCounter(Store* store, absl::string_view key) {
 // on the ingest path. Any protobuf parser reads it (map entries are
 // messages with key 1 and value 2); readers never depend on the order.
 
-using wire::AppendLengthDelimited;
-using wire::AppendVarint;
-using wire::VarintSize;
-
-// Tags: SourceContribution.labels = 1 and .measures = 2 (length-delimited),
-// .sequence = 3 (varint); in a map entry, key = 1 (length-delimited) and
-// value = 2 (length-delimited for a string, 64-bit for a double).
+// Tags: SourceContribution.labels = 1 and .measures = 2 (length-delimited
+// map entries, wire_encoding.h), .sequence = 3 (varint).
 constexpr uint8_t kLabelsTag = (1 << 3) | 2;
 constexpr uint8_t kMeasuresTag = (2 << 3) | 2;
 constexpr uint8_t kSequenceTag = (3 << 3) | 0;
-constexpr uint8_t kEntryKeyTag = (1 << 3) | 2;
-constexpr uint8_t kEntryStringTag = (2 << 3) | 2;
-constexpr uint8_t kEntryDoubleTag = (2 << 3) | 1;
 
 // The contribution of `obs` without its sequence (EncodeSequence's field
 // follows it in the stored value).
 void EncodeContribution(const ObservationRef& obs, std::string* out) {
   size_t size = 0;
   for (const auto& [name, value] : obs.labels) {
-    const size_t entry = 2 + VarintSize(name.size()) + name.size() +
-                         VarintSize(value.size()) + value.size();
-    size += 1 + VarintSize(entry) + entry;
+    size += wire::StringMapEntryBytes(name, value);
   }
   for (const auto& [name, value] : obs.measures) {
-    const size_t entry = 1 + VarintSize(name.size()) + name.size() + 9;
-    size += 1 + VarintSize(entry) + entry;
+    size += wire::DoubleMapEntryBytes(name);
   }
   out->clear();
   out->reserve(size + 11);
   for (const auto& [name, value] : obs.labels) {
-    out->push_back(static_cast<char>(kLabelsTag));
-    AppendVarint(2 + VarintSize(name.size()) + name.size() +
-                     VarintSize(value.size()) + value.size(),
-                 out);
-    AppendLengthDelimited(kEntryKeyTag, name, out);
-    AppendLengthDelimited(kEntryStringTag, value, out);
+    wire::AppendStringMapEntry(kLabelsTag, name, value, out);
   }
   for (const auto& [name, value] : obs.measures) {
-    out->push_back(static_cast<char>(kMeasuresTag));
-    AppendVarint(1 + VarintSize(name.size()) + name.size() + 9, out);
-    AppendLengthDelimited(kEntryKeyTag, name, out);
-    out->push_back(static_cast<char>(kEntryDoubleTag));
-    uint64_t bits;
-    static_assert(sizeof(bits) == sizeof(value));
-    std::memcpy(&bits, &value, sizeof(bits));
-    for (int b = 0; b < 8; ++b) {
-      out->push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
-    }
+    wire::AppendDoubleMapEntry(kMeasuresTag, name, value, out);
   }
 }
 

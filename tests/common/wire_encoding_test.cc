@@ -61,5 +61,19 @@ TEST(WireEncodingTest, LengthPrefixedSlicesAreViewsAndMustFit) {
   EXPECT_FALSE(ConsumeLengthPrefixed(&too_short, &out));
 }
 
+TEST(WireEncodingTest, MapEntriesAreAsLongAsTheirSizesSay) {
+  std::string out;
+  AppendStringMapEntry(0x2a, "work_mode", "fix", &out);
+  EXPECT_EQ(out, std::string("\x2a\x10\x0a\x09work_mode\x12\x03"
+                             "fix"));
+  EXPECT_EQ(out.size(), StringMapEntryBytes("work_mode", "fix"));
+  out.clear();
+  AppendDoubleMapEntry(0x32, "lines", 1.0, &out);
+  // 1.0 is 0x3ff0000000000000, written little-endian.
+  EXPECT_EQ(out,
+            std::string("\x32\x10\x0a\x05lines\x11\0\0\0\0\0\0\xf0\x3f", 18));
+  EXPECT_EQ(out.size(), DoubleMapEntryBytes("lines"));
+}
+
 }  // namespace
 }  // namespace cohortd::wire

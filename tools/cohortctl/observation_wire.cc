@@ -1,7 +1,6 @@
 #include "tools/cohortctl/observation_wire.h"
 
 #include <cstdint>
-#include <cstring>
 
 #include "server/common/wire_encoding.h"
 
@@ -9,7 +8,7 @@ namespace cohortd::cohortctl {
 namespace {
 
 // Field tags (field number << 3 | wire type) of cohortd.v1.PushRequest,
-// Observation, google.protobuf.Timestamp and a map entry.
+// Observation and google.protobuf.Timestamp (map entries: wire_encoding.h).
 constexpr char kRequestDatasetTag = (1 << 3) | 2;
 constexpr char kRequestObservationTag = (2 << 3) | 2;
 constexpr char kSessionIdTag = (1 << 3) | 2;
@@ -20,9 +19,6 @@ constexpr char kLabelsTag = (5 << 3) | 2;
 constexpr char kMeasuresTag = (6 << 3) | 2;
 constexpr char kSecondsTag = (1 << 3) | 0;
 constexpr char kNanosTag = (2 << 3) | 0;
-constexpr char kEntryKeyTag = (1 << 3) | 2;
-constexpr char kEntryStringTag = (2 << 3) | 2;
-constexpr char kEntryDoubleTag = (2 << 3) | 1;
 
 using ::cohortd::wire::AppendVarint;
 using ::cohortd::wire::VarintSize;
@@ -80,25 +76,11 @@ void ObservationWireWriter::Source(absl::string_view source) {
 
 void ObservationWireWriter::Label(absl::string_view name,
                                   absl::string_view value) {
-  body_.push_back(kLabelsTag);
-  AppendVarint(2 + VarintSize(name.size()) + name.size() +
-                   VarintSize(value.size()) + value.size(),
-               &body_);
-  AppendBytesField(kEntryKeyTag, name, &body_);
-  AppendBytesField(kEntryStringTag, value, &body_);
+  ::cohortd::wire::AppendStringMapEntry(kLabelsTag, name, value, &body_);
 }
 
 void ObservationWireWriter::Measure(absl::string_view name, double value) {
-  body_.push_back(kMeasuresTag);
-  AppendVarint(1 + VarintSize(name.size()) + name.size() + 9, &body_);
-  AppendBytesField(kEntryKeyTag, name, &body_);
-  body_.push_back(kEntryDoubleTag);
-  uint64_t bits;
-  static_assert(sizeof(bits) == sizeof(value));
-  std::memcpy(&bits, &value, sizeof(bits));
-  for (int b = 0; b < 8; ++b) {
-    body_.push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
-  }
+  ::cohortd::wire::AppendDoubleMapEntry(kMeasuresTag, name, value, &body_);
 }
 
 void ObservationWireWriter::AppendTo(std::string* request) const {
