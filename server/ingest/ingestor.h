@@ -211,6 +211,14 @@ class Ingestor {
                                          SessionPredicate predicate,
                                          DeletionWriter writer = nullptr);
 
+  // The dataset of a push of `observations` to `dataset`, or
+  // InvalidArgument (naming the field) for an unknown dataset or a batch
+  // above max_batch_size: the checks Push makes first, for a caller that
+  // must make them before its own (IngestService, before the rate limit).
+  // Thread-safe.
+  absl::StatusOr<const DatasetSpec*> CheckRequest(absl::string_view dataset,
+                                                  size_t observations) const;
+
   // A lock the committer holds exclusively from just before each durable
   // write until the listener has seen it. A reader holding it shared sees
   // the store and the listener's state (e.g. the index) at the same
@@ -278,10 +286,6 @@ class Ingestor {
            IngestListener* listener, const OpenDomainCatalog* domains,
            uint64_t sequence);
 
-  // The dataset of a push, or InvalidArgument for an unknown dataset or a
-  // batch above max_batch_size.
-  absl::StatusOr<const DatasetSpec*> CheckRequest(absl::string_view dataset,
-                                                  size_t observations) const;
   // Push, once the request passed CheckRequest.
   absl::StatusOr<cohortd::v1::PushResponse> PushValid(
       const DatasetSpec* dataset,

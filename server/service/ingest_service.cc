@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "grpc/grpc.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/impl/rpc_service_method.h"
@@ -63,14 +62,9 @@ std::string AuthorizationHeader(const grpc::ServerContext& context) {
   return std::string(it->second.data(), it->second.size());
 }
 
-IngestService::IngestService(const Config* config, const Authenticator* auth,
-                             Ingestor* ingestor, RateLimiter* limiter,
-                             MetricsRegistry* metrics)
-    : config_(config),
-      auth_(auth),
-      ingestor_(ingestor),
-      limiter_(limiter),
-      metrics_(metrics) {
+IngestService::IngestService(const Authenticator* auth, Ingestor* ingestor,
+                             RateLimiter* limiter, MetricsRegistry* metrics)
+    : auth_(auth), ingestor_(ingestor), limiter_(limiter), metrics_(metrics) {
   // As generated code registers cohortd.v1.Ingest, but taking requests as
   // bytes for PushWireReader (the paths and wire format are the public
   // ones).
@@ -120,24 +114,11 @@ grpc::Status IngestService::PushOne(grpc::ServerContext* context,
                                     const std::string& principal,
                                     PushWireReader* request,
                                     cohortd::v1::PushResponse* response) {
-  const DatasetSpec* dataset = config_->FindDataset(request->dataset());
-  if (dataset == nullptr) {
-    std::vector<std::string> names;
-    for (const auto& d : config_->datasets) names.push_back(d.name);
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("dataset: unknown dataset '", EchoName(request->dataset()),
-                     "'; datasets: ", absl::StrJoin(names, ", ")));
-  }
   const int n = request->size();
-  if (n > config_->max_batch_size) {
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("observations: batch of ", n,
-                     " observations is larger than the maximum of ",
-                     config_->max_batch_size,
-                     "; split it into smaller pushes"));
-  }
+  absl::StatusOr<const DatasetSpec*> checked =
+      ingestor_->CheckRequest(request->dataset(), static_cast<size_t>(n));
+  if (!checked.ok()) return ToGrpcStatus(checked.status());
+  const DatasetSpec* dataset = *checked;
   if (LimitDecision d = limiter_->ChargeIngest(principal, n); !d.ok()) {
     return ToGrpcStatusWithRetry(d, context);
   }

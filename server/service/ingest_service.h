@@ -41,9 +41,8 @@ class IngestService final : public grpc::Service {
   using PushStreamType =
       grpc::ServerReaderWriter<cohortd::v1::PushResponse, grpc::ByteBuffer>;
 
-  IngestService(const Config* config, const Authenticator* auth,
-                Ingestor* ingestor, RateLimiter* limiter,
-                MetricsRegistry* metrics);
+  IngestService(const Authenticator* auth, Ingestor* ingestor,
+                RateLimiter* limiter, MetricsRegistry* metrics);
 
   // Errors: as Ingestor::Push (INVALID_ARGUMENT for an unknown dataset, a
   // batch above max_batch_size; UNAVAILABLE when shutting down or the
@@ -79,7 +78,6 @@ class IngestService final : public grpc::Service {
                        cohortd::v1::PushResponse* response);
   bool shutting_down() const;
 
-  const Config* const config_;
   const Authenticator* const auth_;
   Ingestor* const ingestor_;
   RateLimiter* const limiter_;

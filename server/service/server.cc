@@ -270,8 +270,8 @@ absl::StatusOr<std::unique_ptr<CohortdServer>> CohortdServer::Start(
   server->limiter_ = std::make_unique<RateLimiter>(
       cfg.limits, MaxReceiveMessageBytes(cfg), Clock::Real(), metrics);
   server->ingest_service_ = std::make_unique<IngestService>(
-      &cfg, server->auth_.get(), server->ingestor_.get(),
-      server->limiter_.get(), metrics);
+      server->auth_.get(), server->ingestor_.get(), server->limiter_.get(),
+      metrics);
   server->query_service_ = std::make_unique<QueryService>(
       &cfg, server->auth_.get(), server->query_engine_.get(),
       server->journal_.get(), dashboard);
